@@ -1,0 +1,198 @@
+/**
+ * Shared pieces of the benchmark harness (see ../shared/BENCHMARKS.md): one clock across
+ * processes, stamped payloads, open-loop pacing, CPU time from /proc, percentiles, and the
+ * result record every scenario produces.
+ *
+ * @module
+ */
+
+import { monotonicNs } from "../sys/clock.ts";
+
+export { monotonicNs };
+
+/** One measured point: a scenario, its parameters, and what was observed. */
+export interface Result {
+  /** The transport or peer measured, such as "msgfs", "nats", "fifo". */
+  transport: string;
+  /** What was measured, such as "latency", "throughput", "replay". */
+  scenario: string;
+  /** Payload size in bytes. */
+  size: number;
+  /** Offered rate in messages per second, or 0 for unpaced. */
+  rate: number;
+  /** Number of subscriber processes. */
+  subscribers: number;
+  /** The file system, such as "tmpfs" or "ext4" ("" when none is involved). */
+  fs: string;
+  /** Latency percentiles in microseconds (absent for throughput-only points). */
+  p50_us?: number;
+  p90_us?: number;
+  p99_us?: number;
+  p999_us?: number;
+  max_us?: number;
+  /** Messages delivered (summed over subscribers) and expected. */
+  delivered: number;
+  expected: number;
+  /** Duplicates and per-publisher order violations seen by subscribers. */
+  duplicates: number;
+  order_violations: number;
+  /** Publisher and subscriber rates, messages per second. */
+  pub_rate?: number;
+  sub_rate?: number;
+  /** CPU time (user + system) per message, microseconds, summed over the processes. */
+  cpu_us_per_msg?: number;
+  /** Anything else worth keeping. */
+  notes?: string;
+}
+
+/**
+ * Writes the send time (CLOCK_MONOTONIC ns) and a sequence number into the first 16 bytes.
+ *
+ * @param payload The payload, at least 16 bytes.
+ * @param seq The per-publisher sequence number.
+ * @param sentNs The time to record (the scheduled send time for paced runs).
+ */
+export function stamp(payload: Uint8Array, seq: number, sentNs: bigint): void {
+  const view = new DataView(payload.buffer, payload.byteOffset, 16);
+  view.setBigUint64(0, sentNs, true);
+  view.setBigUint64(8, BigInt(seq), true);
+}
+
+/**
+ * Reads what {@linkcode stamp} wrote.
+ *
+ * @param payload The received payload.
+ * @returns The send time and sequence number.
+ */
+export function readStamp(payload: Uint8Array): { sentNs: bigint; seq: number } {
+  const view = new DataView(payload.buffer, payload.byteOffset, 16);
+  return { sentNs: view.getBigUint64(0, true), seq: Number(view.getBigUint64(8, true)) };
+}
+
+/**
+ * Sends `count` messages at `rate` per second, open loop: a timer tick sends every message
+ * now due, each stamped with its scheduled time, so stalls show up as latency.
+ * With `rate` 0, sends as fast as possible (yielding to the event loop every 1,000).
+ *
+ * @param rate Messages per second, or 0 for unpaced.
+ * @param count How many to send.
+ * @param send Called with the sequence number and the scheduled send time.
+ */
+export async function paced(
+  rate: number,
+  count: number,
+  send: (seq: number, scheduledNs: bigint) => void,
+): Promise<void> {
+  if (rate <= 0) {
+    for (let i = 0; i < count; i++) {
+      send(i, monotonicNs());
+      if (i % 1000 === 999) await new Promise((r) => setTimeout(r, 0));
+    }
+    return;
+  }
+  const intervalNs = BigInt(Math.round(1e9 / rate));
+  const start = monotonicNs();
+  let i = 0;
+  while (i < count) {
+    const now = monotonicNs();
+    while (i < count && start + BigInt(i) * intervalNs <= now) {
+      send(i, start + BigInt(i) * intervalNs);
+      i++;
+    }
+    if (i < count) await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/**
+ * CPU time (user + system) of a process so far, in milliseconds, from /proc/PID/stat.
+ *
+ * @param pid The process id (default: this process).
+ * @returns Milliseconds of CPU time, or NaN when the process is gone.
+ */
+export function cpuTimeMs(pid: number = Deno.pid): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return ticks * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Latency percentiles of a set of samples.
+ *
+ * @param samplesUs The samples in microseconds (sorted in place).
+ * @returns p50, p90, p99, p99.9 and max, rounded to 0.1 µs.
+ */
+export function percentiles(
+  samplesUs: number[] | Float64Array,
+): Pick<Result, "p50_us" | "p90_us" | "p99_us" | "p999_us" | "max_us"> {
+  const s = Float64Array.from(samplesUs).sort();
+  const at = (q: number) => round1(s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN);
+  return {
+    p50_us: at(0.5),
+    p90_us: at(0.9),
+    p99_us: at(0.99),
+    p999_us: at(0.999),
+    max_us: round1(s[s.length - 1] ?? NaN),
+  };
+}
+
+/**
+ * The median of some numbers.
+ *
+ * @param xs The numbers.
+ * @returns The median (NaN for none).
+ */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/**
+ * Counts what a subscriber saw against what one publisher sent: per-publisher order
+ * violations and duplicates, from the sequence numbers in arrival order.
+ *
+ * @param seqs Sequence numbers in arrival order.
+ * @returns Duplicates, order violations and distinct messages.
+ */
+export function checkSequence(
+  seqs: number[],
+): { duplicates: number; order: number; distinct: number } {
+  const seen = new Set<number>();
+  let duplicates = 0;
+  let order = 0;
+  let last = -1;
+  for (const s of seqs) {
+    if (seen.has(s)) duplicates++;
+    else seen.add(s);
+    if (s < last) order++;
+    last = s;
+  }
+  return { duplicates, order, distinct: seen.size };
+}
+
+/**
+ * Waits until `cond()` is true, polling every few milliseconds, or throws after `timeoutMs`.
+ *
+ * @param cond The condition.
+ * @param timeoutMs The deadline.
+ * @param what What is awaited, for the error message.
+ */
+export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The `fsbus` command: publish/subscribe through the Linux file system.
+ *
+ * Run it with `deno run -A jsr:@x/fsbus COMMAND ...`, as a compiled executable, or from a
+ * checkout with `deno run -A cli.ts COMMAND ...`. Each command family lives in `cli/` and is
+ * loaded only when used, so a one-shot `fsbus pub` starts fast.
+ *
+ * @example Run the CLI from a program
+ * ```ts ignore
+ * import { main } from "jsr:@x/fsbus/cli";
+ * const code = await main(["pub", "/tmp/bus", "hello"]);
+ * ```
+ *
+ * @module
+ */
+
+import denoJson from "./deno.json" with { type: "json" };
+import { FsbusError } from "./types.ts";
+import { isBrokenPipe, out, warn } from "./cli/_output.ts";
+
+/** A command's entry point: takes the arguments after its name, returns the exit code. */
+type Entry = (args: string[]) => Promise<number>;
+
+interface CommandInfo {
+  summary: string;
+  load: () => Promise<Entry>;
+}
+
+const COMMANDS: Record<string, CommandInfo> = {
+  pub: {
+    summary: "Publish a message to a directory bus (msgfs)",
+    load: async () => (await import("./cli/msgfs.ts")).pub,
+  },
+  sub: {
+    summary: "Subscribe to a directory bus (msgfs) and print its messages",
+    load: async () => (await import("./cli/msgfs.ts")).sub,
+  },
+  init: {
+    summary: "Create a directory bus with its access mode and retention",
+    load: async () => (await import("./cli/msgfs.ts")).init,
+  },
+  gc: {
+    summary: "Remove expired messages from a directory bus now",
+    load: async () => (await import("./cli/msgfs.ts")).gc,
+  },
+  filebus: {
+    summary: "A regular file as a multicast named pipe (filebus-compatible)",
+    load: async () => (await import("./cli/filebus.ts")).filebus,
+  },
+  mq: {
+    summary: "Groups of buffered message streams with ctl, order and replay (mq(4))",
+    load: async () => (await import("./cli/mq.ts")).mq,
+  },
+  pin: {
+    summary: "Detachable sessions over mq stream groups (pin(1))",
+    load: async () => (await import("./cli/pin.ts")).pin,
+  },
+  fanout: {
+    summary: "One-to-many ring buffers (/dev/fanout semantics)",
+    load: async () => (await import("./cli/fanout.ts")).fanout,
+  },
+  pubmsg: {
+    summary: "Publish stdin lines to a topic (baf)",
+    load: async () => (await import("./cli/fanout.ts")).pubmsg,
+  },
+  submsg: {
+    summary: "Print the lines of several topics (baf)",
+    load: async () => (await import("./cli/fanout.ts")).submsg,
+  },
+};
+
+/** The package version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+function topHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 2;
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`);
+  return [
+    `fsbus ${VERSION}: publish/subscribe through the Linux file system`,
+    "",
+    "Usage: fsbus COMMAND [ARGS...]",
+    "       fsbus COMMAND --help",
+    "",
+    "Commands:",
+    ...rows,
+    "",
+    "Options:",
+    "  -h, --help     Show this help",
+    "  -V, --version  Show the version",
+    "",
+    "Examples:",
+    "  # Watch a directory bus and print each message as it arrives",
+    "  fsbus sub /dev/shm/bus",
+    "  # Publish from another terminal, or with plain shell",
+    "  fsbus pub /dev/shm/bus 'hello'",
+    "  echo hello > /dev/shm/bus/greeting",
+    "",
+  ].join("\n");
+}
+
+/**
+ * Runs the CLI with `args` and returns the exit code: 0 ok, 1 failure, 2 usage.
+ * Errors are reported on stderr as one line, `fsbus: ...`.
+ *
+ * @param args The command line, without the program name.
+ * @returns The exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./cli.ts";
+ * Deno.exit(await main(["--version"]));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    if (command === undefined || command === "-h" || command === "--help" || command === "help") {
+      if (command === "help" && rest[0] && COMMANDS[rest[0]]) {
+        return await (await COMMANDS[rest[0]]!.load())(["--help"]);
+      }
+      out(topHelp());
+      return command === undefined ? 2 : 0;
+    }
+    if (command === "-V" || command === "--version" || command === "version") {
+      out(`fsbus ${VERSION}\n`);
+      return 0;
+    }
+    const info = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!info) {
+      warn(`Unknown command "${command}" (see "fsbus --help")`);
+      return 2;
+    }
+    return await (await info.load())(rest);
+  } catch (err) {
+    return report(err);
+  }
+}
+
+/**
+ * Reports an error the way every command does, and returns its exit code.
+ *
+ * @param err The caught error.
+ * @returns The exit code: the error's own for an FsbusError, 0 for a closed stdout, else 1.
+ *
+ * @example
+ * ```ts ignore
+ * import { report } from "./cli.ts";
+ * const code = report(new Error("boom")); // prints "fsbus: boom", returns 1
+ * ```
+ */
+export function report(err: unknown): number {
+  if (isBrokenPipe(err)) return 0;
+  if (err instanceof FsbusError) {
+    warn(err.message);
+    return err.exitCode;
+  }
+  if (err instanceof Deno.errors.NotCapable) {
+    warn(`${err.message.split("\n")[0]} (run with -A)`);
+    return 1;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  warn(message.split("\n")[0]!);
+  if (Deno.env.get("FSBUS_DEBUG") && err instanceof Error && err.stack) {
+    console.error(err.stack);
+  }
+  return 1;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

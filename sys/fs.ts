@@ -1,0 +1,224 @@
+/**
+ * File calls Deno's own API lacks: `open` with `O_NOFOLLOW`/`O_NONBLOCK`, `statx` on an fd,
+ * and whole-file reads and writes on raw descriptors.
+ *
+ * @module
+ */
+
+import { check, cstring, errno, libc } from "./libc.ts";
+import { Errno, SysError } from "./errno.ts";
+
+const ARM = Deno.build.arch === "aarch64";
+
+/**
+ * `open(2)` flags for this architecture (O_DIRECTORY and O_NOFOLLOW differ on aarch64).
+ *
+ * @example
+ * ```ts
+ * import { O } from "./fs.ts";
+ * const flags = O.RDONLY | O.NOFOLLOW | O.CLOEXEC;
+ * ```
+ */
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  RDWR: 2,
+  CREAT: 0o100,
+  EXCL: 0o200,
+  NOCTTY: 0o400,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  DIRECTORY: ARM ? 0o40000 : 0o200000,
+  NOFOLLOW: ARM ? 0o100000 : 0o400000,
+  CLOEXEC: 0o2000000,
+} as const;
+
+/** The kind of file, from the mode bits. */
+export type FileKind = "file" | "directory" | "symlink" | "fifo" | "socket" | "char" | "block";
+
+/**
+ * What {@linkcode fstat} reports about an open file.
+ *
+ * @example
+ * ```ts ignore
+ * import { fstat, openFd } from "./fs.ts";
+ * const st: import("./fs.ts").FdStat = fstat(openFd("/etc/hostname"));
+ * ```
+ */
+export interface FdStat {
+  /** The kind of file. */
+  kind: FileKind;
+  /** Permission bits (mode & 0o7777). */
+  mode: number;
+  /** Size in bytes. */
+  size: number;
+  /** Inode number. */
+  ino: bigint;
+  /** Modification time, nanoseconds since the epoch. */
+  mtimeNs: bigint;
+  /** Status change time, nanoseconds since the epoch. */
+  ctimeNs: bigint;
+  /** Owner's user id. */
+  uid: number;
+  /** Device major and minor numbers, for character and block devices. */
+  rdev: [number, number];
+}
+
+const AT_EMPTY_PATH = 0x1000;
+const STATX_BASIC_STATS = 0x7ff;
+const EMPTY = new Uint8Array(1);
+const statxBuf = new Uint8Array(256);
+const statxView = new DataView(statxBuf.buffer);
+
+/**
+ * Opens a file with raw `open(2)` flags (see {@linkcode O}).
+ *
+ * @param path The path.
+ * @param flags `O.*` flags; `O.CLOEXEC` is always added.
+ * @param mode Permission bits for a file being created.
+ * @returns The file descriptor.
+ * @throws {SysError} With the errno (ELOOP for a symlink under `O.NOFOLLOW`).
+ *
+ * @example
+ * ```ts ignore
+ * import { O, openFd, closeFd } from "./fs.ts";
+ * const fd = openFd("/etc/hostname", O.RDONLY | O.NOFOLLOW);
+ * closeFd(fd);
+ * ```
+ */
+export function openFd(path: string, flags: number, mode = 0o644): number {
+  return check(libc().open(cstring(path), flags | O.CLOEXEC, mode), "open", path);
+}
+
+/**
+ * Closes a file descriptor, ignoring errors (there is nothing useful to do with them).
+ *
+ * @param fd The descriptor.
+ *
+ * @example
+ * ```ts ignore
+ * import { closeFd } from "./fs.ts";
+ * closeFd(42);
+ * ```
+ */
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+function kindOf(mode: number): FileKind {
+  switch (mode & 0o170000) {
+    case 0o040000:
+      return "directory";
+    case 0o120000:
+      return "symlink";
+    case 0o010000:
+      return "fifo";
+    case 0o140000:
+      return "socket";
+    case 0o020000:
+      return "char";
+    case 0o060000:
+      return "block";
+    default:
+      return "file";
+  }
+}
+
+function timestamp(offset: number): bigint {
+  return statxView.getBigInt64(offset, true) * 1_000_000_000n +
+    BigInt(statxView.getUint32(offset + 8, true));
+}
+
+/**
+ * `statx(2)` on an open descriptor (the layout is the same on every architecture).
+ *
+ * @param fd The descriptor.
+ * @returns What the kernel reports.
+ *
+ * @example
+ * ```ts ignore
+ * import { fstat, O, openFd } from "./fs.ts";
+ * console.log(fstat(openFd("/etc/hostname", O.RDONLY)).size);
+ * ```
+ */
+export function fstat(fd: number): FdStat {
+  check(libc().statx(fd, EMPTY, AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuf), "statx");
+  const mode = statxView.getUint16(28, true);
+  return {
+    kind: kindOf(mode),
+    mode: mode & 0o7777,
+    size: Number(statxView.getBigUint64(40, true)),
+    ino: statxView.getBigUint64(32, true),
+    mtimeNs: timestamp(112),
+    ctimeNs: timestamp(96),
+    uid: statxView.getUint32(20, true),
+    rdev: [statxView.getUint32(128, true), statxView.getUint32(132, true)],
+  };
+}
+
+/**
+ * Reads from a descriptor until end of file, or until `limit` bytes would be exceeded.
+ *
+ * @param fd The descriptor.
+ * @param sizeHint The expected size (from fstat), to size the buffer once.
+ * @param limit The most bytes to accept.
+ * @returns The bytes, or `undefined` when the file holds more than `limit`.
+ *
+ * @example
+ * ```ts ignore
+ * import { fstat, O, openFd, readAllFd } from "./fs.ts";
+ * const fd = openFd("/etc/hostname", O.RDONLY);
+ * const bytes = readAllFd(fd, fstat(fd).size, 1 << 20);
+ * ```
+ */
+export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Array | undefined {
+  if (sizeHint > limit) return undefined;
+  let buf = new Uint8Array(Math.min(limit + 1, Math.max(sizeHint + 1, 64)));
+  let len = 0;
+  const c = libc();
+  for (;;) {
+    if (len === buf.length) {
+      if (len > limit) return undefined;
+      const bigger = new Uint8Array(Math.min(limit + 1, buf.length * 2));
+      bigger.set(buf);
+      buf = bigger;
+    }
+    const n = Number(c.read(fd, buf.subarray(len), buf.length - len));
+    if (n < 0) {
+      const e = errno();
+      if (e === Errno.EINTR) continue;
+      throw new SysError("read", e);
+    }
+    if (n === 0) break;
+    len += n;
+  }
+  if (len > limit) return undefined;
+  return len === buf.length ? buf : buf.slice(0, len);
+}
+
+/**
+ * Writes all of `data` to a descriptor, looping over short writes.
+ *
+ * @param fd The descriptor.
+ * @param data The bytes.
+ *
+ * @example
+ * ```ts ignore
+ * import { writeAllFd } from "./fs.ts";
+ * writeAllFd(1, new TextEncoder().encode("hi\n"));
+ * ```
+ */
+export function writeAllFd(fd: number, data: Uint8Array): void {
+  const c = libc();
+  let off = 0;
+  while (off < data.length) {
+    const n = Number(c.write(fd, data.subarray(off) as Uint8Array<ArrayBuffer>, data.length - off));
+    if (n < 0) {
+      const e = errno();
+      if (e === Errno.EINTR) continue;
+      throw new SysError("write", e);
+    }
+    off += n;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * inotify(7) through FFI: every event of every read, `IN_Q_OVERFLOW` surfaced, and waits
+ * that can be cancelled so a process never hangs on a watch.
+ *
+ * @module
+ */
+
+import { check, cstring, errno, libc } from "./libc.ts";
+import { Errno, SysError } from "./errno.ts";
+import { Waiter, type WaitResult } from "./poll.ts";
+
+/**
+ * inotify event bits.
+ *
+ * @example
+ * ```ts
+ * import { IN } from "./inotify.ts";
+ * const mask = IN.CLOSE_WRITE | IN.MOVED_TO;
+ * ```
+ */
+export const IN = {
+  ACCESS: 0x1,
+  MODIFY: 0x2,
+  ATTRIB: 0x4,
+  CLOSE_WRITE: 0x8,
+  CLOSE_NOWRITE: 0x10,
+  OPEN: 0x20,
+  MOVED_FROM: 0x40,
+  MOVED_TO: 0x80,
+  CREATE: 0x100,
+  DELETE: 0x200,
+  DELETE_SELF: 0x400,
+  MOVE_SELF: 0x800,
+  UNMOUNT: 0x2000,
+  Q_OVERFLOW: 0x4000,
+  IGNORED: 0x8000,
+  ONLYDIR: 0x1000000,
+  DONT_FOLLOW: 0x2000000,
+  EXCL_UNLINK: 0x4000000,
+  MASK_ADD: 0x20000000,
+  ISDIR: 0x40000000,
+  ONESHOT: 0x80000000,
+} as const;
+
+const IN_NONBLOCK = 0o4000;
+const IN_CLOEXEC = 0o2000000;
+const BUFFER_SIZE = 256 * 1024;
+
+/**
+ * One inotify event. `name` is "" for events on the watched object itself.
+ *
+ * @example
+ * ```ts
+ * import { IN, type InotifyEvent } from "./inotify.ts";
+ * const e: InotifyEvent = { wd: 1, mask: IN.CLOSE_WRITE, cookie: 0, name: "msg" };
+ * ```
+ */
+export interface InotifyEvent {
+  /** The watch descriptor ({@linkcode Inotify.add}'s result); -1 for `IN_Q_OVERFLOW`. */
+  wd: number;
+  /** The event bits. */
+  mask: number;
+  /** Links the two halves of a rename. */
+  cookie: number;
+  /** The entry's name within a watched directory. */
+  name: string;
+}
+
+const decoder = new TextDecoder();
+
+function decodeName(buf: Uint8Array, start: number, len: number): string {
+  let end = start;
+  const stop = start + len;
+  let ascii = true;
+  while (end < stop && buf[end] !== 0) {
+    if (buf[end]! >= 0x80) ascii = false;
+    end++;
+  }
+  if (end === start) return "";
+  if (ascii && end - start <= 128) {
+    return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+  }
+  return decoder.decode(buf.subarray(start, end));
+}
+
+/**
+ * An inotify instance.
+ *
+ * @example Print the names of files closed after writing in /tmp, until one called "stop"
+ * ```ts ignore
+ * import { IN, Inotify } from "./inotify.ts";
+ * const ino = new Inotify();
+ * ino.add("/tmp", IN.CLOSE_WRITE);
+ * loop: for (;;) {
+ *   for (const e of ino.read()) {
+ *     console.log(e.name);
+ *     if (e.name === "stop") break loop;
+ *   }
+ *   await ino.wait();
+ * }
+ * await ino.close();
+ * ```
+ */
+export class Inotify {
+  /** The inotify file descriptor. */
+  readonly fd: number;
+  readonly #waiter: Waiter;
+  readonly #buf = new Uint8Array(BUFFER_SIZE);
+  readonly #view = new DataView(this.#buf.buffer);
+  #closed = false;
+
+  /** Makes an inotify instance (non-blocking, close-on-exec). */
+  constructor() {
+    this.fd = check(libc().inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1");
+    try {
+      this.#waiter = new Waiter([this.fd]);
+    } catch (err) {
+      libc().close(this.fd);
+      throw err;
+    }
+  }
+
+  /**
+   * Adds (or replaces) a watch.
+   *
+   * @param path The file or directory.
+   * @param mask The `IN.*` events to report.
+   * @returns The watch descriptor.
+   * @throws {SysError} ENOENT, ENOTDIR (with `IN.ONLYDIR`), EACCES, ENOSPC (watch limit).
+   */
+  add(path: string, mask: number): number {
+    return check(libc().inotify_add_watch(this.fd, cstring(path), mask), "inotify_add_watch", path);
+  }
+
+  /**
+   * Removes a watch (the kernel then queues `IN_IGNORED` for it). Errors are ignored.
+   *
+   * @param wd The watch descriptor.
+   */
+  remove(wd: number): void {
+    libc().inotify_rm_watch(this.fd, wd);
+  }
+
+  /**
+   * Reads every event queued now, without waiting.
+   *
+   * @returns The events, in kernel order; empty when none is queued.
+   */
+  read(): InotifyEvent[] {
+    const events: InotifyEvent[] = [];
+    if (this.#closed) return events;
+    const c = libc();
+    const buf = this.#buf;
+    const view = this.#view;
+    for (;;) {
+      const n = Number(c.read(this.fd, buf, buf.length));
+      if (n < 0) {
+        const e = errno();
+        if (e === Errno.EAGAIN) break;
+        if (e === Errno.EINTR) continue;
+        throw new SysError("read", e);
+      }
+      if (n === 0) break;
+      let off = 0;
+      while (off + 16 <= n) {
+        const len = view.getUint32(off + 12, true);
+        events.push({
+          wd: view.getInt32(off, true),
+          mask: view.getUint32(off + 4, true),
+          cookie: view.getUint32(off + 8, true),
+          name: len === 0 ? "" : decodeName(buf, off + 16, len),
+        });
+        off += 16 + len;
+      }
+      // A short read means the queue is empty now.
+      if (n < buf.length - 4096) break;
+    }
+    return events;
+  }
+
+  /**
+   * Waits until events are queued, {@linkcode Inotify.wake} is called, or the timeout passes.
+   *
+   * @param timeoutMs The longest wait in milliseconds; negative means no limit.
+   * @returns How the wait ended.
+   */
+  wait(timeoutMs = -1): Promise<WaitResult> {
+    return this.#waiter.wait(timeoutMs);
+  }
+
+  /** Ends a pending wait with "woken". */
+  wake(): void {
+    this.#waiter.wake();
+  }
+
+  /** Ends any pending wait and closes the instance with all its watches. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#waiter.close();
+    libc().close(this.fd);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The one binding of libc through Deno FFI: opened lazily, on first use, and shared.
+ *
+ * Everything else in `sys/` goes through {@linkcode libc}. Calls that block (poll, futex
+ * waits) have `_async` twins that run on a worker thread and return a promise; errno is not
+ * readable after those.
+ *
+ * @module
+ */
+
+import { SysError } from "./errno.ts";
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  fsync: { parameters: ["i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  poll_async: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  /** syscall(2) with the six-argument shape of futex(2). */
+  syscall6: {
+    name: "syscall",
+    parameters: ["i64", "pointer", "i32", "u32", "pointer", "pointer", "u32"],
+    result: "i64",
+  },
+  syscall6_async: {
+    name: "syscall",
+    parameters: ["i64", "pointer", "i32", "u32", "pointer", "pointer", "u32"],
+    result: "i64",
+    nonblocking: true,
+  },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** The libc symbols fsbus binds, typed. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+let available: boolean | undefined;
+
+/**
+ * Whether libc can be reached through FFI here: Linux, and `--allow-ffi` granted.
+ *
+ * @returns True when {@linkcode libc} will succeed.
+ *
+ * @example
+ * ```ts
+ * import { ffiAvailable } from "./libc.ts";
+ * if (!ffiAvailable()) console.error("falling back to Deno.watchFs");
+ * ```
+ */
+export function ffiAvailable(): boolean {
+  if (available !== undefined) return available;
+  if (Deno.build.os !== "linux") return (available = false);
+  try {
+    available = Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    available = false;
+  }
+  if (available) {
+    try {
+      libc();
+    } catch {
+      available = false;
+    }
+  }
+  return available;
+}
+
+/**
+ * The libc symbols, opening the library on first use.
+ *
+ * @returns The bound symbols.
+ * @throws {Error} When FFI is not permitted or libc cannot be opened.
+ *
+ * @example
+ * ```ts ignore
+ * import { libc } from "./libc.ts";
+ * const fd = libc().eventfd(0, 0);
+ * libc().close(fd);
+ * ```
+ */
+export function libc(): Libc {
+  if (lib === undefined) {
+    lib = Deno.dlopen(libcPath(), SYMBOLS);
+    errnoView = new Deno.UnsafePointerView(lib.symbols.__errno_location()!);
+  }
+  return lib.symbols;
+}
+
+function libcPath(): string {
+  // glibc's soname; musl ships "libc.so" only.
+  for (const candidate of ["libc.so.6", "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1"]) {
+    if (!candidate.startsWith("/")) return candidate;
+    try {
+      Deno.statSync(candidate);
+      return candidate;
+    } catch {
+      // try the next
+    }
+  }
+  return "libc.so.6";
+}
+
+/**
+ * The calling thread's errno, as left by the last synchronous libc call.
+ *
+ * @returns The errno value.
+ *
+ * @example
+ * ```ts ignore
+ * import { errno, libc } from "./libc.ts";
+ * if (libc().close(-1) < 0) console.log(errno()); // 9 (EBADF)
+ * ```
+ */
+export function errno(): number {
+  libc();
+  return errnoView!.getInt32();
+}
+
+/**
+ * Throws a {@linkcode SysError} when a libc call returned a negative value.
+ *
+ * @param ret The call's return value.
+ * @param syscall The call's name, for the message.
+ * @param path The path involved, if any.
+ * @returns The return value, as a number, when it is not negative.
+ *
+ * @example
+ * ```ts ignore
+ * import { check, libc } from "./libc.ts";
+ * const fd = check(libc().eventfd(0, 0), "eventfd");
+ * ```
+ */
+export function check(ret: number | bigint, syscall: string, path?: string): number {
+  const n = Number(ret);
+  if (n < 0) throw new SysError(syscall, errno(), path);
+  return n;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Encodes a path as a NUL-terminated C string.
+ *
+ * @param path The path.
+ * @returns The bytes, ending in NUL.
+ *
+ * @example
+ * ```ts
+ * import { cstring } from "./libc.ts";
+ * cstring("/tmp"); // Uint8Array [47, 116, 109, 112, 0]
+ * ```
+ */
+export function cstring(path: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(path.length * 3 + 1);
+  const { written } = encoder.encodeInto(path, bytes);
+  return bytes.subarray(0, written + 1);
+}

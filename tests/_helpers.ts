@@ -1,0 +1,180 @@
+/**
+ * Helpers shared by the tests: temp dirs, running the CLI as a subprocess, and waiting on
+ * conditions with a deadline (never fixed sleeps).
+ *
+ * @module
+ */
+
+/** The repository root. */
+export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The CLI entry point. */
+export const CLI: string = `${ROOT}/cli.ts`;
+
+/**
+ * Makes a temporary directory (on tmpfs unless `base` says otherwise) that is removed when
+ * disposed.
+ *
+ * @param base The parent directory.
+ * @returns The path, disposable with `using`.
+ */
+export function tempDir(base = "/dev/shm"): { path: string } & Disposable {
+  const path = Deno.makeTempDirSync({ dir: base, prefix: "fsbus-test-" });
+  return {
+    path,
+    [Symbol.dispose]() {
+      try {
+        Deno.removeSync(path, { recursive: true });
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+/** What a finished subprocess left. */
+export interface RunResult {
+  code: number;
+  stdout: Uint8Array;
+  stderr: string;
+  /** stdout decoded as UTF-8. */
+  text: string;
+}
+
+/**
+ * Runs `fsbus ARGS...` (as `deno run -A cli.ts`) to completion.
+ *
+ * @param args The command line.
+ * @param options Standard input bytes or text, extra environment.
+ * @returns Exit code, stdout and stderr.
+ */
+export async function fsbus(
+  args: string[],
+  options: { stdin?: Uint8Array | string; env?: Record<string, string>; cwd?: string } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", CLI, ...args],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...options.env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(
+      typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin,
+    );
+    await w.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  return {
+    code,
+    stdout,
+    stderr: new TextDecoder().decode(stderr),
+    text: new TextDecoder().decode(stdout),
+  };
+}
+
+/**
+ * Starts `fsbus ARGS...` in the background with piped stdio.
+ *
+ * @param args The command line.
+ * @param env Extra environment.
+ * @returns The child process.
+ */
+export function spawnFsbus(args: string[], env: Record<string, string> = {}): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", CLI, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn();
+}
+
+/**
+ * Waits until `cond()` returns true (it may be async), checking every few milliseconds;
+ * throws after `timeoutMs`.
+ *
+ * @param cond The condition.
+ * @param what What is awaited, for the error message.
+ * @param timeoutMs The deadline.
+ */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Collects a child's stdout as it arrives, so tests can wait on its contents.
+ *
+ * @param stream The readable stream.
+ * @returns An object whose `bytes()`/`text()` return everything read so far, and `done`,
+ *   which resolves when the stream ends.
+ */
+export function collect(stream: ReadableStream<Uint8Array>): {
+  bytes(): Uint8Array;
+  text(): string;
+  done: Promise<void>;
+} {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const done = (async () => {
+    for await (const c of stream) {
+      chunks.push(c);
+      total += c.length;
+    }
+  })();
+  const bytes = () => {
+    const out = new Uint8Array(total);
+    let off = 0;
+    for (const c of chunks) {
+      out.set(c, off);
+      off += c.length;
+    }
+    return out;
+  };
+  return { bytes, text: () => new TextDecoder().decode(bytes()), done };
+}
+
+/**
+ * Runs a shell command line with bash and returns its exit code and output.
+ *
+ * @param script The script.
+ * @param options Standard input, environment.
+ * @returns Exit code, stdout and stderr.
+ */
+export async function sh(
+  script: string,
+  options: { stdin?: string; env?: Record<string, string> } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command("bash", {
+    args: ["-c", script],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.env ? { env: options.env } : {}),
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(options.stdin));
+    await w.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  return {
+    code,
+    stdout,
+    stderr: new TextDecoder().decode(stderr),
+    text: new TextDecoder().decode(stdout),
+  };
+}
