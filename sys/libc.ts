@@ -50,6 +50,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   __errno_location: { parameters: [], result: "pointer" },
+  /** flock(2) on a worker thread, for a lock that may be held for a while. */
+  flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
 } as const;
 
 /** The libc symbols fsbus binds, typed. */
