@@ -1,13 +1,24 @@
 /**
  * fsbus: publish/subscribe through the Linux file system.
  *
- * @example
+ * Each protocol is a namespace:
+ * - `msgfs`: a directory is a bus, a message is a new file, subscribers use inotify.
+ *
+ * @example A directory bus
  * ```ts
- * import { FsbusError } from "./mod.ts";
- * console.log(new FsbusError("not_found", "example").code);
+ * import { msgfs } from "./mod.ts";
+ *
+ * const bus = Deno.makeTempDirSync();
+ * msgfs.publish(bus, "hello");
+ * for await (const m of msgfs.subscribe(bus, { since: "all" })) {
+ *   console.log(m.id, new TextDecoder().decode(m.data));
+ *   break;
+ * }
+ * Deno.removeSync(bus, { recursive: true });
  * ```
  *
  * @module
  */
 
 export * from "./types.ts";
+export * as msgfs from "./transports/msgfs/mod.ts";

@@ -65,7 +65,9 @@ export interface FdStat {
   rdev: [number, number];
 }
 
+const AT_FDCWD = -100;
 const AT_EMPTY_PATH = 0x1000;
+const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC_STATS = 0x7ff;
 const EMPTY = new Uint8Array(1);
 const statxBuf = new Uint8Array(256);
@@ -144,6 +146,10 @@ function timestamp(offset: number): bigint {
  */
 export function fstat(fd: number): FdStat {
   check(libc().statx(fd, EMPTY, AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuf), "statx");
+  return decodeStatx();
+}
+
+function decodeStatx(): FdStat {
   const mode = statxView.getUint16(28, true);
   return {
     kind: kindOf(mode),
@@ -155,6 +161,28 @@ export function fstat(fd: number): FdStat {
     uid: statxView.getUint32(20, true),
     rdev: [statxView.getUint32(128, true), statxView.getUint32(132, true)],
   };
+}
+
+/**
+ * `statx(2)` on a path, without following a final symlink (an `lstat` with nanosecond times).
+ *
+ * @param path The path.
+ * @returns What the kernel reports.
+ * @throws {SysError} ENOENT when the path does not exist, and so on.
+ *
+ * @example
+ * ```ts ignore
+ * import { lstatPath } from "./fs.ts";
+ * console.log(lstatPath("/etc/hostname").mtimeNs);
+ * ```
+ */
+export function lstatPath(path: string): FdStat {
+  check(
+    libc().statx(AT_FDCWD, cstring(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf),
+    "statx",
+    path,
+  );
+  return decodeStatx();
 }
 
 /**
@@ -184,7 +212,7 @@ export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Arr
       bigger.set(buf);
       buf = bigger;
     }
-    const n = Number(c.read(fd, buf.subarray(len), buf.length - len));
+    const n = Number(c.read(fd, buf.subarray(len), BigInt(buf.length - len)));
     if (n < 0) {
       const e = errno();
       if (e === Errno.EINTR) continue;
@@ -213,7 +241,9 @@ export function writeAllFd(fd: number, data: Uint8Array): void {
   const c = libc();
   let off = 0;
   while (off < data.length) {
-    const n = Number(c.write(fd, data.subarray(off) as Uint8Array<ArrayBuffer>, data.length - off));
+    const n = Number(
+      c.write(fd, data.subarray(off) as Uint8Array<ArrayBuffer>, BigInt(data.length - off)),
+    );
     if (n < 0) {
       const e = errno();
       if (e === Errno.EINTR) continue;

@@ -153,7 +153,7 @@ export class Inotify {
     const buf = this.#buf;
     const view = this.#view;
     for (;;) {
-      const n = Number(c.read(this.fd, buf, buf.length));
+      const n = Number(c.read(this.fd, buf, BigInt(buf.length)));
       if (n < 0) {
         const e = errno();
         if (e === Errno.EAGAIN) break;

@@ -122,7 +122,7 @@ export class Waiter {
   }
 
   #drainEventfd(): void {
-    libc().read(this.#efd, new Uint8Array(8), 8);
+    libc().read(this.#efd, new Uint8Array(8), 8n);
   }
 
   /** Ends a pending (or the next) wait with "woken". Safe to call from anywhere, any time. */
@@ -130,7 +130,7 @@ export class Waiter {
     if (this.#closed && this.#pending === undefined) return;
     const one = new Uint8Array(8);
     one[0] = 1;
-    libc().write(this.#efd, one, 8);
+    libc().write(this.#efd, one, 8n);
   }
 
   /** Wakes any pending wait, waits for it to return, and frees the eventfd. */

@@ -1,0 +1,369 @@
+/**
+ * The directory-bus commands: `fsbus pub`, `fsbus sub`, `fsbus init`, `fsbus gc`.
+ *
+ * @module
+ */
+
+import * as msgfs from "../transports/msgfs/mod.ts";
+import { UsageError } from "../types.ts";
+import {
+  type CommandSpec,
+  helpText,
+  intOption,
+  parse,
+  parseDuration,
+  parseSize,
+  stringOption,
+  type Values,
+} from "./_args.ts";
+import { isBrokenPipe, jsonLine, out, warn, writeAll } from "./_output.ts";
+
+const PUB: CommandSpec = {
+  name: "fsbus pub",
+  usage: "DIR [MESSAGE] [options]",
+  summary: "Publish a message to the directory bus DIR: MESSAGE exactly as given (no newline is " +
+    "added), or all of standard input as one message. Each message is a new file, created, " +
+    "written and closed once, so plain inotify listeners see exactly one close_write per message. " +
+    "Silent on success.",
+  options: {
+    topic: {
+      type: "string",
+      value: "NAME",
+      help: "Publish to a topic (a subdirectory, made when missing)",
+    },
+    lines: { type: "boolean", help: "Publish each line of standard input as its own message" },
+    atomic: {
+      type: "boolean",
+      help:
+        "Write in a hidden temp directory and rename in (only for buses whose subscribers are all fsbus)",
+    },
+  },
+  examples: [
+    "# One message, given on the command line",
+    "fsbus pub /dev/shm/bus 'hello'",
+    "# A file (binary is fine) as one message, to a topic",
+    "fsbus pub /dev/shm/bus --topic images < cat.jpg",
+    "# Every line of a log as its own message",
+    "tail -f app.log | fsbus pub /dev/shm/bus --lines",
+  ],
+  positionals: { min: 1, max: 2, names: "DIR" },
+};
+
+const SUB: CommandSpec = {
+  name: "fsbus sub",
+  usage: "DIR [options]",
+  summary: "Subscribe to the directory bus DIR and write each message to standard output, " +
+    "exactly as its bytes (use --lines or --json to separate messages). Messages written by " +
+    "any program count: fsbus pub, echo hi > DIR/x, cp, mv. Runs until interrupted, or until " +
+    "--count messages have arrived.",
+  options: {
+    lines: {
+      type: "boolean",
+      help: "One message per line: a newline is added unless it ends with one",
+    },
+    json: {
+      type: "boolean",
+      help:
+        'One JSON object per line: id, topic, time, size, data and encoding ("utf-8" or "base64")',
+    },
+    count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
+    since: {
+      type: "string",
+      value: "all|DURATION",
+      help:
+        "First replay messages already in the bus: all of them, or those of the last DURATION (30s, 5m, 1h)",
+    },
+    recursive: {
+      type: "boolean",
+      short: "r",
+      help: "Include every topic below DIR, also topics created later",
+    },
+    topic: {
+      type: "string",
+      value: "NAME",
+      help: "Subscribe to one topic (subdirectory) of the bus",
+    },
+    exec: {
+      type: "string",
+      value: "CMD",
+      help: "Run CMD with sh once per message, the message on its standard input and " +
+        "FSBUS_ID, FSBUS_TOPIC, FSBUS_PATH and FSBUS_TIME in its environment",
+    },
+    "max-size": {
+      type: "string",
+      value: "BYTES",
+      help: "Skip (and report) messages larger than this",
+      default: "256M",
+    },
+  },
+  examples: [
+    "# Print messages as they arrive",
+    "fsbus sub /dev/shm/bus",
+    "# Everything already in the bus, then live, one JSON object per line",
+    "fsbus sub /dev/shm/bus --since all --json",
+    "# Wait for one message and exit",
+    "msg=$(fsbus sub /dev/shm/bus --count 1)",
+    "# Run a command for each message in any topic",
+    "fsbus sub /dev/shm/bus -r --exec 'wc -c'",
+  ],
+  positionals: { min: 1, max: 1, names: "DIR" },
+};
+
+const INIT: CommandSpec = {
+  name: "fsbus init",
+  usage: "DIR [options]",
+  summary:
+    "Create the directory bus DIR (and its parents), or update its settings. A private bus " +
+    "(mode 0700) is for its owner alone. A shared bus (mode 3770) lets its group publish and " +
+    "subscribe: the setgid bit keeps messages in the group, and the sticky bit stops members from " +
+    "deleting or renaming each other's messages.",
+  options: {
+    shared: { type: "boolean", help: "Make a bus shared with a group" },
+    group: { type: "string", value: "GROUP", help: "The group of a shared bus (implies --shared)" },
+    ttl: {
+      type: "string",
+      value: "DURATION",
+      help: "How long messages live before they are swept",
+      default: "1h",
+    },
+  },
+  examples: [
+    "# A private bus whose messages live ten minutes",
+    "fsbus init /dev/shm/bus --ttl 10m",
+    "# A bus for everyone in group 'staff'",
+    "fsbus init /srv/bus --group staff",
+  ],
+  positionals: { min: 1, max: 1, names: "DIR" },
+};
+
+const GC: CommandSpec = {
+  name: "fsbus gc",
+  usage: "DIR [options]",
+  summary: "Remove the expired messages of the directory bus DIR now, and say how many were " +
+    "removed and kept. Publishers also do this in the background, at most once per interval.",
+  options: {
+    ttl: {
+      type: "string",
+      value: "DURATION",
+      help: "Remove messages older than this (default: the bus's TTL)",
+    },
+  },
+  examples: ["fsbus gc /dev/shm/bus", "fsbus gc /dev/shm/bus --ttl 0s"],
+  positionals: { min: 1, max: 1, names: "DIR" },
+};
+
+/**
+ * Runs `fsbus pub`.
+ *
+ * @param args The arguments after "pub".
+ * @returns The exit code.
+ *
+ * @example
+ * ```ts ignore
+ * await pub(["/dev/shm/bus", "hello"]);
+ * ```
+ */
+export async function pub(args: string[]): Promise<number> {
+  const parsed = parse(PUB, args);
+  if (parsed.help) return help(PUB);
+  const { values, positionals } = parsed;
+  const [dir, message] = positionals as [string, string | undefined];
+  const topic = stringOption(values, "topic");
+  const publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
+  const options = topic === undefined ? {} : { topic };
+  if (message !== undefined) {
+    if (values.lines) {
+      throw new UsageError('Option "--lines" of "fsbus pub" reads standard input: give no MESSAGE');
+    }
+    publisher.publish(message, options);
+    return 0;
+  }
+  if (values.lines) {
+    for await (const line of stdinLines()) publisher.publish(line, options);
+    return 0;
+  }
+  publisher.publish(await readAll(Deno.stdin.readable), options);
+  return 0;
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** The lines of stdin as bytes, without their newline; a last line without one is kept. */
+async function* stdinLines(): AsyncGenerator<Uint8Array> {
+  let pending = new Uint8Array(0);
+  for await (const chunk of Deno.stdin.readable) {
+    let buf = chunk;
+    if (pending.length > 0) {
+      buf = new Uint8Array(pending.length + chunk.length);
+      buf.set(pending);
+      buf.set(chunk, pending.length);
+    }
+    let start = 0;
+    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
+      yield buf.slice(start, nl);
+      start = nl + 1;
+    }
+    pending = buf.slice(start);
+  }
+  if (pending.length > 0) yield pending;
+}
+
+function sinceOption(values: Values): "all" | number | undefined {
+  const since = stringOption(values, "since");
+  if (since === undefined) return undefined;
+  return since === "all" ? "all" : parseDuration(since, "--since");
+}
+
+/**
+ * Runs `fsbus sub`.
+ *
+ * @param args The arguments after "sub".
+ * @returns The exit code.
+ *
+ * @example
+ * ```ts ignore
+ * await sub(["/dev/shm/bus", "--count", "1"]);
+ * ```
+ */
+export async function sub(args: string[]): Promise<number> {
+  const parsed = parse(SUB, args);
+  if (parsed.help) return help(SUB);
+  const { values, positionals } = parsed;
+  const dir = positionals[0]!;
+  if (values.lines && values.json) {
+    throw new UsageError('Options "--lines" and "--json" cannot be used together');
+  }
+  const count = intOption(values, "count", 1);
+  const maxSize = stringOption(values, "max-size");
+  const exec = stringOption(values, "exec");
+  const topic = stringOption(values, "topic");
+  const since = sinceOption(values);
+  const options: msgfs.SubscribeOptions = {
+    recursive: values.recursive === true,
+    onSkip: (s) => warn(`Skipped "${s.path}": ${s.reason}`),
+  };
+  if (topic !== undefined) options.topic = topic;
+  if (since !== undefined) options.since = since;
+  if (maxSize !== undefined) options.maxSize = parseSize(maxSize, "--max-size");
+  const subscription = msgfs.subscribe(dir, options);
+  if (subscription.backend === "watchfs") {
+    warn(
+      "FFI is not permitted (run with --allow-ffi or -A): watching with Deno.watchFs plus rescans",
+    );
+  }
+  const newline = new Uint8Array([10]);
+  let n = 0;
+  try {
+    for await (const m of subscription) {
+      if (exec !== undefined) {
+        await runExec(exec, m);
+      } else if (values.json) {
+        out(jsonLine(m));
+      } else {
+        writeAll(Deno.stdout, m.data);
+        if (values.lines && m.data[m.data.length - 1] !== 10) writeAll(Deno.stdout, newline);
+      }
+      if (count !== undefined && ++n >= count) break;
+    }
+  } catch (err) {
+    if (isBrokenPipe(err)) return 0;
+    throw err;
+  } finally {
+    await subscription.close();
+  }
+  return 0;
+}
+
+async function runExec(cmd: string, m: msgfs.BusMessage): Promise<void> {
+  const child = new Deno.Command("sh", {
+    args: ["-c", cmd],
+    stdin: "piped",
+    stdout: "inherit",
+    stderr: "inherit",
+    env: {
+      FSBUS_ID: m.id,
+      FSBUS_TOPIC: m.topic,
+      FSBUS_PATH: m.path,
+      FSBUS_TIME: m.time.toISOString(),
+    },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  try {
+    await writer.write(m.data);
+    await writer.close();
+  } catch {
+    // the command did not read its input: that is its choice
+  }
+  const status = await child.status;
+  if (!status.success) warn(`Command for message "${m.id}" exited with status ${status.code}`);
+}
+
+/**
+ * Runs `fsbus init`.
+ *
+ * @param args The arguments after "init".
+ * @returns The exit code.
+ *
+ * @example
+ * ```ts ignore
+ * await init(["/dev/shm/bus", "--ttl", "10m"]);
+ * ```
+ */
+export function init(args: string[]): Promise<number> {
+  const parsed = parse(INIT, args);
+  if (parsed.help) return Promise.resolve(help(INIT));
+  const { values, positionals } = parsed;
+  const group = stringOption(values, "group");
+  const ttl = stringOption(values, "ttl");
+  const options: msgfs.InitOptions = {
+    access: values.shared || group !== undefined ? "shared" : "private",
+  };
+  if (group !== undefined) options.group = group;
+  if (ttl !== undefined) options.ttlMs = positiveDuration(ttl, "--ttl");
+  msgfs.init(positionals[0]!, options);
+  return Promise.resolve(0);
+}
+
+function positiveDuration(raw: string, what: string): number {
+  const ms = parseDuration(raw, what);
+  if (!(ms > 0)) {
+    throw new UsageError(`Invalid duration "${raw}" for "${what}": must be more than zero`);
+  }
+  return ms;
+}
+
+/**
+ * Runs `fsbus gc`.
+ *
+ * @param args The arguments after "gc".
+ * @returns The exit code.
+ *
+ * @example
+ * ```ts ignore
+ * await gc(["/dev/shm/bus"]);
+ * ```
+ */
+export async function gc(args: string[]): Promise<number> {
+  const parsed = parse(GC, args);
+  if (parsed.help) return help(GC);
+  const { values, positionals } = parsed;
+  const dir = positionals[0]!;
+  const ttl = stringOption(values, "ttl");
+  const result = await msgfs.gc(
+    dir,
+    ttl === undefined ? {} : { ttlMs: parseDuration(ttl, "--ttl") },
+  );
+  out(
+    `removed ${result.removed}, kept ${result.kept}${
+      result.failed ? `, could not remove ${result.failed}` : ""
+    }\n`,
+  );
+  return 0;
+}
+
+function help(spec: CommandSpec): number {
+  out(helpText(spec));
+  return 0;
+}

@@ -1,0 +1,202 @@
+/**
+ * Reading message files safely: never through a symlink, never a FIFO or device, never past
+ * a size limit. Through FFI, `open(O_NOFOLLOW|O_NONBLOCK)` then `statx` on the descriptor
+ * makes the check and the read one act; without FFI, `lstat` then read (a narrow race, said
+ * in the README).
+ *
+ * @module
+ */
+
+import {
+  closeFd,
+  type FdStat,
+  type FileKind,
+  fstat,
+  lstatPath,
+  O,
+  openFd,
+  readAllFd,
+} from "../../sys/fs.ts";
+import { SysError } from "../../sys/errno.ts";
+
+/**
+ * What a message file looks like: its kind, size, modification time, and a key that changes
+ * whenever the file is replaced or rewritten.
+ *
+ * @example
+ * ```ts
+ * import type { FileState } from "./read.ts";
+ * const s: FileState = { kind: "file", size: 2, mtimeMs: 0, key: "1:2:0" };
+ * ```
+ */
+export interface FileState {
+  /** The kind of file. */
+  kind: FileKind;
+  /** Size in bytes. */
+  size: number;
+  /** Modification time in milliseconds (with a fraction where known). */
+  mtimeMs: number;
+  /** Inode, size and modification time together. */
+  key: string;
+}
+
+/**
+ * The outcome of {@linkcode readMessageFile}: the bytes, or why there are none.
+ *
+ * @example
+ * ```ts
+ * import type { ReadOutcome } from "./read.ts";
+ * const r: ReadOutcome = { ok: false, why: "gone" };
+ * ```
+ */
+export type ReadOutcome =
+  | { ok: true; state: FileState; data: Uint8Array }
+  | { ok: false; why: "gone" }
+  | { ok: false; why: "skip"; reason: string; state?: FileState };
+
+/**
+ * Reads message files with or without FFI.
+ *
+ * @example
+ * ```ts ignore
+ * import { MessageFiles } from "./read.ts";
+ * const files = new MessageFiles(true);
+ * const r = files.read("/dev/shm/bus/msg", 1 << 20);
+ * ```
+ */
+export class MessageFiles {
+  readonly #ffi: boolean;
+
+  /**
+   * @param ffi Whether libc may be used.
+   */
+  constructor(ffi: boolean) {
+    this.#ffi = ffi;
+  }
+
+  /**
+   * The state of a path, without following a symlink.
+   *
+   * @param path The path.
+   * @returns The state, or undefined when the path does not exist (or cannot be looked at).
+   */
+  state(path: string): FileState | undefined {
+    try {
+      if (this.#ffi) return fromFdStat(lstatPath(path));
+      return fromFileInfo(Deno.lstatSync(path));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Reads a message file.
+   *
+   * @param path The path.
+   * @param maxSize The largest message accepted.
+   * @param skipIf Returns true for a state not to read (already delivered).
+   * @returns The bytes and state, or why not.
+   */
+  read(
+    path: string,
+    maxSize: number,
+    skipIf?: (state: FileState) => boolean,
+  ): ReadOutcome | undefined {
+    return this.#ffi ? readFfi(path, maxSize, skipIf) : readDeno(path, maxSize, skipIf);
+  }
+}
+
+function fromFdStat(st: FdStat): FileState {
+  return {
+    kind: st.kind,
+    size: st.size,
+    mtimeMs: Number(st.mtimeNs / 1000n) / 1000,
+    key: `${st.ino}:${st.size}:${st.mtimeNs}`,
+  };
+}
+
+function fromFileInfo(info: Deno.FileInfo): FileState {
+  const kind: FileKind = info.isSymlink
+    ? "symlink"
+    : info.isFile
+    ? "file"
+    : info.isDirectory
+    ? "directory"
+    : info.isFifo
+    ? "fifo"
+    : info.isCharDevice
+    ? "char"
+    : info.isBlockDevice
+    ? "block"
+    : "socket";
+  const mtimeMs = info.mtime?.getTime() ?? 0;
+  return { kind, size: info.size, mtimeMs, key: `${info.ino}:${info.size}:${mtimeMs}` };
+}
+
+function tooLarge(maxSize: number, state: FileState): ReadOutcome {
+  return { ok: false, why: "skip", reason: `larger than the ${maxSize}-byte limit`, state };
+}
+
+function readFfi(
+  path: string,
+  maxSize: number,
+  skipIf?: (state: FileState) => boolean,
+): ReadOutcome | undefined {
+  let fd: number;
+  try {
+    fd = openFd(path, O.RDONLY | O.NOFOLLOW | O.NONBLOCK | O.NOCTTY);
+  } catch (err) {
+    if (!(err instanceof SysError)) throw err;
+    if (err.code === "ENOENT") return { ok: false, why: "gone" };
+    if (err.code === "ELOOP") return { ok: false, why: "skip", reason: "a symbolic link" };
+    return { ok: false, why: "skip", reason: err.reason };
+  }
+  try {
+    const state = fromFdStat(fstat(fd));
+    if (state.kind !== "file") {
+      return { ok: false, why: "skip", reason: "not a regular file", state };
+    }
+    if (skipIf?.(state)) return undefined;
+    const data = readAllFd(fd, state.size, maxSize);
+    if (data === undefined) return tooLarge(maxSize, state);
+    return { ok: true, state, data };
+  } catch (err) {
+    if (!(err instanceof SysError)) throw err;
+    return { ok: false, why: "skip", reason: err.reason };
+  } finally {
+    closeFd(fd);
+  }
+}
+
+function readDeno(
+  path: string,
+  maxSize: number,
+  skipIf?: (state: FileState) => boolean,
+): ReadOutcome | undefined {
+  let state: FileState;
+  try {
+    state = fromFileInfo(Deno.lstatSync(path));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { ok: false, why: "gone" };
+    return { ok: false, why: "skip", reason: describe(err) };
+  }
+  if (state.kind === "symlink") return { ok: false, why: "skip", reason: "a symbolic link", state };
+  if (state.kind !== "file") return { ok: false, why: "skip", reason: "not a regular file", state };
+  if (skipIf?.(state)) return undefined;
+  if (state.size > maxSize) return tooLarge(maxSize, state);
+  try {
+    const data = Deno.readFileSync(path);
+    if (data.length > maxSize) return tooLarge(maxSize, state);
+    return { ok: true, state, data };
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { ok: false, why: "gone" };
+    return { ok: false, why: "skip", reason: describe(err) };
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return err instanceof Error
+    ? err.message.replace(/ \(os error \d+\).*$/, "").toLowerCase()
+    : String(err);
+}

@@ -1,0 +1,448 @@
+/**
+ * Subscribing to a directory bus.
+ *
+ * Live messages come from the watcher (`IN_CLOSE_WRITE` and `IN_MOVED_TO`), every event of
+ * every read. When events may have been lost (`IN_Q_OVERFLOW`, or the fallback watcher's
+ * rescan), the directory is listed again and every message not yet delivered is delivered
+ * once, in time order. Replay (`since`) uses the same listing before going live; the watch is
+ * set up first, so there is no gap, and delivered files are remembered (by name, inode, size
+ * and modification time), so there is no duplicate at the seam.
+ *
+ * Files are opened with `O_NOFOLLOW|O_NONBLOCK`: a symlink, FIFO or device planted in the
+ * bus is never read, and nothing larger than `maxSize` is read.
+ *
+ * @module
+ */
+
+import { FsbusError, type Message, type Subscription } from "../../types.ts";
+import { ffiAvailable } from "../../sys/libc.ts";
+import { MessageFiles } from "./read.ts";
+import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
+import { openWatcher, type Watcher } from "./watch.ts";
+
+/**
+ * A message from a directory bus.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const m of subscribe("/dev/shm/bus")) {
+ *   console.log(m.id, m.topic, m.time, new TextDecoder().decode(m.data));
+ * }
+ * ```
+ */
+export interface BusMessage extends Message {
+  /** The message's file name. */
+  readonly id: string;
+  /** The topic (subdirectory) it was published to, "" for the bus's root. */
+  readonly topic: string;
+  /** When it was published: from its name, or its modification time for other writers. */
+  readonly time: Date;
+  /** The message file's path. */
+  readonly path: string;
+}
+
+/**
+ * A file in the bus that was not delivered, and why.
+ *
+ * @example
+ * ```ts
+ * import type { SkippedFile } from "./subscribe.ts";
+ * const s: SkippedFile = { path: "/dev/shm/bus/link", reason: "a symbolic link" };
+ * ```
+ */
+export interface SkippedFile {
+  /** The file's path. */
+  path: string;
+  /** Why it was skipped: "a symbolic link", "not a regular file", "larger than ...". */
+  reason: string;
+}
+
+/**
+ * Options of {@linkcode subscribe}.
+ *
+ * @example
+ * ```ts
+ * import type { SubscribeOptions } from "./subscribe.ts";
+ * const options: SubscribeOptions = { since: "all", recursive: true, maxSize: 1 << 20 };
+ * ```
+ */
+export interface SubscribeOptions {
+  /** Subscribe to this topic (a subdirectory, created when missing) instead of the root. */
+  topic?: string;
+  /** Include every topic below, including topics created later. */
+  recursive?: boolean;
+  /**
+   * Replay messages already in the bus before the live ones: "all", those from the last
+   * N milliseconds (a number), or those since a Date.
+   */
+  since?: "all" | number | Date;
+  /** Skip messages larger than this many bytes (default 256 MiB). */
+  maxSize?: number;
+  /** Stops the subscription when aborted. */
+  signal?: AbortSignal;
+  /** Called for each file that is skipped rather than delivered. */
+  onSkip?: (skipped: SkippedFile) => void;
+  /** Force a watcher backend (default "auto": inotify through FFI when permitted). */
+  backend?: "auto" | "inotify" | "watchfs";
+  /**
+   * How long a file found by a rescan must have been left unmodified before it is taken as
+   * complete (its writer may still hold it open). Default 30 ms.
+   */
+  settleMs?: number;
+}
+
+/**
+ * Counters kept by a subscription.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(subscription.stats.delivered);
+ * ```
+ */
+export interface SubscriptionStats {
+  /** Messages delivered. */
+  delivered: number;
+  /** Files skipped (symlinks, special files, oversized, unreadable). */
+  skipped: number;
+  /** Files that were gone before they could be opened. */
+  vanished: number;
+  /** Times the directory was listed again because events were lost. */
+  rescans: number;
+}
+
+/** The default message size limit: 256 MiB. */
+export const DEFAULT_MAX_SIZE: number = 256 * 1024 * 1024;
+
+interface Candidate {
+  dir: string;
+  name: string;
+  sort: string;
+  mtimeMs: number;
+}
+
+/**
+ * A running subscription to a directory bus: an async iterable of {@linkcode BusMessage}s.
+ *
+ * @example
+ * ```ts ignore
+ * import { BusSubscription } from "./subscribe.ts";
+ * await using sub = new BusSubscription("/dev/shm/bus", { since: "all" });
+ * for await (const m of sub) console.log(m.id);
+ * ```
+ */
+export class BusSubscription implements Subscription<BusMessage> {
+  /** The bus directory. */
+  readonly dir: string;
+  /** The subscribed topic ("" for the root). */
+  readonly topic: string;
+  /** Counters. */
+  readonly stats: SubscriptionStats = { delivered: 0, skipped: 0, vanished: 0, rescans: 0 };
+  readonly #base: string;
+  readonly #options: SubscribeOptions;
+  readonly #maxSize: number;
+  readonly #cutoffMs: number;
+  readonly #seen = new Map<string, string>();
+  readonly #files: MessageFiles;
+  readonly #gen: AsyncGenerator<BusMessage, void, undefined>;
+  #watcher: Watcher | undefined;
+  #closed = false;
+  #abort: (() => void) | undefined;
+
+  /**
+   * Starts a subscription. Watching begins at the first iteration.
+   *
+   * @param dir The bus directory.
+   * @param options Topic, replay, limits, signal.
+   */
+  constructor(dir: string, options: SubscribeOptions = {}) {
+    this.dir = dir.replace(/(.)\/+$/, "$1");
+    this.topic = options.topic ? checkTopic(options.topic) : "";
+    this.#base = this.topic ? `${this.dir}/${this.topic}` : this.dir;
+    this.#options = options;
+    this.#maxSize = options.maxSize ?? DEFAULT_MAX_SIZE;
+    const since = options.since;
+    const now = Date.now();
+    this.#cutoffMs = since === undefined
+      ? now
+      : since === "all"
+      ? -Infinity
+      : since instanceof Date
+      ? since.getTime()
+      : now - since;
+    this.#checkBus();
+    this.#files = new MessageFiles(this.backend === "inotify");
+    this.#gen = this.#run();
+    const signal = options.signal;
+    if (signal) {
+      if (signal.aborted) this.#closed = true;
+      this.#abort = () => void this.close();
+      signal.addEventListener("abort", this.#abort, { once: true });
+    }
+  }
+
+  /** Which watcher is in use ("inotify" or "watchfs"); known once iteration has begun. */
+  get backend(): "inotify" | "watchfs" {
+    return this.#watcher?.backend ??
+      (this.#options.backend === "watchfs" ||
+          (this.#options.backend !== "inotify" && !ffiAvailable())
+        ? "watchfs"
+        : "inotify");
+  }
+
+  #checkBus(): void {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(this.dir);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new FsbusError("not_found", `Cannot subscribe to "${this.dir}": no such directory`);
+      }
+      if (err instanceof Deno.errors.PermissionDenied) {
+        throw new FsbusError(
+          "permission_denied",
+          `Cannot subscribe to "${this.dir}": permission denied`,
+        );
+      }
+      throw new FsbusError("io", `Cannot subscribe to "${this.dir}": ${String(err)}`);
+    }
+    if (!info.isDirectory) {
+      throw new FsbusError("not_a_directory", `Cannot subscribe to "${this.dir}": not a directory`);
+    }
+    if (this.topic) {
+      try {
+        Deno.mkdirSync(this.#base, { recursive: true });
+      } catch (err) {
+        if (err instanceof Deno.errors.PermissionDenied) {
+          throw new FsbusError(
+            "permission_denied",
+            `Cannot subscribe to "${this.#base}": permission denied`,
+          );
+        }
+        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+      }
+    }
+    try {
+      for (const _ of Deno.readDirSync(this.#base)) break;
+    } catch (err) {
+      if (err instanceof Deno.errors.PermissionDenied) {
+        throw new FsbusError(
+          "permission_denied",
+          `Cannot subscribe to "${this.#base}": permission denied`,
+        );
+      }
+      if (err instanceof Deno.errors.NotADirectory) {
+        throw new FsbusError(
+          "not_a_directory",
+          `Cannot subscribe to "${this.#base}": not a directory`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  async *#run(): AsyncGenerator<BusMessage, void, undefined> {
+    if (this.#closed) return;
+    const recursive = this.#options.recursive ?? false;
+    const watcher = openWatcher(this.#base, {
+      recursive,
+      backend: this.#options.backend ?? "auto",
+    });
+    this.#watcher = watcher;
+    try {
+      watcher.watch("");
+      if (recursive) this.#watchTree("");
+      if (this.#options.since !== undefined) yield* this.#rescan(recursive);
+      for (;;) {
+        const batch = await watcher.next();
+        if (batch === null || this.#closed) return;
+        for (const e of batch) {
+          if (this.#closed) return;
+          switch (e.kind) {
+            case "file": {
+              const m = this.#deliver(e.dir, e.name);
+              if (m) yield m;
+              break;
+            }
+            case "dir":
+              if (recursive) {
+                const dir = e.dir ? `${e.dir}/${e.name}` : e.name;
+                if (watcher.watch(dir)) {
+                  this.#watchTree(dir);
+                  yield* this.#rescan(true, dir);
+                }
+              }
+              break;
+            case "gone":
+              this.#seen.delete(e.dir ? `${e.dir}/${e.name}` : e.name);
+              break;
+            case "rescan":
+              this.stats.rescans++;
+              yield* this.#rescan(recursive);
+              break;
+            case "removed":
+              if (e.dir === "") {
+                throw new FsbusError("not_found", `Bus "${this.#base}" was removed or moved`);
+              }
+              break;
+          }
+        }
+      }
+    } finally {
+      this.#closed = true;
+      await watcher.close();
+      if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
+    }
+  }
+
+  /** Watches every (non-hidden, non-symlink) directory below `dir`. */
+  #watchTree(dir: string): void {
+    const path = dir ? `${this.#base}/${dir}` : this.#base;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(path)];
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory || entry.isSymlink || isHidden(entry.name)) continue;
+      const sub = dir ? `${dir}/${entry.name}` : entry.name;
+      if (this.#watcher!.watch(sub)) this.#watchTree(sub);
+    }
+  }
+
+  /**
+   * Lists the tree (or one directory of it) and delivers, in time order, every message inside
+   * the replay window that has not been delivered yet.
+   */
+  async *#rescan(recursive: boolean, only?: string): AsyncGenerator<BusMessage, void, undefined> {
+    const candidates: Candidate[] = [];
+    const present = only === undefined ? new Set<string>() : undefined;
+    this.#list(only ?? "", recursive, candidates, present);
+    if (present) {
+      for (const rel of this.#seen.keys()) if (!present.has(rel)) this.#seen.delete(rel);
+    }
+    if (candidates.length === 0) return;
+    candidates.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0));
+    await this.#settle(candidates);
+    for (const c of candidates) {
+      if (this.#closed) return;
+      const m = this.#deliver(c.dir, c.name);
+      if (m) yield m;
+    }
+  }
+
+  #list(dir: string, recursive: boolean, out: Candidate[], present: Set<string> | undefined): void {
+    const path = dir ? `${this.#base}/${dir}` : this.#base;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(path)];
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (isHidden(entry.name)) continue;
+      const rel = dir ? `${dir}/${entry.name}` : entry.name;
+      if (entry.isDirectory) {
+        if (recursive) this.#list(rel, true, out, present);
+        continue;
+      }
+      present?.add(rel);
+      const st = this.#files.state(`${this.#base}/${rel}`);
+      if (st === undefined) continue;
+      const time = idTime(entry.name) ?? st.mtimeMs;
+      if (time < this.#cutoffMs) continue;
+      const seen = this.#seen.get(rel);
+      if (seen === st.key || seen === `skip:${st.key}`) continue;
+      out.push({
+        dir,
+        name: entry.name,
+        sort: sortKey(entry.name, st.mtimeMs),
+        mtimeMs: st.mtimeMs,
+      });
+    }
+  }
+
+  /**
+   * Waits until every candidate has been left alone for `settleMs`: a file found by listing
+   * may still be open for writing, and its close event (if not lost) comes later.
+   */
+  async #settle(candidates: Candidate[]): Promise<void> {
+    const settleMs = this.#options.settleMs ?? 30;
+    for (let round = 0; round < 20; round++) {
+      const newest = Math.max(...candidates.map((c) => c.mtimeMs));
+      const wait = newest + settleMs - Date.now();
+      if (wait <= 0 || this.#closed) return;
+      await new Promise((r) => setTimeout(r, Math.ceil(wait)));
+      for (const c of candidates) {
+        const st = this.#files.state(`${this.#base}/${c.dir ? c.dir + "/" : ""}${c.name}`);
+        if (st) c.mtimeMs = st.mtimeMs;
+      }
+    }
+  }
+
+  /** Reads one file and returns it as a message, or undefined when skipped or a duplicate. */
+  #deliver(dir: string, name: string): BusMessage | undefined {
+    const rel = dir ? `${dir}/${name}` : name;
+    const path = `${this.#base}/${rel}`;
+    const r = this.#files.read(path, this.#maxSize, (st) => this.#seen.get(rel) === st.key);
+    if (r === undefined) return undefined;
+    if (!r.ok) {
+      if (r.why === "gone") {
+        this.stats.vanished++;
+        this.#seen.delete(rel);
+        return undefined;
+      }
+      const mark = `skip:${r.state?.key ?? r.reason}`;
+      if (this.#seen.get(rel) === mark) return undefined;
+      this.#seen.set(rel, mark);
+      this.stats.skipped++;
+      this.#options.onSkip?.({ path, reason: r.reason });
+      return undefined;
+    }
+    this.#seen.set(rel, r.state.key);
+    this.stats.delivered++;
+    const topic = this.topic ? (dir ? `${this.topic}/${dir}` : this.topic) : dir;
+    const t = idTime(name) ?? r.state.mtimeMs;
+    return { id: name, topic, time: new Date(Math.floor(t)), path, data: r.data };
+  }
+
+  /** Iterates the messages: replayed ones first (with `since`), then live ones. */
+  [Symbol.asyncIterator](): AsyncGenerator<BusMessage, void, undefined> {
+    return this.#gen;
+  }
+
+  /** Stops the subscription and releases its watch, descriptors and timers. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#watcher?.wake();
+    await this.#gen.return(undefined);
+    if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
+  }
+
+  /** Same as {@linkcode BusSubscription.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Subscribes to a directory bus: an async iterable of messages that is also disposable.
+ *
+ * @param dir The bus directory.
+ * @param options Topic, recursion, replay, size limit, signal.
+ * @returns The subscription.
+ * @throws {FsbusError} When `dir` is missing, not a directory, or not readable.
+ *
+ * @example Print messages until one says "stop"
+ * ```ts ignore
+ * import { subscribe } from "./subscribe.ts";
+ * for await (const m of subscribe("/dev/shm/bus", { since: "all" })) {
+ *   const text = new TextDecoder().decode(m.data);
+ *   console.log(m.topic, text);
+ *   if (text === "stop") break;
+ * }
+ * ```
+ */
+export function subscribe(dir: string, options: SubscribeOptions = {}): BusSubscription {
+  return new BusSubscription(dir, options);
+}

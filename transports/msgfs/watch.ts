@@ -1,0 +1,305 @@
+/**
+ * Watching a bus directory (and its topic subdirectories) for new messages: inotify through
+ * FFI when it can be had, else `Deno.watchFs` with rescans. Both report the same events, so
+ * the subscription logic above them is one piece of code.
+ *
+ * @module
+ */
+
+import { ffiAvailable } from "../../sys/libc.ts";
+import { IN, Inotify } from "../../sys/inotify.ts";
+import { SysError } from "../../sys/errno.ts";
+import { FsbusError } from "../../types.ts";
+import { isHidden } from "./names.ts";
+
+/**
+ * What a watcher reports. `dir` is relative to the watched root ("" for the root itself).
+ *
+ * - `file`: a file was closed after writing, or moved in: a message candidate.
+ * - `dir`: a subdirectory appeared (a new topic).
+ * - `gone`: an entry was deleted or moved away.
+ * - `rescan`: events may have been lost (inotify queue overflow): look at everything again.
+ * - `removed`: a watched directory itself went away.
+ *
+ * @example
+ * ```ts
+ * import type { WatchEvent } from "./watch.ts";
+ * const e: WatchEvent = { kind: "file", dir: "", name: "msg" };
+ * ```
+ */
+export type WatchEvent =
+  | { kind: "file" | "dir" | "gone"; dir: string; name: string }
+  | { kind: "rescan" }
+  | { kind: "removed"; dir: string };
+
+/**
+ * A source of {@linkcode WatchEvent}s for one directory tree.
+ *
+ * @example
+ * ```ts ignore
+ * import { openWatcher } from "./watch.ts";
+ * const w = openWatcher("/dev/shm/bus", { recursive: false });
+ * w.watch("");
+ * const batch = await w.next();
+ * await w.close();
+ * ```
+ */
+export interface Watcher {
+  /** "inotify" (through FFI) or "watchfs" (the fallback). */
+  readonly backend: "inotify" | "watchfs";
+  /**
+   * Starts watching a directory below the root.
+   *
+   * @param dir The directory, relative to the root.
+   * @returns False when the directory could not be watched (gone, or a symlink).
+   */
+  watch(dir: string): boolean;
+  /** The next batch of events; `null` once the watcher is closed. */
+  next(): Promise<WatchEvent[] | null>;
+  /** Makes a pending `next()` return at once (with `null` once closed). */
+  wake(): void;
+  /** Stops watching and frees everything. */
+  close(): Promise<void>;
+}
+
+const DIR_MASK = IN.CLOSE_WRITE | IN.MOVED_TO | IN.CREATE | IN.DELETE | IN.MOVED_FROM |
+  IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
+
+class InotifyWatcher implements Watcher {
+  readonly backend = "inotify";
+  readonly #root: string;
+  readonly #ino = new Inotify();
+  readonly #dirs = new Map<number, string>();
+  #closed = false;
+
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  watch(dir: string): boolean {
+    const path = dir ? `${this.#root}/${dir}` : this.#root;
+    let wd: number;
+    try {
+      wd = this.#ino.add(path, DIR_MASK);
+    } catch (err) {
+      if (dir === "") throw translateWatchError(err, path);
+      return false;
+    }
+    this.#dirs.set(wd, dir);
+    return true;
+  }
+
+  async next(): Promise<WatchEvent[] | null> {
+    for (;;) {
+      if (this.#closed) return null;
+      const raw = this.#ino.read();
+      if (raw.length > 0) {
+        const events = this.#translate(raw);
+        if (events.length > 0) return events;
+        continue;
+      }
+      await this.#ino.wait();
+    }
+  }
+
+  #translate(raw: ReturnType<Inotify["read"]>): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    for (const e of raw) {
+      if (e.mask & IN.Q_OVERFLOW) {
+        events.push({ kind: "rescan" });
+        continue;
+      }
+      const dir = this.#dirs.get(e.wd);
+      if (dir === undefined) continue;
+      if (e.mask & IN.IGNORED) {
+        this.#dirs.delete(e.wd);
+        continue;
+      }
+      if (e.mask & (IN.DELETE_SELF | IN.MOVE_SELF)) {
+        events.push({ kind: "removed", dir });
+        if (e.mask & IN.MOVE_SELF) this.#ino.remove(e.wd);
+        continue;
+      }
+      if (isHidden(e.name)) continue;
+      if (e.mask & IN.ISDIR) {
+        if (e.mask & (IN.CREATE | IN.MOVED_TO)) events.push({ kind: "dir", dir, name: e.name });
+      } else if (e.mask & (IN.CLOSE_WRITE | IN.MOVED_TO)) {
+        events.push({ kind: "file", dir, name: e.name });
+      } else if (e.mask & (IN.DELETE | IN.MOVED_FROM)) {
+        events.push({ kind: "gone", dir, name: e.name });
+      }
+      // IN_CREATE of a file: wait for its close.
+    }
+    return events;
+  }
+
+  wake(): void {
+    if (!this.#closed) this.#ino.wake();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#ino.close();
+  }
+}
+
+/** How long the fallback waits, after activity, before rescanning for events it lost. */
+const FALLBACK_RESCAN_MS = 1000;
+
+class WatchFsWatcher implements Watcher {
+  readonly backend = "watchfs";
+  readonly #root: string;
+  readonly #fs: Deno.FsWatcher;
+  readonly #iter: AsyncIterator<Deno.FsEvent>;
+  #closed = false;
+  #pending: Promise<IteratorResult<Deno.FsEvent>> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #rescanDue = false;
+  #wakeUp: (() => void) | undefined;
+
+  constructor(root: string, recursive: boolean) {
+    this.#root = root;
+    try {
+      this.#fs = Deno.watchFs(root, { recursive });
+    } catch (err) {
+      throw translateWatchError(err, root);
+    }
+    this.#iter = this.#fs[Symbol.asyncIterator]();
+  }
+
+  watch(_dir: string): boolean {
+    return true; // Deno.watchFs watches the whole tree when recursive
+  }
+
+  async next(): Promise<WatchEvent[] | null> {
+    for (;;) {
+      if (this.#closed) return null;
+      if (this.#rescanDue) {
+        this.#rescanDue = false;
+        return [{ kind: "rescan" }];
+      }
+      this.#pending ??= this.#iter.next();
+      const woken = new Promise<"woken">((r) => (this.#wakeUp = () => r("woken")));
+      const got = await Promise.race([this.#pending, woken]);
+      this.#wakeUp = undefined;
+      if (got === "woken") continue;
+      this.#pending = undefined;
+      if (got.done) return null;
+      const events = this.#translate(got.value);
+      this.#armRescan();
+      if (events.length > 0) return events;
+    }
+  }
+
+  /** After activity, rescan once a second later: Deno.watchFs loses events under bursts. */
+  #armRescan(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#rescanDue = true;
+      this.#wakeUp?.();
+    }, FALLBACK_RESCAN_MS);
+  }
+
+  #translate(e: Deno.FsEvent): WatchEvent[] {
+    if (e.flag === "rescan") return [{ kind: "rescan" }];
+    const out: WatchEvent[] = [];
+    const paths = e.kind === "rename" && e.paths.length === 2 ? [e.paths[1]!] : e.paths;
+    for (const path of paths) {
+      if (!path.startsWith(this.#root + "/")) {
+        if (path === this.#root && e.kind === "remove") out.push({ kind: "removed", dir: "" });
+        continue;
+      }
+      const rel = path.slice(this.#root.length + 1);
+      const slash = rel.lastIndexOf("/");
+      const dir = slash < 0 ? "" : rel.slice(0, slash);
+      const name = slash < 0 ? rel : rel.slice(slash + 1);
+      if (isHidden(name) || dir.split("/").some(isHidden)) continue;
+      if (e.kind === "remove") {
+        out.push({ kind: "gone", dir, name });
+      } else if (e.kind === "access" || e.kind === "rename" || e.kind === "create") {
+        let info: Deno.FileInfo;
+        try {
+          info = Deno.lstatSync(path);
+        } catch {
+          out.push({ kind: "gone", dir, name });
+          continue;
+        }
+        if (info.isDirectory) {
+          if (e.kind !== "access") out.push({ kind: "dir", dir, name });
+        } else if (e.kind !== "create") {
+          out.push({ kind: "file", dir, name });
+        }
+      }
+    }
+    return out;
+  }
+
+  wake(): void {
+    this.#wakeUp?.();
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#wakeUp?.();
+    try {
+      this.#fs.close();
+    } catch {
+      // already closed
+    }
+    return Promise.resolve();
+  }
+}
+
+function translateWatchError(err: unknown, path: string): FsbusError {
+  if (err instanceof FsbusError) return err;
+  if (err instanceof SysError) {
+    const code = err.code === "ENOENT"
+      ? "not_found"
+      : err.code === "ENOTDIR"
+      ? "not_a_directory"
+      : err.code === "EACCES"
+      ? "permission_denied"
+      : "io";
+    const why = err.code === "ENOSPC"
+      ? "the inotify watch limit is reached (raise fs.inotify.max_user_watches)"
+      : err.reason;
+    return new FsbusError(code, `Cannot subscribe to "${path}": ${why}`, { cause: err });
+  }
+  const message = err instanceof Error
+    ? err.message.replace(/ \(os error \d+\).*$/, "")
+    : String(err);
+  return new FsbusError("io", `Cannot subscribe to "${path}": ${message.toLowerCase()}`, {
+    cause: err,
+  });
+}
+
+/**
+ * Opens the best watcher available: inotify through FFI, or `Deno.watchFs` when FFI is not
+ * permitted or not on Linux (or when `backend` asks for it).
+ *
+ * @param root The directory tree's root.
+ * @param options Whether subdirectories are watched, and which backend to use.
+ * @returns The watcher; call `watch("")` to start on the root.
+ *
+ * @example
+ * ```ts ignore
+ * import { openWatcher } from "./watch.ts";
+ * const w = openWatcher("/dev/shm/bus", { recursive: true });
+ * console.log(w.backend); // "inotify"
+ * await w.close();
+ * ```
+ */
+export function openWatcher(
+  root: string,
+  options: { recursive: boolean; backend?: "auto" | "inotify" | "watchfs" },
+): Watcher {
+  const backend = options.backend ?? "auto";
+  if (backend === "inotify" || (backend === "auto" && ffiAvailable())) {
+    return new InotifyWatcher(root);
+  }
+  return new WatchFsWatcher(root, options.recursive);
+}
