@@ -1,0 +1,136 @@
+/**
+ * BSD `flock(2)` locks on a lock file: a non-blocking try on the calling thread, and a
+ * blocking wait on a worker thread when the lock is held elsewhere, so the event loop never
+ * stops. Interoperates with `flock(1)` and Python's `fcntl.flock`.
+ *
+ * @module
+ */
+
+import { check, errno, libc } from "./libc.ts";
+import { Errno, SysError } from "./errno.ts";
+import { O, openFd } from "./fs.ts";
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+const EWOULDBLOCK = Errno.EAGAIN;
+
+/**
+ * A lock file held open, locked and unlocked with `flock(2)` `LOCK_EX`.
+ *
+ * The file is created (mode 0666 less the umask) when missing and never deleted. When it
+ * cannot be opened for writing, it is opened read-only: `flock(2)` works on either.
+ *
+ * @example Hold the lock around a critical section
+ * ```ts ignore
+ * import { FileLock } from "./flock.ts";
+ * const lock = FileLock.open("/dev/shm/bus.lock");
+ * await lock.lock();
+ * try {
+ *   // ... critical section ...
+ * } finally {
+ *   lock.unlock();
+ * }
+ * lock.close();
+ * ```
+ */
+export class FileLock {
+  /** The lock file's path. */
+  readonly path: string;
+  /** The open descriptor. */
+  readonly fd: number;
+  #held = false;
+  #closed = false;
+  #waiting: Promise<void> | undefined;
+
+  private constructor(path: string, fd: number) {
+    this.path = path;
+    this.fd = fd;
+  }
+
+  /**
+   * Opens (creating when missing) a lock file.
+   *
+   * @param path The lock file's path.
+   * @returns The lock, not yet held.
+   * @throws {SysError} When the file can be neither created nor opened.
+   */
+  static open(path: string): FileLock {
+    let fd: number;
+    try {
+      fd = openFd(path, O.RDWR | O.CREAT | O.NOCTTY, 0o666);
+    } catch (err) {
+      const e = err instanceof SysError ? err.errno : 0;
+      // Read permission is enough for flock(2) when the file exists.
+      if (e !== Errno.EACCES && e !== 30 /* EROFS */ && e !== Errno.EPERM) throw err;
+      fd = openFd(path, O.RDONLY | O.NOCTTY);
+    }
+    return new FileLock(path, fd);
+  }
+
+  /** Whether this process holds the lock through this object. */
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /**
+   * Takes the lock if it is free, without waiting.
+   *
+   * @returns True when the lock is now held.
+   */
+  tryLock(): boolean {
+    if (this.#held) return true;
+    const c = libc();
+    for (;;) {
+      if (c.flock(this.fd, LOCK_EX | LOCK_NB) === 0) return (this.#held = true);
+      const e = errno();
+      if (e === Errno.EINTR) continue;
+      if (e === EWOULDBLOCK) return false;
+      throw new SysError("flock", e, this.path);
+    }
+  }
+
+  /**
+   * Takes the lock, waiting on a worker thread while another process holds it.
+   *
+   * A wait cannot be interrupted: {@linkcode FileLock.close} during a wait closes the
+   * descriptor once the lock has been granted.
+   *
+   * @returns A promise that resolves when the lock is held.
+   */
+  lock(): Promise<void> {
+    if (this.tryLock()) return Promise.resolve();
+    const waiting = (async () => {
+      for (;;) {
+        const ret = await libc().flock_async(this.fd, LOCK_EX);
+        // errno is not readable after an async call: retry (EINTR in practice).
+        if (ret === 0) break;
+        if (this.#closed) throw new SysError("flock", Errno.EBADF, this.path);
+      }
+      this.#held = true;
+    })();
+    this.#waiting = waiting.finally(() => {
+      this.#waiting = undefined;
+    });
+    return this.#waiting;
+  }
+
+  /** Releases the lock (no-op when not held). */
+  unlock(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    check(libc().flock(this.fd, LOCK_UN), "flock", this.path);
+  }
+
+  /** Releases the lock if held and closes the descriptor (after any pending wait ends). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const finish = () => {
+      this.#held = false;
+      libc().close(this.fd); // closing releases the lock
+    };
+    if (this.#waiting) this.#waiting.then(finish, finish);
+    else finish();
+  }
+}

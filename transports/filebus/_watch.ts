@@ -1,0 +1,130 @@
+/**
+ * What wakes a filebus producer or consumer: inotify on FILE's directory (a chunk renamed
+ * in, FILE deleted, the lock file replaced), with the sleep interval as the longest wait;
+ * or a plain sleep when file monitoring is off or unavailable.
+ *
+ * @module
+ */
+
+import { IN, Inotify } from "../../sys/inotify.ts";
+
+/** What happened since the last {@linkcode Watch.drain}. */
+export interface Changes {
+  /** FILE was (re)placed: renamed in, or written and closed. */
+  arrived: boolean;
+  /** FILE was removed or renamed away. */
+  removed: boolean;
+  /** FILE.lock was removed or replaced. */
+  lockReplaced: boolean;
+  /** Events may have been lost (queue overflow, or the watch ended): check by identity. */
+  unsure: boolean;
+}
+
+const MASK = IN.MOVED_TO | IN.CLOSE_WRITE | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF |
+  IN.MOVE_SELF | IN.ONLYDIR;
+
+/**
+ * Event-driven waits on FILE's directory, or timed sleeps.
+ */
+export class Watch {
+  readonly #ino: Inotify | undefined;
+  readonly #base: string;
+  readonly #lockBase: string;
+  readonly #sleepMs: number;
+  #active: boolean;
+  #closed = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #resolveSleep: (() => void) | undefined;
+
+  /**
+   * Starts watching (when `monitor` is true and inotify is usable).
+   *
+   * @param dir FILE's directory.
+   * @param base FILE's name.
+   * @param monitor Whether to use inotify at all.
+   * @param sleepMs The longest wait.
+   */
+  constructor(dir: string, base: string, monitor: boolean, sleepMs: number) {
+    this.#base = base;
+    this.#lockBase = `${base}.lock`;
+    this.#sleepMs = sleepMs;
+    let ino: Inotify | undefined;
+    if (monitor) {
+      try {
+        ino = new Inotify();
+        ino.add(dir, MASK);
+      } catch {
+        void ino?.close();
+        ino = undefined;
+      }
+    }
+    this.#ino = ino;
+    this.#active = ino !== undefined;
+  }
+
+  /** "inotify" while events wake waits, "polling" otherwise. */
+  get mode(): "inotify" | "polling" {
+    return this.#active ? "inotify" : "polling";
+  }
+
+  /**
+   * Reads every queued event and sums up what happened to FILE and FILE.lock.
+   *
+   * @returns The changes; with polling, `unsure` is always true.
+   */
+  drain(): Changes {
+    const changes = { arrived: false, removed: false, lockReplaced: false, unsure: !this.#active };
+    if (!this.#active) return changes;
+    for (const e of this.#ino!.read()) {
+      if (e.mask & (IN.Q_OVERFLOW)) {
+        changes.unsure = true;
+      } else if (e.mask & (IN.DELETE_SELF | IN.MOVE_SELF | IN.IGNORED)) {
+        // The directory went away or moved: nothing more will be reported.
+        this.#active = false;
+        changes.unsure = true;
+      } else if (e.name === this.#base) {
+        if (e.mask & (IN.MOVED_TO | IN.CLOSE_WRITE)) changes.arrived = true;
+        if (e.mask & (IN.DELETE | IN.MOVED_FROM)) changes.removed = true;
+      } else if (e.name === this.#lockBase) {
+        if (e.mask & (IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO)) changes.lockReplaced = true;
+      }
+    }
+    return changes;
+  }
+
+  /**
+   * Waits for an event, {@linkcode Watch.wake}, or the sleep interval.
+   *
+   * @returns True when the wait ended by timeout (nothing happened).
+   */
+  async wait(): Promise<boolean> {
+    if (this.#closed) return false;
+    if (this.#active) return (await this.#ino!.wait(this.#sleepMs)) === "timeout";
+    let timedOut = false;
+    await new Promise<void>((resolve) => {
+      this.#resolveSleep = resolve;
+      this.#timer = setTimeout(() => {
+        timedOut = true;
+        resolve();
+      }, this.#sleepMs);
+    });
+    this.#timer = undefined;
+    this.#resolveSleep = undefined;
+    return timedOut;
+  }
+
+  /** Ends a pending wait at once. */
+  wake(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#resolveSleep?.();
+    if (this.#ino && !this.#closed) this.#ino.wake();
+  }
+
+  /** Ends any wait and releases the inotify instance. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.wake();
+    this.#closed = true;
+    await this.#ino?.close();
+  }
+}

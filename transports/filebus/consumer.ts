@@ -1,0 +1,269 @@
+/**
+ * The filebus consumer: every new chunk of FILE (lossy), or each chunk taken and removed
+ * under the lock until the empty EOF chunk (lossless).
+ *
+ * @module
+ */
+
+import { FsbusError, type Subscription } from "../../types.ts";
+import { Files, type Identity, type Lock, sameIdentity } from "./_files.ts";
+import { Watch } from "./_watch.ts";
+import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
+
+/**
+ * A running filebus consumer: an async iterable of chunks (raw bytes, as produced).
+ *
+ * Lossy (default): yields FILE's content now, if present and not empty, then each new chunk
+ * as it is renamed in; it never ends on its own. Lossless: takes each chunk under the lock,
+ * removes FILE (so a producer may write the next) and yields it; the iteration ends at the
+ * empty EOF chunk. Breaking out of the loop, `close()`, disposing or aborting the signal
+ * ends the iteration and releases the lock file and the inotify watch.
+ *
+ * @example Print chunks as they arrive
+ * ```ts ignore
+ * import { consumer } from "./consumer.ts";
+ * await using chunks = consumer("/dev/shm/stream");
+ * for await (const chunk of chunks) console.log(chunk.length);
+ * ```
+ */
+export class FilebusConsumer implements Subscription<Uint8Array> {
+  /** FILE's path. */
+  readonly path: string;
+  /** Whether this consumer takes chunks (back-pressure mode) rather than watching. */
+  readonly lossless: boolean;
+  readonly #files: Files;
+  readonly #watch: Watch;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => void this.close();
+  #lock: Lock | undefined;
+  #closed = false;
+  #iterator: AsyncIterator<Uint8Array> | undefined;
+  #inNext: Promise<IteratorResult<Uint8Array>> | undefined;
+  #released = false;
+
+  /**
+   * Opens the lock file and starts watching; {@linkcode consumer} is the usual way in.
+   *
+   * @param path FILE's path.
+   * @param options The mode, sleep interval, file monitoring and abort signal.
+   */
+  constructor(path: string, options: FilebusOptions = {}) {
+    this.path = path;
+    this.lossless = options.lossless ?? false;
+    const sleepMs = options.sleepIntervalMs ?? DEFAULT_SLEEP_INTERVAL_MS;
+    if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
+      throw new FsbusError("invalid", `Invalid sleep interval "${sleepMs}" ms`);
+    }
+    this.#files = new Files(path);
+    // The watch first, so that nothing happening after the first look is missed.
+    this.#watch = new Watch(
+      this.#files.dir,
+      this.#files.base,
+      (options.fileMonitoring ?? true) && this.#files.ffi,
+      sleepMs,
+    );
+    try {
+      this.#lock = this.#files.openLock();
+    } catch (err) {
+      void this.#watch.close();
+      throw err;
+    }
+    this.#signal = options.signal;
+    if (this.#signal?.aborted) this.#closed = true;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** "inotify" when file events wake the consumer, "polling" when it checks on a timer. */
+  get monitoring(): "inotify" | "polling" {
+    return this.#watch.mode;
+  }
+
+  /** Whether libc is reachable through FFI (else Deno's file API and polling). */
+  get ffi(): boolean {
+    return this.#files.ffi;
+  }
+
+  /**
+   * The chunks; one iteration per consumer.
+   *
+   * @returns The iterator.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    if (this.#iterator) throw new FsbusError("invalid", "A filebus consumer can be iterated once");
+    const gen = this.lossless ? this.#takeLoop() : this.#watchLoop();
+    const finish = async <T>(r: T): Promise<T> => {
+      await this.#release();
+      return r;
+    };
+    this.#iterator = {
+      next: async () => {
+        this.#inNext = (async () => {
+          try {
+            const r = await gen.next();
+            return r.done ? await finish(r) : r;
+          } catch (err) {
+            await this.#release();
+            throw err;
+          }
+        })();
+        try {
+          return await this.#inNext;
+        } finally {
+          this.#inNext = undefined;
+        }
+      },
+      return: async () => {
+        this.#closed = true;
+        this.#watch.wake();
+        if (this.#inNext) await this.#inNext.catch(() => {});
+        await gen.return(undefined);
+        return await finish({ done: true as const, value: undefined });
+      },
+    };
+    return this.#iterator;
+  }
+
+  async #lockNow(): Promise<Lock> {
+    const lock = this.#lock!;
+    if (!lock.tryLock()) await lock.lock();
+    if (this.#closed) {
+      lock.unlock();
+      throw new Closed();
+    }
+    return lock;
+  }
+
+  #reopenLock(): void {
+    const old = this.#lock!;
+    this.#lock = this.#files.openLock();
+    old.close();
+  }
+
+  async *#watchLoop(): AsyncGenerator<Uint8Array, void, undefined> {
+    const files = this.#files;
+    const watch = this.#watch;
+    let last: Identity | undefined;
+    let first = true;
+    let timedOut = false;
+    let arrived = false;
+    try {
+      while (!this.#closed) {
+        // Cheap checks outside the lock: only look under it when something may have changed.
+        let look = first;
+        if (!first) {
+          const pre = watch.drain();
+          if (pre.lockReplaced) this.#reopenLock();
+          arrived = pre.arrived;
+          if (pre.arrived) look = true;
+          else if (pre.unsure || timedOut) {
+            const st = files.stat();
+            look = st !== undefined && !sameIdentity(st.id, last);
+          }
+        }
+        let chunk: Uint8Array | undefined;
+        if (look) {
+          const lock = await this.#lockNow();
+          try {
+            // Under the lock no protocol producer can rename: the events queued now account
+            // for every chunk since the last read, even when an inode number is reused.
+            const changes = watch.drain();
+            if (changes.lockReplaced) this.#reopenLock();
+            const r = files.read();
+            if (
+              r !== undefined && (first || !sameIdentity(r.id, last) || arrived || changes.arrived)
+            ) {
+              chunk = r.data;
+            }
+            if (r !== undefined) last = r.id;
+          } finally {
+            lock.unlock();
+          }
+          first = false;
+        }
+        if (chunk !== undefined && chunk.length > 0) yield chunk;
+        if (this.#closed) break;
+        timedOut = await watch.wait();
+      }
+    } catch (err) {
+      if (!(err instanceof Closed)) throw err;
+    }
+  }
+
+  async *#takeLoop(): AsyncGenerator<Uint8Array, void, undefined> {
+    const files = this.#files;
+    const watch = this.#watch;
+    try {
+      while (!this.#closed) {
+        const changes = watch.drain();
+        if (changes.lockReplaced) this.#reopenLock();
+        let chunk: Uint8Array | undefined;
+        if (files.stat() !== undefined) {
+          const lock = await this.#lockNow();
+          try {
+            const r = files.read();
+            if (r !== undefined) {
+              files.unlink();
+              chunk = r.data;
+            }
+          } finally {
+            lock.unlock();
+          }
+        }
+        if (chunk !== undefined) {
+          if (chunk.length === 0) return; // the EOF marker
+          yield chunk;
+          continue;
+        }
+        await watch.wait();
+      }
+    } catch (err) {
+      if (!(err instanceof Closed)) throw err;
+    }
+  }
+
+  async #release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    this.#closed = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#lock?.close();
+    this.#lock = undefined;
+    await this.#watch.close();
+  }
+
+  /** Ends the iteration and releases the lock file and watch; safe to call more than once. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#watch.wake();
+    if (this.#iterator) await this.#iterator.return!();
+    else await this.#release();
+  }
+
+  /** Same as {@linkcode FilebusConsumer.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+class Closed extends Error {}
+
+/**
+ * Starts a filebus consumer on FILE.
+ *
+ * Throws at once when FILE.lock cannot be opened or created (a missing directory, no
+ * permission) or when FILE is not a regular file.
+ *
+ * @param path FILE's path.
+ * @param options The mode (`lossless`), sleep interval, file monitoring and abort signal.
+ * @returns The consumer: iterate it for chunks.
+ *
+ * @example Take chunks until the producer's EOF marker
+ * ```ts ignore
+ * import { consumer } from "./consumer.ts";
+ * const parts: Uint8Array[] = [];
+ * for await (const chunk of consumer("/dev/shm/jobs", { lossless: true })) parts.push(chunk);
+ * ```
+ */
+export function consumer(path: string, options: FilebusOptions = {}): FilebusConsumer {
+  return new FilebusConsumer(path, options);
+}

@@ -1,0 +1,226 @@
+/**
+ * The filebus producer: each chunk written to FILE.__new__ and renamed over FILE under the
+ * lock; in lossless mode, only once the previous chunk has been consumed, with an empty
+ * chunk as EOF.
+ *
+ * @module
+ */
+
+import { FsbusError, toBytes } from "../../types.ts";
+import { Files, type Lock } from "./_files.ts";
+import { Watch } from "./_watch.ts";
+import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
+
+/**
+ * A filebus producer. Writes are queued in call order; each resolves once its chunk is FILE.
+ *
+ * Lossy (default): each write replaces FILE at once. Lossless: each write first waits until
+ * FILE is gone (a consumer took the previous chunk); `close()` then writes the empty EOF
+ * chunk the same way. Aborting the signal makes pending and later writes fail.
+ *
+ * @example Publish three chunks, losslessly, then EOF
+ * ```ts ignore
+ * import { producer } from "./producer.ts";
+ * await using out = producer("/dev/shm/jobs", { lossless: true });
+ * for (const job of ["a", "b", "c"]) await out.write(job);
+ * // disposing (or close()) writes the EOF marker after "c" has been taken
+ * ```
+ */
+export class FilebusProducer implements AsyncDisposable {
+  /** FILE's path. */
+  readonly path: string;
+  /** Whether writes wait for the previous chunk to be consumed. */
+  readonly lossless: boolean;
+  readonly #files: Files;
+  readonly #watch: Watch;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => this.#abort();
+  #lock: Lock;
+  #tail: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+  #aborted = false;
+  #released = false;
+
+  /**
+   * Opens the lock file and, in lossless mode, starts watching; {@linkcode producer} is the
+   * usual way in.
+   *
+   * @param path FILE's path.
+   * @param options The mode, sleep interval, file monitoring and abort signal.
+   */
+  constructor(path: string, options: FilebusOptions = {}) {
+    this.path = path;
+    this.lossless = options.lossless ?? false;
+    const sleepMs = options.sleepIntervalMs ?? DEFAULT_SLEEP_INTERVAL_MS;
+    if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
+      throw new FsbusError("invalid", `Invalid sleep interval "${sleepMs}" ms`);
+    }
+    this.#files = new Files(path);
+    // Lossy producers never wait for FILE, so they need no watch.
+    this.#watch = new Watch(
+      this.#files.dir,
+      this.#files.base,
+      this.lossless && (options.fileMonitoring ?? true) && this.#files.ffi,
+      sleepMs,
+    );
+    try {
+      this.#lock = this.#files.openLock();
+    } catch (err) {
+      void this.#watch.close();
+      throw err;
+    }
+    this.#signal = options.signal;
+    if (this.#signal?.aborted) this.#aborted = true;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** "inotify" when file events wake a waiting write, "polling" otherwise. */
+  get monitoring(): "inotify" | "polling" {
+    return this.lossless ? this.#watch.mode : "polling";
+  }
+
+  /** Whether libc is reachable through FFI (else Deno's file API and polling). */
+  get ffi(): boolean {
+    return this.#files.ffi;
+  }
+
+  /**
+   * Publishes one chunk (an empty chunk is skipped: in lossless mode it would mean EOF).
+   *
+   * @param data The chunk: bytes, or text encoded as UTF-8.
+   * @returns A promise that resolves once the chunk is FILE.
+   */
+  write(data: Uint8Array | string): Promise<void> {
+    if (this.#closing) {
+      return Promise.reject(new FsbusError("closed", `Producer for "${this.path}" is closed`));
+    }
+    const bytes = toBytes(data);
+    if (bytes.length === 0) return this.#tail;
+    return this.#enqueue(bytes);
+  }
+
+  #enqueue(bytes: Uint8Array): Promise<void> {
+    const next = this.#tail.then(() => this.#put(bytes));
+    this.#tail = next.catch(() => {});
+    return next;
+  }
+
+  #checkAborted(): void {
+    if (this.#aborted) {
+      throw new FsbusError("closed", `Producer for "${this.path}" was aborted`);
+    }
+  }
+
+  async #takeLock(): Promise<void> {
+    if (!this.#lock.tryLock()) await this.#lock.lock();
+    this.#checkAborted();
+  }
+
+  async #put(bytes: Uint8Array): Promise<void> {
+    this.#checkAborted();
+    const files = this.#files;
+    if (!this.lossless) {
+      await this.#takeLock();
+      try {
+        files.write(bytes);
+      } finally {
+        this.#lock.unlock();
+      }
+      return;
+    }
+    for (;;) {
+      const changes = this.#watch.drain();
+      if (changes.lockReplaced) this.#reopenLock();
+      if (files.stat() !== undefined) {
+        await this.#watch.wait();
+        this.#checkAborted();
+        continue;
+      }
+      await this.#takeLock();
+      try {
+        // Another producer may have been quicker.
+        if (files.stat() !== undefined) continue;
+        files.write(bytes);
+        return;
+      } finally {
+        this.#lock.unlock();
+      }
+    }
+  }
+
+  #reopenLock(): void {
+    const old = this.#lock;
+    this.#lock = this.#files.openLock();
+    old.close();
+  }
+
+  #abort(): void {
+    this.#aborted = true;
+    this.#watch.wake();
+  }
+
+  /**
+   * Finishes: waits for queued writes, writes the EOF marker in lossless mode (once the last
+   * chunk has been consumed), and releases the lock file and watch.
+   *
+   * @returns A promise that resolves when done; rejects if a queued write failed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        if (this.lossless && !this.#aborted) await this.#enqueue(new Uint8Array(0));
+        else await this.#tail;
+      } finally {
+        this.#release();
+        await this.#watch.close();
+      }
+    })();
+    return this.#closing;
+  }
+
+  /**
+   * Stops at once without writing the EOF marker: pending writes fail.
+   *
+   * @returns A promise that resolves when resources are released.
+   */
+  async abort(): Promise<void> {
+    this.#abort();
+    await this.#tail;
+    this.#release();
+    await this.#watch.close();
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#lock.close();
+  }
+
+  /** Same as {@linkcode FilebusProducer.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Starts a filebus producer on FILE.
+ *
+ * Throws at once when FILE.lock cannot be opened or created (a missing directory, no
+ * permission) or when FILE exists and is not a regular file.
+ *
+ * @param path FILE's path.
+ * @param options The mode (`lossless`), sleep interval, file monitoring and abort signal.
+ * @returns The producer.
+ *
+ * @example Overwrite FILE with the latest reading, lossily
+ * ```ts ignore
+ * import { producer } from "./producer.ts";
+ * const out = producer("/dev/shm/temperature");
+ * await out.write("21.5\n");
+ * await out.close();
+ * ```
+ */
+export function producer(path: string, options: FilebusOptions = {}): FilebusProducer {
+  return new FilebusProducer(path, options);
+}
