@@ -1,0 +1,116 @@
+/**
+ * Shared memory mappings through FFI: `mmap(2)` a file descriptor `MAP_SHARED` and get an
+ * `ArrayBuffer` over the mapping, so that several processes see the same bytes and can use
+ * `Atomics` on them.
+ *
+ * @module
+ */
+
+import { check, errno, libc } from "./libc.ts";
+import { SysError } from "./errno.ts";
+
+const PROT_READ = 0x1;
+const PROT_WRITE = 0x2;
+const MAP_SHARED = 0x01;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/**
+ * A live shared mapping: its address, its length and an `ArrayBuffer` over it.
+ *
+ * Touching `buffer` (or any view of it) after {@linkcode Mapping.unmap} crashes the
+ * process: drop every view before unmapping.
+ *
+ * @example
+ * ```ts ignore
+ * import { mapShared } from "./mman.ts";
+ * const m = mapShared(fd, 4096);
+ * new Uint8Array(m.buffer)[0] = 1;
+ * m.unmap();
+ * ```
+ */
+export class Mapping {
+  /** The address of the first byte. */
+  readonly pointer: Deno.PointerObject;
+  /** The length in bytes. */
+  readonly length: number;
+  #buffer: ArrayBuffer | undefined;
+
+  /**
+   * Wraps an existing mapping (use {@linkcode mapShared} to make one).
+   *
+   * @param pointer The address.
+   * @param length The length in bytes.
+   */
+  constructor(pointer: Deno.PointerObject, length: number) {
+    this.pointer = pointer;
+    this.length = length;
+    this.#buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, length);
+  }
+
+  /** The bytes of the mapping; throws once unmapped. */
+  get buffer(): ArrayBuffer {
+    if (this.#buffer === undefined) throw new Error("Mapping used after unmap");
+    return this.#buffer;
+  }
+
+  /** Whether {@linkcode Mapping.unmap} has been called. */
+  get unmapped(): boolean {
+    return this.#buffer === undefined;
+  }
+
+  /**
+   * The address `offset` bytes into the mapping (for futex calls).
+   *
+   * @param offset The byte offset.
+   * @returns The pointer.
+   */
+  at(offset: number): Deno.PointerObject {
+    return Deno.UnsafePointer.offset(this.pointer, offset) as Deno.PointerObject;
+  }
+
+  /** Unmaps the memory; safe to call more than once. */
+  unmap(): void {
+    if (this.#buffer === undefined) return;
+    this.#buffer = undefined;
+    libc().munmap(this.pointer, BigInt(this.length));
+  }
+}
+
+/**
+ * Maps `length` bytes of an open file, shared and readable/writable.
+ *
+ * @param fd The descriptor, opened read-write.
+ * @param length The number of bytes to map, from offset 0.
+ * @returns The mapping.
+ * @throws {SysError} When mmap fails.
+ *
+ * @example
+ * ```ts ignore
+ * import { mapShared } from "./mman.ts";
+ * const m = mapShared(fd, 65536);
+ * ```
+ */
+export function mapShared(fd: number, length: number): Mapping {
+  const p = libc().mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+  if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) {
+    throw new SysError("mmap", errno());
+  }
+  return new Mapping(p, length);
+}
+
+/**
+ * Sets the length of an open file (`ftruncate(2)`).
+ *
+ * @param fd The descriptor.
+ * @param length The new length in bytes.
+ * @throws {SysError} When ftruncate fails.
+ *
+ * @example
+ * ```ts ignore
+ * import { truncateFd } from "./mman.ts";
+ * truncateFd(fd, 65536);
+ * ```
+ */
+export function truncateFd(fd: number, length: number): void {
+  check(libc().ftruncate(fd, BigInt(length)), "ftruncate");
+}

@@ -1,0 +1,117 @@
+/**
+ * fanout: one-to-many ring buffers with topics, with the semantics of the /dev/fanout kernel
+ * module, in user space (a shared-memory ring file per topic, mapped through FFI) or on a
+ * real /dev/fanout device when one exists; plus baf's one-publisher lock.
+ *
+ * - A write of at most a quarter ring is atomic; writers never block on readers.
+ * - A new reader starts at "now" (or at the oldest data held, with `fromOldest`).
+ * - A reader more than one ring behind gets an {@linkcode OverrunError} and resynchronises.
+ * - Readers sleep on a futex (rings) or in `poll` (devices): nothing spins while idle.
+ * - Message mode (rings only, opt-in per topic): readers get whole messages.
+ *
+ * @example Publish and subscribe
+ * ```ts ignore
+ * import { createTopic, openWriter, subscribe } from "./mod.ts";
+ *
+ * createTopic("news", { messages: true, exclusive: false });
+ * const sub = subscribe("news");
+ * using w = openWriter("news");
+ * w.write("hello");
+ * for await (const m of sub) {
+ *   console.log(new TextDecoder().decode(m.data)); // "hello"
+ *   break;
+ * }
+ * ```
+ *
+ * @example A tight synchronous reader loop (lowest latency; blocks its thread)
+ * ```ts ignore
+ * import { openReader } from "./mod.ts";
+ * using r = openReader("news");
+ * for (;;) {
+ *   for (const item of r.take()) Deno.stdout.writeSync(item);
+ *   r.waitSync();
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export {
+  FsbusError,
+  type FsbusErrorCode,
+  type Message,
+  OverrunError,
+  type Subscription,
+} from "../../types.ts";
+export type { Backend, TopicReader, TopicWriter, WaitSource } from "./endpoint.ts";
+export {
+  BAF_ROOT,
+  checkTopicName,
+  type CreateOptions,
+  createTopic,
+  DEFAULT_TOPIC_MODE,
+  defaultBafRoot,
+  defaultRoot,
+  describeTopic,
+  ensureRoot,
+  listTopics,
+  lockPublisher,
+  openReader,
+  openWriter,
+  type PublisherLock,
+  type ReaderOptions,
+  removeTopic,
+  type ResolvedTopic,
+  resolveTopic,
+  type RootOptions,
+  type TopicInfo,
+  topicNames,
+  topicPath,
+  type WriterOptions,
+} from "./topics.ts";
+export { subscribe, type SubscribeOptions, Subscriber } from "./subscriber.ts";
+export {
+  DEFAULT_RING_SIZE,
+  MAX_RING_SIZE,
+  MIN_RING_SIZE,
+  RECORD_HEADER,
+  type RingInfo,
+} from "./ring.ts";
+export { RingReader, RingWriter } from "./ring_endpoint.ts";
+export {
+  DEFAULT_DEVICE_BUFFER,
+  deviceCounts,
+  DeviceReader,
+  DeviceWriter,
+  FANOUT_IOCTL,
+  fanoutIoctl,
+  isUnsupportedIoctl,
+} from "./device.ts";
+
+import { openWriter, type WriterOptions } from "./topics.ts";
+
+/**
+ * Publishes one write (or, in message mode, one message) to a topic and closes the writer.
+ *
+ * @param topic The topic's name (or path).
+ * @param data The bytes or text.
+ * @param options Root and creation.
+ *
+ * @example
+ * ```ts ignore
+ * import { publish } from "./mod.ts";
+ * publish("news", "hello\n", { create: true });
+ * ```
+ */
+export function publish(
+  topic: string,
+  data: Uint8Array | string,
+  options: WriterOptions = {},
+): void {
+  const w = openWriter(topic, options);
+  try {
+    w.write(data);
+  } finally {
+    w.close();
+  }
+}

@@ -1,0 +1,361 @@
+/**
+ * Readers and writers of a user-space ring (see `ring.ts` for the layout and the protocol).
+ *
+ * @module
+ */
+
+import { FsbusError, OverrunError, toBytes } from "../../types.ts";
+import type { TopicReader, TopicWriter, WaitSource } from "./endpoint.ts";
+import { RECORD_HEADER, type Ring } from "./ring.ts";
+import { planWrites } from "./_chunks.ts";
+
+/** The default most bytes one `take()` returns. */
+export const DEFAULT_TAKE_BYTES = 256 * 1024;
+
+/**
+ * A reader of a ring.
+ *
+ * @example
+ * ```ts ignore
+ * import { Ring } from "./ring.ts";
+ * import { RingReader } from "./ring_endpoint.ts";
+ * const r = new RingReader("news", Ring.open("/dev/shm/fsbus/news"));
+ * ```
+ */
+export class RingReader implements TopicReader {
+  /** The topic's name. */
+  readonly topic: string;
+  /** Always "ring". */
+  readonly backend = "ring" as const;
+  /** Whether items are whole messages. */
+  readonly messages: boolean;
+  readonly #ring: Ring;
+  readonly #slot: number;
+  #pos: number;
+  #overrun: OverrunError | undefined;
+  #closed = false;
+  #waiting: Promise<void> | undefined;
+
+  /**
+   * Starts reading `ring` at "now", or at the oldest data it holds.
+   *
+   * @param topic The topic's name.
+   * @param ring The mapped ring (this reader takes ownership of one reference).
+   * @param options `fromOldest`: start at the oldest data held instead of "now".
+   */
+  constructor(topic: string, ring: Ring, options: { fromOldest?: boolean } = {}) {
+    this.topic = topic;
+    this.#ring = ring;
+    this.messages = ring.messages;
+    const [, head, tail] = ring.committed();
+    this.#pos = options.fromOldest ? (ring.messages ? tail : Math.max(0, head - ring.size)) : head;
+    this.#slot = ring.register("reader");
+  }
+
+  /** The ring file. */
+  get path(): string {
+    return this.#ring.path;
+  }
+
+  /** The reader's stream position (bytes since the ring was created). */
+  get position(): number {
+    return this.#pos;
+  }
+
+  #fail(head: number): never {
+    const lost = Math.max(0, head - this.#ring.size - this.#pos);
+    this.#overrun = new OverrunError(
+      `Reader of topic "${this.topic}" overrun: at least ${lost} bytes lost`,
+      lost,
+    );
+    throw this.#overrun;
+  }
+
+  /**
+   * Takes what is there now: one byte chunk, or whole messages.
+   *
+   * @param maxBytes Stop after about this many bytes (at least one item).
+   * @returns The items; empty when there is nothing new.
+   */
+  take(maxBytes: number = DEFAULT_TAKE_BYTES): Uint8Array[] {
+    if (this.#overrun) throw this.#overrun;
+    if (this.#closed) throw new FsbusError("closed", `Reader of topic "${this.topic}" is closed`);
+    const ring = this.#ring;
+    const head = ring.head();
+    const pos = this.#pos;
+    if (head === pos) return [];
+    if (pos < head - ring.size || pos > head) this.#fail(head);
+    if (!ring.messages) {
+      const n = Math.min(head - pos, Math.max(1, maxBytes));
+      const chunk = ring.get(pos, n);
+      // Seqlock check: if the head moved so far that our start fell out of the history,
+      // the copy may be torn. Never deliver it.
+      if (pos < ring.head() - ring.size) this.#fail(ring.head());
+      this.#pos = pos + n;
+      return [chunk];
+    }
+    const out: Uint8Array[] = [];
+    const limit = ring.maxWrite - RECORD_HEADER;
+    let p = pos;
+    let bytes = 0;
+    let bad = false;
+    while (p < head && (out.length === 0 || bytes < maxBytes)) {
+      const len = ring.getU32(p);
+      if (len > limit || p + RECORD_HEADER + len > head) {
+        bad = true;
+        break;
+      }
+      out.push(ring.get(p + RECORD_HEADER, len));
+      p += RECORD_HEADER + len;
+      bytes += len;
+    }
+    const after = ring.head();
+    if (pos < after - ring.size) this.#fail(after);
+    if (bad && out.length === 0) {
+      throw new FsbusError("invalid", `Topic "${this.topic}" holds a corrupt record`);
+    }
+    this.#pos = p;
+    return out;
+  }
+
+  /**
+   * Blocks the thread until there is something to take, or the timeout passes.
+   *
+   * @param timeoutMs The longest wait; negative means none.
+   * @returns True when there is something to take (or an overrun to report).
+   */
+  waitSync(timeoutMs = -1): boolean {
+    return this.#ring.waitSync(this.#pos, timeoutMs);
+  }
+
+  /** Waits on a worker thread until there may be something to take. */
+  wait(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const p = this.#ring.waitAsync(this.#pos).finally(() => {
+      if (this.#waiting === p) this.#waiting = undefined;
+    });
+    this.#waiting = p;
+    return p;
+  }
+
+  /** Ends a pending wait (it also wakes other sleepers on this ring, who simply re-check). */
+  wake(): void {
+    if (this.#waiting) this.#ring.wakeAll();
+  }
+
+  /**
+   * What to sleep on together with other readers.
+   *
+   * @returns The futex word, or undefined when there is something to take.
+   */
+  waitSource(): WaitSource | undefined {
+    const item = this.#ring.prepareWait(this.#pos);
+    return item && { kind: "futex", addr: item.addr, expected: item.expected };
+  }
+
+  /**
+   * Starts again at "now" after an overrun (or to skip what is pending).
+   *
+   * @returns How many bytes were skipped.
+   */
+  resync(): number {
+    const head = this.#ring.head();
+    const skipped = Math.max(0, head - this.#pos);
+    this.#pos = head;
+    this.#overrun = undefined;
+    return skipped;
+  }
+
+  /** Releases the reader (waits in progress are woken first). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ring.unregister(this.#slot);
+    if (this.#waiting) {
+      // The mapping must outlive the pending wait: unmap once it has returned.
+      this.#ring.wakeAll();
+      const ring = this.#ring;
+      this.#waiting.finally(() => ring.close());
+    } else {
+      this.#ring.close();
+    }
+  }
+
+  /** Same as {@linkcode RingReader.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * A writer of a ring.
+ *
+ * @example
+ * ```ts ignore
+ * import { Ring } from "./ring.ts";
+ * import { RingWriter } from "./ring_endpoint.ts";
+ * const w = new RingWriter("news", Ring.open("/dev/shm/fsbus/news"));
+ * w.write("hello\n");
+ * ```
+ */
+export class RingWriter implements TopicWriter {
+  /** The topic's name. */
+  readonly topic: string;
+  /** Always "ring". */
+  readonly backend = "ring" as const;
+  /** Whether every write is one message. */
+  readonly messages: boolean;
+  /** The largest atomic write (record prefix included, in message mode). */
+  readonly maxWrite: number;
+  readonly #ring: Ring;
+  readonly #slot: number;
+  #closed = false;
+
+  /**
+   * Writes to `ring`.
+   *
+   * @param topic The topic's name.
+   * @param ring The mapped ring (this writer takes ownership of one reference).
+   */
+  constructor(topic: string, ring: Ring) {
+    this.topic = topic;
+    this.#ring = ring;
+    this.messages = ring.messages;
+    this.maxWrite = ring.maxWrite;
+    this.#slot = ring.register("writer");
+  }
+
+  /** The ring file. */
+  get path(): string {
+    return this.#ring.path;
+  }
+
+  /**
+   * Writes bytes (split into atomic pieces) or, in message mode, one message.
+   *
+   * @param data The bytes or text.
+   */
+  write(data: Uint8Array | string): void {
+    const bytes = toBytes(data);
+    if (this.messages) {
+      this.#checkMessage(bytes.length);
+      this.#commit([bytes], bytes.length + RECORD_HEADER);
+      return;
+    }
+    if (bytes.length <= this.maxWrite) {
+      if (bytes.length > 0) this.#commit([bytes], bytes.length);
+      return;
+    }
+    for (let off = 0; off < bytes.length; off += this.maxWrite) {
+      const piece = bytes.subarray(off, off + this.maxWrite);
+      this.#commit([piece], piece.length);
+    }
+  }
+
+  /**
+   * Writes several items with as few commits as fit; items stay whole.
+   *
+   * @param items The items.
+   */
+  writeBatch(items: readonly Uint8Array[]): void {
+    if (this.messages) {
+      const max = this.maxWrite;
+      for (const it of items) this.#checkMessage(it.length);
+      let start = 0;
+      let total = 0;
+      for (let i = 0; i < items.length; i++) {
+        const size = items[i]!.length + RECORD_HEADER;
+        if (total + size > max) {
+          this.#commit(items.slice(start, i), total);
+          start = i;
+          total = 0;
+        }
+        total += size;
+      }
+      if (start < items.length) this.#commit(items.slice(start), total);
+      return;
+    }
+    const pieces = planWrites(items.map((it) => it.length), this.maxWrite);
+    if (pieces.length === 0) return;
+    // Walk items and pieces together, handing each commit the views it covers.
+    let item = 0;
+    let itemStart = 0;
+    for (const piece of pieces) {
+      const views: Uint8Array[] = [];
+      let at = piece.start;
+      while (at < piece.end) {
+        while (itemStart + items[item]!.length <= at) itemStart += items[item++]!.length;
+        const it = items[item]!;
+        const from = at - itemStart;
+        const to = Math.min(it.length, piece.end - itemStart);
+        views.push(from === 0 && to === it.length ? it : it.subarray(from, to));
+        at = itemStart + to;
+      }
+      this.#commit(views, piece.end - piece.start);
+    }
+  }
+
+  #checkMessage(length: number): void {
+    if (length + RECORD_HEADER > this.maxWrite) {
+      throw new FsbusError(
+        "too_large",
+        `Message of ${length} bytes is too large for topic "${this.topic}": at most ${
+          this.maxWrite - RECORD_HEADER
+        } bytes fit (a quarter of its ${this.#ring.size}-byte ring, less a 4-byte prefix)`,
+      );
+    }
+  }
+
+  /** One atomic commit of `parts` (records in message mode), `total` bytes in the ring. */
+  #commit(parts: readonly Uint8Array[], total: number): void {
+    if (this.#closed) throw new FsbusError("closed", `Writer of topic "${this.topic}" is closed`);
+    const ring = this.#ring;
+    ring.lock();
+    try {
+      const [s, head, tail] = ring.committed();
+      let p = head;
+      for (const part of parts) {
+        if (this.messages) {
+          ring.putU32(p, part.length);
+          p += RECORD_HEADER;
+        }
+        ring.put(p, part);
+        p += part.length;
+      }
+      const newHead = head + total;
+      let newTail = tail;
+      const floor = newHead - ring.size;
+      if (this.messages) {
+        // Keep the oldest record boundary inside the history: records between the old tail
+        // and the floor are intact (this write only overwrote bytes below the floor).
+        const limit = ring.maxWrite - RECORD_HEADER;
+        while (newTail < floor) {
+          const len = ring.getU32(newTail);
+          if (len > limit) {
+            newTail = newHead;
+            break;
+          }
+          newTail += RECORD_HEADER + len;
+        }
+      } else {
+        newTail = Math.max(0, floor);
+      }
+      ring.commit(s, newHead, newTail);
+    } finally {
+      ring.unlock();
+    }
+  }
+
+  /** Releases the writer. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ring.unregister(this.#slot);
+    this.#ring.close();
+  }
+
+  /** Same as {@linkcode RingWriter.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * Subscribing to several topics at once: take from every reader, and sleep on all of them
+ * together (one `futex_waitv` for rings, one `poll` for devices) until any has data.
+ *
+ * @module
+ */
+
+import { FsbusError, type Message, OverrunError, type Subscription } from "../../types.ts";
+import {
+  futexWait,
+  type FutexWaitItem,
+  futexWaitv,
+  futexWaitvAsync,
+  futexWaitvSupported,
+  futexWake,
+} from "../../sys/futex.ts";
+import { pollIn } from "../../sys/device_io.ts";
+import type { TopicReader } from "./endpoint.ts";
+import { openReader, type ReaderOptions } from "./topics.ts";
+
+/** Options of {@linkcode subscribe}. */
+export interface SubscribeOptions extends ReaderOptions {
+  /**
+   * Called when a reader is overrun; the reader then resynchronises to "now" and the
+   * subscription goes on. Without it, the overrun is thrown to the consumer.
+   */
+  onOverrun?: (error: OverrunError, topic: string) => void;
+  /** Stops the subscription when aborted. */
+  signal?: AbortSignal;
+  /** Most bytes taken from one topic per round (default 256 KiB). */
+  maxBytes?: number;
+}
+
+/**
+ * A subscription to one or more topics: an async iterable of messages (each a byte chunk, or
+ * one whole message on a message-mode ring), with synchronous twins for loops that own their
+ * thread.
+ *
+ * @example Print every message of two topics
+ * ```ts ignore
+ * import { subscribe } from "./subscriber.ts";
+ * await using sub = subscribe(["news", "weather"], {
+ *   onOverrun: (err) => console.error(err.message),
+ * });
+ * for await (const m of sub) console.log(m.topic, new TextDecoder().decode(m.data));
+ * ```
+ */
+export class Subscriber implements Subscription<Message> {
+  /** The readers, one per topic. */
+  readonly readers: readonly TopicReader[];
+  readonly #onOverrun: SubscribeOptions["onOverrun"];
+  readonly #maxBytes: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => void this.close();
+  #closed = false;
+  #waiting: Promise<unknown> | undefined;
+  #wakeWords: Deno.PointerObject[] = [];
+
+  /**
+   * Wraps open readers (the subscriber owns and closes them).
+   *
+   * @param readers The readers.
+   * @param options Overrun handling, abort signal, batch size.
+   */
+  constructor(readers: readonly TopicReader[], options: SubscribeOptions = {}) {
+    this.readers = readers;
+    this.#onOverrun = options.onOverrun;
+    this.#maxBytes = options.maxBytes ?? 256 * 1024;
+    this.#signal = options.signal;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (this.#signal?.aborted) void this.close();
+  }
+
+  /** Whether the subscription has been closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Takes what every topic has now, without waiting.
+   *
+   * @returns The messages, topic by topic; empty when nothing is new.
+   * @throws {OverrunError} When a reader is overrun and no `onOverrun` was given.
+   */
+  takeNow(): Message[] {
+    const out: Message[] = [];
+    for (const r of this.readers) {
+      let items: Uint8Array[];
+      try {
+        items = r.take(this.#maxBytes);
+      } catch (err) {
+        if (err instanceof OverrunError && this.#onOverrun) {
+          this.#onOverrun(err, r.topic);
+          r.resync();
+          continue;
+        }
+        throw err;
+      }
+      for (const data of items) out.push({ data, topic: r.topic });
+    }
+    return out;
+  }
+
+  /**
+   * Blocks the thread until some topic has data or `timeoutMs` passes.
+   *
+   * @param timeoutMs The longest wait; negative means none.
+   * @returns True when some topic may have data.
+   */
+  waitSync(timeoutMs = -1): boolean {
+    const readers = this.readers;
+    if (readers.length === 1) return readers[0]!.waitSync(timeoutMs);
+    const futexes: FutexWaitItem[] = [];
+    const fds: number[] = [];
+    for (const r of readers) {
+      const s = r.waitSource();
+      if (s === undefined) return true;
+      if (s.kind === "futex") futexes.push(s);
+      else fds.push(s.fd);
+    }
+    if (fds.length === 0) {
+      if (futexWaitvSupported() && futexes.length <= 128) {
+        return futexWaitv(futexes, timeoutMs) !== "timeout";
+      }
+      // Old kernel: sleep on the first ring, waking every 10 ms to look at the others.
+      const f = futexes[0]!;
+      return futexWait(f.addr, f.expected, timeoutMs < 0 ? 10 : Math.min(10, timeoutMs)) !==
+        "timeout";
+    }
+    if (futexes.length === 0) return pollIn(fds, timeoutMs) !== 0;
+    // Rings and devices mixed: alternate short sleeps on each kind.
+    const slice = timeoutMs < 0 ? 10 : Math.min(10, timeoutMs);
+    if (pollIn(fds, 0) !== 0) return true;
+    if (futexWaitvSupported()) futexWaitv(futexes, slice);
+    else futexWait(futexes[0]!.addr, futexes[0]!.expected, slice);
+    return pollIn(fds, 0) !== 0 || timeoutMs < 0 || timeoutMs > slice;
+  }
+
+  /**
+   * Blocks the thread until there are messages (or the timeout passes).
+   *
+   * @param timeoutMs The longest wait; negative means none.
+   * @returns The messages; empty on timeout or when closed.
+   */
+  nextSync(timeoutMs = -1): Message[] {
+    const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
+    while (!this.#closed) {
+      const batch = this.takeNow();
+      if (batch.length > 0) return batch;
+      const left = deadline === Infinity ? -1 : deadline - performance.now();
+      if (left !== -1 && left <= 0) return [];
+      this.waitSync(left);
+    }
+    return [];
+  }
+
+  /**
+   * Waits, without blocking the event loop, until some topic may have data.
+   *
+   * @returns When to look again.
+   */
+  async wait(): Promise<void> {
+    if (this.#closed) return;
+    const readers = this.readers;
+    if (readers.length === 1) {
+      await this.#track(readers[0]!.wait());
+      return;
+    }
+    const futexes: FutexWaitItem[] = [];
+    let allFutex = true;
+    for (const r of readers) {
+      const s = r.waitSource();
+      if (s === undefined) return;
+      if (s.kind === "futex") futexes.push(s);
+      else allFutex = false;
+    }
+    if (allFutex && futexWaitvSupported() && futexes.length <= 128) {
+      this.#wakeWords = futexes.map((f) => f.addr);
+      try {
+        await this.#track(futexWaitvAsync(futexes));
+      } finally {
+        this.#wakeWords = [];
+      }
+      return;
+    }
+    // One wait per reader; the first to end cuts the others short.
+    const waits = readers.map((r) => r.wait());
+    const all = Promise.all(waits);
+    this.#waiting = all;
+    try {
+      await Promise.race(waits);
+    } finally {
+      for (const r of readers) r.wake();
+      await all.catch(() => {});
+      if (this.#waiting === all) this.#waiting = undefined;
+    }
+  }
+
+  async #track<T>(p: Promise<T>): Promise<T> {
+    this.#waiting = p;
+    try {
+      return await p;
+    } finally {
+      if (this.#waiting === p) this.#waiting = undefined;
+    }
+  }
+
+  /**
+   * Waits until there are messages, without blocking the event loop.
+   *
+   * @returns The messages; empty once closed.
+   */
+  async next(): Promise<Message[]> {
+    while (!this.#closed) {
+      const batch = this.takeNow();
+      if (batch.length > 0) return batch;
+      await this.wait();
+    }
+    return [];
+  }
+
+  /** Iterates over messages until closed, aborted, or the loop is left. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    try {
+      while (!this.#closed) {
+        const batch = await this.next();
+        for (const m of batch) {
+          yield m;
+          if (this.#closed) return;
+        }
+      }
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Resynchronises every reader to "now" (after an overrun was thrown). */
+  resync(): void {
+    for (const r of this.readers) r.resync();
+  }
+
+  /** Stops waiting, and closes every reader; safe to call more than once. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    for (const addr of this.#wakeWords) futexWake(addr);
+    for (const r of this.readers) r.wake();
+    if (this.#waiting) await this.#waiting.catch(() => {});
+    for (const r of this.readers) r.close();
+  }
+
+  /** Same as {@linkcode Subscriber.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Subscribes to one or more topics.
+ *
+ * @param topics A topic name (or path), or several.
+ * @param options Root, start position, creation, overrun handling, abort signal.
+ * @returns The subscription.
+ * @throws {FsbusError} When a topic does not exist (without `create`) or is not usable.
+ *
+ * @example
+ * ```ts ignore
+ * import { subscribe } from "./subscriber.ts";
+ * for await (const m of subscribe("news", { create: true })) {
+ *   console.log(new TextDecoder().decode(m.data));
+ * }
+ * ```
+ */
+export function subscribe(
+  topics: string | readonly string[],
+  options: SubscribeOptions = {},
+): Subscriber {
+  const names = typeof topics === "string" ? [topics] : topics;
+  if (names.length === 0) throw new FsbusError("invalid", "No topics to subscribe to");
+  const readers: TopicReader[] = [];
+  try {
+    for (const name of names) readers.push(openReader(name, options));
+  } catch (err) {
+    for (const r of readers) r.close();
+    throw err;
+  }
+  return new Subscriber(readers, options);
+}

@@ -1,0 +1,609 @@
+/**
+ * Topics: named rings under a topic root. A topic is `ROOT/NAME`, either a ring file made by
+ * fsbus or a character device (a real /dev/fanout, or a `/dev/baf/NAME` symlink to one).
+ * `ROOT/NAME.lock` is the lock file of baf's one-publisher rule; files starting with "." are
+ * fsbus's own temporaries.
+ *
+ * @module
+ */
+
+import { fromFsError, FsbusError } from "../../types.ts";
+import { closeFd, O, openFd } from "../../sys/fs.ts";
+import { FileLock } from "../../sys/flock.ts";
+import type { Backend, TopicReader, TopicWriter } from "./endpoint.ts";
+import { checkRingSize, DEFAULT_RING_SIZE, initRingFile, inspectRing, Ring } from "./ring.ts";
+import { RingReader, RingWriter } from "./ring_endpoint.ts";
+import { deviceCounts, deviceMaxWrite, DeviceReader, DeviceWriter } from "./device.ts";
+import { sysToFsbus } from "./ring.ts";
+
+/** The default permission bits of a new topic: owner and group read and write. */
+export const DEFAULT_TOPIC_MODE = 0o660;
+
+/** Where baf keeps its topics. */
+export const BAF_ROOT = "/dev/baf";
+
+/** Options naming the topic root. */
+export interface RootOptions {
+  /** The topic root (default: {@linkcode defaultRoot}). */
+  root?: string;
+}
+
+/**
+ * The default root for fsbus's rings: `/dev/shm/fsbus` when /dev/shm is a directory, else
+ * `$XDG_RUNTIME_DIR/fsbus`.
+ *
+ * @returns The path (which may not exist yet).
+ * @throws {FsbusError} When neither is available.
+ *
+ * @example
+ * ```ts ignore
+ * import { defaultRoot } from "./topics.ts";
+ * defaultRoot(); // "/dev/shm/fsbus"
+ * ```
+ */
+export function defaultRoot(): string {
+  try {
+    if (Deno.statSync("/dev/shm").isDirectory) return "/dev/shm/fsbus";
+  } catch {
+    // no /dev/shm
+  }
+  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
+  if (xdg) return `${xdg}/fsbus`;
+  throw new FsbusError(
+    "not_found",
+    "No topic root: /dev/shm is missing and XDG_RUNTIME_DIR is not set (give a root)",
+  );
+}
+
+/**
+ * The default root for baf's commands: `/dev/baf` when it exists, else {@linkcode defaultRoot}.
+ *
+ * @returns The path.
+ *
+ * @example
+ * ```ts ignore
+ * import { defaultBafRoot } from "./topics.ts";
+ * defaultBafRoot(); // "/dev/shm/fsbus" on a machine without baf
+ * ```
+ */
+export function defaultBafRoot(): string {
+  try {
+    if (Deno.statSync(BAF_ROOT).isDirectory) return BAF_ROOT;
+  } catch {
+    // no baf here
+  }
+  return defaultRoot();
+}
+
+/**
+ * Checks a topic name: not empty, no "/", no leading ".", no ".lock" ending, at most 255 bytes.
+ *
+ * @param name The name.
+ * @throws {FsbusError} "invalid" with the reason.
+ *
+ * @example
+ * ```ts
+ * import { checkTopicName } from "./topics.ts";
+ * checkTopicName("news"); // fine
+ * ```
+ */
+export function checkTopicName(name: string): void {
+  let why: string | undefined;
+  if (name === "") why = "it is empty";
+  else if (name.includes("/")) why = 'it contains "/"';
+  else if (name.startsWith(".")) why = 'it starts with "."';
+  else if (name.endsWith(".lock")) why = 'it ends with ".lock"';
+  else if (name.includes("\0")) why = "it contains a NUL byte";
+  else if (new TextEncoder().encode(name).length > 255) why = "it is longer than 255 bytes";
+  if (why) throw new FsbusError("invalid", `Invalid topic name "${name}": ${why}`);
+}
+
+/**
+ * The path of a topic: `ROOT/NAME`, or NAME itself when it contains a "/" (a device or ring
+ * file named by path, such as `/dev/fanout1`).
+ *
+ * @param name The topic's name or path.
+ * @param options The root.
+ * @returns The path.
+ *
+ * @example
+ * ```ts
+ * import { topicPath } from "./topics.ts";
+ * topicPath("news", { root: "/dev/shm/fsbus" }); // "/dev/shm/fsbus/news"
+ * ```
+ */
+export function topicPath(name: string, options: RootOptions = {}): string {
+  if (name.includes("/")) return name;
+  checkTopicName(name);
+  return `${options.root ?? defaultRoot()}/${name}`;
+}
+
+function topicName(name: string): string {
+  return name.includes("/") ? name.slice(name.lastIndexOf("/") + 1) : name;
+}
+
+/**
+ * Checks that a topic root is a directory, creating it when asked (the default root under
+ * /dev/shm is made sticky and world-writable, like /tmp).
+ *
+ * @param root The root.
+ * @param create Whether to create it when missing.
+ * @throws {FsbusError} When it is not a directory, or missing and not to be created.
+ *
+ * @example
+ * ```ts ignore
+ * import { ensureRoot } from "./topics.ts";
+ * ensureRoot("/dev/shm/fsbus", true);
+ * ```
+ */
+export function ensureRoot(root: string, create: boolean): void {
+  try {
+    const st = Deno.statSync(root);
+    if (!st.isDirectory) {
+      throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+    }
+    return;
+  } catch (err) {
+    if (err instanceof FsbusError) throw err;
+    if (err instanceof Deno.errors.NotADirectory) {
+      throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+    }
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw fromFsError(err, "Cannot use topic root", root);
+    }
+  }
+  if (!create) throw new FsbusError("not_found", `Topic root "${root}" does not exist`);
+  try {
+    Deno.mkdirSync(root, { recursive: true });
+    if (root === "/dev/shm/fsbus") Deno.chmodSync(root, 0o1777);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists)) {
+      throw fromFsError(err, "Cannot create topic root", root);
+    }
+  }
+}
+
+/** Options of {@linkcode createTopic}. */
+export interface CreateOptions extends RootOptions {
+  /** History in bytes (default 16384, as the kernel module). */
+  size?: number;
+  /** Message mode: readers get whole messages (the fsbus extension). */
+  messages?: boolean;
+  /** Permission bits (default 0o660). Readers need write permission too. */
+  mode?: number;
+  /** A group id to give the file. */
+  gid?: number;
+  /** Fail when the topic exists (default); false: keep the existing one. */
+  exclusive?: boolean;
+}
+
+/**
+ * Creates a topic: a new ring file, built under a temporary name and linked into place so
+ * that nobody ever opens a half-made ring.
+ *
+ * @param name The topic's name.
+ * @param options Root, size, message mode, permissions.
+ * @returns The topic's path.
+ * @throws {FsbusError} "already_exists" when it exists (unless `exclusive: false`).
+ *
+ * @example
+ * ```ts ignore
+ * import { createTopic } from "./topics.ts";
+ * createTopic("news", { size: 1 << 20, messages: true, mode: 0o666 });
+ * ```
+ */
+export function createTopic(name: string, options: CreateOptions = {}): string {
+  checkTopicName(name);
+  const root = options.root ?? defaultRoot();
+  const size = options.size ?? DEFAULT_RING_SIZE;
+  checkRingSize(size);
+  ensureRoot(root, true);
+  const path = `${root}/${name}`;
+  const tmp = `${root}/.${name}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  let fd: number;
+  try {
+    fd = openFd(tmp, O.RDWR | O.CREAT | O.EXCL | O.NOFOLLOW, options.mode ?? DEFAULT_TOPIC_MODE);
+  } catch (err) {
+    throw sysToFsbus(err, "Cannot create topic", path);
+  }
+  try {
+    try {
+      Deno.chmodSync(tmp, options.mode ?? DEFAULT_TOPIC_MODE);
+      if (options.gid !== undefined) Deno.chownSync(tmp, null, options.gid);
+      initRingFile(fd, size, options.messages ?? false);
+    } finally {
+      closeFd(fd);
+    }
+    try {
+      Deno.linkSync(tmp, path);
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) {
+        if (options.exclusive ?? true) {
+          throw new FsbusError("already_exists", `Topic "${name}" already exists in "${root}"`);
+        }
+      } else {
+        throw err;
+      }
+    }
+  } catch (err) {
+    throw sysToFsbus(err, "Cannot create topic", path);
+  } finally {
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // already gone
+    }
+  }
+  return path;
+}
+
+/**
+ * Removes topics: the ring file or symlink, and its `.lock` file. Processes that have the
+ * ring open keep using the old one until they close it. Device nodes themselves are not
+ * removed.
+ *
+ * @param name The topic's name.
+ * @param options The root.
+ * @throws {FsbusError} When the topic does not exist or is a device node.
+ *
+ * @example
+ * ```ts ignore
+ * import { removeTopic } from "./topics.ts";
+ * removeTopic("news");
+ * ```
+ */
+export function removeTopic(name: string, options: RootOptions = {}): void {
+  checkTopicName(name);
+  const root = options.root ?? defaultRoot();
+  ensureRoot(root, false);
+  const path = `${root}/${name}`;
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new FsbusError("not_found", `Topic "${name}" does not exist in "${root}"`);
+    }
+    throw fromFsError(err, "Cannot remove topic", path);
+  }
+  if (st.isCharDevice || st.isBlockDevice) {
+    throw new FsbusError("invalid", `Cannot remove topic "${name}": "${path}" is a device node`);
+  }
+  if (st.isDirectory) {
+    throw new FsbusError(
+      "is_a_directory",
+      `Cannot remove topic "${name}": "${path}" is a directory`,
+    );
+  }
+  try {
+    Deno.removeSync(path);
+  } catch (err) {
+    throw fromFsError(err, "Cannot remove topic", path);
+  }
+  try {
+    Deno.removeSync(`${path}.lock`);
+  } catch {
+    // no lock file
+  }
+}
+
+/** What a listing says about one topic. */
+export interface TopicInfo {
+  /** The topic's name. */
+  topic: string;
+  /** Its path. */
+  path: string;
+  /** The backend, or "invalid" for a file that is not a usable topic. */
+  backend: Backend | "invalid";
+  /** History in bytes (rings, and devices where the module says). */
+  size?: number;
+  /** Whether the ring is in message mode. */
+  messages?: boolean;
+  /** Live readers, where known. */
+  readers?: number;
+  /** Live writers, where known. */
+  writers?: number;
+  /** Why the topic is not usable. */
+  problem?: string;
+}
+
+function deviceBufferSize(): number {
+  return deviceMaxWrite() * 4;
+}
+
+/**
+ * Describes one topic.
+ *
+ * @param name The topic's name or path.
+ * @param options The root.
+ * @returns What is known about it.
+ * @throws {FsbusError} When it does not exist.
+ *
+ * @example
+ * ```ts ignore
+ * import { describeTopic } from "./topics.ts";
+ * describeTopic("news").readers;
+ * ```
+ */
+export function describeTopic(name: string, options: RootOptions = {}): TopicInfo {
+  const { path, backend, realPath } = resolveTopic(name, options);
+  const topic = topicName(name);
+  if (backend === "device") {
+    const info: TopicInfo = { topic, path, backend, size: deviceBufferSize(), messages: false };
+    try {
+      const counts = deviceCounts(realPath);
+      if (counts) Object.assign(info, counts);
+    } catch (err) {
+      info.problem = err instanceof Error ? err.message : String(err);
+    }
+    return info;
+  }
+  try {
+    const r = inspectRing(realPath);
+    return {
+      topic,
+      path,
+      backend,
+      size: r.size,
+      messages: r.messages,
+      readers: r.readers,
+      writers: r.writers,
+    };
+  } catch (err) {
+    return {
+      topic,
+      path,
+      backend: "invalid",
+      problem: err instanceof Error ? err.message : String(err),
+    };
+  }
+}
+
+/**
+ * Lists the topics under a root (skipping `.lock` files, hidden files and directories).
+ *
+ * @param options The root.
+ * @returns The topics, sorted by name; empty when the root does not exist.
+ * @throws {FsbusError} When the root is not a directory.
+ *
+ * @example
+ * ```ts ignore
+ * import { listTopics } from "./topics.ts";
+ * for (const t of listTopics()) console.log(t.topic, t.backend, t.readers);
+ * ```
+ */
+export function listTopics(options: RootOptions = {}): TopicInfo[] {
+  const root = options.root ?? defaultRoot();
+  return topicNames(root).map((name) => describeTopic(name, { root }));
+}
+
+/**
+ * The names of the topics under a root: every entry except hidden files, `.lock` files,
+ * directories and other non-topics (sockets, FIFOs).
+ *
+ * @param root The root.
+ * @returns The names, sorted; empty when the root does not exist.
+ * @throws {FsbusError} When the root is not a directory.
+ *
+ * @example
+ * ```ts ignore
+ * import { topicNames } from "./topics.ts";
+ * topicNames("/dev/baf"); // ["baf-test", "news"]
+ * ```
+ */
+export function topicNames(root: string): string[] {
+  try {
+    ensureRoot(root, false);
+  } catch (err) {
+    if (err instanceof FsbusError && err.code === "not_found") return [];
+    throw err;
+  }
+  const names: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      if (e.name.startsWith(".") || e.name.endsWith(".lock")) continue;
+      if (e.isDirectory) continue;
+      if (e.isFile || e.isSymlink) {
+        names.push(e.name);
+        continue;
+      }
+      // Char devices placed directly in the root.
+      try {
+        if (Deno.statSync(`${root}/${e.name}`).isCharDevice) names.push(e.name);
+      } catch {
+        // vanished
+      }
+    }
+  } catch (err) {
+    throw fromFsError(err, "Cannot list topic root", root);
+  }
+  return names.sort();
+}
+
+/** Where a topic lives, once resolved. */
+export interface ResolvedTopic {
+  /** The path named (possibly a symlink). */
+  path: string;
+  /** The path after following symlinks. */
+  realPath: string;
+  /** The backend. */
+  backend: Backend;
+}
+
+/**
+ * Finds a topic and tells its backend: a character device means /dev/fanout, a regular file
+ * a ring.
+ *
+ * @param name The topic's name or path.
+ * @param options The root.
+ * @returns Where it lives.
+ * @throws {FsbusError} "not_found" when it does not exist; "invalid" for other kinds of file.
+ *
+ * @example
+ * ```ts ignore
+ * import { resolveTopic } from "./topics.ts";
+ * resolveTopic("news").backend; // "ring"
+ * ```
+ */
+export function resolveTopic(name: string, options: RootOptions = {}): ResolvedTopic {
+  const path = topicPath(name, options);
+  if (!name.includes("/")) ensureRoot(options.root ?? defaultRoot(), false);
+  let st: Deno.FileInfo;
+  let realPath: string;
+  try {
+    realPath = Deno.realPathSync(path);
+    st = Deno.statSync(realPath);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      const where = name.includes("/") ? "" : ` in "${options.root ?? defaultRoot()}"`;
+      throw new FsbusError("not_found", `Topic "${topicName(name)}" does not exist${where}`);
+    }
+    throw fromFsError(err, "Cannot open topic", path);
+  }
+  if (st.isCharDevice) return { path, realPath, backend: "device" };
+  if (st.isFile) return { path, realPath, backend: "ring" };
+  throw new FsbusError(
+    "invalid",
+    `Cannot open topic "${topicName(name)}": "${path}" is neither a ring file nor a device`,
+  );
+}
+
+/** Options of {@linkcode openReader}. */
+export interface ReaderOptions extends RootOptions {
+  /** Start at the oldest data the ring still holds instead of "now". */
+  fromOldest?: boolean;
+  /** Create the topic (with default settings) when it does not exist. */
+  create?: boolean | Omit<CreateOptions, "root" | "exclusive">;
+}
+
+function maybeCreate(
+  name: string,
+  options: RootOptions & { create?: boolean | Omit<CreateOptions, "root" | "exclusive"> },
+): void {
+  if (!options.create || name.includes("/")) return;
+  const extra = typeof options.create === "object" ? options.create : {};
+  try {
+    Deno.lstatSync(topicPath(name, options));
+    return;
+  } catch {
+    // missing: create it
+  }
+  createTopic(name, {
+    ...extra,
+    ...(options.root ? { root: options.root } : {}),
+    exclusive: false,
+  });
+}
+
+/**
+ * Opens a reader of a topic, on whichever backend holds it.
+ *
+ * @param name The topic's name (or a path containing "/").
+ * @param options Root, start position, creation.
+ * @returns The reader.
+ *
+ * @example
+ * ```ts ignore
+ * import { openReader } from "./topics.ts";
+ * using r = openReader("news", { create: true });
+ * r.waitSync(1000);
+ * for (const chunk of r.take()) console.log(new TextDecoder().decode(chunk));
+ * ```
+ */
+export function openReader(name: string, options: ReaderOptions = {}): TopicReader {
+  maybeCreate(name, options);
+  const t = resolveTopic(name, options);
+  const topic = topicName(name);
+  const from = options.fromOldest ? { fromOldest: true } : {};
+  if (t.backend === "device") return new DeviceReader(topic, t.realPath, from);
+  return new RingReader(topic, openRing(t), from);
+}
+
+function openRing(t: ResolvedTopic): Ring {
+  try {
+    return Ring.open(t.realPath);
+  } catch (err) {
+    if (err instanceof FsbusError && t.realPath !== t.path) {
+      throw new FsbusError(err.code, err.message.replace(t.realPath, t.path), { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Options of {@linkcode openWriter}. */
+export interface WriterOptions extends RootOptions {
+  /** Create the topic when it does not exist (with these settings when an object). */
+  create?: boolean | Omit<CreateOptions, "root" | "exclusive">;
+}
+
+/**
+ * Opens a writer of a topic, on whichever backend holds it.
+ *
+ * @param name The topic's name (or a path containing "/").
+ * @param options Root and creation.
+ * @returns The writer.
+ *
+ * @example
+ * ```ts ignore
+ * import { openWriter } from "./topics.ts";
+ * using w = openWriter("news", { create: { size: 1 << 20 } });
+ * w.write("hello\n");
+ * ```
+ */
+export function openWriter(name: string, options: WriterOptions = {}): TopicWriter {
+  maybeCreate(name, options);
+  const t = resolveTopic(name, options);
+  const topic = topicName(name);
+  if (t.backend === "device") return new DeviceWriter(topic, t.realPath);
+  return new RingWriter(topic, openRing(t));
+}
+
+/** baf's one-publisher lock on a topic, held until closed. */
+export interface PublisherLock {
+  /** The lock file. */
+  readonly path: string;
+  /** Releases the lock. */
+  close(): void;
+}
+
+/**
+ * Takes baf's one-publisher lock on a topic: a non-blocking exclusive `flock(2)` on
+ * `ROOT/NAME.lock` (created when missing), held until the returned lock is closed.
+ *
+ * @param name The topic's name.
+ * @param options The root.
+ * @returns The held lock.
+ * @throws {FsbusError} "busy" when another publisher holds it.
+ *
+ * @example
+ * ```ts ignore
+ * import { lockPublisher } from "./topics.ts";
+ * const lock = lockPublisher("news");
+ * try {
+ *   // publish
+ * } finally {
+ *   lock.close();
+ * }
+ * ```
+ */
+export function lockPublisher(name: string, options: RootOptions = {}): PublisherLock {
+  const path = `${topicPath(name, options)}.lock`;
+  let lock: FileLock;
+  try {
+    lock = FileLock.open(path);
+  } catch (err) {
+    throw sysToFsbus(err, "Cannot open lock file", path);
+  }
+  let held: boolean;
+  try {
+    held = lock.tryLock();
+  } catch (err) {
+    lock.close();
+    throw sysToFsbus(err, "Cannot lock", path);
+  }
+  if (!held) {
+    lock.close();
+    throw new FsbusError("busy", `Topic "${topicName(name)}" already being used`);
+  }
+  return lock;
+}
