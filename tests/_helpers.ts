@@ -178,3 +178,78 @@ export async function sh(
     text: new TextDecoder().decode(stdout),
   };
 }
+
+/**
+ * How many inotify watches a process holds, from /proc/PID/fdinfo: lets a test wait until a
+ * subscriber is really watching before it publishes.
+ *
+ * @param pid The process.
+ * @returns The number of watches (0 when the process is gone).
+ */
+export function inotifyWatches(pid: number): number {
+  let n = 0;
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      let target = "";
+      try {
+        target = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
+      } catch {
+        continue;
+      }
+      if (target !== "anon_inode:inotify") continue;
+      const info = Deno.readTextFileSync(`/proc/${pid}/fdinfo/${entry.name}`);
+      n += info.split("\n").filter((l) => l.startsWith("inotify wd:")).length;
+    }
+  } catch {
+    return 0;
+  }
+  return n;
+}
+
+/**
+ * The targets of this process's open file descriptors that are inotify instances or
+ * eventfds: what a subscription must give back when it ends.
+ *
+ * @returns The count of such descriptors.
+ */
+export function openWatchFds(): number {
+  let n = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const t = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (t === "anon_inode:inotify" || t === "anon_inode:[eventfd]") n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+/**
+ * Stops a child process (SIGTERM, then SIGKILL) and waits for it, ignoring errors.
+ *
+ * @param child The process.
+ */
+export async function stop(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // already gone
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, 2000);
+  await child.status;
+  clearTimeout(timer);
+  for (const name of ["stdout", "stderr"] as const) {
+    try {
+      await child[name].cancel();
+    } catch {
+      // not piped, already consumed, or locked by a reader
+    }
+  }
+}

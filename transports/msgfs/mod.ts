@@ -21,7 +21,7 @@
  */
 
 import { readConfig } from "./config.ts";
-import { sweep, SWEEP_MARKER, type SweepResult } from "./retention.ts";
+import { markSwept, sweep, type SweepResult } from "./retention.ts";
 
 export { publish, type Published, Publisher, type PublisherOptions } from "./publish.ts";
 export {
@@ -59,10 +59,6 @@ export type { SweepResult } from "./retention.ts";
 export async function gc(dir: string, options: { ttlMs?: number } = {}): Promise<SweepResult> {
   const ttlMs = options.ttlMs ?? readConfig(dir).ttlMs;
   const result = await sweep(dir, ttlMs);
-  try {
-    Deno.writeFileSync(`${dir}/${SWEEP_MARKER}`, new Uint8Array(0));
-  } catch {
-    // read-only bus: nothing to record
-  }
+  markSwept(dir);
   return result;
 }

@@ -28,7 +28,8 @@ function random8(): Uint8Array {
  * Makes a new message id: a UUIDv7 whose 12 `rand_a` bits hold the sub-millisecond fraction,
  * bumped when needed so that ids from one process strictly increase.
  *
- * @param nowMs The current time in milliseconds since the epoch (fractional allowed).
+ * @param nowMs A time to encode instead of now (for back-dated test messages); ids made with
+ *   an explicit time are not part of the process's increasing sequence.
  * @returns The id, 36 lowercase characters.
  *
  * @example
@@ -39,19 +40,22 @@ function random8(): Uint8Array {
  * console.log(a < b); // true
  * ```
  */
-export function newId(nowMs: number = performance.timeOrigin + performance.now()): string {
-  let ms = Math.floor(nowMs);
-  let sub = Math.floor((nowMs - ms) * 4096);
-  if (ms < lastMs || (ms === lastMs && sub <= lastSub)) {
-    ms = lastMs;
-    sub = lastSub + 1;
-    if (sub > 0xfff) {
-      ms++;
-      sub = 0;
+export function newId(nowMs?: number): string {
+  const t = nowMs ?? performance.timeOrigin + performance.now();
+  let ms = Math.floor(t);
+  let sub = Math.floor((t - ms) * 4096);
+  if (nowMs === undefined) {
+    if (ms < lastMs || (ms === lastMs && sub <= lastSub)) {
+      ms = lastMs;
+      sub = lastSub + 1;
+      if (sub > 0xfff) {
+        ms++;
+        sub = 0;
+      }
     }
+    lastMs = ms;
+    lastSub = sub;
   }
-  lastMs = ms;
-  lastSub = sub;
   const r = random8();
   const hi = Math.floor(ms / 0x10000);
   const lo = ms % 0x10000;

@@ -96,7 +96,19 @@ export class Publisher {
     this.#atomic = options.atomic ?? false;
     this.#ffi = ffiAvailable();
     if (options.sweep ?? true) {
-      this.#sweeper = new Sweeper(this.dir, readConfig(this.dir).ttlMs);
+      let ttlMs: number;
+      try {
+        ttlMs = readConfig(this.dir).ttlMs;
+      } catch (err) {
+        if (err instanceof FsbusError && err.code === "permission_denied") {
+          throw new FsbusError(
+            "permission_denied",
+            `Cannot publish to "${this.dir}": permission denied`,
+          );
+        }
+        throw err;
+      }
+      this.#sweeper = new Sweeper(this.dir, ttlMs);
     }
   }
 

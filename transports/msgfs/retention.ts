@@ -11,8 +11,43 @@
 import { fromFsError } from "../../types.ts";
 import { idTime, isHidden } from "./names.ts";
 
-/** The marker whose modification time records the last sweep of a bus. */
+/**
+ * The marker whose modification time records the last sweep of a bus. It is a directory, so
+ * that touching it never makes an `IN_CLOSE_WRITE` that plain msgfs listeners would take for a
+ * message.
+ */
 export const SWEEP_MARKER = ".fsbus-gc";
+
+/**
+ * Records that the bus was swept now.
+ *
+ * @param dir The bus directory.
+ * @param nowMs The time to record.
+ * @returns False when the bus is not writable (someone else must sweep).
+ *
+ * @example
+ * ```ts ignore
+ * import { markSwept } from "./retention.ts";
+ * markSwept("/dev/shm/bus");
+ * ```
+ */
+export function markSwept(dir: string, nowMs: number = Date.now()): boolean {
+  const marker = `${dir}/${SWEEP_MARKER}`;
+  const now = new Date(nowMs);
+  try {
+    Deno.utimeSync(marker, now, now);
+    return true;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) return false;
+  }
+  try {
+    Deno.mkdirSync(marker, { mode: 0o755 });
+    Deno.utimeSync(marker, now, now);
+    return true;
+  } catch (err) {
+    return err instanceof Deno.errors.AlreadyExists;
+  }
+}
 
 /** The hidden directory used for atomic publishing. */
 export const TEMP_DIR = ".fsbus-tmp";
@@ -157,11 +192,7 @@ export class Sweeper {
       // no marker yet: never swept
     }
     if (nowMs - last < this.#intervalMs) return;
-    try {
-      Deno.writeFileSync(marker, new Uint8Array(0));
-    } catch {
-      return; // no write access: leave sweeping to others
-    }
+    if (!markSwept(this.#dir, nowMs)) return; // no write access: leave sweeping to others
     this.#running = sweep(this.#dir, this.#ttlMs, nowMs)
       .catch(() => undefined)
       .finally(() => {

@@ -9,7 +9,7 @@
 import { ffiAvailable } from "../../sys/libc.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { SysError } from "../../sys/errno.ts";
-import { FsbusError } from "../../types.ts";
+import { fromFsError, FsbusError } from "../../types.ts";
 import { isHidden } from "./names.ts";
 
 /**
@@ -54,7 +54,7 @@ export interface Watcher {
    * @returns False when the directory could not be watched (gone, or a symlink).
    */
   watch(dir: string): boolean;
-  /** The next batch of events; `null` once the watcher is closed. */
+  /** The next batch of events (empty after `wake()`); `null` once the watcher is closed. */
   next(): Promise<WatchEvent[] | null>;
   /** Makes a pending `next()` return at once (with `null` once closed). */
   wake(): void;
@@ -98,7 +98,7 @@ class InotifyWatcher implements Watcher {
         if (events.length > 0) return events;
         continue;
       }
-      await this.#ino.wait();
+      if ((await this.#ino.wait()) === "woken") return [];
     }
   }
 
@@ -183,7 +183,10 @@ class WatchFsWatcher implements Watcher {
       const woken = new Promise<"woken">((r) => (this.#wakeUp = () => r("woken")));
       const got = await Promise.race([this.#pending, woken]);
       this.#wakeUp = undefined;
-      if (got === "woken") continue;
+      if (got === "woken") {
+        if (this.#rescanDue) continue;
+        return [];
+      }
       this.#pending = undefined;
       if (got.done) return null;
       const events = this.#translate(got.value);

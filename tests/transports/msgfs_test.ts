@@ -1,0 +1,327 @@
+import assert from "node:assert/strict";
+import * as msgfs from "../../transports/msgfs/mod.ts";
+import { idTime, newId } from "../../transports/msgfs/names.ts";
+import { CLI, openWatchFds, tempDir, waitFor } from "../_helpers.ts";
+
+const dec = new TextDecoder();
+
+/** Takes `n` messages from a subscription (with a deadline), then closes it. */
+async function take(
+  sub: msgfs.BusSubscription,
+  n: number,
+  timeoutMs = 20_000,
+): Promise<msgfs.BusMessage[]> {
+  const got: msgfs.BusMessage[] = [];
+  const timer = setTimeout(() => void sub.close(), timeoutMs);
+  try {
+    for await (const m of sub) {
+      got.push(m);
+      if (got.length >= n) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    await sub.close();
+  }
+  return got;
+}
+
+Deno.test("names are UUIDv7, strictly increasing, and carry their time", () => {
+  const ids = Array.from({ length: 10_000 }, () => newId());
+  for (let i = 1; i < ids.length; i++) {
+    assert.ok(ids[i - 1]! < ids[i]!, `${ids[i - 1]} < ${ids[i]}`);
+  }
+  assert.match(ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const t = idTime(newId(1_700_000_000_123.25))!;
+  assert.equal(Math.floor(t), 1_700_000_000_123);
+  assert.ok(Math.abs(t - 1_700_000_000_123.25) < 1 / 4096 + 1e-9);
+  assert.equal(idTime("hello"), undefined);
+});
+
+Deno.test("publish then subscribe with since all delivers bytes exactly, with id, topic and time", async () => {
+  using bus = tempDir();
+  const payloads = [
+    new Uint8Array([0, 1, 0, 255]),
+    new Uint8Array(0),
+    new TextEncoder().encode("héllo"),
+  ];
+  const ids = payloads.map((p) => msgfs.publish(bus.path, p).id);
+  const got = await take(msgfs.subscribe(bus.path, { since: "all" }), 3);
+  assert.deepEqual(got.map((m) => m.id), ids);
+  assert.deepEqual(got.map((m) => [...m.data]), payloads.map((p) => [...p]));
+  for (const m of got) {
+    assert.equal(m.topic, "");
+    assert.ok(Math.abs(m.time.getTime() - Date.now()) < 60_000);
+  }
+});
+
+Deno.test("live messages from fsbus and from plain file writes, rename-ins included", async () => {
+  using bus = tempDir();
+  using outside = tempDir();
+  const sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next(); // starts the watch
+  msgfs.publish(bus.path, "one");
+  Deno.writeTextFileSync(`${bus.path}/plain`, "two");
+  Deno.writeTextFileSync(`${outside.path}/moved`, "three");
+  Deno.renameSync(`${outside.path}/moved`, `${bus.path}/moved`);
+  msgfs.publish(bus.path, "four", { atomic: true });
+  const texts = [dec.decode((await first).value!.data)];
+  for (let i = 0; i < 3; i++) texts.push(dec.decode((await it.next()).value!.data));
+  await sub.close();
+  assert.deepEqual(texts, ["one", "two", "three", "four"]);
+  assert.deepEqual(
+    [...Deno.readDirSync(bus.path)].filter((e) => e.name === ".fsbus-tmp").length,
+    1,
+  );
+});
+
+Deno.test("a subscription never follows a symlink or opens a FIFO planted in the bus", async () => {
+  using bus = tempDir();
+  using outside = tempDir();
+  const secret = `${outside.path}/secret`;
+  Deno.writeTextFileSync(secret, "SECRET");
+  const skipped: msgfs.SkippedFile[] = [];
+  const sub = msgfs.subscribe(bus.path, { onSkip: (s) => skipped.push(s) });
+  const it = sub[Symbol.asyncIterator]();
+  const next = it.next();
+  Deno.symlinkSync(secret, `${outside.path}/link`);
+  Deno.renameSync(`${outside.path}/link`, `${bus.path}/link`);
+  const fifo = new Deno.Command("mkfifo", { args: [`${outside.path}/fifo`] }).outputSync();
+  assert.equal(fifo.code, 0);
+  Deno.renameSync(`${outside.path}/fifo`, `${bus.path}/fifo`);
+  msgfs.publish(bus.path, "after");
+  const m = (await next).value!;
+  await sub.close();
+  assert.equal(dec.decode(m.data), "after");
+  assert.deepEqual(skipped.map((s) => s.reason).sort(), ["a symbolic link", "not a regular file"]);
+  assert.equal(sub.stats.skipped, 2);
+});
+
+Deno.test("messages over the size limit are skipped and reported, later ones still arrive", async () => {
+  using bus = tempDir();
+  const skipped: msgfs.SkippedFile[] = [];
+  const sub = msgfs.subscribe(bus.path, {
+    maxSize: 10,
+    onSkip: (s) => skipped.push(s),
+    since: "all",
+  });
+  msgfs.publish(bus.path, "x".repeat(11));
+  msgfs.publish(bus.path, "y".repeat(10));
+  const [m] = await take(sub, 1);
+  assert.equal(dec.decode(m!.data), "y".repeat(10));
+  assert.equal(skipped.length, 1);
+  assert.match(skipped[0]!.reason, /larger than the 10-byte limit/);
+});
+
+Deno.test("replay since all, then live: no gap and no duplicate at the seam", async () => {
+  using bus = tempDir();
+  for (let i = 0; i < 200; i++) msgfs.publish(bus.path, `${i}`);
+  const sub = msgfs.subscribe(bus.path, { since: "all" });
+  const it = sub[Symbol.asyncIterator]();
+  const got: string[] = [];
+  const first = it.next();
+  // Publish while the replay is under way.
+  for (let i = 200; i < 400; i++) msgfs.publish(bus.path, `${i}`);
+  got.push(dec.decode((await first).value!.data));
+  while (got.length < 400) got.push(dec.decode((await it.next()).value!.data));
+  await sub.close();
+  assert.deepEqual(got, Array.from({ length: 400 }, (_, i) => `${i}`));
+});
+
+Deno.test("replay by duration skips older messages", async () => {
+  using bus = tempDir();
+  const old = `${bus.path}/old`;
+  Deno.writeTextFileSync(old, "old");
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  Deno.utimeSync(old, hourAgo, hourAgo);
+  Deno.writeTextFileSync(`${bus.path}/new`, "new");
+  const got = await take(msgfs.subscribe(bus.path, { since: 60_000 }), 1);
+  assert.equal(dec.decode(got[0]!.data), "new");
+});
+
+Deno.test("topics: a recursive subscription follows topics created later and reports the topic", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path, { recursive: true });
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next();
+  msgfs.publish(bus.path, "root");
+  msgfs.publish(bus.path, "kitchen", { topic: "sensors/kitchen" });
+  msgfs.publish(bus.path, "garage", { topic: "sensors/garage" });
+  const got = [(await first).value!, (await it.next()).value!, (await it.next()).value!];
+  await sub.close();
+  const byTopic = Object.fromEntries(got.map((m) => [m.topic, dec.decode(m.data)]));
+  assert.deepEqual(byTopic, {
+    "": "root",
+    "sensors/kitchen": "kitchen",
+    "sensors/garage": "garage",
+  });
+});
+
+Deno.test("a topic subscription sees only its topic", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path, { topic: "a" });
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next();
+  msgfs.publish(bus.path, "b", { topic: "b" });
+  msgfs.publish(bus.path, "root");
+  msgfs.publish(bus.path, "a", { topic: "a" });
+  const m = (await first).value!;
+  await sub.close();
+  assert.equal(m.topic, "a");
+  assert.equal(dec.decode(m.data), "a");
+});
+
+Deno.test("invalid topics are refused", () => {
+  using bus = tempDir();
+  assert.throws(
+    () => msgfs.publish(bus.path, "x", { topic: "../escape" }),
+    /Invalid topic "..\/escape"/,
+  );
+  assert.throws(() => msgfs.publish(bus.path, "x", { topic: "a/.hidden" }), /Invalid topic/);
+});
+
+Deno.test("errors: missing bus, a file instead of a directory", () => {
+  using dir = tempDir();
+  assert.throws(() => msgfs.subscribe(`${dir.path}/nope`), {
+    name: "FsbusError",
+    code: "not_found",
+    message: `Cannot subscribe to "${dir.path}/nope": no such directory`,
+  });
+  Deno.writeTextFileSync(`${dir.path}/file`, "");
+  assert.throws(() => msgfs.subscribe(`${dir.path}/file`), { code: "not_a_directory" });
+  assert.throws(() => msgfs.publish(`${dir.path}/file`, "x"), { code: "not_a_directory" });
+  assert.throws(() => msgfs.publish(`${dir.path}/nope`, "x"), { code: "not_found" });
+});
+
+Deno.test("a file gone before it could be opened is counted, not an error", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  const next = it.next();
+  // Write and delete before the subscriber can look, then a real message.
+  Deno.writeTextFileSync(`${bus.path}/ephemeral`, "gone");
+  Deno.removeSync(`${bus.path}/ephemeral`);
+  msgfs.publish(bus.path, "stays");
+  assert.equal(dec.decode((await next).value!.data), "stays");
+  await sub.close();
+  assert.equal(sub.stats.vanished, 1);
+});
+
+Deno.test("breaking out of the loop or aborting releases every watch and descriptor", async () => {
+  using bus = tempDir();
+  const before = openWatchFds();
+  const sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  const next = it.next();
+  assert.ok(openWatchFds() > before);
+  msgfs.publish(bus.path, "x");
+  await next;
+  await sub.close();
+  assert.equal(openWatchFds(), before);
+
+  // Abort while waiting, with nothing to deliver.
+  const ac = new AbortController();
+  const waiting = (async () => {
+    const got: msgfs.BusMessage[] = [];
+    for await (const m of msgfs.subscribe(bus.path, { signal: ac.signal })) got.push(m);
+    return got;
+  })();
+  await waitFor(() => openWatchFds() > before, "the watch");
+  ac.abort();
+  assert.deepEqual(await waiting, []);
+  assert.equal(openWatchFds(), before);
+
+  // for-await with break.
+  const sub2 = msgfs.subscribe(bus.path, { since: "all" });
+  for await (const _ of sub2) break;
+  assert.equal(openWatchFds(), before);
+});
+
+Deno.test("the Deno.watchFs fallback delivers plain and renamed-in files", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path, { backend: "watchfs" });
+  assert.equal(sub.backend, "watchfs");
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next(); // the watch is set up now
+  using outside = tempDir();
+  Deno.writeTextFileSync(`${bus.path}/plain`, "plain");
+  Deno.writeTextFileSync(`${outside.path}/moved`, "moved");
+  Deno.renameSync(`${outside.path}/moved`, `${bus.path}/moved`);
+  const got = [dec.decode((await first).value!.data), dec.decode((await it.next()).value!.data)];
+  await sub.close();
+  assert.deepEqual(got, ["plain", "moved"]);
+});
+
+Deno.test("gc removes only messages older than the TTL; init sets modes and TTL", async () => {
+  using dir = tempDir();
+  const bus = `${dir.path}/bus`;
+  msgfs.init(bus, { ttlMs: 60_000 });
+  assert.equal(Deno.statSync(bus).mode! & 0o7777, 0o700);
+  assert.equal(msgfs.readConfig(bus).ttlMs, 60_000);
+  const fresh = msgfs.publish(bus, "fresh", { sweep: false });
+  const oldId = newId(Date.now() - 120_000);
+  Deno.writeTextFileSync(`${bus}/${oldId}`, "old");
+  Deno.writeTextFileSync(`${bus}/shell-old`, "old too");
+  const past = new Date(Date.now() - 120_000);
+  Deno.utimeSync(`${bus}/shell-old`, past, past);
+  const result = await msgfs.gc(bus);
+  assert.deepEqual(result, { removed: 2, kept: 1, failed: 0 });
+  assert.deepEqual(
+    [...Deno.readDirSync(bus)].map((e) => e.name).filter((n) => !n.startsWith(".")),
+    [fresh.id],
+  );
+
+  const shared = `${dir.path}/shared`;
+  msgfs.init(shared, { access: "shared", group: 0 });
+  assert.equal(Deno.statSync(shared).mode! & 0o7777, 0o3770);
+  const p = msgfs.publish(shared, "x");
+  assert.equal(Deno.statSync(p.path).mode! & 0o777, 0o640);
+});
+
+Deno.test("publishers sweep expired messages in the background, at most once per interval", async () => {
+  using bus = tempDir();
+  msgfs.init(bus.path, { ttlMs: 1000 });
+  Deno.writeTextFileSync(`${bus.path}/${newId(Date.now() - 10_000)}`, "expired");
+  const pub = new msgfs.Publisher(bus.path);
+  pub.publish("now");
+  await waitFor(
+    () => [...Deno.readDirSync(bus.path)].filter((e) => !e.name.startsWith(".")).length === 1,
+    "the sweep",
+  );
+  assert.ok(Deno.statSync(`${bus.path}/.fsbus-gc`).isDirectory);
+});
+
+Deno.test({
+  name:
+    "a 100,000-message burst from another process arrives complete, once each, in order, across overflows",
+  // The subscriber does not read while the publisher runs, so the kernel queue (16384 events
+  // by default) overflows and the rescan must deliver the rest.
+  async fn() {
+    using bus = tempDir();
+    const N = 100_000;
+    const sub = msgfs.subscribe(bus.path);
+    const it = sub[Symbol.asyncIterator]();
+    const first = it.next(); // the watch is set up now
+    const lines = Array.from({ length: N }, (_, i) => `${i}`).join("\n") + "\n";
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", CLI, "pub", bus.path, "--lines"],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(lines));
+    await w.close();
+    assert.equal((await child.status).code, 0);
+    const got: number[] = [Number(dec.decode((await first).value!.data))];
+    while (got.length < N) {
+      const r = await it.next();
+      if (r.done) break;
+      got.push(Number(dec.decode(r.value.data)));
+    }
+    await sub.close();
+    assert.equal(got.length, N);
+    for (let i = 0; i < N; i++) if (got[i] !== i) assert.fail(`message ${i} was ${got[i]}`);
+    assert.ok(sub.stats.rescans >= 1, "the queue overflowed at least once");
+  },
+});
