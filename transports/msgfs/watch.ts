@@ -272,12 +272,7 @@ function translateWatchError(err: unknown, path: string): FsbusError {
       : err.reason;
     return new FsbusError(code, `Cannot subscribe to "${path}": ${why}`, { cause: err });
   }
-  const message = err instanceof Error
-    ? err.message.replace(/ \(os error \d+\).*$/, "")
-    : String(err);
-  return new FsbusError("io", `Cannot subscribe to "${path}": ${message.toLowerCase()}`, {
-    cause: err,
-  });
+  return fromFsError(err, "Cannot subscribe to", path);
 }
 
 /**
