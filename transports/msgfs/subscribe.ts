@@ -14,7 +14,7 @@
  * @module
  */
 
-import { FsbusError, type Message, type Subscription } from "../../types.ts";
+import { fromFsError, FsbusError, type Message, type Subscription } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { MessageFiles } from "./read.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
@@ -203,7 +203,7 @@ export class BusSubscription implements Subscription<BusMessage> {
           `Cannot subscribe to "${this.dir}": permission denied`,
         );
       }
-      throw new FsbusError("io", `Cannot subscribe to "${this.dir}": ${String(err)}`);
+      throw fromFsError(err, "Cannot subscribe to", this.dir);
     }
     if (!info.isDirectory) {
       throw new FsbusError("not_a_directory", `Cannot subscribe to "${this.dir}": not a directory`);
