@@ -69,37 +69,64 @@ export function readStamp(payload: Uint8Array): { sentNs: bigint; seq: number } 
   return { sentNs: view.getBigUint64(0, true), seq: Number(view.getBigUint64(8, true)) };
 }
 
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Waits until the monotonic clock reaches `due`: timers for the long part, then a precise
+ * blocking wait (Atomics.wait) for the last millisecond or so. */
+async function until(due: bigint): Promise<void> {
+  let left = Number(due - monotonicNs()) / 1e6;
+  if (left > 2) await new Promise((r) => setTimeout(r, Math.floor(left - 1.5)));
+  left = Number(due - monotonicNs()) / 1e6;
+  if (left > 0.002) Atomics.wait(sleeper, 0, 0, left);
+}
+
+/** Yields one macrotask turn (no timer clamping), so that sockets can be written. */
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(0);
+  });
+}
+
 /**
- * Sends `count` messages at `rate` per second, open loop: a timer tick sends every message
- * now due, each stamped with its scheduled time, so stalls show up as latency.
- * With `rate` 0, sends as fast as possible (yielding to the event loop every 1,000).
+ * Sends `count` messages at `rate` per second, open loop: each message is stamped with its
+ * scheduled time, so a late send (a stall, a GC pause) shows up as latency. The wait before
+ * each send is precise (a timer, then a short blocking wait), and after each send the event
+ * loop gets a turn so socket-based peers can flush. With `rate` 0, sends as fast as possible,
+ * yielding every 1,000 messages.
  *
  * @param rate Messages per second, or 0 for unpaced.
  * @param count How many to send.
  * @param send Called with the sequence number and the scheduled send time.
+ * @param options `yieldEvery`: give the event loop a turn after this many sends (default 1
+ *   when paced, 1,000 when unpaced).
  */
 export async function paced(
   rate: number,
   count: number,
   send: (seq: number, scheduledNs: bigint) => void,
+  options: { yieldEvery?: number } = {},
 ): Promise<void> {
   if (rate <= 0) {
+    const every = options.yieldEvery ?? 1000;
     for (let i = 0; i < count; i++) {
       send(i, monotonicNs());
-      if (i % 1000 === 999) await new Promise((r) => setTimeout(r, 0));
+      if (i % every === every - 1) await yieldTurn();
     }
     return;
   }
+  const every = options.yieldEvery ?? 1;
   const intervalNs = BigInt(Math.round(1e9 / rate));
-  const start = monotonicNs();
-  let i = 0;
-  while (i < count) {
-    const now = monotonicNs();
-    while (i < count && start + BigInt(i) * intervalNs <= now) {
-      send(i, start + BigInt(i) * intervalNs);
-      i++;
-    }
-    if (i < count) await new Promise((r) => setTimeout(r, 1));
+  const start = monotonicNs() + 1_000_000n;
+  for (let i = 0; i < count; i++) {
+    const due = start + BigInt(i) * intervalNs;
+    await until(due);
+    send(i, due);
+    if (i % every === every - 1) await yieldTurn();
   }
 }
 

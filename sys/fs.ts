@@ -5,7 +5,7 @@
  * @module
  */
 
-import { check, cstring, errno, libc } from "./libc.ts";
+import { check, cpath, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 
 const ARM = Deno.build.arch === "aarch64";
@@ -90,7 +90,7 @@ const statxView = new DataView(statxBuf.buffer);
  * ```
  */
 export function openFd(path: string, flags: number, mode = 0o644): number {
-  return check(libc().open(cstring(path), flags | O.CLOEXEC, mode), "open", path);
+  return check(libc().open(cpath(path), flags | O.CLOEXEC, mode), "open", path);
 }
 
 /**
@@ -178,7 +178,7 @@ function decodeStatx(): FdStat {
  */
 export function lstatPath(path: string): FdStat {
   check(
-    libc().statx(AT_FDCWD, cstring(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf),
+    libc().statx(AT_FDCWD, cpath(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf),
     "statx",
     path,
   );
@@ -220,6 +220,8 @@ export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Arr
     }
     if (n === 0) break;
     len += n;
+    // A regular file returns less than asked only at its end: skip the read that returns 0.
+    if (len < buf.length && len === sizeHint) break;
   }
   if (len > limit) return undefined;
   return len === buf.length ? buf : buf.slice(0, len);

@@ -164,6 +164,37 @@ export function check(ret: number | bigint, syscall: string, path?: string): num
 }
 
 const encoder = new TextEncoder();
+const scratch = new Uint8Array(4096);
+
+/**
+ * Encodes a path as a NUL-terminated C string in a scratch buffer shared by every caller:
+ * for synchronous calls that use the path at once and keep no pointer to it (open, statx,
+ * inotify_add_watch). Use {@linkcode cstring} for anything that outlives the call.
+ *
+ * @param path The path.
+ * @returns A view of the scratch buffer (or a new buffer for very long paths).
+ *
+ * @example
+ * ```ts ignore
+ * import { cpath, libc } from "./libc.ts";
+ * const fd = libc().open(cpath("/etc/hostname"), 0, 0);
+ * ```
+ */
+export function cpath(path: string): Uint8Array<ArrayBuffer> {
+  const n = path.length;
+  if (n >= 1024) return cstring(path);
+  for (let i = 0; i < n; i++) {
+    const c = path.charCodeAt(i);
+    if (c >= 0x80) {
+      const { written } = encoder.encodeInto(path, scratch);
+      scratch[written] = 0;
+      return scratch.subarray(0, written + 1);
+    }
+    scratch[i] = c;
+  }
+  scratch[n] = 0;
+  return scratch.subarray(0, n + 1);
+}
 
 /**
  * Encodes a path as a NUL-terminated C string.

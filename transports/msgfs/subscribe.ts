@@ -347,11 +347,15 @@ export class BusSubscription implements Subscription<BusMessage> {
         continue;
       }
       present?.add(rel);
+      const seen = this.#seen.get(rel);
+      const idMs = idTime(entry.name);
+      if (idMs !== undefined) {
+        // fsbus names are created once (O_EXCL) and never rewritten: no need to look again.
+        if (seen !== undefined || idMs < this.#cutoffMs) continue;
+      }
       const st = this.#files.state(`${this.#base}/${rel}`);
       if (st === undefined) continue;
-      const time = idTime(entry.name) ?? st.mtimeMs;
-      if (time < this.#cutoffMs) continue;
-      const seen = this.#seen.get(rel);
+      if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
       if (seen === st.key || seen === `skip:${st.key}`) continue;
       out.push({
         dir,

@@ -62,25 +62,29 @@ export interface Watcher {
   close(): Promise<void>;
 }
 
-const DIR_MASK = IN.CLOSE_WRITE | IN.MOVED_TO | IN.CREATE | IN.DELETE | IN.MOVED_FROM |
-  IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
+/** What a bus directory is watched for. `IN_CREATE` only when new subdirectories matter: it
+ * would otherwise double the events per message and halve what the kernel queue holds. */
+const DIR_MASK = IN.CLOSE_WRITE | IN.MOVED_TO | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF |
+  IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
 
 class InotifyWatcher implements Watcher {
   readonly backend = "inotify";
   readonly #root: string;
   readonly #ino = new Inotify();
   readonly #dirs = new Map<number, string>();
+  readonly #mask: number;
   #closed = false;
 
-  constructor(root: string) {
+  constructor(root: string, recursive: boolean) {
     this.#root = root;
+    this.#mask = recursive ? DIR_MASK | IN.CREATE : DIR_MASK;
   }
 
   watch(dir: string): boolean {
     const path = dir ? `${this.#root}/${dir}` : this.#root;
     let wd: number;
     try {
-      wd = this.#ino.add(path, DIR_MASK);
+      wd = this.#ino.add(path, this.#mask);
     } catch (err) {
       if (dir === "") throw translateWatchError(err, path);
       return false;
@@ -297,7 +301,7 @@ export function openWatcher(
 ): Watcher {
   const backend = options.backend ?? "auto";
   if (backend === "inotify" || (backend === "auto" && ffiAvailable())) {
-    return new InotifyWatcher(root);
+    return new InotifyWatcher(root, options.recursive);
   }
   return new WatchFsWatcher(root, options.recursive);
 }
