@@ -223,3 +223,29 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, what: stri
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * Formats one result as a table row.
+ *
+ * @param r The result.
+ * @returns The row.
+ */
+export function row(r: Result): string {
+  const f = (x: number | undefined) => (x === undefined ? "-" : String(x));
+  return [
+    r.transport.padEnd(11),
+    r.scenario.padEnd(12),
+    `${r.size}B`.padStart(6),
+    (r.rate ? `${r.rate}/s` : "unpaced").padStart(8),
+    `N=${r.subscribers}`.padStart(4),
+    (r.fs || "-").padStart(5),
+    `p50 ${f(r.p50_us)}`.padStart(10),
+    `p99 ${f(r.p99_us)}`.padStart(11),
+    `max ${f(r.max_us)}`.padStart(12),
+    `${r.delivered}/${r.expected}`.padStart(14),
+    `dup ${r.duplicates} ord ${r.order_violations}`,
+    `pub ${f(r.pub_rate)}/s sub ${f(r.sub_rate)}/s`,
+    `cpu ${f(r.cpu_us_per_msg)} µs/msg`,
+    r.notes ?? "",
+  ].join("  ");
+}
