@@ -63,7 +63,12 @@ export class FileLock {
       const e = err instanceof SysError ? err.errno : 0;
       // Read permission is enough for flock(2) when the file exists.
       if (e !== Errno.EACCES && e !== 30 /* EROFS */ && e !== Errno.EPERM) throw err;
-      fd = openFd(path, O.RDONLY | O.NOCTTY);
+      try {
+        fd = openFd(path, O.RDONLY | O.NOCTTY);
+      } catch (err2) {
+        // Missing and not creatable: the first error says why.
+        throw err2 instanceof SysError && err2.errno === Errno.ENOENT ? err : err2;
+      }
     }
     return new FileLock(path, fd);
   }

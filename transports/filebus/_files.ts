@@ -148,7 +148,8 @@ export class Files {
         try {
           file = Deno.openSync(this.lockPath, { read: true });
         } catch (err2) {
-          throw fromFsError(err2, "Cannot open", this.lockPath);
+          const cause = err2 instanceof Deno.errors.NotFound ? err : err2;
+          throw fromFsError(cause, "Cannot open", this.lockPath);
         }
       }
       lock = new DenoLock(file);

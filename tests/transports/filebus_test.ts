@@ -1,0 +1,356 @@
+import assert from "node:assert/strict";
+import { type ByteReader, consumer, producer, readChunks } from "../../transports/filebus/mod.ts";
+import { FsbusError } from "../../types.ts";
+import { sh, tempDir, waitFor } from "../_helpers.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const text = (b: Uint8Array) => dec.decode(b);
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A byte source the test feeds by hand: reads resolve when data is pushed. */
+function feeder(): ByteReader & { push(s: string | Uint8Array): void; end(): void } {
+  const queue: (Uint8Array | null)[] = [];
+  let wake: (() => void) | undefined;
+  return {
+    push(s) {
+      queue.push(typeof s === "string" ? enc.encode(s) : s);
+      wake?.();
+    },
+    end() {
+      queue.push(null);
+      wake?.();
+    },
+    async read(p) {
+      while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+      const head = queue[0]!;
+      if (head === null) return null;
+      const n = Math.min(p.length, head.length);
+      p.set(head.subarray(0, n));
+      if (n === head.length) queue.shift();
+      else queue[0] = head.subarray(n);
+      return n;
+    },
+  };
+}
+
+Deno.test("filebus lossless: chunks in order, exactly once, EOF ends the consumer", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const got: string[] = [];
+  const taking = (async () => {
+    for await (const c of consumer(file, { lossless: true })) got.push(text(c));
+  })();
+  const out = producer(file, { lossless: true });
+  const sent = Array.from({ length: 200 }, (_, i) => `chunk ${i}\n`);
+  for (const s of sent) await out.write(s);
+  await out.close();
+  await taking;
+  assert.deepEqual(got, sent);
+  // The EOF marker was taken too; the lock file stays; nothing else is left.
+  assert.deepEqual(Array.from(Deno.readDirSync(dir.path), (e) => e.name).sort(), ["bus.lock"]);
+});
+
+Deno.test("filebus lossless: the producer waits while FILE is unconsumed", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file, { lossless: true });
+  await out.write("first");
+  assert.equal(Deno.readTextFileSync(file), "first");
+  let second = false;
+  const writing = out.write("second").then(() => (second = true));
+  // A shell peer takes the first chunk the protocol's way: under the lock, read and remove.
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(second, false);
+  assert.equal(Deno.readTextFileSync(file), "first");
+  const r = await sh(`flock "${file}.lock" sh -c 'cat "${file}"; rm -f "${file}"'`);
+  assert.equal(r.text, "first");
+  await writing;
+  assert.equal(Deno.readTextFileSync(file), "second");
+  await sh(`flock "${file}.lock" rm -f "${file}"`);
+  await out.close();
+  assert.equal(Deno.readFileSync(file).length, 0, "EOF marker: an empty FILE");
+});
+
+Deno.test("filebus lossy: current chunk first, then each new chunk", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  await out.write("before");
+  await using sub = consumer(file);
+  const it = sub[Symbol.asyncIterator]();
+  assert.equal(text((await it.next()).value!), "before");
+  for (const s of ["one", "two\0bin\n", "three"]) {
+    await out.write(s);
+    assert.equal(text((await it.next()).value!), s);
+  }
+  // The lossy producer leaves the last chunk in place and writes no EOF marker.
+  await out.close();
+  assert.equal(Deno.readTextFileSync(file), "three");
+});
+
+Deno.test("filebus lossy: a new chunk on a reused inode number is not skipped (ext4)", async () => {
+  using dir = tempDir("/tmp");
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  await using sub = consumer(file);
+  const it = sub[Symbol.asyncIterator]();
+  await out.write("AAAA");
+  assert.equal(text((await it.next()).value!), "AAAA");
+  const firstIno = Deno.statSync(file).ino;
+  // Same size each time: on ext4 the freed inode number is handed out again at once, and
+  // change times can fall in the same clock tick, so only events tell these chunks apart.
+  let reused = false;
+  for (const s of ["BBBB", "CCCC", "DDDD", "EEEE"]) {
+    await out.write(s);
+    if (Deno.statSync(file).ino === firstIno) reused = true;
+  }
+  assert.equal(text((await it.next()).value!), "EEEE");
+  if (!reused) console.log("  (the file system did not reuse the inode number this time)");
+});
+
+Deno.test("filebus lossy: a shell rename that reuses the inode is seen", async () => {
+  using dir = tempDir("/tmp");
+  const file = `${dir.path}/bus`;
+  await using sub = consumer(file);
+  const it = sub[Symbol.asyncIterator]();
+  const put = (s: string) =>
+    sh(
+      `( flock -x 9; printf '${s}' > "${file}.__new__"; mv "${file}.__new__" "${file}" ) 9>"${file}.lock"`,
+    );
+  await put("xxxx");
+  assert.equal(text((await it.next()).value!), "xxxx");
+  await put("yyyy");
+  await put("zzzz");
+  assert.equal(text((await it.next()).value!), "zzzz");
+});
+
+Deno.test("filebus lossy and lossless side by side: eavesdroppers see chunks", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const takers = [0, 1, 2].map(() => consumer(file, { lossless: true }));
+  const eavesdropper = consumer(file);
+  const taken: string[][] = [[], [], []];
+  const seen: string[] = [];
+  const runs = takers.map(async (c, i) => {
+    for await (const chunk of c) taken[i]!.push(text(chunk));
+  });
+  const eaves = (async () => {
+    for await (const chunk of eavesdropper) seen.push(text(chunk));
+  })();
+  const sent = Array.from({ length: 300 }, (_, i) => `c${i}`);
+  const out = producer(file, { lossless: true });
+  for (const s of sent) await out.write(s);
+  await out.close();
+  // The EOF marker ends exactly one lossless consumer; stop the others.
+  await Promise.race(runs);
+  for (const c of takers) await c.close();
+  await Promise.all(runs);
+  await eavesdropper.close();
+  await eaves;
+  const all = taken.flat().sort();
+  assert.deepEqual(all, [...sent].sort(), "each chunk exactly once across lossless consumers");
+  for (const t of taken) {
+    assert.deepEqual(t, [...t].sort((a, b) => Number(a.slice(1)) - Number(b.slice(1))));
+  }
+  assert.ok(seen.length > 0, "the lossy consumer saw chunks");
+  assert.ok(seen.every((s) => sent.includes(s)));
+});
+
+Deno.test("filebus: polling only (fileMonitoring false) still delivers", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const sub = consumer(file, { lossless: true, fileMonitoring: false, sleepIntervalMs: 2 });
+  assert.equal(sub.monitoring, "polling");
+  const got: string[] = [];
+  const taking = (async () => {
+    for await (const c of sub) got.push(text(c));
+  })();
+  const out = producer(file, { lossless: true, fileMonitoring: false, sleepIntervalMs: 2 });
+  assert.equal(out.monitoring, "polling");
+  for (const s of ["a", "b", "c"]) await out.write(s);
+  await out.close();
+  await taking;
+  assert.deepEqual(got, ["a", "b", "c"]);
+});
+
+/** How many inotify instances and eventfds this process holds open. */
+function watchFds(): number {
+  let n = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const t = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (t === "anon_inode:inotify" || t === "anon_inode:[eventfd]") n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+Deno.test("filebus consumer: close, break and abort end the iteration", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const before = watchFds();
+  // close() while waiting for a chunk
+  const a = consumer(file);
+  const ending = (async () => {
+    for await (const _ of a) throw new Error("no chunk expected");
+  })();
+  await a.close();
+  await ending;
+  // abort while waiting (lossless)
+  const ac = new AbortController();
+  const b = consumer(file, { lossless: true, signal: ac.signal });
+  const endingB = (async () => {
+    for await (const _ of b) throw new Error("no chunk expected");
+  })();
+  ac.abort();
+  await endingB;
+  // break after the first chunk releases everything (the test sanitizers check it)
+  await using out = producer(file);
+  await out.write("x");
+  for await (const c of consumer(file)) {
+    assert.equal(text(c), "x");
+    break;
+  }
+  // close() between chunks, without break
+  const d = consumer(file);
+  const it = d[Symbol.asyncIterator]();
+  assert.equal(text((await it.next()).value!), "x");
+  await d.close();
+  assert.equal((await it.next()).done, true);
+  await out.close();
+  assert.equal(watchFds(), before, "every inotify instance and eventfd was closed");
+});
+
+Deno.test("filebus: bad paths are reported at once", () => {
+  using dir = tempDir();
+  assert.throws(
+    () => consumer(`${dir.path}/missing/bus`),
+    (e: unknown) =>
+      e instanceof FsbusError && e.code === "not_found" &&
+      e.message === `Cannot open "${dir.path}/missing/bus.lock": no such file or directory`,
+  );
+  assert.throws(() => producer(`${dir.path}/missing/bus`), FsbusError);
+  Deno.mkdirSync(`${dir.path}/bus`);
+  for (const make of [() => consumer(`${dir.path}/bus`), () => producer(`${dir.path}/bus`)]) {
+    assert.throws(
+      make,
+      (e: unknown) =>
+        e instanceof FsbusError && e.code === "is_a_directory" &&
+        e.message === `Cannot use "${dir.path}/bus" as a filebus file: is a directory`,
+    );
+  }
+});
+
+Deno.test("filebus producer: a directory appearing at FILE fails the write", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  Deno.mkdirSync(file);
+  await assert.rejects(out.write("x"), (e: unknown) => e instanceof FsbusError);
+  Deno.removeSync(file);
+  await out.write("y");
+  assert.equal(Deno.readTextFileSync(file), "y");
+});
+
+Deno.test("filebus lock file: created if missing, never deleted, works with flock(1)", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const out = producer(file);
+  assert.ok(exists(`${file}.lock`));
+  // While flock(1) holds the lock, the write waits; it completes once released.
+  const holder = new Deno.Command("flock", {
+    args: [`${file}.lock`, "sh", "-c", "echo locked; read x"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = holder.stdout.getReader();
+  await reader.read(); // "locked"
+  let done = false;
+  const writing = out.write("z").then(() => (done = true));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(done, false);
+  assert.equal(exists(file), false);
+  const w = holder.stdin.getWriter();
+  await w.write(enc.encode("\n"));
+  await w.close();
+  reader.releaseLock();
+  await holder.stdout.cancel();
+  await holder.status;
+  await writing;
+  assert.equal(Deno.readTextFileSync(file), "z");
+  await out.close();
+  assert.ok(exists(`${file}.lock`));
+});
+
+Deno.test("readChunks: full blocks, idle flush, EOF flush, opaque bytes", async () => {
+  const src = feeder();
+  const it = readChunks(src, { blockSize: 4, idleMs: 5 });
+  // Idle: what is buffered goes out once input stops.
+  src.push("ab");
+  assert.equal(text((await it.next()).value!), "ab");
+  // A full block goes out at once, and a read can make it exceed the block size.
+  src.push("cdef");
+  assert.equal(text((await it.next()).value!), "cdef");
+  src.push("g");
+  src.push("hijk");
+  assert.equal(text((await it.next()).value!), "ghijk");
+  // NUL bytes, binary data and a last line without a newline survive.
+  const bin = new Uint8Array([0, 255, 10, 0]);
+  src.push(bin);
+  assert.deepEqual((await it.next()).value, bin);
+  src.push("no newline");
+  src.end();
+  const rest: string[] = [];
+  for await (const c of it) rest.push(text(c));
+  assert.equal(rest.join(""), "no newline");
+  assert.ok(rest.every((c) => c.length >= 4 || c === rest.at(-1)));
+});
+
+Deno.test("readChunks: without idle flush, only full blocks and EOF", async () => {
+  const src = feeder();
+  const it = readChunks(src, { blockSize: 8, idleMs: Infinity });
+  src.push("abc");
+  const next = it.next();
+  let settled = false;
+  next.then(() => (settled = true));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(settled, false);
+  src.push("defgh");
+  assert.equal(text((await next).value!), "abcdefgh");
+  src.push("ij");
+  src.end();
+  assert.equal(text((await it.next()).value!), "ij");
+  assert.equal((await it.next()).done, true);
+});
+
+Deno.test("filebus: the lossless consumer waits for a file that appears later", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const sub = consumer(file, { lossless: true, sleepIntervalMs: 60_000 });
+  const got = (async () => {
+    const all: string[] = [];
+    for await (const c of sub) all.push(text(c));
+    return all;
+  })();
+  // A shell producer, as PROTOCOLS.md describes it: chunk, then the empty EOF marker.
+  await sh(
+    `( flock -x 9; printf 'late' > "${file}.__new__"; mv "${file}.__new__" "${file}" ) 9>"${file}.lock"`,
+  );
+  await waitFor(() => !exists(file), "the chunk to be taken");
+  await sh(
+    `( flock -x 9; : > "${file}.__new__"; mv "${file}.__new__" "${file}" ) 9>"${file}.lock"`,
+  );
+  assert.deepEqual(await got, ["late"]);
+});
