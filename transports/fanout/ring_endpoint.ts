@@ -175,7 +175,8 @@ export class RingReader implements TopicReader {
       // The mapping must outlive the pending wait: unmap once it has returned.
       this.#ring.wakeAll();
       const ring = this.#ring;
-      this.#waiting.finally(() => ring.close());
+      const release = () => ring.close();
+      this.#waiting.then(release, release);
     } else {
       this.#ring.close();
     }
