@@ -1,0 +1,432 @@
+/**
+ * Benchmark of filebus (../shared/BENCHMARKS.md): separate producer and consumer processes,
+ * one clock (CLOCK_MONOTONIC stamped into each chunk), order and duplicates checked.
+ *
+ * - lossless: chunks/s and MB/s, 4 KiB and 64 KiB chunks, unpaced, through the library and
+ *   (64 KiB) through the CLI pipeline `... | fsbus filebus --lossless producer`;
+ * - lossy: latency (p50/p99, scheduled send time to receipt) and the fraction of chunks
+ *   seen, at 100 and 1,000 chunks/s, 1 KiB, with 1 and 4 consumers;
+ * - each on tmpfs (/dev/shm) and ext4 (/tmp).
+ *
+ *   deno run -A bench/filebus.ts            # the full matrix (about three minutes)
+ *   deno run -A bench/filebus.ts --quick    # a smoke run (about twenty seconds)
+ *
+ * Results are printed as a table and written to bench/results/filebus.json.
+ *
+ * @module
+ */
+
+import { consumer, producer } from "../transports/filebus/mod.ts";
+import {
+  checkSequence,
+  cpuTimeMs,
+  median,
+  monotonicNs,
+  paced,
+  percentiles,
+  readStamp,
+  type Result,
+  row,
+  stamp,
+} from "./_lib.ts";
+
+const SELF = new URL(import.meta.url).pathname;
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+interface ConsumerReport {
+  seqs: number[];
+  latenciesUs: number[];
+  lastLatencyUs: number | null;
+  firstAtMs: number;
+  lastAtMs: number;
+  bytes: number;
+  cpuMs: number;
+}
+
+interface ProducerReport {
+  elapsedMs: number;
+  cpuMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles, run in child processes.
+
+async function consumerRole(args: Record<string, string>): Promise<void> {
+  const lossless = args.mode === "lossless";
+  const count = Number(args.count);
+  const warmup = Number(args.warmup);
+  const ac = new AbortController();
+  // The orchestrator closes our stdin to stop a lossy consumer that missed the last chunk.
+  (async () => {
+    const buf = new Uint8Array(16);
+    while ((await Deno.stdin.read(buf)) !== null) { /* ignore */ }
+    ac.abort();
+  })();
+  const sub = consumer(args.file!, { lossless, signal: ac.signal });
+  Deno.writeTextFileSync(args.ready!, "ready");
+  const report: ConsumerReport = {
+    seqs: [],
+    latenciesUs: [],
+    lastLatencyUs: null,
+    firstAtMs: 0,
+    lastAtMs: 0,
+    bytes: 0,
+    cpuMs: 0,
+  };
+  const cpu0 = cpuTimeMs();
+  for await (const chunk of sub) {
+    const now = monotonicNs();
+    const { sentNs, seq } = readStamp(chunk);
+    if (report.seqs.length === 0) report.firstAtMs = performance.now();
+    report.lastAtMs = performance.now();
+    report.seqs.push(seq);
+    report.bytes += chunk.length;
+    const us = Number(now - sentNs) / 1000;
+    if (seq >= warmup) report.latenciesUs.push(us);
+    if (!lossless && seq === count - 1) {
+      report.lastLatencyUs = us;
+      break;
+    }
+  }
+  report.cpuMs = cpuTimeMs() - cpu0;
+  console.log(JSON.stringify(report));
+  Deno.exit(0);
+}
+
+async function producerRole(args: Record<string, string>): Promise<void> {
+  const lossless = args.mode === "lossless";
+  const count = Number(args.count);
+  const size = Number(args.size);
+  const rate = Number(args.rate);
+  const out = producer(args.file!, { lossless });
+  const payload = new Uint8Array(size);
+  const cpu0 = cpuTimeMs();
+  const t0 = performance.now();
+  if (rate > 0) {
+    // Lossy writes never wait: send synchronously from the pacing loop.
+    const pending: Promise<void>[] = [];
+    await paced(rate, count, (seq, scheduled) => {
+      stamp(payload, seq, scheduled);
+      pending.push(out.write(payload.slice()));
+      if (pending.length > 64) pending.splice(0, 32);
+    });
+    await Promise.all(pending);
+  } else {
+    for (let seq = 0; seq < count; seq++) {
+      stamp(payload, seq, monotonicNs());
+      await out.write(payload);
+    }
+  }
+  await out.close();
+  const report: ProducerReport = { elapsedMs: performance.now() - t0, cpuMs: cpuTimeMs() - cpu0 };
+  console.log(JSON.stringify(report));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The orchestrator.
+
+function spawnRole(role: string, args: Record<string, string | number>): Deno.ChildProcess {
+  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", SELF, "--role", role, ...flat],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readJson<T>(child: Deno.ChildProcess): Promise<T> {
+  const text = await new Response(child.stdout).text();
+  await child.status;
+  return JSON.parse(text.trim().split("\n").at(-1)!) as T;
+}
+
+interface Scenario {
+  mode: "lossless" | "lossy";
+  size: number;
+  rate: number;
+  count: number;
+  warmup: number;
+  consumers: number;
+  fs: "tmpfs" | "ext4";
+}
+
+async function runOnce(s: Scenario): Promise<Result> {
+  const base = s.fs === "tmpfs" ? "/dev/shm" : "/tmp";
+  const dir = Deno.makeTempDirSync({ dir: base, prefix: "fsbus-bench-filebus-" });
+  const file = `${dir}/bus`;
+  const children: Deno.ChildProcess[] = [];
+  try {
+    const subs = Array.from({ length: s.consumers }, (_, i) => {
+      const c = spawnRole("consumer", {
+        file,
+        mode: s.mode,
+        count: s.count,
+        warmup: s.warmup,
+        ready: `${dir}/ready-${i}`,
+      });
+      children.push(c);
+      return c;
+    });
+    await waitUntil(
+      () => subs.every((_, i) => exists(`${dir}/ready-${i}`)),
+      30_000,
+      "consumers to be ready",
+    );
+    const pub = spawnRole("producer", {
+      file,
+      mode: s.mode,
+      count: s.count,
+      size: s.size,
+      rate: s.rate,
+    });
+    children.push(pub);
+    await pub.stdin.close();
+    const pubReport = await readJson<ProducerReport>(pub);
+    // Lossless: the EOF marker ends one consumer; lossy: each stops at the last chunk. Give
+    // stragglers a moment, then close their stdin so they report what they saw.
+    const reportsP = subs.map((c) => readJson<ConsumerReport>(c));
+    const grace = setTimeout(() => {
+      for (const c of subs) c.stdin.close().catch(() => {});
+    }, s.mode === "lossless" ? 500 : 2000);
+    const reports = await Promise.all(reportsP);
+    clearTimeout(grace);
+    for (const c of subs) await c.stdin.close().catch(() => {});
+    return summarise(s, pubReport, reports);
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // done
+      }
+      await c.status;
+    }
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+function summarise(s: Scenario, pub: ProducerReport, subs: ConsumerReport[]): Result {
+  const counted = s.count - s.warmup;
+  let duplicates = 0;
+  let order = 0;
+  let delivered = 0;
+  const latencies: number[] = [];
+  for (const r of subs) {
+    const chk = checkSequence(r.seqs);
+    duplicates += chk.duplicates;
+    order += chk.order;
+    delivered += r.seqs.filter((q) => q >= s.warmup).length - 0;
+    latencies.push(...r.latenciesUs);
+  }
+  const cpuMs = pub.cpuMs + subs.reduce((n, r) => n + r.cpuMs, 0);
+  const result: Result = {
+    transport: "filebus",
+    scenario: s.mode === "lossless" ? "lossless" : "lossy",
+    size: s.size,
+    rate: s.rate,
+    subscribers: s.consumers,
+    fs: s.fs,
+    delivered,
+    expected: s.mode === "lossless" ? counted : counted * s.consumers,
+    duplicates,
+    order_violations: order,
+    pub_rate: Math.round(s.count / (pub.elapsedMs / 1000)),
+    cpu_us_per_msg: Math.round((cpuMs * 1000 / s.count) * 10) / 10,
+  };
+  if (s.mode === "lossless") {
+    // Across consumers: from the first chunk taken to the last.
+    const first = Math.min(...subs.filter((r) => r.seqs.length).map((r) => r.firstAtMs));
+    const last = Math.max(...subs.map((r) => r.lastAtMs));
+    const all = subs.flatMap((r) => r.seqs);
+    const distinct = new Set(all).size;
+    const rate = (all.length - 1) / ((last - first) / 1000);
+    result.sub_rate = Math.round(rate);
+    result.delivered = distinct;
+    result.expected = s.count;
+    result.notes = `${(rate * s.size / 1e6).toFixed(0)} MB/s`;
+  } else {
+    Object.assign(result, percentiles(latencies));
+    const seen = result.delivered / result.expected;
+    const lasts = subs.map((r) => r.lastLatencyUs);
+    const lastSeen = lasts.filter((x) => x !== null) as number[];
+    result.notes = `seen ${(seen * 100).toFixed(1)}%, last chunk seen by ${lastSeen.length}/` +
+      `${subs.length} after ${lastSeen.length ? Math.round(median(lastSeen)) : "-"} µs`;
+  }
+  return result;
+}
+
+async function runCliPipeline(fs: "tmpfs" | "ext4", mib: number): Promise<Result> {
+  const base = fs === "tmpfs" ? "/dev/shm" : "/tmp";
+  const dir = Deno.makeTempDirSync({ dir: base, prefix: "fsbus-bench-filebus-" });
+  const file = `${dir}/bus`;
+  try {
+    const script = `
+      deno run -A --quiet "${CLI}" filebus --lossless --block-size 65536 --filename "${file}" consumer | wc -c > "${dir}/count" &
+      c=$!
+      start=$(date +%s%N)
+      head -c ${mib}M /dev/zero | deno run -A --quiet "${CLI}" filebus --lossless --block-size 65536 --filename "${file}" producer
+      wait $c
+      end=$(date +%s%N)
+      echo $(( (end - start) / 1000 ))`;
+    const out = await new Deno.Command("bash", { args: ["-c", script], stdout: "piped" }).output();
+    const us = Number(new TextDecoder().decode(out.stdout).trim());
+    const bytes = Number(Deno.readTextFileSync(`${dir}/count`).trim());
+    const mbs = bytes / us; // bytes per µs = MB/s
+    return {
+      transport: "filebus-cli",
+      scenario: "lossless",
+      size: 65536,
+      rate: 0,
+      subscribers: 1,
+      fs,
+      delivered: bytes,
+      expected: mib << 20,
+      duplicates: 0,
+      order_violations: 0,
+      notes: `${mbs.toFixed(0)} MB/s through stdin/stdout, process start included (bytes)`,
+    };
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+function medianResult(rs: Result[]): Result {
+  // The run with the median consumer rate (lossless) or median p50 (lossy), with the range.
+  const key = (r: Result) => r.sub_rate ?? r.p50_us ?? 0;
+  const sorted = [...rs].sort((a, b) => key(a) - key(b));
+  const mid = { ...sorted[sorted.length >> 1]! };
+  if (rs.length > 1) {
+    const lo = key(sorted[0]!);
+    const hi = key(sorted.at(-1)!);
+    mid.notes = `${mid.notes ?? ""}; median of ${rs.length}, range ${lo}–${hi}`;
+  }
+  return mid;
+}
+
+/**
+ * Runs the filebus benchmark matrix.
+ *
+ * @param opts `quick` for a smoke run of a few seconds.
+ * @returns One result per point (the median of the repetitions).
+ */
+export async function run(opts: { quick: boolean }): Promise<Result[]> {
+  const quick = opts.quick;
+  const reps = quick ? 1 : 3;
+  const scenarios: Scenario[] = [];
+  for (const fs of ["tmpfs", "ext4"] as const) {
+    scenarios.push(
+      {
+        mode: "lossless",
+        size: 4096,
+        rate: 0,
+        count: quick ? 2000 : 20_000,
+        warmup: 0,
+        consumers: 1,
+        fs,
+      },
+      {
+        mode: "lossless",
+        size: 65536,
+        rate: 0,
+        count: quick ? 1000 : 10_000,
+        warmup: 0,
+        consumers: 1,
+        fs,
+      },
+      {
+        mode: "lossy",
+        size: 1024,
+        rate: 100,
+        count: quick ? 150 : 1100,
+        warmup: quick ? 50 : 100,
+        consumers: 1,
+        fs,
+      },
+      {
+        mode: "lossy",
+        size: 1024,
+        rate: 1000,
+        count: quick ? 1500 : 11_000,
+        warmup: quick ? 500 : 1000,
+        consumers: 1,
+        fs,
+      },
+    );
+    if (!quick) {
+      scenarios.push({
+        mode: "lossy",
+        size: 1024,
+        rate: 1000,
+        count: 11_000,
+        warmup: 1000,
+        consumers: 4,
+        fs,
+      });
+    }
+  }
+  const results: Result[] = [];
+  for (const s of scenarios) {
+    const n = s.mode === "lossy" && !quick ? 1 : reps;
+    const rs: Result[] = [];
+    for (let i = 0; i < n; i++) rs.push(await runOnce(s));
+    const r = medianResult(rs);
+    console.error(row(r));
+    results.push(r);
+  }
+  for (const fs of quick ? ["tmpfs"] as const : ["tmpfs", "ext4"] as const) {
+    const r = await runCliPipeline(fs, quick ? 64 : 512);
+    console.error(row(r));
+    results.push(r);
+  }
+  return results;
+}
+
+function parseFlags(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith("--")) {
+      const next = argv[i + 1];
+      if (next !== undefined && !next.startsWith("--")) {
+        out[a.slice(2)] = next;
+        i++;
+      } else out[a.slice(2)] = "true";
+    }
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const flags = parseFlags(Deno.args);
+  if (flags.role === "consumer") await consumerRole(flags);
+  else if (flags.role === "producer") await producerRole(flags);
+  else {
+    const quick = flags.quick === "true";
+    const results = await run({ quick });
+    console.log("");
+    for (const r of results) console.log(row(r));
+    Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+    Deno.writeTextFileSync(
+      new URL(`./results/filebus${quick ? "-quick" : ""}.json`, import.meta.url),
+      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+    );
+  }
+}
