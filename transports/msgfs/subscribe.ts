@@ -350,8 +350,13 @@ export class BusSubscription implements Subscription<BusMessage> {
       const seen = this.#seen.get(rel);
       const idMs = idTime(entry.name);
       if (idMs !== undefined) {
-        // fsbus names are created once (O_EXCL) and never rewritten: no need to look again.
+        // fsbus names are created once (O_EXCL) and never rewritten: no need to look again,
+        // and the name says when: only a recent one needs its modification time (#settle).
         if (seen !== undefined || idMs < this.#cutoffMs) continue;
+        if (idMs < Date.now() - 1000) {
+          out.push({ dir, name: entry.name, sort: sortKey(entry.name, idMs), mtimeMs: idMs });
+          continue;
+        }
       }
       const st = this.#files.state(`${this.#base}/${rel}`);
       if (st === undefined) continue;
