@@ -1,22 +1,339 @@
 /**
- * `fsbus mq`: placeholder until the mq transport lands.
+ * `fsbus mq`: mq(4) stream groups on a directory: `mkgroup`, `ctl`, `write`, `read` and
+ * `cat` (mq-cat: several streams merged in write order).
  *
  * @module
  */
 
-import { FsbusError } from "../types.ts";
+import { MqGroup, type MqMessage, MqReader } from "../transports/mq/mod.ts";
+import type { DataMode, ReplayMode } from "../transports/mq/mod.ts";
+import { UsageError } from "../types.ts";
+import {
+  type CommandSpec,
+  helpText,
+  intOption,
+  parse,
+  stringOption,
+  type Values,
+} from "./_args.ts";
+import { jsonLine, out, warn, writeAll } from "./_output.ts";
+
+const REPLAY_HELP = "Where to start: off (new messages), last (the most recent), all (history)";
+
+const MKGROUP: CommandSpec = {
+  name: "fsbus mq mkgroup",
+  usage: "DIR [options]",
+  summary: "Make DIR (and its parents) an mq group: a directory holding ctl, order and its " +
+    "streams, with history kept on disk. Any file then written in DIR is a stream; a group " +
+    "inside a group is a nested group.",
+  options: {
+    replay: {
+      type: "string",
+      value: "off|last|all",
+      help: "Readers' default start",
+      default: "off",
+    },
+    data: {
+      type: "string",
+      value: "message|coalesce",
+      help: "Readers get whole messages, or a byte stream",
+      default: "message",
+    },
+    depth: {
+      type: "string",
+      value: "N|SIZE",
+      help: "Keep only the last N messages or SIZE bytes (K, M, G); 0 = unlimited",
+      default: "0",
+    },
+  },
+  examples: [
+    "# A group whose readers see all history by default",
+    "fsbus mq mkgroup /dev/shm/chat --replay all",
+    "# Keep at most 16 MiB of history",
+    "fsbus mq mkgroup /dev/shm/logs --depth 16M",
+  ],
+  positionals: { min: 1, max: 1, names: "DIR" },
+};
+
+const CTL: CommandSpec = {
+  name: "fsbus mq ctl",
+  usage: "GROUP [COMMAND...]",
+  summary: "Without COMMAND, print the group's ctl (data, replay, and depth when set). With " +
+    "COMMAND, apply it as a write to mq's ctl: data message|coalesce, replay off|last|all " +
+    "(on = all), depth COUNT|SIZE[K|M|G] (0 = unlimited). A command mq would reject changes " +
+    "nothing. The shell can do the same: echo replay all > GROUP/ctl.",
+  options: {},
+  examples: [
+    "fsbus mq ctl /dev/shm/chat",
+    "fsbus mq ctl /dev/shm/chat replay all",
+    "fsbus mq ctl /dev/shm/chat depth 1000",
+  ],
+  positionals: { min: 1, max: Infinity, names: "GROUP" },
+};
+
+const WRITE: CommandSpec = {
+  name: "fsbus mq write",
+  usage: "GROUP STREAM [MESSAGE] [options]",
+  summary: "Write one message to STREAM of GROUP (the stream is made when missing): MESSAGE " +
+    "exactly as given, or all of standard input. Empty standard input writes a zero-length " +
+    "message, which is EOF for the stream's readers.",
+  options: {
+    lines: { type: "boolean", help: "Write each line of standard input as its own message" },
+  },
+  examples: [
+    "fsbus mq write /dev/shm/chat alice 'hi'",
+    "# End the stream: its readers stop",
+    "fsbus mq write /dev/shm/chat alice < /dev/null",
+    "tail -f app.log | fsbus mq write /dev/shm/logs app --lines",
+  ],
+  positionals: { min: 2, max: 3, names: "GROUP STREAM" },
+};
+
+const READ_OPTIONS: CommandSpec["options"] = {
+  replay: { type: "string", value: "off|last|all", help: REPLAY_HELP },
+  data: {
+    type: "string",
+    value: "message|coalesce",
+    help: "Whole messages, or consecutive messages joined (default: the group's ctl)",
+  },
+  json: {
+    type: "boolean",
+    help: "One JSON object per message: id, topic, time, size, stream, data, encoding",
+  },
+};
+
+const READ: CommandSpec = {
+  name: "fsbus mq read",
+  usage: "GROUP STREAM [options]",
+  summary: "Print the messages of STREAM (or of order, the group's write order: each " +
+    "stream's name and a NUL per write) as their bytes, until EOF (a zero-length write, or " +
+    "the stream's removal) or --count messages. Replay defaults to the group's ctl.",
+  options: {
+    ...READ_OPTIONS,
+    count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
+  },
+  examples: [
+    "fsbus mq read /dev/shm/chat alice --replay all",
+    "fsbus mq read /dev/shm/chat order --replay all | tr '\\0' '\\n'",
+  ],
+  positionals: { min: 2, max: 2, names: "GROUP STREAM" },
+};
+
+const CAT: CommandSpec = {
+  name: "fsbus mq cat",
+  usage: "GROUP STREAM... [options]",
+  summary: "mq-cat: print the named streams merged in the order they were written, history " +
+    "first (replay all unless --replay says otherwise), then live. Ends when every named " +
+    "stream has reached EOF.",
+  options: READ_OPTIONS,
+  examples: [
+    "fsbus mq cat /dev/shm/session 0 1 2",
+  ],
+  positionals: { min: 2, max: Infinity, names: "GROUP STREAM..." },
+};
+
+const SUBCOMMANDS: Record<
+  string,
+  { spec: CommandSpec; run: (v: Values, p: string[]) => Promise<number> }
+> = {
+  mkgroup: { spec: MKGROUP, run: mkgroup },
+  ctl: { spec: CTL, run: ctl },
+  write: { spec: WRITE, run: write },
+  read: { spec: READ, run: read },
+  cat: { spec: CAT, run: cat },
+};
+
+function topHelp(): string {
+  return [
+    "Usage: fsbus mq SUBCOMMAND [ARGS...]",
+    "",
+    "mq(4) stream groups on an ordinary directory: ctl, order, replay, history on disk.",
+    "",
+    "Subcommands:",
+    "  mkgroup DIR          Make a group",
+    "  ctl GROUP [CMD...]   Print or change a group's settings",
+    "  write GROUP STREAM   Write a message (argument or stdin; empty stdin = EOF)",
+    "  read GROUP STREAM    Print a stream's messages",
+    "  cat GROUP STREAM...  Print streams merged in write order (mq-cat)",
+    "",
+    'See "fsbus mq SUBCOMMAND --help".',
+    "",
+  ].join("\n");
+}
 
 /**
- * Runs `fsbus mq`.
+ * Runs `fsbus mq SUBCOMMAND ...`.
  *
- * @param _args The arguments after "mq".
+ * @param args The arguments after "mq".
  * @returns The exit code.
  *
  * @example
  * ```ts ignore
- * await mq(["--help"]);
+ * import { mq } from "./mq.ts";
+ * await mq(["mkgroup", "/dev/shm/g", "--replay", "all"]);
  * ```
  */
-export function mq(_args: string[]): Promise<number> {
-  return Promise.reject(new FsbusError("unsupported", '"fsbus mq" is not available yet'));
+export async function mq(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "-h" || sub === "--help" || sub === "help") {
+    out(topHelp());
+    return sub === undefined ? 2 : 0;
+  }
+  const entry = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
+  if (!entry) {
+    throw new UsageError(`Unknown subcommand "${sub}" for "fsbus mq" (see "fsbus mq --help")`);
+  }
+  const parsed = parse(entry.spec, rest);
+  if (parsed.help) {
+    out(helpText(entry.spec));
+    return 0;
+  }
+  return await entry.run(parsed.values, parsed.positionals);
+}
+
+function replayOption(values: Values): ReplayMode | undefined {
+  const raw = stringOption(values, "replay");
+  if (raw === undefined) return undefined;
+  if (raw === "on") return "all";
+  if (raw === "off" || raw === "last" || raw === "all") return raw;
+  throw new UsageError(`Invalid value "${raw}" for "--replay": expected off, last or all`);
+}
+
+function dataOption(values: Values): DataMode | undefined {
+  const raw = stringOption(values, "data");
+  if (raw === undefined) return undefined;
+  if (raw === "message" || raw === "coalesce") return raw;
+  throw new UsageError(`Invalid value "${raw}" for "--data": expected message or coalesce`);
+}
+
+function mkgroup(values: Values, [dir]: string[]): Promise<number> {
+  const replay = replayOption(values);
+  const data = dataOption(values);
+  const depth = stringOption(values, "depth");
+  if (depth !== undefined && !/^\d+[KMGkmg]?$/.test(depth)) {
+    throw new UsageError(
+      `Invalid value "${depth}" for "--depth": expected a count or a size such as 64K, 16M, 1G`,
+    );
+  }
+  const g = MqGroup.create(dir!, {
+    ...(replay ? { replay } : {}),
+    ...(data ? { data } : {}),
+    ...(depth !== undefined ? { depth } : {}),
+  });
+  g.close();
+  return Promise.resolve(0);
+}
+
+function ctl(_values: Values, [dir, ...words]: string[]): Promise<number> {
+  const g = MqGroup.open(dir!);
+  try {
+    if (words.length > 0) {
+      g.ctl(words.join(" "));
+    } else {
+      g.checkCtl();
+      const rejected = g.takeRejected();
+      if (rejected) warn(`Rejected a write to "${g.path}/ctl": ${rejected}`);
+    }
+    out(Deno.readTextFileSync(`${g.path}/ctl`));
+  } finally {
+    g.close();
+  }
+  return Promise.resolve(0);
+}
+
+async function readStdin(): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+}
+
+async function write(values: Values, [dir, stream, message]: string[]): Promise<number> {
+  if (values.lines && message !== undefined) {
+    throw new UsageError('"--lines" reads standard input: give no MESSAGE with it');
+  }
+  const g = MqGroup.open(dir!);
+  try {
+    if (message !== undefined) {
+      g.write(stream!, message);
+    } else if (values.lines) {
+      await writeLines(g, stream!);
+    } else {
+      g.write(stream!, await readStdin());
+    }
+  } finally {
+    g.close();
+  }
+  return 0;
+}
+
+async function writeLines(g: MqGroup, stream: string): Promise<void> {
+  let pending = new Uint8Array(0);
+  for await (const chunk of Deno.stdin.readable) {
+    let buf = chunk;
+    if (pending.length > 0) {
+      buf = new Uint8Array(pending.length + chunk.length);
+      buf.set(pending);
+      buf.set(chunk, pending.length);
+    }
+    let start = 0;
+    for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, start)) {
+      g.write(stream, buf.subarray(start, i + 1));
+      start = i + 1;
+    }
+    pending = buf.slice(start);
+  }
+  if (pending.length > 0) g.write(stream, pending);
+}
+
+async function read(values: Values, [dir, stream]: string[]): Promise<number> {
+  const count = intOption(values, "count", 1);
+  const reader = MqReader.open(dir!, [stream!], readOptions(values));
+  return await print(reader, values, count);
+}
+
+async function cat(values: Values, [dir, ...streams]: string[]): Promise<number> {
+  if (streams.includes("order")) {
+    throw new UsageError('"order" is not a stream to merge (use "fsbus mq read GROUP order")');
+  }
+  const options = readOptions(values);
+  const reader = MqReader.open(dir!, streams, { replay: "all", ...options });
+  return await print(reader, values, undefined);
+}
+
+function readOptions(values: Values): { replay?: ReplayMode; data?: DataMode } {
+  const replay = replayOption(values);
+  const data = dataOption(values);
+  return { ...(replay ? { replay } : {}), ...(data ? { data } : {}) };
+}
+
+async function print(reader: MqReader, values: Values, count: number | undefined): Promise<number> {
+  const json = values.json === true;
+  const encoder = new TextEncoder();
+  let left = count ?? Infinity;
+  try {
+    for await (const batch of reader.batches()) {
+      const take = batch.length > left ? batch.slice(0, left) : batch;
+      left -= take.length;
+      writeAll(Deno.stdout, json ? encoder.encode(take.map(toJson).join("")) : concat(take));
+      if (left <= 0) break;
+    }
+  } finally {
+    await reader.close();
+  }
+  return 0;
+}
+
+function toJson(m: MqMessage): string {
+  return jsonLine(m, { stream: m.stream, seq: m.seq });
+}
+
+function concat(msgs: MqMessage[]): Uint8Array {
+  if (msgs.length === 1) return msgs[0]!.data;
+  let total = 0;
+  for (const m of msgs) total += m.data.length;
+  const outBuf = new Uint8Array(total);
+  let off = 0;
+  for (const m of msgs) {
+    outBuf.set(m.data, off);
+    off += m.data.length;
+  }
+  return outBuf;
 }

@@ -1,0 +1,427 @@
+/**
+ * Reading an mq group: one stream, several streams merged in write order (mq-cat), or the
+ * `order` meta-stream, with replay off/last/all, message or coalesce mode, EOF by a
+ * zero-length write or by removal, and an error for a reader the depth cutoff overtook.
+ *
+ * Readers take no lock to read: they follow the index's committed records. They sleep in
+ * inotify on the group directory (for streams created, removed or appended to by other
+ * programs) and on `.mq` (for the index), so an idle reader uses no CPU.
+ *
+ * @module
+ */
+
+import { FsbusError, type Message, OverrunError, type Subscription } from "../../types.ts";
+import { IN, Inotify, type InotifyEvent } from "../../sys/inotify.ts";
+import { ffiAvailable } from "../../sys/libc.ts";
+import { fdSize } from "../../sys/fd_io.ts";
+import type { DataMode, ReplayMode } from "./_ctl.ts";
+import { R, RECORD, u64 } from "./_layout.ts";
+import { checkStreamName, MqGroup, type StreamState } from "./group.ts";
+
+/**
+ * A message read from an mq group.
+ *
+ * @example
+ * ```ts ignore
+ * import type { MqMessage } from "./reader.ts";
+ * const show = (m: MqMessage) => `${m.seq} ${m.stream}: ${new TextDecoder().decode(m.data)}`;
+ * ```
+ */
+export interface MqMessage extends Message {
+  /** The stream it was written to (`order` for the order meta-stream). */
+  readonly stream: string;
+  /** Its place in the group's global order (the first of several when coalesced). */
+  readonly seq: number;
+}
+
+/** Options for reading. */
+export interface ReadOptions {
+  /** Where to start: new messages only, the most recent, or all history (default: ctl's). */
+  replay?: ReplayMode;
+  /** One message per item, or consecutive messages of a stream joined (default: ctl's). */
+  data?: DataMode;
+  /** When several streams are read: end once these have reached EOF (default: all). */
+  until?: string[];
+  /** Stops the reader. */
+  signal?: AbortSignal;
+}
+
+interface Want {
+  s: StreamState;
+  /** The local number of the next message expected. */
+  k: number;
+  /** Messages below this global sequence number are not for this reader. */
+  from: number;
+  eof: boolean;
+}
+
+const CHUNK = 1024;
+const DIR_MASK = IN.MODIFY | IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM |
+  IN.MOVED_TO | IN.DELETE_SELF | IN.MOVE_SELF;
+const META_MASK = IN.MODIFY | IN.CREATE | IN.MOVED_TO;
+const FOREIGN_RECHECK_MS = 50;
+
+/**
+ * A running reader of one or more streams of a group (or of its `order`).
+ *
+ * Iterate it for messages, or {@linkcode MqReader.batches} for arrays of them; iteration
+ * ends when every stream read (or every one in `until`) has reached EOF.
+ *
+ * @example Print stream "1" of a group, history first
+ * ```ts ignore
+ * import { MqReader } from "./reader.ts";
+ * await using r = MqReader.open("/dev/shm/g", ["1"], { replay: "all" });
+ * for await (const m of r) console.log(new TextDecoder().decode(m.data));
+ * ```
+ */
+export class MqReader implements Subscription<MqMessage> {
+  readonly #g: MqGroup;
+  readonly #ownsGroup: boolean;
+  readonly #wants = new Map<number, Want>();
+  readonly #until: Want[] = [];
+  readonly #order: boolean;
+  readonly #coalesce: boolean;
+  readonly #ino: Inotify;
+  readonly #dirWd: number;
+  readonly #buf = new Uint8Array(CHUNK * RECORD);
+  readonly #view = new DataView(this.#buf.buffer);
+  readonly #dirty = new Set<string>();
+  readonly #signal: AbortSignal | undefined;
+  #pos = 0;
+  #gone = false;
+  #closed = false;
+  #ctlEvent = false;
+  #forceSync = false;
+  #iterating = false;
+
+  private constructor(
+    g: MqGroup,
+    owns: boolean,
+    streams: string[],
+    options: ReadOptions,
+  ) {
+    this.#g = g;
+    this.#ownsGroup = owns;
+    this.#signal = options.signal;
+    if (streams.length === 0) {
+      throw new FsbusError("invalid", `No stream to read in "${g.path}"`);
+    }
+    this.#order = streams.length === 1 && streams[0] === "order";
+    if (!this.#order) {
+      for (const name of streams) {
+        checkStreamName(g.path, name, false);
+        if (name === "order") {
+          throw new FsbusError(
+            "invalid",
+            `Cannot read "order" of "${g.path}" together with streams`,
+          );
+        }
+      }
+    }
+    if (!ffiAvailable()) {
+      throw new FsbusError(
+        "unsupported",
+        `Cannot read "${g.path}": mq readers need inotify through FFI (run with -A on Linux)`,
+      );
+    }
+    // Watch first, then find where to start: nothing written in between is missed.
+    this.#ino = new Inotify();
+    try {
+      this.#dirWd = this.#ino.add(g.path, DIR_MASK | IN.ONLYDIR);
+      this.#ino.add(`${g.path}/.mq`, META_MASK | IN.ONLYDIR);
+      const settings = g.settings;
+      this.#coalesce = (options.data ?? settings.data) === "coalesce";
+      const replay = options.replay ?? settings.replay;
+      g.locked(() => this.#start(streams, replay, options.until));
+    } catch (err) {
+      void this.#ino.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Starts reading streams of a group.
+   *
+   * @param group The group, or its path (then it is opened and closed with the reader).
+   * @param streams The streams' names (several: merged in write order, as mq-cat), or
+   *   `["order"]` for the order meta-stream.
+   * @param options Replay, data mode, `until`, signal.
+   * @returns The reader.
+   * @throws {FsbusError} `not_found` for a group or stream that does not exist.
+   *
+   * @example
+   * ```ts ignore
+   * import { MqReader } from "./reader.ts";
+   * const r = MqReader.open("/dev/shm/g", ["0", "1"], { replay: "all" });
+   * ```
+   */
+  static open(group: MqGroup | string, streams: string[], options: ReadOptions = {}): MqReader {
+    const owns = typeof group === "string";
+    const g = typeof group === "string" ? MqGroup.open(group) : group;
+    try {
+      return new MqReader(g, owns, streams, options);
+    } catch (err) {
+      if (owns) g.close();
+      throw err;
+    }
+  }
+
+  #start(streams: string[], replay: ReplayMode, until: string[] | undefined): void {
+    const g = this.#g;
+    const next = g.next;
+    const cutoff = g.readCutoff();
+    if (this.#order) {
+      this.#pos = replay === "all" ? cutoff : replay === "last" ? Math.max(cutoff, next - 1) : next;
+      return;
+    }
+    let pos = next;
+    for (const name of streams) {
+      const s = g.stream(name);
+      if (s === undefined) {
+        throw new FsbusError("not_found", `No stream "${name}" in group "${g.path}"`);
+      }
+      if (this.#wants.has(s.id)) continue;
+      let w: Want;
+      if (replay === "all") {
+        w = { s, k: g.firstLocalFrom(s.id, cutoff), from: cutoff, eof: false };
+      } else if (replay === "last" && s.lastSeq >= cutoff) {
+        w = { s, k: s.count - 1, from: s.lastSeq, eof: false };
+      } else {
+        w = { s, k: s.count, from: next, eof: false };
+      }
+      this.#wants.set(s.id, w);
+      pos = Math.min(pos, w.from);
+    }
+    for (const name of until ?? streams) {
+      const w = [...this.#wants.values()].find((w) => w.s.name === name);
+      if (w && !this.#until.includes(w)) this.#until.push(w);
+    }
+    this.#pos = pos;
+  }
+
+  /** Whether every stream the reader waits for has reached EOF. */
+  get done(): boolean {
+    if (this.#gone) return true;
+    if (this.#order) return false;
+    return this.#until.every((w) => w.eof);
+  }
+
+  /**
+   * Everything readable now, without waiting (empty when nothing is).
+   *
+   * @returns The messages, in write order.
+   * @throws {OverrunError} When the depth cutoff overtook the reader.
+   */
+  poll(): MqMessage[] {
+    const g = this.#g;
+    g.refresh();
+    const next = g.next;
+    const out: MqMessage[] = [];
+    if (this.#pos < next) {
+      const cutoff = g.readCutoff();
+      if (this.#pos < cutoff) this.#skipTo(cutoff);
+      const first = this.#pos;
+      const n = Math.min(g.readRecords(this.#pos, this.#buf), next - this.#pos);
+      const v = this.#view;
+      for (let i = 0; i < n; i++) {
+        const o = i * RECORD;
+        const seq = this.#pos + i;
+        const id = v.getUint32(o + R.STREAM, true);
+        if (this.#order) {
+          const s = g.streamById(id);
+          if (s) out.push(message(s.orderEntry, "order", seq, u64(v, o + R.TIME)));
+          continue;
+        }
+        const w = this.#wants.get(id);
+        if (w === undefined || w.eof || seq < w.from) continue;
+        const local = u64(v, o + R.LOCAL);
+        if (local > w.k) this.#overrun(w, local - w.k);
+        w.k = local + 1;
+        const length = u64(v, o + R.LENGTH);
+        if (length === 0) {
+          w.eof = true;
+          continue;
+        }
+        const data = g.readData(w.s, u64(v, o + R.OFFSET), length);
+        out.push(message(data, w.s.name, seq, u64(v, o + R.TIME)));
+      }
+      this.#pos += n;
+      // Trimming may have raced with the reads above: anything now below the cutoff may
+      // have been freed, so it cannot be delivered.
+      const after = g.readCutoff();
+      if (after > first && out.length > 0 && out[0]!.seq < after) {
+        const lost = out.filter((m) => m.seq < after).length;
+        throw new OverrunError(
+          `Reader of "${g.path}" fell behind the depth cutoff: ${lost} messages lost`,
+          lost,
+        );
+      }
+    }
+    if (!this.#order && this.#pos >= g.next) {
+      for (const w of this.#wants.values()) if (w.s.removed) w.eof = true;
+    }
+    return this.#coalesce && out.length > 1 ? coalesce(out) : out;
+  }
+
+  #skipTo(cutoff: number): void {
+    const g = this.#g;
+    if (this.#order) {
+      const lost = cutoff - this.#pos;
+      throw new OverrunError(
+        `Reader of "order" in "${g.path}" fell behind the depth cutoff: ${lost} messages lost`,
+        lost,
+      );
+    }
+    for (const w of this.#wants.values()) {
+      if (w.eof) continue;
+      const n = g.firstLocalFrom(w.s.id, Math.max(cutoff, w.from));
+      if (n > w.k) this.#overrun(w, n - w.k);
+    }
+    this.#pos = cutoff;
+  }
+
+  #overrun(w: Want, lost: number): never {
+    throw new OverrunError(
+      `Reader of stream "${w.s.name}" in "${this.#g.path}" fell behind the depth cutoff: ${lost} messages lost`,
+      lost,
+    );
+  }
+
+  #classify(events: InotifyEvent[]): boolean {
+    let sync = this.#forceSync;
+    this.#forceSync = false;
+    for (const e of events) {
+      if (e.mask & IN.Q_OVERFLOW) {
+        sync = true;
+        continue;
+      }
+      if (e.wd !== this.#dirWd) continue;
+      if (e.mask & (IN.DELETE_SELF | IN.MOVE_SELF | IN.IGNORED)) {
+        this.#gone = true;
+        continue;
+      }
+      if (e.name === "ctl") {
+        this.#ctlEvent = true;
+        continue;
+      }
+      if (e.name === "" || e.name === "order" || e.name.startsWith(".")) continue;
+      if (e.mask & (IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO)) sync = true;
+      else this.#dirty.add(e.name);
+    }
+    return sync;
+  }
+
+  /** Whether a stream holds bytes no record claims and no write in progress explains. */
+  #foreignPending(): boolean {
+    for (const name of this.#dirty) {
+      const s = this.#g.stream(name);
+      if (s === undefined || s.removed) {
+        this.#dirty.delete(name);
+        continue;
+      }
+      if (fdSize(s.fd) <= s.end) {
+        this.#dirty.delete(name);
+        continue;
+      }
+      if (!this.#g.pendingIntent) return true;
+    }
+    return false;
+  }
+
+  #sync(): void {
+    this.#g.sync();
+    this.#dirty.clear();
+  }
+
+  /**
+   * The messages in batches: each array holds what was readable at once.
+   *
+   * @returns An async iterable of arrays of messages; it ends at EOF or on close.
+   */
+  async *batches(): AsyncGenerator<MqMessage[]> {
+    if (this.#iterating) throw new FsbusError("busy", "This mq reader is already being read");
+    this.#iterating = true;
+    const onAbort = () => void this.close();
+    this.#signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      if (this.#signal?.aborted) return;
+      for (;;) {
+        if (this.#closed) return;
+        const events = this.#ino.read();
+        if (this.#classify(events)) this.#sync();
+        if (this.#ctlEvent) {
+          this.#ctlEvent = false;
+          this.#g.checkCtl();
+        }
+        const batch = this.poll();
+        if (batch.length > 0) {
+          yield batch;
+          continue;
+        }
+        if (this.done) return;
+        if (this.#foreignPending()) {
+          this.#sync();
+          continue;
+        }
+        if (events.length > 0) continue;
+        const result = await this.#ino.wait(this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : -1);
+        // A write in progress that never completes belongs to a dead writer: sync.
+        if (result === "timeout" && this.#dirty.size > 0) this.#forceSync = true;
+      }
+    } finally {
+      this.#signal?.removeEventListener("abort", onAbort);
+      await this.close();
+    }
+  }
+
+  /**
+   * The messages one by one, in write order.
+   *
+   * @returns An async iterator; it ends at EOF or on close.
+   */
+  async *[Symbol.asyncIterator](): AsyncIterator<MqMessage> {
+    for await (const batch of this.batches()) yield* batch;
+  }
+
+  /** Stops reading and releases the watch (and the group, if the reader opened it). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#ino.close();
+    if (this.#ownsGroup) this.#g.close();
+  }
+
+  /** Same as {@linkcode MqReader.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function message(data: Uint8Array, stream: string, seq: number, timeUs: number): MqMessage {
+  return { data, stream, topic: stream, seq, id: String(seq), time: new Date(timeUs / 1000) };
+}
+
+function coalesce(msgs: MqMessage[]): MqMessage[] {
+  const out: MqMessage[] = [];
+  let run: MqMessage[] = [];
+  const flush = () => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length > 1) {
+      const total = run.reduce((n, m) => n + m.data.length, 0);
+      const data = new Uint8Array(total);
+      let off = 0;
+      for (const m of run) {
+        data.set(m.data, off);
+        off += m.data.length;
+      }
+      out.push({ ...run[0]!, data });
+    }
+    run = [];
+  };
+  for (const m of msgs) {
+    if (run.length > 0 && run[0]!.stream !== m.stream) flush();
+    run.push(m);
+  }
+  flush();
+  return out;
+}
