@@ -729,6 +729,25 @@ export class MqGroup {
     });
   }
 
+  /**
+   * Makes a stream (an empty file in the group) if it does not exist, as `create` on mq.
+   *
+   * @param stream The stream's name.
+   * @throws {FsbusError} For a bad stream name.
+   *
+   * @example
+   * ```ts ignore
+   * g.createStream("note");
+   * ```
+   */
+  createStream(stream: string): void {
+    checkStreamName(this.path, stream, true);
+    this.#withLock(() => {
+      this.#syncLocked(false);
+      this.#streamForWrite(stream);
+    });
+  }
+
   #record(r: RecordFields): Uint8Array {
     encodeRecord(this.#recView, 0, r);
     return this.#rec;
