@@ -59,5 +59,5 @@ print(json.dumps({
     "cpu_ms": (cpu.user + cpu.system - cpu0.user - cpu0.system) * 1000,
     "max_lag_us": max_lag / 1000,
 }), flush=True)
-pub.close(linger=0)
+pub.close(linger=30000)  # deliver what is queued
 ctx.term()

@@ -21,6 +21,7 @@ warmup, count, want_latency = map(int, sys.argv[2:5])
 ctx = zmq.Context()
 sub = ctx.socket(zmq.SUB)
 sub.setsockopt(zmq.RCVHWM, 0)
+sub.setsockopt(zmq.RCVTIMEO, 10000)  # give up after 10 s of silence
 sub.setsockopt(zmq.SUBSCRIBE, b"")
 sub.connect(endpoint)
 cpu0 = os.times()
@@ -36,7 +37,10 @@ last = -1
 first_ns = last_ns = 0
 lat = []
 while True:
-    msg = sub.recv()
+    try:
+        msg = sub.recv()
+    except zmq.Again:
+        break
     now = clock(MONO)
     sent, seq = unpack(msg)
     if seq == 0xFFFFFFFF:

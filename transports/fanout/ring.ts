@@ -56,7 +56,7 @@
 
 import { fromFsError, FsbusError, OverrunError } from "../../types.ts";
 import { closeFd, fstat, O, openFd } from "../../sys/fs.ts";
-import { type Mapping, mapShared, truncateFd } from "../../sys/mman.ts";
+import { allocateFd, type Mapping, mapShared } from "../../sys/mman.ts";
 import {
   futexAddAndWake,
   futexWait,
@@ -135,7 +135,8 @@ export function checkRingSize(size: number, what = "Ring size"): void {
 export function initRingFile(fd: number, size: number, messages: boolean): void {
   checkRingSize(size);
   const { maxWrite, capacity } = ringGeometry(size);
-  truncateFd(fd, HEADER_SIZE + capacity);
+  // Real pages now (on tmpfs), not on the hot path's first touch.
+  allocateFd(fd, HEADER_SIZE + capacity);
   const map = mapShared(fd, HEADER_SIZE);
   try {
     const u8 = new Uint8Array(map.buffer);
@@ -186,7 +187,7 @@ function checkHeader(dv: DataView, fileSize: number): string | undefined {
  * @throws {FsbusError} When the file is not a valid ring.
  */
 export function inspectRing(path: string): RingInfo & { readers: number; writers: number } {
-  const ring = Ring.open(path);
+  const ring = Ring.open(path, { populate: false });
   try {
     return { ...ring.info(), ...ring.clients() };
   } finally {
@@ -238,10 +239,12 @@ export class Ring {
    * Opens and maps an existing ring file, checking its header and size.
    *
    * @param path The ring file.
+   * @param options `populate` (default true): map every page now, so that the hot path
+   *   takes no page faults.
    * @returns The ring.
    * @throws {FsbusError} When the file is missing or not a valid ring.
    */
-  static open(path: string): Ring {
+  static open(path: string, options: { populate?: boolean } = {}): Ring {
     let fd: number;
     try {
       fd = openFd(path, O.RDWR | O.NOFOLLOW);
@@ -267,7 +270,7 @@ export class Ring {
         head.unmap();
       }
       if (problem) throw new FsbusError("invalid", `Cannot open topic "${path}": ${problem}`);
-      return new Ring(path, fd, mapShared(fd, st.size));
+      return new Ring(path, fd, mapShared(fd, st.size, { populate: options.populate ?? true }));
     } catch (err) {
       closeFd(fd);
       throw sysToFsbus(err, "Cannot open topic", path);
