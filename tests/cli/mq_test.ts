@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { collect, fsbus, sh, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
+
+const MOD = new URL("../../transports/mq/mod.ts", import.meta.url).href;
+const dec = new TextDecoder();
+
+Deno.test("fsbus mq: 4 writer processes, 100k writes over 4 streams: cat and order agree", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  const PER = 25_000;
+  // Library-level writers: each writes PER messages "w<writer> <i>\n", rotating streams.
+  const script = (w: number) => `
+    import { MqGroup } from "${MOD}";
+    const g = MqGroup.open("${g}");
+    for (let i = 0; i < ${PER}; i++) g.write(String((i + ${w}) % 4), "w${w} " + i + "\\n");
+    g.close();
+  `;
+  const writers = [0, 1, 2, 3].map((w) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["eval", script(w)],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn()
+  );
+  for (const w of writers) {
+    const res = await w.output();
+    assert.equal(res.code, 0, dec.decode(res.stderr));
+  }
+  for (const s of ["0", "1", "2", "3"]) {
+    assert.equal((await fsbus(["mq", "write", g, s], { stdin: "" })).code, 0);
+  }
+  const cat = await fsbus(["mq", "cat", g, "0", "1", "2", "3"]);
+  assert.equal(cat.code, 0, cat.stderr);
+  const lines = cat.text.split("\n").slice(0, -1);
+  assert.equal(lines.length, 4 * PER);
+
+  // The expected global order, rebuilt from the raw files alone: for each name in
+  // `order`, the next line of that stream's file.
+  const order = Deno.readTextFileSync(`${g}/order`).split("\0").slice(0, -1);
+  assert.equal(order.length, 4 * PER + 4, "order has an entry per write (and the 4 EOFs)");
+  const streams = new Map<string, string[]>();
+  for (const s of ["0", "1", "2", "3"]) {
+    streams.set(s, Deno.readTextFileSync(`${g}/${s}`).split("\n").slice(0, -1).reverse());
+  }
+  const expected: string[] = [];
+  for (const name of order) {
+    const next = streams.get(name)!.pop();
+    if (next !== undefined) expected.push(next);
+  }
+  assert.deepEqual(lines, expected);
+  // Each writer's messages appear in its own order, none lost or doubled.
+  const lastSeen = [-1, -1, -1, -1];
+  for (const line of lines) {
+    const [w, i] = line.slice(1).split(" ").map(Number) as [number, number];
+    assert.equal(i, lastSeen[w]! + 1);
+    lastSeen[w] = i;
+  }
+  assert.deepEqual(lastSeen, [PER - 1, PER - 1, PER - 1, PER - 1]);
+  // The writers really interleaved.
+  let switches = 0;
+  for (let i = 1; i < lines.length; i++) if (lines[i]![1] !== lines[i - 1]![1]) switches++;
+  assert.ok(switches > 100, `only ${switches} switches between writers`);
+  // `fsbus mq read GROUP order` is the raw order.
+  const rawOrder = await fsbus(["mq", "read", g, "order", "--replay", "all", "--count", "40004"]);
+  assert.equal(rawOrder.code, 0, rawOrder.stderr);
+  assert.deepEqual(rawOrder.stdout, Deno.readFileSync(`${g}/order`).subarray(0, 40004 * 2));
+});
+
+Deno.test("fsbus mq: mkgroup, ctl, write, read; plain shell takes part", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g])).code, 0);
+  assert.equal(Deno.readTextFileSync(`${g}/ctl`), "data message\nreplay off\n");
+  assert.equal((await fsbus(["mq", "ctl", g])).text, "data message\nreplay off\n");
+  const set = await fsbus(["mq", "ctl", g, "replay", "all"]);
+  assert.equal(set.code, 0);
+  assert.equal(set.text, "data message\nreplay all\n");
+  assert.equal((await sh(`cat ${g}/ctl`)).text, "data message\nreplay all\n");
+
+  assert.equal((await fsbus(["mq", "write", g, "0", "one\n"])).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "0"], { stdin: "two\nthree\n" })).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "0", "--lines"], { stdin: "4\n5\n" })).code, 0);
+  await sh(`echo six >> ${g}/0`);
+  const json = await fsbus(["mq", "read", g, "0", "--json", "--count", "5"]);
+  assert.equal(json.code, 0, json.stderr);
+  const objs = json.text.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(objs.map((o) => o.data), ["one\n", "two\nthree\n", "4\n", "5\n", "six\n"]);
+  assert.ok(objs.every((o) => o.stream === "0"));
+  assert.equal((await fsbus(["mq", "read", g, "0", "--replay", "last", "-n", "1"])).text, "six\n");
+
+  // A shell rewriting ctl: picked up by the next access; rejected text is reported.
+  await sh(`echo data coalesce > ${g}/ctl`);
+  assert.equal((await fsbus(["mq", "ctl", g])).text, "data coalesce\nreplay all\n");
+  await sh(`echo 'replay maybe' > ${g}/ctl`);
+  const after = await fsbus(["mq", "ctl", g]);
+  assert.equal(after.text, "data coalesce\nreplay all\n");
+  assert.match(
+    after.stderr,
+    /Rejected a write to ".*\/ctl": "replay maybe": usage: replay off\|last\|all/,
+  );
+
+  // Live: a reader waiting for new messages gets them, and ends at EOF.
+  const live = spawnFsbus(["mq", "read", g, "live", "--replay", "off", "--data", "message"]);
+  const got = collect(live.stdout);
+  const errs = collect(live.stderr);
+  try {
+    await waitFor(async () => {
+      return (await fsbus(["mq", "write", g, "live", "ping\n"])).code === 0 &&
+        got.text().includes("ping");
+    }, "the live reader to print ping");
+    await fsbus(["mq", "write", g, "live"], { stdin: "" });
+    assert.equal((await live.status).code, 0, errs.text());
+  } finally {
+    try {
+      live.kill();
+    } catch {
+      // ended
+    }
+    await live.status;
+    await got.done;
+    await errs.done;
+  }
+});
+
+Deno.test("fsbus mq: bad input gives clear errors and writes nothing", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g])).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "0", "x"])).code, 0);
+  const before = Deno.readFileSync(`${g}/order`);
+  const cases: [string[], RegExp, number][] = [
+    [["mq", "ctl", g, "replay", "sometimes"], /^fsbus: usage: replay off\|last\|all\n$/, 1],
+    [["mq", "ctl", g, "data", "lines"], /^fsbus: usage: data message\|coalesce\n$/, 1],
+    [["mq", "ctl", g, "depth", "many"], /^fsbus: usage: depth count\|size\[K\|M\|G\]\n$/, 1],
+    [["mq", "write", g, "order", "x"], /Cannot write to "order" of ".*": order is written by/, 1],
+    [["mq", "write", g, "a/b", "x"], /Invalid stream name "a\/b".*cannot contain "\/"/, 1],
+    [["mq", "write", `${tmp.path}/nope`, "0", "x"], /Cannot open group ".*\/nope": no such/, 1],
+    [["mq", "read", `${tmp.path}/nope`, "0"], /Cannot open group ".*\/nope": no such/, 1],
+    [["mq", "read", g, "missing"], /No stream "missing" in group/, 1],
+    [["mq", "mkgroup", g], /already a group/, 1],
+    [["mq", "mkgroup", `${tmp.path}/h`, "--replay", "sometimes"], /Invalid value "sometimes"/, 2],
+    [["mq", "frob"], /Unknown subcommand "frob"/, 2],
+  ];
+  for (const [args, re, code] of cases) {
+    const r = await fsbus(args);
+    assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.text, "");
+  }
+  assert.deepEqual(Deno.readFileSync(`${g}/order`), before);
+  assert.equal(Deno.readTextFileSync(`${g}/ctl`), "data message\nreplay off\n");
+  assert.deepEqual([...Deno.readDirSync(g)].map((e) => e.name).sort(), [
+    ".mq",
+    "0",
+    "ctl",
+    "order",
+  ]);
+});
