@@ -1,0 +1,367 @@
+/**
+ * Benchmarks for mq groups (see ../shared/BENCHMARKS.md):
+ *
+ * - live write-to-reader latency, 1 KiB, at 1k and 10k msgs/s: a writer process and a
+ *   reader process (replay off), one clock (stamp/readStamp), first 1,000 not counted;
+ * - replay-all rate: 100k × 1 KiB messages already in a group, read by a fresh process
+ *   from the first to the last;
+ * - the cost of the `order` bookkeeping per write: the same writes with and without it.
+ *
+ * Run: `deno run -A bench/mq.ts [--quick]`. Prints a table; writes bench/results/mq.json.
+ *
+ * @module
+ */
+
+import { MqGroup, MqReader } from "../transports/mq/mod.ts";
+import {
+  checkSequence,
+  cpuTimeMs,
+  median,
+  monotonicNs,
+  paced,
+  percentiles,
+  readStamp,
+  type Result,
+  stamp,
+} from "./_lib.ts";
+
+const SELF = new URL(import.meta.url).pathname;
+const WARMUP = 1000;
+
+function arg(name: string): string {
+  const i = Deno.args.indexOf(`--${name}`);
+  const v = i >= 0 ? Deno.args[i + 1] : undefined;
+  if (v === undefined) throw new Error(`missing --${name}`);
+  return v;
+}
+
+function spawnRole(role: string, args: Record<string, string | number>): Deno.ChildProcess {
+  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", SELF, "--role", role, ...flat],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+}
+
+/** Reads lines from a child's stdout. */
+function lines(child: Deno.ChildProcess): AsyncIterator<string> {
+  return child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
+    new TransformStream<string, string>(
+      {
+        buf: "",
+        transform(chunk, ctl) {
+          // deno-lint-ignore no-explicit-any
+          const self = this as any;
+          self.buf += chunk;
+          let i: number;
+          while ((i = self.buf.indexOf("\n")) >= 0) {
+            ctl.enqueue(self.buf.slice(0, i));
+            self.buf = self.buf.slice(i + 1);
+          }
+        },
+      } as Transformer<string, string> & { buf: string },
+    ),
+  )[Symbol.asyncIterator]();
+}
+
+// ---- roles (separate processes) -----------------------------------------------------------
+
+async function latencyReader(): Promise<void> {
+  const group = arg("group");
+  const count = Number(arg("count"));
+  const r = MqReader.open(group, ["s"], { replay: "off" });
+  console.log("ready");
+  const lat = new Float64Array(count);
+  const seqs: number[] = [];
+  let n = 0;
+  const t0 = monotonicNs();
+  for await (const batch of r.batches()) {
+    const now = monotonicNs();
+    for (const m of batch) {
+      const { sentNs, seq } = readStamp(m.data);
+      if (n < count) lat[n] = Number(now - sentNs) / 1000;
+      seqs.push(seq);
+      n++;
+    }
+  }
+  const secs = Number(monotonicNs() - t0) / 1e9;
+  const check = checkSequence(seqs);
+  console.log(JSON.stringify({
+    delivered: n,
+    duplicates: check.duplicates,
+    order: check.order,
+    samples: Array.from(lat.subarray(WARMUP, Math.min(n, count))),
+    cpuMs: cpuTimeMs(),
+    rate: n / secs,
+  }));
+}
+
+async function latencyWriter(): Promise<void> {
+  const g = MqGroup.open(arg("group"));
+  const count = Number(arg("count"));
+  const rate = Number(arg("rate"));
+  const size = Number(arg("size"));
+  const payload = new Uint8Array(size);
+  const t0 = monotonicNs();
+  await paced(rate, count, (seq, when) => {
+    stamp(payload, seq, when);
+    g.write("s", payload);
+  });
+  const secs = Number(monotonicNs() - t0) / 1e9;
+  g.write("s", new Uint8Array());
+  g.close();
+  console.log(JSON.stringify({ cpuMs: cpuTimeMs(), rate: count / secs }));
+}
+
+async function replayReader(): Promise<void> {
+  const group = arg("group");
+  const t0 = monotonicNs();
+  const r = MqReader.open(group, ["s"], { replay: "all" });
+  const seqs: number[] = [];
+  let bytes = 0;
+  for await (const batch of r.batches()) {
+    for (const m of batch) {
+      seqs.push(readStamp(m.data).seq);
+      bytes += m.data.length;
+    }
+  }
+  const secs = Number(monotonicNs() - t0) / 1e9;
+  const check = checkSequence(seqs);
+  console.log(JSON.stringify({
+    delivered: seqs.length,
+    duplicates: check.duplicates,
+    order: check.order,
+    rate: seqs.length / secs,
+    mbps: bytes / secs / 1e6,
+    cpuMs: cpuTimeMs(),
+  }));
+  await Promise.resolve();
+}
+
+// ---- scenarios ----------------------------------------------------------------------------
+
+function freshGroup(): { path: string; dispose(): void } {
+  const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-mq-" });
+  const path = `${dir}/g`;
+  MqGroup.create(path).close();
+  return { path, dispose: () => Deno.removeSync(dir, { recursive: true }) };
+}
+
+async function latencyPoint(rate: number, count: number, size: number): Promise<Result> {
+  const g = freshGroup();
+  try {
+    const setup = MqGroup.open(g.path);
+    setup.createStream("s");
+    setup.close();
+    const reader = spawnRole("latency-reader", { group: g.path, count });
+    const rl = lines(reader);
+    const ready = await rl.next();
+    if (ready.value !== "ready") throw new Error("reader did not start");
+    const writer = spawnRole("latency-writer", { group: g.path, count, rate, size });
+    const wl = lines(writer);
+    const w = JSON.parse((await wl.next()).value as string);
+    const r = JSON.parse((await rl.next()).value as string);
+    await writer.status;
+    await reader.status;
+    return {
+      transport: "mq",
+      scenario: "latency",
+      size,
+      rate,
+      subscribers: 1,
+      fs: "tmpfs",
+      ...percentiles(r.samples),
+      delivered: r.delivered,
+      expected: count,
+      duplicates: r.duplicates,
+      order_violations: r.order,
+      pub_rate: Math.round(w.rate),
+      sub_rate: Math.round(r.rate),
+      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs) * 1000 / count) * 10) / 10,
+      notes: `writer and reader processes; replay off; first ${WARMUP} not counted`,
+    };
+  } finally {
+    g.dispose();
+  }
+}
+
+async function replayPoint(count: number, size: number): Promise<Result> {
+  const g = freshGroup();
+  try {
+    const w = MqGroup.open(g.path);
+    const payload = new Uint8Array(size);
+    for (let i = 0; i < count; i++) {
+      stamp(payload, i, 0n);
+      w.write("s", payload);
+    }
+    w.write("s", new Uint8Array());
+    w.close();
+    const reader = spawnRole("replay-reader", { group: g.path });
+    const r = JSON.parse((await lines(reader).next()).value as string);
+    await reader.status;
+    return {
+      transport: "mq",
+      scenario: "replay-all",
+      size,
+      rate: 0,
+      subscribers: 1,
+      fs: "tmpfs",
+      delivered: r.delivered,
+      expected: count,
+      duplicates: r.duplicates,
+      order_violations: r.order,
+      sub_rate: Math.round(r.rate),
+      cpu_us_per_msg: Math.round((r.cpuMs * 1000 / count) * 100) / 100,
+      notes: `fresh process, open to last message; ${Math.round(r.mbps)} MB/s`,
+    };
+  } finally {
+    g.dispose();
+  }
+}
+
+function orderCostPoint(count: number, size: number, reps: number): Result {
+  const g = freshGroup();
+  try {
+    const w = MqGroup.open(g.path);
+    const payload = new Uint8Array(size);
+    for (const s of ["0", "1", "2", "3"]) w.createStream(s);
+    const per = (order: boolean) => {
+      const t0 = monotonicNs();
+      for (let i = 0; i < count; i++) w.write(String(i & 3), payload, { order });
+      return Number(monotonicNs() - t0) / 1000 / count;
+    };
+    per(true); // warm up
+    const withOrder: number[] = [];
+    const without: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      withOrder.push(per(true));
+      without.push(per(false));
+    }
+    w.close();
+    const a = median(withOrder);
+    const b = median(without);
+    return {
+      transport: "mq",
+      scenario: "order-cost",
+      size,
+      rate: 0,
+      subscribers: 0,
+      fs: "tmpfs",
+      delivered: count * reps * 2,
+      expected: count * reps * 2,
+      duplicates: 0,
+      order_violations: 0,
+      pub_rate: Math.round(1e6 / a),
+      notes: `write ${a.toFixed(2)} us with order, ${b.toFixed(2)} us without: +${
+        ((a / b - 1) * 100).toFixed(1)
+      }% (median of ${reps}; 4 streams)`,
+    };
+  } finally {
+    g.dispose();
+  }
+}
+
+function table(results: Result[]): string {
+  const head = [
+    "transport",
+    "scenario",
+    "size",
+    "rate",
+    "p50",
+    "p99",
+    "p99.9",
+    "delivered",
+    "dup",
+    "ord",
+    "pub/s",
+    "sub/s",
+    "cpu us/msg",
+    "notes",
+  ];
+  const rows = results.map((r) => [
+    r.transport,
+    r.scenario,
+    String(r.size),
+    String(r.rate),
+    r.p50_us === undefined ? "" : String(r.p50_us),
+    r.p99_us === undefined ? "" : String(r.p99_us),
+    r.p999_us === undefined ? "" : String(r.p999_us),
+    `${r.delivered}/${r.expected}`,
+    String(r.duplicates),
+    String(r.order_violations),
+    String(r.pub_rate ?? ""),
+    String(r.sub_rate ?? ""),
+    String(r.cpu_us_per_msg ?? ""),
+    r.notes ?? "",
+  ]);
+  const all = [head, ...rows];
+  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  return all.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join("  ")).join("\n") + "\n";
+}
+
+function medianBy(results: Result[], key: "p50_us" | "sub_rate"): Result {
+  const sorted = [...results].sort((a, b) => (a[key] ?? 0) - (b[key] ?? 0));
+  const mid = sorted[Math.floor(sorted.length / 2)]!;
+  if (results.length === 1) return mid;
+  return {
+    ...mid,
+    notes: `${mid.notes}; median of ${results.length} runs, ${key} ${sorted[0]![key]}-${
+      sorted[sorted.length - 1]![key]
+    }`,
+  };
+}
+
+/**
+ * Runs the mq benchmarks.
+ *
+ * @param opts `quick` for a smoke run of a few seconds.
+ * @returns One result per point.
+ *
+ * @example
+ * ```ts ignore
+ * import { run } from "./mq.ts";
+ * const results = await run({ quick: true });
+ * ```
+ */
+export async function run(opts: { quick: boolean }): Promise<Result[]> {
+  const reps = opts.quick ? 1 : 3;
+  const results: Result[] = [];
+  const push = (r: Result) => {
+    results.push(r);
+    console.error(table([r]).split("\n")[1]);
+  };
+  for (const [rate, count] of opts.quick ? [[1000, 3000]] : [[1000, 11_000], [10_000, 21_000]]) {
+    const runs: Result[] = [];
+    for (let i = 0; i < reps; i++) runs.push(await latencyPoint(rate!, count!, 1024));
+    push(medianBy(runs, "p50_us"));
+  }
+  const replays: Result[] = [];
+  for (let i = 0; i < reps; i++) {
+    replays.push(await replayPoint(opts.quick ? 20_000 : 100_000, 1024));
+  }
+  push(medianBy(replays, "sub_rate"));
+  push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
+  return results;
+}
+
+if (import.meta.main) {
+  const r = Deno.args.indexOf("--role");
+  if (r >= 0) {
+    const name = Deno.args[r + 1];
+    if (name === "latency-reader") await latencyReader();
+    else if (name === "latency-writer") await latencyWriter();
+    else if (name === "replay-reader") await replayReader();
+    else throw new Error(`unknown role ${name}`);
+  } else {
+    const quick = Deno.args.includes("--quick");
+    const results = await run({ quick });
+    console.log(table(results));
+    Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+    Deno.writeTextFileSync(
+      new URL(`./results/mq${quick ? "-quick" : ""}.json`, import.meta.url),
+      JSON.stringify(results, null, 2) + "\n",
+    );
+  }
+}
