@@ -854,6 +854,8 @@ export class MqGroup {
   #trimLocked(): void {
     const depth = this.#settings.depth;
     if (depth.kind === "none" || this.#next === 0) return;
+    // Never move the cutoff back (another process may have moved it, or depth grew).
+    this.#cutoff = Math.max(this.#cutoff, this.readCutoff());
     const from = this.#cutoff;
     let cut = from;
     const c = this.#chunk;
