@@ -201,7 +201,26 @@ async function fanoutWriter(): Promise<void> {
   const cpu0 = cpuTimeMs();
   const t0 = monotonicNs();
   let sent = 0;
-  if (rate > 0) {
+  if (rate > 0 && batch > 1) {
+    // Paced with batching: each round sends every message now due, as one write.
+    const buf = new Uint8Array(size * batch);
+    const view = new DataView(buf.buffer);
+    const interval = 1e9 / rate;
+    const start = Number(t0);
+    while (sent < total) {
+      const now = monotonicNs();
+      const due = Math.min(total, Math.floor((Number(now) - start) / interval) + 1);
+      const n = Math.min(batch, due - sent);
+      if (n <= 0) {
+        sleepUs(Math.max(20, (start + sent * interval - Number(now)) / 1000 - 50));
+        continue;
+      }
+      maxLag = Math.max(maxLag, (Number(now) - (start + sent * interval)) / 1000);
+      for (let k = 0; k < n; k++) stampAt(view, k * size, sent + k, now);
+      w.write(n === batch ? buf : buf.subarray(0, n * size));
+      sent += n;
+    }
+  } else if (rate > 0) {
     const rec = new Uint8Array(size);
     const view = new DataView(rec.buffer);
     maxLag = pacePrecise(rate, total, (seq) => {
@@ -232,7 +251,7 @@ async function fanoutWriter(): Promise<void> {
     w.write(end);
     await new Promise((r) => setTimeout(r, 25));
   }
-  say(JSON.stringify({ pub_rate: sent / secs, cpu_ms: cpu, max_lag_us: maxLag / 1000, sent }));
+  say(JSON.stringify({ pub_rate: sent / secs, cpu_ms: cpu, max_lag_us: maxLag, sent }));
   w.close();
 }
 
@@ -292,7 +311,7 @@ function fifoWriter(): void {
     JSON.stringify({
       pub_rate: total / secs,
       cpu_ms: cpuTimeMs() - cpu0,
-      max_lag_us: maxLag / 1000,
+      max_lag_us: maxLag,
     }),
   );
   f.close();
@@ -643,131 +662,64 @@ function table(results: Result[]): string {
 export async function run(opts: { quick: boolean }): Promise<Result[]> {
   const reps = opts.quick ? 1 : 3;
   const results: Result[] = [];
-  const push = (r: Result) => {
+  const point = async (times: number, f: (pt: Point) => Promise<Result>, pt: Point) => {
+    const r = await repeat(times, () => f(pt));
     results.push(r);
     console.error(table([r]).split("\n")[1]);
   };
-  const tput64 = opts.quick ? 200_000 : 2_000_000;
-  const tput1k = opts.quick ? 50_000 : 300_000;
-  const latCount = opts.quick ? 3000 : 20_000;
+  const tp = (transport: string, size: number, subscribers: number, count: number, more = {}) =>
+    ({ transport, scenario: "throughput", size, rate: 0, subscribers, count, ...more }) as Point;
+  const lp = (transport: string, size: number, subscribers: number, more = {}) =>
+    ({
+      transport,
+      scenario: "latency",
+      size,
+      rate: 10_000,
+      subscribers,
+      count: opts.quick ? 3000 : 20_000,
+      ...more,
+    }) as Point;
 
-  // Throughput with batching.
-  for (const [size, count] of [[64, tput64], [1024, tput1k]] as const) {
+  // Throughput with batching (unpaced), and fan-out at a fixed offered load.
+  for (const size of [64, 1024]) {
+    const count = size === 64
+      ? (opts.quick ? 200_000 : 2_000_000)
+      : (opts.quick ? 50_000 : 300_000);
     const batch = size === 64 ? 256 : 16;
     for (const n of opts.quick ? [1] : [1, 8]) {
-      push(
-        await repeat(reps, () =>
-          fanoutPoint({
-            transport: "fanout",
-            scenario: "throughput",
-            size,
-            rate: 0,
-            subscribers: n,
-            count,
-            batch,
-          })),
-      );
+      await point(reps, fanoutPoint, tp("fanout", size, n, count, { batch }));
     }
-    if (!opts.quick) {
-      push(
-        await repeat(1, () =>
-          fanoutPoint({
-            transport: "fanout",
-            scenario: "throughput",
-            size,
-            rate: 0,
-            subscribers: 1,
-            count: count / 4,
-            batch: 1,
-          })),
-      );
+    if (opts.quick) continue;
+    if (size === 64) {
       for (const n of [1, 8]) {
-        push(
-          await repeat(1, () =>
-            zmqPoint({
-              transport: "zeromq",
-              scenario: "throughput",
-              size,
-              rate: 0,
-              subscribers: n,
-              count: Math.min(count, 500_000),
-            })),
-        );
+        const pt = tp("fanout", size, n, 2_000_000, { batch: 1024, rate: 1_000_000 });
+        await point(reps, fanoutPoint, pt);
       }
-      push(
-        await repeat(1, () =>
-          fifoPoint({
-            transport: "fifo",
-            scenario: "throughput",
-            size,
-            rate: 0,
-            subscribers: 1,
-            count,
-            batch,
-          })),
-      );
     }
+    await point(1, fanoutPoint, tp("fanout", size, 1, count / 4, { batch: 1 }));
+    for (const n of [1, 8]) {
+      await point(1, zmqPoint, tp("zeromq", size, n, size === 64 ? 300_000 : 100_000));
+    }
+    await point(1, fifoPoint, tp("fifo", size, 1, count, { batch }));
   }
 
   // Latency at 10k msgs/s.
   for (const size of opts.quick ? [64] : [64, 1024]) {
     for (const n of opts.quick ? [1] : [1, 8]) {
-      push(
-        await repeat(reps, () =>
-          fanoutPoint({
-            transport: "fanout",
-            scenario: "latency",
-            size,
-            rate: 10_000,
-            subscribers: n,
-            count: latCount,
-            mode: "sync",
-          })),
-      );
-      if (n === 1) {
-        push(
-          await repeat(reps, () =>
-            fanoutPoint({
-              transport: "fanout-async",
-              scenario: "latency",
-              size,
-              rate: 10_000,
-              subscribers: n,
-              count: latCount,
-              mode: "async",
-            })),
-        );
-      }
-      push(
-        await repeat(reps, () =>
-          zmqPoint({
-            transport: "zeromq",
-            scenario: "latency",
-            size,
-            rate: 10_000,
-            subscribers: n,
-            count: latCount,
-          })),
-      );
-      if (n === 1) {
-        push(
-          await repeat(reps, () =>
-            fifoPoint({
-              transport: "fifo",
-              scenario: "latency",
-              size,
-              rate: 10_000,
-              subscribers: 1,
-              count: latCount,
-            })),
-        );
-      }
+      await point(reps, fanoutPoint, lp("fanout", size, n, { mode: "sync" }));
+      if (n === 1) await point(reps, fanoutPoint, lp("fanout-async", size, n, { mode: "async" }));
+      await point(reps, zmqPoint, lp("zeromq", size, n));
+      if (n === 1) await point(reps, fifoPoint, lp("fifo", size, 1));
     }
   }
 
   // A stalled reader never slows the writer.
   const secs = opts.quick ? 1 : 3;
-  for (const n of opts.quick ? [0, 1] : [0, 1, 8]) push(await stalledPoint(n, secs));
+  for (const n of opts.quick ? [0, 1] : [0, 1, 8]) {
+    const r = await stalledPoint(n, secs);
+    results.push(r);
+    console.error(table([r]).split("\n")[1]);
+  }
   return results;
 }
 

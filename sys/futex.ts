@@ -47,7 +47,7 @@ const tsSync = new BigInt64Array(16);
  * @param expected The value it must hold for the wait to start.
  * @param timeoutMs The longest sleep in milliseconds; negative means none.
  * @returns How the wait ended ("woken" also covers signals and spurious returns).
- * @throws {SysError} On errors other than EAGAIN, EINTR and ETIMEDOUT.
+ * @throws {SysError} On EFAULT, EINVAL or ENOSYS.
  *
  * @example
  * ```ts ignore
@@ -62,12 +62,23 @@ export function futexWait(
 ): FutexWaitResult {
   const ts = timespecRel(timeoutMs, tsSync);
   const r = Number(libc().syscall6(SYS_FUTEX, addr, FUTEX_WAIT, expected >>> 0, ts, null, 0));
+  return waitResult(r, "futex");
+}
+
+/**
+ * Classifies a failed wait. Only EFAULT, EINVAL and ENOSYS are real errors (a bad address or
+ * call); anything else is reported as "woken" so callers re-check: the runtime may run other
+ * native code between the call and the errno read, so an unexpected value is not trusted.
+ */
+function waitResult(r: number, name: string): FutexWaitResult {
   if (r >= 0) return "woken";
   const e = errno();
   if (e === Errno.EAGAIN) return "changed";
   if (e === Errno.ETIMEDOUT) return "timeout";
-  if (e === Errno.EINTR) return "woken";
-  throw new SysError("futex", e);
+  if (e === Errno.EFAULT || e === Errno.EINVAL || e === Errno.ENOSYS) {
+    throw new SysError(name, e);
+  }
+  return "woken";
 }
 
 /**
@@ -195,12 +206,7 @@ export function futexWaitv(items: readonly FutexWaitItem[], timeoutMs = -1): Fut
   const r = Number(
     libc().syscall6(SYS_FUTEX_WAITV, a.waiters, items.length, 0, a.ts, a.clock, 0),
   );
-  if (r >= 0) return "woken";
-  const e = errno();
-  if (e === Errno.EAGAIN) return "changed";
-  if (e === Errno.ETIMEDOUT) return "timeout";
-  if (e === Errno.EINTR) return "woken";
-  throw new SysError("futex_waitv", e);
+  return waitResult(r, "futex_waitv");
 }
 
 let waitvSupported: boolean | undefined;
