@@ -10,6 +10,7 @@
  *
  *   deno run -A bench/filebus.ts            # the full matrix (about three minutes)
  *   deno run -A bench/filebus.ts --quick    # a smoke run (about twenty seconds)
+ *   deno run -A bench/filebus.ts --only lossy-1024-1000   # scenarios whose name contains this
  *
  * Results are printed as a table and written to bench/results/filebus.json.
  *
@@ -106,7 +107,12 @@ async function producerRole(args: Record<string, string>): Promise<void> {
     // Lossy writes never wait: send synchronously from the pacing loop.
     const pending: Promise<void>[] = [];
     await paced(rate, count, (seq, scheduled) => {
-      stamp(payload, seq, scheduled);
+      // FILEBUS_BENCH_STAMP=sent stamps the actual send time, leaving out timer lateness.
+      stamp(
+        payload,
+        seq,
+        Deno.env.get("FILEBUS_BENCH_STAMP") === "sent" ? monotonicNs() : scheduled,
+      );
       pending.push(out.write(payload.slice()));
       if (pending.length > 64) pending.splice(0, 32);
     });
@@ -327,7 +333,7 @@ function medianResult(rs: Result[]): Result {
  * @param opts `quick` for a smoke run of a few seconds.
  * @returns One result per point (the median of the repetitions).
  */
-export async function run(opts: { quick: boolean }): Promise<Result[]> {
+export async function run(opts: { quick: boolean; only?: string }): Promise<Result[]> {
   const quick = opts.quick;
   const reps = quick ? 1 : 3;
   const scenarios: Scenario[] = [];
@@ -383,7 +389,10 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
     }
   }
   const results: Result[] = [];
+  const only = opts.only ?? "";
   for (const s of scenarios) {
+    const name = `${s.mode}-${s.size}-${s.rate}-${s.consumers}-${s.fs}`;
+    if (!name.includes(only)) continue;
     const n = s.mode === "lossy" && !quick ? 1 : reps;
     const rs: Result[] = [];
     for (let i = 0; i < n; i++) rs.push(await runOnce(s));
@@ -392,6 +401,7 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
     results.push(r);
   }
   for (const fs of quick ? ["tmpfs"] as const : ["tmpfs", "ext4"] as const) {
+    if (!`cli-lossless-${fs}`.includes(only)) continue;
     const r = await runCliPipeline(fs, quick ? 64 : 512);
     console.error(row(r));
     results.push(r);
@@ -420,7 +430,8 @@ if (import.meta.main) {
   else if (flags.role === "producer") await producerRole(flags);
   else {
     const quick = flags.quick === "true";
-    const results = await run({ quick });
+    // --only SUBSTRING picks scenarios by name, such as "lossy-1024-1000-1-ext4" or "cli".
+    const results = await run({ quick, ...(flags.only ? { only: flags.only } : {}) });
     console.log("");
     for (const r of results) console.log(row(r));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });

@@ -9,6 +9,8 @@ import { cstring, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 import type { FdStat, FileKind } from "./fs.ts";
 
+export type { FdStat };
+
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC_STATS = 0x7ff;

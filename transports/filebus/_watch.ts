@@ -30,7 +30,7 @@ export class Watch {
   readonly #ino: Inotify | undefined;
   readonly #base: string;
   readonly #lockBase: string;
-  readonly #sleepMs: number;
+  #sleepMs: number;
   #active: boolean;
   #closed = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -47,7 +47,6 @@ export class Watch {
   constructor(dir: string, base: string, monitor: boolean, sleepMs: number) {
     this.#base = base;
     this.#lockBase = `${base}.lock`;
-    this.#sleepMs = sleepMs;
     let ino: Inotify | undefined;
     if (monitor) {
       try {
@@ -60,6 +59,8 @@ export class Watch {
     }
     this.#ino = ino;
     this.#active = ino !== undefined;
+    // A zero interval would spin: with events, wait for them alone; polling, once a ms.
+    this.#sleepMs = sleepMs > 0 ? sleepMs : this.#active ? -1 : 1;
   }
 
   /** "inotify" while events wake waits, "polling" otherwise. */
@@ -106,7 +107,7 @@ export class Watch {
       this.#timer = setTimeout(() => {
         timedOut = true;
         resolve();
-      }, this.#sleepMs);
+      }, Math.max(1, this.#sleepMs));
     });
     this.#timer = undefined;
     this.#resolveSleep = undefined;

@@ -12,11 +12,15 @@ import { Watch } from "./_watch.ts";
 import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
 
 /**
- * A filebus producer. Writes are queued in call order; each resolves once its chunk is FILE.
+ * A filebus producer. Writes are taken in call order; each resolves once its chunk is FILE.
+ * The bytes given to `write()` must not change until its promise resolves.
  *
- * Lossy (default): each write replaces FILE at once. Lossless: each write first waits until
- * FILE is gone (a consumer took the previous chunk); `close()` then writes the empty EOF
- * chunk the same way. Aborting the signal makes pending and later writes fail.
+ * Lossy (default): each write replaces FILE at once; while one is in progress (waiting for
+ * the lock), only the latest of the writes made meanwhile is written and the others resolve
+ * with it (superseded, as the lossy protocol allows). Lossless: each write first waits until
+ * FILE is gone (a consumer took the previous chunk), and none is skipped; `close()` then
+ * writes the empty EOF chunk the same way. Aborting the signal makes pending and later
+ * writes fail.
  *
  * @example Publish three chunks, losslessly, then EOF
  * ```ts ignore
@@ -37,6 +41,9 @@ export class FilebusProducer implements AsyncDisposable {
   readonly #onAbort = () => this.#abort();
   #lock: Lock;
   #tail: Promise<void> = Promise.resolve();
+  #latest: Uint8Array | undefined;
+  #latestWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  #pumping: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #aborted = false;
   #released = false;
@@ -96,7 +103,34 @@ export class FilebusProducer implements AsyncDisposable {
     }
     const bytes = toBytes(data);
     if (bytes.length === 0) return this.#tail;
-    return this.#enqueue(bytes);
+    if (this.lossless) return this.#enqueue(bytes);
+    // Lossy: the latest chunk wins. A chunk still queued when a newer one comes is
+    // superseded (its promise resolves with the newer one's), so a slow file system can never
+    // build a backlog of stale chunks.
+    return new Promise<void>((resolve, reject) => {
+      this.#latest = bytes;
+      this.#latestWaiters.push({ resolve, reject });
+      if (this.#pumping === undefined) {
+        this.#pumping = this.#pump();
+        this.#tail = this.#pumping;
+      }
+    });
+  }
+
+  async #pump(): Promise<void> {
+    while (this.#latest !== undefined) {
+      const bytes = this.#latest;
+      const waiters = this.#latestWaiters;
+      this.#latest = undefined;
+      this.#latestWaiters = [];
+      try {
+        await this.#put(bytes);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    this.#pumping = undefined;
   }
 
   #enqueue(bytes: Uint8Array): Promise<void> {
