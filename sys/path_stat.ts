@@ -9,7 +9,7 @@ import { cstring, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 import type { FdStat, FileKind } from "./fs.ts";
 
-export type { FdStat };
+export type { FdStat, FileKind };
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
