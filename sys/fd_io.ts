@@ -116,6 +116,27 @@ export function fdSize(fd: number): number {
   return statxView.getUint32(40, true) + statxView.getUint32(44, true) * 2 ** 32;
 }
 
+const STATX_MTIME = 0x40;
+
+/**
+ * The modification time of an open file or directory, in microseconds since the epoch
+ * (`statx` asking for the time only; cheaper than a full stat).
+ *
+ * @param fd The descriptor.
+ * @returns Microseconds since the epoch.
+ *
+ * @example
+ * ```ts ignore
+ * import { fdMtimeUs } from "./fd_io.ts";
+ * const changed = fdMtimeUs(dirFd) !== lastSeen;
+ * ```
+ */
+export function fdMtimeUs(fd: number): number {
+  check(libc().statx(fd, EMPTY, AT_EMPTY_PATH, STATX_MTIME, statxBuf), "statx");
+  const sec = statxView.getUint32(112, true) + statxView.getInt32(116, true) * 2 ** 32;
+  return sec * 1e6 + Math.floor(statxView.getUint32(120, true) / 1000);
+}
+
 /**
  * The current file position of a descriptor (after an `O_APPEND` write: where it ended).
  *

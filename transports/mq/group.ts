@@ -60,6 +60,7 @@ import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { SysError } from "../../sys/errno.ts";
 import { closeFd, fstat, O, openFd, writeAllFd } from "../../sys/fs.ts";
 import {
+  fdMtimeUs,
   fdPosition,
   fdSize,
   lockFd,
@@ -96,7 +97,7 @@ const CHUNK_RECORDS = 1024;
 const PUNCH_MIN = 64 * 1024;
 const PAGE = 4096;
 const READAHEAD = 256 * 1024;
-const RECENT_NS = 50_000_000n;
+const RECENT_US = 50_000;
 const ONE = new Uint8Array([COMMITTED]);
 
 /** What the engine knows about one stream incarnation (a name bound to one inode). */
@@ -264,6 +265,7 @@ export class MqGroup {
   readonly #orderFd: number;
   readonly #ctlFd: number;
   readonly #namesFd: number;
+  readonly #dirFd: number;
   #closed = false;
   #lockDepth = 0;
 
@@ -280,7 +282,7 @@ export class MqGroup {
   readonly #streams: StreamState[] = [];
   readonly #live = new Map<string, StreamState>();
   #namesRead = 0;
-  #dirMtime = -1n;
+  #dirMtime = -1;
 
   #settings: Settings = DEFAULT_SETTINGS;
   #ctlBytes: Uint8Array = encoder.encode(renderCtl(DEFAULT_SETTINGS));
@@ -304,11 +306,13 @@ export class MqGroup {
       fds.push(openOrThrow(`${path}/order`, rw, "Cannot open group"));
       fds.push(openOrThrow(`${path}/ctl`, O.RDWR | O.NOFOLLOW, "Cannot open group"));
       fds.push(openOrThrow(`${meta}/streams`, rw, "Cannot open group"));
+      fds.push(openOrThrow(path, O.RDONLY | O.DIRECTORY, "Cannot open group"));
     } catch (err) {
       fds.forEach(closeFd);
       throw err;
     }
-    [this.#lockFd, this.#indexFd, this.#orderFd, this.#ctlFd, this.#namesFd] = fds as [
+    [this.#lockFd, this.#indexFd, this.#orderFd, this.#ctlFd, this.#namesFd, this.#dirFd] = fds as [
+      number,
       number,
       number,
       number,
@@ -639,14 +643,16 @@ export class MqGroup {
 
   /** Notices streams created, removed or replaced by anyone (under the lock). */
   #scanDir(force: boolean): void {
+    // The cheap check first: has the directory changed (or changed so recently that the
+    // kernel's coarse timestamps could hide a second change)?
+    const mtime = fdMtimeUs(this.#dirFd);
+    if (!force && mtime === this.#dirMtime && Date.now() * 1000 - mtime > RECENT_US) return;
     const st = statPath(this.path);
     if (st === undefined || st.kind !== "directory") {
       for (const s of this.#live.values()) s.removed = true;
       this.#live.clear();
       return;
     }
-    const nowNs = BigInt(Date.now()) * 1_000_000n;
-    if (!force && st.mtimeNs === this.#dirMtime && nowNs - st.mtimeNs > RECENT_NS) return;
     this.#readNames(true);
     const seen = new Set<string>();
     for (const e of Deno.readDirSync(this.path)) {
@@ -676,7 +682,7 @@ export class MqGroup {
         this.#live.delete(name);
       }
     }
-    this.#dirMtime = st.mtimeNs;
+    this.#dirMtime = mtime;
   }
 
   #streamForWrite(name: string): StreamState {
@@ -1202,7 +1208,16 @@ export class MqGroup {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const fd of [this.#lockFd, this.#indexFd, this.#orderFd, this.#ctlFd, this.#namesFd]) {
+    for (
+      const fd of [
+        this.#lockFd,
+        this.#indexFd,
+        this.#orderFd,
+        this.#ctlFd,
+        this.#namesFd,
+        this.#dirFd,
+      ]
+    ) {
       closeFd(fd);
     }
     for (const s of this.#streams) {

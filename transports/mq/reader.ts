@@ -311,15 +311,29 @@ export class MqReader implements Subscription<MqMessage> {
     return sync;
   }
 
-  /** Whether a stream holds bytes no record claims and no write in progress explains. */
+  /**
+   * Whether a stream holds bytes that no record claims and no write in progress explains.
+   * The size is read before the index: a writer writes its intent before its bytes, so
+   * bytes seen first are either claimed by what the index shows next, or foreign.
+   */
   #foreignPending(): boolean {
+    let refreshed = false;
     for (const name of this.#dirty) {
       const s = this.#g.stream(name);
       if (s === undefined || s.removed) {
         this.#dirty.delete(name);
         continue;
       }
-      if (fdSize(s.fd) <= s.end) {
+      const size = fdSize(s.fd);
+      if (size <= s.end) {
+        this.#dirty.delete(name);
+        continue;
+      }
+      if (!refreshed) {
+        this.#g.refresh();
+        refreshed = true;
+      }
+      if (size <= s.end) {
         this.#dirty.delete(name);
         continue;
       }
@@ -363,7 +377,7 @@ export class MqReader implements Subscription<MqMessage> {
           this.#sync();
           continue;
         }
-        if (events.length > 0) continue;
+        if (events.length > 0 || this.#pos < this.#g.next) continue;
         const result = await this.#ino.wait(this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : -1);
         // A write in progress that never completes belongs to a dead writer: sync.
         if (result === "timeout" && this.#dirty.size > 0) this.#forceSync = true;
