@@ -3,6 +3,7 @@
  *
  * Each protocol is a namespace:
  * - `msgfs`: a directory is a bus, a message is a new file, subscribers use inotify.
+ * - `filebus`: one regular file is a multicast named pipe (filebus 0.3.5 compatible).
  *
  * @example A directory bus
  * ```ts
@@ -22,3 +23,4 @@
 
 export * from "./types.ts";
 export * as msgfs from "./transports/msgfs/mod.ts";
+export * as filebus from "./transports/filebus/mod.ts";
