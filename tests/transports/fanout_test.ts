@@ -309,6 +309,36 @@ Deno.test("fanout ring: writers killed at random moments leave the ring usable",
   }
 });
 
+for (const c of [2 ** 30 - 8, 2 ** 31 - 8]) {
+  Deno.test(`fanout ring: the commit counter crosses ${c + 8} cleanly`, () => {
+    using dir = tempDir();
+    const root = dir.path;
+    const path = createTopic("t", { root, size: 4096 });
+    // Put the ring just before the sign flip / the wrap of seq (commit << 1), head 0.
+    const f = Deno.openSync(path, { read: true, write: true });
+    const header = new DataView(new ArrayBuffer(4096));
+    f.readSync(new Uint8Array(header.buffer));
+    header.setInt32(64, (c * 2) | 0, true);
+    header.setFloat64(192 + (c & 15) * 16, 0, true);
+    header.setFloat64(200 + (c & 15) * 16, 0, true);
+    f.seekSync(0, Deno.SeekMode.Start);
+    f.writeSync(new Uint8Array(header.buffer));
+    f.close();
+    using w = openWriter("t", { root });
+    using r = openReader("t", { root });
+    const got: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      w.write(`m${i};`);
+      if (i % 3 === 0) {
+        got.push(...r.take().map((b) => dec.decode(b)));
+        assert.equal(r.waitSync(0), false, "nothing pending after a take");
+      }
+    }
+    got.push(...r.take().map((b) => dec.decode(b)));
+    assert.equal(got.join(""), Array.from({ length: 40 }, (_, i) => `m${i};`).join(""));
+  });
+}
+
 Deno.test("fanout topics: bad input gives clear errors", () => {
   using dir = tempDir();
   const root = dir.path;

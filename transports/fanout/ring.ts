@@ -319,7 +319,12 @@ export class Ring {
       const tail = f64[slot + 1]!;
       const c2 = Atomics.load(i32, OFF_SEQ / 4) >>> 1;
       // Slot c is rewritten only while commit c + 16 is being prepared.
-      if (((c2 - c) & 0x7fffffff) < SLOTS - 2) return [s, head, tail];
+      if (((c2 - c) & 0x7fffffff) < SLOTS - 2) {
+        if (!(head <= Number.MAX_SAFE_INTEGER && tail <= head && tail >= 0)) {
+          throw new FsbusError("invalid", `Ring "${this.path}" is corrupt (bad head ${head})`);
+        }
+        return [s, head, tail];
+      }
     }
   }
 
