@@ -397,7 +397,7 @@ Deno.test("fanout topics: creation on demand, permissions, counts of live reader
   assert.deepEqual([info.readers, info.writers], [0, 0]);
 });
 
-Deno.test("fanout device backend: detection, ioctls unsupported, EPIPE as overrun, chunking", () => {
+Deno.test("fanout device backend: detection, ioctls unsupported, EPIPE as overrun, chunking", async () => {
   using dir = tempDir();
   const root = dir.path;
   Deno.symlinkSync("/dev/null", `${root}/dev`);
@@ -442,6 +442,10 @@ Deno.test("fanout device backend: detection, ioctls unsupported, EPIPE as overru
   assert.ok(z.waitSync(1000));
   const chunk = z.take(100);
   assert.deepEqual(chunk, [new Uint8Array(100)]);
+  await z.wait(); // poll(2) on a worker thread: /dev/zero is always readable
+  assert.equal(z.waitSource(), undefined);
+  assert.equal(z.resync(), undefined); // reopens the device: "now" again
+  assert.equal(z.take(10)[0]!.length, 10);
   using n = openReader("dev", { root });
   assert.throws(() => n.take(), /reported end of file/);
   assert.throws(
