@@ -551,7 +551,8 @@ export class Ring {
       const idx = OFF_CLIENTS / 4 + i * 2;
       const pid = Atomics.load(this.#i32, idx);
       const tag = Atomics.load(this.#i32, idx + 1);
-      if (pid !== 0 && tag !== 0 && !isAlive(pid, tag & 0x7fffffff)) {
+      // (A tag of 0 with a pid: the owner died between its two stores, or is making them.)
+      if (pid !== 0 && !isAlive(pid, tag & 0x7fffffff)) {
         if (Atomics.compareExchange(this.#i32, idx + 1, tag, 0) === tag) {
           Atomics.compareExchange(this.#i32, idx, pid, 0);
         }
