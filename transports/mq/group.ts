@@ -12,7 +12,9 @@
  * group/order          the stream's name and a NUL for every write, in write order
  * group/NAME           a stream: the raw bytes of its messages, concatenated
  * group/.mq/lock       flock(2) target serialising every change to the group
- * group/.mq/index      a page of header, then one 64-byte record per message (see _layout.ts)
+ * group/.mq/index      a page of header, then one 64-byte record per committed message
+ *                      (see _layout.ts); only ever appended to, whole records at a time
+ * group/.mq/intent     the record of the write in progress
  * group/.mq/streams    one line "INODE\tNAME\n" per stream incarnation; the line is its id
  * group/.mq/settings   the canonical ctl text, so a shell's partial rewrite of ctl can be
  *                      applied on top of it
@@ -21,28 +23,33 @@
  *
  * ## Writing, and why a message is never seen torn
  *
- * A write takes the group lock, brings the engine up to date (see "sync"), then:
- * 1. writes an *intent* record (state 0) at the next index slot,
+ * A write takes the group lock, brings the engine up to date (see {@linkcode MqGroup.sync}),
+ * then:
+ * 1. writes its record, marked *intent*, to `.mq/intent`,
  * 2. appends the bytes to the stream with one `O_APPEND` write,
  * 3. writes the stream's name + NUL into `order` at the position the record names,
- * 4. sets the record's state byte to 1 (*committed*), and releases the lock.
+ * 4. appends the record, marked *committed*, to the index, and releases the lock.
  *
- * The record is the commit point: readers deliver only committed records, and a record is
- * committed only after its bytes are in the stream, so no reader ever sees part of a
- * message. Readers need no lock.
+ * The index is the commit point: readers deliver only records in the index, and a record
+ * gets there only after its bytes are in the stream, so no reader ever sees part of a
+ * message. A record is appended with one write at the end of the file, and a reader cannot
+ * see the new size before the bytes are copied, so records are never seen half-written
+ * either. Readers need no lock, and wake once per commit (they watch the index, not the
+ * streams' modifications).
  *
  * ## Foreign appends and torn writes
  *
  * Bytes in a stream file beyond the end of its last indexed message come from one of two
  * places. A program that knows nothing of fsbus (`echo hi >> group/0`) appended them: they
- * are one message, indexed (flag "foreign") by the next fsbus writer or reader that syncs,
- * and so take their place in the order then. Or an fsbus writer died between steps 1 and 4:
- * then its intent record is still at the end of the index, and since the writer held the
- * lock, whoever takes the lock next knows that writer is gone. The intent names the exact
- * range it was writing: if all of it is in the file the write finished and is committed
- * now; otherwise the stream is truncated back to where the message would have started and
- * the intent is dropped. So the two are never confused: unclaimed bytes with no intent are
- * foreign, bytes claimed by a dead intent are either a whole message or removed.
+ * are one message, indexed (flag "foreign") by the next fsbus writer or reader that syncs
+ * (readers wake on the file's close), and so take their place in the order then. Or an fsbus
+ * writer died between steps 1 and 4: then `.mq/intent` still names the next sequence number,
+ * and since the writer held the lock, whoever takes the lock next knows that writer is gone.
+ * The intent names the exact range it was writing: if all of it is in the file, the write
+ * finished and is committed now; otherwise the stream is truncated back to where the
+ * message would have started. Either way the intent is then marked settled. So the two are
+ * never confused: unclaimed bytes with no live intent are foreign; bytes claimed by a dead
+ * intent are either a whole message or removed.
  *
  * ## Depth
  *
@@ -98,7 +105,6 @@ const PUNCH_MIN = 64 * 1024;
 const PAGE = 4096;
 const READAHEAD = 256 * 1024;
 const RECENT_US = 50_000;
-const ONE = new Uint8Array([COMMITTED]);
 
 /** What the engine knows about one stream incarnation (a name bound to one inode). */
 export interface StreamState {
@@ -266,6 +272,7 @@ export class MqGroup {
   readonly #ctlFd: number;
   readonly #namesFd: number;
   readonly #dirFd: number;
+  readonly #intentFd: number;
   #closed = false;
   #lockDepth = 0;
 
@@ -276,8 +283,8 @@ export class MqGroup {
   #cutoff = 0;
   #indexPunched = HEADER;
   #orderPunched = 0;
-  /** Whether the last unlocked look at the index ended at an uncommitted record. */
-  #pendingIntent = false;
+  readonly #intentBuf = new Uint8Array(RECORD);
+  readonly #intentView = new DataView(this.#intentBuf.buffer);
 
   readonly #streams: StreamState[] = [];
   readonly #live = new Map<string, StreamState>();
@@ -307,18 +314,20 @@ export class MqGroup {
       fds.push(openOrThrow(`${path}/ctl`, O.RDWR | O.NOFOLLOW, "Cannot open group"));
       fds.push(openOrThrow(`${meta}/streams`, rw, "Cannot open group"));
       fds.push(openOrThrow(path, O.RDONLY | O.DIRECTORY, "Cannot open group"));
+      fds.push(openOrThrow(`${meta}/intent`, rw, "Cannot open group"));
     } catch (err) {
       fds.forEach(closeFd);
       throw err;
     }
-    [this.#lockFd, this.#indexFd, this.#orderFd, this.#ctlFd, this.#namesFd, this.#dirFd] = fds as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    [
+      this.#lockFd,
+      this.#indexFd,
+      this.#orderFd,
+      this.#ctlFd,
+      this.#namesFd,
+      this.#dirFd,
+      this.#intentFd,
+    ] = fds as [number, number, number, number, number, number, number];
   }
 
   /**
@@ -476,9 +485,10 @@ export class MqGroup {
   }
 
   /**
-   * Reads index records committed since the last look. Without the lock it stops at an
-   * uncommitted record (a write in progress); with it, such a record belongs to a writer
-   * that died, and is recovered.
+   * Reads index records committed since the last look. The index only ever grows by whole
+   * committed records appended at its end (a reader cannot see an append before its bytes
+   * are copied, since the file size moves after the copy). With the lock held, a write that
+   * a dead writer left half done is then recovered from `.mq/intent`.
    */
   #readIndex(locked: boolean): void {
     const c = this.#chunk;
@@ -493,21 +503,15 @@ export class MqGroup {
         if (c[o + R.STATE] !== COMMITTED || u64(v, o + R.SEQ) !== this.#next) break;
         this.#apply(v, o);
       }
-      if (i < whole) {
-        if (!locked) {
-          this.#pendingIntent = true;
-          return;
+      if (i < whole || whole < CHUNK_RECORDS) {
+        // Anything after the last good record is garbage: only the lock holder cleans up.
+        if (locked && (i < whole || n % RECORD !== 0)) {
+          truncateTo(this.#indexFd, at + i * RECORD);
         }
-        // We hold the lock, so no live writer is between intent and commit.
-        this.#recover(v, i * RECORD, at + i * RECORD);
-        continue;
-      }
-      if (whole < CHUNK_RECORDS) {
-        if (locked && n % RECORD !== 0) truncateTo(this.#indexFd, at + whole * RECORD);
-        this.#pendingIntent = false;
-        return;
+        break;
       }
     }
+    if (locked) this.#recoverIntent();
   }
 
   #apply(v: DataView, o: number): void {
@@ -533,24 +537,52 @@ export class MqGroup {
     s.lastSeq = seq;
   }
 
-  #recover(v: DataView, o: number, at: number): void {
-    const r = decodeRecord(v, o);
-    const s = this.#streams[r.stream] ??
-      (this.#readNames(true), this.#streams[r.stream]);
-    const plausible = r.state === INTENT && r.seq === this.#next && s !== undefined;
-    if (plausible && this.#ensureFd(s) && fdSize(s.fd) >= r.offset + r.length) {
-      // The whole message reached the stream: the writer died after step 2. Commit it.
-      pwriteAll(this.#orderFd, s.orderEntry, r.order);
-      pwriteAll(this.#indexFd, ONE, at + R.STATE);
-      this.#apply(v, o);
-      return;
-    }
-    // Torn: cut the stream back to where the message started, drop order entry and record.
-    if (plausible && s.fd >= 0 && !s.removed && fdSize(s.fd) > r.offset) {
-      truncateTo(s.fd, r.offset);
+  /** Reads `.mq/intent`: the write in progress (or left by a dead writer), if any. */
+  #readIntent(): RecordFields | undefined {
+    if (preadFd(this.#intentFd, this.#intentBuf, 0) < RECORD) return undefined;
+    const r = decodeRecord(this.#intentView, 0);
+    return r.state === INTENT && r.seq === this.#next ? r : undefined;
+  }
+
+  /**
+   * Whether a write is in progress now (its intent names the next sequence number). A dead
+   * writer's intent also counts, until the next lock holder recovers it.
+   *
+   * @returns True when a writer is between its intent and its commit.
+   */
+  writeInProgress(): boolean {
+    return this.#readIntent() !== undefined;
+  }
+
+  /** Under the lock: finish or undo the write a dead writer left (see the module doc). */
+  #recoverIntent(): void {
+    const r = this.#readIntent();
+    if (r === undefined) return;
+    const s = this.#streams[r.stream] ?? (this.#readNames(true), this.#streams[r.stream]);
+    if (s !== undefined && this.#ensureFd(s) && r.offset === s.end) {
+      if (fdSize(s.fd) >= r.offset + r.length) {
+        // The whole message reached the stream: the writer died after its data. Commit it.
+        pwriteAll(this.#orderFd, s.orderEntry, r.order);
+        this.#commitRecord(s, { ...r, state: COMMITTED });
+      } else {
+        // Torn: cut the stream back to where the message started.
+        truncateTo(s.fd, r.offset);
+      }
     }
     if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
-    truncateTo(this.#indexFd, at);
+    const settled = new Uint8Array([COMMITTED]); // never look at this intent again
+    pwriteAll(this.#intentFd, settled, R.STATE);
+  }
+
+  /** Appends a committed record at the end of the index and applies it. */
+  #commitRecord(s: StreamState, r: RecordFields): void {
+    pwriteAll(this.#indexFd, this.#record(r), HEADER + r.seq * RECORD);
+    this.#next = r.seq + 1;
+    this.#cum = r.cum + r.length;
+    this.#orderEnd = r.order + s.orderEntry.length;
+    s.end = r.offset + r.length;
+    s.count = r.local + 1;
+    s.lastSeq = r.seq;
   }
 
   // ---------------------------------------------------------------- streams
@@ -760,98 +792,63 @@ export class MqGroup {
   }
 
   #appendMessage(s: StreamState, data: Uint8Array, withOrder: boolean): number {
-    let seq = this.#next;
-    let at = HEADER + seq * RECORD;
     const length = data.length;
-    const timeUs = nowUs();
-    const base = {
+    const r: RecordFields = {
+      state: INTENT,
       flags: 0,
       stream: s.id,
+      seq: this.#next,
+      offset: s.end,
       length,
-      timeUs,
+      local: s.count,
+      timeUs: nowUs(),
+      cum: this.#cum,
+      order: this.#orderEnd,
     };
     // 1. intent
-    pwriteAll(
-      this.#indexFd,
-      this.#record({
-        ...base,
-        state: INTENT,
-        seq,
-        offset: s.end,
-        local: s.count,
-        cum: this.#cum,
-        order: this.#orderEnd,
-      }),
-      at,
-    );
+    pwriteAll(this.#intentFd, this.#record(r), 0);
     // 2. the bytes, in one O_APPEND write
-    let offset = s.end;
     if (length > 0) {
       writeAllFd(s.fd, data);
-      offset = fdPosition(s.fd) - length;
+      const offset = fdPosition(s.fd) - length;
       if (offset > s.end) {
         // A foreign append landed between our check and our write: it comes first.
         const gap = offset - s.end;
-        pwriteAll(
-          this.#indexFd,
-          this.#record({
-            ...base,
-            state: INTENT,
-            seq: seq + 1,
-            offset,
-            local: s.count + 1,
-            cum: this.#cum + gap,
-            order: this.#orderEnd + s.orderEntry.length,
-          }),
-          at + RECORD,
-        );
-        this.#commitForeign(s, s.end, gap, at);
-        seq = this.#next;
-        at = HEADER + seq * RECORD;
+        r.seq++;
+        r.offset = offset;
+        r.local++;
+        r.cum += gap;
+        r.order += s.orderEntry.length;
+        pwriteAll(this.#intentFd, this.#record(r), 0);
+        this.#commitForeign(s, s.end, gap);
       }
     }
     // 3. order, 4. commit
     if (withOrder) pwriteAll(this.#orderFd, s.orderEntry, this.#orderEnd);
-    pwriteAll(this.#indexFd, ONE, at + R.STATE);
-    this.#next = seq + 1;
-    this.#cum += length;
-    this.#orderEnd += s.orderEntry.length;
-    s.end = offset + length;
-    s.count++;
-    s.lastSeq = seq;
-    return seq;
+    r.state = COMMITTED;
+    this.#commitRecord(s, r);
+    return r.seq;
   }
 
   /** Indexes bytes appended by a program that knows nothing of fsbus (under the lock). */
   #appendForeign(s: StreamState, length: number): void {
-    this.#commitForeign(s, s.end, length, HEADER + this.#next * RECORD);
+    this.#commitForeign(s, s.end, length);
   }
 
-  #commitForeign(s: StreamState, offset: number, length: number, at: number): void {
-    const seq = this.#next;
+  #commitForeign(s: StreamState, offset: number, length: number): void {
     pwriteAll(this.#orderFd, s.orderEntry, this.#orderEnd);
-    pwriteAll(
-      this.#indexFd,
-      this.#record({
-        state: COMMITTED,
-        flags: FLAG_FOREIGN,
-        stream: s.id,
-        seq,
-        offset,
-        length,
-        local: s.count,
-        timeUs: nowUs(),
-        cum: this.#cum,
-        order: this.#orderEnd,
-      }),
-      at,
-    );
-    this.#next = seq + 1;
-    this.#cum += length;
-    this.#orderEnd += s.orderEntry.length;
-    s.end = offset + length;
-    s.count++;
-    s.lastSeq = seq;
+    this.#commitRecord(s, {
+      state: COMMITTED,
+      flags: FLAG_FOREIGN,
+      stream: s.id,
+      seq: this.#next,
+      offset,
+      length,
+      local: s.count,
+      timeUs: nowUs(),
+      cum: this.#cum,
+      order: this.#orderEnd,
+    });
   }
 
   // ---------------------------------------------------------------- depth
@@ -1086,11 +1083,6 @@ export class MqGroup {
     return this.#next;
   }
 
-  /** Whether the last unlocked look at the index ended at a write in progress. */
-  get pendingIntent(): boolean {
-    return this.#pendingIntent;
-  }
-
   /**
    * Reads records committed since the last look, without the lock (for readers).
    *
@@ -1216,6 +1208,7 @@ export class MqGroup {
         this.#ctlFd,
         this.#namesFd,
         this.#dirFd,
+        this.#intentFd,
       ]
     ) {
       closeFd(fd);

@@ -56,9 +56,12 @@ interface Want {
 }
 
 const CHUNK = 1024;
-const DIR_MASK = IN.MODIFY | IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM |
-  IN.MOVED_TO | IN.DELETE_SELF | IN.MOVE_SELF;
-const META_MASK = IN.MODIFY | IN.CREATE | IN.MOVED_TO;
+// Streams: CLOSE_WRITE, not MODIFY. fsbus writers keep their streams open and commit through
+// the index, so a reader wakes once per message (on the index); a plain program's append
+// (`echo hi >> group/0`) ends with a close, which wakes readers to index it.
+const DIR_MASK = IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO |
+  IN.DELETE_SELF | IN.MOVE_SELF;
+const INDEX_MASK = IN.MODIFY;
 const FOREIGN_RECHECK_MS = 50;
 
 /**
@@ -128,7 +131,7 @@ export class MqReader implements Subscription<MqMessage> {
     this.#ino = new Inotify();
     try {
       this.#dirWd = this.#ino.add(g.path, DIR_MASK | IN.ONLYDIR);
-      this.#ino.add(`${g.path}/.mq`, META_MASK | IN.ONLYDIR);
+      this.#ino.add(`${g.path}/.mq/index`, INDEX_MASK);
       const settings = g.settings;
       this.#coalesce = (options.data ?? settings.data) === "coalesce";
       const replay = options.replay ?? settings.replay;
@@ -337,7 +340,7 @@ export class MqReader implements Subscription<MqMessage> {
         this.#dirty.delete(name);
         continue;
       }
-      if (!this.#g.pendingIntent) return true;
+      if (!this.#g.writeInProgress()) return true;
     }
     return false;
   }
