@@ -71,13 +71,17 @@ export function readStamp(payload: Uint8Array): { sentNs: bigint; seq: number } 
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-/** Waits until the monotonic clock reaches `due`: timers for the long part, then a precise
- * blocking wait (Atomics.wait) for the last millisecond or so. */
+/** Waits until the monotonic clock reaches `due`: a timer for the long part, a blocking wait
+ * (Atomics.wait) to within 150 µs (the kernel's timer slack is 50 µs), then a short spin, so
+ * that sends leave on time and the stamp is the real send time. */
 async function until(due: bigint): Promise<void> {
   let left = Number(due - monotonicNs()) / 1e6;
   if (left > 2) await new Promise((r) => setTimeout(r, Math.floor(left - 1.5)));
   left = Number(due - monotonicNs()) / 1e6;
-  if (left > 0.002) Atomics.wait(sleeper, 0, 0, left);
+  if (left > 0.15) Atomics.wait(sleeper, 0, 0, left - 0.15);
+  while (monotonicNs() < due) {
+    // spin for the last stretch
+  }
 }
 
 /** Yields one macrotask turn (no timer clamping), so that sockets can be written. */

@@ -69,7 +69,8 @@ async function subRole(args: Record<string, string>): Promise<void> {
   };
   const idleMs = Number(args.idle ?? 10_000);
   if (args.transport === "msgfs") {
-    const sub = msgfs.subscribe(args.dir!);
+    // As `fsbus sub` does: block in poll(2) between event-loop turns.
+    const sub = msgfs.subscribe(args.dir!, { blockMs: Number(args.block ?? 250) });
     const it = sub[Symbol.asyncIterator]();
     let next = it.next(); // sets up the watch
     console.log("ready");

@@ -188,6 +188,16 @@ export class Inotify {
     return this.#waiter.wait(timeoutMs);
   }
 
+  /**
+   * Waits on the calling thread, blocking the event loop (see {@linkcode Waiter.waitSync}).
+   *
+   * @param timeoutMs The longest wait in milliseconds.
+   * @returns How the wait ended.
+   */
+  waitSync(timeoutMs: number): WaitResult {
+    return this.#waiter.waitSync(timeoutMs);
+  }
+
   /** Ends a pending wait with "woken". */
   wake(): void {
     this.#waiter.wake();

@@ -85,6 +85,13 @@ export interface SubscribeOptions {
   /** Force a watcher backend (default "auto": inotify through FFI when permitted). */
   backend?: "auto" | "inotify" | "watchfs";
   /**
+   * Wait for events by blocking this thread in `poll(2)` for up to this many milliseconds at a
+   * time, with an event-loop turn in between (default 0: wait on a worker thread). Saves one
+   * thread hand-off per wake-up, for processes that only subscribe; timers and other I/O of
+   * the process run only between waits.
+   */
+  blockMs?: number;
+  /**
    * How long a file found by a rescan must have been left unmodified before it is taken as
    * complete (its writer may still hold it open). Default 30 ms.
    */
@@ -246,6 +253,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     const watcher = openWatcher(this.#base, {
       recursive,
       backend: this.#options.backend ?? "auto",
+      blockMs: this.#options.blockMs ?? 0,
     });
     this.#watcher = watcher;
     try {

@@ -64,6 +64,18 @@ export interface Watcher {
 
 /** What a bus directory is watched for. `IN_CREATE` only when new subdirectories matter: it
  * would otherwise double the events per message and halve what the kernel queue holds. */
+/** Gives the event loop one turn (timers, signals, I/O) without timer clamping. */
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(0);
+  });
+}
+
 const DIR_MASK = IN.CLOSE_WRITE | IN.MOVED_TO | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF |
   IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
 
@@ -73,11 +85,13 @@ class InotifyWatcher implements Watcher {
   readonly #ino = new Inotify();
   readonly #dirs = new Map<number, string>();
   readonly #mask: number;
+  readonly #blockMs: number;
   #closed = false;
 
-  constructor(root: string, recursive: boolean) {
+  constructor(root: string, recursive: boolean, blockMs: number) {
     this.#root = root;
     this.#mask = recursive ? DIR_MASK | IN.CREATE : DIR_MASK;
+    this.#blockMs = blockMs;
   }
 
   watch(dir: string): boolean {
@@ -100,6 +114,13 @@ class InotifyWatcher implements Watcher {
       if (raw.length > 0) {
         const events = this.#translate(raw);
         if (events.length > 0) return events;
+        continue;
+      }
+      if (this.#blockMs > 0) {
+        // Block in poll(2) on this thread for a while, then let the event loop run.
+        const r = this.#ino.waitSync(this.#blockMs);
+        if (r === "woken") return [];
+        if (r === "timeout") await yieldTurn();
         continue;
       }
       if ((await this.#ino.wait()) === "woken") return [];
@@ -284,7 +305,9 @@ function translateWatchError(err: unknown, path: string): FsbusError {
  * permitted or not on Linux (or when `backend` asks for it).
  *
  * @param root The directory tree's root.
- * @param options Whether subdirectories are watched, and which backend to use.
+ * @param options Whether subdirectories are watched, which backend to use, and `blockMs`:
+ *   when more than 0, inotify waits block the thread for up to that long at a time (lower
+ *   latency; for processes with nothing else to do), with an event-loop turn between waits.
  * @returns The watcher; call `watch("")` to start on the root.
  *
  * @example
@@ -297,11 +320,11 @@ function translateWatchError(err: unknown, path: string): FsbusError {
  */
 export function openWatcher(
   root: string,
-  options: { recursive: boolean; backend?: "auto" | "inotify" | "watchfs" },
+  options: { recursive: boolean; backend?: "auto" | "inotify" | "watchfs"; blockMs?: number },
 ): Watcher {
   const backend = options.backend ?? "auto";
   if (backend === "inotify" || (backend === "auto" && ffiAvailable())) {
-    return new InotifyWatcher(root, options.recursive);
+    return new InotifyWatcher(root, options.recursive, options.blockMs ?? 0);
   }
   return new WatchFsWatcher(root, options.recursive);
 }
