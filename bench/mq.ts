@@ -71,7 +71,7 @@ function lines(child: Deno.ChildProcess): AsyncIterator<string> {
 async function latencyReader(): Promise<void> {
   const group = arg("group");
   const count = Number(arg("count"));
-  const r = MqReader.open(group, ["s"], { replay: "off" });
+  const r = MqReader.open(group, ["s"], { replay: "off", blockMs: 250 });
   console.log("ready");
   const lat = new Float64Array(count);
   const seqs: number[] = [];
@@ -118,7 +118,7 @@ async function latencyWriter(): Promise<void> {
 async function replayReader(): Promise<void> {
   const group = arg("group");
   const t0 = monotonicNs();
-  const r = MqReader.open(group, ["s"], { replay: "all" });
+  const r = MqReader.open(group, ["s"], { replay: "all", blockMs: 250 });
   const seqs: number[] = [];
   let bytes = 0;
   for await (const batch of r.batches()) {

@@ -44,6 +44,13 @@ export interface ReadOptions {
   until?: string[];
   /** Stops the reader. */
   signal?: AbortSignal;
+  /**
+   * Wait by blocking this thread in `poll(2)` for up to this many milliseconds at a time,
+   * with an event-loop turn in between (default 0: wait on a worker thread). One thread
+   * hand-off less per wake-up, for processes that only read; timers and other I/O of the
+   * process run only between waits.
+   */
+  blockMs?: number;
 }
 
 interface Want {
@@ -90,6 +97,7 @@ export class MqReader implements Subscription<MqMessage> {
   readonly #view = new DataView(this.#buf.buffer);
   readonly #dirty = new Set<string>();
   readonly #signal: AbortSignal | undefined;
+  readonly #blockMs: number;
   #pos = 0;
   #gone = false;
   #closed = false;
@@ -106,6 +114,7 @@ export class MqReader implements Subscription<MqMessage> {
     this.#g = g;
     this.#ownsGroup = owns;
     this.#signal = options.signal;
+    this.#blockMs = Math.max(0, options.blockMs ?? 0);
     if (streams.length === 0) {
       throw new FsbusError("invalid", `No stream to read in "${g.path}"`);
     }
@@ -381,7 +390,14 @@ export class MqReader implements Subscription<MqMessage> {
           continue;
         }
         if (events.length > 0 || this.#pos < this.#g.next) continue;
-        const result = await this.#ino.wait(this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : -1);
+        let result;
+        if (this.#blockMs > 0) {
+          const ms = this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : this.#blockMs;
+          result = this.#ino.waitSync(Math.min(ms, this.#blockMs));
+          if (result !== "ready") await yieldTurn();
+        } else {
+          result = await this.#ino.wait(this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : -1);
+        }
         // A write in progress that never completes belongs to a dead writer: sync.
         if (result === "timeout" && this.#dirty.size > 0) this.#forceSync = true;
       }
@@ -412,6 +428,18 @@ export class MqReader implements Subscription<MqMessage> {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Gives the event loop one turn (timers, signals, I/O) without timer clamping. */
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(0);
+  });
 }
 
 function message(data: Uint8Array, stream: string, seq: number, timeUs: number): MqMessage {
