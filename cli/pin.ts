@@ -194,6 +194,15 @@ async function create(root: string, id: string, command: string[]): Promise<numb
   } catch (err) {
     if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
   }
+  try {
+    Deno.statSync(`${dir}/ctl`);
+    throw new FsbusError(
+      "already_exists",
+      `Pin session "${id}" exists already in "${root}" (remove it with: rm -r "${dir}")`,
+    );
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
   const g = MqGroup.create(dir, { replay: "all" });
   try {
     for (const s of STREAMS) Deno.writeFileSync(`${dir}/${s}`, new Uint8Array(), { append: true });

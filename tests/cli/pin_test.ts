@@ -157,6 +157,11 @@ Deno.test("fsbus pin: errors are clear", async () => {
   const bad = await fsbus(["pin", "-m", root, "-c", "a/b", "bash"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /Invalid session id "a\/b"/);
+  assert.equal((await fsbus(["pin", "-m", root, "-c", "y", "true"])).code, 0);
+  const again = await fsbus(["pin", "-m", root, "-c", "y", "true"]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /Pin session "y" exists already/);
+  await ensureGone(root, "y");
   const none = await fsbus(["pin", "-m", root]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /Missing action/);
