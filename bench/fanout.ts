@@ -659,7 +659,10 @@ function table(results: Result[]): string {
  * @param opts `quick` for a smoke run of a few seconds.
  * @returns One result per point.
  */
-export async function run(opts: { quick: boolean }): Promise<Result[]> {
+export async function run(
+  opts: { quick: boolean; only?: "throughput" | "latency" | "stalled" },
+): Promise<Result[]> {
+  const want = (part: string) => opts.only === undefined || opts.only === part;
   const reps = opts.quick ? 1 : 3;
   const results: Result[] = [];
   const point = async (times: number, f: (pt: Point) => Promise<Result>, pt: Point) => {
@@ -681,7 +684,7 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
     }) as Point;
 
   // Throughput with batching (unpaced), and fan-out at a fixed offered load.
-  for (const size of [64, 1024]) {
+  for (const size of want("throughput") ? [64, 1024] : []) {
     const count = size === 64
       ? (opts.quick ? 200_000 : 2_000_000)
       : (opts.quick ? 50_000 : 300_000);
@@ -704,7 +707,7 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
   }
 
   // Latency at 10k msgs/s.
-  for (const size of opts.quick ? [64] : [64, 1024]) {
+  for (const size of !want("latency") ? [] : opts.quick ? [64] : [64, 1024]) {
     for (const n of opts.quick ? [1] : [1, 8]) {
       await point(reps, fanoutPoint, lp("fanout", size, n, { mode: "sync" }));
       if (n === 1) await point(reps, fanoutPoint, lp("fanout-async", size, n, { mode: "async" }));
@@ -715,7 +718,7 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
 
   // A stalled reader never slows the writer.
   const secs = opts.quick ? 1 : 3;
-  for (const n of opts.quick ? [0, 1] : [0, 1, 8]) {
+  for (const n of !want("stalled") ? [] : opts.quick ? [0, 1] : [0, 1, 8]) {
     const r = await stalledPoint(n, secs);
     results.push(r);
     console.error(table([r]).split("\n")[1]);
@@ -734,11 +737,16 @@ if (import.meta.main) {
     else throw new Error(`unknown role ${name}`);
   } else {
     const quick = Deno.args.includes("--quick");
-    const results = await run({ quick });
+    const o = Deno.args.indexOf("--only");
+    const only = o >= 0 ? Deno.args[o + 1] as "throughput" | "latency" | "stalled" : undefined;
+    const results = await run({ quick, ...(only ? { only } : {}) });
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
-      new URL(`./results/fanout${quick ? "-quick" : ""}.json`, import.meta.url),
+      new URL(
+        `./results/fanout${quick ? "-quick" : ""}${only ? `-${only}` : ""}.json`,
+        import.meta.url,
+      ),
       JSON.stringify(results, null, 2) + "\n",
     );
   }

@@ -303,12 +303,28 @@ export class Ring {
     return Atomics.load(this.#i32, OFF_SEQ / 4);
   }
 
+  /** `seq` as read by the last {@linkcode Ring.head} call. */
+  lastSeq = 0;
+  /** The oldest record boundary as read by the last {@linkcode Ring.head} call. */
+  lastTail = 0;
+
   /**
    * The committed head and oldest record, consistent with each other.
    *
    * @returns `[seq, head, tail]`.
    */
   committed(): [number, number, number] {
+    const head = this.head();
+    return [this.lastSeq, head, this.lastTail];
+  }
+
+  /**
+   * The committed head, without allocating; the matching `seq` and oldest record boundary
+   * are left in {@linkcode Ring.lastSeq} and {@linkcode Ring.lastTail}.
+   *
+   * @returns The head.
+   */
+  head(): number {
     const i32 = this.#i32;
     const f64 = this.#f64;
     for (;;) {
@@ -323,14 +339,11 @@ export class Ring {
         if (!(head <= Number.MAX_SAFE_INTEGER && tail <= head && tail >= 0)) {
           throw new FsbusError("invalid", `Ring "${this.path}" is corrupt (bad head ${head})`);
         }
-        return [s, head, tail];
+        this.lastSeq = s;
+        this.lastTail = tail;
+        return head;
       }
     }
-  }
-
-  /** The committed head alone. */
-  head(): number {
-    return this.committed()[1];
   }
 
   // ---- writer side ---------------------------------------------------------------------
@@ -466,7 +479,8 @@ export class Ring {
     const i32 = this.#i32;
     const idx = OFF_SEQ / 4;
     for (;;) {
-      const [s, head] = this.committed();
+      const head = this.head();
+      const s = this.lastSeq;
       if (head !== pos) return undefined;
       if ((s & 1) !== 0) return { addr: this.#seqAddr, expected: s };
       if (Atomics.compareExchange(i32, idx, s, s | 1) === s) {

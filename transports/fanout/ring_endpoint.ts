@@ -90,7 +90,8 @@ export class RingReader implements TopicReader {
       const chunk = ring.get(pos, n);
       // Seqlock check: if the head moved so far that our start fell out of the history,
       // the copy may be torn. Never deliver it.
-      if (pos < ring.head() - ring.size) this.#fail(ring.head());
+      const after = ring.head();
+      if (pos < after - ring.size) this.#fail(after);
       this.#pos = pos + n;
       return [chunk];
     }
