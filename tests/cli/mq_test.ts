@@ -101,6 +101,7 @@ Deno.test("fsbus mq: mkgroup, ctl, write, read; plain shell takes part", async (
   );
 
   // Live: a reader waiting for new messages gets them, and ends at EOF.
+  assert.equal((await fsbus(["mq", "write", g, "live", "before\n"])).code, 0);
   const live = spawnFsbus(["mq", "read", g, "live", "--replay", "off", "--data", "message"]);
   const got = collect(live.stdout);
   const errs = collect(live.stderr);
@@ -111,6 +112,7 @@ Deno.test("fsbus mq: mkgroup, ctl, write, read; plain shell takes part", async (
     }, "the live reader to print ping");
     await fsbus(["mq", "write", g, "live"], { stdin: "" });
     assert.equal((await live.status).code, 0, errs.text());
+    assert.ok(!got.text().includes("before"), "replay off skips history");
   } finally {
     try {
       live.kill();

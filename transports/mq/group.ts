@@ -297,6 +297,9 @@ export class MqGroup {
 
   readonly #chunk = new Uint8Array(CHUNK_RECORDS * RECORD);
   readonly #chunkView = new DataView(this.#chunk.buffer);
+  /** What #chunk holds after the last index read: records [#chunkSeq, +#chunkCount). */
+  #chunkSeq = 0;
+  #chunkCount = 0;
   readonly #rec = new Uint8Array(RECORD);
   readonly #recView = new DataView(this.#rec.buffer);
   readonly #word = new Uint8Array(8);
@@ -498,11 +501,13 @@ export class MqGroup {
       const n = preadFd(this.#indexFd, c, at);
       const whole = Math.floor(n / RECORD);
       let i = 0;
+      this.#chunkSeq = this.#next;
       for (; i < whole; i++) {
         const o = i * RECORD;
         if (c[o + R.STATE] !== COMMITTED || u64(v, o + R.SEQ) !== this.#next) break;
         this.#apply(v, o);
       }
+      this.#chunkCount = i;
       if (i < whole || whole < CHUNK_RECORDS) {
         // Anything after the last good record is garbage: only the lock holder cleans up.
         if (locked && (i < whole || n % RECORD !== 0)) {
@@ -861,6 +866,7 @@ export class MqGroup {
     this.#cutoff = Math.max(this.#cutoff, this.readCutoff());
     const from = this.#cutoff;
     let cut = from;
+    this.#chunkCount = 0; // #chunk is reused below
     const c = this.#chunk;
     const v = this.#chunkView;
     let orderCut = -1;
@@ -1118,6 +1124,19 @@ export class MqGroup {
   readCutoff(): number {
     preadFull(this.#indexFd, this.#word, H_CUTOFF);
     return u64(this.#wordView, 0);
+  }
+
+  /**
+   * The records the last index read brought in, when they include `seq` (live readers use
+   * them instead of reading the index again).
+   *
+   * @param seq The first record wanted.
+   * @returns A view, the byte offset of record `seq` in it, and how many records follow.
+   */
+  cachedRecords(seq: number): { view: DataView; at: number; count: number } | undefined {
+    const rel = seq - this.#chunkSeq;
+    if (rel < 0 || rel >= this.#chunkCount) return undefined;
+    return { view: this.#chunkView, at: rel * RECORD, count: this.#chunkCount - rel };
   }
 
   /**

@@ -233,10 +233,12 @@ export class MqReader implements Subscription<MqMessage> {
       const cutoff = g.readCutoff();
       if (this.#pos < cutoff) this.#skipTo(cutoff);
       const first = this.#pos;
-      const n = Math.min(g.readRecords(this.#pos, this.#buf), next - this.#pos);
-      const v = this.#view;
+      const cached = g.cachedRecords(first);
+      const v = cached?.view ?? this.#view;
+      const base = cached?.at ?? 0;
+      const n = Math.min(cached?.count ?? g.readRecords(first, this.#buf), next - first);
       for (let i = 0; i < n; i++) {
-        const o = i * RECORD;
+        const o = base + i * RECORD;
         const seq = this.#pos + i;
         const id = v.getUint32(o + R.STREAM, true);
         if (this.#order) {
