@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { collect, fsbus, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
 import { createTopic, describeTopic, openWriter } from "../../transports/fanout/mod.ts";
 
-
 async function stop(child: Deno.ChildProcess): Promise<void> {
   for (const sig of ["SIGCONT", "SIGKILL"] as const) {
     try {
