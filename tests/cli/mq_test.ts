@@ -159,3 +159,25 @@ Deno.test("fsbus mq: bad input gives clear errors and writes nothing", async () 
     "order",
   ]);
 });
+
+Deno.test("fsbus mq: tail -f follows a stream, cat shows its bytes", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g])).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "1", "first\n"])).code, 0);
+  const tail = new Deno.Command("tail", {
+    args: ["-n", "+1", "-f", `${g}/1`],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const got = collect(tail.stdout);
+  try {
+    assert.equal((await fsbus(["mq", "write", g, "1", "second\n"])).code, 0);
+    await waitFor(() => got.text() === "first\nsecond\n", "tail -f to show both messages");
+    assert.equal((await sh(`cat ${g}/1`)).text, "first\nsecond\n");
+  } finally {
+    tail.kill();
+    await tail.status;
+    await got.done;
+  }
+});
