@@ -20,12 +20,13 @@ function procState(pid: number): string {
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]!;
 }
 
-function holdsFlock(pid: number): boolean {
+/** Whether process `pid` holds a flock(2) on `path` (read from /proc, without locking). */
+function holdsFlock(pid: number, path: string): boolean {
   for (const e of Deno.readDirSync(`/proc/${pid}/fdinfo`)) {
     try {
-      if (/FLOCK\s+ADVISORY\s+WRITE/.test(Deno.readTextFileSync(`/proc/${pid}/fdinfo/${e.name}`))) {
-        return true;
-      }
+      if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`) !== path) continue;
+      const info = Deno.readTextFileSync(`/proc/${pid}/fdinfo/${e.name}`);
+      if (/FLOCK\s+ADVISORY\s+WRITE/.test(info)) return true;
     } catch {
       // closed meanwhile
     }
@@ -198,7 +199,7 @@ Deno.test("pubmsg: lines with newlines, one publisher per topic, exit 0 at end o
     // Watch for its flock without taking the lock ourselves (a probe could make it fail).
     await waitFor(() => {
       assert.equal(firstErr.text(), "", "pubmsg runs");
-      return holdsFlock(first.pid);
+      return holdsFlock(first.pid, `${root}/t.lock`);
     }, "the first pubmsg to hold the lock");
     r = await fsbus(["pubmsg", "t", "--root", root], { stdin: "x\n" });
     assert.match(r.stderr, /already being used/);
