@@ -4,6 +4,7 @@
  * Each protocol is a namespace:
  * - `msgfs`: a directory is a bus, a message is a new file, subscribers use inotify.
  * - `filebus`: one regular file is a multicast named pipe (filebus 0.3.5 compatible).
+ * - `mq`: groups of buffered message streams with `ctl`, `order` and replay (Plan 9's mq(4)).
  *
  * @example A directory bus
  * ```ts
@@ -24,3 +25,4 @@
 export * from "./types.ts";
 export * as msgfs from "./transports/msgfs/mod.ts";
 export * as filebus from "./transports/filebus/mod.ts";
+export * as mq from "./transports/mq/mod.ts";
