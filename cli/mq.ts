@@ -16,6 +16,7 @@ import {
   stringOption,
   type Values,
 } from "./_args.ts";
+import { readStdin, stdinLines } from "./_input.ts";
 import { jsonLine, out, warn, writeAll } from "./_output.ts";
 
 const REPLAY_HELP = "Where to start: off (new messages), last (the most recent), all (history)";
@@ -241,10 +242,6 @@ function ctl(_values: Values, [dir, ...words]: string[]): Promise<number> {
   return Promise.resolve(0);
 }
 
-async function readStdin(): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
-}
-
 async function write(values: Values, [dir, stream, message]: string[]): Promise<number> {
   if (values.lines && message !== undefined) {
     throw new UsageError('"--lines" reads standard input: give no MESSAGE with it');
@@ -265,22 +262,9 @@ async function write(values: Values, [dir, stream, message]: string[]): Promise<
 }
 
 async function writeLines(g: MqGroup, stream: string): Promise<void> {
-  let pending = new Uint8Array(0);
-  for await (const chunk of Deno.stdin.readable) {
-    let buf = chunk;
-    if (pending.length > 0) {
-      buf = new Uint8Array(pending.length + chunk.length);
-      buf.set(pending);
-      buf.set(chunk, pending.length);
-    }
-    let start = 0;
-    for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, start)) {
-      g.write(stream, buf.subarray(start, i + 1));
-      start = i + 1;
-    }
-    pending = buf.slice(start);
+  for await (const batch of stdinLines({ keepNewline: true })) {
+    for (const line of batch) g.write(stream, line);
   }
-  if (pending.length > 0) g.write(stream, pending);
 }
 
 async function read(values: Values, [dir, stream]: string[]): Promise<number> {

@@ -16,6 +16,7 @@ import {
   stringOption,
   type Values,
 } from "./_args.ts";
+import { readStdin, stdinLines } from "./_input.ts";
 import { isBrokenPipe, jsonLine, out, warn, writeAll } from "./_output.ts";
 
 const PUB: CommandSpec = {
@@ -179,35 +180,13 @@ export async function pub(args: string[]): Promise<number> {
     return 0;
   }
   if (values.lines) {
-    for await (const line of stdinLines()) publisher.publish(line, options);
+    for await (const batch of stdinLines({ keepNewline: false })) {
+      for (const line of batch) publisher.publish(line, options);
+    }
     return 0;
   }
-  publisher.publish(await readAll(Deno.stdin.readable), options);
+  publisher.publish(await readStdin(), options);
   return 0;
-}
-
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-/** The lines of stdin as bytes, without their newline; a last line without one is kept. */
-async function* stdinLines(): AsyncGenerator<Uint8Array> {
-  let pending = new Uint8Array(0);
-  for await (const chunk of Deno.stdin.readable) {
-    let buf = chunk;
-    if (pending.length > 0) {
-      buf = new Uint8Array(pending.length + chunk.length);
-      buf.set(pending);
-      buf.set(chunk, pending.length);
-    }
-    let start = 0;
-    for (let nl = buf.indexOf(10, start); nl >= 0; nl = buf.indexOf(10, start)) {
-      yield buf.slice(start, nl);
-      start = nl + 1;
-    }
-    pending = buf.slice(start);
-  }
-  if (pending.length > 0) yield pending;
 }
 
 function sinceOption(values: Values): "all" | number | undefined {
