@@ -186,6 +186,35 @@ export function lstatPath(path: string): FdStat {
 }
 
 /**
+ * What the kernel reports about a path (not following a final symlink), or `undefined` when
+ * nothing is there: {@linkcode lstatPath} without an exception for the common "absent" case,
+ * for cheap existence checks on hot paths.
+ *
+ * @param path The path.
+ * @returns The status, or undefined for ENOENT (and ENOTDIR on a parent).
+ * @throws {SysError} For other failures, such as EACCES on a parent directory.
+ *
+ * @example
+ * ```ts ignore
+ * import { statPath } from "./fs.ts";
+ * const st = statPath("/dev/shm/bus");
+ * if (st === undefined) console.log("absent");
+ * ```
+ */
+export function statPath(path: string): FdStat | undefined {
+  const c = libc();
+  for (;;) {
+    if (c.statx(AT_FDCWD, cpath(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf) === 0) {
+      return decodeStatx();
+    }
+    const e = errno();
+    if (e === Errno.EINTR) continue;
+    if (e === Errno.ENOENT || e === Errno.ENOTDIR) return undefined;
+    throw new SysError("statx", e, path);
+  }
+}
+
+/**
  * Reads from a descriptor until end of file, or until `limit` bytes would be exceeded.
  *
  * @param fd The descriptor.

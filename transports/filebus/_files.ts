@@ -10,8 +10,7 @@ import { fromFsError, FsbusError } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { SysError } from "../../sys/errno.ts";
 import { FileLock } from "../../sys/flock.ts";
-import { closeFd, fstat, O, openFd, readAllFd } from "../../sys/fs.ts";
-import { statPath } from "../../sys/path_stat.ts";
+import { closeFd, fstat, O, openFd, readAllFd, statPath } from "../../sys/fs.ts";
 
 /** The largest chunk a consumer accepts (the file is read whole into memory). */
 export const MAX_CHUNK = 1 << 30;

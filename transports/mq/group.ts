@@ -65,7 +65,7 @@
 
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { SysError } from "../../sys/errno.ts";
-import { closeFd, fstat, O, openFd, writeAllFd } from "../../sys/fs.ts";
+import { closeFd, fstat, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
 import {
   fdMtimeUs,
   fdPosition,
@@ -78,7 +78,6 @@ import {
   truncateTo,
   unlockFd,
 } from "../../sys/fd_io.ts";
-import { statPath } from "../../sys/path_stat.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
 import {
   COMMITTED,
