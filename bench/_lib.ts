@@ -7,6 +7,7 @@
  */
 
 import { monotonicNs } from "../sys/clock.ts";
+import { yieldTurn } from "../sys/poll.ts";
 
 export { monotonicNs };
 
@@ -82,18 +83,6 @@ async function until(due: bigint): Promise<void> {
   while (monotonicNs() < due) {
     // spin for the last stretch
   }
-}
-
-/** Yields one macrotask turn (no timer clamping), so that sockets can be written. */
-function yieldTurn(): Promise<void> {
-  return new Promise((resolve) => {
-    const { port1, port2 } = new MessageChannel();
-    port1.onmessage = () => {
-      port1.close();
-      resolve();
-    };
-    port2.postMessage(0);
-  });
 }
 
 /**

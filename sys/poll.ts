@@ -111,12 +111,7 @@ export class Waiter {
       if (e !== Errno.EINTR) throw new SysError("poll", e);
       n = 0;
     }
-    if (n === 0) return "timeout";
-    if (this.revents(this.#count - 1) !== 0) {
-      this.#drainEventfd();
-      return "woken";
-    }
-    return "ready";
+    return this.#outcome(n);
   }
 
   async #poll(timeoutMs: number): Promise<WaitResult> {
@@ -138,6 +133,10 @@ export class Waiter {
       if (e !== Errno.EINTR) throw new SysError("poll", e);
       n = 0;
     }
+    return this.#outcome(n);
+  }
+
+  #outcome(n: number): WaitResult {
     if (n === 0) return "timeout";
     if (this.revents(this.#count - 1) !== 0) {
       this.#drainEventfd();
@@ -168,4 +167,27 @@ export class Waiter {
     }
     libc().close(this.#efd);
   }
+}
+
+/**
+ * Gives the event loop one turn (timers, signal handlers, I/O callbacks) without the clamping
+ * of nested timers: what a loop that blocks in {@linkcode Waiter.waitSync} does between waits.
+ *
+ * @returns A promise resolved on the next macrotask.
+ *
+ * @example
+ * ```ts
+ * import { yieldTurn } from "./poll.ts";
+ * await yieldTurn();
+ * ```
+ */
+export function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(0);
+  });
 }

@@ -12,6 +12,7 @@
 
 import { FsbusError, type Message, OverrunError, type Subscription } from "../../types.ts";
 import { IN, Inotify, type InotifyEvent } from "../../sys/inotify.ts";
+import { yieldTurn } from "../../sys/poll.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { fdSize } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
@@ -430,18 +431,6 @@ export class MqReader implements Subscription<MqMessage> {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-/** Gives the event loop one turn (timers, signals, I/O) without timer clamping. */
-function yieldTurn(): Promise<void> {
-  return new Promise((resolve) => {
-    const { port1, port2 } = new MessageChannel();
-    port1.onmessage = () => {
-      port1.close();
-      resolve();
-    };
-    port2.postMessage(0);
-  });
 }
 
 function message(data: Uint8Array, stream: string, seq: number, timeUs: number): MqMessage {

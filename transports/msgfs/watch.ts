@@ -8,6 +8,7 @@
 
 import { ffiAvailable } from "../../sys/libc.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
+import { yieldTurn } from "../../sys/poll.ts";
 import { SysError } from "../../sys/errno.ts";
 import { fromFsError, FsbusError } from "../../types.ts";
 import { isHidden } from "./names.ts";
@@ -64,18 +65,6 @@ export interface Watcher {
 
 /** What a bus directory is watched for. `IN_CREATE` only when new subdirectories matter: it
  * would otherwise double the events per message and halve what the kernel queue holds. */
-/** Gives the event loop one turn (timers, signals, I/O) without timer clamping. */
-function yieldTurn(): Promise<void> {
-  return new Promise((resolve) => {
-    const { port1, port2 } = new MessageChannel();
-    port1.onmessage = () => {
-      port1.close();
-      resolve();
-    };
-    port2.postMessage(0);
-  });
-}
-
 const DIR_MASK = IN.CLOSE_WRITE | IN.MOVED_TO | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF |
   IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
 
