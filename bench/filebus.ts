@@ -63,7 +63,8 @@ async function consumerRole(args: Record<string, string>): Promise<void> {
     while ((await Deno.stdin.read(buf)) !== null) { /* ignore */ }
     ac.abort();
   })();
-  const sub = consumer(args.file!, { lossless, signal: ac.signal });
+  // As the CLI consumer does: block in poll(2) between event-loop turns.
+  const sub = consumer(args.file!, { lossless, signal: ac.signal, blockMs: 250 });
   Deno.writeTextFileSync(args.ready!, "ready");
   const report: ConsumerReport = {
     seqs: [],

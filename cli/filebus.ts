@@ -163,7 +163,8 @@ export async function filebus(args: string[]): Promise<number> {
   const mode = options.lossless ? "lossless" : "lossy";
 
   if (role === "consumer") {
-    await using bus = consumer(filename, options);
+    // The consumer does nothing else while it waits: block in poll(2) on its own thread.
+    await using bus = consumer(filename, { ...options, blockMs: 250 });
     if (options.fileMonitoring && !bus.ffi) {
       warn(`filebus: file monitoring needs --allow-ffi; polling every ${sleepMs / 1000} s`);
     }

@@ -7,6 +7,7 @@
  */
 
 import { IN, Inotify } from "../../sys/inotify.ts";
+import { yieldTurn } from "../../sys/poll.ts";
 
 /** What happened since the last {@linkcode Watch.drain}. */
 export interface Changes {
@@ -31,6 +32,7 @@ export class Watch {
   readonly #base: string;
   readonly #lockBase: string;
   #sleepMs: number;
+  readonly #blockMs: number;
   #active: boolean;
   #closed = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -43,8 +45,10 @@ export class Watch {
    * @param base FILE's name.
    * @param monitor Whether to use inotify at all.
    * @param sleepMs The longest wait.
+   * @param blockMs When more than 0, waits block this thread in poll(2) for up to this long.
    */
-  constructor(dir: string, base: string, monitor: boolean, sleepMs: number) {
+  constructor(dir: string, base: string, monitor: boolean, sleepMs: number, blockMs = 0) {
+    this.#blockMs = blockMs;
     this.#base = base;
     this.#lockBase = `${base}.lock`;
     let ino: Inotify | undefined;
@@ -100,6 +104,12 @@ export class Watch {
    */
   async wait(): Promise<boolean> {
     if (this.#closed) return false;
+    if (this.#active && this.#blockMs > 0) {
+      const slice = this.#sleepMs > 0 ? Math.min(this.#sleepMs, this.#blockMs) : this.#blockMs;
+      const r = this.#ino!.waitSync(slice);
+      if (r === "timeout") await yieldTurn();
+      return r === "timeout";
+    }
     if (this.#active) return (await this.#ino!.wait(this.#sleepMs)) === "timeout";
     let timedOut = false;
     await new Promise<void>((resolve) => {

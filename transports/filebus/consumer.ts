@@ -61,6 +61,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
       this.#files.base,
       (options.fileMonitoring ?? true) && this.#files.ffi,
       sleepMs,
+      options.blockMs ?? 0,
     );
     try {
       this.#lock = this.#files.openLock();

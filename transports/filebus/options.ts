@@ -31,6 +31,12 @@ export interface FilebusOptions {
    * filebus always polls.
    */
   fileMonitoring?: boolean;
+  /**
+   * Wait for events by blocking this thread in `poll(2)`, at most this many milliseconds at a
+   * time, with an event-loop turn between waits (default 0: wait on a worker thread). One
+   * thread hand-off less per chunk, for processes that do nothing else (the CLI's consumer).
+   */
+  blockMs?: number;
   /** Stops the producer or consumer when aborted (like calling `close()`). */
   signal?: AbortSignal;
 }
