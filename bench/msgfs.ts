@@ -111,8 +111,8 @@ async function subRole(args: Record<string, string>): Promise<void> {
     clearTimeout(timer);
     await nc.close();
   } else if (args.transport === "fifo") {
+    console.log("ready"); // the open below waits for the writer
     const f = Deno.openSync(args.fifo!, { read: true });
-    console.log("ready");
     const size = Number(args.size);
     const buf = new Uint8Array(size * 64);
     let have = 0;
@@ -255,12 +255,11 @@ async function runPoint(p: Point, server: string): Promise<Result> {
   try {
     const subs = Array.from({ length: p.subscribers }, () => spawnRole("sub", common));
     const readers = subs.map((s) => ({ r: s.stdout.getReader(), state: { buf: "" } }));
-    const pub = spawnRole("pub", { ...common, rate: p.rate });
-    // FIFO: the reader's open blocks until the writer opens, so "ready" comes after.
     for (const { r, state } of readers) {
       const line = await readLine(r, state);
       if (line !== "ready") throw new Error(`subscriber said "${line}"`);
     }
+    const pub = spawnRole("pub", { ...common, rate: p.rate });
     const pubReader = pub.stdout.getReader();
     const pubOut = JSON.parse(await readLine(pubReader, { buf: "" }));
     await pub.status;
@@ -435,10 +434,10 @@ function combine(runs: Result[]): Result {
 /**
  * Runs the directory-bus benchmark.
  *
- * @param opts `quick` for a smoke run small enough for CI.
+ * @param opts `quick` for a smoke run small enough for CI; `only` to run only some transports.
  * @returns One result per point.
  */
-export async function run(opts: { quick: boolean }): Promise<Result[]> {
+export async function run(opts: { quick: boolean; only?: string[] }): Promise<Result[]> {
   const repeats = opts.quick ? 1 : 3;
   const nats = await startNats();
   const results: Result[] = [];
@@ -482,8 +481,10 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
   const burst = opts.quick ? 20_000 : 100_000;
   points.push({ transport: "msgfs", size, rate: 0, subscribers: 1, count: burst, fs: "tmpfs" });
   points.push({ transport: "nats", size, rate: 0, subscribers: 1, count: burst, fs: "tmpfs" });
+  const only = opts.only;
   try {
     for (const p of points) {
+      if (only && !only.includes(p.transport)) continue;
       const runs: Result[] = [];
       const n = p.fs === "ext4" ? Math.max(repeats, 5) : repeats;
       for (let i = 0; i < n; i++) runs.push(await runPoint(p, nats.server));
@@ -491,14 +492,16 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
       results.push(r);
       console.error(row(r));
     }
-    const pubRuns = Array.from(
-      { length: repeats },
-      () => publishRate(opts.quick ? 20_000 : 100_000, size),
-    );
-    results.push(combine(pubRuns));
-    console.error(row(results[results.length - 1]!));
-    results.push(await idleCpu(opts.quick ? 1 : 3));
-    console.error(row(results[results.length - 1]!));
+    if (!only || only.includes("msgfs")) {
+      const pubRuns = Array.from(
+        { length: repeats },
+        () => publishRate(opts.quick ? 20_000 : 100_000, size),
+      );
+      results.push(combine(pubRuns));
+      console.error(row(results[results.length - 1]!));
+      results.push(await idleCpu(opts.quick ? 1 : 3));
+      console.error(row(results[results.length - 1]!));
+    }
   } finally {
     await nats.stop();
   }
@@ -515,7 +518,9 @@ if (import.meta.main) {
   else if (args.role === "pub") await pubRole(args);
   else {
     const quick = Deno.args.includes("--quick");
-    const results = await run({ quick });
+    const onlyAt = Deno.args.indexOf("--only");
+    const only = onlyAt >= 0 ? Deno.args[onlyAt + 1]?.split(",") : undefined;
+    const results = await run(only ? { quick, only } : { quick });
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
       new URL(`./results/msgfs${quick ? "-quick" : ""}.json`, import.meta.url),
