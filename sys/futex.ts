@@ -264,3 +264,39 @@ export async function futexWaitvAsync(
   void a.tsBuf;
   return Number(r);
 }
+
+/**
+ * A private futex word for cutting an asynchronous wait short without a lost wake-up: wait
+ * on it together with the real word (futex_waitv), taking its value when the wait starts;
+ * `cancel()` changes the value and wakes it, so a wait that had not yet reached the kernel
+ * returns at once instead of sleeping forever.
+ *
+ * @example
+ * ```ts ignore
+ * import { CancelWord, futexWaitvAsync } from "./futex.ts";
+ * const cancel = new CancelWord();
+ * const pending = futexWaitvAsync([{ addr, expected }, cancel.item()]);
+ * cancel.cancel(); // pending resolves
+ * await pending;
+ * ```
+ */
+export class CancelWord {
+  // 128 bytes: large enough to live outside the V8 heap, so its address is stable.
+  readonly #word = new Int32Array(32);
+  readonly #addr = Deno.UnsafePointer.of(this.#word) as Deno.PointerObject;
+
+  /**
+   * The word and its current value, to include in a wait.
+   *
+   * @returns The wait item.
+   */
+  item(): FutexWaitItem {
+    return { addr: this.#addr, expected: Atomics.load(this.#word, 0) };
+  }
+
+  /** Ends every wait that includes an item taken before this call. */
+  cancel(): void {
+    Atomics.add(this.#word, 0, 1);
+    futexWake(this.#addr);
+  }
+}

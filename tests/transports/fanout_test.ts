@@ -201,6 +201,38 @@ Deno.test("fanout ring: async subscription over several topics, closed by abort"
   assert.deepEqual(await pending, { value: undefined, done: true });
 });
 
+Deno.test("fanout ring: closing right after a wait starts never hangs", async () => {
+  using dir = tempDir();
+  const root = dir.path;
+  createTopic("a", { root });
+  createTopic("b", { root });
+  const within = async (p: Promise<unknown>, what: string) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} hung`)), 10_000);
+    });
+    try {
+      await Promise.race([p, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  // The wait is handed to a worker thread; close() may run before it reaches the kernel.
+  for (let i = 0; i < 100; i++) {
+    const one = subscribe("a", { root });
+    const pending = one[Symbol.asyncIterator]().next();
+    await within(one.close().then(() => pending), "a one-topic subscription's close");
+    const two = subscribe(["a", "b"], { root });
+    const pending2 = two[Symbol.asyncIterator]().next();
+    await within(two.close().then(() => pending2), "a two-topic subscription's close");
+    const r = openReader("a", { root });
+    const waiting = r.wait();
+    r.wake();
+    await within(waiting, "a reader's wake");
+    r.close();
+  }
+});
+
 Deno.test("fanout ring: 8 reader processes see the same stream from 2 concurrent writers", async () => {
   using dir = tempDir();
   const root = dir.path;

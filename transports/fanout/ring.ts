@@ -57,13 +57,7 @@
 import { fromFsError, FsbusError, OverrunError } from "../../types.ts";
 import { closeFd, fstat, O, openFd } from "../../sys/fs.ts";
 import { allocateFd, type Mapping, mapShared } from "../../sys/mman.ts";
-import {
-  futexAddAndWake,
-  futexWait,
-  futexWaitAsync,
-  type FutexWaitItem,
-  futexWake,
-} from "../../sys/futex.ts";
+import { futexAddAndWake, futexWait, type FutexWaitItem, futexWake } from "../../sys/futex.ts";
 import { SysError } from "../../sys/errno.ts";
 import { isAlive, selfIdentity } from "./_owner.ts";
 
@@ -513,15 +507,14 @@ export class Ring {
   }
 
   /**
-   * Sleeps on a worker thread until the head moves or {@linkcode Ring.wakeAll} is called.
+   * Clears the sleeper bit if `seq` still holds `expected` (the value a cancelled wait was
+   * started with): a wait that has not reached the kernel yet then finds the word changed.
    *
-   * @param pos The reader's position.
-   * @returns When the wait ends (re-check the head).
+   * @param expected The value the wait was started with.
    */
-  async waitAsync(pos: number): Promise<void> {
-    const item = this.prepareWait(pos);
-    if (item === undefined) return;
-    await futexWaitAsync(item.addr, item.expected);
+  clearSleeper(expected: number): void {
+    if (this.#map.unmapped || (expected & 1) === 0) return;
+    Atomics.compareExchange(this.#i32, OFF_SEQ / 4, expected, expected & ~1);
   }
 
   // ---- clients ---------------------------------------------------------------------------

@@ -8,6 +8,12 @@ import { FsbusError, OverrunError, toBytes } from "../../types.ts";
 import type { TopicReader, TopicWriter, WaitSource } from "./endpoint.ts";
 import { RECORD_HEADER, type Ring } from "./ring.ts";
 import { planWrites } from "./_chunks.ts";
+import {
+  CancelWord,
+  futexWaitAsync,
+  futexWaitvAsync,
+  futexWaitvSupported,
+} from "../../sys/futex.ts";
 
 /** The default most bytes one `take()` returns. */
 export const DEFAULT_TAKE_BYTES = 256 * 1024;
@@ -35,6 +41,8 @@ export class RingReader implements TopicReader {
   #overrun: OverrunError | undefined;
   #closed = false;
   #waiting: Promise<void> | undefined;
+  #pendingExpected = 0;
+  readonly #cancel = new CancelWord();
 
   /**
    * Starts reading `ring` at "now", or at the oldest data it holds.
@@ -129,19 +137,40 @@ export class RingReader implements TopicReader {
     return this.#ring.waitSync(this.#pos, timeoutMs);
   }
 
-  /** Waits on a worker thread until there may be something to take. */
+  /**
+   * Waits on a worker thread until there may be something to take, or
+   * {@linkcode RingReader.wake} is called.
+   *
+   * @returns When to look again.
+   */
   wait(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    const p = this.#ring.waitAsync(this.#pos).finally(() => {
+    if (this.#closed || this.#waiting) return this.#waiting ?? Promise.resolve();
+    const item = this.#ring.prepareWait(this.#pos);
+    if (item === undefined) return Promise.resolve();
+    // futex_waitv with a private cancel word: wake() changes that word, so a wait that had
+    // not reached the kernel yet cannot sleep through it. Without futex_waitv, wake() clears
+    // the sleeper bit instead (the word then differs from what the wait expects).
+    this.#pendingExpected = item.expected;
+    const raw = futexWaitvSupported()
+      ? futexWaitvAsync([item, this.#cancel.item()])
+      : futexWaitAsync(item.addr, item.expected);
+    const p = raw.then(() => {}, () => {}).finally(() => {
       if (this.#waiting === p) this.#waiting = undefined;
     });
     this.#waiting = p;
     return p;
   }
 
-  /** Ends a pending wait (it also wakes other sleepers on this ring, who simply re-check). */
+  /** Ends a pending wait at once. */
   wake(): void {
-    if (this.#waiting) this.#ring.wakeAll();
+    if (!this.#waiting) return;
+    this.#cancel.cancel();
+    if (!futexWaitvSupported()) {
+      // Clearing the bit wakes nobody by itself: wake every sleeper, who re-check (and set
+      // the bit again if they still wait), so no other reader misses a commit.
+      this.#ring.clearSleeper(this.#pendingExpected);
+      this.#ring.wakeAll();
+    }
   }
 
   /**
@@ -174,7 +203,7 @@ export class RingReader implements TopicReader {
     this.#ring.unregister(this.#slot);
     if (this.#waiting) {
       // The mapping must outlive the pending wait: unmap once it has returned.
-      this.#ring.wakeAll();
+      this.wake();
       const ring = this.#ring;
       const release = () => ring.close();
       this.#waiting.then(release, release);

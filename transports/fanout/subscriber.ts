@@ -7,12 +7,12 @@
 
 import { FsbusError, type Message, OverrunError, type Subscription } from "../../types.ts";
 import {
+  CancelWord,
   futexWait,
   type FutexWaitItem,
   futexWaitv,
   futexWaitvAsync,
   futexWaitvSupported,
-  futexWake,
 } from "../../sys/futex.ts";
 import { pollIn } from "../../sys/device_io.ts";
 import type { TopicReader } from "./endpoint.ts";
@@ -54,7 +54,7 @@ export class Subscriber implements Subscription<Message> {
   readonly #onAbort = () => void this.close();
   #closed = false;
   #waiting: Promise<unknown> | undefined;
-  #wakeWords: Deno.PointerObject[] = [];
+  readonly #cancel = new CancelWord();
 
   /**
    * Wraps open readers (the subscriber owns and closes them).
@@ -174,13 +174,9 @@ export class Subscriber implements Subscription<Message> {
       if (s.kind === "futex") futexes.push(s);
       else allFutex = false;
     }
-    if (allFutex && futexWaitvSupported() && futexes.length <= 128) {
-      this.#wakeWords = futexes.map((f) => f.addr);
-      try {
-        await this.#track(futexWaitvAsync(futexes));
-      } finally {
-        this.#wakeWords = [];
-      }
+    if (allFutex && futexWaitvSupported() && futexes.length < 128) {
+      // The cancel word makes close() reach a wait that has not entered the kernel yet.
+      await this.#track(futexWaitvAsync([...futexes, this.#cancel.item()]));
       return;
     }
     // One wait per reader; the first to end cuts the others short.
@@ -244,7 +240,7 @@ export class Subscriber implements Subscription<Message> {
     if (this.#closed) return;
     this.#closed = true;
     this.#signal?.removeEventListener("abort", this.#onAbort);
-    for (const addr of this.#wakeWords) futexWake(addr);
+    this.#cancel.cancel();
     for (const r of this.readers) r.wake();
     if (this.#waiting) await this.#waiting.catch(() => {});
     for (const r of this.readers) r.close();
