@@ -103,8 +103,8 @@ export async function futexWaitAsync(
   timeoutMs = -1,
 ): Promise<number> {
   // Each pending call needs its own timespec, alive until the worker has returned.
-  const tsBuf = new BigInt64Array(16);
-  const ts = timespecRel(timeoutMs, tsBuf);
+  const tsBuf = timeoutMs >= 0 ? new BigInt64Array(16) : undefined;
+  const ts = tsBuf ? timespecRel(timeoutMs, tsBuf) : null;
   const r = await libc().syscall6_async(SYS_FUTEX, addr, FUTEX_WAIT, expected >>> 0, ts, null, 0);
   void tsBuf;
   return Number(r);
@@ -298,5 +298,68 @@ export class CancelWord {
   cancel(): void {
     Atomics.add(this.#word, 0, 1);
     futexWake(this.#addr);
+  }
+}
+
+/**
+ * A reusable list of words for futex_waitv, so that a wait that repeats (a reader's loop)
+ * allocates nothing: set the expected values, then wait. One wait at a time per list.
+ *
+ * @example
+ * ```ts ignore
+ * import { CancelWord, WaitvList } from "./futex.ts";
+ * const list = new WaitvList(2);
+ * const cancel = new CancelWord();
+ * list.set(0, { addr, expected });
+ * list.set(1, cancel.item());
+ * await list.waitAsync(2);
+ * ```
+ */
+export class WaitvList {
+  readonly #buf: BigUint64Array;
+  readonly #ptr: Deno.PointerObject;
+  readonly #clock = Deno.UnsafePointer.create(BigInt(CLOCK_MONOTONIC));
+  #pending = false;
+
+  /**
+   * Makes a list for up to `capacity` words (at most 128).
+   *
+   * @param capacity The most words one wait will use.
+   */
+  constructor(capacity: number) {
+    // At least 128 bytes, so the buffer lives outside the V8 heap at a stable address.
+    this.#buf = new BigUint64Array(Math.max(16, capacity * 3));
+    this.#ptr = Deno.UnsafePointer.of(this.#buf) as Deno.PointerObject;
+    for (let i = 0; i < capacity; i++) this.#buf[i * 3 + 2] = BigInt(FUTEX_32);
+  }
+
+  /**
+   * Sets the i-th word and its expected value.
+   *
+   * @param i The index.
+   * @param item The word and value.
+   */
+  set(i: number, item: FutexWaitItem): void {
+    if (this.#pending) throw new Error("WaitvList changed while a wait is pending");
+    this.#buf[i * 3] = BigInt(item.expected >>> 0);
+    this.#buf[i * 3 + 1] = Deno.UnsafePointer.value(item.addr) as bigint;
+  }
+
+  /**
+   * Waits on a worker thread, without limit, until any of the first `count` words is woken
+   * or does not hold its value. Re-check the condition whatever the result.
+   *
+   * @param count How many words of the list to wait on.
+   * @returns The raw result.
+   */
+  async waitAsync(count: number): Promise<number> {
+    this.#pending = true;
+    try {
+      return Number(
+        await libc().syscall6_async(SYS_FUTEX_WAITV, this.#ptr, count, 0, null, this.#clock, 0),
+      );
+    } finally {
+      this.#pending = false;
+    }
   }
 }

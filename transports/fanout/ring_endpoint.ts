@@ -8,12 +8,7 @@ import { FsbusError, OverrunError, toBytes } from "../../types.ts";
 import type { TopicReader, TopicWriter, WaitSource } from "./endpoint.ts";
 import { RECORD_HEADER, type Ring } from "./ring.ts";
 import { planWrites } from "./_chunks.ts";
-import {
-  CancelWord,
-  futexWaitAsync,
-  futexWaitvAsync,
-  futexWaitvSupported,
-} from "../../sys/futex.ts";
+import { CancelWord, futexWaitAsync, futexWaitvSupported, WaitvList } from "../../sys/futex.ts";
 
 /** The default most bytes one `take()` returns. */
 export const DEFAULT_TAKE_BYTES = 256 * 1024;
@@ -43,6 +38,7 @@ export class RingReader implements TopicReader {
   #waiting: Promise<void> | undefined;
   #pendingExpected = 0;
   readonly #cancel = new CancelWord();
+  readonly #waitv = new WaitvList(2);
 
   /**
    * Starts reading `ring` at "now", or at the oldest data it holds.
@@ -151,9 +147,14 @@ export class RingReader implements TopicReader {
     // not reached the kernel yet cannot sleep through it. Without futex_waitv, wake() clears
     // the sleeper bit instead (the word then differs from what the wait expects).
     this.#pendingExpected = item.expected;
-    const raw = futexWaitvSupported()
-      ? futexWaitvAsync([item, this.#cancel.item()])
-      : futexWaitAsync(item.addr, item.expected);
+    let raw: Promise<number>;
+    if (futexWaitvSupported()) {
+      this.#waitv.set(0, item);
+      this.#waitv.set(1, this.#cancel.item());
+      raw = this.#waitv.waitAsync(2);
+    } else {
+      raw = futexWaitAsync(item.addr, item.expected);
+    }
     const p = raw.then(() => {}, () => {}).finally(() => {
       if (this.#waiting === p) this.#waiting = undefined;
     });

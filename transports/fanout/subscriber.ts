@@ -11,8 +11,8 @@ import {
   futexWait,
   type FutexWaitItem,
   futexWaitv,
-  futexWaitvAsync,
   futexWaitvSupported,
+  WaitvList,
 } from "../../sys/futex.ts";
 import { pollIn } from "../../sys/device_io.ts";
 import type { TopicReader } from "./endpoint.ts";
@@ -55,6 +55,7 @@ export class Subscriber implements Subscription<Message> {
   #closed = false;
   #waiting: Promise<unknown> | undefined;
   readonly #cancel = new CancelWord();
+  #waitv: WaitvList | undefined;
 
   /**
    * Wraps open readers (the subscriber owns and closes them).
@@ -176,7 +177,10 @@ export class Subscriber implements Subscription<Message> {
     }
     if (allFutex && futexWaitvSupported() && futexes.length < 128) {
       // The cancel word makes close() reach a wait that has not entered the kernel yet.
-      await this.#track(futexWaitvAsync([...futexes, this.#cancel.item()]));
+      this.#waitv ??= new WaitvList(readers.length + 1);
+      futexes.forEach((f, i) => this.#waitv!.set(i, f));
+      this.#waitv.set(futexes.length, this.#cancel.item());
+      await this.#track(this.#waitv.waitAsync(futexes.length + 1));
       return;
     }
     // One wait per reader; the first to end cuts the others short.
