@@ -5,6 +5,7 @@
  * - `msgfs`: a directory is a bus, a message is a new file, subscribers use inotify.
  * - `filebus`: one regular file is a multicast named pipe (filebus 0.3.5 compatible).
  * - `mq`: groups of buffered message streams with `ctl`, `order` and replay (Plan 9's mq(4)).
+ * - `fanout`: one-to-many ring buffers with topics (/dev/fanout semantics, baf's topics).
  *
  * @example A directory bus
  * ```ts
@@ -26,3 +27,4 @@ export * from "./types.ts";
 export * as msgfs from "./transports/msgfs/mod.ts";
 export * as filebus from "./transports/filebus/mod.ts";
 export * as mq from "./transports/mq/mod.ts";
+export * as fanout from "./transports/fanout/mod.ts";

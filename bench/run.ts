@@ -1,0 +1,49 @@
+/**
+ * Runs every benchmark (or those named) and prints one table:
+ *
+ *   deno task bench                 # the full matrix
+ *   deno task bench --quick         # a smoke run of each
+ *   deno task bench msgfs fanout    # only these
+ *
+ * Each benchmark module exports `run({ quick })`; results are written to
+ * bench/results/all.json (or all-quick.json).
+ *
+ * @module
+ */
+
+import { type Result, row } from "./_lib.ts";
+
+const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Promise<Result[]> }>> =
+  {
+    msgfs: () => import("./msgfs.ts"),
+    filebus: () => import("./filebus.ts"),
+    fanout: () => import("./fanout.ts"),
+    mq: () => import("./mq.ts"),
+  };
+
+if (import.meta.main) {
+  const quick = Deno.args.includes("--quick");
+  const names = Deno.args.filter((a) => !a.startsWith("-"));
+  for (const n of names) {
+    if (!(n in BENCHES)) {
+      console.error(`bench: unknown benchmark "${n}" (known: ${Object.keys(BENCHES).join(", ")})`);
+      Deno.exit(2);
+    }
+  }
+  const results: Record<string, Result[]> = {};
+  for (const [name, load] of Object.entries(BENCHES)) {
+    if (names.length > 0 && !names.includes(name)) continue;
+    console.error(`== ${name}${quick ? " (quick)" : ""}`);
+    results[name] = await (await load()).run({ quick });
+  }
+  console.log("");
+  for (const [name, rs] of Object.entries(results)) {
+    console.log(`== ${name}`);
+    for (const r of rs) console.log(row(r));
+  }
+  Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+  Deno.writeTextFileSync(
+    new URL(`./results/all${quick ? "-quick" : ""}.json`, import.meta.url),
+    JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+  );
+}
