@@ -170,8 +170,9 @@ export class OverrunError extends FsbusError {
 }
 
 /**
- * Turns an error thrown by a Deno file API into an {@linkcode FsbusError} whose message
- * says what was being done, on which path, and why it failed.
+ * Turns an error thrown by a Deno file API (or a failed libc call) into an
+ * {@linkcode FsbusError} whose message says what was being done, on which path, and why it
+ * failed.
  *
  * @param err The caught error.
  * @param action What was being attempted, in the form "Cannot subscribe to".
@@ -193,6 +194,12 @@ export function fromFsError(err: unknown, action: string, path: string): FsbusEr
   if (err instanceof FsbusError) return err;
   const where = `${action} "${path}"`;
   const options = { cause: err };
+  // A failed libc call (sys/errno.ts's SysError): its symbolic code and its reason.
+  const sys = err as { name?: unknown; code?: unknown; reason?: unknown };
+  if (sys?.name === "SysError" && typeof sys.code === "string" && typeof sys.reason === "string") {
+    const code: FsbusErrorCode = ERRNO_CODES[sys.code] ?? "io";
+    return new FsbusError(code, `${where}: ${sys.reason}`, options);
+  }
   if (err instanceof Deno.errors.NotFound) {
     return new FsbusError("not_found", `${where}: no such file or directory`, options);
   }
@@ -218,6 +225,16 @@ export function fromFsError(err: unknown, action: string, path: string): FsbusEr
   const detail = err instanceof Error ? err.message.replace(/ \(os error \d+\).*$/, "") : `${err}`;
   return new FsbusError("io", `${where}: ${lowerFirst(detail)}`, options);
 }
+
+const ERRNO_CODES: Record<string, FsbusErrorCode> = {
+  ENOENT: "not_found",
+  EACCES: "permission_denied",
+  EPERM: "permission_denied",
+  ENOTDIR: "not_a_directory",
+  EISDIR: "is_a_directory",
+  EEXIST: "already_exists",
+  EFBIG: "too_large",
+};
 
 function lowerFirst(s: string): string {
   return s.length > 1 && s[1] === s[1]?.toLowerCase() ? s[0]!.toLowerCase() + s.slice(1) : s;

@@ -241,7 +241,7 @@ export class DeviceReader implements TopicReader {
    * @param maxBytes The most bytes to read.
    * @returns One chunk, or nothing.
    */
-  take(maxBytes = this.#buf.length): Uint8Array[] {
+  take(maxBytes: number = this.#buf.length): Uint8Array[] {
     if (this.#overrun) throw this.#overrun;
     if (this.#closed) throw new FsbusError("closed", `Reader of topic "${this.topic}" is closed`);
     // read() blocks on fanout whatever O_NONBLOCK says: ask poll first.

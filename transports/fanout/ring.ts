@@ -604,22 +604,11 @@ export class Ring {
  * @returns The error to throw.
  */
 export function sysToFsbus(err: unknown, action: string, path: string): FsbusError {
-  if (err instanceof FsbusError) return err;
-  if (err instanceof SysError) {
-    const code = err.code === "ENOENT"
-      ? "not_found"
-      : err.code === "EACCES" || err.code === "EPERM"
-      ? "permission_denied"
-      : err.code === "ENOTDIR"
-      ? "not_a_directory"
-      : err.code === "ELOOP"
-      ? "invalid"
-      : err.code === "EPIPE"
-      ? "overrun"
-      : "io";
-    const reason = err.code === "ELOOP" ? "is a symbolic link" : err.reason;
-    if (code === "overrun") return new OverrunError(`${action} "${path}": reader overrun`);
-    return new FsbusError(code, `${action} "${path}": ${reason}`, { cause: err });
+  if (err instanceof SysError && err.code === "ELOOP") {
+    return new FsbusError("invalid", `${action} "${path}": is a symbolic link`, { cause: err });
+  }
+  if (err instanceof SysError && err.code === "EPIPE") {
+    return new OverrunError(`${action} "${path}": reader overrun`);
   }
   return fromFsError(err, action, path);
 }

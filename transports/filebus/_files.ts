@@ -73,22 +73,6 @@ export interface ReadResult {
   id: Identity;
 }
 
-function sysToFs(err: unknown, action: string, path: string): FsbusError {
-  if (err instanceof SysError) {
-    const code = err.code === "ENOENT"
-      ? "not_found"
-      : err.code === "EACCES" || err.code === "EPERM"
-      ? "permission_denied"
-      : err.code === "ENOTDIR"
-      ? "not_a_directory"
-      : err.code === "EISDIR"
-      ? "is_a_directory"
-      : "io";
-    return new FsbusError(code, `${action} "${path}": ${err.reason}`, { cause: err });
-  }
-  return fromFsError(err, action, path);
-}
-
 function notAFile(path: string, kind: string): FsbusError {
   return kind === "directory"
     ? new FsbusError("is_a_directory", `Cannot use "${path}" as a filebus file: is a directory`)
@@ -134,7 +118,7 @@ export class Files {
       try {
         lock = FileLock.open(this.lockPath);
       } catch (err) {
-        throw sysToFs(err, "Cannot open", this.lockPath);
+        throw fromFsError(err, "Cannot open", this.lockPath);
       }
     } else {
       let file: Deno.FsFile;
@@ -174,7 +158,7 @@ export class Files {
       try {
         st = statPath(this.path);
       } catch (err) {
-        throw sysToFs(err, "Cannot read", this.path);
+        throw fromFsError(err, "Cannot read", this.path);
       }
       if (st === undefined) return undefined;
       const { ino, ctimeNs, mtimeNs, size } = st;
@@ -211,7 +195,7 @@ export class Files {
         fd = openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK);
       } catch (err) {
         if (err instanceof SysError && err.code === "ENOENT") return undefined;
-        throw sysToFs(err, "Cannot read", this.path);
+        throw fromFsError(err, "Cannot read", this.path);
       }
       try {
         const st = fstat(fd);
@@ -223,7 +207,7 @@ export class Files {
         const { ino, ctimeNs, mtimeNs } = st;
         return { data, id: { ino, ctimeNs, mtimeNs, size: st.size } };
       } catch (err) {
-        throw sysToFs(err, "Cannot read", this.path);
+        throw fromFsError(err, "Cannot read", this.path);
       } finally {
         closeFd(fd);
       }

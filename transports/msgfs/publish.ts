@@ -129,7 +129,7 @@ export class Publisher {
     try {
       this.#write(dir, topic, path, id, bytes);
     } catch (err) {
-      throw translate(err, path);
+      throw fromFsError(err, "Cannot publish", path);
     }
     this.#sweeper?.maybeSweep();
     return { id, topic, path };
@@ -187,20 +187,6 @@ export class Publisher {
 
 function isNotFound(err: unknown): boolean {
   return err instanceof Deno.errors.NotFound || (err instanceof SysError && err.code === "ENOENT");
-}
-
-function translate(err: unknown, path: string): FsbusError {
-  if (err instanceof SysError) {
-    const code = err.code === "ENOENT"
-      ? "not_found"
-      : err.code === "EACCES" || err.code === "EPERM"
-      ? "permission_denied"
-      : err.code === "EEXIST"
-      ? "already_exists"
-      : "io";
-    return new FsbusError(code, `Cannot publish "${path}": ${err.reason}`, { cause: err });
-  }
-  return fromFsError(err, "Cannot publish", path);
 }
 
 /**

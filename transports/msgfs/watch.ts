@@ -272,19 +272,12 @@ class WatchFsWatcher implements Watcher {
 }
 
 function translateWatchError(err: unknown, path: string): FsbusError {
-  if (err instanceof FsbusError) return err;
-  if (err instanceof SysError) {
-    const code = err.code === "ENOENT"
-      ? "not_found"
-      : err.code === "ENOTDIR"
-      ? "not_a_directory"
-      : err.code === "EACCES"
-      ? "permission_denied"
-      : "io";
-    const why = err.code === "ENOSPC"
-      ? "the inotify watch limit is reached (raise fs.inotify.max_user_watches)"
-      : err.reason;
-    return new FsbusError(code, `Cannot subscribe to "${path}": ${why}`, { cause: err });
+  if (err instanceof SysError && err.code === "ENOSPC") {
+    return new FsbusError(
+      "io",
+      `Cannot subscribe to "${path}": the inotify watch limit is reached (raise fs.inotify.max_user_watches)`,
+      { cause: err },
+    );
   }
   return fromFsError(err, "Cannot subscribe to", path);
 }
