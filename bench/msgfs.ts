@@ -340,6 +340,7 @@ async function idleCpu(seconds: number): Promise<Result> {
       count: 1,
       size: 64,
       idle: seconds * 1000 + 5000,
+      block: 60_000, // as `fsbus sub` waits
     });
     const reader = sub.stdout.getReader();
     await readLine(reader, { buf: "" });

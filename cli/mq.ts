@@ -270,7 +270,7 @@ async function writeLines(g: MqGroup, stream: string): Promise<void> {
 async function read(values: Values, [dir, stream]: string[]): Promise<number> {
   const count = intOption(values, "count", 1);
   // Nothing else runs in this process while it waits: block in poll(2) on this thread.
-  const reader = MqReader.open(dir!, [stream!], { ...readOptions(values), blockMs: 250 });
+  const reader = MqReader.open(dir!, [stream!], { ...readOptions(values), blockMs: 60_000 });
   return await print(reader, values, count);
 }
 
@@ -279,7 +279,7 @@ async function cat(values: Values, [dir, ...streams]: string[]): Promise<number>
     throw new UsageError('"order" is not a stream to merge (use "fsbus mq read GROUP order")');
   }
   const options = readOptions(values);
-  const reader = MqReader.open(dir!, streams, { replay: "all", ...options, blockMs: 250 });
+  const reader = MqReader.open(dir!, streams, { replay: "all", ...options, blockMs: 60_000 });
   return await print(reader, values, undefined);
 }
 

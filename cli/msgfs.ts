@@ -223,7 +223,7 @@ export async function sub(args: string[]): Promise<number> {
     recursive: values.recursive === true,
     // Nothing else runs in this process while it waits (unless --exec runs commands), so it
     // waits in poll(2) on its own thread: one thread hand-off less per message.
-    blockMs: exec === undefined ? 250 : 0,
+    blockMs: exec === undefined ? 60_000 : 0,
     onSkip: (s) => warn(`Skipped "${s.path}": ${s.reason}`),
   };
   if (topic !== undefined) options.topic = topic;
