@@ -6,9 +6,10 @@
  */
 
 import { FsbusError, type Subscription } from "../../types.ts";
-import { Files, type Identity, type Lock, sameIdentity } from "./_files.ts";
-import { Watch } from "./_watch.ts";
-import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
+import { type Files, type Identity, type Lock, sameIdentity } from "./_files.ts";
+import type { Watch } from "./_watch.ts";
+import { openEndpoint } from "./_endpoint.ts";
+import type { FilebusOptions } from "./options.ts";
 
 /**
  * A running filebus consumer: an async iterable of chunks (raw bytes, as produced).
@@ -50,25 +51,11 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
   constructor(path: string, options: FilebusOptions = {}) {
     this.path = path;
     this.lossless = options.lossless ?? false;
-    const sleepMs = options.sleepIntervalMs ?? DEFAULT_SLEEP_INTERVAL_MS;
-    if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
-      throw new FsbusError("invalid", `Invalid sleep interval "${sleepMs}" ms`);
-    }
-    this.#files = new Files(path);
-    // The watch first, so that nothing happening after the first look is missed.
-    this.#watch = new Watch(
-      this.#files.dir,
-      this.#files.base,
-      (options.fileMonitoring ?? true) && this.#files.ffi,
-      sleepMs,
-      options.blockMs ?? 0,
-    );
-    try {
-      this.#lock = this.#files.openLock();
-    } catch (err) {
-      void this.#watch.close();
-      throw err;
-    }
+    ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
+      path,
+      options,
+      true,
+    ));
     this.#signal = options.signal;
     if (this.#signal?.aborted) this.#closed = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });

@@ -7,9 +7,10 @@
  */
 
 import { FsbusError, toBytes } from "../../types.ts";
-import { Files, type Lock } from "./_files.ts";
-import { Watch } from "./_watch.ts";
-import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
+import type { Files, Lock } from "./_files.ts";
+import type { Watch } from "./_watch.ts";
+import { openEndpoint } from "./_endpoint.ts";
+import type { FilebusOptions } from "./options.ts";
 
 /**
  * A filebus producer. Writes are taken in call order; each resolves once its chunk is FILE.
@@ -58,24 +59,12 @@ export class FilebusProducer implements AsyncDisposable {
   constructor(path: string, options: FilebusOptions = {}) {
     this.path = path;
     this.lossless = options.lossless ?? false;
-    const sleepMs = options.sleepIntervalMs ?? DEFAULT_SLEEP_INTERVAL_MS;
-    if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
-      throw new FsbusError("invalid", `Invalid sleep interval "${sleepMs}" ms`);
-    }
-    this.#files = new Files(path);
-    // Lossy producers never wait for FILE, so they need no watch.
-    this.#watch = new Watch(
-      this.#files.dir,
-      this.#files.base,
-      this.lossless && (options.fileMonitoring ?? true) && this.#files.ffi,
-      sleepMs,
-    );
-    try {
-      this.#lock = this.#files.openLock();
-    } catch (err) {
-      void this.#watch.close();
-      throw err;
-    }
+    // Lossy producers never wait for FILE, so their watch only sleeps.
+    ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
+      path,
+      options,
+      this.lossless,
+    ));
     this.#signal = options.signal;
     if (this.#signal?.aborted) this.#aborted = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
