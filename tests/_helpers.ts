@@ -253,3 +253,70 @@ export async function stop(child: Deno.ChildProcess): Promise<void> {
     }
   }
 }
+
+function reachableByOthers(path: string, fileBits: number): boolean {
+  try {
+    if ((Deno.statSync(path).mode! & fileBits) !== fileBits) return false;
+    for (
+      let dir = path.slice(0, path.lastIndexOf("/"));
+      dir;
+      dir = dir.slice(0, dir.lastIndexOf("/"))
+    ) {
+      if ((Deno.statSync(dir).mode! & 0o001) === 0) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let forOthers: { deno: string; cli: string } | undefined;
+
+/**
+ * A Deno executable and a `cli.ts` that another user (uid 65534) can run: the real ones when
+ * their directories let others in, else copies in a world-readable temp directory (removed
+ * when the test process ends). Lets permission tests run from a checkout under /root.
+ *
+ * @returns Paths to the executable and the entry point.
+ */
+export function runnableByOthers(): { deno: string; cli: string } {
+  if (forOthers) return forOthers;
+  let deno = Deno.execPath();
+  let cli = CLI;
+  const okDeno = reachableByOthers(deno, 0o005);
+  const okCli = reachableByOthers(CLI, 0o004);
+  if (!okDeno || !okCli) {
+    const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "fsbus-others-" });
+    Deno.chmodSync(dir, 0o755);
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // already gone
+      }
+    });
+    if (!okDeno) {
+      deno = `${dir}/deno`;
+      Deno.copyFileSync(Deno.execPath(), deno);
+      Deno.chmodSync(deno, 0o755);
+    }
+    if (!okCli) {
+      const copy = (from: string, to: string) => {
+        const info = Deno.statSync(from);
+        if (info.isDirectory) {
+          Deno.mkdirSync(to, { mode: 0o755 });
+          Deno.chmodSync(to, 0o755);
+          for (const e of Deno.readDirSync(from)) copy(`${from}/${e.name}`, `${to}/${e.name}`);
+        } else {
+          Deno.copyFileSync(from, to);
+          Deno.chmodSync(to, 0o644);
+        }
+      };
+      for (const part of ["cli.ts", "types.ts", "deno.json", "cli", "transports", "sys"]) {
+        copy(`${ROOT}/${part}`, `${dir}/${part}`);
+      }
+      cli = `${dir}/cli.ts`;
+    }
+  }
+  return (forOthers = { deno, cli });
+}

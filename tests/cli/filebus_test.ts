@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { CLI, collect, fsbus, sh, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
+import {
+  CLI,
+  collect,
+  fsbus,
+  runnableByOthers,
+  sh,
+  spawnFsbus,
+  tempDir,
+  waitFor,
+} from "../_helpers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -384,7 +393,8 @@ Deno.test("cli filebus: a lock file the user cannot open", async () => {
     const asNobody = (role: string, file = `${dir.path}/bus`) =>
       sh(
         `exec setpriv --reuid 65534 --regid 65534 --clear-groups ` +
-          `"${Deno.execPath()}" run -A --quiet "${CLI}" filebus --filename "${file}" ${role} </dev/null`,
+          `"${runnableByOthers().deno}" run -A --quiet "${runnableByOthers().cli}" filebus ` +
+          `--filename "${file}" ${role} </dev/null`,
         {
           env: {
             DENO_DIR: denoDir,
@@ -418,11 +428,11 @@ Deno.test("cli filebus: a lock file the user cannot open", async () => {
         "--regid",
         "65534",
         "--clear-groups",
-        Deno.execPath(),
+        runnableByOthers().deno,
         "run",
         "-A",
         "--quiet",
-        CLI,
+        runnableByOthers().cli,
         "filebus",
         "--filename",
         `${dir.path}/bus`,

@@ -5,6 +5,7 @@ import {
   fsbus,
   inotifyWatches,
   ROOT,
+  runnableByOthers,
   sh,
   spawnFsbus,
   stop,
@@ -191,7 +192,7 @@ Deno.test("permission denied, as a user who may not read or write the bus", asyn
   const asNobody = (args: string) =>
     sh(
       `DENO_DIR=${denoDir.path} HOME=${denoDir.path} NO_COLOR=1 setpriv --reuid 65534 --regid 65534 --clear-groups ` +
-        `${Deno.execPath()} run -A --quiet ${CLI} ${args}`,
+        `${runnableByOthers().deno} run -A --quiet ${runnableByOthers().cli} ${args}`,
     );
   let r = await asNobody(`sub ${bus.path}`);
   assert.equal(r.code, 1, r.stderr);
