@@ -245,3 +245,63 @@ export function row(r: Result): string {
     r.notes ?? "",
   ].join("  ");
 }
+
+/**
+ * Starts one role of a benchmark script in its own process: `deno run -A SCRIPT --role ROLE
+ * --KEY VALUE ...`, with stdout piped (roles report there) and stderr inherited.
+ *
+ * @param script The benchmark script's path.
+ * @param role The role's name.
+ * @param args The role's parameters.
+ * @param stdin "piped" when the orchestrator talks to the role through stdin.
+ * @returns The child process.
+ */
+export function spawnRole(
+  script: string,
+  role: string,
+  args: Record<string, string | number>,
+  stdin: "piped" | "null" = "null",
+): Deno.ChildProcess {
+  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", script, "--role", role, ...flat],
+    stdin,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+}
+
+/**
+ * The `--KEY VALUE` parameters a role was started with (a flag with no value reads "true").
+ *
+ * @param argv The arguments (default: this process's).
+ * @returns The parameters by key.
+ */
+export function roleArgs(argv: string[] = Deno.args): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) continue;
+    const next = argv[i + 1];
+    if (next !== undefined && !next.startsWith("--")) {
+      out[a.slice(2)] = next;
+      i++;
+    } else {
+      out[a.slice(2)] = "true";
+    }
+  }
+  return out;
+}
+
+/**
+ * One required `--KEY VALUE` parameter of a role.
+ *
+ * @param name The key.
+ * @returns The value.
+ * @throws {Error} When it was not given.
+ */
+export function roleArg(name: string): string {
+  const v = roleArgs()[name];
+  if (v === undefined) throw new Error(`missing --${name}`);
+  return v;
+}

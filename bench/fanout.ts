@@ -17,7 +17,15 @@
  * @module
  */
 
-import { cpuTimeMs, median, monotonicNs, percentiles, type Result, waitFor } from "./_lib.ts";
+import {
+  cpuTimeMs,
+  median,
+  monotonicNs,
+  percentiles,
+  type Result,
+  roleArg,
+  waitFor,
+} from "./_lib.ts";
 import { createTopic, openReader, openWriter } from "../transports/fanout/mod.ts";
 import { futexWait } from "../sys/futex.ts";
 
@@ -143,23 +151,16 @@ class RecordSplitter {
 
 // ---- roles (run as separate processes) --------------------------------------------------------
 
-function arg(name: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  const v = i >= 0 ? Deno.args[i + 1] : undefined;
-  if (v === undefined) throw new Error(`missing --${name}`);
-  return v;
-}
-
 function say(line: string): void {
   Deno.stdout.writeSync(enc.encode(line + "\n"));
 }
 
 async function fanoutReader(): Promise<void> {
-  const root = arg("root");
-  const size = Number(arg("size"));
-  const count = Number(arg("count"));
-  const latency = arg("latency") === "1";
-  const mode = arg("mode");
+  const root = roleArg("root");
+  const size = Number(roleArg("size"));
+  const count = Number(roleArg("count"));
+  const latency = roleArg("latency") === "1";
+  const mode = roleArg("mode");
   const r = openReader("bench", { root });
   const tally = new Tally(WARMUP, count, latency);
   const split = new RecordSplitter(size, tally);
@@ -189,12 +190,12 @@ async function fanoutReader(): Promise<void> {
 }
 
 async function fanoutWriter(): Promise<void> {
-  const root = arg("root");
-  const size = Number(arg("size"));
-  const count = Number(arg("count"));
-  const rate = Number(arg("rate"));
-  const batch = Number(arg("batch"));
-  const seconds = Number(arg("seconds"));
+  const root = roleArg("root");
+  const size = Number(roleArg("size"));
+  const count = Number(roleArg("count"));
+  const rate = Number(roleArg("rate"));
+  const batch = Number(roleArg("batch"));
+  const seconds = Number(roleArg("seconds"));
   const w = openWriter("bench", { root });
   const total = WARMUP + count;
   let maxLag = 0;
@@ -256,10 +257,10 @@ async function fanoutWriter(): Promise<void> {
 }
 
 function fifoReader(): void {
-  const path = arg("path");
-  const size = Number(arg("size"));
-  const count = Number(arg("count"));
-  const latency = arg("latency") === "1";
+  const path = roleArg("path");
+  const size = Number(roleArg("size"));
+  const count = Number(roleArg("count"));
+  const latency = roleArg("latency") === "1";
   const f = Deno.openSync(path, { read: true });
   const tally = new Tally(WARMUP, count, latency);
   const split = new RecordSplitter(size, tally);
@@ -276,11 +277,11 @@ function fifoReader(): void {
 }
 
 function fifoWriter(): void {
-  const path = arg("path");
-  const size = Number(arg("size"));
-  const count = Number(arg("count"));
-  const rate = Number(arg("rate"));
-  const batch = Number(arg("batch"));
+  const path = roleArg("path");
+  const size = Number(roleArg("size"));
+  const count = Number(roleArg("count"));
+  const rate = Number(roleArg("rate"));
+  const batch = Number(roleArg("batch"));
   const f = Deno.openSync(path, { write: true });
   const total = WARMUP + count;
   const writeAll = (b: Uint8Array) => {

@@ -27,7 +27,9 @@ import {
   percentiles,
   readStamp,
   type Result,
+  roleArgs,
   row,
+  spawnRole,
   stamp,
 } from "./_lib.ts";
 
@@ -132,16 +134,6 @@ async function producerRole(args: Record<string, string>): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
 
-function spawnRole(role: string, args: Record<string, string | number>): Deno.ChildProcess {
-  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", SELF, "--role", role, ...flat],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-}
-
 async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
@@ -182,13 +174,13 @@ async function runOnce(s: Scenario): Promise<Result> {
   const children: Deno.ChildProcess[] = [];
   try {
     const subs = Array.from({ length: s.consumers }, (_, i) => {
-      const c = spawnRole("consumer", {
+      const c = spawnRole(SELF, "consumer", {
         file,
         mode: s.mode,
         count: s.count,
         warmup: s.warmup,
         ready: `${dir}/ready-${i}`,
-      });
+      }, "piped");
       children.push(c);
       return c;
     });
@@ -197,13 +189,13 @@ async function runOnce(s: Scenario): Promise<Result> {
       30_000,
       "consumers to be ready",
     );
-    const pub = spawnRole("producer", {
+    const pub = spawnRole(SELF, "producer", {
       file,
       mode: s.mode,
       count: s.count,
       size: s.size,
       rate: s.rate,
-    });
+    }, "piped");
     children.push(pub);
     await pub.stdin.close();
     const pubReport = await readJson<ProducerReport>(pub);
@@ -410,23 +402,8 @@ export async function run(opts: { quick: boolean; only?: string }): Promise<Resu
   return results;
 }
 
-function parseFlags(argv: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a.startsWith("--")) {
-      const next = argv[i + 1];
-      if (next !== undefined && !next.startsWith("--")) {
-        out[a.slice(2)] = next;
-        i++;
-      } else out[a.slice(2)] = "true";
-    }
-  }
-  return out;
-}
-
 if (import.meta.main) {
-  const flags = parseFlags(Deno.args);
+  const flags = roleArgs();
   if (flags.role === "consumer") await consumerRole(flags);
   else if (flags.role === "producer") await producerRole(flags);
   else {

@@ -22,28 +22,13 @@ import {
   percentiles,
   readStamp,
   type Result,
+  roleArg,
+  spawnRole,
   stamp,
 } from "./_lib.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const WARMUP = 1000;
-
-function arg(name: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  const v = i >= 0 ? Deno.args[i + 1] : undefined;
-  if (v === undefined) throw new Error(`missing --${name}`);
-  return v;
-}
-
-function spawnRole(role: string, args: Record<string, string | number>): Deno.ChildProcess {
-  const flat = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", SELF, "--role", role, ...flat],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-}
 
 /** Reads lines from a child's stdout. */
 function lines(child: Deno.ChildProcess): AsyncIterator<string> {
@@ -69,8 +54,8 @@ function lines(child: Deno.ChildProcess): AsyncIterator<string> {
 // ---- roles (separate processes) -----------------------------------------------------------
 
 async function latencyReader(): Promise<void> {
-  const group = arg("group");
-  const count = Number(arg("count"));
+  const group = roleArg("group");
+  const count = Number(roleArg("count"));
   const r = MqReader.open(group, ["s"], { replay: "off", blockMs: 250 });
   console.log("ready");
   const lat = new Float64Array(count);
@@ -99,10 +84,10 @@ async function latencyReader(): Promise<void> {
 }
 
 async function latencyWriter(): Promise<void> {
-  const g = MqGroup.open(arg("group"));
-  const count = Number(arg("count"));
-  const rate = Number(arg("rate"));
-  const size = Number(arg("size"));
+  const g = MqGroup.open(roleArg("group"));
+  const count = Number(roleArg("count"));
+  const rate = Number(roleArg("rate"));
+  const size = Number(roleArg("size"));
   const payload = new Uint8Array(size);
   const t0 = monotonicNs();
   await paced(rate, count, (seq, when) => {
@@ -116,7 +101,7 @@ async function latencyWriter(): Promise<void> {
 }
 
 async function replayReader(): Promise<void> {
-  const group = arg("group");
+  const group = roleArg("group");
   const t0 = monotonicNs();
   const r = MqReader.open(group, ["s"], { replay: "all", blockMs: 250 });
   const seqs: number[] = [];
@@ -155,11 +140,11 @@ async function latencyPoint(rate: number, count: number, size: number): Promise<
     const setup = MqGroup.open(g.path);
     setup.createStream("s");
     setup.close();
-    const reader = spawnRole("latency-reader", { group: g.path, count });
+    const reader = spawnRole(SELF, "latency-reader", { group: g.path, count });
     const rl = lines(reader);
     const ready = await rl.next();
     if (ready.value !== "ready") throw new Error("reader did not start");
-    const writer = spawnRole("latency-writer", { group: g.path, count, rate, size });
+    const writer = spawnRole(SELF, "latency-writer", { group: g.path, count, rate, size });
     const wl = lines(writer);
     const w = JSON.parse((await wl.next()).value as string);
     const r = JSON.parse((await rl.next()).value as string);
@@ -198,7 +183,7 @@ async function replayPoint(count: number, size: number): Promise<Result> {
     }
     w.write("s", new Uint8Array());
     w.close();
-    const reader = spawnRole("replay-reader", { group: g.path });
+    const reader = spawnRole(SELF, "replay-reader", { group: g.path });
     const r = JSON.parse((await lines(reader).next()).value as string);
     await reader.status;
     return {

@@ -22,7 +22,9 @@ import {
   percentiles,
   readStamp,
   type Result,
+  roleArgs,
   row,
+  spawnRole,
   stamp,
 } from "./_lib.ts";
 
@@ -206,15 +208,6 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
 
-function spawnRole(role: string, args: Record<string, string | number>): Deno.ChildProcess {
-  const flat = Object.entries(args).map(([k, v]) => `${k}=${v}`);
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", SELF, `role=${role}`, ...flat],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-}
-
 async function readLine(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   state: { buf: string },
@@ -253,13 +246,13 @@ async function runPoint(p: Point, server: string): Promise<Result> {
   if (p.transport === "fifo") new Deno.Command("mkfifo", { args: [fifo] }).outputSync();
   const common = { transport: p.transport, dir, server, fifo, count: p.count, size: p.size };
   try {
-    const subs = Array.from({ length: p.subscribers }, () => spawnRole("sub", common));
+    const subs = Array.from({ length: p.subscribers }, () => spawnRole(SELF, "sub", common));
     const readers = subs.map((s) => ({ r: s.stdout.getReader(), state: { buf: "" } }));
     for (const { r, state } of readers) {
       const line = await readLine(r, state);
       if (line !== "ready") throw new Error(`subscriber said "${line}"`);
     }
-    const pub = spawnRole("pub", { ...common, rate: p.rate });
+    const pub = spawnRole(SELF, "pub", { ...common, rate: p.rate });
     const pubReader = pub.stdout.getReader();
     const pubOut = JSON.parse(await readLine(pubReader, { buf: "" }));
     await pub.status;
@@ -334,7 +327,7 @@ function publishRate(count: number, size: number): Result {
 async function idleCpu(seconds: number): Promise<Result> {
   const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-" });
   try {
-    const sub = spawnRole("sub", {
+    const sub = spawnRole(SELF, "sub", {
       transport: "msgfs",
       dir,
       count: 1,
@@ -510,11 +503,7 @@ export async function run(opts: { quick: boolean; only?: string[] }): Promise<Re
 }
 
 if (import.meta.main) {
-  const args = Object.fromEntries(
-    Deno.args.filter((a) => a.includes("=")).map((
-      a,
-    ) => [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]),
-  );
+  const args = roleArgs();
   if (args.role === "sub") await subRole(args);
   else if (args.role === "pub") await pubRole(args);
   else {
