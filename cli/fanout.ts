@@ -32,6 +32,7 @@ import {
   topicNames,
   type TopicWriter,
 } from "../transports/fanout/mod.ts";
+import { lookupGroup } from "../sys/users.ts";
 
 const encoder = new TextEncoder();
 
@@ -199,18 +200,9 @@ function parseMode(raw: string | undefined): number | undefined {
 
 function parseGroup(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  if (/^\d+$/.test(raw)) return Number(raw);
-  let text = "";
-  try {
-    text = Deno.readTextFileSync("/etc/group");
-  } catch {
-    // no group database
-  }
-  for (const line of text.split("\n")) {
-    const [name, , gid] = line.split(":");
-    if (name === raw && gid !== undefined) return Number(gid);
-  }
-  throw new UsageError(`Unknown group "${raw}" for "--group"`);
+  const gid = lookupGroup(raw);
+  if (gid === undefined) throw new UsageError(`Unknown group "${raw}" for "--group"`);
+  return gid;
 }
 
 function createOptions(values: Values): Omit<CreateOptions, "root" | "exclusive"> {

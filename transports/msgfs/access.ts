@@ -8,6 +8,7 @@
 
 import { fromFsError, FsbusError } from "../../types.ts";
 import { DEFAULT_TTL_MS, writeConfig } from "./config.ts";
+import { lookupGroup } from "../../sys/users.ts";
 
 /**
  * Options of {@linkcode init}.
@@ -42,18 +43,9 @@ export interface InitOptions {
  */
 export function groupId(group: string | number): number {
   if (typeof group === "number") return group;
-  if (/^\d+$/.test(group)) return Number(group);
-  let text = "";
-  try {
-    text = Deno.readTextFileSync("/etc/group");
-  } catch {
-    // no group database
-  }
-  for (const line of text.split("\n")) {
-    const [name, , gid] = line.split(":");
-    if (name === group && gid !== undefined) return Number(gid);
-  }
-  throw new FsbusError("not_found", `Unknown group "${group}"`);
+  const gid = lookupGroup(group);
+  if (gid === undefined) throw new FsbusError("not_found", `Unknown group "${group}"`);
+  return gid;
 }
 
 /**
