@@ -157,6 +157,29 @@ Deno.test("topics: a recursive subscription follows topics created later and rep
   });
 });
 
+Deno.test("a topic created while events were lost is found and watched by the rescan", async () => {
+  using bus = tempDir();
+  const max = Number(Deno.readTextFileSync("/proc/sys/fs/inotify/max_queued_events").trim());
+  const sub = msgfs.subscribe(bus.path, { recursive: true });
+  const deadline = setTimeout(() => void sub.close(), 20_000); // ends the loop, not the test
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next(); // the watch is set up now; nothing is read until we await
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  for (let i = 0; i <= max; i++) pub.publish("filler");
+  pub.publish("early", { topic: "late-topic" });
+  let got = (await first).value;
+  while (got && got.topic !== "late-topic") got = (await it.next()).value;
+  assert.equal(got && dec.decode(got.data), "early");
+  // The topic's creation event was lost in the overflow: only the rescan can have watched it.
+  pub.publish("after", { topic: "late-topic" });
+  got = (await it.next()).value;
+  clearTimeout(deadline);
+  await sub.close();
+  assert.ok(got, "the message published after the overflow arrived");
+  assert.ok(sub.stats.rescans >= 1);
+  assert.deepEqual([got.topic, dec.decode(got.data)], ["late-topic", "after"]);
+});
+
 Deno.test("a topic subscription sees only its topic", async () => {
   using bus = tempDir();
   const sub = msgfs.subscribe(bus.path, { topic: "a" });

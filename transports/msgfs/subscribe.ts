@@ -274,10 +274,7 @@ export class BusSubscription implements Subscription<BusMessage> {
             case "dir":
               if (recursive) {
                 const dir = e.dir ? `${e.dir}/${e.name}` : e.name;
-                if (watcher.watch(dir)) {
-                  this.#watchTree(dir);
-                  yield* this.#rescan(true, dir);
-                }
+                if (watcher.watch(dir)) yield* this.#rescan(true, dir);
               }
               break;
             case "gone":
@@ -304,14 +301,7 @@ export class BusSubscription implements Subscription<BusMessage> {
 
   /** Watches every (non-hidden, non-symlink) directory below `dir`. */
   #watchTree(dir: string): void {
-    const path = dir ? `${this.#base}/${dir}` : this.#base;
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(path)];
-    } catch {
-      return;
-    }
-    for (const entry of entries) {
+    for (const entry of this.#entries(dir)) {
       if (!entry.isDirectory || entry.isSymlink || isHidden(entry.name)) continue;
       const sub = dir ? `${dir}/${entry.name}` : entry.name;
       if (this.#watcher!.watch(sub)) this.#watchTree(sub);
@@ -339,19 +329,24 @@ export class BusSubscription implements Subscription<BusMessage> {
     }
   }
 
-  #list(dir: string, recursive: boolean, out: Candidate[], present: Set<string> | undefined): void {
-    const path = dir ? `${this.#base}/${dir}` : this.#base;
-    let entries: Deno.DirEntry[];
+  /** The entries of a directory below the base ("" for the base), or none when unreadable. */
+  #entries(dir: string): Deno.DirEntry[] {
     try {
-      entries = [...Deno.readDirSync(path)];
+      return [...Deno.readDirSync(dir ? `${this.#base}/${dir}` : this.#base)];
     } catch {
-      return;
+      return [];
     }
-    for (const entry of entries) {
+  }
+
+  #list(dir: string, recursive: boolean, out: Candidate[], present: Set<string> | undefined): void {
+    for (const entry of this.#entries(dir)) {
       if (isHidden(entry.name)) continue;
       const rel = dir ? `${dir}/${entry.name}` : entry.name;
       if (entry.isDirectory) {
-        if (recursive) this.#list(rel, true, out, present);
+        // A topic made while events were lost has no watch yet (watching twice is harmless).
+        if (recursive && !entry.isSymlink && this.#watcher!.watch(rel)) {
+          this.#list(rel, true, out, present);
+        }
         continue;
       }
       present?.add(rel);
