@@ -531,15 +531,16 @@ Deno.test("cli filebus: polling (--no-file-monitoring) and no FFI permission sti
   }
 });
 
-Deno.test("cli filebus: a broken stdout ends the consumer quietly", async () => {
+Deno.test("cli filebus: a broken stdout ends the consumer quietly with status 141", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   Deno.writeTextFileSync(file, "x".repeat(1_000_000));
   const r = await sh(
-    `deno run -A --quiet "${CLI}" filebus --filename "${file}" consumer | head -c 10`,
+    `deno run -A --quiet "${CLI}" filebus --filename "${file}" consumer | head -c 10; ` +
+      `echo " \${PIPESTATUS[0]}"`,
   );
   assert.equal(r.code, 0);
-  assert.equal(r.text, "xxxxxxxxxx");
+  assert.equal(r.text, "xxxxxxxxxx 141\n");
   assert.equal(dec.decode(new TextEncoder().encode(r.stderr)), "");
 });
 
@@ -615,17 +616,26 @@ Deno.test("cli filebus: a lossless consumer whose output closes leaves the chunk
     `"${Deno.execPath()}" run -A --quiet "${CLI}" filebus --lossless --filename "${file}" ` +
       `consumer | head -c1; echo " status=\${PIPESTATUS[0]}"`,
   );
-  await waitFor(() => !exists(file), "the first chunk to be taken");
-  Deno.writeTextFileSync(`${dir.path}/tmp`, "keep me\n");
-  Deno.renameSync(`${dir.path}/tmp`, file);
-  const r = await pipeline;
+  // Offer chunk after chunk until the consumer finds its output closed (head may still be
+  // reading when the first ones are written out).
+  let done = false;
+  const result = pipeline.finally(() => (done = true));
+  let last = "";
+  for (let n = 2; !done; n++) {
+    await waitFor(() => done || !exists(file), "the chunk to be taken or the consumer to end");
+    if (done) break;
+    last = `chunk ${n}\n`;
+    Deno.writeTextFileSync(`${dir.path}/tmp`, last);
+    Deno.renameSync(`${dir.path}/tmp`, file);
+  }
+  const r = await result;
   assert.equal(r.text, "f status=141\n");
-  assert.equal(Deno.readTextFileSync(file), "keep me\n", "the unwritten chunk is still there");
+  assert.equal(Deno.readTextFileSync(file), last, "the chunk it could not write is still there");
   // The next consumer gets it, then the EOF marker.
   const next = spawnFsbus(["filebus", "--lossless", "--filename", file, "consumer"]);
   const out = collect(next.stdout);
   try {
-    await waitFor(() => out.text() === "keep me\n", "the next consumer to get the chunk");
+    await waitFor(() => out.text() === last, "the next consumer to get the chunk");
     const eof = await fsbus(["filebus", "--lossless", "--filename", file, "producer"], {
       stdin: "",
     });
