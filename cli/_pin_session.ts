@@ -7,7 +7,7 @@
  */
 
 import { FsbusError } from "../types.ts";
-import { closeFd, fstat, O, openFd, readAllFd, writeAllFd } from "../sys/fs.ts";
+import { closeFd, fstat, O, openFd, readAllFd, statPath, writeAllFd } from "../sys/fs.ts";
 import { SysError } from "../sys/errno.ts";
 import { FileLock } from "../sys/flock.ts";
 
@@ -91,13 +91,10 @@ export function checkRoot(root: string, create: boolean): boolean {
     fd = openFd(root, O.RDONLY | O.DIRECTORY | O.NOFOLLOW | O.NONBLOCK);
   } catch (err) {
     if (err instanceof SysError && err.code === "ENOENT" && !create) return false;
-    const why = err instanceof SysError
-      ? (err.code === "ELOOP"
-        ? "it is a symbolic link"
-        : err.code === "ENOTDIR"
-        ? "it is not a directory"
-        : err.reason)
-      : String(err);
+    let why = err instanceof SysError ? err.reason : String(err);
+    if (err instanceof SysError && (err.code === "ELOOP" || err.code === "ENOTDIR")) {
+      why = statPath(root)?.kind === "symlink" ? "it is a symbolic link" : "it is not a directory";
+    }
     throw new FsbusError("permission_denied", `Cannot use session root "${root}": ${why}`);
   }
   try {

@@ -185,6 +185,10 @@ export function spawnOnTerminal(argv: readonly string[], options: SpawnOptions):
       e = c.posix_spawn_file_actions_addopen(actions, 0, tty, O.RDWR, 0);
       if (e === 0) e = c.posix_spawn_file_actions_adddup2(actions, 0, 1);
       if (e === 0) e = c.posix_spawn_file_actions_adddup2(actions, 0, 2);
+      // Descriptors this process inherited without close-on-exec stay out of the session.
+      if (e === 0 && c.posix_spawn_file_actions_addclosefrom_np) {
+        e = c.posix_spawn_file_actions_addclosefrom_np(actions, 3);
+      }
       if (e !== 0) fail("posix_spawn_file_actions_addopen", e);
       const pid = new Int32Array(1);
       e = c.posix_spawnp(
