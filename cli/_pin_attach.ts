@@ -22,7 +22,13 @@ import {
 } from "./_pin_session.ts";
 import { signalNumber } from "../sys/spawn.ts";
 
-/** The default detach key, Ctrl-\ as dtach's. */
+/** The default detach key, Ctrl-\ as dtach's. *
+ * @example
+ * ```ts ignore
+ * import { DEFAULT_DETACH } from "./_pin_attach.ts";
+ * console.log(DEFAULT_DETACH); // 28
+ * ```
+ */
 export const DEFAULT_DETACH = 0x1c;
 
 /**
@@ -31,6 +37,12 @@ export const DEFAULT_DETACH = 0x1c;
  * @param text The key as given to `-e`.
  * @returns The byte, or undefined for `none`.
  * @throws {FsbusError} `usage` when it is not a single byte.
+ *
+ * @example
+ * ```ts ignore
+ * import { parseDetachKey } from "./_pin_attach.ts";
+ * parseDetachKey("^]"); // 0x1d
+ * ```
  */
 export function parseDetachKey(text: string): number | undefined {
   if (text === "none") return undefined;
@@ -45,18 +57,6 @@ export function parseDetachKey(text: string): number | undefined {
     "usage",
     `Invalid detach key "${text}": give ^X (caret notation), one ASCII character, or none`,
   );
-}
-
-/**
- * Shows a detach key in caret notation.
- *
- * @param key The byte.
- * @returns Such as `^\`.
- */
-export function showKey(key: number): string {
-  if (key === 0x7f) return "^?";
-  if (key < 0x20) return `^${String.fromCharCode(key ^ 0x40)}`;
-  return String.fromCharCode(key);
 }
 
 type Outcome =
@@ -74,6 +74,12 @@ type Outcome =
  * @param detachKey The detach key's byte, or undefined for none.
  * @returns The exit code: the command's status when it ended (128 + the signal when killed),
  *   0 after a detach, 1 when the session was lost.
+ *
+ * @example
+ * ```ts ignore
+ * import { attach } from "./_pin_attach.ts";
+ * Deno.exit(await attach("/run/user/1000/fsbus-pin", "build", 0x1c));
+ * ```
  */
 export async function attach(
   root: string,

@@ -11,7 +11,13 @@ import { closeFd, fstat, O, openFd, readAllFd, statPath, writeAllFd } from "../s
 import { SysError } from "../sys/errno.ts";
 import { FileLock } from "../sys/flock.ts";
 
-/** What `.pin.json` records about a session. */
+/** What `.pin.json` records about a session. *
+ * @example
+ * ```ts ignore
+ * import type { SessionState } from "./_pin_session.ts";
+ * const st: SessionState = { id: "b", command: ["bash"], state: "running", created: "" };
+ * ```
+ */
 export interface SessionState {
   /** The session's name. */
   id: string;
@@ -43,7 +49,13 @@ const STATE_FILE = ".pin.json";
 const LOCK_FILE = ".pin.lock";
 const ATTACH_DIR = ".pin-attach";
 const STATE_LIMIT = 1 << 20;
-/** How long a session may take to start before it counts as lost. */
+/** How long a session may take to start before it counts as lost. *
+ * @example
+ * ```ts ignore
+ * import { STARTING_MS } from "./_pin_session.ts";
+ * console.log(STARTING_MS); // 30000
+ * ```
+ */
 export const STARTING_MS = 30_000;
 
 /**
@@ -51,6 +63,12 @@ export const STARTING_MS = 30_000;
  * (`/tmp` when TMPDIR is not set).
  *
  * @returns The path.
+ *
+ * @example
+ * ```ts ignore
+ * import { defaultRoot } from "./_pin_session.ts";
+ * console.log(defaultRoot()); // "/run/user/1000/fsbus-pin"
+ * ```
  */
 export function defaultRoot(): string {
   const xdg = Deno.env.get("XDG_RUNTIME_DIR");
@@ -72,6 +90,12 @@ function modeText(mode: number): string {
  * @param create Whether to make it when missing.
  * @returns True when the root exists (and passed), false when it is missing (and not made).
  * @throws {FsbusError} `permission_denied` naming the path, its owner and mode.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkRoot } from "./_pin_session.ts";
+ * checkRoot("/run/user/1000/fsbus-pin", true);
+ * ```
  */
 export function checkRoot(root: string, create: boolean): boolean {
   if (create) {
@@ -128,6 +152,12 @@ export function checkRoot(root: string, create: boolean): boolean {
  * @param root The session root.
  * @param id The session's name.
  * @returns The path.
+ *
+ * @example
+ * ```ts ignore
+ * import { sessionDir } from "./_pin_session.ts";
+ * sessionDir("/run/user/1000/fsbus-pin", "build"); // "/run/user/1000/fsbus-pin/build"
+ * ```
  */
 export function sessionDir(root: string, id: string): string {
   return `${root}/${id}`;
@@ -139,6 +169,12 @@ export function sessionDir(root: string, id: string): string {
  * @param dir The session's directory.
  * @returns True when it is there.
  * @throws {FsbusError} When it is a symlink, not a directory, or someone else's.
+ *
+ * @example
+ * ```ts ignore
+ * import { sessionExists } from "./_pin_session.ts";
+ * if (!sessionExists("/run/user/1000/fsbus-pin/build")) console.log("no such session");
+ * ```
  */
 export function sessionExists(dir: string): boolean {
   let fd: number;
@@ -171,6 +207,12 @@ export function sessionExists(dir: string): boolean {
  *
  * @param dir The session's directory.
  * @returns The state, or undefined when missing or unreadable.
+ *
+ * @example
+ * ```ts ignore
+ * import { readState } from "./_pin_session.ts";
+ * console.log(readState("/run/user/1000/fsbus-pin/build")?.state);
+ * ```
  */
 export function readState(dir: string): SessionState | undefined {
   let fd: number;
@@ -204,6 +246,12 @@ export function readState(dir: string): SessionState | undefined {
  *
  * @param dir The session's directory.
  * @param state The new state.
+ *
+ * @example
+ * ```ts ignore
+ * import { readState, writeState } from "./_pin_session.ts";
+ * writeState("/run/user/1000/fsbus-pin/build", { ...readState("/run/user/1000/fsbus-pin/build")!, state: "running" });
+ * ```
  */
 export function writeState(dir: string, state: SessionState): void {
   const tmp = `${dir}/${STATE_FILE}.tmp`;
@@ -227,6 +275,12 @@ export function writeState(dir: string, state: SessionState): void {
  *
  * @param dir The session's directory.
  * @returns The lock, not held.
+ *
+ * @example
+ * ```ts ignore
+ * import { supervisorLock } from "./_pin_session.ts";
+ * await supervisorLock("/run/user/1000/fsbus-pin/build").lock(); // held until this process ends
+ * ```
  */
 export function supervisorLock(dir: string): FileLock {
   return FileLock.open(`${dir}/${LOCK_FILE}`);
@@ -237,6 +291,12 @@ export function supervisorLock(dir: string): FileLock {
  *
  * @param dir The session's directory.
  * @returns True while it runs.
+ *
+ * @example
+ * ```ts ignore
+ * import { supervisorAlive } from "./_pin_session.ts";
+ * console.log(supervisorAlive("/run/user/1000/fsbus-pin/build"));
+ * ```
  */
 export function supervisorAlive(dir: string): boolean {
   let lock: FileLock;
@@ -259,6 +319,12 @@ export function supervisorAlive(dir: string): boolean {
  * @param dir The session's directory.
  * @param st Its state.
  * @returns The words, and whether it has ended (nothing more will happen in it).
+ *
+ * @example
+ * ```ts ignore
+ * import { describe, readState } from "./_pin_session.ts";
+ * console.log(describe("/run/user/1000/fsbus-pin/build", readState("/run/user/1000/fsbus-pin/build")!).text); // "exited 3"
+ * ```
  */
 export function describe(dir: string, st: SessionState): { text: string; ended: boolean } {
   switch (st.state) {
@@ -294,6 +360,13 @@ export function describe(dir: string, st: SessionState): { text: string; ended: 
  *
  * @param dir The session's directory.
  * @returns A function that removes the marker.
+ *
+ * @example
+ * ```ts ignore
+ * import { markAttached } from "./_pin_session.ts";
+ * const unmark = markAttached("/run/user/1000/fsbus-pin/build");
+ * unmark();
+ * ```
  */
 export function markAttached(dir: string): () => void {
   const at = `${dir}/${ATTACH_DIR}`;
@@ -320,6 +393,12 @@ export function markAttached(dir: string): () => void {
  *
  * @param dir The session's directory.
  * @returns The count.
+ *
+ * @example
+ * ```ts ignore
+ * import { attachedCount } from "./_pin_session.ts";
+ * console.log(attachedCount("/run/user/1000/fsbus-pin/build"));
+ * ```
  */
 export function attachedCount(dir: string): number {
   let n = 0;

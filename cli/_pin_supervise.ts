@@ -25,6 +25,12 @@ const SIGINT = 2;
  *
  * @param text The note.
  * @returns What it asks, or undefined when it is not understood.
+ *
+ * @example
+ * ```ts ignore
+ * import { parseNote } from "./_pin_supervise.ts";
+ * parseNote("winsize 50 132"); // { kind: "winsize", rows: 50, cols: 132 }
+ * ```
  */
 export function parseNote(
   text: string,
@@ -62,6 +68,12 @@ function whyNotStarted(err: unknown): string {
  * @param id The session's name.
  * @param command The command and its arguments.
  * @returns The supervisor's exit code: 0, or 1 when the command could not start.
+ *
+ * @example
+ * ```ts ignore
+ * import { supervise } from "./_pin_supervise.ts";
+ * await supervise("/run/user/1000/fsbus-pin", "build", ["bash"]);
+ * ```
  */
 export async function supervise(root: string, id: string, command: string[]): Promise<number> {
   checkRoot(root, false);

@@ -243,7 +243,21 @@ async function create(root: string, id: string, command: string[]): Promise<numb
     Deno.removeSync(dir, { recursive: true });
     throw err;
   }
-  const errors = new Response(supervisor.stderr).text();
+  // What the supervisor says on stderr before it runs the command (why it failed to).
+  const stderr = supervisor.stderr.getReader();
+  const errors = (async () => {
+    let text = "";
+    const dec = new TextDecoder();
+    try {
+      for (;;) {
+        const { value, done } = await stderr.read();
+        if (done) return text;
+        text = (text + dec.decode(value, { stream: true })).slice(-4096);
+      }
+    } catch {
+      return text;
+    }
+  })();
   let exited: Deno.CommandStatus | undefined;
   supervisor.status.then((s) => (exited = s));
   // Report a command that cannot start (and leave no session); otherwise return once it runs.
@@ -272,7 +286,7 @@ async function create(root: string, id: string, command: string[]): Promise<numb
     }
   } finally {
     // The supervisor runs on; stop holding its stderr and status.
-    supervisor.stderr.cancel().catch(() => {});
+    stderr.cancel().catch(() => {});
     supervisor.unref();
   }
 }

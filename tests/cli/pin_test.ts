@@ -141,6 +141,12 @@ Deno.test("fsbus pin: a bash session on a terminal, piped attaches, history, exi
       await stop(late);
     }
 
+    // A piped attach whose input ends shows the output so far, then detaches.
+    const quick = await fsbus(["pin", "-m", root, "-a", "s1"], { stdin: "" });
+    assert.equal(quick.code, 0, quick.stderr);
+    assert.match(quick.text, /typed 42\r\n(.|\n)*oops\r\n/);
+    assert.equal((await listed(root, "s1"))?.[1], "running");
+
     // The command's exit ends every attach, with its status, and shows in the list.
     await type(a2, "exit 3\n");
     assert.equal((await a1.child.status).code, 3);
@@ -148,6 +154,11 @@ Deno.test("fsbus pin: a bash session on a terminal, piped attaches, history, exi
     await a1.err.done;
     assert.match(a1.err.text(), /fsbus: session "s1" exited 3\n/);
     assert.equal((await listed(root, "s1"))?.[1], "exited 3");
+    // Attaching to an ended session shows its history and how it ended.
+    const after = await fsbus(["pin", "-m", root, "-a", "s1"], { stdin: "" });
+    assert.equal(after.code, 3);
+    assert.equal(after.text, a1.out.text());
+    assert.equal(after.stderr, 'fsbus: session "s1" exited 3\n');
     // Its streams have EOF: reading the output ends.
     const out = await fsbus(["mq", "cat", `${root}/s1`, "1"]);
     assert.match(out.text, /typed 42\r\n/);
