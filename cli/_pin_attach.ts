@@ -18,6 +18,7 @@ import {
   readState,
   sessionDir,
   sessionExists,
+  STARTING_MS,
   supervisorLock,
 } from "./_pin_session.ts";
 import { signalNumber } from "../sys/spawn.ts";
@@ -175,12 +176,7 @@ export async function attach(
     })();
 
     // A supervisor that dies without recording the end releases its lock.
-    const lock = supervisorLock(dir);
-    lock.lock().then(() => {
-      lock.close();
-      const st = readState(dir);
-      if (st && (st.state === "running" || st.state === "starting")) finish({ kind: "lost" });
-    }, () => lock.close());
+    void watchSupervisor(dir, () => finished, () => finish({ kind: "lost" }));
 
     const how = await outcome;
     if (how.kind !== "ended") await reader.close();
@@ -215,6 +211,37 @@ function restore(): void {
 }
 
 const NEWLINE = new Uint8Array([10]);
+
+/**
+ * Waits (on a worker thread) for the session's supervisor lock: a lock that can be taken
+ * while the state still says "running" means the supervisor died without recording the end.
+ */
+async function watchSupervisor(
+  dir: string,
+  done: () => boolean,
+  lost: () => void,
+): Promise<void> {
+  const lock = supervisorLock(dir);
+  try {
+    for (;;) {
+      await lock.lock();
+      if (done()) return;
+      const st = readState(dir);
+      if (st === undefined || (st.state !== "running" && st.state !== "starting")) return;
+      // A new session's supervisor takes the lock a moment after the state is written.
+      if (st.state === "running" || Date.now() - Date.parse(st.created) > STARTING_MS) {
+        lost();
+        return;
+      }
+      lock.unlock();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch {
+    // the session was removed
+  } finally {
+    lock.close();
+  }
+}
 
 function conclude(id: string, dir: string, how: Outcome, tty: boolean): number {
   switch (how.kind) {
