@@ -5,14 +5,15 @@
 import assert from "node:assert/strict";
 import { CLI, fsbus, tempDir, waitFor } from "../_helpers.ts";
 
-const SOCKET = `fsbt-pin-${Deno.pid}`;
+/** The tmux server's socket: in the test's temp dir, so nothing is left behind. */
+let socket = "";
 const BASH = ["bash", "--norc", "--noprofile"];
 const ENV = { PS1: "inner$ ", HISTFILE: "/dev/null" };
 const WAIT_MS = 20_000;
 
 async function tmux(...args: string[]): Promise<string> {
   const out = await new Deno.Command("tmux", {
-    args: ["-L", SOCKET, "-f", "/dev/null", ...args],
+    args: ["-S", socket, "-f", "/dev/null", ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -140,6 +141,7 @@ Deno.test({
     using tmp = tempDir();
     const root = `${tmp.path}/pins`;
     const d = tmp.path;
+    socket = `${d}/fsbt-pin-tmux`;
     const fsbusLine = `${Deno.execPath()} run -A --quiet ${CLI} pin -m ${root}`;
     const ids = ["s", "k", "t", "c"];
     try {
