@@ -36,24 +36,6 @@ const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
-  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
-  /** syscall(2) with the six-argument shape of futex(2). */
-  syscall6: {
-    name: "syscall",
-    parameters: ["i64", "pointer", "i32", "u32", "pointer", "pointer", "u32"],
-    result: "i64",
-  },
-  syscall6_async: {
-    name: "syscall",
-    parameters: ["i64", "pointer", "i32", "u32", "pointer", "pointer", "u32"],
-    result: "i64",
-    nonblocking: true,
-  },
-  __errno_location: { parameters: [], result: "pointer" },
-  /** flock(2) on a worker thread, for a lock that may be held for a while. */
-  flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
-  /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
-  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   // Pseudo-terminals and processes (sys/pty.ts, sys/spawn.ts).
   posix_openpt: { parameters: ["i32"], result: "i32" },
   grantpt: { parameters: ["i32"], result: "i32" },
@@ -93,6 +75,24 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  /** syscall(2) with the six-argument shape of futex(2). */
+  syscall6: {
+    name: "syscall",
+    parameters: ["i64", "pointer", "i32", "u32", "pointer", "pointer", "u32"],
+    result: "i64",
+  },
+  syscall6_async: {
+    name: "syscall",
+    parameters: ["i64", "pointer", "i32", "u32", "pointer", "pointer", "u32"],
+    result: "i64",
+    nonblocking: true,
+  },
+  __errno_location: { parameters: [], result: "pointer" },
+  /** flock(2) on a worker thread, for a lock that may be held for a while. */
+  flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
+  /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
 } as const;
 
 /** The libc symbols fsbus binds, typed. */

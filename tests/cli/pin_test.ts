@@ -228,14 +228,22 @@ Deno.test("fsbus pin -k: SIGHUP ends a shell; SIGKILL follows when SIGHUP is ign
     const k2 = await fsbus(["pin", "-m", root, "-k", "k2"]);
     assert.equal(k2.code, 0, k2.stderr);
     assert.equal((await listed(root, "k2"))?.[1], "killed by SIGKILL");
-    // Removing a running session is refused; an ended one goes.
     assert.equal((await fsbus(["pin", "-m", root, "-r", "k2"])).code, 0);
     assert.equal((await fsbus(["pin", "-m", root, "-r", "k1"])).code, 0);
+
+    // SIGTERM to the supervisor hangs the session up, and the end is still recorded.
+    assert.equal((await fsbus(["pin", "-m", root, "-c", "k3", ...BASH], { env: ENV })).code, 0);
+    const supervisor = readState(root, "k3")!.supervisor as number;
+    Deno.kill(supervisor, "SIGTERM");
+    await waitFor(() => !alive(supervisor), "the supervisor to finish");
+    assert.equal((await listed(root, "k3"))?.[1], "killed by SIGHUP");
+    assert.equal((await fsbus(["pin", "-m", root, "-r", "k3"])).code, 0);
     assert.deepEqual([...Deno.readDirSync(root)], []);
   } finally {
     await stop(a);
     await ensureGone(root, "k1");
     await ensureGone(root, "k2");
+    await ensureGone(root, "k3");
   }
 });
 
