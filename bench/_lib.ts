@@ -42,8 +42,27 @@ export interface Result {
   sub_rate?: number;
   /** CPU time (user + system) per message, microseconds, summed over the processes. */
   cpu_us_per_msg?: number;
+  /** fsbus ÷ the C floor of the same point, in the same run (see _floor.ts). */
+  vs_floor?: Ratios;
+  /** fsbus ÷ the peer (NATS, ZeroMQ, ...) of the same point, in the same run. */
+  vs_peer?: Ratios;
   /** Anything else worth keeping. */
   notes?: string;
+}
+
+/** fsbus ÷ another result of the same point: above 1 is slower (latency) or costlier (CPU);
+ * for rates, below 1 is slower. */
+export interface Ratios {
+  /** The other result's transport. */
+  of: string;
+  /** p50 latency ratio. */
+  p50?: number;
+  /** p99 latency ratio. */
+  p99?: number;
+  /** Rate ratio (subscribers' rate when both have one, else publishers'). */
+  rate?: number;
+  /** CPU time per message ratio. */
+  cpu?: number;
 }
 
 /**
@@ -242,8 +261,17 @@ export function row(r: Result): string {
     `dup ${r.duplicates} ord ${r.order_violations}`,
     `pub ${f(r.pub_rate)}/s sub ${f(r.sub_rate)}/s`,
     `cpu ${f(r.cpu_us_per_msg)} µs/msg`,
+    r.vs_floor ? `÷floor ${fmtRatios(r.vs_floor)}` : "",
+    r.vs_peer ? `÷${r.vs_peer.of} ${fmtRatios(r.vs_peer)}` : "",
     r.notes ?? "",
   ].join("  ");
+}
+
+function fmtRatios(x: Ratios): string {
+  return (["p50", "p99", "rate", "cpu"] as const)
+    .filter((k) => x[k] !== undefined)
+    .map((k) => `${k} ${x[k]}×`)
+    .join(" ");
 }
 
 /**

@@ -13,6 +13,7 @@
 
 import { connect, type NatsConnection } from "nats";
 import * as msgfs from "../transports/msgfs/mod.ts";
+import { addRatios, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
@@ -31,7 +32,7 @@ import {
 const SELF = new URL(import.meta.url).pathname;
 const WARMUP = 1000;
 
-type Transport = "msgfs" | "nats" | "fifo" | "inotifywait";
+type Transport = "msgfs" | "nats" | "fifo" | "inotifywait" | "floor";
 
 interface SubReport {
   latencies: number[];
@@ -302,9 +303,14 @@ function publishRate(count: number, size: number): Result {
   try {
     const pub = new msgfs.Publisher(dir, { sweep: false });
     const payload = new Uint8Array(size);
+    const cpu0 = cpuTimeMs();
     const t0 = performance.now();
-    for (let i = 0; i < count; i++) pub.publish(payload);
+    for (let i = 0; i < count; i++) {
+      stamp(payload, i, 0n);
+      pub.publish(payload);
+    }
     const rate = count / ((performance.now() - t0) / 1000);
+    const cpuMs = cpuTimeMs() - cpu0;
     return {
       transport: "msgfs",
       scenario: "publish-only",
@@ -317,6 +323,7 @@ function publishRate(count: number, size: number): Result {
       duplicates: 0,
       order_violations: 0,
       pub_rate: Math.round(rate),
+      cpu_us_per_msg: Math.round((cpuMs * 1000 / count) * 10) / 10,
     };
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -441,7 +448,7 @@ export async function run(opts: { quick: boolean; only?: string[] }): Promise<Re
   for (const rate of [1000, 10_000]) {
     for (const subscribers of opts.quick ? [1, 4] : [1, 4, 8]) {
       if (opts.quick && rate === 10_000) continue;
-      for (const transport of ["msgfs", "nats"] as const) {
+      for (const transport of ["msgfs", "floor", "nats"] as const) {
         points.push({ transport, size, rate, subscribers, count: latencyCount(rate), fs: "tmpfs" });
       }
     }
@@ -462,25 +469,44 @@ export async function run(opts: { quick: boolean; only?: string[] }): Promise<Re
       fs: "tmpfs",
     });
     if (!opts.quick) {
-      points.push({
-        transport: "msgfs",
-        size,
-        rate,
-        subscribers: 1,
-        count: latencyCount(rate),
-        fs: "ext4",
-      });
+      for (const transport of ["msgfs", "floor"] as const) {
+        points.push({
+          transport,
+          size,
+          rate,
+          subscribers: 1,
+          count: latencyCount(rate),
+          fs: "ext4",
+        });
+      }
     }
   }
   const burst = opts.quick ? 20_000 : 100_000;
-  points.push({ transport: "msgfs", size, rate: 0, subscribers: 1, count: burst, fs: "tmpfs" });
-  points.push({ transport: "nats", size, rate: 0, subscribers: 1, count: burst, fs: "tmpfs" });
+  for (const transport of ["msgfs", "floor", "nats"] as const) {
+    points.push({ transport, size, rate: 0, subscribers: 1, count: burst, fs: "tmpfs" });
+  }
   const only = opts.only;
   try {
     for (const p of points) {
       if (only && !only.includes(p.transport)) continue;
-      const runs: Result[] = [];
       const n = p.fs === "ext4" ? Math.max(repeats, 5) : repeats;
+      if (p.transport === "floor") {
+        const r = await repeatFloor(n, "dirbus", {
+          scenario: p.rate ? "latency" : "throughput",
+          size: p.size,
+          rate: p.rate,
+          subscribers: p.subscribers,
+          count: p.count,
+          warmup: WARMUP,
+          fs: p.fs,
+        });
+        if (r) {
+          results.push(r);
+          console.error(row(r));
+        }
+        continue;
+      }
+      const runs: Result[] = [];
       for (let i = 0; i < n; i++) runs.push(await runPoint(p, nats.server));
       const r = combine(runs);
       results.push(r);
@@ -493,12 +519,25 @@ export async function run(opts: { quick: boolean; only?: string[] }): Promise<Re
       );
       results.push(combine(pubRuns));
       console.error(row(results[results.length - 1]!));
+      const floorPub = await repeatFloor(repeats, "dirbus", {
+        scenario: "publish-only",
+        size,
+        rate: 0,
+        subscribers: 0,
+        count: opts.quick ? 20_000 : 100_000,
+        warmup: 0,
+      });
+      if (floorPub) {
+        results.push(floorPub);
+        console.error(row(floorPub));
+      }
       results.push(await idleCpu(opts.quick ? 1 : 3));
       console.error(row(results[results.length - 1]!));
     }
   } finally {
     await nats.stop();
   }
+  addRatios(results, "msgfs", "nats");
   return results;
 }
 

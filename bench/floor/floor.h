@@ -1,0 +1,211 @@
+/*
+ * The floor programs' shared part: the bench's measurement protocol in C.
+ *
+ * - One clock: CLOCK_MONOTONIC nanoseconds in the first 8 bytes of each payload (little
+ *   endian), then the per-publisher sequence number (u64), as bench/_lib.ts stamp() does.
+ * - Open-loop pacing: message i is due at start + i / rate; the publisher sleeps (absolute
+ *   clock_nanosleep) to within a short spin of its due time, and stamps the due time, so a
+ *   late send shows as latency. rate 0: unpaced, stamped with the actual send time.
+ * - Subscribers print "ready" once watching, then one JSON line:
+ *   {"received","seqs":[...],"lat_us":[...],"cpu_ms","first_ns","last_ns","overflows"}
+ *   with latencies only for seq >= warmup; publishers print
+ *   {"sent","elapsed_ns","cpu_ms","max_lag_us"}.
+ * - CPU time: user + system ticks from /proc/self/stat (USER_HZ = 100), as the bench reads
+ *   it for Deno processes.
+ *
+ * Options are --key value pairs: --role pub|sub, --path, --count, --size, --rate, --warmup,
+ * --batch, --idle-ms.
+ */
+#ifndef FLOOR_H
+#define FLOOR_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+/* CPU time (user + system) of this process in milliseconds, from /proc/self/stat. */
+static double cpu_ms(void) {
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  if (!p) return -1;
+  p += 2; /* fields from the third on: state is field 3, utime 14, stime 15 */
+  unsigned long long ut = 0, st = 0;
+  int field = 3;
+  for (char *tok = strtok(p, " "); tok; tok = strtok(NULL, " "), field++) {
+    if (field == 14) ut = strtoull(tok, NULL, 10);
+    if (field == 15) {
+      st = strtoull(tok, NULL, 10);
+      break;
+    }
+  }
+  return (double)(ut + st) * 10.0;
+}
+
+static inline void put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static inline void stamp(unsigned char *payload, uint64_t seq, uint64_t ns) {
+  put_u64(payload, ns);
+  put_u64(payload + 8, seq);
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+struct opts {
+  const char *role, *path;
+  long count, size, rate, warmup, batch, idle_ms, subs;
+};
+
+static struct opts parse(int argc, char **argv) {
+  struct opts o = {"", "", 0, 1024, 0, 1000, 1, 5000, 1};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    if (!strcmp(k, "--role")) o.role = v;
+    else if (!strcmp(k, "--path")) o.path = v;
+    else if (!strcmp(k, "--count")) o.count = atol(v);
+    else if (!strcmp(k, "--size")) o.size = atol(v);
+    else if (!strcmp(k, "--rate")) o.rate = atol(v);
+    else if (!strcmp(k, "--warmup")) o.warmup = atol(v);
+    else if (!strcmp(k, "--batch")) o.batch = atol(v);
+    else if (!strcmp(k, "--idle-ms")) o.idle_ms = atol(v);
+    else if (!strcmp(k, "--subscribers")) o.subs = atol(v);
+    else {
+      fprintf(stderr, "floor: unknown option %s\n", k);
+      exit(2);
+    }
+  }
+  if (o.size < 16) o.size = 16;
+  if (o.batch < 1) o.batch = 1;
+  return o;
+}
+
+/* ---- the publisher's pacing ---------------------------------------------------------------- */
+
+struct pacer {
+  long rate;
+  uint64_t start, interval, spin;
+  double max_lag_us;
+};
+
+static struct pacer pacer_new(long rate) {
+  struct pacer p = {rate, now_ns() + 1000000ull, rate > 0 ? 1000000000ull / rate : 0, 0, 0};
+  /* Spin at most a quarter of the interval (150 µs at most), as bench/_lib.ts paced() does. */
+  uint64_t q = rate > 0 ? 250000000ull / rate : 0;
+  p.spin = q < 150000 ? q : 150000;
+  return p;
+}
+
+/* Waits until message i is due and returns the time to stamp: the due time when paced, now
+ * when unpaced. */
+static uint64_t pacer_wait(struct pacer *p, long i) {
+  if (p->rate <= 0) return now_ns();
+  uint64_t due = p->start + (uint64_t)i * p->interval;
+  uint64_t t = now_ns();
+  if (t + p->spin < due) {
+    uint64_t wake = due - p->spin;
+    struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+  }
+  while ((t = now_ns()) < due) {
+  }
+  double lag = (double)(t - due) / 1000.0;
+  if (lag > p->max_lag_us) p->max_lag_us = lag;
+  return due;
+}
+
+static void pub_report(long sent, uint64_t t0, double cpu0, double max_lag_us) {
+  printf("{\"sent\":%ld,\"elapsed_ns\":%llu,\"cpu_ms\":%.1f,\"max_lag_us\":%.1f}\n", sent,
+         (unsigned long long)(now_ns() - t0), cpu_ms() - cpu0, max_lag_us);
+  fflush(stdout);
+}
+
+/* ---- the subscriber's tally ---------------------------------------------------------------- */
+
+struct tally {
+  long count, warmup, received, nlat, overflows;
+  uint64_t *seqs;
+  double *lat;
+  uint64_t first_ns, last_ns;
+  double cpu0;
+  unsigned char *seen; /* one byte per sequence number, for the "all in" test */
+  long distinct;
+};
+
+static struct tally tally_new(long count, long warmup) {
+  struct tally t = {0};
+  t.count = count;
+  t.warmup = warmup;
+  t.seqs = malloc(sizeof(uint64_t) * (size_t)(count * 2 + 16));
+  t.lat = malloc(sizeof(double) * (size_t)(count + 16));
+  t.seen = calloc((size_t)count + 1, 1);
+  if (!t.seqs || !t.lat || !t.seen) die("malloc");
+  t.cpu0 = cpu_ms();
+  return t;
+}
+
+/* Counts one payload received at `at`. Returns 1 once every sequence number has been seen. */
+static int tally_add(struct tally *t, const unsigned char *payload, uint64_t at) {
+  uint64_t sent = get_u64(payload), seq = get_u64(payload + 8);
+  if (t->received == 0) t->first_ns = at;
+  t->last_ns = at;
+  if (t->received < t->count * 2 + 16) t->seqs[t->received] = seq;
+  t->received++;
+  if (seq >= (uint64_t)t->warmup && t->nlat < t->count + 16) {
+    t->lat[t->nlat++] = (double)(int64_t)(at - sent) / 1000.0;
+  }
+  if (seq < (uint64_t)t->count && !t->seen[seq]) {
+    t->seen[seq] = 1;
+    t->distinct++;
+  }
+  return t->distinct >= t->count;
+}
+
+static void ready(void) {
+  fputs("ready\n", stdout);
+  fflush(stdout);
+}
+
+static void sub_report(struct tally *t) {
+  double cpu = cpu_ms() - t->cpu0;
+  long n = t->received < t->count * 2 + 16 ? t->received : t->count * 2 + 16;
+  printf("{\"received\":%ld,\"overflows\":%ld,\"cpu_ms\":%.1f,\"first_ns\":%llu,\"last_ns\":%llu,"
+         "\"seqs\":[",
+         t->received, t->overflows, cpu, (unsigned long long)t->first_ns,
+         (unsigned long long)t->last_ns);
+  for (long i = 0; i < n; i++) printf(i ? ",%llu" : "%llu", (unsigned long long)t->seqs[i]);
+  fputs("],\"lat_us\":[", stdout);
+  for (long i = 0; i < t->nlat; i++) printf(i ? ",%.1f" : "%.1f", t->lat[i]);
+  fputs("]}\n", stdout);
+  fflush(stdout);
+}
+
+#endif
