@@ -257,6 +257,7 @@ function summarise(p: FloorPoint, pub: PubOut, subs: SubOut[]): Result {
     cpu_us_per_msg: Math.round((cpu * 1000 / p.count) * 10) / 10,
     notes: [
       "C floor (bench/floor)",
+      p.batch && p.batch > 1 && p.rate === 0 ? `batch ${p.batch}` : "",
       overflows ? `${overflows} queue overflows, recovered` : "",
       pub.max_lag_us > 1000 ? `pacer max lag ${Math.round(pub.max_lag_us)} µs` : "",
     ].filter(Boolean).join("; "),
@@ -337,11 +338,17 @@ export function ratios(mine: Result, other: Result): Ratios {
  * @param results Every result of one bench run (changed in place).
  * @param transport fsbus's transport name in them ("msgfs", "filebus", ...).
  * @param peer The peer to compare with ("nats", "zeromq", ...), if any.
+ * @param key What else must match, such as the batch size.
  */
-export function addRatios(results: Result[], transport: string, peer?: string): void {
+export function addRatios(
+  results: Result[],
+  transport: string,
+  peer?: string,
+  key: (r: Result) => string = () => "",
+): void {
   const same = (a: Result, b: Result) =>
     a.scenario === b.scenario && a.size === b.size && a.rate === b.rate &&
-    a.subscribers === b.subscribers;
+    a.subscribers === b.subscribers && key(a) === key(b);
   for (const r of results) {
     if (r.transport !== transport) continue;
     const floor = results.find((f) => f.transport === "floor" && same(f, r) && f.fs === r.fs);

@@ -28,6 +28,7 @@ import {
 } from "./_lib.ts";
 import { createTopic, openReader, openWriter } from "../transports/fanout/mod.ts";
 import { futexWait } from "../sys/futex.ts";
+import { addRatios, repeatFloor } from "./_floor.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const PEERS = new URL("./peers/", import.meta.url).pathname;
@@ -671,6 +672,22 @@ export async function run(
     results.push(r);
     console.error(table([r]).split("\n")[1]);
   };
+  // The floors in C: the shared-memory ring with a futex wake, and a FIFO hop.
+  const floor = async (times: number, kind: "ring" | "fifo", pt: Point) => {
+    const r = await repeatFloor(times, kind, {
+      transport: kind === "ring" ? "floor" : "floor-fifo",
+      scenario: pt.scenario,
+      size: pt.size,
+      rate: pt.rate,
+      subscribers: pt.subscribers,
+      count: pt.count + WARMUP,
+      warmup: WARMUP,
+      ...(pt.batch ? { batch: pt.batch } : {}),
+    });
+    if (!r) return;
+    results.push(r);
+    console.error(table([r]).split("\n")[1]);
+  };
   const tp = (transport: string, size: number, subscribers: number, count: number, more = {}) =>
     ({ transport, scenario: "throughput", size, rate: 0, subscribers, count, ...more }) as Point;
   const lp = (transport: string, size: number, subscribers: number, more = {}) =>
@@ -692,6 +709,7 @@ export async function run(
     const batch = size === 64 ? 256 : 16;
     for (const n of opts.quick ? [1] : [1, 8]) {
       await point(reps, fanoutPoint, tp("fanout", size, n, count, { batch }));
+      await floor(reps, "ring", tp("fanout", size, n, count, { batch }));
     }
     if (opts.quick) continue;
     if (size === 64) {
@@ -705,15 +723,18 @@ export async function run(
       await point(1, zmqPoint, tp("zeromq", size, n, size === 64 ? 300_000 : 100_000));
     }
     await point(1, fifoPoint, tp("fifo", size, 1, count, { batch }));
+    await floor(1, "fifo", tp("fifo", size, 1, count, { batch }));
   }
 
   // Latency at 10k msgs/s.
   for (const size of !want("latency") ? [] : opts.quick ? [64] : [64, 1024]) {
     for (const n of opts.quick ? [1] : [1, 8]) {
       await point(reps, fanoutPoint, lp("fanout", size, n, { mode: "sync" }));
+      await floor(reps, "ring", lp("fanout", size, n));
       if (n === 1) await point(reps, fanoutPoint, lp("fanout-async", size, n, { mode: "async" }));
       await point(reps, zmqPoint, lp("zeromq", size, n));
       if (n === 1) await point(reps, fifoPoint, lp("fifo", size, 1));
+      if (n === 1) await floor(reps, "fifo", lp("fifo", size, 1));
     }
   }
 
@@ -724,6 +745,7 @@ export async function run(
     results.push(r);
     console.error(table([r]).split("\n")[1]);
   }
+  addRatios(results, "fanout", "zeromq", (r) => r.notes?.match(/batch (\d+)/)?.[1] ?? "1");
   return results;
 }
 

@@ -18,6 +18,7 @@
  */
 
 import { consumer, producer } from "../transports/filebus/mod.ts";
+import { addRatios, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
@@ -392,6 +393,23 @@ export async function run(opts: { quick: boolean; only?: string }): Promise<Resu
     const r = medianResult(rs);
     console.error(row(r));
     results.push(r);
+    if (s.mode === "lossy") {
+      // The floor: flock + write + rename over FILE, read by a C inotify reader.
+      const f = await repeatFloor(n, "filebus", {
+        scenario: "lossy",
+        size: s.size,
+        rate: s.rate,
+        subscribers: s.consumers,
+        count: s.count,
+        warmup: s.warmup,
+        fs: s.fs,
+        lossy: true,
+      });
+      if (f) {
+        console.error(row(f));
+        results.push(f);
+      }
+    }
   }
   for (const fs of quick ? ["tmpfs"] as const : ["tmpfs", "ext4"] as const) {
     if (!`cli-lossless-${fs}`.includes(only)) continue;
@@ -399,6 +417,7 @@ export async function run(opts: { quick: boolean; only?: string }): Promise<Resu
     console.error(row(r));
     results.push(r);
   }
+  addRatios(results, "filebus");
   return results;
 }
 

@@ -13,6 +13,7 @@
  */
 
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
+import { addRatios, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
@@ -321,6 +322,16 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
     const runs: Result[] = [];
     for (let i = 0; i < reps; i++) runs.push(await latencyPoint(rate!, count!, 1024));
     push(medianBy(runs, "p50_us"));
+    // The floor: append to a stream file and write an index record, read by a C reader.
+    const f = await repeatFloor(reps, "mq", {
+      scenario: "latency",
+      size: 1024,
+      rate: rate!,
+      subscribers: 1,
+      count: count!,
+      warmup: WARMUP,
+    });
+    if (f) push(f);
   }
   const replays: Result[] = [];
   for (let i = 0; i < reps; i++) {
@@ -328,6 +339,7 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
   }
   push(medianBy(replays, "sub_rate"));
   push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
+  addRatios(results, "mq");
   return results;
 }
 

@@ -4,8 +4,11 @@
  *   deno task bench                 # the full matrix
  *   deno task bench --quick         # a smoke run of each
  *   deno task bench msgfs fanout    # only these
+ *   deno task bench --report        # no run: regenerate the README's tables and plots from
+ *                                   # bench/results/*.json (bench/report.ts)
  *
  * Each benchmark module exports `run({ quick })`; results are written to
+ * bench/results/NAME.json for each bench run (NAME-quick.json with --quick) and
  * bench/results/all.json (or all-quick.json).
  *
  * @module
@@ -21,7 +24,10 @@ const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Pro
     mq: () => import("./mq.ts"),
   };
 
-if (import.meta.main) {
+if (import.meta.main && Deno.args.includes("--report")) {
+  const { report } = await import("./report.ts");
+  for (const f of await report()) console.log(f);
+} else if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
   const names = Deno.args.filter((a) => !a.startsWith("-"));
   for (const n of names) {
@@ -42,8 +48,15 @@ if (import.meta.main) {
     for (const r of rs) console.log(row(r));
   }
   Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+  const date = new Date().toISOString();
+  for (const [name, rs] of Object.entries(results)) {
+    Deno.writeTextFileSync(
+      new URL(`./results/${name}${quick ? "-quick" : ""}.json`, import.meta.url),
+      JSON.stringify({ date, results: rs }, null, 2) + "\n",
+    );
+  }
   Deno.writeTextFileSync(
     new URL(`./results/all${quick ? "-quick" : ""}.json`, import.meta.url),
-    JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+    JSON.stringify({ date, results }, null, 2) + "\n",
   );
 }

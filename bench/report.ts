@@ -1,0 +1,286 @@
+/**
+ * Regenerates the README's benchmark figures from bench/results/*.json, so that no figure in
+ * the README is typed by hand:
+ *
+ *   deno task bench --report      # or: deno run -A bench/report.ts
+ *
+ * - the SVG plots in docs/ (latency per protocol against its peers and C floor; throughput
+ *   as a ratio to the floor), drawn by bench/_plots.ts;
+ * - the README's blocks between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`: NAME is a
+ *   bench (msgfs, filebus, mq, fanout: its table of fsbus beside its floor and peer, and its
+ *   latency plot) or "floor" (the throughput-ratio plot and the goals that depend on the
+ *   floor). Everything outside the markers is left as it is.
+ *
+ * @module
+ */
+
+import { addRatios } from "./_floor.ts";
+import type { Result } from "./_lib.ts";
+import { type AllResults, floorPlot, label, latencyPlot, PROTOCOLS } from "./_plots.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const RESULTS = new URL("./results/", import.meta.url);
+const DOCS = new URL("docs/", ROOT);
+const BENCHES = ["msgfs", "filebus", "mq", "fanout"] as const;
+const PEERS: Record<string, string | undefined> = {
+  msgfs: "nats",
+  filebus: undefined,
+  mq: undefined,
+  fanout: "zeromq",
+};
+
+/** Reads one bench's saved results (either `{ date, results }` or a bare array). */
+export function loadResults(name: string): { date: string; results: Result[] } | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(new URL(`${name}.json`, RESULTS));
+  } catch {
+    return undefined;
+  }
+  const json = JSON.parse(text);
+  if (Array.isArray(json)) return { date: "", results: json as Result[] };
+  return { date: String(json.date ?? ""), results: json.results as Result[] };
+}
+
+function batchOf(r: Result): string {
+  return r.notes?.match(/batch (\d+)/)?.[1] ?? "1";
+}
+
+function num(x: number | undefined, digits = 0): string {
+  if (x === undefined || !Number.isFinite(x)) return "–";
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits });
+}
+
+function us(x: number | undefined): string {
+  if (x === undefined) return "–";
+  if (x >= 10_000) return `${num(x / 1000, 0)} ms`;
+  return `${num(x, x < 100 ? 1 : 0)}`;
+}
+
+function rate(x: number | undefined): string {
+  if (x === undefined) return "–";
+  if (x >= 1e6) return `${num(x / 1e6, 2)} M/s`;
+  return `${num(x / 1000, x < 10_000 ? 1 : 0)}k/s`;
+}
+
+function pointName(r: Result): string {
+  const size = r.size >= 1024 ? `${r.size / 1024} KiB` : `${r.size} B`;
+  const load = r.rate ? `${num(r.rate / 1000)}k msgs/s` : "unpaced";
+  const n = r.subscribers === 0 ? "no reader" : `N=${r.subscribers}`;
+  const b = batchOf(r) !== "1" && r.rate === 0 ? `, batch ${batchOf(r)}` : "";
+  const fs = r.fs && r.fs !== "tmpfs" ? `, ${r.fs}` : "";
+  return `${r.scenario}, ${size}, ${load}, ${n}${b}${fs}`;
+}
+
+/** The figure shown for one result: p50 / p99 in µs for latency, else the rate. */
+function figure(r: Result | undefined): string {
+  if (!r) return "–";
+  if (r.rate > 0 && r.p50_us !== undefined) return `${us(r.p50_us)} / ${us(r.p99_us)}`;
+  const sub = r.sub_rate;
+  return sub !== undefined && r.subscribers > 0 ? rate(sub) : rate(r.pub_rate);
+}
+
+function ratioCell(r: Result, which: "vs_floor" | "vs_peer"): string {
+  const x = r[which];
+  if (!x) return "–";
+  if (r.rate > 0 && x.p50 !== undefined) return `${x.p50.toFixed(2)}×`;
+  if (x.rate !== undefined) return `${x.rate.toFixed(2)}×`;
+  return "–";
+}
+
+/** The markdown table of one bench: each fsbus point beside its C floor and its peer. */
+export function benchTable(name: string, results: Result[]): string {
+  const p = PROTOCOLS[name]!;
+  const peer = PEERS[name];
+  const same = (a: Result, b: Result) =>
+    a.scenario === b.scenario && a.size === b.size && a.rate === b.rate &&
+    a.subscribers === b.subscribers && batchOf(a) === batchOf(b);
+  const head = [
+    "point",
+    `fsbus ${p.fsbus}`,
+    "C floor",
+    ...(peer ? [label(name, peer)] : []),
+    "fsbus ÷ floor",
+    ...(peer ? [`fsbus ÷ ${label(name, peer)}`] : []),
+    "CPU µs/msg fsbus / floor",
+    "delivered / expected",
+  ];
+  const rows: string[][] = [];
+  for (const r of results) {
+    if (r.transport !== p.fsbus) continue;
+    const floor = results.find((f) => f.transport === "floor" && same(f, r) && f.fs === r.fs);
+    const other = peer ? results.find((f) => f.transport === peer && same(f, r)) : undefined;
+    const check = `${num(r.delivered)} / ${num(r.expected)}` +
+      (r.duplicates || r.order_violations
+        ? ` (dup ${r.duplicates}, order ${r.order_violations})`
+        : "");
+    rows.push([
+      pointName(r),
+      r.scenario === "idle-cpu" || r.scenario === "order-cost" || r.scenario === "stalled-readers"
+        ? (r.notes ?? "")
+        : figure(r),
+      figure(floor),
+      ...(peer ? [figure(other)] : []),
+      ratioCell(r, "vs_floor"),
+      ...(peer ? [ratioCell(r, "vs_peer")] : []),
+      `${num(r.cpu_us_per_msg, 1)} / ${num(floor?.cpu_us_per_msg, 1)}`,
+      check,
+    ]);
+  }
+  const others = [...new Set(results.map((r) => r.transport))].filter((t) =>
+    t !== p.fsbus && t !== "floor" && t !== peer
+  );
+  const lines = [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ];
+  const also = others.map((t) => {
+    const pts = results.filter((r) => r.transport === t).map((r) =>
+      `${pointName(r)}: ${figure(r)}`
+    );
+    return `${label(name, t)}: ${pts.join("; ")}`;
+  });
+  const bad = results.filter((r) =>
+    r.duplicates > 0 || r.order_violations > 0 ||
+    (r.delivered < r.expected && r.scenario !== "lossy")
+  );
+  const text = [
+    lines.join("\n"),
+    "",
+    "Latency cells are p50 / p99 in µs (one-way, from the scheduled send time); rate cells are " +
+    "the subscribers' rate (the publisher's when there is none). Ratios are fsbus ÷ the other, " +
+    "from the same run: p50 for latency (lower is better), rate for unpaced points (higher is " +
+    "better).",
+  ];
+  if (also.length) text.push("", `Also in this run: ${also.join(". ")}.`);
+  text.push(
+    "",
+    bad.length === 0
+      ? "Every point, floors and peers included, delivered every message " +
+        "(lossy points: what was seen) with no duplicate and no order violation."
+      : `Points with a loss, duplicate or order violation: ${
+        bad.map((r) => `${r.transport} ${pointName(r)}`).join("; ")
+      }.`,
+  );
+  return text.join("\n");
+}
+
+/** The directory bus's goals that depend on the floor, as a table. */
+function floorGoals(msgfs: Result[]): string {
+  const get = (t: string, scenario: string, rate: number, n = 1) =>
+    msgfs.find((r) =>
+      r.transport === t && r.scenario === scenario && r.rate === rate && r.subscribers === n &&
+      r.fs === "tmpfs"
+    );
+  const rows: string[][] = [];
+  const pub = get("msgfs", "publish-only", 0, 0);
+  const e2e = get("msgfs", "throughput", 0);
+  const verdict = (ok: boolean | undefined) => ok === undefined ? "–" : ok ? "met" : "not met";
+  for (const [what, r] of [["publish only", pub], ["end to end, lossless", e2e]] as const) {
+    const x = r?.vs_floor?.rate;
+    rows.push([
+      `${what} ≥ 0.85× floor`,
+      x === undefined ? "–" : `${x.toFixed(2)}× (${rate(figureRate(r))})`,
+      verdict(x === undefined ? undefined : x >= 0.85),
+    ]);
+  }
+  for (const [what, r] of [["publish only", pub], ["end to end", e2e]] as const) {
+    const x = r?.vs_floor?.cpu;
+    rows.push([
+      `CPU per message, ${what}, ≤ 1.3× floor`,
+      x === undefined ? "–" : `${x.toFixed(2)}× (${num(r?.cpu_us_per_msg, 1)} µs)`,
+      verdict(x === undefined ? undefined : x <= 1.3),
+    ]);
+  }
+  for (const rt of [1000, 10_000]) {
+    const r = get("msgfs", "latency", rt);
+    const x = r?.vs_floor?.p50;
+    rows.push([
+      `p50 at ${rt / 1000}k msgs/s ≤ 2× floor`,
+      x === undefined ? "–" : `${x.toFixed(2)}× (${us(r?.p50_us)} µs)`,
+      verdict(x === undefined ? undefined : x <= 2),
+    ]);
+  }
+  return [
+    "| directory bus goal | measured | |",
+    "| --- | --- | --- |",
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+function figureRate(r: Result | undefined): number | undefined {
+  if (!r) return undefined;
+  return r.subscribers > 0 && r.sub_rate !== undefined ? r.sub_rate : r.pub_rate;
+}
+
+/**
+ * Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`.
+ *
+ * @param doc The document.
+ * @param name The block's name.
+ * @param body The new content.
+ * @returns The document, changed where the markers are (unchanged when they are absent).
+ */
+export function replaceBlock(doc: string, name: string, body: string): string {
+  const open = `<!-- bench:${name} -->`;
+  const close = `<!-- /bench:${name} -->`;
+  const a = doc.indexOf(open);
+  const b = doc.indexOf(close);
+  if (a < 0 || b < a) return doc;
+  return doc.slice(0, a + open.length) + "\n\n" + body.trim() + "\n\n" + doc.slice(b);
+}
+
+/**
+ * Writes the plots and the README's generated blocks.
+ *
+ * @param readmePath The README to update (default: the repository's).
+ * @returns The files written.
+ */
+export async function report(readmePath = new URL("README.md", ROOT)): Promise<string[]> {
+  const all: AllResults = {};
+  const dates: Record<string, string> = {};
+  for (const name of BENCHES) {
+    const loaded = loadResults(name);
+    if (!loaded) continue;
+    // Older result files have no ratios: compute them from the same run's points.
+    addRatios(loaded.results, PROTOCOLS[name]!.fsbus, PEERS[name], batchOf);
+    all[name] = loaded.results;
+    dates[name] = loaded.date.slice(0, 16).replace("T", " ");
+  }
+  Deno.mkdirSync(DOCS, { recursive: true });
+  const written: string[] = [];
+  let doc = Deno.readTextFileSync(readmePath);
+  for (const [name, results] of Object.entries(all)) {
+    const svg = await latencyPlot(name, results, dates[name] ? `${dates[name]} UTC` : "");
+    let body = benchTable(name, results);
+    if (svg) {
+      const file = `bench-${name}-latency.svg`;
+      Deno.writeTextFileSync(new URL(file, DOCS), svg);
+      written.push(`docs/${file}`);
+      body =
+        `![${PROTOCOLS[name]!.title} latency against its peers and its C floor](docs/${file})` +
+        "\n\n" + body;
+    }
+    const dated = dates[name] ? `Measured ${dates[name]} UTC (bench/results/${name}.json).` : "";
+    doc = replaceBlock(doc, name, `${dated}\n\n${body}`.trim());
+  }
+  const floorSvg = await floorPlot(all);
+  if (floorSvg) {
+    Deno.writeTextFileSync(new URL("bench-floor-throughput.svg", DOCS), floorSvg);
+    written.push("docs/bench-floor-throughput.svg");
+    doc = replaceBlock(
+      doc,
+      "floor",
+      "![Throughput of each protocol as a ratio to its C floor](docs/bench-floor-throughput.svg)" +
+        (all.msgfs ? "\n\n" + floorGoals(all.msgfs) : ""),
+    );
+  }
+  Deno.writeTextFileSync(readmePath, doc);
+  written.push("README.md");
+  return written;
+}
+
+if (import.meta.main) {
+  for (const f of await report()) console.log(f);
+}
