@@ -20,10 +20,11 @@
 #include <sys/stat.h>
 
 static void name_of(char *out, uint64_t seq) {
-  /* 36 characters in a UUID's shape; the first 12 hex digits are the sequence number, so
-   * names sort in sending order. */
-  snprintf(out, 37, "%08llx-%04llx-7000-8000-%012llx", (unsigned long long)(seq >> 16) & 0xffffffffull,
-           (unsigned long long)(seq & 0xffff), (unsigned long long)(seq & 0xffffffffffffull));
+  /* 36 characters in a UUID's shape (but not a UUIDv7: fsbus would read a time from that);
+   * the first 12 hex digits are the sequence number, so names sort in sending order. */
+  unsigned long long s = seq;
+  snprintf(out, 37, "%08llx-%04llx-0000-0000-%012llx", (s >> 16) & 0xffffffffull, s & 0xffff,
+           s & 0xffffffffffffull);
 }
 
 static int pub(struct opts o) {
