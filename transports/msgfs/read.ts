@@ -1,22 +1,14 @@
 /**
  * Reading message files safely: never through a symlink, never a FIFO or device, never past
- * a size limit. Through FFI, `open(O_NOFOLLOW|O_NONBLOCK)` then `statx` on the descriptor
- * makes the check and the read one act; without FFI, `lstat` then read (a narrow race, said
- * in the README).
+ * a size limit. Through FFI, `openat(O_NOFOLLOW|O_NONBLOCK)` from the directory's descriptor,
+ * then `statx` on the file's, makes the check and the read one act; without FFI, `lstat` then
+ * read (a narrow race, said in the README).
  *
  * @module
  */
 
-import {
-  closeFd,
-  type FdStat,
-  type FileKind,
-  fstat,
-  lstatPath,
-  O,
-  openFd,
-  readAllFd,
-} from "../../sys/fs.ts";
+import { closeFd, type FdStat, type FileKind, fstat, O, readAllFd, statAt } from "../../sys/fs.ts";
+import { openAt } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
 
 /**
@@ -75,14 +67,19 @@ export class MessageFiles {
   }
 
   /**
-   * The state of a path, without following a symlink.
+   * The state of a file, without following a symlink.
    *
-   * @param path The path.
-   * @returns The state, or undefined when the path does not exist (or cannot be looked at).
+   * @param dirfd The directory's descriptor (with FFI).
+   * @param name The file's name in it.
+   * @param path The file's path (without FFI).
+   * @returns The state, or undefined when the file does not exist (or cannot be looked at).
    */
-  state(path: string): FileState | undefined {
+  state(dirfd: number, name: string, path: string): FileState | undefined {
     try {
-      if (this.#ffi) return fromFdStat(lstatPath(path));
+      if (this.#ffi) {
+        const st = statAt(dirfd, name);
+        return st && fromFdStat(st);
+      }
       return fromFileInfo(Deno.lstatSync(path));
     } catch {
       return undefined;
@@ -92,17 +89,21 @@ export class MessageFiles {
   /**
    * Reads a message file.
    *
-   * @param path The path.
+   * @param dirfd The directory's descriptor (with FFI).
+   * @param name The file's name in it.
+   * @param path The file's path (without FFI).
    * @param maxSize The largest message accepted.
    * @param skipIf Returns true for a state not to read (already delivered).
    * @returns The bytes and state, or why not.
    */
   read(
+    dirfd: number,
+    name: string,
     path: string,
     maxSize: number,
     skipIf?: (state: FileState) => boolean,
   ): ReadOutcome | undefined {
-    return this.#ffi ? readFfi(path, maxSize, skipIf) : readDeno(path, maxSize, skipIf);
+    return this.#ffi ? readFfi(dirfd, name, maxSize, skipIf) : readDeno(path, maxSize, skipIf);
   }
 }
 
@@ -138,13 +139,14 @@ function tooLarge(maxSize: number, state: FileState): ReadOutcome {
 }
 
 function readFfi(
-  path: string,
+  dirfd: number,
+  name: string,
   maxSize: number,
   skipIf?: (state: FileState) => boolean,
 ): ReadOutcome | undefined {
   let fd: number;
   try {
-    fd = openFd(path, O.RDONLY | O.NOFOLLOW | O.NONBLOCK | O.NOCTTY);
+    fd = openAt(dirfd, name, O.RDONLY | O.NONBLOCK | O.NOCTTY);
   } catch (err) {
     if (!(err instanceof SysError)) throw err;
     if (err.code === "ENOENT") return { ok: false, why: "gone" };

@@ -16,9 +16,21 @@
 
 import { fromFsError, FsbusError, type Message, type Subscription } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
+import { closeFd, statAt } from "../../sys/fs.ts";
+import { openDir, readDirFd } from "../../sys/dirfd.ts";
 import { MessageFiles } from "./read.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher } from "./watch.ts";
+import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
+
+/** How many topic directories a subscription keeps open at once (besides its own). */
+const DIR_FDS = 64;
+
+interface Entry {
+  name: string;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
 
 /**
  * A message from a directory bus.
@@ -150,7 +162,12 @@ export class BusSubscription implements Subscription<BusMessage> {
   readonly #cutoffMs: number;
   readonly #seen = new Map<string, string>();
   readonly #files: MessageFiles;
+  readonly #ffi: boolean;
   readonly #gen: AsyncGenerator<BusMessage, void, undefined>;
+  /** The subscribed directory's descriptor (with FFI), open while iterating. */
+  #baseFd = -1;
+  /** Descriptors of topic directories below it, least recently used first. */
+  readonly #dirFds = new Map<string, number>();
   #watcher: Watcher | undefined;
   #closed = false;
   #abort: (() => void) | undefined;
@@ -176,8 +193,9 @@ export class BusSubscription implements Subscription<BusMessage> {
       : since instanceof Date
       ? since.getTime()
       : now - since;
+    this.#ffi = this.backend === "inotify";
     this.#checkBus();
-    this.#files = new MessageFiles(this.backend === "inotify");
+    this.#files = new MessageFiles(this.#ffi);
     this.#gen = this.#run();
     const signal = options.signal;
     if (signal) {
@@ -215,9 +233,13 @@ export class BusSubscription implements Subscription<BusMessage> {
     if (!info.isDirectory) {
       throw new FsbusError("not_a_directory", `Cannot subscribe to "${this.dir}": not a directory`);
     }
+    if (this.#ffi) {
+      closeFd(this.#openBase());
+      return;
+    }
     if (this.topic) {
       try {
-        Deno.mkdirSync(this.#base, { recursive: true });
+        makeTopicByPath(this.dir, this.topic);
       } catch (err) {
         if (err instanceof Deno.errors.PermissionDenied) {
           throw new FsbusError(
@@ -247,8 +269,72 @@ export class BusSubscription implements Subscription<BusMessage> {
     }
   }
 
+  /**
+   * Opens the subscribed directory through descriptors: the bus, then its topic one segment at
+   * a time with `O_NOFOLLOW` (made with the bus's mode when missing).
+   */
+  #openBase(): number {
+    let bus: number;
+    try {
+      bus = openDir(this.dir);
+    } catch (err) {
+      throw fromFsError(err, "Cannot subscribe to", this.dir);
+    }
+    if (!this.topic) return bus;
+    try {
+      return openTopic(bus, this.topic, busMode(bus));
+    } catch (err) {
+      throw fromFsError(err, "Cannot subscribe to", this.#base);
+    } finally {
+      closeFd(bus);
+    }
+  }
+
+  /** The descriptor of a directory below the subscribed one ("" for itself), or undefined
+   * when it is gone or not a directory (a symlink is never followed). */
+  #dirFd(dir: string): number | undefined {
+    if (dir === "") return this.#baseFd;
+    const fd = this.#dirFds.get(dir);
+    if (fd !== undefined) {
+      this.#dirFds.delete(dir);
+      this.#dirFds.set(dir, fd);
+      return fd;
+    }
+    let opened: number;
+    try {
+      opened = openTopic(this.#baseFd, dir);
+    } catch {
+      return undefined;
+    }
+    if (this.#dirFds.size >= DIR_FDS) {
+      const [oldest, oldFd] = this.#dirFds.entries().next().value!;
+      this.#dirFds.delete(oldest);
+      closeFd(oldFd);
+    }
+    this.#dirFds.set(dir, opened);
+    return opened;
+  }
+
+  /** Forgets the descriptors of a directory and everything below it. */
+  #dropDirs(dir: string): void {
+    for (const [rel, fd] of this.#dirFds) {
+      if (rel === dir || rel.startsWith(dir + "/")) {
+        this.#dirFds.delete(rel);
+        closeFd(fd);
+      }
+    }
+  }
+
+  #release(): void {
+    for (const fd of this.#dirFds.values()) closeFd(fd);
+    this.#dirFds.clear();
+    if (this.#baseFd >= 0) closeFd(this.#baseFd);
+    this.#baseFd = -1;
+  }
+
   async *#run(): AsyncGenerator<BusMessage, void, undefined> {
     if (this.#closed) return;
+    if (this.#ffi) this.#baseFd = this.#openBase();
     const recursive = this.#options.recursive ?? false;
     const watcher = openWatcher(this.#base, {
       recursive,
@@ -257,7 +343,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     });
     this.#watcher = watcher;
     try {
-      watcher.watch("");
+      watcher.watch("", this.#ffi ? this.#baseFd : undefined);
       if (recursive) this.#watchTree("");
       if (this.#options.since !== undefined) yield* this.#rescan(recursive);
       for (;;) {
@@ -274,12 +360,16 @@ export class BusSubscription implements Subscription<BusMessage> {
             case "dir":
               if (recursive) {
                 const dir = e.dir ? `${e.dir}/${e.name}` : e.name;
-                if (watcher.watch(dir)) yield* this.#rescan(true, dir);
+                this.#dropDirs(dir); // a directory moved in under a name seen before
+                if (this.#watchDir(dir)) yield* this.#rescan(true, dir);
               }
               break;
-            case "gone":
-              this.#seen.delete(e.dir ? `${e.dir}/${e.name}` : e.name);
+            case "gone": {
+              const rel = e.dir ? `${e.dir}/${e.name}` : e.name;
+              this.#seen.delete(rel);
+              if (this.#dirFds.size > 0) this.#dropDirs(rel);
               break;
+            }
             case "rescan":
               this.stats.rescans++;
               yield* this.#rescan(recursive);
@@ -288,6 +378,7 @@ export class BusSubscription implements Subscription<BusMessage> {
               if (e.dir === "") {
                 throw new FsbusError("not_found", `Bus "${this.#base}" was removed or moved`);
               }
+              this.#dropDirs(e.dir);
               break;
           }
         }
@@ -295,8 +386,16 @@ export class BusSubscription implements Subscription<BusMessage> {
     } finally {
       this.#closed = true;
       await watcher.close();
+      this.#release();
       if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
     }
+  }
+
+  /** Watches a directory below the subscribed one, through its descriptor with FFI. */
+  #watchDir(dir: string): boolean {
+    if (!this.#ffi) return this.#watcher!.watch(dir);
+    const fd = this.#dirFd(dir);
+    return fd !== undefined && this.#watcher!.watch(dir, fd);
   }
 
   /** Watches every (non-hidden, non-symlink) directory below `dir`. */
@@ -304,7 +403,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     for (const entry of this.#entries(dir)) {
       if (!entry.isDirectory || entry.isSymlink || isHidden(entry.name)) continue;
       const sub = dir ? `${dir}/${entry.name}` : entry.name;
-      if (this.#watcher!.watch(sub)) this.#watchTree(sub);
+      if (this.#watchDir(sub)) this.#watchTree(sub);
     }
   }
 
@@ -330,12 +429,34 @@ export class BusSubscription implements Subscription<BusMessage> {
   }
 
   /** The entries of a directory below the base ("" for the base), or none when unreadable. */
-  #entries(dir: string): Deno.DirEntry[] {
+  #entries(dir: string): Entry[] {
     try {
-      return [...Deno.readDirSync(dir ? `${this.#base}/${dir}` : this.#base)];
+      if (!this.#ffi) return [...Deno.readDirSync(dir ? `${this.#base}/${dir}` : this.#base)];
+      const fd = this.#dirFd(dir);
+      if (fd === undefined) return [];
+      const out: Entry[] = [];
+      for (const batch of readDirFd(fd)) {
+        for (const e of batch) {
+          const kind = e.kind ?? statAt(fd, e.name)?.kind;
+          if (kind === undefined) continue;
+          out.push({
+            name: e.name,
+            isDirectory: kind === "directory",
+            isSymlink: kind === "symlink",
+          });
+        }
+      }
+      return out;
     } catch {
       return [];
     }
+  }
+
+  /** The state of a file below the base, without following a symlink. */
+  #state(dir: string, name: string) {
+    const fd = this.#ffi ? this.#dirFd(dir) : -1;
+    if (fd === undefined) return undefined;
+    return this.#files.state(fd, name, `${this.#base}/${dir ? dir + "/" : ""}${name}`);
   }
 
   #list(dir: string, recursive: boolean, out: Candidate[], present: Set<string> | undefined): void {
@@ -344,7 +465,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       const rel = dir ? `${dir}/${entry.name}` : entry.name;
       if (entry.isDirectory) {
         // A topic made while events were lost has no watch yet (watching twice is harmless).
-        if (recursive && !entry.isSymlink && this.#watcher!.watch(rel)) {
+        if (recursive && !entry.isSymlink && this.#watchDir(rel)) {
           this.#list(rel, true, out, present);
         }
         continue;
@@ -361,7 +482,7 @@ export class BusSubscription implements Subscription<BusMessage> {
           continue;
         }
       }
-      const st = this.#files.state(`${this.#base}/${rel}`);
+      const st = this.#state(dir, entry.name);
       if (st === undefined) continue;
       if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
       if (seen === st.key || seen === `skip:${st.key}`) continue;
@@ -386,7 +507,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (wait <= 0 || this.#closed) return;
       await new Promise((r) => setTimeout(r, Math.ceil(wait)));
       for (const c of candidates) {
-        const st = this.#files.state(`${this.#base}/${c.dir ? c.dir + "/" : ""}${c.name}`);
+        const st = this.#state(c.dir, c.name);
         if (st) c.mtimeMs = st.mtimeMs;
       }
     }
@@ -396,7 +517,15 @@ export class BusSubscription implements Subscription<BusMessage> {
   #deliver(dir: string, name: string): BusMessage | undefined {
     const rel = dir ? `${dir}/${name}` : name;
     const path = `${this.#base}/${rel}`;
-    const r = this.#files.read(path, this.#maxSize, (st) => this.#seen.get(rel) === st.key);
+    const fd = this.#ffi ? this.#dirFd(dir) : -1;
+    if (fd === undefined) return undefined; // the topic is gone, or was swapped for a symlink
+    const r = this.#files.read(
+      fd,
+      name,
+      path,
+      this.#maxSize,
+      (st) => this.#seen.get(rel) === st.key,
+    );
     if (r === undefined) return undefined;
     if (!r.ok) {
       if (r.why === "gone") {
@@ -428,6 +557,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     this.#closed = true;
     this.#watcher?.wake();
     await this.#gen.return(undefined);
+    this.#release();
     if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
   }
 

@@ -1,0 +1,191 @@
+/**
+ * Attacks on a directory bus by another user (uid 65534, and 65533 as a second member of a
+ * group the test makes), each asserting that the attack fails and the victim's data is intact.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import * as msgfs from "../../transports/msgfs/mod.ts";
+import { newId } from "../../transports/msgfs/names.ts";
+import { sh, stop, tempDir } from "../_helpers.ts";
+
+const NOBODY = 65534;
+
+/** A Unix group made for one test (name prefix fsbt-msgfs-), removed when disposed. */
+async function makeGroup(): Promise<{ name: string; gid: number } & AsyncDisposable> {
+  const name = `fsbt-msgfs-${Deno.pid}-${Math.floor(Math.random() * 1e6)}`;
+  const r = await sh(`groupadd ${name} && getent group ${name} | cut -d: -f3`);
+  assert.equal(r.code, 0, r.stderr);
+  return {
+    name,
+    gid: Number(r.text.trim()),
+    async [Symbol.asyncDispose]() {
+      await sh(`groupdel ${name}`);
+    },
+  };
+}
+
+/** A directory others may enter (a temp dir is 0700), holding the bus. */
+function openRoom(): { path: string } & Disposable {
+  const room = tempDir();
+  Deno.chmodSync(room.path, 0o755);
+  return room;
+}
+
+/** The setpriv prefix that runs a command as `uid` with `gid` as its only extra group. */
+function as(uid: number, gid?: number, umask = "022"): string[] {
+  return [
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${uid}`,
+    gid === undefined ? "--clear-groups" : `--groups=${gid}`,
+    "--",
+    "sh",
+    "-c",
+    `umask ${umask} && exec "$0" "$@"`,
+  ];
+}
+
+/** Runs a Python script as another user, to completion. */
+async function python(uid: number, gid: number | undefined, script: string, ...args: string[]) {
+  const [cmd, ...rest] = as(uid, gid);
+  const r = await new Deno.Command(cmd!, {
+    args: [...rest, "python3", "-c", script, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: r.code,
+    text: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
+}
+
+const OLD = new Date("2001-01-01T00:00:00Z");
+
+Deno.test("a member swapping a topic for a symlink (RENAME_EXCHANGE loop) never makes gc delete outside the bus", async () => {
+  await using group = await makeGroup();
+  using room = openRoom();
+  const bus = `${room.path}/bus`;
+  msgfs.init(bus, { access: "shared", group: group.gid, ttlMs: 1000 });
+  // The victim: root's own old files, outside the bus.
+  const victim = `${room.path}/victim`;
+  Deno.mkdirSync(victim, { mode: 0o700 });
+  const names = Array.from({ length: 200 }, (_, i) => `precious-${i}`);
+  for (const n of names) {
+    Deno.writeTextFileSync(`${victim}/${n}`, n);
+    Deno.utimeSync(`${victim}/${n}`, OLD, OLD);
+  }
+  // The member's topic (with expired messages to sweep) and a symlink to swap it with.
+  const setup = await python(
+    NOBODY,
+    group.gid,
+    `import os, sys
+bus, victim = sys.argv[1:3]
+os.mkdir(bus + "/t")
+for i in range(50):
+    p = bus + "/t/old-%d" % i
+    open(p, "w").write("x")
+    os.utime(p, (978307200, 978307200))
+os.symlink(victim, bus + "/l")`,
+    bus,
+    victim,
+  );
+  assert.equal(setup.code, 0, setup.stderr);
+  const [cmd, ...rest] = as(NOBODY, group.gid);
+  const swapper = new Deno.Command(cmd!, {
+    args: [
+      ...rest,
+      "python3",
+      "-c",
+      `import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = sys.argv[1].encode(), sys.argv[2].encode()
+end = time.time() + 60
+print("swapping", flush=True)
+while time.time() < end:
+    libc.renameat2(-100, a, -100, b, 2)`,
+      `${bus}/t`,
+      `${bus}/l`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    const reader = swapper.stdout.getReader();
+    await reader.read(); // "swapping"
+    reader.releaseLock();
+    const deadline = Date.now() + 3000;
+    let sweeps = 0;
+    while (Date.now() < deadline || sweeps < 50) {
+      await msgfs.gc(bus, { ttlMs: 1000 });
+      sweeps++;
+    }
+  } finally {
+    await stop(swapper);
+  }
+  const left = [...Deno.readDirSync(victim)].map((e) => e.name).sort();
+  assert.deepEqual(left, [...names].sort(), "every file outside the bus is still there");
+  for (const n of names) assert.equal(Deno.readTextFileSync(`${victim}/${n}`), n);
+});
+
+Deno.test("a member swapping a topic for a symlink never makes a recursive replay deliver files outside the bus", async () => {
+  await using group = await makeGroup();
+  using room = openRoom();
+  const bus = `${room.path}/bus`;
+  msgfs.init(bus, { access: "shared", group: group.gid });
+  const victim = `${room.path}/victim`;
+  Deno.mkdirSync(victim, { mode: 0o700 });
+  for (let i = 0; i < 20; i++) Deno.writeTextFileSync(`${victim}/${newId()}`, `secret-${i}`);
+  const setup = await python(
+    NOBODY,
+    group.gid,
+    `import os, sys
+os.mkdir(sys.argv[1] + "/t")
+open(sys.argv[1] + "/t/m", "w").write("member")
+os.symlink(sys.argv[2], sys.argv[1] + "/l")`,
+    bus,
+    victim,
+  );
+  assert.equal(setup.code, 0, setup.stderr);
+  msgfs.publish(bus, "end");
+  const [cmd, ...rest] = as(NOBODY, group.gid);
+  const swapper = new Deno.Command(cmd!, {
+    args: [
+      ...rest,
+      "python3",
+      "-c",
+      `import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = sys.argv[1].encode(), sys.argv[2].encode()
+end = time.time() + 60
+print("swapping", flush=True)
+while time.time() < end:
+    libc.renameat2(-100, a, -100, b, 2)`,
+      `${bus}/t`,
+      `${bus}/l`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const seen: string[] = [];
+  try {
+    const reader = swapper.stdout.getReader();
+    await reader.read();
+    reader.releaseLock();
+    const deadline = Date.now() + 3000;
+    for (let round = 0; round < 40 || Date.now() < deadline; round++) {
+      for await (const m of msgfs.subscribe(bus, { since: "all", recursive: true })) {
+        const text = new TextDecoder().decode(m.data);
+        seen.push(text);
+        if (text === "end") break;
+      }
+    }
+  } finally {
+    await stop(swapper);
+  }
+  assert.ok(seen.includes("end"));
+  assert.deepEqual(seen.filter((t) => t.startsWith("secret")), [], "nothing from outside the bus");
+  assert.equal([...Deno.readDirSync(victim)].length, 20);
+});
