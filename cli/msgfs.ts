@@ -170,12 +170,13 @@ export async function pub(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const [dir, message] = positionals as [string, string | undefined];
   const topic = stringOption(values, "topic");
-  const publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
+  if (message !== undefined && values.lines) {
+    throw new UsageError('Option "--lines" of "fsbus pub" reads standard input: give no MESSAGE');
+  }
+  // Waits, when closed, for the sweep of expired messages that a publish may start.
+  await using publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
   const options = topic === undefined ? {} : { topic };
   if (message !== undefined) {
-    if (values.lines) {
-      throw new UsageError('Option "--lines" of "fsbus pub" reads standard input: give no MESSAGE');
-    }
     publisher.publish(message, options);
     return 0;
   }

@@ -8,9 +8,18 @@
 import assert from "node:assert/strict";
 import * as msgfs from "../../transports/msgfs/mod.ts";
 import { newId } from "../../transports/msgfs/names.ts";
-import { sh, stop, tempDir } from "../_helpers.ts";
+import {
+  collect,
+  inotifyWatches,
+  runnableByOthers,
+  sh,
+  stop,
+  tempDir,
+  waitFor,
+} from "../_helpers.ts";
 
 const NOBODY = 65534;
+const OTHER = 65533;
 
 /** A Unix group made for one test (name prefix fsbt-msgfs-), removed when disposed. */
 async function makeGroup(): Promise<{ name: string; gid: number } & AsyncDisposable> {
@@ -54,6 +63,25 @@ async function python(uid: number, gid: number | undefined, script: string, ...a
     args: [...rest, "python3", "-c", script, ...args],
     stdout: "piped",
     stderr: "piped",
+  }).output();
+  return {
+    code: r.code,
+    text: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
+}
+
+/** Runs `fsbus ARGS` as another user, to completion. */
+async function fsbusAs(uid: number, gid: number | undefined, umask: string, args: string[]) {
+  using home = tempDir();
+  Deno.chmodSync(home.path, 0o777);
+  const { deno, cli } = runnableByOthers();
+  const [cmd, ...rest] = as(uid, gid, umask);
+  const r = await new Deno.Command(cmd!, {
+    args: [...rest, deno, "run", "-A", "--quiet", cli, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", DENO_DIR: home.path, HOME: home.path },
   }).output();
   return {
     code: r.code,
@@ -188,4 +216,81 @@ while time.time() < end:
   assert.ok(seen.includes("end"));
   assert.deepEqual(seen.filter((t) => t.startsWith("secret")), [], "nothing from outside the bus");
   assert.equal([...Deno.readDirSync(victim)].length, 20);
+});
+
+Deno.test("topics made by members take the bus's mode whatever their umask; a member cannot delete, replace or forge another's message", async () => {
+  await using group = await makeGroup();
+  using room = openRoom();
+  const bus = `${room.path}/bus`;
+  msgfs.init(bus, { access: "shared", group: group.gid });
+  // Member A publishes to a new topic with umask 022 (and 077 for a nested one).
+  let r = await fsbusAs(NOBODY, group.gid, "022", ["pub", bus, "--topic", "t", "from A"]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await fsbusAs(NOBODY, group.gid, "077", ["pub", bus, "--topic", "deep/er", "A deep"]);
+  assert.equal(r.code, 0, r.stderr);
+  for (const t of ["t", "deep", "deep/er"]) {
+    const st = Deno.statSync(`${bus}/${t}`);
+    assert.equal(st.mode! & 0o7777, 0o3770, `mode of ${t}`);
+    assert.equal(st.gid, group.gid, `group of ${t}`);
+    assert.equal(st.uid, NOBODY);
+  }
+  const [aId] = [...Deno.readDirSync(`${bus}/t`)].map((e) => e.name);
+  const aPath = `${bus}/t/${aId}`;
+  // Member B (umask 077) publishes to A's topic and subscribes to a topic of its own making.
+  r = await fsbusAs(OTHER, group.gid, "077", ["pub", bus, "--topic", "t", "from B"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal([...Deno.readDirSync(`${bus}/t`)].length, 2);
+  using home = tempDir();
+  Deno.chmodSync(home.path, 0o777);
+  const { deno, cli } = runnableByOthers();
+  const [cmd, ...rest] = as(OTHER, group.gid, "077");
+  const sub = new Deno.Command(cmd!, {
+    args: [...rest, deno, "run", "-A", "--quiet", cli, "sub", bus, "--topic", "s", "-n", "1"],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", DENO_DIR: home.path, HOME: home.path },
+  }).spawn();
+  const out = collect(sub.stdout);
+  const err = collect(sub.stderr);
+  try {
+    await waitFor(() => inotifyWatches(sub.pid) > 0, "B's subscriber to watch");
+    assert.equal(Deno.statSync(`${bus}/s`).mode! & 0o7777, 0o3770);
+    // A can publish to B's topic (B's umask 077 did not lock A out).
+    r = await fsbusAs(NOBODY, group.gid, "022", ["pub", bus, "--topic", "s", "A to B"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await sub.status).code, 0, err.text());
+    await out.done;
+    assert.match(out.text(), /^A to B/);
+  } finally {
+    await stop(sub);
+  }
+  // B attacks A's message: delete, rename over, write into, link over, and remove A's topic.
+  const attack = await python(
+    OTHER,
+    group.gid,
+    `import os, sys
+target = sys.argv[1]
+d = os.path.dirname(target)
+results = []
+def tryit(name, f):
+    try:
+        f()
+        results.append(name + ":ok")
+    except OSError as e:
+        results.append(name + ":" + str(e.errno))
+tryit("unlink", lambda: os.unlink(target))
+open(d + "/forged", "w").write("forged")
+tryit("rename", lambda: os.rename(d + "/forged", target))
+tryit("write", lambda: open(target, "a").write("forged"))
+tryit("rmdir", lambda: os.rmdir(d))
+tryit("rename-topic", lambda: os.rename(d, d + "-x"))
+print(" ".join(results))`,
+    aPath,
+  );
+  assert.equal(attack.code, 0, attack.stderr);
+  for (const part of attack.text.trim().split(" ")) {
+    assert.doesNotMatch(part, /:ok$/, `B's attack succeeded: ${attack.text}`);
+  }
+  assert.equal(Deno.readTextFileSync(aPath), "from A");
+  assert.equal(Deno.statSync(aPath).uid, NOBODY);
 });
