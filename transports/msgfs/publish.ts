@@ -226,18 +226,22 @@ export class Publisher {
     closeFd(fd);
   }
 
-  /** Creates a message file in an open directory: written fully, then closed once. */
+  /**
+   * Creates a message file in an open directory: written fully, then closed once. A write that
+   * fails (ENOSPC, EDQUOT, EIO, ...) removes the file *before* closing it, so the close that
+   * announces it finds no file: a failed publish is never delivered.
+   */
   #createAt(dirfd: number, name: string, bytes: Uint8Array): void {
     const fd = openAt(dirfd, name, O.WRONLY | O.CREAT | O.EXCL, this.#mode);
     try {
       writeAllFd(fd, bytes);
     } catch (err) {
-      closeFd(fd);
       try {
         unlinkAt(dirfd, name);
       } catch {
         // already gone
       }
+      closeFd(fd);
       throw err;
     }
     closeFd(fd);
@@ -250,16 +254,16 @@ export class Publisher {
       this.#madeTopics.add(topic);
     }
     if (!this.#atomic) {
-      Deno.writeFileSync(path, bytes, { createNew: true, mode: this.#mode });
+      this.#createByPath(path, bytes);
       return;
     }
     const tmp = `${this.dir}/${TEMP_DIR}/${id}`;
     try {
-      Deno.writeFileSync(tmp, bytes, { createNew: true, mode: this.#mode });
+      this.#createByPath(tmp, bytes);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       makeTopicByPath(this.dir, TEMP_DIR);
-      Deno.writeFileSync(tmp, bytes, { createNew: true, mode: this.#mode });
+      this.#createByPath(tmp, bytes);
     }
     try {
       Deno.renameSync(tmp, path);
@@ -271,6 +275,23 @@ export class Publisher {
       }
       throw err;
     }
+  }
+
+  /** Without FFI: create, write fully, and on failure remove before closing. */
+  #createByPath(path: string, bytes: Uint8Array): void {
+    const file = Deno.openSync(path, { write: true, createNew: true, mode: this.#mode });
+    try {
+      for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
+    } catch (err) {
+      try {
+        Deno.removeSync(path);
+      } catch {
+        // already gone
+      }
+      file.close();
+      throw err;
+    }
+    file.close();
   }
 
   #release(): void {

@@ -94,7 +94,8 @@ export class MessageFiles {
    * @param path The file's path (without FFI).
    * @param maxSize The largest message accepted.
    * @param skipIf Returns true for a state not to read (already delivered).
-   * @returns The bytes and state, or why not.
+   * @returns The bytes and state, or why not; undefined when `skipIf` said so, or when the
+   *   file changed while it was read (a writer still at work: its close comes later).
    */
   read(
     dirfd: number,
@@ -154,13 +155,22 @@ function readFfi(
     return { ok: false, why: "skip", reason: err.reason };
   }
   try {
-    const state = fromFdStat(fstat(fd));
+    const st = fstat(fd);
+    const mtimeNs = st.mtimeNs;
+    const state = fromFdStat(st);
     if (state.kind !== "file") {
       return { ok: false, why: "skip", reason: "not a regular file", state };
     }
     if (skipIf?.(state)) return undefined;
     const data = readAllFd(fd, state.size, maxSize);
     if (data === undefined) return tooLarge(maxSize, state);
+    // Changed while read (still being written: its close comes later), or removed (a failed
+    // publish is removed before its close): not a message, or not yet.
+    const after = fstat(fd);
+    if (after.nlink === 0) return { ok: false, why: "gone" };
+    if (data.length !== state.size || after.size !== state.size || after.mtimeNs !== mtimeNs) {
+      return undefined;
+    }
     return { ok: true, state, data };
   } catch (err) {
     if (!(err instanceof SysError)) throw err;
@@ -189,6 +199,8 @@ function readDeno(
   try {
     const data = Deno.readFileSync(path);
     if (data.length > maxSize) return tooLarge(maxSize, state);
+    const after = fromFileInfo(Deno.lstatSync(path));
+    if (data.length !== state.size || after.key !== state.key) return undefined; // changed
     return { ok: true, state, data };
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return { ok: false, why: "gone" };
