@@ -10,6 +10,7 @@ import * as msgfs from "../../transports/msgfs/mod.ts";
 import { newId } from "../../transports/msgfs/names.ts";
 import {
   collect,
+  fsbus,
   inotifyWatches,
   runnableByOthers,
   sh,
@@ -293,4 +294,45 @@ print(" ".join(results))`,
   }
   assert.equal(Deno.readTextFileSync(aPath), "from A");
   assert.equal(Deno.statSync(aPath).uid, NOBODY);
+});
+
+Deno.test("a settings file planted by a member (FIFO, symlink to /dev/zero, huge file) gives a clear error at once", async () => {
+  await using group = await makeGroup();
+  using room = openRoom();
+  const bus = `${room.path}/bus`;
+  msgfs.init(bus, { access: "shared", group: group.gid });
+  Deno.removeSync(`${bus}/.fsbus.json`); // a bus made without settings: members may add them
+  const plant = (what: string) =>
+    python(
+      NOBODY,
+      group.gid,
+      `import os, sys
+p = sys.argv[1] + "/.fsbus.json"
+if os.path.lexists(p): os.unlink(p)
+what = sys.argv[2]
+if what == "fifo": os.mkfifo(p, 0o666)
+elif what == "zero": os.symlink("/dev/zero", p)
+else: open(p, "w").write('{"ttl_ms": 1000, "pad": "' + "x" * (1 << 20) + '"}')`,
+      bus,
+      what,
+    );
+  const cases: [string, string][] = [
+    ["fifo", "not a regular file"],
+    ["zero", "a symbolic link"],
+    ["huge", "larger than 65536 bytes"],
+  ];
+  for (const [what, why] of cases) {
+    const planted = await plant(what);
+    assert.equal(planted.code, 0, planted.stderr);
+    const expected = `fsbus: Cannot read the settings of "${bus}/.fsbus.json": ${why}\n`;
+    for (const args of [["pub", bus, "hi"], ["gc", bus]]) {
+      const r = await fsbus(args);
+      assert.equal(r.code, 1, `${what}: ${args[0]}`);
+      assert.equal(r.stderr, expected);
+    }
+    assert.throws(() => msgfs.readConfig(bus), { message: expected.slice(7, -1) });
+  }
+  // Nothing was published meanwhile.
+  const names = [...Deno.readDirSync(bus)].map((e) => e.name).filter((n) => !n.startsWith("."));
+  assert.deepEqual(names, []);
 });
