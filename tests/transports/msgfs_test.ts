@@ -427,3 +427,29 @@ Deno.test("a publish that fails (ENOSPC) is never delivered, not even truncated,
     assert.equal(m.data, m.data[0].repeat(SIZE));
   }
 });
+
+Deno.test("a long subscription forgets delivered messages once they are seconds old: bounded memory, no duplicate", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next(); // the watch is set up now
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  const N = 3000;
+  for (let i = 0; i < N; i++) pub.publish(`${i}`);
+  const got = new Set<string>([(await first).value!.id]);
+  while (got.size < N) got.add((await it.next()).value!.id);
+  assert.ok(sub.stats.remembered >= 1000, `${sub.stats.remembered} remembered after the burst`);
+  // Keep the subscription busy (~50 msgs/s: some 100 within the slack) until it has pruned.
+  const deadline = Date.now() + 15_000;
+  while (sub.stats.remembered > 300 && Date.now() < deadline) {
+    const { id } = pub.publish("tick");
+    const m = await it.next();
+    assert.equal(m.value!.id, id);
+    got.add(id);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(sub.stats.remembered <= 300, `${sub.stats.remembered} still remembered`);
+  assert.equal(sub.stats.delivered, got.size, "no duplicate");
+  await sub.close();
+  await pub.close();
+});

@@ -18,7 +18,7 @@ import { SysError } from "../../sys/errno.ts";
  * @example
  * ```ts
  * import type { FileState } from "./read.ts";
- * const s: FileState = { kind: "file", size: 2, mtimeMs: 0, key: "1:2:0" };
+ * const s: FileState = { kind: "file", size: 2, mtimeMs: 0, ctimeMs: 0, key: "1:2:0" };
  * ```
  */
 export interface FileState {
@@ -28,6 +28,8 @@ export interface FileState {
   size: number;
   /** Modification time in milliseconds (with a fraction where known). */
   mtimeMs: number;
+  /** Status change time in milliseconds: the last write, or when it was created or renamed. */
+  ctimeMs: number;
   /** Inode, size and modification time together. */
   key: string;
 }
@@ -113,6 +115,7 @@ function fromFdStat(st: FdStat): FileState {
     kind: st.kind,
     size: st.size,
     mtimeMs: Number(st.mtimeNs / 1000n) / 1000,
+    ctimeMs: Number(st.ctimeNs / 1000n) / 1000,
     key: `${st.ino}:${st.size}:${st.mtimeNs}`,
   };
 }
@@ -132,7 +135,8 @@ function fromFileInfo(info: Deno.FileInfo): FileState {
     ? "block"
     : "socket";
   const mtimeMs = info.mtime?.getTime() ?? 0;
-  return { kind, size: info.size, mtimeMs, key: `${info.ino}:${info.size}:${mtimeMs}` };
+  const ctimeMs = info.ctime?.getTime() ?? mtimeMs;
+  return { kind, size: info.size, mtimeMs, ctimeMs, key: `${info.ino}:${info.size}:${mtimeMs}` };
 }
 
 function tooLarge(maxSize: number, state: FileState): ReadOutcome {

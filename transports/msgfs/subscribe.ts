@@ -8,6 +8,13 @@
  * set up first, so there is no gap, and delivered files are remembered (by name, inode, size
  * and modification time), so there is no duplicate at the seam.
  *
+ * Memory stays bounded however long a subscription runs: the subscription knows a time before
+ * which every file has been handled (the last inotify read that lost nothing, or the start of
+ * the last complete listing), and remembers only the files changed after it, less a slack of
+ * {@linkcode SEEN_SLACK_MS}. A listing skips files whose last change (ctime) is older than that,
+ * so a forgotten file is never delivered twice. (A writer that keeps a file open longer than the
+ * slack after its last write, and whose close event is lost in a queue overflow, is missed.)
+ *
  * Files are opened with `O_NOFOLLOW|O_NONBLOCK`: a symlink, FIFO or device planted in the
  * bus is never read, and nothing larger than `maxSize` is read.
  *
@@ -25,6 +32,25 @@ import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
 const DIR_FDS = 64;
+
+/**
+ * How long before the last loss-free event read a file must have last changed for a listing
+ * to take it as handled (and for the subscription to forget it): covers clock granularity and
+ * writers that close a little after their last write.
+ */
+export const SEEN_SLACK_MS = 2000;
+/** fsbus messages (UUIDv7 names) are taken as complete this long after the time in their
+ * name: older ones are skipped by a listing without looking at their ctime. */
+const NAME_SLACK_MS = 60_000;
+/** Deliveries between two prunings of what a subscription remembers. */
+const PRUNE_EVERY = 512;
+
+interface Seen {
+  /** The file's state key when delivered, or "skip:..." when skipped. */
+  key: string;
+  /** Its ctime then. */
+  ctimeMs: number;
+}
 
 interface Entry {
   name: string;
@@ -127,6 +153,8 @@ export interface SubscriptionStats {
   vanished: number;
   /** Times the directory was listed again because events were lost. */
   rescans: number;
+  /** Files remembered now (to avoid duplicates): bounded by the rate times a few seconds. */
+  remembered: number;
 }
 
 /** The default message size limit: 256 MiB. */
@@ -155,12 +183,22 @@ export class BusSubscription implements Subscription<BusMessage> {
   /** The subscribed topic ("" for the root). */
   readonly topic: string;
   /** Counters. */
-  readonly stats: SubscriptionStats = { delivered: 0, skipped: 0, vanished: 0, rescans: 0 };
+  readonly stats: SubscriptionStats = {
+    delivered: 0,
+    skipped: 0,
+    vanished: 0,
+    rescans: 0,
+    remembered: 0,
+  };
   readonly #base: string;
   readonly #options: SubscribeOptions;
   readonly #maxSize: number;
   readonly #cutoffMs: number;
-  readonly #seen = new Map<string, string>();
+  /** Files delivered or skipped, by path below the base, oldest first (roughly). */
+  readonly #seen = new Map<string, Seen>();
+  /** Every file whose ctime is before this (wall-clock ms) has been handled. */
+  #handledBefore = -Infinity;
+  #sincePrune = 0;
   readonly #files: MessageFiles;
   readonly #ffi: boolean;
   readonly #gen: AsyncGenerator<BusMessage, void, undefined>;
@@ -349,6 +387,13 @@ export class BusSubscription implements Subscription<BusMessage> {
       for (;;) {
         const batch = await watcher.next();
         if (batch === null || this.#closed) return;
+        // inotify loses nothing without saying so (IN_Q_OVERFLOW): every file changed before
+        // this read has had its event by now. The fallback watcher does lose events silently.
+        if (watcher.backend === "inotify" && !batch.some((e) => e.kind === "rescan")) {
+          this.#handledBefore = Date.now() - SEEN_SLACK_MS;
+          const oldest = this.#seen.values().next().value;
+          if (oldest !== undefined && oldest.ctimeMs < this.#handledBefore) this.#prune();
+        }
         for (const e of batch) {
           if (this.#closed) return;
           switch (e.kind) {
@@ -366,7 +411,7 @@ export class BusSubscription implements Subscription<BusMessage> {
               break;
             case "gone": {
               const rel = e.dir ? `${e.dir}/${e.name}` : e.name;
-              this.#seen.delete(rel);
+              if (this.#seen.delete(rel)) this.stats.remembered--;
               if (this.#dirFds.size > 0) this.#dropDirs(rel);
               break;
             }
@@ -413,19 +458,41 @@ export class BusSubscription implements Subscription<BusMessage> {
    */
   async *#rescan(recursive: boolean, only?: string): AsyncGenerator<BusMessage, void, undefined> {
     const candidates: Candidate[] = [];
-    const present = only === undefined ? new Set<string>() : undefined;
-    this.#list(only ?? "", recursive, candidates, present);
-    if (present) {
-      for (const rel of this.#seen.keys()) if (!present.has(rel)) this.#seen.delete(rel);
+    const listedAt = Date.now();
+    // A new directory (`only`) is listed whole: nothing in it was handled yet.
+    const handled = only === undefined ? this.#handledBefore : -Infinity;
+    this.#list(only ?? "", recursive, candidates, handled);
+    if (candidates.length > 0) {
+      candidates.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0));
+      await this.#settle(candidates);
+      for (const c of candidates) {
+        if (this.#closed) return;
+        const m = this.#deliver(c.dir, c.name);
+        if (m) yield m;
+      }
     }
-    if (candidates.length === 0) return;
-    candidates.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0));
-    await this.#settle(candidates);
-    for (const c of candidates) {
-      if (this.#closed) return;
-      const m = this.#deliver(c.dir, c.name);
-      if (m) yield m;
+    if (only === undefined) {
+      this.#handledBefore = Math.max(this.#handledBefore, listedAt - SEEN_SLACK_MS);
+      this.#prune();
     }
+  }
+
+  /** Forgets files changed before everything was handled: a listing skips them anyway. */
+  #prune(): void {
+    this.#sincePrune = 0;
+    const before = this.#handledBefore;
+    for (const [rel, seen] of this.#seen) {
+      if (seen.ctimeMs >= before) break;
+      this.#seen.delete(rel);
+    }
+    this.stats.remembered = this.#seen.size;
+  }
+
+  #remember(rel: string, key: string, ctimeMs: number): void {
+    this.#seen.delete(rel); // keep the map in the order of delivery
+    this.#seen.set(rel, { key, ctimeMs });
+    this.stats.remembered = this.#seen.size;
+    if (++this.#sincePrune >= PRUNE_EVERY) this.#prune();
   }
 
   /** The entries of a directory below the base ("" for the base), or none when unreadable. */
@@ -459,25 +526,26 @@ export class BusSubscription implements Subscription<BusMessage> {
     return this.#files.state(fd, name, `${this.#base}/${dir ? dir + "/" : ""}${name}`);
   }
 
-  #list(dir: string, recursive: boolean, out: Candidate[], present: Set<string> | undefined): void {
+  #list(dir: string, recursive: boolean, out: Candidate[], handled: number): void {
     for (const entry of this.#entries(dir)) {
       if (isHidden(entry.name)) continue;
       const rel = dir ? `${dir}/${entry.name}` : entry.name;
       if (entry.isDirectory) {
         // A topic made while events were lost has no watch yet (watching twice is harmless).
         if (recursive && !entry.isSymlink && this.#watchDir(rel)) {
-          this.#list(rel, true, out, present);
+          this.#list(rel, true, out, handled);
         }
         continue;
       }
-      present?.add(rel);
-      const seen = this.#seen.get(rel);
+      const seen = this.#seen.get(rel)?.key;
       const idMs = idTime(entry.name);
       if (idMs !== undefined) {
         // fsbus names are created once (O_EXCL) and never rewritten: no need to look again,
-        // and the name says when: only a recent one needs its modification time (#settle).
+        // and the name says when: only a recent one needs its modification time (#settle),
+        // and only one that may have been forgotten needs its ctime.
         if (seen !== undefined || idMs < this.#cutoffMs) continue;
-        if (idMs < Date.now() - 1000) {
+        if (idMs < handled - NAME_SLACK_MS) continue;
+        if (idMs >= handled && idMs < Date.now() - 1000) {
           out.push({ dir, name: entry.name, sort: sortKey(entry.name, idMs), mtimeMs: idMs });
           continue;
         }
@@ -485,6 +553,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       const st = this.#state(dir, entry.name);
       if (st === undefined) continue;
       if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
+      if (st.ctimeMs < handled) continue; // handled, and perhaps forgotten
       if (seen === st.key || seen === `skip:${st.key}`) continue;
       out.push({
         dir,
@@ -502,7 +571,8 @@ export class BusSubscription implements Subscription<BusMessage> {
   async #settle(candidates: Candidate[]): Promise<void> {
     const settleMs = this.#options.settleMs ?? 30;
     for (let round = 0; round < 20; round++) {
-      const newest = Math.max(...candidates.map((c) => c.mtimeMs));
+      let newest = -Infinity;
+      for (const c of candidates) if (c.mtimeMs > newest) newest = c.mtimeMs;
       const wait = newest + settleMs - Date.now();
       if (wait <= 0 || this.#closed) return;
       await new Promise((r) => setTimeout(r, Math.ceil(wait)));
@@ -524,23 +594,23 @@ export class BusSubscription implements Subscription<BusMessage> {
       name,
       path,
       this.#maxSize,
-      (st) => this.#seen.get(rel) === st.key,
+      (st) => this.#seen.get(rel)?.key === st.key,
     );
     if (r === undefined) return undefined;
     if (!r.ok) {
       if (r.why === "gone") {
         this.stats.vanished++;
-        this.#seen.delete(rel);
+        if (this.#seen.delete(rel)) this.stats.remembered--;
         return undefined;
       }
       const mark = `skip:${r.state?.key ?? r.reason}`;
-      if (this.#seen.get(rel) === mark) return undefined;
-      this.#seen.set(rel, mark);
+      if (this.#seen.get(rel)?.key === mark) return undefined;
+      this.#remember(rel, mark, r.state?.ctimeMs ?? Date.now());
       this.stats.skipped++;
       this.#options.onSkip?.({ path, reason: r.reason });
       return undefined;
     }
-    this.#seen.set(rel, r.state.key);
+    this.#remember(rel, r.state.key, r.state.ctimeMs);
     this.stats.delivered++;
     const topic = this.topic ? (dir ? `${this.topic}/${dir}` : this.topic) : dir;
     const t = idTime(name) ?? r.state.mtimeMs;
