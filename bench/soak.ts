@@ -87,10 +87,12 @@ async function subRole(args: Record<string, string>): Promise<void> {
   let duplicates = 0;
   let violations = 0;
   let last = -1;
-  const sub = msgfs.subscribe(args.dir!, { blockMs: 60_000 });
+  // Waits in poll(2) on its own thread as `fsbus sub` does, so the first next() blocks: say
+  // "ready" first, and replay what came before the watch (the bus starts empty).
+  const sub = msgfs.subscribe(args.dir!, { blockMs: 60_000, since: "all" });
   const it = sub[Symbol.asyncIterator]();
-  let next = it.next(); // the watch is set up now
   console.log("ready");
+  let next = it.next();
   const progress = args.progress!;
   let reported = 0;
   let timer = setTimeout(() => void sub.close(), 120_000);
