@@ -91,6 +91,34 @@ async function fsbusAs(uid: number, gid: number | undefined, umask: string, args
   };
 }
 
+/** Starts a member swapping two names (a topic and a symlink) in a tight
+ * `renameat2(RENAME_EXCHANGE)` loop; stop it with `stop()`. */
+async function startSwapper(gid: number, a: string, b: string): Promise<Deno.ChildProcess> {
+  const [cmd, ...rest] = as(NOBODY, gid);
+  const swapper = new Deno.Command(cmd!, {
+    args: [
+      ...rest,
+      "python3",
+      "-c",
+      `import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = sys.argv[1].encode(), sys.argv[2].encode()
+end = time.time() + 60
+print("swapping", flush=True)
+while time.time() < end:
+    libc.renameat2(-100, a, -100, b, 2)`,
+      a,
+      b,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = swapper.stdout.getReader();
+  await reader.read(); // "swapping"
+  reader.releaseLock();
+  return swapper;
+}
+
 const OLD = new Date("2001-01-01T00:00:00Z");
 
 Deno.test("a member swapping a topic for a symlink (RENAME_EXCHANGE loop) never makes gc delete outside the bus", async () => {
@@ -122,29 +150,8 @@ os.symlink(victim, bus + "/l")`,
     victim,
   );
   assert.equal(setup.code, 0, setup.stderr);
-  const [cmd, ...rest] = as(NOBODY, group.gid);
-  const swapper = new Deno.Command(cmd!, {
-    args: [
-      ...rest,
-      "python3",
-      "-c",
-      `import ctypes, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-a, b = sys.argv[1].encode(), sys.argv[2].encode()
-end = time.time() + 60
-print("swapping", flush=True)
-while time.time() < end:
-    libc.renameat2(-100, a, -100, b, 2)`,
-      `${bus}/t`,
-      `${bus}/l`,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const swapper = await startSwapper(group.gid, `${bus}/t`, `${bus}/l`);
   try {
-    const reader = swapper.stdout.getReader();
-    await reader.read(); // "swapping"
-    reader.releaseLock();
     const deadline = Date.now() + 3000;
     let sweeps = 0;
     while (Date.now() < deadline || sweeps < 50) {
@@ -179,30 +186,9 @@ os.symlink(sys.argv[2], sys.argv[1] + "/l")`,
   );
   assert.equal(setup.code, 0, setup.stderr);
   msgfs.publish(bus, "end");
-  const [cmd, ...rest] = as(NOBODY, group.gid);
-  const swapper = new Deno.Command(cmd!, {
-    args: [
-      ...rest,
-      "python3",
-      "-c",
-      `import ctypes, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-a, b = sys.argv[1].encode(), sys.argv[2].encode()
-end = time.time() + 60
-print("swapping", flush=True)
-while time.time() < end:
-    libc.renameat2(-100, a, -100, b, 2)`,
-      `${bus}/t`,
-      `${bus}/l`,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const swapper = await startSwapper(group.gid, `${bus}/t`, `${bus}/l`);
   const seen: string[] = [];
   try {
-    const reader = swapper.stdout.getReader();
-    await reader.read();
-    reader.releaseLock();
     const deadline = Date.now() + 3000;
     for (let round = 0; round < 40 || Date.now() < deadline; round++) {
       for await (const m of msgfs.subscribe(bus, { since: "all", recursive: true })) {
@@ -335,4 +321,45 @@ else: open(p, "w").write('{"ttl_ms": 1000, "pad": "' + "x" * (1 << 20) + '"}')`,
   // Nothing was published meanwhile.
   const names = [...Deno.readDirSync(bus)].map((e) => e.name).filter((n) => !n.startsWith("."));
   assert.deepEqual(names, []);
+});
+
+Deno.test("a member swapping a topic for a symlink never makes a publisher write outside the bus", async () => {
+  await using group = await makeGroup();
+  using room = openRoom();
+  const bus = `${room.path}/bus`;
+  msgfs.init(bus, { access: "shared", group: group.gid });
+  const victim = `${room.path}/victim`;
+  Deno.mkdirSync(victim, { mode: 0o700 });
+  const setup = await python(
+    NOBODY,
+    group.gid,
+    `import os, sys
+os.mkdir(sys.argv[1] + "/t")
+os.symlink(sys.argv[2], sys.argv[1] + "/l")`,
+    bus,
+    victim,
+  );
+  assert.equal(setup.code, 0, setup.stderr);
+  const swapper = await startSwapper(group.gid, `${bus}/t`, `${bus}/l`);
+  let published = 0;
+  try {
+    const deadline = Date.now() + 3000;
+    for (let round = 0; round < 40 || Date.now() < deadline; round++) {
+      // A new publisher each round: it opens the topic again.
+      await using pub = new msgfs.Publisher(bus, { sweep: false });
+      for (let i = 0; i < 20; i++) {
+        try {
+          pub.publish("root's message", { topic: "t" });
+          published++;
+        } catch {
+          // the topic was a symlink just then: refused
+        }
+      }
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  } finally {
+    await stop(swapper);
+  }
+  assert.ok(published > 0);
+  assert.deepEqual([...Deno.readDirSync(victim)], [], "nothing was written outside the bus");
 });
