@@ -165,7 +165,7 @@ export class Publisher {
 
   #write(dir: string, topic: string, path: string, id: string, bytes: Uint8Array): void {
     if (!this.#ffi) {
-      this.#writeByPath(dir, topic, path, id, bytes);
+      this.#writeByPath(topic, path, id, bytes);
       return;
     }
     let target = topic ? this.#topicFd(topic) : this.#busFd;
@@ -248,7 +248,7 @@ export class Publisher {
   }
 
   /** Without FFI: the same by path (a topic swapped for a symlink is not detected). */
-  #writeByPath(dir: string, topic: string, path: string, id: string, bytes: Uint8Array): void {
+  #writeByPath(topic: string, path: string, id: string, bytes: Uint8Array): void {
     if (topic && !this.#madeTopics.has(topic)) {
       makeTopicByPath(this.dir, topic);
       this.#madeTopics.add(topic);

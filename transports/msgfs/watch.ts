@@ -105,7 +105,7 @@ class InotifyWatcher implements Watcher {
       // /proc/self/fd/N is a link to the open directory itself: it must be followed.
       wd = this.#ino.add(path, byFd ? this.#mask & ~IN.DONT_FOLLOW : this.#mask);
     } catch (err) {
-      if (dir === "") throw translateWatchError(err, path);
+      if (dir === "") throw translateWatchError(err, this.#root);
       return false;
     }
     this.#dirs.set(wd, dir);
