@@ -155,7 +155,7 @@ export class Publisher {
     const dir = topic ? `${this.dir}/${topic}` : this.dir;
     const path = `${dir}/${id}`;
     try {
-      this.#write(dir, topic, path, id, bytes);
+      this.#write(topic, path, id, bytes);
     } catch (err) {
       throw fromFsError(err, "Cannot publish", path);
     }
@@ -163,7 +163,7 @@ export class Publisher {
     return { id, topic, path };
   }
 
-  #write(dir: string, topic: string, path: string, id: string, bytes: Uint8Array): void {
+  #write(topic: string, path: string, id: string, bytes: Uint8Array): void {
     if (!this.#ffi) {
       this.#writeByPath(topic, path, id, bytes);
       return;
