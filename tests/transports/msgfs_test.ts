@@ -453,3 +453,17 @@ Deno.test("a long subscription forgets delivered messages once they are seconds 
   await sub.close();
   await pub.close();
 });
+
+Deno.test("subscriptions and publishers give back every directory descriptor they hold", async () => {
+  using bus = tempDir();
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  const before = fds();
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  for (let i = 0; i < 100; i++) pub.publish(`${i}`, { topic: `t${i}/sub` }); // more than it keeps open
+  const sub = msgfs.subscribe(bus.path, { recursive: true, since: "all" });
+  let n = 0;
+  for await (const _ of sub) if (++n === 100) break;
+  assert.equal(n, 100);
+  await pub.close();
+  assert.equal(fds(), before);
+});
