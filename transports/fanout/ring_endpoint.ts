@@ -360,10 +360,13 @@ export class RingWriter implements TopicWriter {
       if (this.messages) {
         // Keep the oldest record boundary inside the history: records between the old tail
         // and the floor are intact (this write only overwrote bytes below the floor).
+        // Each step moves at least 4 bytes and stops at the new head: at most
+        // (total / 4) + 1 steps, whatever the lengths in the ring say.
         const limit = ring.maxWrite - RECORD_HEADER;
         while (newTail < floor) {
           const len = ring.getU32(newTail);
-          if (len > limit) {
+          if (len > limit || newTail + RECORD_HEADER + len > head) {
+            // A damaged record (lengths are in shared memory): drop the history before it.
             newTail = newHead;
             break;
           }
