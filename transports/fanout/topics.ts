@@ -612,6 +612,11 @@ function openRing(t: ResolvedTopic): Ring {
 
 /** Options of {@linkcode openWriter}. */
 export interface WriterOptions extends RootOptions {
+  /**
+   * How long a write waits for a ring's writer lock held by a live process before it fails
+   * with a "busy" error (default 3000 ms).
+   */
+  lockTimeoutMs?: number;
   /** Create the topic when it does not exist (with these settings when an object). */
   create?: boolean | Omit<CreateOptions, "root" | "exclusive">;
 }
@@ -637,7 +642,8 @@ export function openWriter(name: string, options: WriterOptions = {}): TopicWrit
   if (t.backend === "device") {
     return new DeviceWriter(topic, t.realPath, undefined, t.stat);
   }
-  return new RingWriter(topic, openRing(t));
+  const lock = options.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: options.lockTimeoutMs };
+  return new RingWriter(topic, openRing(t), lock);
 }
 
 /** baf's one-publisher lock on a topic, held until closed. */
