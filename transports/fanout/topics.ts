@@ -184,11 +184,15 @@ function openRootFd(root: string): number {
   try {
     return openFd(root, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
   } catch (err) {
-    if (!(err instanceof SysError) || err.code !== "ELOOP") throw err;
+    // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR (or ELOOP).
+    if (!(err instanceof SysError) || (err.code !== "ELOOP" && err.code !== "ENOTDIR")) throw err;
   }
   // A final symlink: trusted when its owner could have made the root anyway.
   const link = lstatPath(root);
-  if (link.kind === "symlink" && !trustedOwner(link.uid)) {
+  if (link.kind !== "symlink") {
+    throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+  }
+  if (!trustedOwner(link.uid)) {
     throw new FsbusError(
       "permission_denied",
       `Cannot use topic root "${root}": it is a symbolic link owned by uid ${link.uid}, ` +
@@ -510,7 +514,8 @@ export function resolveTopic(name: string, options: RootOptions = {}): ResolvedT
   const path = topicPath(name, options);
   const byName = !name.includes("/");
   const root = byName ? options.root ?? defaultRoot() : path.slice(0, path.lastIndexOf("/")) || "/";
-  if (byName) ensureRoot(root, false);
+  // A topic named by path lives in a directory that must be as safe as a root.
+  ensureRoot(root, false);
   let st: FdStat;
   let realPath = path;
   try {
