@@ -194,6 +194,25 @@ export function faultCount(): number {
 }
 
 /**
+ * The live fault counter itself, for hot paths that compare it with a value seen before
+ * without a function call: element 0 is {@linkcode faultCount}. Faults are only ever
+ * absorbed on the thread that touches the mapping, so plain reads see them.
+ *
+ * @returns A one-element view (a constant zero when the guard is not active).
+ *
+ * @example
+ * ```ts ignore
+ * import { faultCounter } from "./sigbus.ts";
+ * const faults = faultCounter();
+ * const seen = faults[0];
+ * ```
+ */
+export function faultCounter(): Int32Array {
+  installGuard();
+  return guard ? guard.faults : new Int32Array(1);
+}
+
+/**
  * Whether a fault absorbed since `since` (a {@linkcode faultCount} value) hit the given
  * range. When more faults happened than the guard remembers, the answer is true.
  *

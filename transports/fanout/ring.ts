@@ -99,7 +99,7 @@
 import { fromFsError, FsbusError, OverrunError } from "../../types.ts";
 import { closeFd, type FdStat, fstat, O, openFd } from "../../sys/fs.ts";
 import { preadFull } from "../../sys/fd_io.ts";
-import { faultCount, faultedIn, guardRange, unguardRange } from "../../sys/sigbus.ts";
+import { faultCounter, faultedIn, guardRange, unguardRange } from "../../sys/sigbus.ts";
 import { allocateFd, type Mapping, mapShared } from "../../sys/mman.ts";
 import { futexAddAndWake, futexWait, type FutexWaitItem, futexWake } from "../../sys/futex.ts";
 import { SysError } from "../../sys/errno.ts";
@@ -269,6 +269,8 @@ export class Ring {
   /** What the file was when opened (device and inode identify it). */
   readonly stat: FdStat;
   #guardSlot: number;
+  /** The SIGBUS guard's fault counter (element 0), and its value when last checked. */
+  readonly #faults: Int32Array = faultCounter();
   #seenFaults: number;
   #damage: FsbusError | undefined;
 
@@ -289,8 +291,8 @@ export class Ring {
     this.messages = g.messages;
     this.#seqAddr = map.at(OFF_SEQ);
     this.#lockAddr = map.at(OFF_LOCK);
-    this.#seenFaults = faultCount();
     this.#guardSlot = guardRange(map.pointer, map.length);
+    this.#seenFaults = this.#faults[0]!;
   }
 
   /**
@@ -298,13 +300,13 @@ export class Ring {
    * doc): call after touching shared memory and before trusting what was read.
    */
   checkIntact(): void {
-    if (faultCount() !== this.#seenFaults) this.#checkFaults();
+    if (this.#faults[0] !== this.#seenFaults) this.#checkFaults();
     if (this.#damage) throw this.#damage;
   }
 
   #checkFaults(): void {
     const since = this.#seenFaults;
-    this.#seenFaults = faultCount();
+    this.#seenFaults = this.#faults[0]!;
     if (!this.#damage && faultedIn(this.#map.pointer, this.#map.length, since)) {
       this.#damage = new FsbusError(
         "invalid",
@@ -439,7 +441,7 @@ export class Ring {
       const c2 = Atomics.load(i32, OFF_SEQ / 4) >>> 1;
       // Slot c is rewritten only while commit c + 16 is being prepared.
       if (((c2 - c) & 0x7fffffff) < SLOTS - 2) {
-        if (faultCount() !== this.#seenFaults || this.#damage) this.checkIntact();
+        if (this.#faults[0] !== this.#seenFaults || this.#damage) this.checkIntact();
         // Positions are whole numbers; the oldest record lies within the history.
         if (
           !(head <= Number.MAX_SAFE_INTEGER && tail <= head && tail >= head - this.size &&
@@ -577,7 +579,7 @@ export class Ring {
    */
   commit(s: number, head: number, tail: number): void {
     // Nothing from a mapping that lost pages is published (the bytes may be zeros).
-    if (faultCount() !== this.#seenFaults || this.#damage) this.checkIntact();
+    if (this.#faults[0] !== this.#seenFaults || this.#damage) this.checkIntact();
     const c1 = ((s >>> 1) + 1) & 0x7fffffff;
     const slot = (OFF_SLOTS >> 3) + (c1 & (SLOTS - 1)) * 2;
     this.#f64[slot] = head;
@@ -595,7 +597,7 @@ export class Ring {
         return;
       }
       if (Atomics.compareExchange(i32, idx, w, (w + 2) | 0) === w) {
-        if (faultCount() !== this.#seenFaults) this.checkIntact();
+        if (this.#faults[0] !== this.#seenFaults) this.checkIntact();
         return;
       }
     }
