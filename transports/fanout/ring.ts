@@ -367,13 +367,17 @@ export class Ring {
       }
       const length = HEADER_SIZE + g.capacity;
       const map = mapShared(fd, length, { populate: options.populate ?? true });
-      const ring = new Ring(path, fd, map, g, st);
-      // Shrunk between the check and the mapping? Then say so now rather than at first use.
-      if (fstat(fd).size < length) {
-        ring.close();
-        throw new FsbusError("invalid", `Cannot open topic "${path}": the file shrank`);
+      // Shrunk between the check and the mapping? Then say so now rather than at first use
+      // (nothing has touched the mapping yet).
+      try {
+        if (fstat(fd).size < length) {
+          throw new FsbusError("invalid", `Cannot open topic "${path}": the file shrank`);
+        }
+        return new Ring(path, fd, map, g, st);
+      } catch (err) {
+        map.unmap();
+        throw err;
       }
-      return ring;
     } catch (err) {
       closeFd(fd);
       throw sysToFsbus(err, "Cannot open topic", path);
