@@ -65,6 +65,8 @@ export interface FdStat {
   gid: number;
   /** Number of hard links (0 once the file has been removed). */
   nlink: number;
+  /** Major and minor numbers of the device holding the file. */
+  dev: [number, number];
   /** Device major and minor numbers, for character and block devices. */
   rdev: [number, number];
 }
@@ -165,6 +167,7 @@ function decodeStatx(): FdStat {
     uid: statxView.getUint32(20, true),
     gid: statxView.getUint32(24, true),
     nlink: statxView.getUint32(16, true),
+    dev: [statxView.getUint32(136, true), statxView.getUint32(140, true)],
     rdev: [statxView.getUint32(128, true), statxView.getUint32(132, true)],
   };
 }
