@@ -353,7 +353,12 @@ export function addRatios(
     if (r.transport !== transport) continue;
     const floor = results.find((f) => f.transport === "floor" && same(f, r) && f.fs === r.fs);
     if (floor) r.vs_floor = ratios(r, floor);
-    const other = peer ? results.find((f) => f.transport === peer && same(f, r)) : undefined;
+    // A peer with no file system (NATS, ZeroMQ) stands beside fsbus on tmpfs only.
+    const other = peer
+      ? results.find((f) =>
+        f.transport === peer && same(f, r) && (f.fs === r.fs || (f.fs === "" && r.fs === "tmpfs"))
+      )
+      : undefined;
     if (other) r.vs_peer = ratios(r, other);
   }
 }

@@ -255,7 +255,7 @@ export async function floorPlot(all: AllResults, date = ""): Promise<string | un
     text: `${b.ratio.toFixed(2)}×  (${fmtRate(b.mine)} vs ${fmtRate(b.floor)} msgs/s)`,
   }));
   if (bars.length === 0) return undefined;
-  const max = Math.max(1.2, ...bars.map((b) => b.ratio)) * 1.6;
+  const max = Math.max(1.1, ...bars.map((b) => b.ratio)) * 1.05;
   const y = {
     field: "what",
     type: "nominal",
@@ -288,13 +288,8 @@ export async function floorPlot(all: AllResults, date = ""): Promise<string | un
             scale: { domain: [0, max] },
             title: "fsbus ÷ floor (messages per second)",
           },
-          color: { field: "bench", type: "nominal", title: "protocol" },
+          color: { field: "bench", type: "nominal", legend: null },
         },
-      },
-      {
-        data: { values: bars },
-        mark: { type: "text", align: "left", dx: 4, fontSize: 11 },
-        encoding: { y, x: { field: "ratio", type: "quantitative" }, text: { field: "text" } },
       },
       {
         data: { values: [{ x: 1 }] },
@@ -305,6 +300,12 @@ export async function floorPlot(all: AllResults, date = ""): Promise<string | un
         data: { values: [{ x: 0.85 }] },
         mark: { type: "rule", color: "#d62728", strokeDash: [4, 3] },
         encoding: { x: { field: "x", type: "quantitative" } },
+      },
+      {
+        // The figures, right of the plot, clear of the bars and lines.
+        data: { values: bars.map((b) => ({ ...b, at: max })) },
+        mark: { type: "text", align: "left", dx: 8, fontSize: 11 },
+        encoding: { y, x: { field: "at", type: "quantitative" }, text: { field: "text" } },
       },
     ],
   };
