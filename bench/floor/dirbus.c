@@ -1,9 +1,9 @@
 /*
  * The directory bus floor: what the kernel allows for one file per message.
  *
- * pub: for each message, open(DIR/NAME, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC), write
- *      the payload, close (one IN_CLOSE_WRITE). NAME is 36 characters, as fsbus's UUIDv7s,
- *      and sorts in sending order.
+ * pub: for each message, openat(DIR's fd, NAME, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC),
+ *      write the payload, close (one IN_CLOSE_WRITE), as fsbus's publisher does. NAME is 36
+ *      characters, as fsbus's UUIDv7s, and sorts in sending order.
  * sub: inotify on DIR (IN_CLOSE_WRITE | IN_MOVED_TO), blocking read(2) of the event queue;
  *      for each event open(O_RDONLY|O_NOFOLLOW|O_NONBLOCK), fstat, read, close: the calls
  *      fsbus's subscriber makes. On IN_Q_OVERFLOW it lists DIR and reads, in name order,
@@ -29,18 +29,17 @@ static void name_of(char *out, uint64_t seq) {
 
 static int pub(struct opts o) {
   unsigned char *payload = calloc(1, (size_t)o.size);
-  char path[4096];
-  size_t dl = strlen(o.path);
-  memcpy(path, o.path, dl);
-  path[dl] = '/';
+  char name[40];
+  int dirfd = open(o.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) die("open dir");
   struct pacer p = pacer_new(o.rate);
   double cpu0 = cpu_ms();
   uint64_t t0 = now_ns();
   for (long i = 0; i < o.count; i++) {
     uint64_t at = pacer_wait(&p, i);
     stamp(payload, (uint64_t)i, at);
-    name_of(path + dl + 1, (uint64_t)i);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    name_of(name, (uint64_t)i);
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) die("open");
     for (ssize_t off = 0; off < o.size;) {
       ssize_t n = write(fd, payload + off, (size_t)(o.size - off));
