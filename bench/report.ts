@@ -281,9 +281,11 @@ export async function report(readmePath = new URL("README.md", ROOT)): Promise<s
     );
   }
   Deno.writeTextFileSync(readmePath, doc);
-  // The house formatter lays the tables out, so that `deno fmt --check` stays clean.
+  // The house formatter lays out the tables and the SVGs, so `deno fmt --check` stays clean.
+  const readme = readmePath instanceof URL ? readmePath.pathname : readmePath;
+  const svgs = written.map((f) => new URL(f, ROOT).pathname);
   await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--quiet", readmePath instanceof URL ? readmePath.pathname : readmePath],
+    args: ["fmt", "--quiet", readme, ...svgs],
     stdout: "null",
     stderr: "inherit",
   }).output();
