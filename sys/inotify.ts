@@ -108,7 +108,6 @@ export class Inotify {
   readonly #buf = new Uint8Array(BUFFER_SIZE);
   readonly #view = new DataView(this.#buf.buffer);
   #closed = false;
-  #drained = false;
 
   /** Makes an inotify instance (non-blocking, close-on-exec). */
   constructor() {
@@ -149,7 +148,6 @@ export class Inotify {
    */
   read(): InotifyEvent[] {
     const events: InotifyEvent[] = [];
-    this.#drained = false;
     if (this.#closed) return events;
     const c = libc();
     const buf = this.#buf;
@@ -158,10 +156,7 @@ export class Inotify {
       const n = Number(c.read(this.fd, buf, BigInt(buf.length)));
       if (n < 0) {
         const e = errno();
-        if (e === Errno.EAGAIN) {
-          this.#drained = true;
-          break;
-        }
+        if (e === Errno.EAGAIN) break;
         if (e === Errno.EINTR) continue;
         throw new SysError("read", e);
       }
@@ -178,21 +173,9 @@ export class Inotify {
         off += 16 + len;
       }
       // A short read means the queue is empty now.
-      if (n < buf.length - 4096) {
-        this.#drained = true;
-        break;
-      }
+      if (n < buf.length - 4096) break;
     }
     return events;
-  }
-
-  /**
-   * Whether the last {@linkcode Inotify.read} left the queue empty (it ended on a short read
-   * or EAGAIN): a caller that is about to wait anyway can wait at once instead of reading
-   * again to find nothing (the wait returns at once when events came meanwhile).
-   */
-  get drained(): boolean {
-    return this.#drained;
   }
 
   /**

@@ -90,8 +90,6 @@ class InotifyWatcher implements Watcher {
   readonly #mask: number;
   readonly #blockMs: number;
   #closed = false;
-  /** The last read emptied the queue: wait before reading again (one syscall less a wake). */
-  #waitFirst = false;
 
   constructor(root: string, recursive: boolean, blockMs: number) {
     this.#root = root;
@@ -117,10 +115,8 @@ class InotifyWatcher implements Watcher {
   async next(): Promise<WatchEvent[] | null> {
     for (;;) {
       if (this.#closed) return null;
-      const raw = this.#waitFirst ? [] : this.#ino.read();
-      this.#waitFirst = false;
+      const raw = this.#ino.read();
       if (raw.length > 0) {
-        this.#waitFirst = this.#ino.drained;
         const events = this.#translate(raw);
         if (events.length > 0) return events;
         continue;
