@@ -163,6 +163,19 @@ export function cpuTimeMs(pid: number = Deno.pid): number {
 }
 
 /**
+ * The machine's 1-minute load average, from /proc/loadavg (for the record beside results).
+ *
+ * @returns The load average, or NaN where /proc is not readable.
+ */
+export function loadAverage(): number {
+  try {
+    return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+  } catch {
+    return NaN;
+  }
+}
+
+/**
  * Latency percentiles of a set of samples.
  *
  * @param samplesUs The samples in microseconds (sorted in place).

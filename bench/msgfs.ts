@@ -17,6 +17,7 @@ import { addRatios, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   paced,
@@ -551,11 +552,13 @@ if (import.meta.main) {
     const quick = Deno.args.includes("--quick");
     const onlyAt = Deno.args.indexOf("--only");
     const only = onlyAt >= 0 ? Deno.args[onlyAt + 1]?.split(",") : undefined;
+    const before = loadAverage();
     const results = await run(only ? { quick, only } : { quick });
+    const load = `${before}–${loadAverage()}`;
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
       new URL(`./results/msgfs${quick ? "-quick" : ""}.json`, import.meta.url),
-      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+      JSON.stringify({ date: new Date().toISOString(), load, results }, null, 2) + "\n",
     );
   }
 }

@@ -30,7 +30,9 @@ const PEERS: Record<string, string | undefined> = {
 };
 
 /** Reads one bench's saved results (either `{ date, results }` or a bare array). */
-export function loadResults(name: string): { date: string; results: Result[] } | undefined {
+export function loadResults(
+  name: string,
+): { date: string; load: string; results: Result[] } | undefined {
   let text: string;
   try {
     text = Deno.readTextFileSync(new URL(`${name}.json`, RESULTS));
@@ -38,8 +40,12 @@ export function loadResults(name: string): { date: string; results: Result[] } |
     return undefined;
   }
   const json = JSON.parse(text);
-  if (Array.isArray(json)) return { date: "", results: json as Result[] };
-  return { date: String(json.date ?? ""), results: json.results as Result[] };
+  if (Array.isArray(json)) return { date: "", load: "", results: json as Result[] };
+  return {
+    date: String(json.date ?? ""),
+    load: String(json.load ?? ""),
+    results: json.results as Result[],
+  };
 }
 
 function batchOf(r: Result): string {
@@ -244,6 +250,7 @@ export function replaceBlock(doc: string, name: string, body: string): string {
 export async function report(readmePath = new URL("README.md", ROOT)): Promise<string[]> {
   const all: AllResults = {};
   const dates: Record<string, string> = {};
+  const loads: Record<string, string> = {};
   for (const name of BENCHES) {
     const loaded = loadResults(name);
     if (!loaded) continue;
@@ -251,6 +258,7 @@ export async function report(readmePath = new URL("README.md", ROOT)): Promise<s
     addRatios(loaded.results, PROTOCOLS[name]!.fsbus, PEERS[name], batchOf);
     all[name] = loaded.results;
     dates[name] = loaded.date.slice(0, 16).replace("T", " ");
+    loads[name] = loaded.load;
   }
   Deno.mkdirSync(DOCS, { recursive: true });
   const written: string[] = [];
@@ -266,7 +274,11 @@ export async function report(readmePath = new URL("README.md", ROOT)): Promise<s
         `![${PROTOCOLS[name]!.title} latency against its peers and its C floor](docs/${file})` +
         "\n\n" + body;
     }
-    const dated = dates[name] ? `Measured ${dates[name]} UTC (bench/results/${name}.json).` : "";
+    const dated = dates[name]
+      ? `Measured ${dates[name]} UTC${
+        loads[name] ? `, 1-minute load average ${loads[name]} on 2 cores` : ""
+      } (bench/results/${name}.json).`
+      : "";
     doc = replaceBlock(doc, name, `${dated}\n\n${body}`.trim());
   }
   const floorSvg = await floorPlot(all);

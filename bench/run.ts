@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Result, row } from "./_lib.ts";
+import { loadAverage, type Result, row } from "./_lib.ts";
 
 const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Promise<Result[]> }>> =
   {
@@ -37,10 +37,13 @@ if (import.meta.main && Deno.args.includes("--report")) {
     }
   }
   const results: Record<string, Result[]> = {};
+  const loads: Record<string, string> = {};
   for (const [name, load] of Object.entries(BENCHES)) {
     if (names.length > 0 && !names.includes(name)) continue;
     console.error(`== ${name}${quick ? " (quick)" : ""}`);
+    const before = loadAverage();
     results[name] = await (await load()).run({ quick });
+    loads[name] = `${before}–${loadAverage()}`;
   }
   console.log("");
   for (const [name, rs] of Object.entries(results)) {
@@ -52,7 +55,7 @@ if (import.meta.main && Deno.args.includes("--report")) {
   for (const [name, rs] of Object.entries(results)) {
     Deno.writeTextFileSync(
       new URL(`./results/${name}${quick ? "-quick" : ""}.json`, import.meta.url),
-      JSON.stringify({ date, results: rs }, null, 2) + "\n",
+      JSON.stringify({ date, load: loads[name], results: rs }, null, 2) + "\n",
     );
   }
   Deno.writeTextFileSync(
