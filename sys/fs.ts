@@ -269,11 +269,7 @@ export function statAt(dirfd: number, name: string): FdStat | undefined {
  */
 export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Array | undefined {
   if (sizeHint > limit) return undefined;
-  const want = Math.min(limit + 1, Math.max(sizeHint + 1, 64));
-  // Small files (every message of a bus, most chunks) are read into one reused buffer and
-  // copied out once: one allocation per file instead of two (the buffer, then its slice).
-  let buf = want <= SCRATCH_MAX ? readScratch(want) : new Uint8Array(want);
-  let owned = buf !== scratchRead;
+  let buf = new Uint8Array(Math.min(limit + 1, Math.max(sizeHint + 1, 64)));
   let len = 0;
   const c = libc();
   for (;;) {
@@ -282,9 +278,8 @@ export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Arr
       const bigger = new Uint8Array(Math.min(limit + 1, buf.length * 2));
       bigger.set(buf);
       buf = bigger;
-      owned = true;
     }
-    const n = Number(c.read(fd, len === 0 ? buf : buf.subarray(len), BigInt(buf.length - len)));
+    const n = Number(c.read(fd, buf.subarray(len), BigInt(buf.length - len)));
     if (n < 0) {
       const e = errno();
       if (e === Errno.EINTR) continue;
@@ -296,21 +291,7 @@ export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Arr
     if (len < buf.length && len === sizeHint) break;
   }
   if (len > limit) return undefined;
-  if (!owned) return buf.slice(0, len);
   return len === buf.length ? buf : buf.slice(0, len);
-}
-
-/** The largest read that goes through the reused buffer of {@linkcode readAllFd}. */
-const SCRATCH_MAX = 256 * 1024;
-let scratchRead = new Uint8Array(4096);
-
-function readScratch(size: number): Uint8Array<ArrayBuffer> {
-  if (scratchRead.length < size) {
-    let n = scratchRead.length;
-    while (n < size) n *= 2;
-    scratchRead = new Uint8Array(n);
-  }
-  return scratchRead.subarray(0, size);
 }
 
 /**
@@ -330,11 +311,7 @@ export function writeAllFd(fd: number, data: Uint8Array): void {
   let off = 0;
   while (off < data.length) {
     const n = Number(
-      c.write(
-        fd,
-        (off === 0 ? data : data.subarray(off)) as Uint8Array<ArrayBuffer>,
-        BigInt(data.length - off),
-      ),
+      c.write(fd, data.subarray(off) as Uint8Array<ArrayBuffer>, BigInt(data.length - off)),
     );
     if (n < 0) {
       const e = errno();
