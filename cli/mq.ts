@@ -17,6 +17,7 @@ import {
   type Values,
 } from "./_args.ts";
 import { readStdin, stdinLines } from "./_input.ts";
+import { MOUNT, mountCommand, UMOUNT, umountCommand } from "./mq_mount.ts";
 import { jsonLine, out, warn, writeAll } from "./_output.ts";
 
 const REPLAY_HELP = "Where to start: off (new messages), last (the most recent), all (history)";
@@ -142,6 +143,8 @@ const SUBCOMMANDS: Record<
   write: { spec: WRITE, run: write },
   read: { spec: READ, run: read },
   cat: { spec: CAT, run: cat },
+  mount: { spec: MOUNT, run: mountCommand },
+  umount: { spec: UMOUNT, run: umountCommand },
 };
 
 function topHelp(): string {
@@ -156,6 +159,8 @@ function topHelp(): string {
     "  write GROUP STREAM   Write a message (argument or stdin; empty stdin = EOF)",
     "  read GROUP STREAM    Print a stream's messages",
     "  cat GROUP STREAM...  Print streams merged in write order (mq-cat)",
+    "  mount DIR MOUNTPOINT Serve DIR's groups as files for any program (FUSE)",
+    "  umount MOUNTPOINT    Unmount it",
     "",
     'See "fsbus mq SUBCOMMAND --help".',
     "",

@@ -14,6 +14,7 @@
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
 import { FsbusError, UsageError } from "../types.ts";
 import { out, writeAll } from "./_output.ts";
+import { resolveMounted } from "./mq_mount.ts";
 
 const HELP = `Usage: fsbus pin [-m DIR] -c ID CMD [ARGS...]
        fsbus pin [-m DIR] -a ID
@@ -125,7 +126,7 @@ export async function pin(args: string[]): Promise<number> {
       throw new UsageError(`Unknown argument "${a}" for "fsbus pin" (see "fsbus pin --help")`);
     }
   }
-  root ??= defaultRoot();
+  root = root === undefined ? defaultRoot() : resolveMounted(root);
   if (action === undefined) {
     throw new UsageError('Missing action for "fsbus pin": give -c, -a, -w or -l');
   }

@@ -888,7 +888,7 @@ export class FuseServer {
         const ctx = this.#ctx(unique, OP.READDIR, (() => {}) as Encoder<never>);
         h.entries = [
           { name: ".", ino: node, mode: 0o040000 },
-          { name: "..", ino: node === 1 ? 1 : 0, mode: 0o040000 },
+          { name: "..", ino: node, mode: 0o040000 },
           ...readdir.call(this.#fs, node, ctx),
         ];
       } catch (err) {
