@@ -13,6 +13,10 @@ import { closeFd, O, openFd, statPath } from "../fs.ts";
 import { FsbusError } from "../../types.ts";
 
 const ENOTCONN = 107;
+const ECONNABORTED = 103;
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const AT_STATX_FORCE_SYNC = 0x2000;
 const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MNT_DETACH = 2;
@@ -147,22 +151,26 @@ function escapeOption(s: string): string {
  */
 export function prepareMountpoint(mountpoint: string, onNotice?: (m: string) => void): string {
   const what = `Cannot mount on "${mountpoint}"`;
+  let real: string;
+  try {
+    real = Deno.realPathSync(mountpoint);
+  } catch {
+    real = absolute(mountpoint);
+  }
+  const existing = mountAt(real);
+  if (existing !== undefined && existing.fstype.startsWith("fuse") && isDead(real)) {
+    unmountPath(real, isRoot() ? "mount" : "fusermount3", true);
+    onNotice?.(`Removed a stale mount on "${mountpoint}" (its server had died)`);
+  }
   let st;
   try {
-    st = statPath(mountpoint);
+    st = statPath(real);
   } catch (err) {
-    if (err instanceof SysError && err.errno === ENOTCONN) {
-      const abs = absolute(mountpoint);
-      unmountPath(abs, isRoot() ? "mount" : "fusermount3", true);
-      onNotice?.(`Removed a stale mount on "${mountpoint}" (its server had died)`);
-      st = statPath(mountpoint);
-    } else {
-      throw new FsbusError("io", `${what}: ${(err as Error).message}`);
-    }
+    throw new FsbusError("io", `${what}: ${reason(err)}`);
   }
   if (st === undefined) throw new FsbusError("not_found", `${what}: no such directory`);
   if (st.kind !== "directory") throw new FsbusError("not_a_directory", `${what}: not a directory`);
-  const real = Deno.realPathSync(mountpoint);
+  real = Deno.realPathSync(real);
   if (mountAt(real) !== undefined) {
     throw new FsbusError("busy", `${what}: something is mounted there already`);
   }
@@ -170,6 +178,15 @@ export function prepareMountpoint(mountpoint: string, onNotice?: (m: string) => 
     throw new FsbusError("invalid", `${what}: the directory is not empty`);
   }
   return real;
+}
+
+/** Whether a FUSE mount's server is gone: a stat that must reach it fails ENOTCONN. */
+function isDead(path: string): boolean {
+  const buf = new Uint8Array(256);
+  const r = libc().statx(AT_FDCWD, cpath(path), AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC, 1, buf);
+  if (r === 0) return false;
+  const e = errno();
+  return e === ENOTCONN || e === ECONNABORTED;
 }
 
 function absolute(path: string): string {

@@ -48,6 +48,7 @@ const MAX_WRITE = 1 << 20;
 const MAX_PAGES = 256;
 const BUF_SIZE = MAX_WRITE + 4096;
 const YIELD_EVERY_MS = 20;
+const GRACE_MS = 2000;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 
@@ -358,6 +359,8 @@ export class FuseServer {
   #pfdsDirty = true;
   #nextDir = 1;
   #stopping = false;
+  #closed = false;
+  #graceUntil = 0;
   #initDone = false;
 
   /**
@@ -428,7 +431,7 @@ export class FuseServer {
    * without waiting for the loop to return.
    */
   stopSync(): void {
-    this.#shutdown(true);
+    this.#shutdown(true, true);
   }
 
   #wake(): void {
@@ -437,30 +440,58 @@ export class FuseServer {
     libc().write(this.#efd, one, 8n);
   }
 
-  #shutdown(unmount: boolean): void {
-    if (this.#stopping) return;
-    this.#stopping = true;
-    try {
-      this.#fs.shutdown?.();
-    } catch (err) {
-      this.#onError(err, "shutdown");
+  /**
+   * Starts stopping: parked requests are answered (reads with end of file), the mount is
+   * detached, and the server goes on answering what its callers still do (a `cat` that got
+   * end of file closes its file) until the kernel says the connection is gone, for at most
+   * a grace period. `now` (or fusermount3, which may look at the mount point while this
+   * thread waits for it) closes the connection at once instead.
+   */
+  #shutdown(unmount: boolean, now = false): void {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      this.#graceUntil = performance.now() + GRACE_MS;
+      try {
+        this.#fs.shutdown?.();
+      } catch (err) {
+        this.#onError(err, "shutdown");
+      }
+      this.#answerParked();
     }
+    if (this.#closed) return;
+    if (!now && (!unmount || this.connection.method === "mount")) {
+      // umount2 does not wait for this server: detach, then keep serving until ENODEV.
+      if (unmount) this.#unmount();
+      this.#wake();
+      return;
+    }
+    this.#close();
+    if (unmount) this.#unmount();
+  }
+
+  #answerParked(): void {
     for (const [unique, p] of [...this.#pending]) {
       this.#pending.delete(unique);
       p.d._drop();
       if (p.op === OP.READ) this.#send(unique, 0, 0);
       else this.#send(unique, -Errno.EIO, 0);
     }
-    // Close first: anything that touches the mount from now on fails at once instead of
-    // waiting for a server that no longer answers (the unmount may stat the mount point).
-    closeFd(this.#fd);
-    if (unmount && this.#mounted()) {
-      try {
-        unmountPath(this.connection.mountpoint, this.connection.method, true);
-      } catch (err) {
-        this.#onError(err, "unmount");
-      }
+  }
+
+  #unmount(): void {
+    if (!this.#mounted()) return;
+    try {
+      unmountPath(this.connection.mountpoint, this.connection.method, true);
+    } catch (err) {
+      this.#onError(err, "unmount");
     }
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#answerParked();
+    this.#closed = true;
+    closeFd(this.#fd);
     this.#wake();
   }
 
@@ -489,15 +520,19 @@ export class FuseServer {
     const c = libc();
     let lastYield = performance.now();
     try {
-      while (!this.#stopping) {
+      while (!this.#closed) {
         this.#drain();
-        if (this.#stopping) break;
+        if (this.#closed) break;
+        if (this.#stopping && performance.now() > this.#graceUntil) break;
         if (this.#pfdsDirty) this.#buildPfds();
         const pfds = this.#pfds;
         const count = BigInt(pfds.length / 8);
         let n: number;
+        const limit = this.#stopping
+          ? Math.max(1, Math.ceil(this.#graceUntil - performance.now()))
+          : -1;
         if (this.#blockMs > 0) {
-          n = c.poll(pfds, count, this.#blockMs);
+          n = c.poll(pfds, count, limit > 0 ? Math.min(limit, this.#blockMs) : this.#blockMs);
           const now = performance.now();
           if (n <= 0 || now - lastYield > YIELD_EVERY_MS) {
             await yieldTurn();
@@ -505,14 +540,15 @@ export class FuseServer {
           }
         } else {
           n = c.poll(pfds, count, 0);
-          if (n === 0) n = await c.poll_async(pfds, count, -1);
+          if (n === 0) n = await c.poll_async(pfds, count, limit);
         }
-        if (n > 0 && !this.#stopping) this.#afterPoll(pfds);
+        if (n > 0 && !this.#closed) this.#afterPoll(pfds);
       }
     } catch (err) {
       this.#onError(err, "serve");
     } finally {
       this.#shutdown(true);
+      this.#close();
       closeFd(this.#efd);
       if (this.#mountsFd >= 0) closeFd(this.#mountsFd);
     }
@@ -525,13 +561,11 @@ export class FuseServer {
     let i = 2;
     if (this.#mountsFd >= 0) {
       if (v.getInt16(i * 8 + 6, true) & (POLLPRI | POLLERR)) {
-        if (!this.#mounted()) {
-          this.#shutdown(false);
-          return;
-        }
+        if (!this.#stopping && !this.#mounted()) this.#shutdown(false);
       }
       i++;
     }
+    if (this.#stopping) return;
     const watches = [...this.#watches];
     for (let w = 0; i < count; i++, w++) {
       const rev = v.getInt16(i * 8 + 6, true);
@@ -552,14 +586,14 @@ export class FuseServer {
     const c = libc();
     const buf = this.#in;
     for (;;) {
-      if (this.#stopping) return;
+      if (this.#closed) return;
       const n = Number(c.read(this.#fd, buf, BigInt(buf.length)));
       if (n < 0) {
         const e = errno();
         if (e === Errno.EAGAIN) return;
         if (e === Errno.EINTR || e === ENOENT) continue;
         if (e === ENODEV) {
-          this.#shutdown(false); // unmounted
+          this.#shutdown(false, true); // unmounted, and every file closed
           return;
         }
         throw new Error(`Cannot read from /dev/fuse: errno ${e}`);
@@ -579,11 +613,11 @@ export class FuseServer {
         const d = new Deferred<T>(
           (value) => {
             this.#pending.delete(unique);
-            if (!this.#stopping) this.#safe(op, () => (encode as Encoder<T>)(unique, value));
+            if (!this.#closed) this.#safe(op, () => (encode as Encoder<T>)(unique, value));
           },
           (e) => {
             this.#pending.delete(unique);
-            if (!this.#stopping) this.#send(unique, -Math.abs(e), 0);
+            if (!this.#closed) this.#send(unique, -Math.abs(e), 0);
           },
         );
         this.#pending.set(unique, { d: d as Deferred<unknown>, op });
@@ -620,7 +654,10 @@ export class FuseServer {
       }
       return;
     }
-    if (result instanceof Deferred) return; // answered later (or already)
+    if (result instanceof Deferred) {
+      if (this.#stopping) this.#answerParked(); // no more waiting once stopping
+      return; // answered later (or already)
+    }
     this.#safe(op, () => encode(unique, result as T));
   }
 
@@ -864,7 +901,7 @@ export class FuseServer {
         return this.#send(unique, 0, 0);
       case OP.DESTROY:
         this.#send(unique, 0, 0);
-        this.#shutdown(false);
+        this.#shutdown(false, true);
         return;
       default:
         return this.#send(unique, -Errno.ENOSYS, 0);
@@ -929,7 +966,7 @@ export class FuseServer {
         "init",
       );
       this.#send(unique, -EPROTO, 0);
-      this.#shutdown(true);
+      this.#shutdown(true, true);
       return;
     }
     const o = this.#outView;

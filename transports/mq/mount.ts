@@ -188,6 +188,7 @@ export class MqTree implements FileSystem {
   #nextNode = 2;
   #nextFh = 1;
   #unwatch: (() => void) | undefined;
+  #down = false;
 
   /**
    * Makes the tree of a directory.
@@ -406,6 +407,7 @@ export class MqTree implements FileSystem {
 
   /** {@inheritDoc FileSystem.open} */
   open(node: number, flags: number): FuseOpened {
+    if (this.#down) throw new FuseError(E.EIO, "unmounting");
     const n = this.#get(node);
     if (n.kind === "dir" || n.kind === "group") throw new FuseError(E.EISDIR);
     if (n.kind === "order" && (flags & O_ACCMODE) !== 0) throw new FuseError(E.EACCES);
@@ -478,7 +480,10 @@ export class MqTree implements FileSystem {
     Uint8Array
   > {
     const f = this.#files.get(fh);
-    if (f === undefined) throw new FuseError(E.EBADF);
+    if (f === undefined) {
+      if (this.#down) return EMPTY; // unmounting: readers get end of file
+      throw new FuseError(E.EBADF);
+    }
     if (f.kind === "ctl") {
       const text = encoder.encode(renderCtl(f.group.g.settings));
       return text.subarray(offset, offset + size);
@@ -673,6 +678,7 @@ export class MqTree implements FileSystem {
 
   /** {@inheritDoc FileSystem.shutdown} */
   shutdown(): void {
+    this.#down = true;
     for (const f of [...this.#files.values()]) this.#finish(f);
     this.#unwatch?.();
     for (const rel of [...this.#groups.keys()]) this.#dropGroup(rel);
@@ -716,7 +722,9 @@ export async function mountGroups(
   options: MqMountOptions = {},
 ): Promise<MqMount> {
   const st = statPath(dir);
-  if (st === undefined) throw new FsbusError("not_found", `Cannot serve "${dir}": no such directory`);
+  if (st === undefined) {
+    throw new FsbusError("not_found", `Cannot serve "${dir}": no such directory`);
+  }
   if (st.kind !== "directory") {
     throw new FsbusError("not_a_directory", `Cannot serve "${dir}": not a directory`);
   }
