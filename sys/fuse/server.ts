@@ -518,6 +518,8 @@ export class FuseServer {
 
   async #run(): Promise<void> {
     const c = libc();
+    // Let the constructor's caller finish first (install signal handlers, watches).
+    await Promise.resolve();
     let lastYield = performance.now();
     try {
       while (!this.#closed) {

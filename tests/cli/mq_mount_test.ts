@@ -62,7 +62,9 @@ async function stopServer(m: Mounted, failing = false): Promise<void> {
   if (mountAt(m.mp) !== undefined) {
     if (failing) return void await sh(`umount -l '${m.mp}'`);
     await sh(`umount -l '${m.mp}'`);
-    assert.fail(`the server left ${m.mp} mounted`);
+    assert.fail(
+      `the server left ${m.mp} mounted (${JSON.stringify(await m.server.status)}: ${m.log.text()})`,
+    );
   }
 }
 

@@ -546,7 +546,10 @@ export class MqTree implements FileSystem {
       throw new FuseError(errnoOf(err));
     }
     f.wrote = true;
+    // Answer readers now, and take the index event this write queued, so the server is not
+    // woken again for it (and other programs' changes are not left waiting).
     this.#serveGroup(f.group);
+    this.#onEvents();
     return data.length;
   }
 
