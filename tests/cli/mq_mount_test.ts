@@ -123,7 +123,7 @@ async function run(script: string): Promise<void> {
 
 Deno.test({
   name: "fsbus mq mount: a blocked cat gets messages written through the mount, by fsbus " +
-    "mq write and by appends on DIR, in order; head -n 3 exits; two readers see the same",
+    "mq write and by appends on DIR, in order; head -n 3 exits; readers see the same",
   ignore: !HAVE_FUSE,
   async fn() {
     await withMount(async ({ data, mp }) => {
@@ -132,8 +132,9 @@ Deno.test({
       const a = reader(["cat", s]);
       const b = reader(["cat", s]);
       const h = reader(["head", "-n", "3", s]);
+      const t = reader(["tail", "-n", "+1", s]);
       try {
-        for (const r of [a, b, h]) await opened(r.child.pid, s);
+        for (const r of [a, b, h, t]) await opened(r.child.pid, s);
         await run(`echo one > '${s}'`);
         const w = await fsbus(["mq", "write", `${data}/g`, "s", "two\n"]);
         assert.equal(w.code, 0, w.stderr);
@@ -147,8 +148,10 @@ Deno.test({
         assert.equal((await b.child.status).code, 0);
         assert.equal(a.out.text(), "one\ntwo\nthree\nfour");
         assert.equal(b.out.text(), a.out.text());
+        assert.equal((await t.child.status).code, 0);
+        assert.equal(t.out.text(), a.out.text());
       } finally {
-        for (const r of [a, b, h]) await stop(r.child);
+        for (const r of [a, b, h, t]) await stop(r.child);
       }
     });
   },

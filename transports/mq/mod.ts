@@ -41,6 +41,13 @@ export {
   type WriteResult,
 } from "./group.ts";
 export { type MqMessage, MqReader, type ReadOptions } from "./reader.ts";
+export {
+  backingPath,
+  MQ_SUBTYPE,
+  type MqMount,
+  type MqMountOptions,
+  mountGroups,
+} from "./mount.ts";
 export type { Message, Subscription } from "../../types.ts";
 
 /**
