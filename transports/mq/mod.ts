@@ -43,10 +43,10 @@ export {
 export { type MqMessage, MqReader, type ReadOptions } from "./reader.ts";
 export {
   backingPath,
+  mountGroups,
   MQ_SUBTYPE,
   type MqMount,
   type MqMountOptions,
-  mountGroups,
 } from "./mount.ts";
 export type { Message, Subscription } from "../../types.ts";
 
