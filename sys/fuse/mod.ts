@@ -98,6 +98,7 @@ export async function mount(
     subtype: options.subtype ?? "fsbus",
     ...(options.allowOther !== undefined ? { allowOther: options.allowOther } : {}),
     ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+    ...(options.useFusermount ? { useFusermount: true } : {}),
   });
   const server = new FuseServer(conn, fs, options);
   const onSignal = () => void server.stop();

@@ -112,6 +112,8 @@ export interface MountOptions {
   allowOther?: boolean;
   /** Called with a one-line notice when a stale mount was cleaned up first. */
   onNotice?: (message: string) => void;
+  /** Mount through fusermount3 even as root (default: only when not root). */
+  useFusermount?: boolean;
 }
 
 /** A mounted FUSE connection: the device descriptor to serve and how to undo the mount. */
@@ -231,7 +233,7 @@ export async function fuseMount(
   ];
   let fd: number;
   let method: MountMethod;
-  if (isRoot()) {
+  if (isRoot() && !options.useFusermount) {
     fd = mountAsRoot(real, options.fsname, options.subtype, opts, what);
     method = "mount";
   } else {
@@ -323,7 +325,9 @@ async function mountWithFusermount(real: string, opts: string[], what: string): 
       const msg = new TextDecoder().decode(stderr).trim().split("\n")[0] ?? "";
       throw new FsbusError(
         "permission_denied",
-        `${what}: ${msg.replace(/^fusermount3?: /, "") || `fusermount3 failed (exit ${code})`}`,
+        `${what}: ${
+          msg.replace(/^(\S*\/)?fusermount3?: /, "") || `fusermount3 failed (exit ${code})`
+        }`,
       );
     }
     return fd;
@@ -397,7 +401,7 @@ export function unmountPath(mountpoint: string, method: MountMethod, lazy: boole
     const msg = new TextDecoder().decode(out.stderr).trim().split("\n")[0] ?? "";
     throw new FsbusError(
       "io",
-      `Cannot unmount "${mountpoint}": ${msg.replace(/^fusermount3?: /, "")}`,
+      `Cannot unmount "${mountpoint}": ${msg.replace(/^(\S*\/)?fusermount3?: /, "")}`,
     );
   }
 }

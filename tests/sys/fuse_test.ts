@@ -69,3 +69,33 @@ Deno.test({
     assert.deepEqual([...Deno.readDirSync(mp)], []);
   },
 });
+
+Deno.test({
+  name: "sys/fuse mounts through fusermount3 (the descriptor passed back over a socket)",
+  ignore: !HAVE_FUSE || !(() => {
+    try {
+      Deno.statSync("/usr/bin/fusermount3");
+      return Deno.uid() === 0; // as another user, /dev/fuse may be closed to fusermount3
+    } catch {
+      return false;
+    }
+  })(),
+  async fn() {
+    using dir = tempDir();
+    const mp = `${dir.path}/fsbt-fuse-mnt`;
+    Deno.mkdirSync(mp);
+    const server = await mount(mp, helloFs(), {
+      fsname: "fsbt-fuse-hello",
+      subtype: "fsbt",
+      useFusermount: true,
+    });
+    try {
+      assert.equal(server.connection.method, "fusermount3");
+      const cat = await run("cat", `${mp}/hello`);
+      assert.equal(cat.text, "hello, world\n");
+    } finally {
+      await server.stop();
+    }
+    assert.equal(mountAt(mp), undefined);
+  },
+});
