@@ -142,13 +142,17 @@ Deno.test({
         await waitFor(() => a.out.text() === "one\ntwo\nthree\n", "three messages");
         await run(`printf four > '${s}'`);
         assert.equal((await h.child.status).code, 0);
+        await h.out.done;
         assert.equal(h.out.text(), "one\ntwo\nthree\n");
         await run(`: > '${s}'`); // end of file
         assert.equal((await a.child.status).code, 0);
+        await a.out.done;
         assert.equal((await b.child.status).code, 0);
+        await b.out.done;
         assert.equal(a.out.text(), "one\ntwo\nthree\nfour");
         assert.equal(b.out.text(), a.out.text());
         assert.equal((await t.child.status).code, 0);
+        await t.out.done;
         assert.equal(t.out.text(), a.out.text());
       } finally {
         for (const r of [a, b, h, t]) await stop(r.child);
@@ -187,6 +191,7 @@ print([os.read(fd, n) for n in [${sizes.join(",")}]])
         await opened(late.child.pid, `${g}/s`);
         await run(`echo third > '${g}/s'`);
         assert.equal((await late.child.status).code, 0);
+        await late.out.done;
         assert.equal(late.out.text(), "third\n");
       } finally {
         await stop(late.child);
@@ -225,6 +230,7 @@ Deno.test({
         await waitFor(() => r.out.text() === "kept\n", "the message");
         await run(`rm '${mp}/h/x'`);
         assert.equal((await r.child.status).code, 0);
+        await r.out.done;
       } finally {
         await stop(r.child);
       }
@@ -301,6 +307,7 @@ Deno.test({
       const u = await fsbus(["mq", "umount", mp]);
       assert.equal(u.code, 0, u.stderr);
       assert.equal((await r.child.status).code, 0); // EOF
+      await r.out.done;
       assert.equal((await m.server.status).code, 0);
       assert.equal(mountAt(mp), undefined);
     } finally {
@@ -388,6 +395,7 @@ Deno.test({
         const k = await fsbus(["pin", "-m", mp, "-k", "fsbt-fuse-s"]); // the session ends:
         assert.equal(k.code, 0, k.stderr);
         assert.equal((await out.child.status).code, 0); // its output stream's EOF ends cat
+        await out.out.done;
       } finally {
         await stop(out.child);
       }
