@@ -36,7 +36,7 @@ export {
   MqGroup,
   type ReplayMode,
   type Settings,
-  type StreamState,
+  type StreamInfo,
   type WriteOptions,
   type WriteResult,
 } from "./group.ts";

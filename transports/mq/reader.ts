@@ -14,10 +14,14 @@ import { FsbusError, type Message, OverrunError, type Subscription } from "../..
 import { IN, Inotify, type InotifyEvent } from "../../sys/inotify.ts";
 import { yieldTurn } from "../../sys/poll.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
-import { fdSize } from "../../sys/fd_io.ts";
+import { fdSize, preadFull } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
 import { R, RECORD, u64 } from "./_layout.ts";
-import { checkStreamName, MqGroup, type StreamState } from "./group.ts";
+import { MqGroup } from "./group.ts";
+import { checkStreamName } from "./_names.ts";
+import type { GroupIndex } from "./_index.ts";
+import { type GroupInternals, internalsOf } from "./_internal.ts";
+import type { StreamState } from "./_streams.ts";
 
 /**
  * A message read from an mq group.
@@ -61,7 +65,13 @@ interface Want {
   /** Messages below this global sequence number are not for this reader. */
   from: number;
   eof: boolean;
+  /** A read-ahead buffer of the stream's file. */
+  cache: Uint8Array | undefined;
+  /** The file offset the read-ahead buffer starts at. */
+  cacheAt: number;
 }
+
+const READAHEAD = 256 * 1024;
 
 const CHUNK = 1024;
 // Streams: CLOSE_WRITE, not MODIFY. fsbus writers keep their streams open and commit through
@@ -87,6 +97,8 @@ const FOREIGN_RECHECK_MS = 50;
  */
 export class MqReader implements Subscription<MqMessage> {
   readonly #g: MqGroup;
+  readonly #parts: GroupInternals;
+  readonly #index: GroupIndex;
   readonly #ownsGroup: boolean;
   readonly #wants = new Map<number, Want>();
   readonly #until: Want[] = [];
@@ -113,6 +125,8 @@ export class MqReader implements Subscription<MqMessage> {
     options: ReadOptions,
   ) {
     this.#g = g;
+    this.#parts = internalsOf(g);
+    this.#index = this.#parts.index;
     this.#ownsGroup = owns;
     this.#signal = options.signal;
     this.#blockMs = Math.max(0, options.blockMs ?? 0);
@@ -182,25 +196,25 @@ export class MqReader implements Subscription<MqMessage> {
   #start(streams: string[], replay: ReplayMode, until: string[] | undefined): void {
     const g = this.#g;
     const next = g.next;
-    const cutoff = g.readCutoff();
+    const cutoff = this.#index.readCutoff();
     if (this.#order) {
       this.#pos = replay === "all" ? cutoff : replay === "last" ? Math.max(cutoff, next - 1) : next;
       return;
     }
     let pos = next;
     for (const name of streams) {
-      const s = g.stream(name);
+      const s = this.#stream(name);
       if (s === undefined) {
         throw new FsbusError("not_found", `No stream "${name}" in group "${g.path}"`);
       }
       if (this.#wants.has(s.id)) continue;
       let w: Want;
       if (replay === "all") {
-        w = { s, k: g.firstLocalFrom(s.id, cutoff), from: cutoff, eof: false };
+        w = want(s, this.#index.firstLocalFrom(s.id, cutoff), cutoff);
       } else if (replay === "last" && s.lastSeq >= cutoff) {
-        w = { s, k: s.count - 1, from: s.lastSeq, eof: false };
+        w = want(s, s.count - 1, s.lastSeq);
       } else {
-        w = { s, k: s.count, from: next, eof: false };
+        w = want(s, s.count, next);
       }
       this.#wants.set(s.id, w);
       pos = Math.min(pos, w.from);
@@ -231,19 +245,20 @@ export class MqReader implements Subscription<MqMessage> {
     const next = g.next;
     const out: MqMessage[] = [];
     if (this.#pos < next) {
-      const cutoff = g.readCutoff();
+      const index = this.#index;
+      const cutoff = index.readCutoff();
       if (this.#pos < cutoff) this.#skipTo(cutoff);
       const first = this.#pos;
-      const cached = g.cachedRecords(first);
+      const cached = index.cachedRecords(first);
       const v = cached?.view ?? this.#view;
       const base = cached?.at ?? 0;
-      const n = Math.min(cached?.count ?? g.readRecords(first, this.#buf), next - first);
+      const n = Math.min(cached?.count ?? index.readRecords(first, this.#buf), next - first);
       for (let i = 0; i < n; i++) {
         const o = base + i * RECORD;
         const seq = this.#pos + i;
         const id = v.getUint32(o + R.STREAM, true);
         if (this.#order) {
-          const s = g.streamById(id);
+          const s = this.#parts.streams.all[id];
           if (s) out.push(message(s.orderEntry, "order", seq, u64(v, o + R.TIME)));
           continue;
         }
@@ -257,13 +272,13 @@ export class MqReader implements Subscription<MqMessage> {
           w.eof = true;
           continue;
         }
-        const data = g.readData(w.s, u64(v, o + R.OFFSET), length);
+        const data = readData(w, u64(v, o + R.OFFSET), length);
         out.push(message(data, w.s.name, seq, u64(v, o + R.TIME)));
       }
       this.#pos += n;
       // Trimming may have raced with the reads above: anything now below the cutoff may
       // have been freed, so it cannot be delivered.
-      const after = g.readCutoff();
+      const after = index.readCutoff();
       if (after > first && out.length > 0 && out[0]!.seq < after) {
         const lost = out.filter((m) => m.seq < after).length;
         throw new OverrunError(
@@ -289,7 +304,7 @@ export class MqReader implements Subscription<MqMessage> {
     }
     for (const w of this.#wants.values()) {
       if (w.eof) continue;
-      const n = g.firstLocalFrom(w.s.id, Math.max(cutoff, w.from));
+      const n = this.#index.firstLocalFrom(w.s.id, Math.max(cutoff, w.from));
       if (n > w.k) this.#overrun(w, n - w.k);
     }
     this.#pos = cutoff;
@@ -334,7 +349,7 @@ export class MqReader implements Subscription<MqMessage> {
   #foreignPending(): boolean {
     let refreshed = false;
     for (const name of this.#dirty) {
-      const s = this.#g.stream(name);
+      const s = this.#stream(name);
       if (s === undefined || s.removed) {
         this.#dirty.delete(name);
         continue;
@@ -352,9 +367,16 @@ export class MqReader implements Subscription<MqMessage> {
         this.#dirty.delete(name);
         continue;
       }
-      if (!this.#g.writeInProgress()) return true;
+      if (!this.#index.writeInProgress()) return true;
     }
     return false;
+  }
+
+  /** The live incarnation of a stream, open (undefined when there is none). */
+  #stream(name: string): StreamState | undefined {
+    const streams = this.#parts.streams;
+    const s = streams.live.get(name);
+    return s && streams.ensureFd(s) ? s : undefined;
   }
 
   #sync(): void {
@@ -431,6 +453,26 @@ export class MqReader implements Subscription<MqMessage> {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+function want(s: StreamState, k: number, from: number): Want {
+  return { s, k, from, eof: false, cache: undefined, cacheAt: 0 };
+}
+
+/** Reads a message's bytes from its stream, through the reader's read-ahead buffer. */
+function readData(w: Want, offset: number, length: number): Uint8Array {
+  if (length === 0) return new Uint8Array(0);
+  const cache = w.cache;
+  if (cache && offset >= w.cacheAt && offset + length <= w.cacheAt + cache.length) {
+    return cache.subarray(offset - w.cacheAt, offset - w.cacheAt + length);
+  }
+  const s = w.s;
+  if (s.fd < 0) return new Uint8Array(length);
+  const buf = new Uint8Array(Math.max(length, Math.min(READAHEAD, s.end - offset)));
+  const got = preadFull(s.fd, buf, offset);
+  w.cache = buf.subarray(0, got);
+  w.cacheAt = offset;
+  return buf.subarray(0, length);
 }
 
 function message(data: Uint8Array, stream: string, seq: number, timeUs: number): MqMessage {

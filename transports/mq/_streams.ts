@@ -1,0 +1,261 @@
+/**
+ * The table of stream incarnations: `.mq/streams` holds one line "INODE\tNAME\n" per
+ * incarnation (a name bound to one file), and a line's number is the incarnation's id, which
+ * index records name. A stream removed and made again is a new incarnation: its readers get
+ * EOF on the old one.
+ *
+ * @module
+ */
+
+import { FsbusError } from "../../types.ts";
+import { closeFd, fstat, O, openFd, statPath } from "../../sys/fs.ts";
+import { fdMtimeUs, fdSize, preadFull, pwriteAll, truncateTo } from "../../sys/fd_io.ts";
+import { fromFsError } from "../../types.ts";
+import { isStreamName } from "./_names.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const RECENT_US = 50_000;
+
+/**
+ * What a group knows about one of its streams.
+ *
+ * @example
+ * ```ts ignore
+ * import type { StreamInfo } from "./_streams.ts";
+ * const show = (s: StreamInfo) => `${s.name}: ${s.count} messages, ${s.end} bytes`;
+ * ```
+ */
+export interface StreamInfo {
+  /** The file name. */
+  readonly name: string;
+  /** The end of the last indexed message in the file. */
+  readonly end: number;
+  /** How many messages have been indexed. */
+  readonly count: number;
+  /** The global sequence number of the last indexed message, or -1. */
+  readonly lastSeq: number;
+  /** Whether the file was removed (or replaced): readers get EOF once caught up. */
+  readonly removed: boolean;
+}
+
+/** What the engine knows about one stream incarnation (a name bound to one inode). */
+export interface StreamState extends StreamInfo {
+  /** The id: its line number in `.mq/streams`. */
+  readonly id: number;
+  /** The name plus NUL, as `order` records it. */
+  readonly orderEntry: Uint8Array;
+  /** The inode this incarnation is bound to. */
+  readonly ino: bigint;
+  /** An open descriptor (read/write, append), or -1. */
+  fd: number;
+  end: number;
+  count: number;
+  lastSeq: number;
+  removed: boolean;
+  /** The end of the last message below the cutoff (the writer punches up to it). */
+  cutEnd: number;
+  /** How far this process has punched holes. */
+  punched: number;
+}
+
+/** A group's stream incarnations, by id and by live name. */
+export class StreamTable {
+  /** Every incarnation known, by id. */
+  readonly all: StreamState[] = [];
+  /** The live incarnation of each name. */
+  readonly live: Map<string, StreamState> = new Map();
+  readonly #path: string;
+  readonly #namesFd: number;
+  readonly #dirFd: number;
+  #namesRead = 0;
+  #dirMtime = -1;
+
+  /**
+   * @param path The group's directory.
+   * @param namesFd `.mq/streams`, open for reading and writing.
+   * @param dirFd The group's directory, open.
+   */
+  constructor(path: string, namesFd: number, dirFd: number) {
+    this.#path = path;
+    this.#namesFd = namesFd;
+    this.#dirFd = dirFd;
+  }
+
+  /**
+   * Reads incarnations added to `.mq/streams` since the last look.
+   *
+   * @param locked Whether the caller holds the lock (then a torn line is removed).
+   */
+  readNames(locked: boolean): void {
+    const size = fdSize(this.#namesFd);
+    if (size <= this.#namesRead) return;
+    const buf = new Uint8Array(size - this.#namesRead);
+    const n = preadFull(this.#namesFd, buf, this.#namesRead);
+    const text = decoder.decode(buf.subarray(0, n));
+    const lastNl = text.lastIndexOf("\n");
+    if (lastNl < 0) {
+      if (locked) truncateTo(this.#namesFd, this.#namesRead);
+      return;
+    }
+    const complete = text.slice(0, lastNl + 1);
+    for (const line of complete.split("\n")) {
+      if (line === "") continue;
+      const tab = line.indexOf("\t");
+      const ino = BigInt(line.slice(0, tab));
+      const name = line.slice(tab + 1);
+      this.#add(name, ino, -1);
+    }
+    this.#namesRead += encoder.encode(complete).length;
+    if (locked && this.#namesRead < size && lastNl + 1 < text.length) {
+      truncateTo(this.#namesFd, this.#namesRead);
+    }
+  }
+
+  #add(name: string, ino: bigint, fd: number): StreamState {
+    const old = this.live.get(name);
+    if (old) old.removed = true;
+    const s: StreamState = {
+      id: this.all.length,
+      name,
+      orderEntry: encoder.encode(name + "\0"),
+      ino,
+      fd,
+      end: 0,
+      count: 0,
+      lastSeq: -1,
+      removed: false,
+      cutEnd: 0,
+      punched: 0,
+    };
+    this.all.push(s);
+    this.live.set(name, s);
+    return s;
+  }
+
+  /** Appends an incarnation to `.mq/streams` (under the lock). */
+  #register(name: string, fd: number, ino: bigint): StreamState {
+    this.readNames(true);
+    const known = this.live.get(name);
+    if (known && known.ino === ino && !known.removed) {
+      if (known.fd < 0) known.fd = fd;
+      else if (known.fd !== fd) closeFd(fd);
+      return known;
+    }
+    const line = encoder.encode(`${ino}\t${name}\n`);
+    pwriteAll(this.#namesFd, line, this.#namesRead);
+    this.#namesRead += line.length;
+    return this.#add(name, ino, fd);
+  }
+
+  /**
+   * Opens a stream's file if needed; marks it removed when its inode is gone.
+   *
+   * @param s The incarnation.
+   * @returns Whether it is live and open.
+   */
+  ensureFd(s: StreamState): boolean {
+    if (s.fd >= 0) return !s.removed;
+    if (s.removed) return false;
+    let fd: number;
+    try {
+      fd = openFd(`${this.#path}/${s.name}`, O.RDWR | O.APPEND | O.NOFOLLOW);
+    } catch {
+      this.#gone(s);
+      return false;
+    }
+    if (fstat(fd).ino !== s.ino) {
+      closeFd(fd);
+      this.#gone(s);
+      return false;
+    }
+    s.fd = fd;
+    return true;
+  }
+
+  #gone(s: StreamState): void {
+    s.removed = true;
+    if (this.live.get(s.name) === s) this.live.delete(s.name);
+  }
+
+  /**
+   * Under the lock: notices streams created, removed or replaced by anyone.
+   *
+   * @param force Scan even when the directory's time says nothing changed.
+   */
+  scanDir(force: boolean): void {
+    // The cheap check first: has the directory changed (or changed so recently that the
+    // kernel's coarse timestamps could hide a second change)?
+    const mtime = fdMtimeUs(this.#dirFd);
+    if (!force && mtime === this.#dirMtime && Date.now() * 1000 - mtime > RECENT_US) return;
+    const st = statPath(this.#path);
+    if (st === undefined || st.kind !== "directory") {
+      for (const s of this.live.values()) s.removed = true;
+      this.live.clear();
+      return;
+    }
+    this.readNames(true);
+    const seen = new Set<string>();
+    for (const e of Deno.readDirSync(this.#path)) {
+      if (!e.isFile || !isStreamName(e.name)) continue;
+      seen.add(e.name);
+      const s = this.live.get(e.name);
+      const path = `${this.#path}/${e.name}`;
+      if (s && !s.removed) {
+        const cur = statPath(path);
+        if (cur !== undefined && cur.ino === s.ino) {
+          this.ensureFd(s);
+          continue;
+        }
+        s.removed = true;
+      }
+      let fd: number;
+      try {
+        fd = openFd(path, O.RDWR | O.APPEND | O.NOFOLLOW);
+      } catch {
+        continue; // gone again, or not ours to write
+      }
+      this.#register(e.name, fd, fstat(fd).ino);
+    }
+    for (const [name, s] of this.live) {
+      if (!seen.has(name)) {
+        s.removed = true;
+        this.live.delete(name);
+      }
+    }
+    this.#dirMtime = mtime;
+  }
+
+  /**
+   * Under the lock: the live incarnation of a stream to write, made when missing.
+   *
+   * @param name The stream's name (checked by the caller).
+   * @returns The incarnation, open.
+   * @throws {FsbusError} When the file cannot be opened or is not a regular file.
+   */
+  forWrite(name: string): StreamState {
+    const s = this.live.get(name);
+    if (s && this.ensureFd(s)) return s;
+    const path = `${this.#path}/${name}`;
+    let fd: number;
+    try {
+      fd = openFd(path, O.RDWR | O.APPEND | O.CREAT | O.NOFOLLOW);
+    } catch (err) {
+      throw fromFsError(err, "Cannot write to stream", path);
+    }
+    const st = fstat(fd);
+    if (st.kind !== "file") {
+      closeFd(fd);
+      throw new FsbusError("invalid", `Cannot write to stream "${path}": not a regular file`);
+    }
+    return this.#register(name, fd, st.ino);
+  }
+
+  /** Closes every stream's descriptor. */
+  close(): void {
+    for (const s of this.all) {
+      if (s.fd >= 0) closeFd(s.fd);
+      s.fd = -1;
+    }
+  }
+}
