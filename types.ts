@@ -82,6 +82,7 @@ export type FsbusErrorCode =
   | "overrun"
   | "closed"
   | "unsupported"
+  | "damaged"
   | "io";
 
 /**

@@ -54,6 +54,13 @@ const SYMBOLS = {
   flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  /** openat(2) and friends: files reached from a directory descriptor (mq groups). */
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
+  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },
 } as const;
 
 /** The libc symbols fsbus binds, typed. */

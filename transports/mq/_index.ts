@@ -10,6 +10,7 @@
 import { FsbusError } from "../../types.ts";
 import { fdSize, preadFd, preadFull, punchHole, pwriteAll, truncateTo } from "../../sys/fd_io.ts";
 import type { Depth } from "./_ctl.ts";
+import { crc32 } from "./_crc32.ts";
 import {
   COMMITTED,
   decodeRecord,
@@ -19,21 +20,70 @@ import {
   HEADER,
   INTENT,
   MAGIC,
+  MAGIC_V1,
   R,
   RECORD,
   type RecordFields,
+  recordProblem,
   setU64,
   u64,
 } from "./_layout.ts";
 import type { StreamState, StreamTable } from "./_streams.ts";
+import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./_checkpoint.ts";
 
 const CHUNK_RECORDS = 1024;
 const PUNCH_MIN = 64 * 1024;
 const PAGE = 4096;
+const CRC_CHUNK = 256 * 1024;
 
-/** The time now, in microseconds since the epoch. */
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * The time now, in microseconds since the epoch.
+ *
+ * @returns The time.
+ */
 export function nowUs(): number {
   return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/**
+ * The error for a damaged group file: names the group, the file and what is wrong.
+ *
+ * @param group The group's directory.
+ * @param what The file, and where in it ('".mq/index" record 7').
+ * @param why What is wrong.
+ * @returns The error (code `damaged`).
+ */
+export function damaged(group: string, what: string, why: string): FsbusError {
+  return new FsbusError(
+    "damaged",
+    `Cannot read group "${group}": ${what} is damaged (${why}); ` +
+      `see "fsbus mq check ${group}"`,
+  );
+}
+
+/**
+ * The CRC-32 of `length` bytes of a file from `offset`.
+ *
+ * @param fd The file.
+ * @param offset Where to start.
+ * @param length How many bytes.
+ * @returns The CRC, or undefined when the file is shorter.
+ */
+export function fileCrc(fd: number, offset: number, length: number): number | undefined {
+  const buf = new Uint8Array(Math.min(CRC_CHUNK, Math.max(length, 1)));
+  let crc = 0;
+  for (let done = 0; done < length;) {
+    const want = Math.min(buf.length, length - done);
+    const n = preadFull(fd, buf.subarray(0, want), offset + done);
+    if (n < want) return undefined;
+    crc = crc32(crc, buf, 0, n);
+    done += n;
+  }
+  return crc;
 }
 
 /** The index of one group, as one process sees it. */
@@ -43,12 +93,19 @@ export class GroupIndex {
   readonly #intentFd: number;
   readonly #orderFd: number;
   readonly #streams: StreamTable;
+  /** The index format: 2, or 1 for a group made by an earlier version. */
+  #version = 2;
+  #started = false;
 
   /** The next global sequence number (= committed messages, including trimmed ones). */
   #next = 0;
   #cum = 0;
   #orderEnd = 0;
   #cutoff = 0;
+  /** Records below this have been passed by trimming: each stream's cut* fields are exact. */
+  #cutScan = 0;
+  #cutCum = 0;
+  #cutOrder = 0;
   #indexPunched = HEADER;
   #orderPunched = 0;
   readonly #intentBuf = new Uint8Array(RECORD);
@@ -85,81 +142,126 @@ export class GroupIndex {
     return this.#next;
   }
 
-  /** Under the lock: writes the header of a new index, or checks an existing one's. */
-  initLocked(): void {
+  /** The index format: 2, or 1 for a group made by an earlier version. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /**
+   * Writes the header of a new index (with the lock held), or checks an existing one's.
+   *
+   * @param locked Whether the caller holds the lock (only then is a header written).
+   */
+  init(locked: boolean): void {
     if (fdSize(this.#indexFd) < HEADER) {
+      if (!locked) return; // made but never opened by a writer yet: empty
       const header = new Uint8Array(HEADER);
       header.set(MAGIC);
       pwriteAll(this.#indexFd, header, 0);
       return;
     }
     preadFull(this.#indexFd, this.#word, 0);
-    for (let i = 0; i < MAGIC.length; i++) {
-      if (this.#word[i] !== MAGIC[i]) {
-        throw new FsbusError(
-          "invalid",
-          `Cannot open group "${this.#path}": ".mq/index" is not an fsbus mq index`,
-        );
-      }
-    }
+    if (same(this.#word, MAGIC)) this.#version = 2;
+    else if (same(this.#word, MAGIC_V1)) this.#version = 1;
+    else throw damaged(this.#path, '".mq/index"', "not an fsbus mq index: bad header");
   }
 
   /** Under the lock, after the first read: drops `order` bytes no record accounts for. */
   settleOrderLocked(): void {
     if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
-    this.#cutoff = this.readCutoff();
+    this.#cutoff = Math.max(this.#cutoff, this.readCutoff());
   }
 
   /**
    * Reads index records committed since the last look. The index only ever grows by whole
    * committed records appended at its end (a reader cannot see an append before its bytes
-   * are copied, since the file size moves after the copy). With the lock held, a write that
-   * a dead writer left half done is then recovered from `.mq/intent`.
+   * are copied, since the file size moves after the copy). Every record is checked before
+   * it is believed. With the lock held, a write that a dead writer left half done is then
+   * recovered from `.mq/intent`.
    *
    * @param locked Whether the caller holds the lock.
+   * @throws {FsbusError} `damaged` for a record that is not sound.
    */
   read(locked: boolean): void {
+    if (!this.#started) {
+      this.#started = true;
+      this.#loadCheckpoint(0);
+    }
     const c = this.#chunk;
     const v = this.#chunkView;
-    for (;;) {
+    outer: for (;;) {
       const at = HEADER + this.#next * RECORD;
       const n = preadFd(this.#indexFd, c, at);
       const whole = Math.floor(n / RECORD);
       let i = 0;
       this.#chunkSeq = this.#next;
+      this.#chunkCount = 0;
       for (; i < whole; i++) {
         const o = i * RECORD;
-        if (c[o + R.STATE] !== COMMITTED || u64(v, o + R.SEQ) !== this.#next) break;
-        this.#apply(v, o, locked);
+        const why = recordProblem(v, o, this.#next, this.#version) ?? this.#fitProblem(v, o);
+        if (why !== undefined) {
+          this.#chunkCount = i;
+          if (this.#badRecord(this.#next, why, at + (i + 1) * RECORD, locked)) continue outer;
+          break outer;
+        }
+        this.#apply(v, o);
       }
       this.#chunkCount = i;
-      if (i < whole || whole < CHUNK_RECORDS) {
-        // Anything after the last good record is garbage: only the lock holder cleans up.
-        if (locked && (i < whole || n % RECORD !== 0)) {
-          truncateTo(this.#indexFd, at + i * RECORD);
-        }
+      if (whole < CHUNK_RECORDS) {
+        // A torn append (part of a record at the end) was never seen: the lock holder drops it.
+        if (locked && n % RECORD !== 0) truncateTo(this.#indexFd, at + whole * RECORD);
         break;
       }
     }
     if (locked) this.#recoverIntent();
   }
 
-  #apply(v: DataView, o: number, locked: boolean): void {
+  /**
+   * What to do about an unsound record: below the cutoff, continue from the checkpoint
+   * (returns true); at the end with a write in progress that names it, stop there (the lock
+   * holder drops it and recovers the write from its intent); otherwise it is damage.
+   */
+  #badRecord(seq: number, why: string, end: number, locked: boolean): boolean {
+    if (seq < this.readCutoff()) {
+      if (this.#loadCheckpoint(seq)) return true;
+      throw damaged(
+        this.#path,
+        `".mq/index" record ${seq}`,
+        `${why}; it is below the cutoff and ".mq/checkpoint" does not say where to go on`,
+      );
+    }
+    if (end >= fdSize(this.#indexFd) && this.#readIntent() !== undefined) {
+      if (locked) truncateTo(this.#indexFd, end - RECORD);
+      return false;
+    }
+    throw damaged(this.#path, `".mq/index" record ${seq}`, why);
+  }
+
+  /** Whether a sound record fits what came before it; why not, when it does not. */
+  #fitProblem(v: DataView, o: number): string | undefined {
     const id = v.getUint32(o + R.STREAM, true);
-    const length = u64(v, o + R.LENGTH);
     let s = this.#streams.all[id];
     if (s === undefined) {
-      this.#streams.readNames(locked);
+      this.#streams.readNames();
       s = this.#streams.all[id];
+      if (s === undefined) {
+        return `it names stream ${id}, but ".mq/streams" lists ${this.#streams.all.length}`;
+      }
     }
+    if (u64(v, o + R.CUM) !== this.#cum) return "its byte count does not follow the last";
+    if (u64(v, o + R.ORDER) !== this.#orderEnd) return "its order offset does not follow the last";
+    if (this.#version === 1) return undefined; // format 1 kept no contiguous offsets
+    if (u64(v, o + R.OFFSET) !== s.end) return `its offset does not follow stream "${s.name}"`;
+    if (u64(v, o + R.LOCAL) !== s.count) return `its number does not follow stream "${s.name}"`;
+    return undefined;
+  }
+
+  #apply(v: DataView, o: number): void {
+    const s = this.#streams.all[v.getUint32(o + R.STREAM, true)]!;
+    const length = u64(v, o + R.LENGTH);
     const seq = this.#next;
     this.#next = seq + 1;
     this.#cum = u64(v, o + R.CUM) + length;
-    if (s === undefined) {
-      // A record for a stream this process cannot name yet: keep counting.
-      this.#orderEnd = u64(v, o + R.ORDER);
-      return;
-    }
     this.#orderEnd = u64(v, o + R.ORDER) + s.orderEntry.length;
     const end = u64(v, o + R.OFFSET) + length;
     if (end > s.end) s.end = end;
@@ -167,11 +269,43 @@ export class GroupIndex {
     s.lastSeq = seq;
   }
 
+  /**
+   * Continues from `.mq/checkpoint` when it is past `seq`: the state at its sequence number,
+   * so records below it (trimmed, and their pages freed) need not be read.
+   */
+  #loadCheckpoint(seq: number): boolean {
+    const cp = readCheckpoint(this.#path);
+    if (typeof cp === "string") throw damaged(this.#path, '".mq/checkpoint"', cp);
+    if (cp === undefined || cp.seq <= seq) return false;
+    if (cp.seq > this.#recordsInFile()) {
+      throw damaged(this.#path, '".mq/checkpoint"', `it is past the last record (${cp.seq})`);
+    }
+    this.#streams.readNames();
+    if (!this.#takeCut(cp)) {
+      throw damaged(this.#path, '".mq/checkpoint"', 'it names a stream not in ".mq/streams"');
+    }
+    for (const e of cp.streams) {
+      const s = this.#streams.all[e.id]!;
+      s.end = e.end;
+      s.count = e.count;
+      s.lastSeq = e.lastSeq;
+    }
+    this.#next = cp.seq;
+    this.#cum = cp.cum;
+    this.#orderEnd = cp.order;
+    this.#cutoff = Math.max(this.#cutoff, cp.seq);
+    return true;
+  }
+
+  #recordsInFile(): number {
+    return Math.max(0, Math.floor((fdSize(this.#indexFd) - HEADER) / RECORD));
+  }
+
   /** Reads `.mq/intent`: the write in progress (or left by a dead writer), if any. */
   #readIntent(): RecordFields | undefined {
     if (preadFd(this.#intentFd, this.#intentBuf, 0) < RECORD) return undefined;
-    const r = decodeRecord(this.#intentView, 0);
-    return r.state === INTENT && r.seq === this.#next ? r : undefined;
+    if (recordProblem(this.#intentView, 0, this.#next, this.#version, INTENT)) return undefined;
+    return decodeRecord(this.#intentView, 0, this.#next, this.#version);
   }
 
   /**
@@ -189,9 +323,15 @@ export class GroupIndex {
     const r = this.#readIntent();
     if (r === undefined) return;
     const streams = this.#streams;
-    const s = streams.all[r.stream] ?? (streams.readNames(true), streams.all[r.stream]);
-    if (s !== undefined && streams.ensureFd(s) && r.offset === s.end) {
-      if (fdSize(s.fd) >= r.offset + r.length) {
+    const s = streams.all[r.stream] ?? (streams.readNames(), streams.all[r.stream]);
+    if (
+      s !== undefined && streams.ensureFd(s) && r.offset === s.end && r.local === s.count &&
+      r.cum === this.#cum && r.order === this.#orderEnd
+    ) {
+      const complete = this.#version === 1
+        ? fdSize(s.fd) >= r.offset + r.length
+        : fileCrc(s.fd, r.offset, r.length) === r.dataCrc;
+      if (complete) {
         // The whole message reached the stream: the writer died after its data. Commit it.
         pwriteAll(this.#orderFd, s.orderEntry, r.order);
         this.commit(s, { ...r, state: COMMITTED });
@@ -206,7 +346,7 @@ export class GroupIndex {
   }
 
   #record(r: RecordFields): Uint8Array {
-    encodeRecord(this.#recView, 0, r);
+    encodeRecord(this.#recView, 0, r, this.#version);
     return this.#rec;
   }
 
@@ -215,10 +355,11 @@ export class GroupIndex {
    *
    * @param s The stream.
    * @param length The message's length.
+   * @param dataCrc The CRC-32 of its bytes.
    * @param flags FLAG_* bits.
    * @returns The record, marked intent.
    */
-  nextRecord(s: StreamState, length: number, flags = 0): RecordFields {
+  nextRecord(s: StreamState, length: number, dataCrc: number, flags = 0): RecordFields {
     return {
       state: INTENT,
       flags,
@@ -230,7 +371,18 @@ export class GroupIndex {
       timeUs: nowUs(),
       cum: this.#cum,
       order: this.#orderEnd,
+      dataCrc,
     };
+  }
+
+  /**
+   * The checksum a record of this index keeps for a message's bytes.
+   *
+   * @param data The bytes.
+   * @returns Their CRC-32 (0 for a format 1 index).
+   */
+  dataCrc(data: Uint8Array): number {
+    return this.#version === 1 ? 0 : crc32(0, data);
   }
 
   /**
@@ -276,7 +428,8 @@ export class GroupIndex {
    * @param length How many.
    */
   commitForeign(s: StreamState, offset: number, length: number): void {
-    const r = this.nextRecord(s, length, FLAG_FOREIGN);
+    const dataCrc = this.#version === 1 ? 0 : fileCrc(s.fd, offset, length) ?? 0;
+    const r = this.nextRecord(s, length, dataCrc, FLAG_FOREIGN);
     r.state = COMMITTED;
     r.offset = offset;
     this.writeOrder(s, r.order);
@@ -306,7 +459,7 @@ export class GroupIndex {
       for (let i = 0; i < whole; i++) {
         const o = i * RECORD;
         const seq = cut;
-        if (seq >= this.#next - 1) break scan;
+        if (seq >= this.#next - 1 || recordProblem(v, o, seq, this.#version)) break scan;
         const keep = depth.kind === "count"
           ? this.#next - seq <= depth.count
           : this.#cum - u64(v, o + R.CUM) <= depth.bytes;
@@ -314,15 +467,15 @@ export class GroupIndex {
           orderCut = u64(v, o + R.ORDER);
           break scan;
         }
-        const s = this.#streams.all[v.getUint32(o + R.STREAM, true)];
-        if (s) s.cutEnd = u64(v, o + R.OFFSET) + u64(v, o + R.LENGTH);
         cut++;
       }
     }
-    if (cut <= from) return;
-    setU64(this.#wordView, 0, cut);
-    pwriteAll(this.#indexFd, this.#word, H_CUTOFF);
-    this.#cutoff = cut;
+    if (cut > from) {
+      setU64(this.#wordView, 0, cut);
+      pwriteAll(this.#indexFd, this.#word, H_CUTOFF);
+      this.#cutoff = cut;
+    }
+    if (!this.#advanceCutState()) return;
     // Free whole pages below the cutoff, 64 KiB at a time at least.
     for (const s of this.#streams.all) {
       if (s.fd < 0) continue;
@@ -332,8 +485,21 @@ export class GroupIndex {
         s.punched = to;
       }
     }
-    const indexTo = Math.floor((HEADER + cut * RECORD) / PAGE) * PAGE;
+    // Index records are freed only below a checkpoint, written first, that says where an
+    // opener goes on from.
+    const indexTo = Math.floor((HEADER + this.#cutScan * RECORD) / PAGE) * PAGE;
     if (indexTo - this.#indexPunched >= PUNCH_MIN) {
+      writeCheckpoint(this.#path, {
+        seq: this.#cutScan,
+        cum: this.#cutCum,
+        order: this.#cutOrder,
+        streams: this.#streams.all.filter((s) => s.cutCount > 0).map((s) => ({
+          id: s.id,
+          end: s.cutEnd,
+          count: s.cutCount,
+          lastSeq: s.cutLast,
+        })),
+      });
       punchHole(this.#indexFd, this.#indexPunched, indexTo - this.#indexPunched);
       this.#indexPunched = indexTo;
     }
@@ -342,6 +508,56 @@ export class GroupIndex {
       punchHole(this.#orderFd, this.#orderPunched, orderTo - this.#orderPunched);
       this.#orderPunched = orderTo;
     }
+  }
+
+  /**
+   * Brings each stream's state at the cutoff (its cut* fields) up to date, from the records
+   * between the last look and the cutoff; false when a record there is not sound.
+   */
+  #advanceCutState(): boolean {
+    const c = this.#chunk;
+    const v = this.#chunkView;
+    this.#chunkCount = 0;
+    while (this.#cutScan < this.#cutoff) {
+      const n = this.readRecords(this.#cutScan, c);
+      let i = 0;
+      for (; i < n && this.#cutScan < this.#cutoff; i++) {
+        const o = i * RECORD;
+        if (recordProblem(v, o, this.#cutScan, this.#version)) break;
+        const s = this.#streams.all[v.getUint32(o + R.STREAM, true)];
+        if (s === undefined) return false;
+        const length = u64(v, o + R.LENGTH);
+        s.cutEnd = u64(v, o + R.OFFSET) + length;
+        s.cutCount = u64(v, o + R.LOCAL) + 1;
+        s.cutLast = this.#cutScan;
+        this.#cutCum = u64(v, o + R.CUM) + length;
+        this.#cutOrder = u64(v, o + R.ORDER) + s.orderEntry.length;
+        this.#cutScan++;
+      }
+      if (this.#cutScan >= this.#cutoff) break;
+      if (i < n || n === 0) {
+        // Freed by another process, which wrote a checkpoint past it first.
+        const cp = readCheckpoint(this.#path);
+        if (typeof cp !== "object" || cp.seq <= this.#cutScan || !this.#takeCut(cp)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  #takeCut(cp: Checkpoint): boolean {
+    for (const e of cp.streams) {
+      const s = this.#streams.all[e.id];
+      if (s === undefined) return false;
+      s.cutEnd = e.end;
+      s.cutCount = e.count;
+      s.cutLast = e.lastSeq;
+    }
+    this.#cutScan = cp.seq;
+    this.#cutCum = cp.cum;
+    this.#cutOrder = cp.order;
+    return true;
   }
 
   /**

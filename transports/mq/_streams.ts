@@ -12,10 +12,16 @@ import { closeFd, fstat, O, openFd, statPath } from "../../sys/fs.ts";
 import { fdMtimeUs, fdSize, preadFull, pwriteAll, truncateTo } from "../../sys/fd_io.ts";
 import { fromFsError } from "../../types.ts";
 import { isStreamName } from "./_names.ts";
+import { damaged } from "./_index.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const RECENT_US = 50_000;
+const MAX_NAMES_BYTES = 64 * 1024 * 1024;
+
+function quote(s: string): string {
+  return JSON.stringify(s.length > 60 ? s.slice(0, 60) + "..." : s);
+}
 
 /**
  * What a group knows about one of its streams.
@@ -55,6 +61,10 @@ export interface StreamState extends StreamInfo {
   removed: boolean;
   /** The end of the last message below the cutoff (the writer punches up to it). */
   cutEnd: number;
+  /** The messages below the cutoff. */
+  cutCount: number;
+  /** The sequence number of the last message below the cutoff, or -1. */
+  cutLast: number;
   /** How far this process has punched holes. */
   punched: number;
 }
@@ -87,29 +97,38 @@ export class StreamTable {
    *
    * @param locked Whether the caller holds the lock (then a torn line is removed).
    */
-  readNames(locked: boolean): void {
+  readNames(locked = false): void {
     const size = fdSize(this.#namesFd);
-    if (size <= this.#namesRead) return;
+    if (size < this.#namesRead) {
+      throw damaged(
+        this.#path,
+        '".mq/streams"',
+        `it shrank from ${this.#namesRead} to ${size} bytes, so its ids no longer hold`,
+      );
+    }
+    if (size === this.#namesRead) return;
+    if (size > MAX_NAMES_BYTES) throw damaged(this.#path, '".mq/streams"', "it is too large");
     const buf = new Uint8Array(size - this.#namesRead);
     const n = preadFull(this.#namesFd, buf, this.#namesRead);
-    const text = decoder.decode(buf.subarray(0, n));
-    const lastNl = text.lastIndexOf("\n");
+    const lastNl = buf.subarray(0, n).lastIndexOf(10);
     if (lastNl < 0) {
       if (locked) truncateTo(this.#namesFd, this.#namesRead);
       return;
     }
-    const complete = text.slice(0, lastNl + 1);
-    for (const line of complete.split("\n")) {
-      if (line === "") continue;
-      const tab = line.indexOf("\t");
-      const ino = BigInt(line.slice(0, tab));
-      const name = line.slice(tab + 1);
-      this.#add(name, ino, -1);
+    const lines = decoder.decode(buf.subarray(0, lastNl)).split("\n");
+    const parsed: [bigint, string][] = [];
+    for (const line of lines) {
+      const m = line.match(/^(\d{1,20})\t(.*)$/);
+      const what = `".mq/streams" line ${this.all.length + parsed.length + 1}`;
+      if (m === null) {
+        throw damaged(this.#path, what, `expected "INODE<tab>NAME", found ${quote(line)}`);
+      }
+      if (!isStreamName(m[2]!)) throw damaged(this.#path, what, `bad stream name ${quote(m[2]!)}`);
+      parsed.push([BigInt(m[1]!), m[2]!]);
     }
-    this.#namesRead += encoder.encode(complete).length;
-    if (locked && this.#namesRead < size && lastNl + 1 < text.length) {
-      truncateTo(this.#namesFd, this.#namesRead);
-    }
+    for (const [ino, name] of parsed) this.#add(name, ino, -1);
+    this.#namesRead += lastNl + 1;
+    if (locked && this.#namesRead < size) truncateTo(this.#namesFd, this.#namesRead);
   }
 
   #add(name: string, ino: bigint, fd: number): StreamState {
@@ -126,6 +145,8 @@ export class StreamTable {
       lastSeq: -1,
       removed: false,
       cutEnd: 0,
+      cutCount: 0,
+      cutLast: -1,
       punched: 0,
     };
     this.all.push(s);

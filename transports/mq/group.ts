@@ -256,7 +256,7 @@ export class MqGroup {
   }
 
   #init(): void {
-    this.#index.initLocked();
+    this.#index.init(true);
     this.#settings.loadLocked();
     this.#syncLocked(true);
     // Bytes in `order` past the last committed record come from a writer that died
@@ -405,7 +405,7 @@ export class MqGroup {
   #appendMessage(s: StreamState, data: Uint8Array, withOrder: boolean): number {
     const index = this.#index;
     const length = data.length;
-    const r = index.nextRecord(s, length);
+    const r = index.nextRecord(s, length, index.dataCrc(data));
     // 1. intent
     index.writeIntent(r);
     // 2. the bytes, in one O_APPEND write

@@ -16,10 +16,10 @@ import { yieldTurn } from "../../sys/poll.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { fdSize, preadFull } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
-import { R, RECORD, u64 } from "./_layout.ts";
+import { R, RECORD, recordProblem, u64 } from "./_layout.ts";
 import { MqGroup } from "./group.ts";
 import { checkStreamName } from "./_names.ts";
-import type { GroupIndex } from "./_index.ts";
+import { damaged, type GroupIndex } from "./_index.ts";
 import { type GroupInternals, internalsOf } from "./_internal.ts";
 import type { StreamState } from "./_streams.ts";
 
@@ -252,10 +252,21 @@ export class MqReader implements Subscription<MqMessage> {
       const cached = index.cachedRecords(first);
       const v = cached?.view ?? this.#view;
       const base = cached?.at ?? 0;
-      const n = Math.min(cached?.count ?? index.readRecords(first, this.#buf), next - first);
+      let n = Math.min(cached?.count ?? index.readRecords(first, this.#buf), next - first);
+      let freed = false;
       for (let i = 0; i < n; i++) {
         const o = base + i * RECORD;
         const seq = this.#pos + i;
+        const why = recordProblem(v, o, seq, index.version);
+        if (why !== undefined) {
+          // Freed by trimming since the cutoff was read (overrun, below), or damaged.
+          if (seq < index.readCutoff()) {
+            freed = true;
+            n = i;
+            break;
+          }
+          throw damaged(g.path, `".mq/index" record ${seq}`, why);
+        }
         const id = v.getUint32(o + R.STREAM, true);
         if (this.#order) {
           const s = this.#parts.streams.all[id];
@@ -272,7 +283,7 @@ export class MqReader implements Subscription<MqMessage> {
           w.eof = true;
           continue;
         }
-        const data = readData(w, u64(v, o + R.OFFSET), length);
+        const data = readData(g.path, w, u64(v, o + R.OFFSET), length);
         out.push(message(data, w.s.name, seq, u64(v, o + R.TIME)));
       }
       this.#pos += n;
@@ -286,6 +297,7 @@ export class MqReader implements Subscription<MqMessage> {
           lost,
         );
       }
+      if (freed) this.#skipTo(after);
     }
     if (!this.#order && this.#pos >= g.next) {
       for (const w of this.#wants.values()) if (w.s.removed) w.eof = true;
@@ -459,17 +471,29 @@ function want(s: StreamState, k: number, from: number): Want {
   return { s, k, from, eof: false, cache: undefined, cacheAt: 0 };
 }
 
-/** Reads a message's bytes from its stream, through the reader's read-ahead buffer. */
-function readData(w: Want, offset: number, length: number): Uint8Array {
+/**
+ * Reads a message's bytes from its stream, through the reader's read-ahead buffer. Bytes
+ * that are not in the file are never made up: a stream shorter than its index is an error.
+ */
+function readData(group: string, w: Want, offset: number, length: number): Uint8Array {
   if (length === 0) return new Uint8Array(0);
   const cache = w.cache;
   if (cache && offset >= w.cacheAt && offset + length <= w.cacheAt + cache.length) {
     return cache.subarray(offset - w.cacheAt, offset - w.cacheAt + length);
   }
   const s = w.s;
-  if (s.fd < 0) return new Uint8Array(length);
+  const short = (size: number) =>
+    new FsbusError(
+      "damaged",
+      `Cannot read stream "${group}/${s.name}": it holds ${size} bytes but its message at ` +
+        `${offset} ends at ${offset + length} (truncated or rewritten by another program)`,
+    );
+  if (s.fd < 0) throw short(0);
+  // A length no file here could hold is refused before anything is allocated for it.
+  if (length > READAHEAD && offset + length > fdSize(s.fd)) throw short(fdSize(s.fd));
   const buf = new Uint8Array(Math.max(length, Math.min(READAHEAD, s.end - offset)));
   const got = preadFull(s.fd, buf, offset);
+  if (got < length) throw short(offset + got);
   w.cache = buf.subarray(0, got);
   w.cacheAt = offset;
   return buf.subarray(0, length);
