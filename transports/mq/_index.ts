@@ -376,6 +376,21 @@ export class GroupIndex {
   }
 
   /**
+   * Whether the bytes of a stream's last message differ from those its record keeps a CRC
+   * of (format 2; false when that cannot be known, as below the cutoff).
+   *
+   * @param s The stream.
+   * @returns True when the file was rewritten in place.
+   */
+  lastMessageChanged(s: StreamState): boolean {
+    if (this.#version === 1 || s.lastSeq < 0 || s.lastSeq < this.readCutoff()) return false;
+    if (this.readRecords(s.lastSeq, this.#rec) !== 1) return false;
+    if (recordProblem(this.#recView, 0, s.lastSeq, this.#version)) return false;
+    const r = decodeRecord(this.#recView, 0, s.lastSeq, this.#version);
+    return r.stream === s.id && fileCrc(s.fd, r.offset, r.length) !== r.dataCrc;
+  }
+
+  /**
    * The checksum a record of this index keeps for a message's bytes.
    *
    * @param data The bytes.

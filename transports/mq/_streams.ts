@@ -170,6 +170,23 @@ export class StreamTable {
   }
 
   /**
+   * Under the lock: starts a new incarnation of a live stream whose file was truncated or
+   * rewritten in place (the same inode): the old one is removed for its readers.
+   *
+   * @param s The old incarnation.
+   * @returns The new one, open.
+   */
+  renew(s: StreamState): StreamState {
+    this.readNames(true);
+    const line = encoder.encode(`${s.ino}\t${s.name}\n`);
+    pwriteAll(this.#namesFd, line, this.#namesRead);
+    this.#namesRead += line.length;
+    const fresh = this.#add(s.name, s.ino, s.fd);
+    s.fd = -1;
+    return fresh;
+  }
+
+  /**
    * Opens a stream's file if needed; marks it removed when its inode is gone.
    *
    * @param s The incarnation.

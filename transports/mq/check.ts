@@ -243,6 +243,15 @@ class Checker {
       }
       this.#incs.push(this.#incarnation(m[2]!, BigInt(m[1]!)));
     });
+    // A name's newest incarnation owns its file (an older one of the same inode was
+    // truncated or rewritten in place).
+    const owner = new Map<string, Incarnation>();
+    for (const inc of this.#incs) {
+      if (inc === undefined) continue;
+      const old = owner.get(inc.name);
+      if (old) old.fd = -1;
+      owner.set(inc.name, inc);
+    }
     this.#streamsFd = fd;
   }
 

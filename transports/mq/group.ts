@@ -300,12 +300,28 @@ export class MqGroup {
     this.#index.read(true);
     this.#settings.checkLocked();
     this.#streams.scanDir(forceScan);
-    for (const s of this.#streams.live.values()) {
-      if (!this.#streams.ensureFd(s)) continue;
-      const size = fdSize(s.fd);
-      if (size > s.end) this.#index.commitForeign(s, s.end, size - s.end);
-      else if (size < s.end) s.end = size; // truncated behind our back: carry on from there
+    for (const s of [...this.#streams.live.values()]) {
+      if (this.#streams.ensureFd(s)) this.#catchUp(s);
     }
+  }
+
+  /**
+   * Under the lock: indexes what a plain program did to a stream. Bytes appended are one
+   * message. A stream truncated or rewritten in place (`echo three > group/s`: shorter than
+   * its index says, or its last message's bytes changed) becomes a new incarnation, as if
+   * removed and made again: readers of the old one get EOF, and what it holds now is the
+   * new one's first message. Its bytes are never split along the old messages' bounds.
+   */
+  #catchUp(s: StreamState): StreamState {
+    const size = fdSize(s.fd);
+    if (size === s.end) return s;
+    if (size > s.end && !this.#index.lastMessageChanged(s)) {
+      this.#index.commitForeign(s, s.end, size - s.end);
+      return s;
+    }
+    const fresh = this.#streams.renew(s);
+    if (size > 0) this.#index.commitForeign(fresh, 0, size);
+    return fresh;
   }
 
   /**
@@ -395,10 +411,7 @@ export class MqGroup {
   }
 
   #streamForWrite(name: string): StreamState {
-    const s = this.#streams.forWrite(name);
-    const size = fdSize(s.fd);
-    if (size > s.end) this.#index.commitForeign(s, s.end, size - s.end);
-    return s;
+    return this.#catchUp(this.#streams.forWrite(name));
   }
 
   /** Steps 1 to 4 of a write (see the module doc), under the lock. */

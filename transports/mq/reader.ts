@@ -367,7 +367,7 @@ export class MqReader implements Subscription<MqMessage> {
         continue;
       }
       const size = fdSize(s.fd);
-      if (size <= s.end) {
+      if (size === s.end) {
         this.#dirty.delete(name);
         continue;
       }
@@ -375,10 +375,12 @@ export class MqReader implements Subscription<MqMessage> {
         this.#g.refresh();
         refreshed = true;
       }
-      if (size <= s.end) {
+      if (size === s.end) {
         this.#dirty.delete(name);
         continue;
       }
+      // Shorter than its index: truncated by a plain program (a sync makes it new).
+      if (size < s.end) return true;
       if (!this.#index.writeInProgress()) return true;
     }
     return false;
