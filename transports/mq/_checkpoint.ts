@@ -17,12 +17,12 @@
  */
 
 import { crc32 } from "./_crc32.ts";
+import type { GroupDir } from "./_files.ts";
 import { MAX_VALUE } from "./_layout.ts";
 
 const HEAD = "fsbus mq checkpoint 1\n";
 const MAX_BYTES = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** One stream's state at a checkpoint. */
 export interface CheckpointStream {
@@ -105,31 +105,25 @@ export function parseCheckpoint(text: string): Checkpoint | string {
 /**
  * Reads a group's checkpoint.
  *
- * @param group The group's directory.
+ * @param dir The group's directory.
  * @returns The checkpoint, undefined when there is none, or what is wrong with it.
  */
-export function readCheckpoint(group: string): Checkpoint | string | undefined {
-  let bytes: Uint8Array;
+export function readCheckpoint(dir: GroupDir): Checkpoint | string | undefined {
+  let text: string | undefined;
   try {
-    const st = Deno.lstatSync(`${group}/.mq/checkpoint`);
-    if (!st.isFile) return "not a regular file";
-    if (st.size > MAX_BYTES) return "too large";
-    bytes = Deno.readFileSync(`${group}/.mq/checkpoint`);
+    text = dir.readText("meta", "checkpoint", MAX_BYTES);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
     return err instanceof Error ? err.message : String(err);
   }
-  return parseCheckpoint(decoder.decode(bytes));
+  return text === undefined ? undefined : parseCheckpoint(text);
 }
 
 /**
  * Writes a group's checkpoint (a temporary file, renamed over the old one).
  *
- * @param group The group's directory.
+ * @param dir The group's directory.
  * @param cp The checkpoint.
  */
-export function writeCheckpoint(group: string, cp: Checkpoint): void {
-  const tmp = `${group}/.mq/checkpoint.tmp`;
-  Deno.writeTextFileSync(tmp, renderCheckpoint(cp));
-  Deno.renameSync(tmp, `${group}/.mq/checkpoint`);
+export function writeCheckpoint(dir: GroupDir, cp: Checkpoint): void {
+  dir.writeText("meta", "checkpoint", renderCheckpoint(cp));
 }

@@ -179,7 +179,7 @@ export class GroupDir implements Disposable {
    */
   writeText(place: Place, name: string, text: string): void {
     const dir = this.#dir(place);
-    const tmp = `${name}.tmp`;
+    const tmp = `.${name}.tmp`; // hidden: never taken for a stream
     try {
       unlinkAt(dir, tmp);
       const fd = openAt(

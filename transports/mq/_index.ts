@@ -29,6 +29,7 @@ import {
   u64,
 } from "./_layout.ts";
 import type { StreamState, StreamTable } from "./_streams.ts";
+import type { GroupDir } from "./_files.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./_checkpoint.ts";
 
 const CHUNK_RECORDS = 1024;
@@ -89,6 +90,7 @@ export function fileCrc(fd: number, offset: number, length: number): number | un
 /** The index of one group, as one process sees it. */
 export class GroupIndex {
   readonly #path: string;
+  readonly #dir: GroupDir;
   readonly #indexFd: number;
   readonly #intentFd: number;
   readonly #orderFd: number;
@@ -121,16 +123,17 @@ export class GroupIndex {
   readonly #wordView = new DataView(this.#word.buffer);
 
   /**
-   * @param path The group's directory, for messages.
+   * @param dir The group's directory.
    * @param fds `.mq/index`, `.mq/intent` and `order`, open.
    * @param streams The group's stream table.
    */
   constructor(
-    path: string,
+    dir: GroupDir,
     fds: { index: number; intent: number; order: number },
     streams: StreamTable,
   ) {
-    this.#path = path;
+    this.#dir = dir;
+    this.#path = dir.path;
     this.#indexFd = fds.index;
     this.#intentFd = fds.intent;
     this.#orderFd = fds.order;
@@ -274,7 +277,7 @@ export class GroupIndex {
    * so records below it (trimmed, and their pages freed) need not be read.
    */
   #loadCheckpoint(seq: number): boolean {
-    const cp = readCheckpoint(this.#path);
+    const cp = readCheckpoint(this.#dir);
     if (typeof cp === "string") throw damaged(this.#path, '".mq/checkpoint"', cp);
     if (cp === undefined || cp.seq <= seq) return false;
     if (cp.seq > this.#recordsInFile()) {
@@ -504,7 +507,7 @@ export class GroupIndex {
     // opener goes on from.
     const indexTo = Math.floor((HEADER + this.#cutScan * RECORD) / PAGE) * PAGE;
     if (indexTo - this.#indexPunched >= PUNCH_MIN) {
-      writeCheckpoint(this.#path, {
+      writeCheckpoint(this.#dir, {
         seq: this.#cutScan,
         cum: this.#cutCum,
         order: this.#cutOrder,
@@ -552,7 +555,7 @@ export class GroupIndex {
       if (this.#cutScan >= this.#cutoff) break;
       if (i < n || n === 0) {
         // Freed by another process, which wrote a checkpoint past it first.
-        const cp = readCheckpoint(this.#path);
+        const cp = readCheckpoint(this.#dir);
         if (typeof cp !== "object" || cp.seq <= this.#cutScan || !this.#takeCut(cp)) {
           return false;
         }

@@ -10,24 +10,28 @@
 
 import { preadFd, pwriteAll, truncateTo } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, renderCtl, type Settings } from "./_ctl.ts";
+import type { GroupDir } from "./_files.ts";
+
+/** The most bytes `.mq/settings` and `.mq/rejected` may hold. */
+const MAX_TEXT = 64 * 1024;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** A group's settings and its `ctl` file. */
 export class GroupSettings {
-  readonly #path: string;
+  readonly #dir: GroupDir;
   readonly #ctlFd: number;
   #settings: Settings = DEFAULT_SETTINGS;
   #ctlBytes: Uint8Array = encoder.encode(renderCtl(DEFAULT_SETTINGS));
   readonly #ctlBuf = new Uint8Array(4096);
 
   /**
-   * @param path The group's directory.
-   * @param ctlFd `ctl`, open for reading and writing.
+   * @param dir The group's directory.
+   * @param ctlFd `ctl`, open (for reading and writing, unless the group is read only).
    */
-  constructor(path: string, ctlFd: number) {
-    this.#path = path;
+  constructor(dir: GroupDir, ctlFd: number) {
+    this.#dir = dir;
     this.#ctlFd = ctlFd;
   }
 
@@ -57,9 +61,30 @@ export class GroupSettings {
     this.checkLocked();
   }
 
+  /**
+   * Without the lock (a group opened for reading only): loads `.mq/settings`, and applies
+   * what a shell wrote to `ctl` here only, when it is valid.
+   */
+  loadReadOnly(): void {
+    let s = DEFAULT_SETTINGS;
+    try {
+      s = applyCommands(this.#readStored(), DEFAULT_SETTINGS);
+    } catch {
+      // the defaults
+    }
+    this.#set(s);
+    if (!this.changed()) return;
+    const n = preadFd(this.#ctlFd, this.#ctlBuf, 0);
+    try {
+      this.#set(applyCommands(decoder.decode(this.#ctlBuf.subarray(0, n)), s));
+    } catch {
+      // rejected: the stored settings hold
+    }
+  }
+
   #readStored(): string {
     try {
-      return Deno.readTextFileSync(`${this.#path}/.mq/settings`);
+      return this.#dir.readText("meta", "settings", MAX_TEXT) ?? "";
     } catch {
       return "";
     }
@@ -92,10 +117,7 @@ export class GroupSettings {
       this.store(applyCommands(text, stored));
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      Deno.writeTextFileSync(
-        `${this.#path}/.mq/rejected`,
-        `${JSON.stringify(text.trimEnd())}: ${why}\n`,
-      );
+      this.#dir.writeText("meta", "rejected", `${JSON.stringify(text.trimEnd())}: ${why}\n`);
       this.store(stored);
     }
   }
@@ -107,9 +129,7 @@ export class GroupSettings {
    */
   store(s: Settings): void {
     this.#set(s);
-    const tmp = `${this.#path}/.mq/settings.tmp`;
-    Deno.writeTextFileSync(tmp, renderCtl(s));
-    Deno.renameSync(tmp, `${this.#path}/.mq/settings`);
+    this.#dir.writeText("meta", "settings", renderCtl(s));
     pwriteAll(this.#ctlFd, this.#ctlBytes, 0);
     truncateTo(this.#ctlFd, this.#ctlBytes.length);
   }
@@ -120,10 +140,10 @@ export class GroupSettings {
    * @returns The message, or undefined when nothing was rejected.
    */
   takeRejected(): string | undefined {
-    const path = `${this.#path}/.mq/rejected`;
     try {
-      const text = Deno.readTextFileSync(path).trim();
-      Deno.removeSync(path);
+      const text = this.#dir.readText("meta", "rejected", MAX_TEXT)?.trim();
+      if (text === undefined) return undefined;
+      this.#dir.remove("meta", "rejected");
       return text || undefined;
     } catch {
       return undefined;

@@ -8,11 +8,11 @@
  */
 
 import { FsbusError } from "../../types.ts";
-import { closeFd, fstat, O, openFd, statPath } from "../../sys/fs.ts";
+import { closeFd, fstat, O, statPath } from "../../sys/fs.ts";
 import { fdMtimeUs, fdSize, preadFull, pwriteAll, truncateTo } from "../../sys/fd_io.ts";
-import { fromFsError } from "../../types.ts";
 import { isStreamName } from "./_names.ts";
 import { damaged } from "./_index.ts";
+import type { GroupDir } from "./_files.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -76,20 +76,22 @@ export class StreamTable {
   /** The live incarnation of each name. */
   readonly live: Map<string, StreamState> = new Map();
   readonly #path: string;
+  readonly #dir: GroupDir;
   readonly #namesFd: number;
-  readonly #dirFd: number;
+  readonly #writable: boolean;
   #namesRead = 0;
   #dirMtime = -1;
 
   /**
-   * @param path The group's directory.
-   * @param namesFd `.mq/streams`, open for reading and writing.
-   * @param dirFd The group's directory, open.
+   * @param dir The group's directory.
+   * @param namesFd `.mq/streams`, open (for reading and writing when `writable`).
+   * @param writable Whether streams are opened for writing.
    */
-  constructor(path: string, namesFd: number, dirFd: number) {
-    this.#path = path;
+  constructor(dir: GroupDir, namesFd: number, writable: boolean) {
+    this.#path = dir.path;
+    this.#dir = dir;
     this.#namesFd = namesFd;
-    this.#dirFd = dirFd;
+    this.#writable = writable;
   }
 
   /**
@@ -195,10 +197,8 @@ export class StreamTable {
   ensureFd(s: StreamState): boolean {
     if (s.fd >= 0) return !s.removed;
     if (s.removed) return false;
-    let fd: number;
-    try {
-      fd = openFd(`${this.#path}/${s.name}`, O.RDWR | O.APPEND | O.NOFOLLOW);
-    } catch {
+    const fd = this.#openStream(s.name, false);
+    if (fd < 0) {
       this.#gone(s);
       return false;
     }
@@ -211,9 +211,44 @@ export class StreamTable {
     return true;
   }
 
+  /** Opens a stream file (read/write and append, or read only), or -1 when it cannot. */
+  #openStream(name: string, create: boolean): number {
+    const flags = this.#writable ? O.RDWR | O.APPEND : O.RDONLY;
+    try {
+      return this.#dir.openFile("group", name, create ? flags | O.CREAT : flags, "Cannot open");
+    } catch (err) {
+      if (create) throw err;
+      return -1; // gone again, not a regular file, or not ours to open
+    }
+  }
+
   #gone(s: StreamState): void {
     s.removed = true;
     if (this.live.get(s.name) === s) this.live.delete(s.name);
+  }
+
+  /** Whether the group's directory is still at its path (not removed or replaced). */
+  #dirThere(): boolean {
+    const st = statPath(this.#dir.path);
+    return st !== undefined && st.ino === fstat(this.#dir.fd).ino;
+  }
+
+  /**
+   * Whether the group itself was removed or replaced (its directory moved away, or its
+   * `ctl` gone).
+   *
+   * @returns True when it is no longer a group at its path.
+   */
+  groupGone(): boolean {
+    return !this.#dirThere() || this.#dir.stat("group", "ctl") === undefined;
+  }
+
+  /** For a group opened read only: marks removed the streams whose files are gone. */
+  dropRemoved(): void {
+    const there = this.#dirThere();
+    for (const s of [...this.live.values()]) {
+      if (!there || this.#dir.stat("group", s.name)?.ino !== s.ino) this.#gone(s);
+    }
   }
 
   /**
@@ -224,36 +259,28 @@ export class StreamTable {
   scanDir(force: boolean): void {
     // The cheap check first: has the directory changed (or changed so recently that the
     // kernel's coarse timestamps could hide a second change)?
-    const mtime = fdMtimeUs(this.#dirFd);
+    const mtime = fdMtimeUs(this.#dir.fd);
     if (!force && mtime === this.#dirMtime && Date.now() * 1000 - mtime > RECENT_US) return;
-    const st = statPath(this.#path);
-    if (st === undefined || st.kind !== "directory") {
+    if (!this.#dirThere()) {
       for (const s of this.live.values()) s.removed = true;
       this.live.clear();
       return;
     }
     this.readNames(true);
     const seen = new Set<string>();
-    for (const e of Deno.readDirSync(this.#path)) {
+    for (const e of this.#dir.list()) {
       if (!e.isFile || !isStreamName(e.name)) continue;
       seen.add(e.name);
       const s = this.live.get(e.name);
-      const path = `${this.#path}/${e.name}`;
       if (s && !s.removed) {
-        const cur = statPath(path);
-        if (cur !== undefined && cur.ino === s.ino) {
+        if (this.#dir.stat("group", e.name)?.ino === s.ino) {
           this.ensureFd(s);
           continue;
         }
         s.removed = true;
       }
-      let fd: number;
-      try {
-        fd = openFd(path, O.RDWR | O.APPEND | O.NOFOLLOW);
-      } catch {
-        continue; // gone again, or not ours to write
-      }
-      this.#register(e.name, fd, fstat(fd).ino);
+      const fd = this.#openStream(e.name, false);
+      if (fd >= 0) this.#register(e.name, fd, fstat(fd).ino);
     }
     for (const [name, s] of this.live) {
       if (!seen.has(name)) {
@@ -274,19 +301,18 @@ export class StreamTable {
   forWrite(name: string): StreamState {
     const s = this.live.get(name);
     if (s && this.ensureFd(s)) return s;
-    const path = `${this.#path}/${name}`;
     let fd: number;
     try {
-      fd = openFd(path, O.RDWR | O.APPEND | O.CREAT | O.NOFOLLOW);
+      fd = this.#openStream(name, true);
     } catch (err) {
-      throw fromFsError(err, "Cannot write to stream", path);
+      const why = err instanceof FsbusError ? err.message.replace(/^.*?": /, "") : String(err);
+      throw new FsbusError(
+        err instanceof FsbusError ? err.code : "io",
+        `Cannot write to stream "${this.#dir.pathOf("group", name)}": ${why}`,
+        { cause: err },
+      );
     }
-    const st = fstat(fd);
-    if (st.kind !== "file") {
-      closeFd(fd);
-      throw new FsbusError("invalid", `Cannot write to stream "${path}": not a regular file`);
-    }
-    return this.#register(name, fd, st.ino);
+    return this.#register(name, fd, fstat(fd).ino);
   }
 
   /** Closes every stream's descriptor. */

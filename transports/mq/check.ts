@@ -25,7 +25,7 @@ import { fdSize, lockFd, preadFull, pwriteAll, truncateTo, unlockFd } from "../.
 import { applyCommands, DEFAULT_SETTINGS, renderCtl } from "./_ctl.ts";
 import { GroupDir } from "./_files.ts";
 import { fileCrc } from "./_index.ts";
-import { parseCheckpoint } from "./_checkpoint.ts";
+import { readCheckpoint } from "./_checkpoint.ts";
 import {
   COMMITTED,
   decodeRecord,
@@ -278,9 +278,8 @@ class Checker {
     preadFull(index, word, H_CUTOFF);
     const cutoff = u64(new DataView(word.buffer), 0);
     let start = 0;
-    const cpText = this.#readCheckpoint();
-    if (cpText !== undefined) {
-      const cp = parseCheckpoint(cpText);
+    const cp = readCheckpoint(this.#g);
+    if (cp !== undefined) {
       if (typeof cp === "string") {
         this.#report(".mq/checkpoint", cp);
         return;
@@ -318,15 +317,6 @@ class Checker {
     if (tail !== 0) {
       this.#report(".mq/index", `a torn partial record at the end (${tail} bytes)`, "drop it");
       if (this.#repair) truncateTo(index, HEADER + total * RECORD);
-    }
-  }
-
-  #readCheckpoint(): string | undefined {
-    try {
-      return this.#g.readText("meta", "checkpoint", MAX_STREAMS);
-    } catch (err) {
-      this.#report(".mq/checkpoint", err instanceof Error ? err.message : String(err));
-      return "";
     }
   }
 

@@ -72,7 +72,8 @@
  */
 
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
-import { closeFd, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
+import { closeFd, fstat, O, statPath, writeAllFd } from "../../sys/fs.ts";
+import { GroupDir, type Place } from "./_files.ts";
 import { fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
 import { COMMITTED } from "./_layout.ts";
@@ -112,12 +113,23 @@ export interface WriteOptions {
   order?: boolean;
 }
 
-function openOrThrow(path: string, flags: number, action: string): number {
-  try {
-    return openFd(path, flags);
-  } catch (err) {
-    throw fromFsError(err, action, path);
-  }
+/** Options for {@linkcode MqGroup.open}. */
+export interface OpenOptions {
+  /**
+   * Open for reading only: no lock, nothing written (readers of a group they cannot
+   * write). By default a group is opened for writing, and for reading only when this user
+   * may not write it.
+   */
+  readOnly?: boolean;
+}
+
+/** Permission bits: others may write. */
+const OTHERS_WRITE = 0o002;
+const STICKY = 0o1000;
+
+/** Whether an error says this user may not write (so a read-only open may still work). */
+function denied(err: unknown): boolean {
+  return err instanceof FsbusError && err.code === "permission_denied";
 }
 
 /**
@@ -139,34 +151,40 @@ function openOrThrow(path: string, flags: number, action: string): number {
 export class MqGroup {
   /** The group's directory. */
   readonly path: string;
+  /** Whether this process may change the group (false: opened for reading only). */
+  readonly writable: boolean;
   readonly #fds: DisposableStack;
+  readonly #dir: GroupDir;
   readonly #lockFd: number;
   readonly #settings: GroupSettings;
   readonly #streams: StreamTable;
   readonly #index: GroupIndex;
   #lockDepth = 0;
 
-  private constructor(path: string) {
-    this.path = path;
-    const meta = `${path}/.mq`;
-    const rw = O.RDWR | O.CREAT | O.NOFOLLOW;
+  private constructor(dir: GroupDir, writable: boolean) {
+    this.path = dir.path;
+    this.writable = writable;
+    this.#dir = dir;
     using fds = new DisposableStack();
-    const open = (file: string, flags: number): number => {
-      const fd = openOrThrow(file, flags, "Cannot open group");
+    const open = (place: Place, name: string, flags: number): number => {
+      const fd = dir.openFile(place, name, flags, "Cannot open group");
       fds.defer(() => closeFd(fd));
       return fd;
     };
-    this.#lockFd = open(`${meta}/lock`, rw);
-    const index = open(`${meta}/index`, rw);
-    const order = open(`${path}/order`, rw);
-    const ctl = open(`${path}/ctl`, O.RDWR | O.NOFOLLOW);
-    const names = open(`${meta}/streams`, rw);
-    const dir = open(path, O.RDONLY | O.DIRECTORY);
-    const intent = open(`${meta}/intent`, rw);
-    this.#settings = new GroupSettings(path, ctl);
-    this.#streams = new StreamTable(path, names, dir);
-    this.#index = new GroupIndex(path, { index, intent, order }, this.#streams);
+    // Every file is reached from the group's directory descriptor, never through a
+    // symbolic link, and must be a regular file (see _files.ts).
+    const rw = writable ? O.RDWR | O.CREAT : O.RDONLY;
+    this.#lockFd = writable ? open("meta", "lock", rw) : -1;
+    const index = open("meta", "index", rw);
+    const order = open("group", "order", rw);
+    const ctl = open("group", "ctl", writable ? O.RDWR : O.RDONLY);
+    const names = open("meta", "streams", rw);
+    const intent = open("meta", "intent", rw);
+    this.#settings = new GroupSettings(dir, ctl);
+    this.#streams = new StreamTable(dir, names, writable);
+    this.#index = new GroupIndex(dir, { index, intent, order }, this.#streams);
     attachInternals(this, { index: this.#index, streams: this.#streams });
+    fds.use(dir);
     this.#fds = fds.move();
   }
 
@@ -174,8 +192,11 @@ export class MqGroup {
    * Opens an existing group (a directory holding `ctl`).
    *
    * @param path The group's directory.
+   * @param options `readOnly` to open it for reading only (chosen by itself when this user
+   *   may not write the group).
    * @returns The open group, up to date (foreign appends indexed, torn writes undone).
-   * @throws {FsbusError} `not_found` when there is no such group.
+   * @throws {FsbusError} `not_found` when there is no such group, `damaged` when its
+   *   files are not sound, `invalid` when others may write its directory.
    *
    * @example
    * ```ts ignore
@@ -183,35 +204,57 @@ export class MqGroup {
    * const g = MqGroup.open("/dev/shm/g");
    * ```
    */
-  static open(path: string): MqGroup {
+  static open(path: string, options: OpenOptions = {}): MqGroup {
     const dir = path.replace(/(.)\/+$/, "$1");
-    const st = statPath(dir);
-    if (st === undefined) {
-      throw new FsbusError("not_found", `Cannot open group "${dir}": no such directory`);
+    if (!options.readOnly) {
+      try {
+        return MqGroup.#openAs(dir, true);
+      } catch (err) {
+        if (!denied(err)) throw err;
+      }
     }
-    if (st.kind !== "directory") {
-      throw new FsbusError("not_a_directory", `Cannot open group "${dir}": not a directory`);
-    }
-    const ctl = statPath(`${dir}/ctl`);
-    if (ctl === undefined || ctl.kind !== "file") {
-      throw new FsbusError(
-        "not_found",
-        `Cannot open group "${dir}": not an mq group (no "ctl"; see "fsbus mq mkgroup")`,
-      );
-    }
+    return MqGroup.#openAs(dir, false);
+  }
+
+  static #openAs(path: string, writable: boolean): MqGroup {
+    const dir = GroupDir.open(path, writable);
+    let g: MqGroup;
     try {
-      Deno.mkdirSync(`${dir}/.mq`, { recursive: true });
+      MqGroup.#checkDir(dir);
+      g = new MqGroup(dir, writable);
     } catch (err) {
-      throw fromFsError(err, "Cannot open group", dir);
+      dir[Symbol.dispose]();
+      throw err;
     }
-    const g = new MqGroup(dir);
     try {
-      g.#withLock(() => g.#init());
+      if (writable) g.#withLock(() => g.#init());
+      else g.#initReadOnly();
     } catch (err) {
       g.close();
       throw err;
     }
     return g;
+  }
+
+  /** Refuses what is not a group, or a group any user could tamper with. */
+  static #checkDir(dir: GroupDir): void {
+    if (dir.stat("group", "ctl")?.kind !== "file") {
+      throw new FsbusError(
+        "not_found",
+        `Cannot open group "${dir.path}": not an mq group (no "ctl"; see "fsbus mq mkgroup")`,
+      );
+    }
+    for (const [what, fd] of [["", dir.fd], ["/.mq", dir.metaFd]] as const) {
+      if (fd < 0) continue;
+      const mode = fstat(fd).mode;
+      if ((mode & OTHERS_WRITE) && !(mode & STICKY)) {
+        throw new FsbusError(
+          "invalid",
+          `Cannot open group "${dir.path}": "${dir.path}${what}" is writable by every user ` +
+            `(mode ${mode.toString(8).padStart(4, "0")}); give it to a group instead`,
+        );
+      }
+    }
   }
 
   /**
@@ -242,15 +285,17 @@ export class MqGroup {
       throw new FsbusError("already_exists", `Cannot make group "${dir}": already a group`);
     }
     try {
-      Deno.mkdirSync(`${dir}/.mq`, { recursive: true });
-      const text = renderCtl(settings);
-      Deno.writeTextFileSync(`${dir}/.mq/settings`, text);
-      Deno.writeFileSync(`${dir}/order`, new Uint8Array(), { append: true });
-      // ctl last: its presence is what makes the directory a group.
-      Deno.writeTextFileSync(`${dir}/ctl.tmp~`, text);
-      Deno.renameSync(`${dir}/ctl.tmp~`, `${dir}/ctl`);
+      Deno.mkdirSync(dir, { recursive: true });
     } catch (err) {
       throw fromFsError(err, "Cannot make group", dir);
+    }
+    {
+      using g = GroupDir.open(dir, true);
+      const text = renderCtl(settings);
+      g.writeText("meta", "settings", text);
+      closeFd(g.openFile("group", "order", O.RDWR | O.CREAT, "Cannot make group"));
+      // ctl last: its presence is what makes the directory a group.
+      g.writeText("group", "ctl", text);
     }
     return MqGroup.open(dir);
   }
@@ -264,10 +309,23 @@ export class MqGroup {
     this.#index.settleOrderLocked();
   }
 
+  #initReadOnly(): void {
+    this.#index.init(false);
+    this.#settings.loadReadOnly();
+    this.#index.read(false);
+    this.#streams.readNames();
+  }
+
   // ---------------------------------------------------------------- locking and sync
 
   #withLock<T>(fn: () => T): T {
     this.#assertOpen();
+    if (!this.writable) {
+      throw new FsbusError(
+        "permission_denied",
+        `Cannot change group "${this.path}": opened for reading only (no write access)`,
+      );
+    }
     if (this.#lockDepth > 0) return fn();
     lockFd(this.#lockFd);
     this.#lockDepth++;
@@ -293,7 +351,15 @@ export class MqGroup {
    * ```
    */
   sync(): void {
-    this.#withLock(() => this.#syncLocked(false));
+    if (this.writable) {
+      this.#withLock(() => this.#syncLocked(false));
+      return;
+    }
+    // Read only: what writers have indexed, and which streams are gone.
+    this.#assertOpen();
+    this.#index.read(false);
+    this.#streams.readNames();
+    this.#streams.dropRemoved();
   }
 
   #syncLocked(forceScan: boolean): void {
@@ -325,7 +391,7 @@ export class MqGroup {
   }
 
   /**
-   * Runs `fn` holding the group lock, after a sync.
+   * Runs `fn` holding the group lock, after a sync (a read-only group: after a sync, no lock).
    *
    * @param fn What to do.
    * @returns What `fn` returns.
@@ -336,6 +402,10 @@ export class MqGroup {
    * ```
    */
   locked<T>(fn: () => T): T {
+    if (!this.writable) {
+      this.sync();
+      return fn();
+    }
     return this.#withLock(() => {
       this.#syncLocked(false);
       return fn();
@@ -462,7 +532,9 @@ export class MqGroup {
    * ```
    */
   checkCtl(): void {
-    if (this.#settings.changed()) this.#withLock(() => this.#settings.checkLocked());
+    if (!this.#settings.changed()) return;
+    if (this.writable) this.#withLock(() => this.#settings.checkLocked());
+    else this.#settings.loadReadOnly();
   }
 
   /**
@@ -550,10 +622,11 @@ export class MqGroup {
    */
   remove(name: string): void {
     checkStreamName(this.path, name, true);
-    try {
-      Deno.removeSync(`${this.path}/${name}`);
-    } catch (err) {
-      throw fromFsError(err, "Cannot remove stream", `${this.path}/${name}`);
+    if (!this.#dir.remove("group", name)) {
+      throw new FsbusError(
+        "not_found",
+        `Cannot remove stream "${this.path}/${name}": no such file or directory`,
+      );
     }
     this.sync();
   }

@@ -228,7 +228,6 @@ export class MqReader implements Subscription<MqMessage> {
 
   /** Whether every stream the reader waits for has reached EOF. */
   get done(): boolean {
-    if (this.#gone) return true;
     if (this.#order) return false;
     return this.#until.every((w) => w.eof);
   }
@@ -300,7 +299,12 @@ export class MqReader implements Subscription<MqMessage> {
       if (freed) this.#skipTo(after);
     }
     if (!this.#order && this.#pos >= g.next) {
-      for (const w of this.#wants.values()) if (w.s.removed) w.eof = true;
+      for (const w of this.#wants.values()) {
+        if (!w.s.removed || w.eof) continue;
+        // A stream removed is EOF; a group removed (its ctl gone with it) is an error.
+        if (this.#parts.streams.groupGone()) this.#gone = true;
+        else w.eof = true;
+      }
     }
     return this.#coalesce && out.length > 1 ? coalesce(out) : out;
   }
@@ -343,6 +347,7 @@ export class MqReader implements Subscription<MqMessage> {
         continue;
       }
       if (e.name === "ctl") {
+        if (e.mask & (IN.DELETE | IN.MOVED_FROM)) this.#gone = true;
         this.#ctlEvent = true;
         continue;
       }
@@ -422,6 +427,10 @@ export class MqReader implements Subscription<MqMessage> {
         if (batch.length > 0) {
           yield batch;
           continue;
+        }
+        if (this.#gone) {
+          const path = this.#g.path;
+          throw new FsbusError("not_found", `Cannot read group "${path}": it was removed`);
         }
         if (this.done) return;
         if (this.#foreignPending()) {
