@@ -8,6 +8,7 @@
 import { checkGroup, MqGroup, type MqMessage, MqReader } from "../transports/mq/mod.ts";
 import type { DataMode, ReplayMode } from "../transports/mq/mod.ts";
 import { UsageError } from "../types.ts";
+import { lookupGroup } from "../sys/users.ts";
 import {
   type CommandSpec,
   helpText,
@@ -26,7 +27,8 @@ const MKGROUP: CommandSpec = {
   usage: "DIR [options]",
   summary: "Make DIR (and its parents) an mq group: a directory holding ctl, order and its " +
     "streams, with history kept on disk. Any file then written in DIR is a stream; a group " +
-    "inside a group is a nested group.",
+    "inside a group is a nested group. On a group that exists, succeeds when the settings " +
+    "given match its own (so scripts may run it again), and fails naming those that differ.",
   options: {
     replay: {
       type: "string",
@@ -46,12 +48,25 @@ const MKGROUP: CommandSpec = {
       help: "Keep only the last N messages or SIZE bytes (K, M, G); 0 = unlimited",
       default: "0",
     },
+    mode: {
+      type: "string",
+      value: "MODE",
+      help: "The directory's permission bits in octal (files get them without x): 2770 " +
+        "shares the group with its group, 2750 lets the group read only",
+    },
+    group: {
+      type: "string",
+      value: "GROUP",
+      help: "Give the group to this Unix group (mode 2770 unless --mode says otherwise)",
+    },
   },
   examples: [
     "# A group whose readers see all history by default",
     "fsbus mq mkgroup /dev/shm/chat --replay all",
     "# Keep at most 16 MiB of history",
     "fsbus mq mkgroup /dev/shm/logs --depth 16M",
+    "# Shared with everyone in the Unix group staff; members may read and write",
+    "fsbus mq mkgroup /srv/chat --group staff",
   ],
   positionals: { min: 1, max: 1, names: "DIR" },
 };
@@ -239,10 +254,26 @@ function mkgroup(values: Values, [dir]: string[]): Promise<number> {
       `Invalid value "${depth}" for "--depth": expected a count or a size such as 64K, 16M, 1G`,
     );
   }
+  const modeText = stringOption(values, "mode");
+  if (modeText !== undefined && !/^[0-7]{3,4}$/.test(modeText)) {
+    throw new UsageError(`Invalid value "${modeText}" for "--mode": expected octal, as 2770`);
+  }
+  const groupName = stringOption(values, "group");
+  const gid = groupName === undefined ? undefined : lookupGroup(groupName);
+  if (groupName !== undefined && gid === undefined) {
+    throw new UsageError(`Invalid value "${groupName}" for "--group": no such group`);
+  }
+  const mode = modeText !== undefined
+    ? parseInt(modeText, 8)
+    : gid !== undefined
+    ? 0o2770
+    : undefined;
   const g = MqGroup.create(dir!, {
     ...(replay ? { replay } : {}),
     ...(data ? { data } : {}),
     ...(depth !== undefined ? { depth } : {}),
+    ...(mode !== undefined ? { mode } : {}),
+    ...(gid !== undefined ? { gid } : {}),
   });
   g.close();
   return Promise.resolve(0);

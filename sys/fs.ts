@@ -62,6 +62,8 @@ export interface FdStat {
   ctimeNs: bigint;
   /** Owner's user id. */
   uid: number;
+  /** Owner's group id. */
+  gid: number;
   /** Device major and minor numbers, for character and block devices. */
   rdev: [number, number];
 }
@@ -160,6 +162,7 @@ function decodeStatx(): FdStat {
     mtimeNs: timestamp(112),
     ctimeNs: timestamp(96),
     uid: statxView.getUint32(20, true),
+    gid: statxView.getUint32(24, true),
     rdev: [statxView.getUint32(128, true), statxView.getUint32(132, true)],
   };
 }

@@ -72,7 +72,8 @@
  */
 
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
-import { closeFd, fstat, O, statPath, writeAllFd } from "../../sys/fs.ts";
+import { closeFd, fstat, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
+import { fchgrp, fchmod } from "../../sys/at.ts";
 import { GroupDir, type Place } from "./_files.ts";
 import { fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
@@ -103,8 +104,20 @@ export interface CreateOptions {
   data?: Settings["data"];
   /** Depth: a count, a size such as "64K", or 0 for unlimited. */
   depth?: string | number;
-  /** Succeed, changing nothing, when the group exists already. */
+  /**
+   * Succeed, changing nothing, when the group exists already, whatever its settings (by
+   * default a group that exists is opened when it has the settings given here, and refused
+   * when one of them differs).
+   */
   existOk?: boolean;
+  /**
+   * Permission bits of the group's directory, such as `0o2770` for a group shared with the
+   * directory's group (setgid keeps new files in it). Its files get the same bits without
+   * execute (`0o660`). Default: as the umask makes them.
+   */
+  mode?: number;
+  /** The group id to give the group's directory (and so, with setgid, its files). */
+  gid?: number;
 }
 
 /** Options for {@linkcode MqGroup.write}. */
@@ -263,8 +276,8 @@ export class MqGroup {
    * @param path The directory to make a group of.
    * @param options The initial settings.
    * @returns The open group.
-   * @throws {FsbusError} `already_exists` when it is a group already (unless `existOk`),
-   *   `invalid` for a bad depth.
+   * @throws {FsbusError} `already_exists` when it is a group already with other settings
+   *   than those given (unless `existOk`), `invalid` for a bad depth.
    *
    * @example
    * ```ts ignore
@@ -281,11 +294,27 @@ export class MqGroup {
     };
     settings = applyCommands(`data ${settings.data}\nreplay ${settings.replay}`, settings);
     if (statPath(`${dir}/ctl`) !== undefined) {
-      if (options.existOk) return MqGroup.open(dir);
-      throw new FsbusError("already_exists", `Cannot make group "${dir}": already a group`);
+      const g = MqGroup.open(dir);
+      if (options.existOk) return g;
+      const differs = MqGroup.#differences(g, settings, options);
+      if (differs.length === 0) return g;
+      g.close();
+      throw new FsbusError(
+        "already_exists",
+        `Cannot make group "${dir}": already a group with other settings (${differs.join(", ")})`,
+      );
     }
     try {
       Deno.mkdirSync(dir, { recursive: true });
+      if (options.mode !== undefined || options.gid !== undefined) {
+        const fd = openFd(dir, O.RDONLY | O.DIRECTORY);
+        try {
+          if (options.gid !== undefined) fchgrp(fd, options.gid);
+          if (options.mode !== undefined) fchmod(fd, options.mode);
+        } finally {
+          closeFd(fd);
+        }
+      }
     } catch (err) {
       throw fromFsError(err, "Cannot make group", dir);
     }
@@ -298,6 +327,26 @@ export class MqGroup {
       g.writeText("group", "ctl", text);
     }
     return MqGroup.open(dir);
+  }
+
+  /** What differs between an open group and the settings and access asked of it. */
+  static #differences(g: MqGroup, want: Settings, options: CreateOptions): string[] {
+    const have = g.settings;
+    const out: string[] = [];
+    const render = (d: Settings["depth"]) => renderCtl({ ...have, depth: d }).split("\n")[2] ?? "";
+    if (options.data !== undefined && have.data !== want.data) out.push(`data ${have.data}`);
+    if (options.replay !== undefined && have.replay !== want.replay) {
+      out.push(`replay ${have.replay}`);
+    }
+    if (options.depth !== undefined && render(have.depth) !== render(want.depth)) {
+      out.push(render(have.depth) || "depth 0");
+    }
+    const st = fstat(g.#dir.fd);
+    if (options.mode !== undefined && st.mode !== options.mode) {
+      out.push(`mode ${st.mode.toString(8).padStart(4, "0")}`);
+    }
+    if (options.gid !== undefined && st.gid !== options.gid) out.push(`group ${st.gid}`);
+    return out;
   }
 
   #init(): void {

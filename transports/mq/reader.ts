@@ -101,7 +101,10 @@ export class MqReader implements Subscription<MqMessage> {
   readonly #index: GroupIndex;
   readonly #ownsGroup: boolean;
   readonly #wants = new Map<number, Want>();
-  readonly #until: Want[] = [];
+  readonly #until: string[] = [];
+  readonly #byName = new Map<string, Want>();
+  /** Streams to read that do not exist yet, with the sequence number they start after. */
+  readonly #pending = new Map<string, number>();
   readonly #order: boolean;
   readonly #coalesce: boolean;
   readonly #ino: Inotify;
@@ -205,7 +208,9 @@ export class MqReader implements Subscription<MqMessage> {
     for (const name of streams) {
       const s = this.#stream(name);
       if (s === undefined) {
-        throw new FsbusError("not_found", `No stream "${name}" in group "${g.path}"`);
+        // Not made yet: wait for it. Every message of it will come after `next`.
+        this.#pending.set(name, next);
+        continue;
       }
       if (this.#wants.has(s.id)) continue;
       let w: Want;
@@ -217,19 +222,31 @@ export class MqReader implements Subscription<MqMessage> {
         w = want(s, s.count, next);
       }
       this.#wants.set(s.id, w);
+      this.#byName.set(name, w);
       pos = Math.min(pos, w.from);
     }
     for (const name of until ?? streams) {
-      const w = [...this.#wants.values()].find((w) => w.s.name === name);
-      if (w && !this.#until.includes(w)) this.#until.push(w);
+      if (!this.#until.includes(name)) this.#until.push(name);
     }
     this.#pos = pos;
+  }
+
+  /** Starts reading the streams waited for that exist now. */
+  #bindPending(): void {
+    for (const [name, from] of this.#pending) {
+      const s = this.#stream(name);
+      if (s === undefined) continue;
+      this.#pending.delete(name);
+      const w = want(s, this.#index.firstLocalFrom(s.id, from), from);
+      this.#wants.set(s.id, w);
+      this.#byName.set(name, w);
+    }
   }
 
   /** Whether every stream the reader waits for has reached EOF. */
   get done(): boolean {
     if (this.#order) return false;
-    return this.#until.every((w) => w.eof);
+    return this.#until.every((name) => this.#byName.get(name)?.eof === true);
   }
 
   /**
@@ -241,6 +258,7 @@ export class MqReader implements Subscription<MqMessage> {
   poll(): MqMessage[] {
     const g = this.#g;
     g.refresh();
+    if (this.#pending.size > 0) this.#bindPending();
     const next = g.next;
     const out: MqMessage[] = [];
     if (this.#pos < next) {
