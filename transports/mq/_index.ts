@@ -37,6 +37,11 @@ const PUNCH_MIN = 64 * 1024;
 const PAGE = 4096;
 const CRC_CHUNK = 256 * 1024;
 
+/** The CRC-32 of the cutoff's eight bytes (format 2 keeps it after them). */
+function cutoffCrc(word: Uint8Array): number {
+  return crc32(0, word, 0, 8);
+}
+
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
@@ -119,7 +124,7 @@ export class GroupIndex {
   #chunkCount = 0;
   readonly #rec = new Uint8Array(RECORD);
   readonly #recView = new DataView(this.#rec.buffer);
-  readonly #word = new Uint8Array(8);
+  readonly #word = new Uint8Array(16);
   readonly #wordView = new DataView(this.#word.buffer);
 
   /**
@@ -164,9 +169,11 @@ export class GroupIndex {
       return;
     }
     preadFull(this.#indexFd, this.#word, 0);
-    if (same(this.#word, MAGIC)) this.#version = 2;
-    else if (same(this.#word, MAGIC_V1)) this.#version = 1;
+    const magic = this.#word.subarray(0, 8);
+    if (same(magic, MAGIC)) this.#version = 2;
+    else if (same(magic, MAGIC_V1)) this.#version = 1;
     else throw damaged(this.#path, '".mq/index"', "not an fsbus mq index: bad header");
+    this.#streams.version = this.#version;
   }
 
   /** Under the lock, after the first read: drops `order` bytes no record accounts for. */
@@ -386,11 +393,29 @@ export class GroupIndex {
    * @returns True when the file was rewritten in place.
    */
   lastMessageChanged(s: StreamState): boolean {
-    if (this.#version === 1 || s.lastSeq < 0 || s.lastSeq < this.readCutoff()) return false;
-    if (this.readRecords(s.lastSeq, this.#rec) !== 1) return false;
-    if (recordProblem(this.#recView, 0, s.lastSeq, this.#version)) return false;
+    const r = this.#lastRecord(s);
+    return r !== undefined && fileCrc(s.fd, r.offset, r.length) !== r.dataCrc;
+  }
+
+  /**
+   * Whether a file holds a stream's last message, byte for byte (format 2): a stream file
+   * copied or restored under a new inode is still the same stream.
+   *
+   * @param s The stream.
+   * @param fd The file, open.
+   * @returns True when its last message (not empty, not trimmed) is there.
+   */
+  holdsLastMessage(s: StreamState, fd: number): boolean {
+    const r = this.#lastRecord(s);
+    return r !== undefined && r.length > 0 && fileCrc(fd, r.offset, r.length) === r.dataCrc;
+  }
+
+  #lastRecord(s: StreamState): RecordFields | undefined {
+    if (this.#version === 1 || s.lastSeq < 0 || s.lastSeq < this.readCutoff()) return undefined;
+    if (this.readRecords(s.lastSeq, this.#rec) !== 1) return undefined;
+    if (recordProblem(this.#recView, 0, s.lastSeq, this.#version)) return undefined;
     const r = decodeRecord(this.#recView, 0, s.lastSeq, this.#version);
-    return r.stream === s.id && fileCrc(s.fd, r.offset, r.length) !== r.dataCrc;
+    return r.stream === s.id ? r : undefined;
   }
 
   /**
@@ -490,7 +515,8 @@ export class GroupIndex {
     }
     if (cut > from) {
       setU64(this.#wordView, 0, cut);
-      pwriteAll(this.#indexFd, this.#word, H_CUTOFF);
+      this.#wordView.setUint32(8, cutoffCrc(this.#word), true);
+      pwriteAll(this.#indexFd, this.#word.subarray(0, this.#version === 1 ? 8 : 12), H_CUTOFF);
       this.#cutoff = cut;
     }
     if (!this.#advanceCutState()) return;
@@ -584,8 +610,23 @@ export class GroupIndex {
    * @returns The cutoff, from the index header.
    */
   readCutoff(): number {
-    preadFull(this.#indexFd, this.#word, H_CUTOFF);
-    return u64(this.#wordView, 0);
+    for (let attempt = 0;; attempt++) {
+      preadFull(this.#indexFd, this.#word, H_CUTOFF);
+      const cutoff = u64(this.#wordView, 0);
+      let why: string | undefined;
+      if (
+        this.#version === 2 && (cutoff !== 0 || this.#wordView.getUint32(8, true) !== 0) &&
+        this.#wordView.getUint32(8, true) !== cutoffCrc(this.#word)
+      ) {
+        why = "checksum mismatch";
+      } else if (cutoff <= this.#next || cutoff <= this.#recordsInFile()) {
+        return cutoff;
+      } else {
+        why = `it is past the last record (${cutoff})`;
+      }
+      // Read once more: a writer may have been moving it just then.
+      if (attempt > 0) throw damaged(this.#path, '".mq/index" cutoff', why);
+    }
   }
 
   /**

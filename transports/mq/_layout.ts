@@ -23,7 +23,10 @@ export const MAGIC: Uint8Array = new TextEncoder().encode("fsbusmq2");
 /** The header's first bytes, format 1 (earlier versions, no checksums). */
 export const MAGIC_V1: Uint8Array = new TextEncoder().encode("fsbusmq1");
 
-/** Header field: the global sequence number below which history is trimmed (u64). */
+/**
+ * Header field: the global sequence number below which history is trimmed (u64), followed
+ * (format 2) by a CRC-32 of its eight bytes (u32; zero with a zero cutoff in a new index).
+ */
 export const H_CUTOFF = 8;
 
 /** Record field offsets. */

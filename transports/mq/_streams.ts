@@ -11,6 +11,7 @@ import { FsbusError } from "../../types.ts";
 import { closeFd, fstat, O, statPath } from "../../sys/fs.ts";
 import { fdMtimeUs, fdSize, preadFull, pwriteAll, truncateTo } from "../../sys/fd_io.ts";
 import { isStreamName } from "./_names.ts";
+import { crc32 } from "./_crc32.ts";
 import { damaged } from "./_index.ts";
 import type { GroupDir } from "./_files.ts";
 
@@ -21,6 +22,55 @@ const MAX_NAMES_BYTES = 64 * 1024 * 1024;
 
 function quote(s: string): string {
   return JSON.stringify(s.length > 60 ? s.slice(0, 60) + "..." : s);
+}
+
+/** One line of `.mq/streams`. */
+export interface StreamLine {
+  /** The inode the incarnation is bound to. */
+  ino: bigint;
+  /** The stream's name. */
+  name: string;
+}
+
+function lineCrc(id: number, ino: bigint, name: string): string {
+  return crc32(0, encoder.encode(`${id}\t${ino}\t${name}`)).toString(16).padStart(8, "0");
+}
+
+/**
+ * The text of a `.mq/streams` line: "INODE\tNAME\tCRC\n" (format 2: the CRC-32 of the id,
+ * inode and name, so a damaged or misplaced line is recognised), "INODE\tNAME\n" (format 1).
+ *
+ * @param id The incarnation's id (its line number from 0).
+ * @param ino Its inode.
+ * @param name Its name.
+ * @param version The index format.
+ * @returns The line.
+ */
+export function renderStreamLine(id: number, ino: bigint, name: string, version: number): string {
+  return version === 1 ? `${ino}\t${name}\n` : `${ino}\t${name}\t${lineCrc(id, ino, name)}\n`;
+}
+
+/**
+ * Parses a `.mq/streams` line (without its newline).
+ *
+ * @param line The line.
+ * @param id Its id (its line number from 0).
+ * @param version The index format.
+ * @returns The incarnation, or what is wrong with the line.
+ */
+export function parseStreamLine(line: string, id: number, version: number): StreamLine | string {
+  const m = line.match(/^(\d{1,20})\t([^\t]*)(?:\t([0-9a-f]{8}))?$/);
+  if (m === null) return `expected "INODE<tab>NAME<tab>CRC", found ${quote(line)}`;
+  const ino = BigInt(m[1]!);
+  const name = m[2]!;
+  if (ino > 0xffffffffffffffffn) return `inode out of range in ${quote(line)}`;
+  if (!isStreamName(name)) return `bad stream name ${quote(name)}`;
+  if (m[3] === undefined) {
+    if (version !== 1) return `no checksum in ${quote(line)}`;
+  } else if (m[3] !== lineCrc(id, ino, name)) {
+    return `checksum mismatch in ${quote(line)}`;
+  }
+  return { ino, name };
 }
 
 /**
@@ -52,7 +102,7 @@ export interface StreamState extends StreamInfo {
   /** The name plus NUL, as `order` records it. */
   readonly orderEntry: Uint8Array;
   /** The inode this incarnation is bound to. */
-  readonly ino: bigint;
+  ino: bigint;
   /** An open descriptor (read/write, append), or -1. */
   fd: number;
   end: number;
@@ -75,6 +125,8 @@ export class StreamTable {
   readonly all: StreamState[] = [];
   /** The live incarnation of each name. */
   readonly live: Map<string, StreamState> = new Map();
+  /** The index format (set when the index header is read): 2 adds a CRC to each line. */
+  version = 2;
   readonly #path: string;
   readonly #dir: GroupDir;
   readonly #namesFd: number;
@@ -118,17 +170,14 @@ export class StreamTable {
       return;
     }
     const lines = decoder.decode(buf.subarray(0, lastNl)).split("\n");
-    const parsed: [bigint, string][] = [];
+    const parsed: StreamLine[] = [];
     for (const line of lines) {
-      const m = line.match(/^(\d{1,20})\t(.*)$/);
-      const what = `".mq/streams" line ${this.all.length + parsed.length + 1}`;
-      if (m === null) {
-        throw damaged(this.#path, what, `expected "INODE<tab>NAME", found ${quote(line)}`);
-      }
-      if (!isStreamName(m[2]!)) throw damaged(this.#path, what, `bad stream name ${quote(m[2]!)}`);
-      parsed.push([BigInt(m[1]!), m[2]!]);
+      const id = this.all.length + parsed.length;
+      const p = parseStreamLine(line, id, this.version);
+      if (typeof p === "string") throw damaged(this.#path, `".mq/streams" line ${id + 1}`, p);
+      parsed.push(p);
     }
-    for (const [ino, name] of parsed) this.#add(name, ino, -1);
+    for (const { ino, name } of parsed) this.#add(name, ino, -1);
     this.#namesRead += lastNl + 1;
     if (locked && this.#namesRead < size) truncateTo(this.#namesFd, this.#namesRead);
   }
@@ -165,7 +214,7 @@ export class StreamTable {
       else if (known.fd !== fd) closeFd(fd);
       return known;
     }
-    const line = encoder.encode(`${ino}\t${name}\n`);
+    const line = encoder.encode(renderStreamLine(this.all.length, ino, name, this.version));
     pwriteAll(this.#namesFd, line, this.#namesRead);
     this.#namesRead += line.length;
     return this.#add(name, ino, fd);
@@ -180,7 +229,7 @@ export class StreamTable {
    */
   renew(s: StreamState): StreamState {
     this.readNames(true);
-    const line = encoder.encode(`${s.ino}\t${s.name}\n`);
+    const line = encoder.encode(renderStreamLine(this.all.length, s.ino, s.name, this.version));
     pwriteAll(this.#namesFd, line, this.#namesRead);
     this.#namesRead += line.length;
     const fresh = this.#add(s.name, s.ino, s.fd);
@@ -197,19 +246,33 @@ export class StreamTable {
   ensureFd(s: StreamState): boolean {
     if (s.fd >= 0) return !s.removed;
     if (s.removed) return false;
+    return this.#bind(s);
+  }
+
+  /**
+   * Opens the file of a stream's name for the incarnation: its inode, or another file that
+   * holds its last message (copied or restored); else the incarnation is gone.
+   */
+  #bind(s: StreamState): boolean {
     const fd = this.#openStream(s.name, false);
     if (fd < 0) {
       this.#gone(s);
       return false;
     }
-    if (fstat(fd).ino !== s.ino) {
+    const ino = fstat(fd).ino;
+    if (ino !== s.ino && !this.holdsLastMessage(s, fd)) {
       closeFd(fd);
       this.#gone(s);
       return false;
     }
+    if (s.fd >= 0) closeFd(s.fd);
     s.fd = fd;
+    s.ino = ino;
     return true;
   }
+
+  /** Whether a file holds a stream's last message (set by the group, from its index). */
+  holdsLastMessage: (s: StreamState, fd: number) => boolean = () => false;
 
   /** Opens a stream file (read/write and append, or read only), or -1 when it cannot. */
   #openStream(name: string, create: boolean): number {
@@ -247,7 +310,8 @@ export class StreamTable {
   dropRemoved(): void {
     const there = this.#dirThere();
     for (const s of [...this.live.values()]) {
-      if (!there || this.#dir.stat("group", s.name)?.ino !== s.ino) this.#gone(s);
+      if (!there) this.#gone(s);
+      else if (this.#dir.stat("group", s.name)?.ino !== s.ino) this.#bind(s);
     }
   }
 
@@ -277,6 +341,7 @@ export class StreamTable {
           this.ensureFd(s);
           continue;
         }
+        if (this.#bind(s)) continue;
         s.removed = true;
       }
       const fd = this.#openStream(e.name, false);

@@ -24,6 +24,7 @@ import { closeFd, fstat, O } from "../../sys/fs.ts";
 import { fdSize, lockFd, preadFull, pwriteAll, truncateTo, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, renderCtl } from "./_ctl.ts";
 import { GroupDir } from "./_files.ts";
+import { crc32 } from "./_crc32.ts";
 import { fileCrc } from "./_index.ts";
 import { readCheckpoint } from "./_checkpoint.ts";
 import {
@@ -40,6 +41,7 @@ import {
   u64,
 } from "./_layout.ts";
 import { isStreamName } from "./_names.ts";
+import { parseStreamLine, renderStreamLine } from "./_streams.ts";
 
 /** Options for {@linkcode checkGroup}. */
 export interface CheckOptions {
@@ -235,13 +237,13 @@ class Checker {
     }
     this.#lines = lines.length;
     lines.forEach((line, i) => {
-      const m = line.match(/^(\d{1,20})\t(.*)$/);
-      if (m === null || !isStreamName(m[2]!)) {
+      const p = parseStreamLine(line, i, this.version);
+      if (typeof p === "string") {
         this.#incs.push(undefined);
-        this.#report(".mq/streams", `line ${i + 1} is not "INODE<tab>NAME": ${quote(line)}`);
+        this.#report(".mq/streams", `line ${i + 1}: ${p}`);
         return;
       }
-      this.#incs.push(this.#incarnation(m[2]!, BigInt(m[1]!)));
+      this.#incs.push(this.#incarnation(p.name, p.ino));
     });
     // A name's newest incarnation owns its file (an older one of the same inode was
     // truncated or rewritten in place).
@@ -274,9 +276,18 @@ class Checker {
     const index = this.#index;
     const total = Math.floor((fdSize(index) - HEADER) / RECORD);
     const tail = (fdSize(index) - HEADER) % RECORD;
-    const word = new Uint8Array(8);
+    const word = new Uint8Array(12);
     preadFull(index, word, H_CUTOFF);
-    const cutoff = u64(new DataView(word.buffer), 0);
+    const wv = new DataView(word.buffer);
+    const cutoff = u64(wv, 0);
+    const crc = wv.getUint32(8, true);
+    if (this.version === 2 && (cutoff !== 0 || crc !== 0) && crc !== crc32(0, word, 0, 8)) {
+      this.#report(
+        ".mq/index",
+        "the cutoff's checksum does not match: which history was trimmed cannot be told",
+      );
+      return;
+    }
     let start = 0;
     const cp = readCheckpoint(this.#g);
     if (cp !== undefined) {
@@ -400,7 +411,7 @@ class Checker {
     if (!this.#streamsDirty || !this.#repair || this.#streamsFd < 0) return;
     let text = "";
     this.#incs.forEach((inc, id) => {
-      text += inc ? `${inc.ino}\t${inc.name}\n` : `0\tlost-${id}\n`;
+      text += renderStreamLine(id, inc?.ino ?? 0n, inc?.name ?? `lost-${id}`, this.version);
     });
     const bytes = encoder.encode(text);
     pwriteAll(this.#streamsFd, bytes, 0);

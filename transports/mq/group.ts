@@ -196,6 +196,7 @@ export class MqGroup {
     this.#settings = new GroupSettings(dir, ctl);
     this.#streams = new StreamTable(dir, names, writable);
     this.#index = new GroupIndex(dir, { index, intent, order }, this.#streams);
+    this.#streams.holdsLastMessage = (s, fd) => this.#index.holdsLastMessage(s, fd);
     attachInternals(this, { index: this.#index, streams: this.#streams });
     fds.use(dir);
     this.#fds = fds.move();
