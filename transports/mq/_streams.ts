@@ -1,8 +1,8 @@
 /**
- * The table of stream incarnations: `.mq/streams` holds one line "INODE\tNAME\n" per
- * incarnation (a name bound to one file), and a line's number is the incarnation's id, which
- * index records name. A stream removed and made again is a new incarnation: its readers get
- * EOF on the old one.
+ * The table of stream incarnations: `.mq/streams` holds one line "INODE\tNAME\tCRC\n" per
+ * incarnation (a name bound to one file; format 1 groups have no CRC), and a line's number is
+ * the incarnation's id, which index records name. A stream removed and made again (or
+ * truncated or rewritten in place) is a new incarnation: its readers get EOF on the old one.
  *
  * @module
  */

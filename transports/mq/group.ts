@@ -15,11 +15,31 @@
  * group/.mq/index      a page of header, then one 64-byte record per committed message
  *                      (see _layout.ts); only ever appended to, whole records at a time
  * group/.mq/intent     the record of the write in progress
- * group/.mq/streams    one line "INODE\tNAME\n" per stream incarnation; the line is its id
+ * group/.mq/streams    one line "INODE\tNAME\tCRC\n" per stream incarnation; the line
+ *                      is its id
+ * group/.mq/checkpoint the index's state at the cutoff, so trimmed records can be freed
  * group/.mq/settings   the canonical ctl text, so a shell's partial rewrite of ctl can be
  *                      applied on top of it
  * group/.mq/rejected   the last ctl text a shell wrote that mq would reject, with the reason
  * ```
+ *
+ * Every file is opened from the group directory's descriptor, never through a symbolic
+ * link, and must be a regular file; a group any user may write (mode o+w without the
+ * sticky bit) is refused. A user who may read a group but not write it opens it read only:
+ * readers take no lock and write nothing, so reading needs read permission only.
+ *
+ * ## Damage is found, never delivered
+ *
+ * Records carry a CRC-32 of themselves (with their position) and of their message's bytes;
+ * each must follow the one before (byte count, `order` offset, the stream's offset and
+ * message number); `.mq/streams` lines and the cutoff carry a CRC too. Whatever does not
+ * hold is an error of code `damaged` naming the file and what is wrong, never guessed data;
+ * a stream file shorter than its index is an error too (it is never padded). Only a torn
+ * tail (part of a record, or a last record a dead writer's intent explains) is dropped by
+ * itself. `fsbus mq check GROUP [--repair]` (check.ts) explains and repairs the rest.
+ *
+ * Groups made before checksums (index header `fsbusmq1`) are read and written in their own
+ * format, with every check but the checksums; new groups are `fsbusmq2`.
  *
  * ## Writing, and why a message is never seen torn
  *
@@ -38,6 +58,12 @@
  * streams' modifications).
  *
  * ## Foreign appends and torn writes
+ *
+ * A stream truncated or rewritten in place (`echo three > group/s`: shorter than its index,
+ * or its last message's bytes changed) becomes a new incarnation, as a stream removed and
+ * made again: its readers get EOF, and what the file holds now is the new one's first
+ * message. A file copied or restored under a new inode that holds the stream's last
+ * message is still the same stream.
  *
  * Bytes in a stream file beyond the end of its last indexed message come from one of two
  * places. A program that knows nothing of fsbus (`echo hi >> group/0`) appended them: they
