@@ -30,7 +30,7 @@
  *
  * ## Damage is found, never delivered
  *
- * Records carry a CRC-32 of themselves (with their position) and of their message's bytes;
+ * Records carry a checksum of themselves (with their position) and a CRC-32 of their message;
  * each must follow the one before (byte count, `order` offset, the stream's offset and
  * message number); `.mq/streams` lines and the cutoff carry a CRC too. Whatever does not
  * hold is an error of code `damaged` naming the file and what is wrong, never guessed data;

@@ -274,7 +274,8 @@ export class MqReader implements Subscription<MqMessage> {
       for (let i = 0; i < n; i++) {
         const o = base + i * RECORD;
         const seq = this.#pos + i;
-        const why = recordProblem(v, o, seq, index.version);
+        // Records the group's own read brought in were checked then; others are checked now.
+        const why = cached ? undefined : recordProblem(v, o, seq, index.version);
         if (why !== undefined) {
           // Freed by trimming since the cutoff was read (overrun, below), or damaged.
           if (seq < index.readCutoff()) {
@@ -529,7 +530,10 @@ function readData(group: string, w: Want, offset: number, length: number): Uint8
 }
 
 function message(data: Uint8Array, stream: string, seq: number, timeUs: number): MqMessage {
-  return { data, stream, topic: stream, seq, id: String(seq), time: new Date(timeUs / 1000) };
+  // A time no Date can hold (a writer's clock gone wrong) reads as the epoch.
+  const ms = timeUs / 1000;
+  const time = new Date(ms <= 8.64e15 ? ms : 0);
+  return { data, stream, topic: stream, seq, id: String(seq), time };
 }
 
 function coalesce(msgs: MqMessage[]): MqMessage[] {
