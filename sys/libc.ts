@@ -93,11 +93,6 @@ const SYMBOLS = {
   flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
-  /** openat(2) and friends: files reached from a directory descriptor (mq groups). */
-  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
-  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
   /** sigaction(2) and mprotect(2): the SIGBUS guard of shared mappings (sigbus.ts). */
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },

@@ -8,8 +8,8 @@
  */
 
 import { fromFsError, FsbusError } from "../../types.ts";
-import { closeFd, fstat, O, openFd, writeAllFd } from "../../sys/fs.ts";
-import { fchmod, mkdirAt, openAt, renameAt, statAt, unlinkAt } from "../../sys/at.ts";
+import { closeFd, type FdStat, fstat, O, openFd, writeAllFd } from "../../sys/fs.ts";
+import { fchmod, mkdirAt, openAt, renameAt, unlinkAt } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
 import { preadFull } from "../../sys/fd_io.ts";
 
@@ -194,7 +194,7 @@ export class GroupDir implements Disposable {
       } finally {
         closeFd(fd);
       }
-      renameAt(dir, tmp, name);
+      renameAt(dir, tmp, dir, name);
     } catch (err) {
       throw fromFsError(err, "Cannot write", this.pathOf(place, name));
     }
@@ -222,8 +222,21 @@ export class GroupDir implements Disposable {
    * @param name Its name.
    * @returns The status, or undefined when nothing is there.
    */
-  stat(place: Place, name: string): ReturnType<typeof statAt> {
-    return statAt(this.#dir(place), name);
+  stat(place: Place, name: string): FdStat | undefined {
+    let fd: number;
+    try {
+      fd = openAt(this.#dir(place), name, O.PATH | O.NOFOLLOW);
+    } catch (err) {
+      if (err instanceof SysError && (err.code === "ENOENT" || err.code === "ENOTDIR")) {
+        return undefined;
+      }
+      throw err;
+    }
+    try {
+      return fstat(fd);
+    } finally {
+      closeFd(fd);
+    }
   }
 
   /**

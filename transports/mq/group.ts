@@ -99,7 +99,7 @@
 
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { closeFd, fstat, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
-import { fchgrp, fchmod } from "../../sys/at.ts";
+import { fchgrp, fchmod } from "../../sys/dirfd.ts";
 import { GroupDir, type Place } from "./_files.ts";
 import { fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
