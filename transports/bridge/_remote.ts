@@ -1,0 +1,234 @@
+/**
+ * NATS core subjects and JetStream streams as bridge sources and sinks. Metadata travels in
+ * headers, payload bytes unchanged; JetStream sinks publish with `Nats-Msg-Id` (pipelined,
+ * acks taken in order) and JetStream sources read a durable consumer, skipping what the
+ * persisted position says was already written.
+ *
+ * @module
+ */
+
+import {
+  checkPayload,
+  type Consumer,
+  durableConsumer,
+  ensureStream,
+  headers,
+  type JsMsg,
+  type MsgHdrs,
+  type NatsConnection,
+  publishOnce,
+  subjectToken,
+} from "../_nats.ts";
+import { FsbusError } from "../../types.ts";
+import {
+  type Context,
+  type Envelope,
+  HEADER,
+  headerSize,
+  type Sink,
+  type Source,
+} from "./_envelope.ts";
+import type { Endpoint } from "./endpoint.ts";
+
+type Remote = Extract<Endpoint, { kind: "nats" | "jetstream" }>;
+
+/** The subject a message of `topic` goes to. */
+function subjectOf(base: string, wide: boolean, topic: string): string {
+  if (!wide) return base;
+  if (topic === "") return `${base}._`;
+  return `${base}.${topic.split("/").map(subjectToken).join(".")}`;
+}
+
+/** The subject filter a source of `base` reads. */
+function filterOf(base: string, wide: boolean): string {
+  return wide ? `${base}.>` : base;
+}
+
+function toHeaders(e: Envelope): MsgHdrs {
+  const h = headers();
+  h.set(HEADER.origin, e.origin);
+  h.set(HEADER.id, e.id);
+  h.set(HEADER.topic, encodeURIComponent(e.topic));
+  h.set(HEADER.time, e.time.toISOString());
+  h.set(HEADER.host, e.host);
+  return h;
+}
+
+function fromMsg(
+  data: Uint8Array,
+  subject: string,
+  h: MsgHdrs | undefined,
+  base: string,
+  fallbackId: string,
+): Envelope {
+  const topicHeader = h?.get(HEADER.topic);
+  let topic = "";
+  if (topicHeader) {
+    try {
+      topic = decodeURIComponent(topicHeader);
+    } catch {
+      topic = "";
+    }
+  } else if (subject.startsWith(base + ".")) {
+    const rest = subject.slice(base.length + 1);
+    topic = rest === "_" ? "" : rest.split(".").join("/");
+  }
+  const t = Date.parse(h?.get(HEADER.time) ?? "");
+  return {
+    data,
+    id: h?.get(HEADER.id) || fallbackId,
+    topic,
+    time: Number.isFinite(t) ? new Date(t) : new Date(),
+    origin: h?.get(HEADER.origin) ?? "",
+    host: h?.get(HEADER.host) ?? "",
+  };
+}
+
+/**
+ * Opens a NATS subject or JetStream stream as a sink.
+ *
+ * @param e The endpoint.
+ * @param nc The connection.
+ * @param ctx The bridge's shared context.
+ * @returns The sink.
+ */
+export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): Promise<Sink> {
+  if (e.kind === "nats") {
+    return {
+      write(m, delivered) {
+        const subject = subjectOf(e.subject, ctx.wide, m.topic);
+        checkPayload(nc, subject, m.data.length + headerSize(m));
+        nc.publish(subject, m.data, { headers: toHeaders(m) });
+        delivered();
+      },
+      flush: () => nc.flush(),
+      pending: () => 0,
+      close: () => nc.isClosed() ? Promise.resolve() : nc.flush(),
+    };
+  }
+  await ensureStream(await nc.jetstreamManager(), e.stream, filterOf(e.subject, ctx.wide));
+  const js = nc.jetstream();
+  const window = 512;
+  const queue: {
+    m: Envelope;
+    subject: string;
+    ack: Promise<unknown>;
+    delivered: () => void;
+  }[] = [];
+  const send = (m: Envelope, subject: string) =>
+    publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(m));
+  // Takes the oldest ack; a failed publish (a server down, a timeout) is sent again, with the
+  // same id, until the stream has it.
+  const settleOldest = async () => {
+    const q = queue[0]!;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await q.ack;
+        break;
+      } catch (err) {
+        if (nc.isClosed()) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+        q.ack = send(q.m, q.subject);
+        q.ack.catch(() => {});
+      }
+    }
+    queue.shift();
+    q.delivered();
+  };
+  return {
+    async write(m, delivered) {
+      const subject = subjectOf(e.subject, ctx.wide, m.topic);
+      checkPayload(nc, subject, m.data.length + headerSize(m));
+      const ack = send(m, subject);
+      ack.catch(() => {});
+      queue.push({ m, subject, ack, delivered });
+      while (queue.length >= window) await settleOldest();
+    },
+    async flush() {
+      while (queue.length > 0) await settleOldest();
+    },
+    pending: () => queue.length,
+    async close() {
+      while (queue.length > 0 && !nc.isClosed()) await settleOldest();
+    },
+  };
+}
+
+/**
+ * Opens a NATS subject or JetStream stream as a source. Messages this bridge published
+ * itself (its own origin) are acknowledged and skipped.
+ *
+ * @param e The endpoint.
+ * @param nc The connection.
+ * @param ctx The bridge's shared context.
+ * @param durable The durable consumer's name (JetStream).
+ * @returns The source.
+ */
+export async function remoteSource(
+  e: Remote,
+  nc: NatsConnection,
+  ctx: Context,
+  durable: string,
+): Promise<Source> {
+  const filter = filterOf(e.subject, ctx.wide);
+  if (e.kind === "nats") {
+    const sub = nc.subscribe(filter);
+    let n = 0;
+    return {
+      async *[Symbol.asyncIterator]() {
+        for await (const msg of sub) {
+          const env = fromMsg(msg.data, msg.subject, msg.headers, e.subject, `nats-${n++}`);
+          if (env.origin === ctx.identity) continue;
+          yield env;
+        }
+      },
+      lag: () => sub.getPending(),
+      close: () => Promise.resolve(sub.unsubscribe()),
+    };
+  }
+  await ensureStream(await nc.jetstreamManager(), e.stream, filter);
+  const consumer: Consumer = await durableConsumer(nc, e.stream, durable, filter);
+  const last = ctx.position === undefined ? 0 : Number(ctx.position);
+  let pending = 0;
+  let messages: Awaited<ReturnType<Consumer["consume"]>> | undefined;
+  let closed = false;
+  return {
+    async *[Symbol.asyncIterator]() {
+      while (!closed && !ctx.signal.aborted) {
+        try {
+          messages = await consumer.consume({ max_messages: 1000 });
+          for await (const m of messages as AsyncIterable<JsMsg>) {
+            pending = m.info.pending;
+            const seq = m.seq;
+            if (seq <= last) {
+              m.ack();
+              continue;
+            }
+            const env = fromMsg(m.data, m.subject, m.headers, e.subject, `${e.stream}-${seq}`);
+            if (env.origin === ctx.identity) {
+              env.position = String(seq);
+              env.done = () => m.ack();
+              env.skip = true;
+              yield env;
+              continue;
+            }
+            env.position = String(seq);
+            env.done = () => m.ack();
+            yield env;
+          }
+        } catch (err) {
+          if (closed || ctx.signal.aborted || nc.isClosed()) break;
+          ctx.onError(
+            new FsbusError("io", `Reading JetStream stream "${e.stream}": ${String(err)}`),
+          );
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    },
+    lag: () => pending,
+    async close() {
+      closed = true;
+      await messages?.close();
+    },
+  };
+}
