@@ -97,66 +97,50 @@ function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
   checkDir(e.group, "mq group");
   const g = mq.openGroup(e.group);
   const resume = ctx.position === undefined ? undefined : Number(ctx.position);
-  let replay: mq.ReplayMode = resume !== undefined || ctx.history ? "all" : "off";
-  let floor = resume ?? -1;
-  let readers: mq.MqReader[] = [];
-  let closed = false;
-  const sentThisRun = new Set<number>();
+  const floor = resume ?? -1;
+  // The order stream drives: one entry per write, zero-length ones (EOF) included, in the
+  // group's order. Each entry's data comes from a reader of its stream (reopened after EOF).
+  const order = mq.read(g, ["order"], {
+    replay: resume !== undefined || ctx.history ? "all" : "off",
+    signal: ctx.signal,
+  });
+  const streams = new Map<string, { reader: mq.MqReader; buf: mq.MqMessage[] }>();
+  const dec = new TextDecoder();
   return source(async function* () {
-    while (!closed && !ctx.signal.aborted) {
-      const names = e.stream === undefined
-        ? g.streamNames().filter((n) => n !== "order" && n !== "ctl")
-        : [e.stream];
-      // A whole group: a stream made later restarts the reader (the order stream says so).
-      const restart = new AbortController();
-      const stop = AbortSignal.any([ctx.signal, restart.signal]);
-      let newStreamAt = -1;
-      if (e.stream === undefined) {
-        const order = mq.read(g, ["order"], { replay: "off", signal: stop });
-        readers.push(order);
-        (async () => {
-          for await (const m of order) {
-            const name = new TextDecoder().decode(m.data).replace(/\0$/, "");
-            if (!names.includes(name)) {
-              newStreamAt = m.seq;
-              restart.abort();
-              return;
-            }
-          }
-        })().catch(() => {});
+    for await (const entry of order) {
+      const seq = entry.seq;
+      const name = dec.decode(entry.data).replace(/\0$/, "");
+      if (e.stream !== undefined && name !== e.stream) continue;
+      if (seq <= floor) continue;
+      let st = streams.get(name);
+      if (!st) {
+        st = { reader: mq.read(g, [name], { replay: "all", data: "message" }), buf: [] };
+        streams.set(name, st);
       }
-      if (names.length === 0) {
-        await new Promise<void>((r) => stop.addEventListener("abort", () => r(), { once: true }));
+      st.buf.push(...st.reader.poll());
+      while (st.buf.length > 0 && st.buf[0]!.seq < seq) st.buf.shift();
+      let data: Uint8Array;
+      if (st.buf[0]?.seq === seq) {
+        data = st.buf.shift()!.data;
       } else {
-        const reader = mq.read(g, names, { replay, data: "message", signal: stop });
-        readers.push(reader);
-        for await (const m of reader) {
-          if (m.seq <= floor || sentThisRun.has(m.seq)) continue;
-          if (ctx.seen.has(`mq:${m.seq}`)) continue;
-          sentThisRun.add(m.seq);
-          yield {
-            data: m.data,
-            id: String(m.seq),
-            topic: e.stream === undefined ? m.stream : "",
-            time: m.time ?? new Date(),
-            origin: ctx.identity,
-            host: ctx.host,
-            position: String(m.seq),
-          };
-        }
-        if (!restart.signal.aborted) {
-          restart.abort();
-          return; // every stream reached EOF
-        }
+        data = new Uint8Array(0); // EOF: the stream's reader stops here; reopen next time
+        await st.reader.close();
+        streams.delete(name);
       }
-      for (const r of readers) await r.close();
-      readers = [];
-      if (newStreamAt >= 0) floor = Math.max(floor, newStreamAt - 1);
-      replay = "all";
+      if (ctx.seen.has(`mq:${seq}`)) continue;
+      yield {
+        data,
+        id: String(seq),
+        topic: e.stream === undefined ? name : "",
+        time: entry.time ?? new Date(),
+        origin: ctx.identity,
+        host: ctx.host,
+        position: String(seq),
+      };
     }
   }, async () => {
-    closed = true;
-    for (const r of readers) await r.close();
+    await order.close();
+    for (const st of streams.values()) await st.reader.close();
     g.close();
   });
 }

@@ -187,8 +187,10 @@ export async function remoteSource(
     };
   }
   await ensureStream(await nc.jetstreamManager(), e.stream, filter);
-  const consumer: Consumer = await durableConsumer(nc, e.stream, durable, filter);
-  const last = ctx.position === undefined ? 0 : Number(ctx.position);
+  const known = ctx.position === undefined ? undefined : Number(ctx.position);
+  const consumer: Consumer = await durableConsumer(nc, e.stream, durable, filter, known);
+  // Redeliveries (an ack lost in a failover) of what was already written are skipped.
+  let last = known ?? 0;
   let pending = 0;
   let messages: Awaited<ReturnType<Consumer["consume"]>> | undefined;
   let closed = false;
@@ -196,7 +198,11 @@ export async function remoteSource(
     async *[Symbol.asyncIterator]() {
       while (!closed && !ctx.signal.aborted) {
         try {
-          messages = await consumer.consume({ max_messages: 1000 });
+          messages = await consumer.consume({
+            max_messages: 1000,
+            expires: 10_000,
+            idle_heartbeat: 2_000,
+          });
           for await (const m of messages as AsyncIterable<JsMsg>) {
             pending = m.info.pending;
             const seq = m.seq;
@@ -204,6 +210,7 @@ export async function remoteSource(
               m.ack();
               continue;
             }
+            last = seq;
             const env = fromMsg(m.data, m.subject, m.headers, e.subject, `${e.stream}-${seq}`);
             if (env.origin === ctx.identity) {
               env.position = String(seq);

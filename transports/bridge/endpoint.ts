@@ -63,6 +63,18 @@ function bad(text: string, why: string): FsbusError {
  * ```
  */
 export function parseEndpoint(text: string, options: EndpointOptions = {}): Endpoint {
+  try {
+    return parse(text, options);
+  } catch (err) {
+    // A bad server list or subject is a bad argument.
+    if (err instanceof FsbusError && err.code === "invalid") {
+      throw new FsbusError("usage", err.message, { cause: err });
+    }
+    throw err;
+  }
+}
+
+function parse(text: string, options: EndpointOptions): Endpoint {
   const colon = text.indexOf(":");
   const scheme = colon < 0 ? "" : text.slice(0, colon);
   const rest = colon < 0 ? "" : text.slice(colon + 1);
