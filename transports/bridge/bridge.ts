@@ -364,12 +364,16 @@ export async function bridge(
       status.directions.push(d);
       opened.push({ src: s2, sink: k2, d, pos });
     }
-    for (const o of opened) pumps.push(pump(o.src, o.sink, o.d, o.pos, seen, onError));
-    const lagTimer = setInterval(() => {
+    for (const o of opened) pumps.push(pump(o.src, o.sink, o.d, o.pos, seen, onError, signal));
+    const measure = () => {
       for (const o of opened) o.d.lag = o.src.lag() + o.sink.pending();
-    }, 200);
+    };
+    const lagTimer = setInterval(measure, 200);
     const done = Promise.all(pumps).then(
-      () => clearInterval(lagTimer),
+      () => {
+        clearInterval(lagTimer);
+        measure();
+      },
       (err) => {
         clearInterval(lagTimer);
         status.state = "failed";
@@ -401,6 +405,7 @@ async function pump(
   pos: Position | undefined,
   seen: Seen,
   onError: (err: FsbusError) => void,
+  signal: AbortSignal,
 ): Promise<void> {
   for await (const m of source) {
     d.received++;
@@ -430,5 +435,5 @@ async function pump(
     }
   }
   await sink.flush();
-  d.done = true;
+  d.done = !signal.aborted;
 }
