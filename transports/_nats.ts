@@ -31,13 +31,14 @@ import { FsbusError } from "../types.ts";
 
 export type {
   Consumer,
+  ConsumerMessages,
   JetStreamClient,
   JetStreamManager,
   JsMsg,
   MsgHdrs,
   NatsConnection,
 } from "nats";
-export { headers } from "nats";
+export { ConsumerEvents, headers } from "nats";
 
 /** The state of a NATS connection, as reported to {@linkcode ConnectOptions.onStatus}. */
 export type NatsState = "connecting" | "connected" | "disconnected" | "reconnecting" | "closed";

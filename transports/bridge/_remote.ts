@@ -10,6 +10,8 @@
 import {
   checkPayload,
   type Consumer,
+  ConsumerEvents,
+  type ConsumerMessages,
   durableConsumer,
   ensureStream,
   headers,
@@ -117,8 +119,12 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
   }[] = [];
   const send = (m: Envelope, subject: string) =>
     publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(m));
-  // Takes the oldest ack; a failed publish (a server down, a timeout) is sent again, with the
-  // same id, until the stream has it.
+  // Acks are taken in order as they come. A failed publish (a server down, a stream leader
+  // moving, a timeout) sends it and everything after it again, in order and with the same
+  // ids, so the stream keeps one copy of each; repeated until the stream has them.
+  let failure: unknown;
+  let draining: Promise<void> | undefined;
+  let room: (() => void) | undefined;
   const settleOldest = async () => {
     const q = queue[0]!;
     for (let attempt = 0;; attempt++) {
@@ -128,28 +134,53 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
       } catch (err) {
         if (nc.isClosed()) throw err;
         await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
-        q.ack = send(q.m, q.subject);
-        q.ack.catch(() => {});
+        for (const p of queue) {
+          p.ack = send(p.m, p.subject);
+          p.ack.catch(() => {});
+        }
       }
     }
     queue.shift();
     q.delivered();
+    room?.();
+  };
+  const drain = () => {
+    draining ??= (async () => {
+      try {
+        while (queue.length > 0) await settleOldest();
+      } catch (err) {
+        failure = err;
+      } finally {
+        draining = undefined;
+        room?.();
+      }
+    })();
+  };
+  const flush = async () => {
+    while (queue.length > 0 && !failure) {
+      drain();
+      await draining;
+    }
+    if (failure) throw failure;
   };
   return {
     async write(m, delivered) {
+      if (failure) throw failure;
       const subject = subjectOf(e.subject, ctx.wide, m.topic);
       checkPayload(nc, subject, m.data.length + headerSize(m));
       const ack = send(m, subject);
       ack.catch(() => {});
       queue.push({ m, subject, ack, delivered });
-      while (queue.length >= window) await settleOldest();
+      drain();
+      while (queue.length >= window && !failure) {
+        await new Promise<void>((r) => (room = r));
+      }
+      room = undefined;
     },
-    async flush() {
-      while (queue.length > 0) await settleOldest();
-    },
+    flush,
     pending: () => queue.length,
     async close() {
-      while (queue.length > 0 && !nc.isClosed()) await settleOldest();
+      if (!nc.isClosed()) await flush().catch(() => {});
     },
   };
 }
@@ -188,21 +219,35 @@ export async function remoteSource(
   }
   await ensureStream(await nc.jetstreamManager(), e.stream, filter);
   const known = ctx.position === undefined ? undefined : Number(ctx.position);
-  const consumer: Consumer = await durableConsumer(nc, e.stream, durable, filter, known);
+  // Made here so that a stream or consumer that cannot be made fails the start.
+  let consumer: Consumer | undefined = await durableConsumer(nc, e.stream, durable, filter, known);
   // Redeliveries (an ack lost in a failover) of what was already written are skipped.
   let last = known ?? 0;
   let pending = 0;
-  let messages: Awaited<ReturnType<Consumer["consume"]>> | undefined;
+  let messages: ConsumerMessages | undefined;
   let closed = false;
   return {
     async *[Symbol.asyncIterator]() {
       while (!closed && !ctx.signal.aborted) {
         try {
+          // Every message up to `last` was handled: a consumer remade after a stall (a
+          // server gone, the consumer's leader moved) starts right after it, in order.
+          consumer ??= await durableConsumer(nc, e.stream, durable, filter, last);
           messages = await consumer.consume({
             max_messages: 1000,
             expires: 10_000,
             idle_heartbeat: 2_000,
           });
+          const current = messages;
+          (async () => {
+            for await (const st of await current.status()) {
+              const stalled = (st.type === ConsumerEvents.HeartbeatsMissed &&
+                (st.data as number) >= 2) ||
+                st.type === ConsumerEvents.ConsumerDeleted ||
+                st.type === ConsumerEvents.ConsumerNotFound;
+              if (stalled) current.stop();
+            }
+          })().catch(() => {});
           for await (const m of messages as AsyncIterable<JsMsg>) {
             pending = m.info.pending;
             const seq = m.seq;
@@ -212,15 +257,9 @@ export async function remoteSource(
             }
             last = seq;
             const env = fromMsg(m.data, m.subject, m.headers, e.subject, `${e.stream}-${seq}`);
-            if (env.origin === ctx.identity) {
-              env.position = String(seq);
-              env.done = () => m.ack();
-              env.skip = true;
-              yield env;
-              continue;
-            }
             env.position = String(seq);
             env.done = () => m.ack();
+            if (env.origin === ctx.identity) env.skip = true;
             yield env;
           }
         } catch (err) {
@@ -230,6 +269,7 @@ export async function remoteSource(
           );
           await new Promise((r) => setTimeout(r, 500));
         }
+        consumer = undefined;
       }
     },
     lag: () => pending,
