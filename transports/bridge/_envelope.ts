@@ -51,6 +51,11 @@ export interface Sink {
   flush(): Promise<void>;
   /** Messages taken but not yet delivered. */
   pending(): number;
+  /**
+   * Whether `e` is already in the bus, written at or after `since` (ms): asked once after a
+   * restart, for the one message whose write the last run may have finished.
+   */
+  has?(e: Envelope, since: number): boolean | Promise<boolean>;
   /** Flushes and releases the sink. */
   close(): Promise<void>;
 }
@@ -72,7 +77,8 @@ export class Echo {
   }
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
+/** Whether two byte arrays hold the same bytes. */
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -100,6 +106,8 @@ export interface Context {
   signal: AbortSignal;
   /** Reports a message that could not be carried (it is skipped). */
   onError: (err: FsbusError) => void;
+  /** Reports a passing condition (a consumer being remade after a server left). */
+  onNotice: (text: string) => void;
 }
 
 const enc = new TextEncoder();

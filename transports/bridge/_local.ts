@@ -10,7 +10,7 @@ import * as mq from "../mq/mod.ts";
 import * as fanout from "../fanout/mod.ts";
 import * as filebus from "../filebus/mod.ts";
 import { FsbusError } from "../../types.ts";
-import type { Context, Envelope, Sink, Source } from "./_envelope.ts";
+import { type Context, type Envelope, equal, type Sink, type Source } from "./_envelope.ts";
 import type { Endpoint } from "./endpoint.ts";
 
 type Local = Extract<Endpoint, { kind: "dir" | "mq" | "fanout" | "filebus" }>;
@@ -198,6 +198,7 @@ function filebusSource(e: Extract<Endpoint, { kind: "filebus" }>, ctx: Context):
 export function localSink(e: Local, ctx: Context): Sink {
   let write: (m: Envelope) => Promise<void> | void;
   let close: () => Promise<void> | void = () => {};
+  let has: ((m: Envelope, since: number) => boolean | Promise<boolean>) | undefined;
   switch (e.kind) {
     case "dir": {
       checkDir(e.path, "directory bus");
@@ -206,6 +207,20 @@ export function localSink(e: Local, ctx: Context): Sink {
         const topic = e.topic ?? m.topic;
         const p = pub.publish(m.data, topic === "" ? {} : { topic });
         ctx.seen.add(p.id);
+      };
+      has = (m, since) => {
+        const topic = e.topic ?? m.topic;
+        const dir = topic === "" ? e.path : `${e.path}/${topic}`;
+        try {
+          for (const entry of Deno.readDirSync(dir)) {
+            const t = entry.isFile ? msgfs.idTime(entry.name) : undefined;
+            if (t === undefined || t < since - 1) continue;
+            if (equal(Deno.readFileSync(`${dir}/${entry.name}`), m.data)) return true;
+          }
+        } catch {
+          return false;
+        }
+        return false;
       };
       break;
     }
@@ -216,6 +231,17 @@ export function localSink(e: Local, ctx: Context): Sink {
         const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
         const r = g.write(stream, m.data, {});
         ctx.seen.add(`mq:${r.seq}`);
+      };
+      has = async (m) => {
+        const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
+        if (g.stream(stream) === undefined) return false;
+        const r = mq.read(g, [stream], { replay: "last" });
+        try {
+          const last = r.poll().at(-1);
+          return last !== undefined && equal(last.data, m.data);
+        } finally {
+          await r.close();
+        }
       };
       close = () => g.close();
       break;
@@ -246,6 +272,7 @@ export function localSink(e: Local, ctx: Context): Sink {
     },
     flush: () => Promise.resolve(),
     pending: () => 0,
+    ...(has ? { has } : {}),
     async close() {
       await close();
     },

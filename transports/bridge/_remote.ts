@@ -21,7 +21,6 @@ import {
   publishOnce,
   subjectToken,
 } from "../_nats.ts";
-import { FsbusError } from "../../types.ts";
 import {
   type Context,
   type Envelope,
@@ -226,6 +225,10 @@ export async function remoteSource(
   let pending = 0;
   let messages: ConsumerMessages | undefined;
   let closed = false;
+  // After a reconnect (to another server), pull again from a consumer made anew.
+  (async () => {
+    for await (const st of nc.status()) if (st.type === "reconnect") messages?.stop();
+  })().catch(() => {});
   return {
     async *[Symbol.asyncIterator]() {
       while (!closed && !ctx.signal.aborted) {
@@ -244,10 +247,13 @@ export async function remoteSource(
               const stalled = (st.type === ConsumerEvents.HeartbeatsMissed &&
                 (st.data as number) >= 2) ||
                 st.type === ConsumerEvents.ConsumerDeleted ||
-                st.type === ConsumerEvents.ConsumerNotFound;
+                st.type === ConsumerEvents.ConsumerNotFound ||
+                st.type === ConsumerEvents.StreamNotFound ||
+                st.type === ConsumerEvents.NoResponders;
               if (stalled) current.stop();
             }
           })().catch(() => {});
+
           for await (const m of messages as AsyncIterable<JsMsg>) {
             pending = m.info.pending;
             const seq = m.seq;
@@ -264,9 +270,8 @@ export async function remoteSource(
           }
         } catch (err) {
           if (closed || ctx.signal.aborted || nc.isClosed()) break;
-          ctx.onError(
-            new FsbusError("io", `Reading JetStream stream "${e.stream}": ${String(err)}`),
-          );
+          const why = err instanceof Error ? err.message : String(err);
+          ctx.onNotice(`Reading JetStream stream "${e.stream}" again: ${why}`);
           await new Promise((r) => setTimeout(r, 500));
         }
         consumer = undefined;

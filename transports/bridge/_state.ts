@@ -9,31 +9,43 @@
 
 import { fromFsError, FsbusError } from "../../types.ts";
 
-const POS_WIDTH = 40;
+const POS_WIDTH = 160;
 const SEEN_KEEP = 50_000;
 
-/** One direction's persisted position: a short string rewritten in place. */
+/**
+ * One direction's persisted position: a short line rewritten in place. Before a message is
+ * written to a local bus the line also names it (`POS<TAB>KEY<TAB>MS`, a write ahead), so
+ * that after a crash between the write and the update the bridge can check whether that one
+ * message got in, rather than write it twice.
+ */
 export class Position implements Disposable {
   readonly #file: Deno.FsFile;
   readonly #buf = new Uint8Array(POS_WIDTH);
   /** The position when the bridge started, if any. */
   readonly initial: string | undefined;
+  /** The message being written when the last run stopped: its key and the time (ms). */
+  readonly pending: { key: string; since: number } | undefined;
 
   constructor(path: string) {
     try {
       this.#file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
       const n = this.#file.readSync(this.#buf) ?? 0;
-      const text = new TextDecoder().decode(this.#buf.subarray(0, n)).trim();
-      this.initial = text === "" ? undefined : text;
+      const [pos, key, since] = new TextDecoder().decode(this.#buf.subarray(0, n)).trim()
+        .split("\t");
+      this.initial = pos === "" || pos === undefined ? undefined : pos;
+      this.pending = key === undefined || since === undefined
+        ? undefined
+        : { key, since: Number(since) };
     } catch (err) {
       throw fromFsError(err, "Cannot open bridge state", path);
     }
   }
 
-  /** Records `value` (at most 40 characters). */
-  save(value: string): void {
-    const text = value.padEnd(POS_WIDTH, " ");
-    if (text.length > POS_WIDTH) throw new FsbusError("invalid", `Position "${value}" too long`);
+  /** Records `value`, or `value` with a message about to be written (`key`). */
+  save(value: string, key?: string): void {
+    const line = key === undefined ? value : `${value}\t${key}\t${Date.now()}`;
+    const text = line.padEnd(POS_WIDTH, " ");
+    if (text.length > POS_WIDTH) throw new FsbusError("invalid", `Position "${line}" too long`);
     this.#file.seekSync(0, Deno.SeekMode.Start);
     this.#buf.set(new TextEncoder().encode(text));
     this.#file.writeSync(this.#buf);

@@ -328,6 +328,7 @@ export async function bridge(
         lossless: options.lossless ?? false,
         signal,
         onError,
+        onNotice: (text) => options.onNotice?.(text),
       };
       // Local ends first: a missing bus fails before any network wait.
       const sink = isRemote(dst) ? undefined : localSink(dst, { ...base, wide: isWide(src) });
@@ -407,10 +408,12 @@ async function pump(
   onError: (err: FsbusError) => void,
   signal: AbortSignal,
 ): Promise<void> {
+  let saved = pos?.initial ?? "";
+  let pending = pos?.pending;
   for await (const m of source) {
     d.received++;
     const finish = () => {
-      if (m.position !== undefined) pos?.save(m.position);
+      if (m.position !== undefined) pos?.save(saved = m.position);
       if (m.seenId !== undefined) seen.add(m.seenId);
       m.done?.();
     };
@@ -419,6 +422,19 @@ async function pump(
       finish();
       continue;
     }
+    const key = m.seenId ?? m.position;
+    if (pending && key === pending.key) {
+      // The last run stopped while writing this one: it may be in the bus already.
+      const since = pending.since;
+      pending = undefined;
+      if (await sink.has?.(m, since)) {
+        d.skipped++;
+        finish();
+        continue;
+      }
+    }
+    // A local bus: write ahead which message is going in (see Position).
+    if (pos && sink.has && key !== undefined) pos.save(saved, key);
     try {
       await sink.write(m, () => {
         d.delivered++;
