@@ -14,7 +14,7 @@
  * @module
  */
 
-import { connect, DeliverPolicy, type JsMsg, type NatsConnection } from "nats";
+import { AckPolicy, connect, DeliverPolicy, type JsMsg, type NatsConnection } from "nats";
 import * as msgfs from "../transports/msgfs/mod.ts";
 import { ensureStream } from "../transports/_nats.ts";
 import { startCluster } from "../tests/_nats.ts";
@@ -71,7 +71,7 @@ async function subRole(args: Record<string, string>): Promise<void> {
     }
     if (received >= count) resolve();
   };
-  let close: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
   if (args.kind === "msgfs") {
     const sub = msgfs.subscribe(args.dir!, {});
     const loop = (async () => {
@@ -89,22 +89,32 @@ async function subRole(args: Record<string, string>): Promise<void> {
       await nc.flush();
     } else {
       const js = nc.jetstream();
-      const c = await js.consumers.get("BENCH", {
-        filterSubjects: ["bench.js"],
+      const jsm = await nc.jetstreamManager();
+      const info = await jsm.consumers.add("BENCH", {
+        filter_subject: "bench.js",
         deliver_policy: DeliverPolicy.New,
+        ack_policy: AckPolicy.Explicit,
+        inactive_threshold: 30e9,
       });
+      const c = await js.consumers.get("BENCH", info.name);
       const msgs = await c.consume({ max_messages: 1000 });
+      close = async () => {
+        msgs.stop();
+        await nc.close();
+      };
       (async () => {
-        for await (const m of msgs as AsyncIterable<JsMsg>) onMessage(m.data);
+        for await (const m of msgs as AsyncIterable<JsMsg>) {
+          onMessage(m.data);
+          m.ack();
+        }
       })();
       await nc.flush();
     }
-    close = () => nc.close();
+    close ??= () => nc.close();
   }
   console.log("ready");
   await finished;
   clearTimeout(idle);
-  await close();
   const report: SubReport = {
     latencies,
     seqs,
@@ -113,6 +123,8 @@ async function subRole(args: Record<string, string>): Promise<void> {
     cpuMs: cpuTimeMs() - cpu0,
   };
   await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(report) + "\n"));
+  await Promise.race([close!(), new Promise((r) => setTimeout(r, 2000))]);
+  Deno.exit(0);
 }
 
 async function pubRole(args: Record<string, string>): Promise<void> {
@@ -297,6 +309,7 @@ async function main(): Promise<void> {
     await nc.close();
     for (const [rate, count] of [[1000, paced1k], [0, unpaced]] as const) {
       for (const kind of ["msgfs", "nats", "js", "bridge"] as const) {
+        if (args.only && !args.only.split(",").includes(kind)) continue;
         const points: Result[] = [];
         for (let i = 0; i < runs; i++) {
           points.push(await runPoint(kind, rate, count, size, servers));
@@ -315,6 +328,7 @@ async function main(): Promise<void> {
     await cluster.stop();
     Deno.removeSync(natsDir, { recursive: true });
   }
+  if (args.only) return;
   const get = (t: string, rate: number) =>
     results.find((r) => r.transport === t && r.rate === rate)!;
   const goalLatency = get("nats", 1000).p50_us! + 2 * get("msgfs", 1000).p50_us!;

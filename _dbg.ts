@@ -1,0 +1,17 @@
+import { connect } from "nats";
+import { ensureStream } from "./transports/_nats.ts";
+import { startCluster } from "./tests/_nats.ts";
+const d = Deno.makeTempDirSync({ dir: "/dev/shm" });
+console.error("starting");
+const cluster = await startCluster(d);
+console.error("started", cluster.addresses);
+const nc = await connect({ servers: cluster.servers[0]!.address });
+await ensureStream(await nc.jetstreamManager(), "BENCH", "bench.>");
+console.error("stream");
+const t0 = performance.now();
+const js = nc.jetstream();
+for (let i = 0; i < 100; i++) await js.publish("bench.js", new Uint8Array(1024));
+console.error("100 seq acks ms", performance.now() - t0);
+await nc.close();
+await cluster.stop();
+Deno.removeSync(d, { recursive: true });
