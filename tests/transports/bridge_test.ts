@@ -119,6 +119,7 @@ Deno.test("bridge() joins two directory buses both ways without loops, topics ke
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(onB.got.length, 3);
   assert.equal(onA.got.length, 3);
+  assert.deepEqual(again.status.directions.map((d) => d.delivered), [1, 0]);
 });
 
 Deno.test("bridge() carries a fanout topic into a directory bus topic", async () => {
