@@ -153,7 +153,7 @@ async function pubRole(args: Record<string, string>): Promise<void> {
       let pending = Promise.resolve();
       await paced(rate, count, (seq, at) => {
         stamp(payload, seq, at);
-        inflight.push(js.publish("bench.js", payload.slice()));
+        inflight.push(js.publish("bench.js", payload.slice(), { timeout: 60_000 }));
         if (inflight.length >= 512) {
           const batch = inflight.splice(0, 256);
           pending = pending.then(() => Promise.all(batch).then(() => {}));
@@ -290,14 +290,21 @@ async function runPoint(
   }
 }
 
-async function main(): Promise<void> {
-  const args = roleArgs();
-  if (args.role === "sub") return await subRole(args);
-  if (args.role === "pub") return await pubRole(args);
-  const quick = args.quick === "true";
+/**
+ * Runs the matrix and returns the median run of each point; writes
+ * bench/results/bridge.json unless `quick`.
+ *
+ * @param opts `quick` for a smoke run, `runs` per point, `only` some kinds.
+ * @returns The results.
+ */
+export async function run(
+  opts: { quick: boolean; runs?: number; only?: string },
+): Promise<Result[]> {
+  const quick = opts.quick;
+  const args = { only: opts.only };
   const paced1k = quick ? 3000 : 6000;
   const unpaced = quick ? 5000 : 20_000;
-  const runs = Number(args.runs ?? (quick ? 1 : 3));
+  const runs = opts.runs ?? (quick ? 1 : 3);
   const size = 1024;
   const natsDir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-nats-" });
   const cluster = await startCluster(natsDir);
@@ -328,7 +335,7 @@ async function main(): Promise<void> {
     await cluster.stop();
     Deno.removeSync(natsDir, { recursive: true });
   }
-  if (args.only) return;
+  if (args.only) return results;
   const get = (t: string, rate: number) =>
     results.find((r) => r.transport === t && r.rate === rate)!;
   const goalLatency = get("nats", 1000).p50_us! + 2 * get("msgfs", 1000).p50_us!;
@@ -353,6 +360,18 @@ async function main(): Promise<void> {
       JSON.stringify({ results, summary }, null, 2) + "\n",
     );
   }
+  return results;
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  const args = roleArgs();
+  if (args.role === "sub") await subRole(args);
+  else if (args.role === "pub") await pubRole(args);
+  else {
+    await run({
+      quick: args.quick === "true",
+      ...(args.runs ? { runs: Number(args.runs) } : {}),
+      ...(args.only ? { only: args.only } : {}),
+    });
+  }
+}
