@@ -237,7 +237,6 @@ async function runPoint(
         `jetstream://${servers[0]}/BENCH/${subject}`,
         "--state",
         `${root}/sa`,
-        "--quiet",
       ]);
       const down = startBridge([
         `jetstream://${servers[1]}/BENCH/${subject}`,

@@ -343,7 +343,7 @@ export async function ensureStream(
   }
   try {
     const info = await jsm.streams.info(name);
-    if (!info.config.subjects?.includes(subject)) {
+    if (!info.config.subjects?.some((pattern) => subjectCovers(pattern, subject))) {
       const subjects = [...(info.config.subjects ?? []), subject];
       await jsm.streams.update(name, { ...info.config, subjects });
     }
@@ -384,6 +384,36 @@ export async function ensureStream(
       cause: last,
     });
   }
+}
+
+/**
+ * Whether subject pattern `pattern` (with `*` and a final `>`) matches every subject that
+ * `subject` (itself possibly a pattern) matches.
+ *
+ * @param pattern The wider pattern.
+ * @param subject The subject or pattern it must cover.
+ * @returns True when covered.
+ *
+ * @example
+ * ```ts
+ * import { subjectCovers } from "./_nats.ts";
+ * console.log(subjectCovers("app.>", "app.events")); // true
+ * console.log(subjectCovers("app.*", "app.a.b")); // false
+ * ```
+ */
+export function subjectCovers(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length) return false;
+    if (p[i] === "*") {
+      if (s[i] === ">") return false;
+      continue;
+    }
+    if (p[i] !== s[i]) return false;
+  }
+  return p.length === s.length;
 }
 
 /**
