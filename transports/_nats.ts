@@ -445,7 +445,8 @@ export function publishOnce(
 }
 
 /**
- * Makes a durable pull consumer of `stream`, explicitly acked, filtered to `subject`, that
+ * Makes a durable pull consumer of `stream`, acked cumulatively (an ack covers every earlier
+ * message), filtered to `subject`, that
  * starts right after `after` (the last stream sequence the caller has already handled).
  * An existing consumer of that name is replaced, so that messages a dead reader left
  * unacknowledged come again at once and in order; without `after`, the new consumer starts
@@ -491,7 +492,7 @@ export async function durableConsumer(
   }
   await jsm.consumers.add(stream, {
     durable_name: durable,
-    ack_policy: AckPolicy.Explicit,
+    ack_policy: AckPolicy.All,
     ...(start === undefined || start <= 1
       ? { deliver_policy: DeliverPolicy.All }
       : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }),

@@ -31,7 +31,7 @@ class BridgeProc {
     this.err = collect(this.child.stderr);
   }
   ready(): Promise<void> {
-    return waitFor(() => this.err.text().includes("bridging:"), "the bridge to start", 30_000);
+    return waitFor(() => this.err.text().includes("bridging:"), "the bridge to start", 60_000);
   }
   kill(): Promise<void> {
     this.child.kill("SIGKILL");

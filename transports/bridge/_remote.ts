@@ -225,6 +225,15 @@ export async function remoteSource(
   let pending = 0;
   let messages: ConsumerMessages | undefined;
   let closed = false;
+  let unacked: JsMsg | undefined;
+  let handled = 0;
+  let ackTimer: ReturnType<typeof setTimeout> | undefined;
+  const ackNow = () => {
+    clearTimeout(ackTimer);
+    ackTimer = undefined;
+    unacked?.ack();
+    unacked = undefined;
+  };
   // After a reconnect (to another server), pull again from a consumer made anew.
   (async () => {
     for await (const st of nc.status()) if (st.type === "reconnect") messages?.stop();
@@ -264,7 +273,12 @@ export async function remoteSource(
             last = seq;
             const env = fromMsg(m.data, m.subject, m.headers, e.subject, `${e.stream}-${seq}`);
             env.position = String(seq);
-            env.done = () => m.ack();
+            // Acks are cumulative: one every 64 messages, and the last one within 100 ms.
+            env.done = () => {
+              unacked = m;
+              if (++handled % 64 === 0) ackNow();
+              else ackTimer ??= setTimeout(ackNow, 100);
+            };
             if (env.origin === ctx.identity) env.skip = true;
             yield env;
           }
@@ -280,6 +294,7 @@ export async function remoteSource(
     lag: () => pending,
     async close() {
       closed = true;
+      ackNow();
       await messages?.close();
     },
   };
