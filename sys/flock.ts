@@ -36,7 +36,7 @@ const EWOULDBLOCK = Errno.EAGAIN;
  * lock.close();
  * ```
  */
-export class FileLock {
+export class FileLock implements Disposable {
   /** The lock file's path. */
   readonly path: string;
   /** The open descriptor. */
@@ -150,5 +150,10 @@ export class FileLock {
     };
     if (this.#waiting) this.#waiting.then(finish, finish);
     else finish();
+  }
+
+  /** Closes the lock file, as {@linkcode FileLock.close} does: `using lock = FileLock.open(...)`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

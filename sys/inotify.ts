@@ -101,7 +101,7 @@ function decodeName(buf: Uint8Array, start: number, len: number): string {
  * await ino.close();
  * ```
  */
-export class Inotify {
+export class Inotify implements AsyncDisposable {
   /** The inotify file descriptor. */
   readonly fd: number;
   readonly #waiter: Waiter;
@@ -209,5 +209,10 @@ export class Inotify {
     this.#closed = true;
     await this.#waiter.close();
     libc().close(this.fd);
+  }
+
+  /** Closes the instance, as {@linkcode Inotify.close} does: `await using ino = new Inotify()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

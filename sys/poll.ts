@@ -35,7 +35,7 @@ export type WaitResult = "ready" | "woken" | "timeout";
  * await w.close();
  * ```
  */
-export class Waiter {
+export class Waiter implements AsyncDisposable {
   readonly #efd: number;
   readonly #pfds: Uint8Array<ArrayBuffer>;
   readonly #view: DataView;
@@ -166,6 +166,11 @@ export class Waiter {
       await this.#pending.catch(() => {});
     }
     libc().close(this.#efd);
+  }
+
+  /** Closes the waiter, as {@linkcode Waiter.close} does: `await using w = new Waiter(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 
