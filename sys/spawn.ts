@@ -66,8 +66,10 @@ const SIGNALS: readonly string[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { signalName } from "./spawn.ts";
- * console.log(signalName(9)); // "SIGKILL"
+ * assert.equal(signalName(9), "SIGKILL");
+ * assert.equal(signalName(34), "SIG34");
  * ```
  */
 export function signalName(signo: number): string {
@@ -82,8 +84,10 @@ export function signalName(signo: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { signalNumber } from "./spawn.ts";
- * console.log(signalNumber("SIGHUP")); // 1
+ * assert.equal(signalNumber("SIGHUP"), 1);
+ * assert.equal(signalNumber("SIGNOPE"), undefined);
  * ```
  */
 export function signalNumber(name: string): number | undefined {
@@ -98,8 +102,10 @@ export function signalNumber(name: string): number | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ExitStatus } from "./spawn.ts";
  * const s: ExitStatus = { code: 3, signal: null };
+ * assert.equal(s.signal, null);
  * ```
  */
 export interface ExitStatus {
@@ -129,12 +135,16 @@ export interface SpawnOptions {
  *   not exist, EACCES for one that cannot be run.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openPty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
  * import { spawnOnTerminal, waitExit } from "./spawn.ts";
  * const pty = openPty();
- * const pid = spawnOnTerminal(["bash", "-i"], { tty: pty.path });
- * console.log(await waitExit(pid));
+ * // "test -t 0": standard input is a terminal
+ * const pid = spawnOnTerminal(["sh", "-c", "test -t 0 && exit 3"], { tty: pty.path });
+ * assert.deepEqual(await waitExit(pid), { code: 3, signal: null });
+ * closeFd(pty.fd);
  * ```
  */
 export function spawnOnTerminal(argv: readonly string[], options: SpawnOptions): number {
@@ -225,10 +235,20 @@ function decode(status: number): ExitStatus {
  * @throws {SysError} ECHILD when `pid` is not an unreaped child of this process.
  *
  * @example
- * ```ts ignore
- * import { pollExit } from "./spawn.ts";
- * const status = pollExit(pid);
- * if (status) console.log(status.code);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * import { pollExit, spawnOnTerminal } from "./spawn.ts";
+ * const pty = openPty();
+ * const pid = spawnOnTerminal(["true"], { tty: pty.path });
+ * let status = pollExit(pid);
+ * while (status === undefined) { // a real caller does other work between checks
+ *   await new Promise((resolve) => setTimeout(resolve, 5));
+ *   status = pollExit(pid);
+ * }
+ * assert.equal(status.code, 0);
+ * closeFd(pty.fd);
  * ```
  */
 export function pollExit(pid: number): ExitStatus | undefined {
@@ -251,9 +271,16 @@ export function pollExit(pid: number): ExitStatus | undefined {
  * @throws {SysError} ECHILD when `pid` is not an unreaped child of this process.
  *
  * @example
- * ```ts ignore
- * import { waitExit } from "./spawn.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * import { spawnOnTerminal, waitExit } from "./spawn.ts";
+ * const pty = openPty();
+ * const pid = spawnOnTerminal(["sh", "-c", "kill -9 $$"], { tty: pty.path });
  * const { code, signal } = await waitExit(pid);
+ * assert.deepEqual([code, signal], [137, "SIGKILL"]);
+ * closeFd(pty.fd);
  * ```
  */
 export async function waitExit(pid: number): Promise<ExitStatus> {
