@@ -65,9 +65,14 @@ export function isUnsupportedIoctl(errno: number): boolean {
  * @throws {SysError} For other failures.
  *
  * @example
- * ```ts ignore
- * import { FANOUT_IOCTL, fanoutIoctl } from "./device.ts";
- * const readers = fanoutIoctl(fd, FANOUT_IOCTL.GET_RD); // undefined on upstream fanout
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FANOUT_IOCTL, fanoutIoctl } from "@x/fsbus/fanout";
+ * import { closeFd, O, openFd } from "../../sys/fs.ts";
+ * // A device without the fork's requests (upstream fanout, or here /dev/null) answers undefined.
+ * const fd = openFd("/dev/null", O.RDONLY);
+ * assert.equal(fanoutIoctl(fd, FANOUT_IOCTL.GET_RD), undefined);
+ * closeFd(fd);
  * ```
  */
 export function fanoutIoctl(fd: number, request: number, value = 0): number | undefined {
@@ -110,9 +115,10 @@ export function readError(err: unknown, topic: string, path: string): FsbusError
  * @returns Bytes.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { deviceMaxWrite } from "./device.ts";
- * deviceMaxWrite(); // 4096 with the module's defaults
+ * assert.ok(deviceMaxWrite() >= 1); // 4096 with the module's defaults
  * ```
  */
 export function deviceMaxWrite(): number {
@@ -168,6 +174,8 @@ function openDevice(
  * @param path The device.
  * @returns The counts, or undefined when the driver does not answer.
  *
+ * The example needs a /dev/fanout device (the kernel module), so `deno test --doc` skips it.
+ *
  * @example
  * ```ts ignore
  * import { deviceCounts } from "./device.ts";
@@ -188,6 +196,8 @@ export function deviceCounts(path: string): { readers: number; writers: number }
 
 /**
  * A reader of a fanout device.
+ *
+ * The example needs a /dev/fanout device (the kernel module), so `deno test --doc` skips it.
  *
  * @example
  * ```ts ignore
@@ -359,6 +369,8 @@ export class DeviceReader implements TopicReader {
 /**
  * A writer of a fanout device: every write call carries at most a quarter ring, which the
  * device applies atomically; longer data is split, as the device itself would.
+ *
+ * The example needs a /dev/fanout device (the kernel module), so `deno test --doc` skips it.
  *
  * @example
  * ```ts ignore

@@ -17,10 +17,15 @@ export const DEFAULT_TAKE_BYTES = 256 * 1024;
  * A reader of a ring.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, RingReader } from "@x/fsbus/fanout";
  * import { Ring } from "./ring.ts";
- * import { RingReader } from "./ring_endpoint.ts";
- * const r = new RingReader("news", Ring.open("/dev/shm/fsbus/news"));
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * using r = new RingReader("news", Ring.open(`${root}/news`));
+ * assert.deepEqual(r.take(), []); // a new reader starts at "now"
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class RingReader implements TopicReader {
@@ -223,11 +228,17 @@ export class RingReader implements TopicReader {
  * A writer of a ring.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, RingReader, RingWriter } from "@x/fsbus/fanout";
  * import { Ring } from "./ring.ts";
- * import { RingWriter } from "./ring_endpoint.ts";
- * const w = new RingWriter("news", Ring.open("/dev/shm/fsbus/news"));
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * using r = new RingReader("news", Ring.open(`${root}/news`));
+ * using w = new RingWriter("news", Ring.open(`${root}/news`));
  * w.write("hello\n");
+ * assert.equal(new TextDecoder().decode(r.take()[0]), "hello\n");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class RingWriter implements TopicWriter {

@@ -38,9 +38,10 @@ export interface RootOptions {
  * @throws {FsbusError} When neither is available.
  *
  * @example
- * ```ts ignore
- * import { defaultRoot } from "./topics.ts";
- * defaultRoot(); // "/dev/shm/fsbus"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultRoot } from "@x/fsbus/fanout";
+ * assert.equal(defaultRoot(), "/dev/shm/fsbus"); // where /dev/shm exists
  * ```
  */
 export function defaultRoot(): string {
@@ -63,9 +64,11 @@ export function defaultRoot(): string {
  * @returns The path.
  *
  * @example
- * ```ts ignore
- * import { defaultBafRoot } from "./topics.ts";
- * defaultBafRoot(); // "/dev/shm/fsbus" on a machine without baf
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BAF_ROOT, defaultBafRoot, defaultRoot } from "@x/fsbus/fanout";
+ * // "/dev/shm/fsbus" on a machine without baf
+ * assert.ok([BAF_ROOT, defaultRoot()].includes(defaultBafRoot()));
  * ```
  */
 export function defaultBafRoot(): string {
@@ -141,9 +144,15 @@ function topicName(name: string): string {
  *   not to be created.
  *
  * @example
- * ```ts ignore
- * import { ensureRoot } from "./topics.ts";
- * ensureRoot("/dev/shm/fsbus", true);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ensureRoot } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * ensureRoot(`${root}/topics`, true); // made, owned by this user
+ * assert.ok(Deno.statSync(`${root}/topics`).isDirectory);
+ * Deno.chmodSync(`${root}/topics`, 0o777); // others could swap its topics
+ * assert.throws(() => ensureRoot(`${root}/topics`, false), /not sticky/);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function ensureRoot(root: string, create: boolean): void {
@@ -250,9 +259,14 @@ export interface CreateOptions extends RootOptions {
  * @throws {FsbusError} "already_exists" when it exists (unless `exclusive: false`).
  *
  * @example
- * ```ts ignore
- * import { createTopic } from "./topics.ts";
- * createTopic("news", { size: 1 << 20, messages: true, mode: 0o666 });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const path = createTopic("news", { root, size: 1 << 20, messages: true, mode: 0o666 });
+ * assert.equal(path, `${root}/news`);
+ * assert.throws(() => createTopic("news", { root }), { code: "already_exists" });
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function createTopic(name: string, options: CreateOptions = {}): string {
@@ -310,9 +324,14 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
  * @throws {FsbusError} When the topic does not exist or is a device node.
  *
  * @example
- * ```ts ignore
- * import { removeTopic } from "./topics.ts";
- * removeTopic("news");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, removeTopic, topicNames } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * removeTopic("news", { root });
+ * assert.deepEqual(topicNames(root), []);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function removeTopic(name: string, options: RootOptions = {}): void {
@@ -383,9 +402,16 @@ function deviceBufferSize(): number {
  * @throws {FsbusError} When it does not exist.
  *
  * @example
- * ```ts ignore
- * import { describeTopic } from "./topics.ts";
- * describeTopic("news").readers;
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, describeTopic, openReader } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * {
+ *   using _reader = openReader("news", { root });
+ *   assert.equal(describeTopic("news", { root }).readers, 1);
+ * }
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function describeTopic(name: string, options: RootOptions = {}): TopicInfo {
@@ -430,9 +456,14 @@ export function describeTopic(name: string, options: RootOptions = {}): TopicInf
  * @throws {FsbusError} When the root is not a directory.
  *
  * @example
- * ```ts ignore
- * import { listTopics } from "./topics.ts";
- * for (const t of listTopics()) console.log(t.topic, t.backend, t.readers);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, listTopics } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root, messages: true });
+ * const [t] = listTopics({ root });
+ * assert.deepEqual([t?.topic, t?.backend, t?.messages, t?.readers], ["news", "ring", true, 0]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function listTopics(options: RootOptions = {}): TopicInfo[] {
@@ -449,9 +480,14 @@ export function listTopics(options: RootOptions = {}): TopicInfo[] {
  * @throws {FsbusError} When the root is not a directory.
  *
  * @example
- * ```ts ignore
- * import { topicNames } from "./topics.ts";
- * topicNames("/dev/baf"); // ["baf-test", "news"]
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, topicNames } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * createTopic("baf-test", { root });
+ * assert.deepEqual(topicNames(root).sort(), ["baf-test", "news"]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function topicNames(root: string): string[] {
@@ -505,9 +541,13 @@ export interface ResolvedTopic {
  * @throws {FsbusError} "not_found" when it does not exist; "invalid" for other kinds of file.
  *
  * @example
- * ```ts ignore
- * import { resolveTopic } from "./topics.ts";
- * resolveTopic("news").backend; // "ring"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, resolveTopic } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * assert.equal(resolveTopic("news", { root }).backend, "ring");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function resolveTopic(name: string, options: RootOptions = {}): ResolvedTopic {
@@ -586,11 +626,16 @@ function maybeCreate(
  * @returns The reader.
  *
  * @example
- * ```ts ignore
- * import { openReader } from "./topics.ts";
- * using r = openReader("news", { create: true });
- * r.waitSync(1000);
- * for (const chunk of r.take()) console.log(new TextDecoder().decode(chunk));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, openWriter } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using r = openReader("news", { root, create: true });
+ * using w = openWriter("news", { root });
+ * w.write("hello\n");
+ * assert.ok(r.waitSync(1000));
+ * assert.deepEqual(r.take().map((c) => new TextDecoder().decode(c)), ["hello\n"]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function openReader(name: string, options: ReaderOptions = {}): TopicReader {
@@ -634,10 +679,15 @@ export interface WriterOptions extends RootOptions {
  * @returns The writer.
  *
  * @example
- * ```ts ignore
- * import { openWriter } from "./topics.ts";
- * using w = openWriter("news", { create: { size: 1 << 20 } });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, openWriter } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using w = openWriter("news", { root, create: { size: 1 << 20 } });
+ * using r = openReader("news", { root, fromOldest: true });
  * w.write("hello\n");
+ * assert.equal(new TextDecoder().decode(r.take()[0]), "hello\n");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function openWriter(name: string, options: WriterOptions = {}): TopicWriter {
@@ -676,14 +726,18 @@ export interface PublisherLock {
  *   does not exist.
  *
  * @example
- * ```ts ignore
- * import { lockPublisher } from "./topics.ts";
- * const lock = lockPublisher("news");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, lockPublisher } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * const lock = lockPublisher("news", { root });
  * try {
- *   // publish
+ *   assert.throws(() => lockPublisher("news", { root })); // one publisher at a time
  * } finally {
  *   lock.close();
  * }
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function lockPublisher(name: string, options: RootOptions = {}): PublisherLock {

@@ -11,9 +11,11 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_SLEEP_INTERVAL_MS } from "./options.ts";
  * Anything with an async `read` into a buffer, such as `Deno.stdin` or a `Deno.FsFile`.
  *
  * @example
- * ```ts ignore
- * import type { ByteReader } from "./chunks.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ByteReader } from "@x/fsbus/filebus";
  * const input: ByteReader = Deno.stdin;
+ * assert.equal(typeof input.read, "function");
  * ```
  */
 export interface ByteReader {
@@ -54,10 +56,16 @@ const TIMEOUT = Symbol("timeout");
  * @returns The chunks, in order; each a fresh array.
  *
  * @example Chunk a file the way `filebus producer` would
- * ```ts ignore
- * import { readChunks } from "./chunks.ts";
- * using file = await Deno.open("/etc/services");
- * for await (const chunk of readChunks(file, { blockSize: 4096 })) console.log(chunk.length);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readChunks } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeFileSync(`${dir}/input`, new Uint8Array(10_000));
+ * using file = await Deno.open(`${dir}/input`);
+ * const lengths: number[] = [];
+ * for await (const chunk of readChunks(file, { blockSize: 4096 })) lengths.push(chunk.length);
+ * assert.deepEqual(lengths, [4096, 4096, 1808]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function* readChunks(

@@ -24,11 +24,19 @@ import type { FilebusOptions } from "./options.ts";
  * writes fail.
  *
  * @example Publish three chunks, losslessly, then EOF
- * ```ts ignore
- * import { producer } from "./producer.ts";
- * await using out = producer("/dev/shm/jobs", { lossless: true });
- * for (const job of ["a", "b", "c"]) await out.write(job);
- * // disposing (or close()) writes the EOF marker after "c" has been taken
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consumer, producer } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const jobs = `${dir}/jobs`;
+ * const taking = Array.fromAsync(consumer(jobs, { lossless: true }));
+ * {
+ *   await using out = producer(jobs, { lossless: true });
+ *   for (const job of ["a", "b", "c"]) await out.write(job);
+ * } // disposing (or close()) writes the EOF marker after "c" has been taken
+ * const taken = (await taking).map((chunk) => new TextDecoder().decode(chunk));
+ * assert.deepEqual(taken, ["a", "b", "c"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class FilebusProducer implements AsyncDisposable {
@@ -238,11 +246,15 @@ export class FilebusProducer implements AsyncDisposable {
  * @returns The producer.
  *
  * @example Overwrite FILE with the latest reading, lossily
- * ```ts ignore
- * import { producer } from "./producer.ts";
- * const out = producer("/dev/shm/temperature");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { producer } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const out = producer(`${dir}/temperature`);
  * await out.write("21.5\n");
  * await out.close();
+ * assert.equal(Deno.readTextFileSync(`${dir}/temperature`), "21.5\n");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function producer(path: string, options: FilebusOptions = {}): FilebusProducer {
