@@ -91,7 +91,7 @@ export class Mapping {
  *
  * @param fd The descriptor, opened read-write.
  * @param length The number of bytes to map, from offset 0.
- * @param options `populate`: fault every page in now (MAP_POPULATE), so that first touches
+ * @param options `populate` (default false): fault every page in now (MAP_POPULATE), so that first touches
  *   do not cost page faults later.
  * @returns The mapping.
  * @throws {SysError} When mmap fails.
@@ -119,7 +119,8 @@ export function mapShared(
   length: number,
   options: { populate?: boolean } = {},
 ): Mapping {
-  const flags = MAP_SHARED | (options.populate ? MAP_POPULATE : 0);
+  const { populate = false } = options;
+  const flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
   const p = libc().mmap(null, BigInt(length), PROT_READ | PROT_WRITE, flags, fd, 0n);
   if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) {
     throw new SysError("mmap", errno());

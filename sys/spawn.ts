@@ -119,7 +119,11 @@ export interface ExitStatus {
 export interface SpawnOptions {
   /** The terminal (a pseudo-terminal's slave) to run on: descriptors 0, 1 and 2. */
   tty: string;
-  /** The environment, whole (default: this process's). */
+  /**
+   * The environment, whole.
+   *
+   * @default {Deno.env.toObject()}
+   */
   env?: Record<string, string>;
 }
 
@@ -162,18 +166,18 @@ export function spawnOnTerminal(argv: readonly string[], options: SpawnOptions):
     items.forEach((s, i) => (a[i] = cstr(s)));
     return a;
   };
-  const env = options.env ?? Deno.env.toObject();
+  const { tty: ttyPath, env = Deno.env.toObject() } = options;
   const argvC = array(argv);
   const envC = array(Object.entries(env).map(([k, v]) => `${k}=${v}`));
   const file = enc.encode(argv[0] + "\0");
-  const tty = enc.encode(options.tty + "\0");
+  const tty = enc.encode(ttyPath + "\0");
 
   const attr = new Uint8Array(ATTR_SIZE);
   const actions = new Uint8Array(ACTIONS_SIZE);
   const none = new Uint8Array(SIGSET_SIZE);
   const all = new Uint8Array(SIGSET_SIZE);
   const fail = (call: string, e: number): never => {
-    throw new SysError(call, e, call === "posix_spawnp" ? argv[0] : options.tty);
+    throw new SysError(call, e, call === "posix_spawnp" ? argv[0] : ttyPath);
   };
   c.sigemptyset(none);
   c.sigfillset(all);

@@ -237,10 +237,11 @@ export class DeviceReader implements TopicReader {
     path: string,
     options: { fromOldest?: boolean; expect?: FdStat } = {},
   ) {
+    const { fromOldest = false, expect } = options;
     this.topic = topic;
     this.path = path;
-    this.#fromOldest = options.fromOldest ?? false;
-    this.#stat = options.expect;
+    this.#fromOldest = fromOldest;
+    this.#stat = expect;
     this.#fd = this.#open(this.#fromOldest);
   }
 

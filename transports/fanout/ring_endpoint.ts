@@ -53,11 +53,12 @@ export class RingReader implements TopicReader {
    * @param options `fromOldest`: start at the oldest data held instead of "now".
    */
   constructor(topic: string, ring: Ring, options: { fromOldest?: boolean } = {}) {
+    const { fromOldest = false } = options;
     this.topic = topic;
     this.#ring = ring;
     this.messages = ring.messages;
     const [, head, tail] = ring.committed();
-    this.#pos = options.fromOldest ? (ring.messages ? tail : Math.max(0, head - ring.size)) : head;
+    this.#pos = fromOldest ? (ring.messages ? tail : Math.max(0, head - ring.size)) : head;
     this.#slot = ring.register("reader");
   }
 
@@ -264,8 +265,9 @@ export class RingWriter implements TopicWriter {
    *   process before failing (default {@linkcode LOCK_TIMEOUT_MS}).
    */
   constructor(topic: string, ring: Ring, options: { lockTimeoutMs?: number } = {}) {
+    const { lockTimeoutMs = LOCK_TIMEOUT_MS } = options;
     this.topic = topic;
-    this.#lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
+    this.#lockTimeoutMs = lockTimeoutMs;
     this.#ring = ring;
     this.messages = ring.messages;
     this.maxWrite = ring.maxWrite;

@@ -27,7 +27,11 @@ export interface SubscribeOptions extends ReaderOptions {
   onOverrun?: (error: OverrunError, topic: string) => void;
   /** Stops the subscription when aborted. */
   signal?: AbortSignal;
-  /** Most bytes taken from one topic per round (default 256 KiB). */
+  /**
+   * Most bytes taken from one topic per round (256 KiB).
+   *
+   * @default {262144}
+   */
   maxBytes?: number;
 }
 
@@ -78,10 +82,11 @@ export class Subscriber implements Subscription<Message> {
    * @param options Overrun handling, abort signal, batch size.
    */
   constructor(readers: readonly TopicReader[], options: SubscribeOptions = {}) {
+    const { onOverrun, signal, maxBytes = 256 * 1024 } = options;
     this.readers = readers;
-    this.#onOverrun = options.onOverrun;
-    this.#maxBytes = options.maxBytes ?? 256 * 1024;
-    this.#signal = options.signal;
+    this.#onOverrun = onOverrun;
+    this.#maxBytes = maxBytes;
+    this.#signal = signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
     if (this.#signal?.aborted) void this.close();
   }

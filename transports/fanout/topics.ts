@@ -26,7 +26,11 @@ export const BAF_ROOT = "/dev/baf";
 
 /** Options naming the topic root. */
 export interface RootOptions {
-  /** The topic root (default: {@linkcode defaultRoot}). */
+  /**
+   * The topic root.
+   *
+   * @default {defaultRoot()}
+   */
   root?: string;
 }
 
@@ -237,15 +241,31 @@ function checkRootStat(root: string, st: FdStat): void {
 
 /** Options of {@linkcode createTopic}. */
 export interface CreateOptions extends RootOptions {
-  /** History in bytes (default 16384, as the kernel module). */
+  /**
+   * History in bytes (as the kernel module).
+   *
+   * @default {16384}
+   */
   size?: number;
-  /** Message mode: readers get whole messages (the fsbus extension). */
+  /**
+   * Message mode: readers get whole messages (the fsbus extension).
+   *
+   * @default {false}
+   */
   messages?: boolean;
-  /** Permission bits (default 0o660). Readers need write permission too. */
+  /**
+   * Permission bits. Readers need write permission too.
+   *
+   * @default {0o660}
+   */
   mode?: number;
-  /** A group id to give the file. */
+  /** A group id to give the file (default: the creator's). */
   gid?: number;
-  /** Fail when the topic exists (default); false: keep the existing one. */
+  /**
+   * Fail when the topic exists; false: keep the existing one.
+   *
+   * @default {true}
+   */
   exclusive?: boolean;
 }
 
@@ -270,24 +290,30 @@ export interface CreateOptions extends RootOptions {
  * ```
  */
 export function createTopic(name: string, options: CreateOptions = {}): string {
+  const {
+    root = defaultRoot(),
+    size = DEFAULT_RING_SIZE,
+    messages = false,
+    mode = DEFAULT_TOPIC_MODE,
+    gid,
+    exclusive = true,
+  } = options;
   checkTopicName(name);
-  const root = options.root ?? defaultRoot();
-  const size = options.size ?? DEFAULT_RING_SIZE;
   checkRingSize(size);
   ensureRoot(root, true);
   const path = `${root}/${name}`;
   const tmp = `${root}/.${name}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   let fd: number;
   try {
-    fd = openFd(tmp, O.RDWR | O.CREAT | O.EXCL | O.NOFOLLOW, options.mode ?? DEFAULT_TOPIC_MODE);
+    fd = openFd(tmp, O.RDWR | O.CREAT | O.EXCL | O.NOFOLLOW, mode);
   } catch (err) {
     throw sysToFsbus(err, "Cannot create topic", path);
   }
   try {
     try {
-      check(libc().fchmod(fd, options.mode ?? DEFAULT_TOPIC_MODE), "fchmod", tmp);
-      if (options.gid !== undefined) check(libc().fchown(fd, -1 >>> 0, options.gid), "fchown", tmp);
-      initRingFile(fd, size, options.messages ?? false);
+      check(libc().fchmod(fd, mode), "fchmod", tmp);
+      if (gid !== undefined) check(libc().fchown(fd, -1 >>> 0, gid), "fchown", tmp);
+      initRingFile(fd, size, messages);
     } finally {
       closeFd(fd);
     }
@@ -295,7 +321,7 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
       Deno.linkSync(tmp, path);
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) {
-        if (options.exclusive ?? true) {
+        if (exclusive) {
           throw new FsbusError("already_exists", `Topic "${name}" already exists in "${root}"`);
         }
       } else {
@@ -335,8 +361,8 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
  * ```
  */
 export function removeTopic(name: string, options: RootOptions = {}): void {
+  const { root = defaultRoot() } = options;
   checkTopicName(name);
-  const root = options.root ?? defaultRoot();
   ensureRoot(root, false);
   const path = `${root}/${name}`;
   let st: Deno.FileInfo;
@@ -467,7 +493,7 @@ export function describeTopic(name: string, options: RootOptions = {}): TopicInf
  * ```
  */
 export function listTopics(options: RootOptions = {}): TopicInfo[] {
-  const root = options.root ?? defaultRoot();
+  const { root = defaultRoot() } = options;
   return topicNames(root).map((name) => describeTopic(name, { root }));
 }
 
@@ -593,9 +619,13 @@ export function resolveTopic(name: string, options: RootOptions = {}): ResolvedT
 
 /** Options of {@linkcode openReader}. */
 export interface ReaderOptions extends RootOptions {
-  /** Start at the oldest data the ring still holds instead of "now". */
+  /**
+   * Start at the oldest data the ring still holds instead of "now".
+   *
+   * @default {false}
+   */
   fromOldest?: boolean;
-  /** Create the topic (with default settings) when it does not exist. */
+  /** Create the topic (with default settings, or these when an object) when it does not exist. */
   create?: boolean | Omit<CreateOptions, "root" | "exclusive">;
 }
 
@@ -642,7 +672,8 @@ export function openReader(name: string, options: ReaderOptions = {}): TopicRead
   maybeCreate(name, options);
   const t = resolveTopic(name, options);
   const topic = topicName(name);
-  const from = options.fromOldest ? { fromOldest: true } : {};
+  const { fromOldest = false } = options;
+  const from = fromOldest ? { fromOldest: true } : {};
   if (t.backend === "device") {
     return new DeviceReader(topic, t.realPath, { ...from, expect: t.stat });
   }
@@ -664,7 +695,9 @@ function openRing(t: ResolvedTopic): Ring {
 export interface WriterOptions extends RootOptions {
   /**
    * How long a write waits for a ring's writer lock held by a live process before it fails
-   * with a "busy" error (default 3000 ms).
+   * with a "busy" error, in milliseconds.
+   *
+   * @default {3000}
    */
   lockTimeoutMs?: number;
   /** Create the topic when it does not exist (with these settings when an object). */

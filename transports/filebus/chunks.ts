@@ -33,12 +33,18 @@ export interface ByteReader {
  * ```
  */
 export interface ChunkOptions {
-  /** The most bytes per read; a chunk is flushed once it holds at least this many. Default 4096. */
+  /**
+   * The most bytes per read; a chunk is flushed once it holds at least this many.
+   *
+   * @default {4096}
+   */
   blockSize?: number;
   /**
    * Flush what is buffered when no input arrived for this long, in milliseconds (the
-   * original's sleep interval, default 100). `Infinity` flushes only on a full block or at
-   * end of input (the original's `--blocking-read`, and its behaviour on regular files).
+   * original's sleep interval). `Infinity` flushes only on a full block or at end of input
+   * (the original's `--blocking-read`, and its behaviour on regular files).
+   *
+   * @default {100}
    */
   idleMs?: number;
 }
@@ -72,8 +78,7 @@ export async function* readChunks(
   input: ByteReader,
   options: ChunkOptions = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
-  const idleMs = options.idleMs ?? DEFAULT_SLEEP_INTERVAL_MS;
+  const { blockSize = DEFAULT_BLOCK_SIZE, idleMs = DEFAULT_SLEEP_INTERVAL_MS } = options;
   if (!Number.isSafeInteger(blockSize) || blockSize < 1) {
     throw new FsbusError("invalid", `Invalid block size "${blockSize}": expected at least 1`);
   }

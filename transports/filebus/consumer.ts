@@ -65,15 +65,16 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
    * @param options The mode, sleep interval, file monitoring and abort signal.
    */
   constructor(path: string, options: FilebusOptions = {}) {
+    const { lossless = false, signal } = options;
     this.path = path;
-    this.lossless = options.lossless ?? false;
+    this.lossless = lossless;
     ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
       path,
       options,
       true,
       false,
     ));
-    this.#signal = options.signal;
+    this.#signal = signal;
     if (this.#signal?.aborted) this.#closed = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
   }

@@ -65,8 +65,9 @@ export class FilebusProducer implements AsyncDisposable {
    * @param options The mode, sleep interval, file monitoring and abort signal.
    */
   constructor(path: string, options: FilebusOptions = {}) {
+    const { lossless = false, signal } = options;
     this.path = path;
-    this.lossless = options.lossless ?? false;
+    this.lossless = lossless;
     // Lossy producers never wait for FILE, so their watch only sleeps.
     ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
       path,
@@ -74,7 +75,7 @@ export class FilebusProducer implements AsyncDisposable {
       this.lossless,
       true,
     ));
-    this.#signal = options.signal;
+    this.#signal = signal;
     if (this.#signal?.aborted) this.#aborted = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
