@@ -406,10 +406,16 @@ Deno.test("fanout topics: bad input gives clear errors", () => {
   assert.throws(() => createTopic("a/b", { root }), /Invalid topic name "a\/b"/);
   assert.throws(() => createTopic("x.lock", { root }), /ends with "\.lock"/);
   createTopic("dup", { root });
-  assert.throws(() => createTopic("dup", { root }), /Topic "dup" already exists/);
+  assert.throws(
+    () => createTopic("dup", { root }),
+    /Cannot create topic "dup" in ".*": it already exists/,
+  );
   assert.equal(listTopics({ root }).find((t) => t.topic === "junk")?.backend, "invalid");
   removeTopic("dup", { root });
-  assert.throws(() => removeTopic("dup", { root }), /Topic "dup" does not exist/);
+  assert.throws(
+    () => removeTopic("dup", { root }),
+    /Cannot remove topic "dup" from ".*": it does not exist/,
+  );
 });
 
 Deno.test("fanout topics: creation on demand, permissions, counts of live readers and writers", () => {

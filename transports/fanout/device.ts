@@ -279,7 +279,9 @@ export class DeviceReader implements TopicReader {
    */
   take(maxBytes: number = this.#buf.length): Uint8Array[] {
     if (this.#overrun) throw this.#overrun;
-    if (this.#closed) throw new FsbusError("closed", `Reader of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot read topic "${this.topic}": the reader is closed`);
+    }
     // read() blocks on fanout whatever O_NONBLOCK says: ask poll first.
     if (pollIn(this.#fd, 0) === 0) return [];
     const buf = maxBytes < this.#buf.length ? this.#buf.subarray(0, maxBytes) : this.#buf;
@@ -415,7 +417,9 @@ export class DeviceWriter implements TopicWriter {
   }
 
   #writeAll(data: Uint8Array): void {
-    if (this.#closed) throw new FsbusError("closed", `Writer of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot write to topic "${this.topic}": the writer is closed`);
+    }
     let off = 0;
     while (off < data.length) {
       try {

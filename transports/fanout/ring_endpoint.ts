@@ -89,7 +89,9 @@ export class RingReader implements TopicReader {
    */
   take(maxBytes: number = DEFAULT_TAKE_BYTES): Uint8Array[] {
     if (this.#overrun) throw this.#overrun;
-    if (this.#closed) throw new FsbusError("closed", `Reader of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot read topic "${this.topic}": the reader is closed`);
+    }
     const ring = this.#ring;
     const head = ring.head();
     const pos = this.#pos;
@@ -123,7 +125,10 @@ export class RingReader implements TopicReader {
     const after = ring.head();
     if (pos < after - ring.size) this.#fail(after);
     if (bad && out.length === 0) {
-      throw new FsbusError("invalid", `Topic "${this.topic}" holds a corrupt record`);
+      throw new FsbusError(
+        "invalid",
+        `Cannot read topic "${this.topic}": it holds a corrupt record`,
+      );
     }
     this.#pos = p;
     return out;
@@ -357,7 +362,9 @@ export class RingWriter implements TopicWriter {
 
   /** One atomic commit of `parts` (records in message mode), `total` bytes in the ring. */
   #commit(parts: readonly Uint8Array[], total: number): void {
-    if (this.#closed) throw new FsbusError("closed", `Writer of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot write to topic "${this.topic}": the writer is closed`);
+    }
     const ring = this.#ring;
     ring.lock(this.#lockTimeoutMs);
     try {

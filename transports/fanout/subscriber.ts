@@ -302,7 +302,7 @@ export function subscribe(
   options: SubscribeOptions = {},
 ): Subscriber {
   const names = typeof topics === "string" ? [topics] : topics;
-  if (names.length === 0) throw new FsbusError("invalid", "No topics to subscribe to");
+  if (names.length === 0) throw new FsbusError("invalid", "Cannot subscribe: no topic given");
   const readers: TopicReader[] = [];
   try {
     for (const name of names) readers.push(openReader(name, options));

@@ -58,7 +58,7 @@ export function defaultRoot(): string {
   if (xdg) return `${xdg}/fsbus`;
   throw new FsbusError(
     "not_found",
-    "No topic root: /dev/shm is missing and XDG_RUNTIME_DIR is not set (give a root)",
+    "Cannot choose a topic root: /dev/shm is missing and XDG_RUNTIME_DIR is not set (give a root)",
   );
 }
 
@@ -172,7 +172,7 @@ export function ensureRoot(root: string, create: boolean): void {
       }
       if (code !== "ENOENT") throw fromFsError(err, "Cannot use topic root", root);
       if (!create || attempt > 0) {
-        throw new FsbusError("not_found", `Topic root "${root}" does not exist`);
+        throw new FsbusError("not_found", `Cannot use topic root "${root}": it does not exist`);
       }
       try {
         Deno.mkdirSync(root, { recursive: true, mode: 0o755 });
@@ -322,7 +322,10 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) {
         if (exclusive) {
-          throw new FsbusError("already_exists", `Topic "${name}" already exists in "${root}"`);
+          throw new FsbusError(
+            "already_exists",
+            `Cannot create topic "${name}" in "${root}": it already exists`,
+          );
         }
       } else {
         throw err;
@@ -370,7 +373,10 @@ export function removeTopic(name: string, options: RootOptions = {}): void {
     st = Deno.lstatSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      throw new FsbusError("not_found", `Topic "${name}" does not exist in "${root}"`);
+      throw new FsbusError(
+        "not_found",
+        `Cannot remove topic "${name}" from "${root}": it does not exist`,
+      );
     }
     throw fromFsError(err, "Cannot remove topic", path);
   }

@@ -42,7 +42,10 @@ export function openEndpoint(
     blockMs = 0,
   } = options;
   if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
-    throw new FsbusError("invalid", `Invalid sleep interval "${sleepMs}" ms`);
+    throw new FsbusError(
+      "invalid",
+      `Cannot use a sleep interval of "${sleepMs}" ms: expected 0 or more`,
+    );
   }
   const files = new Files(path);
   const watch = new Watch(

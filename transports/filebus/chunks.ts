@@ -80,9 +80,17 @@ export async function* readChunks(
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const { blockSize = DEFAULT_BLOCK_SIZE, idleMs = DEFAULT_SLEEP_INTERVAL_MS } = options;
   if (!Number.isSafeInteger(blockSize) || blockSize < 1) {
-    throw new FsbusError("invalid", `Invalid block size "${blockSize}": expected at least 1`);
+    throw new FsbusError(
+      "invalid",
+      `Cannot use a block size of "${blockSize}": expected a whole number, at least 1`,
+    );
   }
-  if (!(idleMs >= 0)) throw new FsbusError("invalid", `Invalid idle time "${idleMs}" ms`);
+  if (!(idleMs >= 0)) {
+    throw new FsbusError(
+      "invalid",
+      `Cannot use an idle time of "${idleMs}" ms: expected 0 or more`,
+    );
+  }
   let buf = new Uint8Array(blockSize * 2);
   let len = 0;
   const readBuf = new Uint8Array(blockSize);

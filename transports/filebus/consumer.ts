@@ -95,7 +95,12 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
    * @returns The iterator.
    */
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    if (this.#iterator) throw new FsbusError("invalid", "A filebus consumer can be iterated once");
+    if (this.#iterator) {
+      throw new FsbusError(
+        "invalid",
+        `Cannot iterate the consumer of "${this.path}" again: it can be iterated once`,
+      );
+    }
     const gen = this.lossless ? this.#takeLoop() : this.#watchLoop();
     const finish = async <T>(r: T): Promise<T> => {
       await this.#release();

@@ -98,7 +98,9 @@ export class FilebusProducer implements AsyncDisposable {
    */
   write(data: Uint8Array | string): Promise<void> {
     if (this.#closing) {
-      return Promise.reject(new FsbusError("closed", `Producer for "${this.path}" is closed`));
+      return Promise.reject(
+        new FsbusError("closed", `Cannot write to "${this.path}": the producer is closed`),
+      );
     }
     const bytes = toBytes(data);
     if (bytes.length === 0) return this.#tail;
@@ -140,7 +142,7 @@ export class FilebusProducer implements AsyncDisposable {
 
   #checkAborted(): void {
     if (this.#aborted) {
-      throw new FsbusError("closed", `Producer for "${this.path}" was aborted`);
+      throw new FsbusError("closed", `Cannot write to "${this.path}": the producer was aborted`);
     }
   }
 
