@@ -265,10 +265,16 @@ export function statPath(path: string): FdStat | undefined {
  * @throws {SysError} For other failures.
  *
  * @example
- * ```ts ignore
- * import { O, openFd, statAt } from "./fs.ts";
- * const dir = openFd("/etc", O.RDONLY | O.DIRECTORY);
- * console.log(statAt(dir, "hostname")?.kind); // "file"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, O, openFd, statAt } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/hostname`, "x");
+ * const dirFd = openFd(dir, O.RDONLY | O.DIRECTORY);
+ * assert.equal(statAt(dirFd, "hostname")?.kind, "file");
+ * assert.equal(statAt(dirFd, "missing"), undefined);
+ * closeFd(dirFd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function statAt(dirfd: number, name: string): FdStat | undefined {
