@@ -439,7 +439,10 @@ export class MqReader implements Subscription<MqMessage> {
     if (this.#iterating) throw new FsbusError("busy", "This mq reader is already being read");
     const ino = this.#ino;
     if (ino === undefined) {
-      throw new FsbusError("invalid", "This mq reader was opened with watch: false (use poll)");
+      throw new FsbusError(
+        "invalid",
+        `Cannot iterate the reader of "${this.#g.path}": it was opened with watch: false (use poll)`,
+      );
     }
     this.#iterating = true;
     const onAbort = () => void this.close();
