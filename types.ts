@@ -46,13 +46,20 @@ export interface Message {
  * disposing the subscription releases every file descriptor, watch and timer it holds.
  *
  * @example Take one message and stop
- * ```ts ignore
- * import type { Subscription, Message } from "./types.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout, type Message, type Subscription } from "@x/fsbus";
  *
  * async function first(sub: Subscription<Message>): Promise<Message | undefined> {
  *   await using s = sub;
  *   for await (const m of s) return m;
  * }
+ *
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const sub = fanout.subscribe("news", { root, create: true });
+ * fanout.publish("news", "hello", { root });
+ * assert.equal(new TextDecoder().decode((await first(sub))?.data), "hello");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface Subscription<T> extends AsyncIterable<T>, AsyncDisposable {
@@ -82,6 +89,7 @@ export type FsbusErrorCode =
   | "overrun"
   | "closed"
   | "unsupported"
+  | "damaged"
   | "io";
 
 /**
@@ -198,7 +206,8 @@ export function fromFsError(err: unknown, action: string, path: string): FsbusEr
   const sys = err as { name?: unknown; code?: unknown; reason?: unknown };
   if (sys?.name === "SysError" && typeof sys.code === "string" && typeof sys.reason === "string") {
     const code: FsbusErrorCode = ERRNO_CODES[sys.code] ?? "io";
-    return new FsbusError(code, `${where}: ${sys.reason}`, options);
+    const why = sys.code === "ELOOP" ? "is a symbolic link (not followed)" : sys.reason;
+    return new FsbusError(code, `${where}: ${why}`, options);
   }
   if (err instanceof Deno.errors.NotFound) {
     return new FsbusError("not_found", `${where}: no such file or directory`, options);
@@ -234,6 +243,8 @@ const ERRNO_CODES: Record<string, FsbusErrorCode> = {
   EISDIR: "is_a_directory",
   EEXIST: "already_exists",
   EFBIG: "too_large",
+  ELOOP: "invalid",
+  EROFS: "permission_denied",
 };
 
 function lowerFirst(s: string): string {

@@ -93,6 +93,12 @@ const SYMBOLS = {
   flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  // FUSE (sys/fuse): mounting, and the descriptor fusermount3 passes back.
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** sigaction(2) and mprotect(2): the SIGBUS guard of shared mappings (sigbus.ts). */
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
@@ -124,8 +130,9 @@ let available: boolean | undefined;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ffiAvailable } from "./libc.ts";
- * if (!ffiAvailable()) console.error("falling back to Deno.watchFs");
+ * assert.equal(typeof ffiAvailable(), "boolean"); // false: fall back to Deno.watchFs
  * ```
  */
 export function ffiAvailable(): boolean {
@@ -153,10 +160,12 @@ export function ffiAvailable(): boolean {
  * @throws {Error} When FFI is not permitted or libc cannot be opened.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { libc } from "./libc.ts";
  * const fd = libc().eventfd(0, 0);
- * libc().close(fd);
+ * assert.ok(fd >= 0);
+ * assert.equal(libc().close(fd), 0);
  * ```
  */
 export function libc(): Libc {
@@ -187,9 +196,12 @@ function libcPath(): string {
  * @returns The errno value.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Errno } from "./errno.ts";
  * import { errno, libc } from "./libc.ts";
- * if (libc().close(-1) < 0) console.log(errno()); // 9 (EBADF)
+ * assert.equal(libc().close(-1), -1);
+ * assert.equal(errno(), Errno.EBADF);
  * ```
  */
 export function errno(): number {
@@ -206,9 +218,12 @@ export function errno(): number {
  * @returns The return value, as a number, when it is not negative.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { check, libc } from "./libc.ts";
  * const fd = check(libc().eventfd(0, 0), "eventfd");
+ * libc().close(fd);
+ * assert.throws(() => check(libc().close(-1), "close"), { code: "EBADF" });
  * ```
  */
 export function check(ret: number | bigint, syscall: string, path?: string): number {
@@ -229,9 +244,12 @@ const scratch = new Uint8Array(4096);
  * @returns A view of the scratch buffer (or a new buffer for very long paths).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { cpath, libc } from "./libc.ts";
- * const fd = libc().open(cpath("/etc/hostname"), 0, 0);
+ * const fd = libc().open(cpath("/dev/null"), 0, 0);
+ * assert.ok(fd >= 0);
+ * libc().close(fd);
  * ```
  */
 export function cpath(path: string): Uint8Array<ArrayBuffer> {
@@ -258,8 +276,9 @@ export function cpath(path: string): Uint8Array<ArrayBuffer> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cstring } from "./libc.ts";
- * cstring("/tmp"); // Uint8Array [47, 116, 109, 112, 0]
+ * assert.deepEqual([...cstring("/tmp")], [47, 116, 109, 112, 0]);
  * ```
  */
 export function cstring(path: string): Uint8Array<ArrayBuffer> {
