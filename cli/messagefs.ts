@@ -59,7 +59,7 @@ const JOIN: CommandSpec = {
     json: {
       type: "boolean",
       help: "One JSON object per message (id, topic, time, size, from, from_id, group, seq, " +
-        "data, encoding) and per presence event (event, name, id, groups)",
+        "data, encoding) and per presence event (event: present, join, leave or update; name, id, groups)",
     },
     count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
   },
@@ -188,6 +188,10 @@ function printMessage(m: NodeMessage, json: boolean): void {
   if (body === undefined) writeAll(Deno.stdout, encoder.encode("\n"));
 }
 
+function peerJson(p: Peer) {
+  return { name: p.name, id: p.id, groups: p.groups.map(showGroup) };
+}
+
 function describePeer(p: Peer): string {
   return p.groups.length ? `"${p.name}" (${p.groups.map(showGroup).join(" ")})` : `"${p.name}"`;
 }
@@ -252,17 +256,14 @@ async function joinCommand(args: string[]): Promise<number> {
         node.mode === "local" ? node.where : `NATS ${node.where}`
       }); ${node.peers().length} other node(s)`,
     );
+    for (const p of node.peers()) {
+      if (json) out(JSON.stringify({ event: "present", ...peerJson(p) }) + "\n");
+      else warn(`${describePeer(p)} is here`);
+    }
     (async () => {
       for await (const e of presence) {
         if (json) {
-          out(
-            JSON.stringify({
-              event: e.kind,
-              name: e.peer.name,
-              id: e.peer.id,
-              groups: e.peer.groups.map(showGroup),
-            }) + "\n",
-          );
+          out(JSON.stringify({ event: e.kind, ...peerJson(e.peer) }) + "\n");
         } else {
           const verb = e.kind === "join" ? "joined" : e.kind === "leave" ? "left" : "is now in";
           warn(

@@ -266,10 +266,13 @@ export class Netns {
     this.nsAddr = nsAddr;
   }
 
-  /** Makes the namespace, the veth pair and the addresses; both ends up, loopback up. */
-  static async create(): Promise<Netns> {
+  /**
+   * Makes the namespace, the veth pair and the addresses; both ends up, loopback up.
+   * `prefix` starts the namespace's name (each branch's tests use their own).
+   */
+  static async create(prefix = "fsbt-br-"): Promise<Netns> {
     const tag = `${Deno.pid % 100000}${nsCounter++}`;
-    const name = `fsbt-br-${tag}`;
+    const name = `${prefix}${tag}`;
     const veth = `fbr${tag}`.slice(0, 13);
     const used = new TextDecoder().decode(
       (await new Deno.Command("ip", { args: ["-4", "-o", "addr"], stdout: "piped" }).output())

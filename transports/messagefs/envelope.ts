@@ -29,10 +29,11 @@ export interface Header {
   /** The recipient of a direct message, by UUID. */
   to?: string;
   /**
-   * Per-recipient link numbers (carriers that retry: NATS): for each recipient's UUID, the
-   * count of messages this sender has sent it, this one included.
+   * Per-recipient link numbers (carriers that resend: NATS): for each recipient's UUID, the
+   * count of messages this sender has sent it, this one included, and the first number the
+   * sender still holds for it (what came before is delivered, or given up).
    */
-  l?: Record<string, number>;
+  l?: Record<string, [number, number]>;
 }
 
 const MAGIC = [0x4d, 0x46, 0x53, 0x31]; // "MFS1"
@@ -103,7 +104,12 @@ export function decode(bytes: Uint8Array): { header: Header; data: Uint8Array } 
   if (h.to !== undefined && (typeof h.to !== "string" || !UUID.test(h.to))) return undefined;
   if (h.l !== undefined) {
     if (typeof h.l !== "object" || h.l === null || Array.isArray(h.l)) return undefined;
-    for (const v of Object.values(h.l)) if (!Number.isSafeInteger(v) || v < 1) return undefined;
+    for (const v of Object.values(h.l)) {
+      if (!Array.isArray(v) || v.length !== 2) return undefined;
+      const [n, base] = v;
+      if (!Number.isSafeInteger(n) || !Number.isSafeInteger(base)) return undefined;
+      if (base < 1 || n < base) return undefined;
+    }
   }
   return { header: h as unknown as Header, data: bytes.subarray(8 + len) };
 }
