@@ -488,7 +488,7 @@ export class LocalCarrier implements Carrier {
 
   /** The live peers. */
   peers(): Peer[] {
-    return [...this.#peers.values()].map(toPeer);
+    return [...this.#peers.values()].map((i) => this.#peerOf(i));
   }
 
   /**
@@ -499,10 +499,26 @@ export class LocalCarrier implements Carrier {
    * @returns The peer, or undefined.
    */
   find(name: string): Promise<Peer | undefined> {
-    for (const p of this.#peers.values()) if (p.name === name) return Promise.resolve(toPeer(p));
     if (!this.#closed) this.#rescan();
-    for (const p of this.#peers.values()) if (p.name === name) return Promise.resolve(toPeer(p));
-    return Promise.resolve(undefined);
+    return Promise.resolve(this.lookup(name));
+  }
+
+  /**
+   * Finds a peer by name among those known now.
+   *
+   * @param name The peer's name.
+   * @returns The peer, or undefined.
+   */
+  lookup(name: string): Peer | undefined {
+    for (const p of this.#peers.values()) if (p.name === name) return this.#peerOf(p);
+    return undefined;
+  }
+
+  readonly #peerCache = new WeakMap<Info, Peer>();
+  #peerOf(info: Info): Peer {
+    let p = this.#peerCache.get(info);
+    if (p === undefined) this.#peerCache.set(info, p = toPeer(info));
+    return p;
   }
 
   #deliver(peer: Peer, bytes: Uint8Array): void {

@@ -85,8 +85,12 @@ interface Link {
   n: number;
   /** Sent and not acknowledged, by link number. */
   unacked: Map<number, Pending>;
-  /** When unacknowledged messages were last (re)sent. */
-  sentAt: number;
+  /**
+   * When the link last made progress: an acknowledgement that moved, a resend, or the first
+   * message after a quiet time. A resend comes only after RETRY_MS without progress, so a
+   * recipient that is merely slow is not flooded with copies.
+   */
+  progressAt: number;
 }
 
 interface Incoming {
@@ -486,10 +490,13 @@ export class NatsCarrier implements Carrier {
     const link = this.#links.get(raw.id);
     if (!link) return;
     const upto = raw.upto as number;
+    let moved = false;
     for (const n of link.unacked.keys()) {
       if (n > upto) break;
       link.unacked.delete(n);
+      moved = true;
     }
+    if (moved) link.progressAt = Date.now();
     if (link.unacked.size === 0) this.#wakeFlush();
   }
 
@@ -497,8 +504,8 @@ export class NatsCarrier implements Carrier {
     if (this.#closed || !this.#nc) return;
     const due = Date.now() - RETRY_MS;
     for (const [id, link] of this.#links) {
-      if (link.unacked.size === 0 || (!now && link.sentAt > due)) continue;
-      link.sentAt = Date.now();
+      if (link.unacked.size === 0 || (!now && link.progressAt > due)) continue;
+      link.progressAt = Date.now();
       const subject = `${this.#prefix}.n.${id}`;
       try {
         for (const p of link.unacked.values()) this.#nc.publish(subject, p.bytes);
@@ -510,7 +517,7 @@ export class NatsCarrier implements Carrier {
 
   #link(id: string): Link {
     let link = this.#links.get(id);
-    if (!link) this.#links.set(id, link = { n: 0, unacked: new Map(), sentAt: Date.now() });
+    if (!link) this.#links.set(id, link = { n: 0, unacked: new Map(), progressAt: Date.now() });
     return link;
   }
 
@@ -538,7 +545,25 @@ export class NatsCarrier implements Carrier {
 
   /** The peers seen now. */
   peers(): Peer[] {
-    return [...this.#peers.values()].map((p) => toPeer(p.info));
+    return [...this.#peers.values()].map((p) => this.#peerOf(p.info));
+  }
+
+  /**
+   * Finds a peer by name among those known now.
+   *
+   * @param name The peer's name.
+   * @returns The peer, or undefined.
+   */
+  lookup(name: string): Peer | undefined {
+    for (const p of this.#peers.values()) if (p.info.name === name) return this.#peerOf(p.info);
+    return undefined;
+  }
+
+  readonly #peerCache = new WeakMap<Info, Peer>();
+  #peerOf(info: Info): Peer {
+    let p = this.#peerCache.get(info);
+    if (p === undefined) this.#peerCache.set(info, p = toPeer(info));
+    return p;
   }
 
   /**
@@ -575,7 +600,7 @@ export class NatsCarrier implements Carrier {
       const bytes = encode(header, data);
       this.#publish(`${this.#prefix}.n.${peer.id}`, bytes, `"${peer.name}"`);
       link.n = n;
-      if (link.unacked.size === 0) link.sentAt = Date.now();
+      if (link.unacked.size === 0) link.progressAt = Date.now();
       link.unacked.set(n, { bytes });
       return Promise.resolve();
     } catch (err) {
@@ -607,7 +632,7 @@ export class NatsCarrier implements Carrier {
       const now = Date.now();
       for (const link of links) {
         link.n++;
-        if (link.unacked.size === 0) link.sentAt = now;
+        if (link.unacked.size === 0) link.progressAt = now;
         link.unacked.set(link.n, { bytes });
       }
       return Promise.resolve();

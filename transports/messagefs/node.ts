@@ -130,6 +130,8 @@ export interface Carrier {
   start(self: SelfInfo, events: CarrierEvents): Promise<void>;
   /** The peers seen now (this node excluded). */
   peers(): Peer[];
+  /** Looks a peer up by name among those known now. */
+  lookup(name: string): Peer | undefined;
   /** Looks a peer up by name, asking the network again when it is not known yet. */
   find(name: string): Promise<Peer | undefined>;
   /** Sends a direct message. */
@@ -295,13 +297,24 @@ export class Node implements AsyncDisposable {
       this.#receive({ ...header, to: this.id }, bytes.slice());
       return { seq: header.seq, recipients: 1 };
     }
-    const peer = await this.#carrier.find(name);
+    // Known peers are found at once, so the message leaves before send() returns; an unknown
+    // one is looked up, and the caller may reuse its buffer meanwhile: keep a copy.
+    let peer = this.#carrier.lookup(name);
+    if (peer === undefined) {
+      const copy = bytes.slice();
+      peer = await this.#carrier.find(name);
+      if (peer !== undefined) return this.#sendTo(peer, header, copy);
+    }
     if (peer === undefined) {
       throw new FsbusError(
         "not_found",
         `Cannot send to "${name}": no such node in network "${this.network}"`,
       );
     }
+    return this.#sendTo(peer, header, bytes);
+  }
+
+  async #sendTo(peer: Peer, header: Header, bytes: Uint8Array): Promise<Sent> {
     header.seq = ++this.#seq;
     header.to = peer.id;
     await this.#carrier.send(peer, header, bytes);
