@@ -105,7 +105,41 @@ const LS: CommandSpec = {
   positionals: { min: 0, max: 0 },
 };
 
-const HELP = `Usage: fsbus messagefs join|send|ls [ARGS...]
+const MOUNT: CommandSpec = {
+  name: "fsbus messagefs mount",
+  usage: "MOUNTPOINT [options]",
+  summary: "Join a network as a node and mount its tree on MOUNTPOINT (an empty directory) " +
+    "with FUSE: every node is a file (write to it: one direct message per write), every " +
+    "group a directory (mkdir joins, rmdir leaves), .all in each directory reaches the " +
+    "group and the groups below it, your own file shows the last message received, and " +
+    ".inbox blocks and gives one received message per read. Unmounts and leaves on " +
+    "Ctrl-C, SIGTERM or umount.",
+  options: {
+    name: {
+      type: "string",
+      value: "NAME",
+      help: "The node's name (default: 6 hex digits of its UUID)",
+    },
+    group: {
+      type: "string",
+      short: "g",
+      multiple: true,
+      value: "GROUP",
+      help: "Join GROUP (repeatable)",
+    },
+    ...NETWORK_OPTIONS,
+  },
+  examples: [
+    "fsbus messagefs mount /mnt/mfs --name alice &",
+    "ls -a /mnt/mfs",
+    "echo hi > /mnt/mfs/bob",
+    "mkdir /mnt/mfs/ops && echo deploying > /mnt/mfs/ops/.all",
+    "cat /mnt/mfs/.inbox",
+  ],
+  positionals: { min: 1, max: 1, names: "MOUNTPOINT" },
+};
+
+const HELP = `Usage: fsbus messagefs join|send|ls|mount [ARGS...]
 
 Nodes and groups: every node of a network has a unique name; groups are paths (ops/db); a
 message to a group reaches every node in it and in the groups below it, once each. On one
@@ -115,6 +149,7 @@ Commands:
   join   Run a node: print what it receives, send what is typed
   send   Send one message (or each line) from a one-shot node
   ls     List nodes and groups
+  mount  Mount the network as a tree: nodes are files, groups are directories
 
 Run "fsbus messagefs COMMAND --help" for a command's options.
 `;
@@ -151,6 +186,8 @@ export async function messagefs(args: string[]): Promise<number> {
       return await sendCommand(rest);
     case "ls":
       return await lsCommand(rest);
+    case "mount":
+      return await mountCommand(rest);
     case undefined:
       out(HELP);
       return 2;
@@ -364,5 +401,34 @@ async function lsCommand(args: string[]): Promise<number> {
   lines.push("", `${"GROUP".padEnd(gw)}REACHES`);
   for (const g of groups) lines.push(`${showGroup(g).padEnd(gw)}${members(g).join(" ")}`);
   out(lines.join("\n") + "\n");
+  return 0;
+}
+
+async function mountCommand(args: string[]): Promise<number> {
+  const parsed = parse(MOUNT, args);
+  if (parsed.help) {
+    out(helpText(MOUNT));
+    return 0;
+  }
+  const { values, positionals } = parsed;
+  const mountpoint = positionals[0]!;
+  const name = stringOption(values, "name");
+  const { mountNode } = await import("../transports/messagefs/mount.ts");
+  const node = await join({
+    ...networkOptions(values),
+    ...(name !== undefined ? { name } : {}),
+    groups: (values.group as string[] | undefined) ?? [],
+    onNotice: warn,
+  });
+  try {
+    const tree = await mountNode(node, mountpoint, {
+      handleSignals: true,
+      onError: (err) => warn(`Serving "${mountpoint}": ${(err as Error)?.message ?? err}`),
+    });
+    warn(`mounted network "${node.network}" on "${mountpoint}" as "${node.name}"`);
+    await tree.done;
+  } finally {
+    await node.leave();
+  }
   return 0;
 }

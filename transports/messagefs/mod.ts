@@ -40,6 +40,7 @@ import { type Carrier, Node, type Peer } from "./node.ts";
 export { Node, type NodeMessage, type Peer, type PresenceEvent, type Sent } from "./node.ts";
 export { checkGroup, checkNodeName, reaches, reachesAny } from "./names.ts";
 export { defaultRoot } from "./local.ts";
+export { type MountedTree, mountNode, type MountTreeOptions } from "./mount.ts";
 export type { Subscription } from "../../types.ts";
 
 /** The default size limit of a message: 1 MiB. */
