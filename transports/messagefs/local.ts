@@ -26,6 +26,7 @@ import { SysError } from "../../sys/errno.ts";
 import { type BusSubscription, Publisher, subscribe } from "../msgfs/mod.ts";
 import { decode, encode, type Header, MAX_HEADER } from "./envelope.ts";
 import type { Carrier, CarrierEvents, Peer, SelfInfo } from "./node.ts";
+import { checkGroup, checkNodeName } from "./names.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MAX_INFO = 64 * 1024;
@@ -111,7 +112,14 @@ function parseInfo(bytes: Uint8Array, id: string): Info | undefined {
   if (typeof i !== "object" || i === null || i.id !== id) return undefined;
   if (typeof i.name !== "string" || i.name.length === 0 || i.name.length > 64) return undefined;
   if (!Array.isArray(i.groups) || i.groups.length > 1024) return undefined;
-  if (!i.groups.every((g) => typeof g === "string" && g.length <= 255)) return undefined;
+  try {
+    if (!i.groups.every((g) => typeof g === "string" && checkGroup(g) === g && g !== "")) {
+      return undefined;
+    }
+    checkNodeName(i.name as string);
+  } catch {
+    return undefined;
+  }
   if (!Number.isSafeInteger(i.pid) || typeof i.host !== "string") return undefined;
   if (typeof i.since !== "number") return undefined;
   return i as unknown as Info;
@@ -416,10 +424,30 @@ export class LocalCarrier implements Carrier {
     }
   }
 
+  #read: string[] = [];
+  #unlinkTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Removes read messages from the inbox in batches: each removal is an inotify event for the
+   * inbox's own watch, and one wake-up per batch costs less than one per message.
+   */
+  #consumed(path: string): void {
+    this.#read.push(path);
+    this.#unlinkTimer ??= setTimeout(() => this.#unlinkRead(), 20);
+  }
+
+  #unlinkRead(): void {
+    clearTimeout(this.#unlinkTimer);
+    this.#unlinkTimer = undefined;
+    const paths = this.#read;
+    this.#read = [];
+    for (const p of paths) unlinkQuiet(p);
+  }
+
   async #receive(sub: BusSubscription): Promise<void> {
     try {
       for await (const m of sub) {
-        unlinkQuiet(m.path);
+        this.#consumed(m.path);
         const env = decode(m.data);
         if (env && !this.#closed) this.#events!.message(env.header, env.data);
       }
@@ -611,6 +639,7 @@ export class LocalCarrier implements Carrier {
     this.#ino?.wake();
     await this.#inbox?.close();
     await this.#pump;
+    this.#unlinkRead();
     await this.#watch;
     await this.#ino?.close();
     if (self) {

@@ -32,7 +32,7 @@
 import { FsbusError } from "../../types.ts";
 import { connectNats, type NatsConnection, type NatsStatus } from "../_nats.ts";
 import { decode, encode, type Header } from "./envelope.ts";
-import { checkGroup, heardGroups, reachesAny } from "./names.ts";
+import { checkGroup, checkNodeName, heardGroups, reachesAny } from "./names.ts";
 import type { Carrier, CarrierEvents, Peer, SelfInfo } from "./node.ts";
 
 const HEARTBEAT_MS = 1000;
@@ -115,7 +115,10 @@ function parseInfo(raw: unknown): Info | undefined {
   if (typeof i.name !== "string" || i.name.length === 0 || i.name.length > 64) return undefined;
   if (!Array.isArray(i.groups) || i.groups.length > 1024) return undefined;
   try {
-    if (!i.groups.every((g) => typeof g === "string" && checkGroup(g) === g)) return undefined;
+    if (!i.groups.every((g) => typeof g === "string" && checkGroup(g) === g && g !== "")) {
+      return undefined;
+    }
+    checkNodeName(i.name as string);
   } catch {
     return undefined;
   }
