@@ -509,7 +509,7 @@ export class NatsCarrier implements Carrier {
     for (const [id, link] of this.#links) {
       if (link.unacked.size === 0 || (!now && link.progressAt > due)) continue;
       link.progressAt = Date.now();
-      const subject = `${this.#prefix}.n.${id}`;
+      const subject = this.#nodeSubject(id);
       try {
         for (const p of link.unacked.values()) this.#nc.publish(subject, p.bytes);
       } catch {
@@ -529,11 +529,20 @@ export class NatsCarrier implements Carrier {
     return link.n;
   }
 
+  readonly #subjects = new Map<string, string>();
+  #nodeSubject(id: string): string {
+    let s = this.#subjects.get(id);
+    if (s === undefined) this.#subjects.set(id, s = `${this.#prefix}.n.${id}`);
+    return s;
+  }
+
+  /** Publishes to `what` (a node's name, or "/group"); what cannot go now goes on resend. */
   #publish(subject: string, bytes: Uint8Array, what: string): void {
     if (bytes.length + 512 > (this.#nc!.info?.max_payload ?? 1 << 20)) {
+      const target = what.startsWith("/") ? `group "${what}"` : `"${what}"`;
       throw new FsbusError(
         "too_large",
-        `Cannot send to ${what}: ${bytes.length} bytes with its envelope, over the server's ` +
+        `Cannot send to ${target}: ${bytes.length} bytes with its envelope, over the server's ` +
           `max_payload`,
       );
     }
@@ -541,7 +550,9 @@ export class NatsCarrier implements Carrier {
       this.#nc!.publish(subject, bytes);
     } catch (err) {
       // Closed: fail. Anything else (a reconnect): kept for the resend.
-      if (this.#closed) throw new FsbusError("closed", `Cannot send to ${what}: the node has left`);
+      if (this.#closed) {
+        throw new FsbusError("closed", `Cannot send to "${what}": the node has left`);
+      }
       void err;
     }
   }
@@ -601,7 +612,7 @@ export class NatsCarrier implements Carrier {
       const n = link.n + 1;
       header.l = { [peer.id]: [n, link.unacked.size ? this.#base(link) : n] };
       const bytes = encode(header, data);
-      this.#publish(`${this.#prefix}.n.${peer.id}`, bytes, `"${peer.name}"`);
+      this.#publish(this.#nodeSubject(peer.id), bytes, peer.name);
       link.n = n;
       if (link.unacked.size === 0) link.progressAt = Date.now();
       link.unacked.set(n, { bytes });
@@ -631,7 +642,7 @@ export class NatsCarrier implements Carrier {
       });
       header.l = l;
       const bytes = encode(header, data);
-      this.#publish(this.#groupSubject(group), bytes, `group "/${group}"`);
+      this.#publish(this.#groupSubject(group), bytes, `/${group}`);
       const now = Date.now();
       for (const link of links) {
         link.n++;
