@@ -22,7 +22,8 @@
  * there is no storage (no JetStream needed).
  *
  * Presence: a node that stops sending heartbeats for 3.5 s (killed, its machine gone) is
- * taken as gone. Names are claimed: a new node announces its claim and listens for 0.6 s;
+ * taken as gone; what it has not acknowledged is still kept and resent for 30 s, so a node
+ * that was only stalled or cut off for a while (and comes back) loses nothing. Names are claimed: a new node announces its claim and listens for 0.6 s;
  * a live node with that name, or a concurrent claim by a node with a smaller UUID, makes
  * the join fail.
  *
@@ -37,6 +38,7 @@ import type { Carrier, CarrierEvents, Peer, SelfInfo } from "./node.ts";
 
 const HEARTBEAT_MS = 1000;
 const GONE_MS = 3500;
+const KEEP_MS = 30_000;
 const CLAIM_MS = 600;
 const RETRY_MS = 500;
 const ACK_MS = 5;
@@ -91,6 +93,8 @@ interface Link {
    * recipient that is merely slow is not flooded with copies.
    */
   progressAt: number;
+  /** Set when its node went silent: unacknowledged messages are kept until KEEP_MS after. */
+  goneAt?: number | undefined;
 }
 
 interface Incoming {
@@ -374,9 +378,11 @@ export class NatsCarrier implements Carrier {
       else if (info.name === self.name) this.#heartbeat();
       return;
     }
-    if (p.t === "bye") return this.#gone(info.id);
+    if (p.t === "bye") return this.#gone(info.id, true);
     const old = this.#peers.get(info.id);
     this.#peers.set(info.id, { info, seen: Date.now() });
+    const link = this.#links.get(info.id);
+    if (link) link.goneAt = undefined; // back: what it missed is resent
     if (this.#claims !== undefined) return;
     if (!old) this.#events!.presence({ kind: "join", peer: toPeer(info) });
     else if (old.info.groups.join("\n") !== info.groups.join("\n")) {
@@ -384,20 +390,32 @@ export class NatsCarrier implements Carrier {
     }
   }
 
-  #gone(id: string): void {
+  #gone(id: string, said: boolean): void {
     const old = this.#peers.get(id);
     if (!old) return;
     this.#peers.delete(id);
-    // Messages it never acknowledged are abandoned; the link's numbering goes on (the next
-    // message tells the node where it starts again).
-    this.#links.get(id)?.unacked.clear();
+    const link = this.#links.get(id);
+    // A node that said goodbye has what it acknowledged: the rest is abandoned. A silent one
+    // may only be stalled or cut off for a while: what it has not acknowledged is kept (and
+    // resent) for KEEP_MS, and given up after that; the link's numbering goes on either way
+    // (the next message tells the node where it starts again).
+    if (link) {
+      if (said) link.unacked.clear();
+      else link.goneAt = Date.now();
+    }
     this.#wakeFlush();
     this.#events!.presence({ kind: "leave", peer: toPeer(old.info) });
   }
 
   #sweep(): void {
-    const limit = Date.now() - GONE_MS;
-    for (const [id, p] of this.#peers) if (p.seen < limit) this.#gone(id);
+    const now = Date.now();
+    for (const [id, p] of this.#peers) if (p.seen < now - GONE_MS) this.#gone(id, false);
+    for (const link of this.#links.values()) {
+      if (link.goneAt !== undefined && link.goneAt < now - KEEP_MS) {
+        link.unacked.clear();
+        link.goneAt = undefined;
+      }
+    }
   }
 
   #subscribeGroups(): void {
@@ -667,20 +685,26 @@ export class NatsCarrier implements Carrier {
     return this.#nc!.flush();
   }
 
+  /** Whether a live peer has not acknowledged everything yet. */
+  #pending(): boolean {
+    for (const [id, l] of this.#links) if (l.unacked.size > 0 && this.#peers.has(id)) return true;
+    return false;
+  }
+
   #wakeFlush(): void {
     if (this.#flushWaiters.length === 0) return;
-    if ([...this.#links.values()].some((l) => l.unacked.size > 0)) return;
+    if (this.#pending()) return;
     for (const w of this.#flushWaiters.splice(0)) w();
   }
 
   /**
-   * Waits until every message sent has been acknowledged (or its recipient is gone), or the
-   * timeout passes.
+   * Waits until every message sent to a live node has been acknowledged, or the timeout
+   * passes.
    *
    * @param timeoutMs The longest wait.
    */
   async flush(timeoutMs: number): Promise<void> {
-    if (![...this.#links.values()].some((l) => l.unacked.size > 0)) return;
+    if (!this.#pending()) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
       this.#flushWaiters.push(resolve);
