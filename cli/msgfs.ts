@@ -113,19 +113,18 @@ const SUB: CommandSpec = {
 const INIT: CommandSpec = {
   name: "fsbus init",
   usage: "DIR [options]",
-  summary:
-    "Create the directory bus DIR (and its parents), or update its settings. A private bus " +
-    "(mode 0700) is for its owner alone. A shared bus (mode 3770) lets its group publish and " +
+  summary: "Create the directory bus DIR (and its parents), or change the settings named of an " +
+    "existing one (the others stay as they are). A private bus (mode 0700) is for its owner alone. A shared bus (mode 3770) lets its group publish and " +
     "subscribe: the setgid bit keeps messages in the group, and the sticky bit stops members from " +
     "deleting or renaming each other's messages.",
   options: {
     shared: { type: "boolean", help: "Make a bus shared with a group" },
+    private: { type: "boolean", help: "Make a bus private to its owner (a new bus is)" },
     group: { type: "string", value: "GROUP", help: "The group of a shared bus (implies --shared)" },
     ttl: {
       type: "string",
       value: "DURATION",
-      help: "How long messages live before they are swept",
-      default: "1h",
+      help: "How long messages live before they are swept (a new bus: 1h)",
     },
   },
   examples: [
@@ -170,12 +169,13 @@ export async function pub(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const [dir, message] = positionals as [string, string | undefined];
   const topic = stringOption(values, "topic");
-  const publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
+  if (message !== undefined && values.lines) {
+    throw new UsageError('Option "--lines" of "fsbus pub" reads standard input: give no MESSAGE');
+  }
+  // Waits, when closed, for the sweep of expired messages that a publish may start.
+  await using publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
   const options = topic === undefined ? {} : { topic };
   if (message !== undefined) {
-    if (values.lines) {
-      throw new UsageError('Option "--lines" of "fsbus pub" reads standard input: give no MESSAGE');
-    }
     publisher.publish(message, options);
     return 0;
   }
@@ -299,9 +299,16 @@ export function init(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const group = stringOption(values, "group");
   const ttl = stringOption(values, "ttl");
-  const options: msgfs.InitOptions = {
-    access: values.shared || group !== undefined ? "shared" : "private",
-  };
+  const shared = values.shared === true || group !== undefined;
+  if (shared && values.private) {
+    throw new UsageError(
+      'Options "--private" and "--shared" (or "--group") cannot be used together',
+    );
+  }
+  // On an existing bus, only what is named changes.
+  const options: msgfs.InitOptions = {};
+  if (shared) options.access = "shared";
+  else if (values.private) options.access = "private";
   if (group !== undefined) options.group = group;
   if (ttl !== undefined) options.ttlMs = positiveDuration(ttl, "--ttl");
   msgfs.init(positionals[0]!, options);
