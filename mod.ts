@@ -8,6 +8,7 @@
  * - `fanout`: one-to-many ring buffers with topics (/dev/fanout semantics, baf's topics).
  * - `messagefs`: nodes and groups: direct messages and broadcasts to a group's subtree, on one
  *   machine with no server, or across machines over NATS.
+ * - `bridge`: carries messages between any two buses, and across machines over NATS/JetStream.
  *
  * @example A directory bus
  * ```ts
@@ -31,3 +32,4 @@ export * as filebus from "./transports/filebus/mod.ts";
 export * as mq from "./transports/mq/mod.ts";
 export * as fanout from "./transports/fanout/mod.ts";
 export * as messagefs from "./transports/messagefs/mod.ts";
+export * as bridge from "./transports/bridge/mod.ts";

@@ -20,6 +20,7 @@ const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Pro
     fanout: () => import("./fanout.ts"),
     mq: () => import("./mq.ts"),
     messagefs: () => import("./messagefs.ts"),
+    bridge: () => import("./bridge.ts"),
   };
 
 if (import.meta.main) {

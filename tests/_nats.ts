@@ -186,7 +186,7 @@ export class NatsCluster {
   /** Starts the stopped servers again (same ports and storage) and waits until ready. */
   async restart(): Promise<void> {
     for (const s of this.servers) if (s.pid === undefined) s.start();
-    await Promise.all(this.servers.map((s) => s.waitReady(30_000)));
+    await Promise.all(this.servers.map((s) => s.waitReady(60_000)));
   }
   /** Stops every server. */
   async stop(kill = false): Promise<void> {
@@ -230,7 +230,7 @@ export async function startCluster(
   const cluster = new NatsCluster(servers);
   for (const s of servers) s.start();
   try {
-    await Promise.all(servers.map((s) => s.waitReady(30_000)));
+    await Promise.all(servers.map((s) => s.waitReady(60_000)));
   } catch (err) {
     await cluster.stop(true);
     throw err;
@@ -266,10 +266,7 @@ export class Netns {
     this.nsAddr = nsAddr;
   }
 
-  /**
-   * Makes the namespace, the veth pair and the addresses; both ends up, loopback up.
-   * `prefix` starts the namespace's name (each branch's tests use their own).
-   */
+  /** Makes the namespace, the veth pair and the addresses; both ends up, loopback up. */
   static async create(prefix = "fsbt-br-"): Promise<Netns> {
     const tag = `${Deno.pid % 100000}${nsCounter++}`;
     const name = `${prefix}${tag}`;

@@ -31,13 +31,14 @@ import { FsbusError } from "../types.ts";
 
 export type {
   Consumer,
+  ConsumerMessages,
   JetStreamClient,
   JetStreamManager,
   JsMsg,
   MsgHdrs,
   NatsConnection,
 } from "nats";
-export { headers } from "nats";
+export { ConsumerEvents, headers } from "nats";
 
 /** The state of a NATS connection, as reported to {@linkcode ConnectOptions.onStatus}. */
 export type NatsState = "connecting" | "connected" | "disconnected" | "reconnecting" | "closed";
@@ -342,7 +343,7 @@ export async function ensureStream(
   }
   try {
     const info = await jsm.streams.info(name);
-    if (!info.config.subjects?.includes(subject)) {
+    if (!info.config.subjects?.some((pattern) => subjectCovers(pattern, subject))) {
       const subjects = [...(info.config.subjects ?? []), subject];
       await jsm.streams.update(name, { ...info.config, subjects });
     }
@@ -366,6 +367,10 @@ export async function ensureStream(
   try {
     await jsm.streams.add({ ...base, num_replicas: replicas });
   } catch (err) {
+    // Another client may have made it meanwhile.
+    if (await jsm.streams.info(name).then(() => true, () => false)) {
+      return await ensureStream(jsm, name, subject, options);
+    }
     let last = err;
     if (options.replicas === undefined && replicas > 1) {
       try {
@@ -379,6 +384,36 @@ export async function ensureStream(
       cause: last,
     });
   }
+}
+
+/**
+ * Whether subject pattern `pattern` (with `*` and a final `>`) matches every subject that
+ * `subject` (itself possibly a pattern) matches.
+ *
+ * @param pattern The wider pattern.
+ * @param subject The subject or pattern it must cover.
+ * @returns True when covered.
+ *
+ * @example
+ * ```ts
+ * import { subjectCovers } from "./_nats.ts";
+ * console.log(subjectCovers("app.>", "app.events")); // true
+ * console.log(subjectCovers("app.*", "app.a.b")); // false
+ * ```
+ */
+export function subjectCovers(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length) return false;
+    if (p[i] === "*") {
+      if (s[i] === ">") return false;
+      continue;
+    }
+    if (p[i] !== s[i]) return false;
+  }
+  return p.length === s.length;
 }
 
 /**
@@ -410,13 +445,18 @@ export function publishOnce(
 }
 
 /**
- * Gets (creating when missing) a durable pull consumer of `stream`, explicitly acked,
- * filtered to `subject`, starting at the stream's first message.
+ * Makes a durable pull consumer of `stream`, acked cumulatively (an ack covers every earlier
+ * message), filtered to `subject`, that
+ * starts right after `after` (the last stream sequence the caller has already handled).
+ * An existing consumer of that name is replaced, so that messages a dead reader left
+ * unacknowledged come again at once and in order; without `after`, the new consumer starts
+ * after the old one's ack floor (or at the stream's first message when there was none).
  *
  * @param nc The connection.
  * @param stream The stream.
  * @param durable The consumer's durable name (one per reader that must resume).
  * @param subject The filter subject.
+ * @param after The last stream sequence already handled, when the caller keeps it.
  * @returns The consumer.
  *
  * @example
@@ -432,22 +472,33 @@ export async function durableConsumer(
   stream: string,
   durable: string,
   subject: string,
+  after?: number,
 ): Promise<Consumer> {
   if (!/^[^\s.*>/\\]+$/.test(durable)) {
     throw new FsbusError("invalid", `Cannot use JetStream consumer "${durable}": not a valid name`);
   }
   const jsm = await nc.jetstreamManager();
+  let start = after === undefined ? undefined : after + 1;
   try {
-    await jsm.consumers.info(stream, durable);
-  } catch {
-    await jsm.consumers.add(stream, {
-      durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: subject,
-      max_ack_pending: 10_000,
-      ack_wait: nanos(30_000),
-    });
+    const info = await jsm.consumers.info(stream, durable);
+    start ??= info.ack_floor.stream_seq + 1;
+    await jsm.consumers.delete(stream, durable);
+  } catch (err) {
+    if (!/consumer not found/i.test(String((err as Error).message))) {
+      throw new FsbusError("io", `Cannot read JetStream consumer "${durable}": ${reason(err)}`, {
+        cause: err,
+      });
+    }
   }
+  await jsm.consumers.add(stream, {
+    durable_name: durable,
+    ack_policy: AckPolicy.All,
+    ...(start === undefined || start <= 1
+      ? { deliver_policy: DeliverPolicy.All }
+      : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }),
+    filter_subject: subject,
+    max_ack_pending: 10_000,
+    ack_wait: nanos(60_000),
+  });
   return await nc.jetstream().consumers.get(stream, durable);
 }

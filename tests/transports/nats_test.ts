@@ -8,6 +8,7 @@ import {
   type NatsStatus,
   parseServers,
   publishOnce,
+  subjectCovers,
 } from "../../transports/_nats.ts";
 import { FsbusError } from "../../types.ts";
 import { tempDir } from "../_helpers.ts";
@@ -22,6 +23,12 @@ Deno.test("parseServers() and checkSubject() refuse bad input", () => {
   assert.throws(() => checkSubject("app events", false), /spaces/);
   assert.throws(() => checkSubject("app.*", false), /wildcards/);
   assert.throws(() => checkSubject("app..x", false), FsbusError);
+  assert.ok(subjectCovers("app.>", "app.x.y"));
+  assert.ok(subjectCovers("app.>", "app.x.>"));
+  assert.ok(subjectCovers("app.*", "app.x"));
+  assert.ok(!subjectCovers("app.*", "app.x.y"));
+  assert.ok(!subjectCovers("app.x", "app.>"));
+  assert.ok(!subjectCovers("app.>", "app"));
 });
 
 Deno.test("connectNats() reports an unreachable server and connects once it starts", async () => {
