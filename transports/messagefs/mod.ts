@@ -85,7 +85,9 @@ function carrierFor(options: JoinOptions, network: string, maxSize: number): Car
     const servers = (Array.isArray(options.nats) ? options.nats : options.nats.split(","))
       .map((s) => s.trim())
       .filter((s) => s !== "");
-    if (servers.length === 0) throw new FsbusError("usage", "No NATS server given");
+    if (servers.length === 0) {
+      throw new FsbusError("usage", `Cannot join network "${network}": no NATS server given`);
+    }
     const nats: NatsOptions = { servers, network, maxSize };
     if (options.connectTimeoutMs !== undefined) nats.connectTimeoutMs = options.connectTimeoutMs;
     return new NatsCarrier(nats);
@@ -116,7 +118,10 @@ export async function join(options: JoinOptions = {}): Promise<Node> {
   const groups = [...new Set((options.groups ?? []).map(checkGroup).filter((g) => g !== ""))];
   const maxSize = options.maxSize ?? DEFAULT_MAX_SIZE;
   if (!Number.isSafeInteger(maxSize) || maxSize < 0) {
-    throw new FsbusError("invalid", `Invalid message size limit ${maxSize}`);
+    throw new FsbusError(
+      "invalid",
+      `Cannot join network "${network}": invalid message size limit ${maxSize}`,
+    );
   }
   const carrier = carrierFor(options, network, maxSize);
   const self = { id, name, groups };

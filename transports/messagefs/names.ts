@@ -29,7 +29,7 @@ export function checkNodeName(name: string): string {
   if (name.length === 0 || name.length > MAX_NAME || !SEGMENT.test(name)) {
     throw new FsbusError(
       "invalid",
-      `Invalid node name "${name}": use 1 to ${MAX_NAME} letters, digits or _.+=,@~- ` +
+      `Cannot use node name "${name}": use 1 to ${MAX_NAME} letters, digits or _.+=,@~- ` +
         `(not starting with ".")`,
     );
   }
@@ -53,7 +53,7 @@ export function checkNetworkName(name: string): string {
   if (name.length === 0 || name.length > MAX_NAME || !SEGMENT.test(name)) {
     throw new FsbusError(
       "invalid",
-      `Invalid network name "${name}": use 1 to ${MAX_NAME} letters, digits or _.+=,@~- ` +
+      `Cannot use network name "${name}": use 1 to ${MAX_NAME} letters, digits or _.+=,@~- ` +
         `(not starting with ".")`,
     );
   }
@@ -79,7 +79,7 @@ export function checkNetworkName(name: string): string {
 export function checkGroup(group: string): string {
   const path = group.replace(/^\/+/, "").replace(/\/+$/, "");
   if (path === "") return "";
-  const bad = (why: string) => new FsbusError("invalid", `Invalid group "${group}": ${why}`);
+  const bad = (why: string) => new FsbusError("invalid", `Cannot use group "${group}": ${why}`);
   if (path.length > MAX_GROUP) throw bad(`longer than ${MAX_GROUP} characters`);
   for (const segment of path.split("/")) {
     if (segment === "") throw bad("empty path segment");

@@ -260,8 +260,13 @@ export class Node implements AsyncDisposable {
     return this.#carrier.peers().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  #check(action: string): void {
-    if (this.#closed) throw new FsbusError("closed", `Cannot ${action}: the node has left`);
+  #check(): void {
+    if (this.#closed) {
+      throw new FsbusError(
+        "closed",
+        `Cannot use node "${this.name}": it has left network "${this.network}"`,
+      );
+    }
   }
 
   #header(data: Uint8Array, what: string): Header {
@@ -289,7 +294,7 @@ export class Node implements AsyncDisposable {
    * ```
    */
   async send(name: string, data: Uint8Array | string): Promise<Sent> {
-    this.#check(`send to "${name}"`);
+    this.#check();
     const bytes = toBytes(data);
     const header = this.#header(bytes, `"${name}"`);
     if (name === this.name) {
@@ -337,7 +342,7 @@ export class Node implements AsyncDisposable {
    */
   async broadcast(group: string, data: Uint8Array | string): Promise<Sent> {
     const g = checkGroup(group);
-    this.#check(`send to group "/${g}"`);
+    this.#check();
     const bytes = toBytes(data);
     const header = this.#header(bytes, `group "/${g}"`);
     header.g = g;
@@ -360,7 +365,7 @@ export class Node implements AsyncDisposable {
    */
   async joinGroup(group: string): Promise<void> {
     const g = checkGroup(group);
-    this.#check(`join group "/${g}"`);
+    this.#check();
     if (g === "" || this.#groups.includes(g)) return;
     this.#groups.push(g);
     await this.#carrier.setGroups([...this.#groups]);
@@ -379,7 +384,7 @@ export class Node implements AsyncDisposable {
    */
   async leaveGroup(group: string): Promise<void> {
     const g = checkGroup(group);
-    this.#check(`leave group "/${g}"`);
+    this.#check();
     const i = this.#groups.indexOf(g);
     if (i < 0) return;
     this.#groups.splice(i, 1);
