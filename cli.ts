@@ -59,6 +59,10 @@ const COMMANDS: Record<string, CommandInfo> = {
     summary: "One-to-many ring buffers (/dev/fanout semantics)",
     load: async () => (await import("./cli/fanout.ts")).fanout,
   },
+  messagefs: {
+    summary: "Nodes and groups: direct messages and .all broadcasts, locally or over NATS",
+    load: async () => (await import("./cli/messagefs.ts")).messagefs,
+  },
   pubmsg: {
     summary: "Publish stdin lines to a topic (baf)",
     load: async () => (await import("./cli/fanout.ts")).pubmsg,
