@@ -28,3 +28,9 @@ export * as msgfs from "./transports/msgfs/mod.ts";
 export * as filebus from "./transports/filebus/mod.ts";
 export * as mq from "./transports/mq/mod.ts";
 export * as fanout from "./transports/fanout/mod.ts";
+
+// `deno run -A jsr:@x/fsbus sub DIR` runs the command; importing the library loads no CLI code.
+if (import.meta.main) {
+  const { main } = await import("./cli.ts");
+  Deno.exit(await main(Deno.args));
+}
