@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import {
+  CLI,
   collect,
   fsbus,
   inotifyWatches,
   ROOT,
+  spawnFsbus,
   stop,
   tempDir,
   waitFor,
@@ -26,7 +28,7 @@ Deno.test("deno run mod.ts runs the CLI: sub --count 1 prints a published messag
     await out.done;
     await err.done;
     assert.equal(status.code, 0, err.text());
-    assert.match(out.text(), /^hello\n?$/);
+    assert.equal(out.text(), "hello\n");
   } finally {
     await stop(child);
   }
@@ -40,4 +42,232 @@ Deno.test("importing mod.ts runs nothing", async () => {
   }).output();
   assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
   assert.equal(new TextDecoder().decode(r.stdout), "function\n");
+});
+
+Deno.test("readers print one message per line by default, --raw exact bytes, --json filled in", async () => {
+  using tmp = tempDir();
+  const bus = `${tmp.path}/bus`;
+  const g = `${tmp.path}/g`;
+  const root = `${tmp.path}/rings`;
+  Deno.mkdirSync(bus);
+  for (const m of ["hello", "again\n"]) assert.equal((await fsbus(["pub", bus, m])).code, 0);
+  let r = await fsbus(["sub", bus, "--since", "all", "-n", "2"]);
+  assert.equal(r.text, "hello\nagain\n", r.stderr);
+  r = await fsbus(["sub", bus, "--since", "all", "-n", "2", "--raw"]);
+  assert.equal(r.text, "helloagain\n");
+
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  for (const m of ["hello", "again"]) {
+    assert.equal((await fsbus(["mq", "write", g, "s", m])).code, 0);
+  }
+  r = await fsbus(["mq", "read", g, "s", "-n", "2"]);
+  assert.equal(r.text, "hello\nagain\n", r.stderr);
+  r = await fsbus(["mq", "read", g, "s", "-n", "2", "--raw"]);
+  assert.equal(r.text, "helloagain");
+  r = await fsbus(["mq", "cat", g, "s", "-n", "1", "--json"]);
+  const mqJson = JSON.parse(r.text);
+  assert.deepEqual(Object.keys(mqJson), [
+    "id",
+    "topic",
+    "time",
+    "size",
+    "stream",
+    "seq",
+    "data",
+    "encoding",
+  ]);
+
+  // fanout: a message-mode topic, --json: every field filled in.
+  assert.equal((await fsbus(["fanout", "create", "m", "--messages", "--root", root])).code, 0);
+  const sub = spawnFsbus(["fanout", "sub", "m", "--root", root, "--json", "-n", "2"]);
+  const out = collect(sub.stdout);
+  try {
+    await waitFor(async () => {
+      await fsbus(["fanout", "pub", "m", "x", "--root", root]);
+      return out.text().split("\n").length > 2;
+    }, "fanout sub to take two messages");
+    assert.equal((await sub.status).code, 0);
+    await out.done;
+    for (const line of out.text().trim().split("\n")) {
+      const o = JSON.parse(line);
+      assert.deepEqual(Object.keys(o), ["id", "topic", "time", "size", "data", "encoding"]);
+      assert.equal(o.topic, "m");
+      assert.match(o.id, /^\d+$/);
+      assert.ok(!Number.isNaN(Date.parse(o.time)), o.time);
+      assert.equal(o.data, "x");
+    }
+  } finally {
+    await stop(sub);
+  }
+});
+
+Deno.test("fanout sub --count counts messages on byte and mixed topics (defect 7)", async () => {
+  using tmp = tempDir();
+  const root = tmp.path;
+  assert.equal((await fsbus(["fanout", "create", "b", "--root", root])).code, 0);
+  assert.equal((await fsbus(["fanout", "create", "m", "--messages", "--root", root])).code, 0);
+  const sub = spawnFsbus(["fanout", "sub", "b", "--root", root, "--count", "2"]);
+  const out = collect(sub.stdout);
+  const mixed = spawnFsbus(["fanout", "sub", "b", "m", "--root", root, "--json", "--count", "3"]);
+  const mixedOut = collect(mixed.stdout);
+  try {
+    // Both readers are open once a probe line reaches them.
+    await waitFor(async () => {
+      await fsbus(["fanout", "pub", "m", "probe", "--root", root]);
+      return mixedOut.text().includes("probe");
+    }, "the mixed reader");
+    await fsbus(["fanout", "pub", "b", "hello", "--root", root]);
+    await fsbus(["fanout", "pub", "b", "again", "--root", root]);
+    assert.equal((await sub.status).code, 0);
+    await out.done;
+    assert.equal(out.text(), "hello\nagain\n");
+    assert.equal((await mixed.status).code, 0);
+    await mixedOut.done;
+    const objs = mixedOut.text().trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(objs.length, 3);
+    assert.deepEqual(objs.slice(1).map((o) => [o.topic, o.data]), [["b", "hello\n"], [
+      "b",
+      "again\n",
+    ]]);
+  } finally {
+    await stop(sub);
+    await stop(mixed);
+  }
+});
+
+Deno.test("writers take MESSAGE, stdin and --lines; -- ends options", async () => {
+  using tmp = tempDir();
+  const bus = `${tmp.path}/bus`;
+  const g = `${tmp.path}/g`;
+  Deno.mkdirSync(bus);
+  let r = await fsbus(["pub", bus, "--", "-dash"]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await fsbus(["pub", bus, "--lines"], { stdin: "a\nb\n" });
+  assert.equal(r.code, 0, r.stderr);
+  r = await fsbus(["sub", bus, "--since", "all", "-n", "3", "--json"]);
+  assert.deepEqual(r.text.trim().split("\n").map((l) => JSON.parse(l).data), ["-dash", "a", "b"]);
+  r = await fsbus(["pub", bus, "-dash"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^fsbus: Unknown option "-dash" for "fsbus pub"; .*put "--" before it/);
+  r = await fsbus(["pub", bus, "x", "--lines"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /"--lines" of "fsbus pub" reads standard input: give no MESSAGE/);
+
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "s", "--", "-1"])).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "s", "--lines"], { stdin: "x\ny\n" })).code, 0);
+  r = await fsbus(["mq", "read", g, "s", "-n", "3"]);
+  assert.equal(r.text, "-1\nx\ny\n");
+  r = await fsbus(["mq", "write", g, "s", "x", "--lines"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /"--lines" of "fsbus mq write" reads standard input/);
+
+  const root = `${tmp.path}/rings`;
+  assert.equal((await fsbus(["fanout", "create", "t", "--root", root])).code, 0);
+  r = await fsbus(["pubmsg", "t", "one line", "--root", root]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await fsbus(["fanout", "sub", "t", "--replay", "all", "-n", "1", "--root", root]);
+  assert.equal(r.text, "one line\n");
+});
+
+Deno.test("a writer reading a terminal says so", async () => {
+  using tmp = tempDir();
+  // A pseudo-terminal on stdin (python's pty), then Ctrl-D.
+  const script = `
+import os, pty, sys, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+while b"Ctrl-D" not in seen:
+    r, _, _ = select.select([fd], [], [], 20)
+    if not r: break
+    seen += os.read(fd, 1024)
+os.write(fd, b"typed\\n\\x04")
+while True:
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        break
+    if not data: break
+    seen += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode())
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+  const r = await new Deno.Command("python3", {
+    args: ["-c", script, Deno.execPath(), "run", "-A", "--quiet", CLI, "pub", tmp.path],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(r.stdout);
+  assert.equal(r.code, 0, text + new TextDecoder().decode(r.stderr));
+  assert.match(text, /fsbus: reading the message from standard input \(end with Ctrl-D\)/);
+  const names = [...Deno.readDirSync(tmp.path)].filter((e) => !e.name.startsWith("."));
+  assert.equal(names.length, 1);
+  assert.equal(Deno.readTextFileSync(`${tmp.path}/${names[0]!.name}`), "typed\n");
+});
+
+Deno.test("help for subcommands, unknown commands and flags suggest the closest", async () => {
+  let r = await fsbus(["help", "mq", "write"]);
+  assert.equal(r.code, 0);
+  assert.match(r.text, /^Usage: fsbus mq write GROUP STREAM \[MESSAGE\]/);
+  r = await fsbus(["help", "nosuch"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, 'fsbus: Unknown command "nosuch" for "fsbus" (see "fsbus --help")\n');
+  r = await fsbus(["sbu", "/dev/shm"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Unknown command "sbu" for "fsbus" \(did you mean "sub"\?\)/);
+  r = await fsbus(["mq", "wirte"]);
+  assert.match(r.stderr, /Unknown command "wirte" for "fsbus mq" \(did you mean "write"\?\)/);
+  r = await fsbus(["fanout", "lsit"]);
+  assert.match(r.stderr, /\(did you mean "list"\?\)/);
+  r = await fsbus(["sub", "/dev/shm", "--coutn", "1"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Unknown option "--coutn" for "fsbus sub" \(did you mean "--count"\?\)/);
+  // The shared reader options, in the same order, in every reader's help.
+  const order = ["--raw", "--json", "--count", "--exec"];
+  for (
+    const args of [["sub"], ["mq", "read"], ["mq", "cat"], ["fanout", "sub"], ["submsg"]]
+  ) {
+    const full = (await fsbus([...args, "--help"])).text;
+    const help = full.slice(full.indexOf("Options:"));
+    const at = order.map((o) => help.indexOf(o));
+    assert.ok(at.every((i, k) => i > 0 && (k === 0 || i > at[k - 1]!)), `${args}: ${at}`);
+    assert.match(full, /Examples:/);
+  }
+  for (const args of [["pub"], ["mq", "write"], ["fanout", "pub"], ["pubmsg"]]) {
+    assert.match((await fsbus([...args, "--help"])).text, /--lines/, args.join(" "));
+  }
+});
+
+Deno.test("durations take 1h30m and bare seconds; negative values are bad values (defect 6)", async () => {
+  using tmp = tempDir();
+  const bus = `${tmp.path}/bus`;
+  let r = await fsbus(["init", bus, "--ttl", "1h30m"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(Deno.readTextFileSync(`${bus}/.fsbus.json`)).ttl_ms, 5_400_000);
+  r = await fsbus(["init", bus, "--ttl", "90"]);
+  assert.equal(JSON.parse(Deno.readTextFileSync(`${bus}/.fsbus.json`)).ttl_ms, 90_000);
+  r = await fsbus(["sub", bus, "--count", "-1"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, 'fsbus: Invalid value "-1" for "--count": expected a whole number ≥ 1\n');
+  r = await fsbus(["init", bus, "--ttl", "-5m"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^fsbus: Invalid duration "-5m" for "--ttl"/);
+  r = await fsbus(["filebus", "--filename", `${tmp.path}/f`, "--sleep-interval", "-1", "consumer"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^fsbus: Invalid duration "-1" for "--sleep-interval"/);
+});
+
+Deno.test("sub --topic given twice is refused, not half-done (defect 5)", async () => {
+  using tmp = tempDir();
+  const r = await fsbus(["sub", tmp.path, "--topic", "a", "--topic", "b"]);
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr,
+    'fsbus: Option "--topic" of "fsbus sub" takes one value, but was given 2\n',
+  );
+  assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
 });
