@@ -271,3 +271,32 @@ Deno.test("sub --topic given twice is refused, not half-done (defect 5)", async 
   );
   assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
 });
+
+Deno.test("submsg with no topics, or -e, waits on an empty root and follows topics made later", async () => {
+  using tmp = tempDir();
+  const root = `${tmp.path}/rings`;
+  const all = spawnFsbus(["submsg", "--root", root, "--prefix", "-n", "2"]);
+  const allOut = collect(all.stdout);
+  const allErr = collect(all.stderr);
+  const except = spawnFsbus(["submsg", "-e", "skip", "--root", root, "--json", "-n", "1"]);
+  const exceptOut = collect(except.stdout);
+  try {
+    await waitFor(() => allErr.text().includes("waiting for one"), "the notice");
+    assert.match(allErr.text(), /^fsbus: No topics in ".*rings" yet: waiting for one\n$/);
+    Deno.mkdirSync(root);
+    assert.equal((await fsbus(["fanout", "create", "skip", "--root", root])).code, 0);
+    assert.equal((await fsbus(["pubmsg", "skip", "--root", root, "skipped"])).code, 0);
+    assert.equal((await fsbus(["fanout", "create", "late", "--root", root])).code, 0);
+    assert.equal((await fsbus(["pubmsg", "late", "--root", root, "hello"])).code, 0);
+    assert.equal((await all.status).code, 0);
+    await allOut.done;
+    assert.deepEqual(allOut.text().split("\n").sort(), ["", "late: hello", "skip: skipped"]);
+    assert.equal((await except.status).code, 0);
+    await exceptOut.done;
+    const o = JSON.parse(exceptOut.text());
+    assert.deepEqual([o.topic, o.data], ["late", "hello\n"]);
+  } finally {
+    await stop(all);
+    await stop(except);
+  }
+});
