@@ -300,3 +300,57 @@ Deno.test("submsg with no topics, or -e, waits on an empty root and follows topi
     await stop(except);
   }
 });
+
+Deno.test("fsbus status says what a path is: directory bus, mq group, filebus file, fanout topic", async () => {
+  using tmp = tempDir();
+  const bus = `${tmp.path}/bus`;
+  assert.equal((await fsbus(["init", bus, "--ttl", "10m"])).code, 0);
+  await fsbus(["pub", bus, "hello"]);
+  await fsbus(["pub", bus, "--topic", "t", "hi"]);
+  let r = await fsbus(["status", bus, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.text), {
+    kind: "msgfs",
+    path: bus,
+    what: "directory bus",
+    settings: { ttl_ms: 600_000, access: "private", mode: "0700", gid: Deno.gid() },
+    counts: { messages: 2, topics: 1 },
+    bytes: 7,
+  });
+  r = await fsbus(["status", bus]);
+  assert.match(r.text, /^.*bus: directory bus \(msgfs\)\n(.|\n)*  messages +2\n/);
+
+  const g = `${tmp.path}/g`;
+  await fsbus(["mq", "mkgroup", g, "--replay", "all", "--depth", "100"]);
+  await fsbus(["mq", "write", g, "a", "hello"]);
+  await fsbus(["mq", "write", g, "b", "hi"]);
+  r = await fsbus(["status", g, "--json"]);
+  const mq = JSON.parse(r.text);
+  assert.equal(mq.what, "mq group");
+  assert.deepEqual(mq.settings, { data: "message", replay: "all", depth: "100" });
+  assert.deepEqual(mq.counts, { streams: 2, messages: 2 });
+  assert.equal(mq.bytes, 7);
+
+  const file = `${tmp.path}/fb`;
+  Deno.writeTextFileSync(file, "chunk");
+  Deno.writeTextFileSync(`${file}.lock`, "");
+  r = await fsbus(["status", file, "--json"]);
+  const fb = JSON.parse(r.text);
+  assert.equal(fb.what, "filebus file");
+  assert.deepEqual(fb.counts, { chunks: 1, eof_markers: 0, writes_in_progress: 0 });
+  Deno.removeSync(file);
+  r = await fsbus(["status", file, "--json"]);
+  assert.equal(JSON.parse(r.text).bytes, 0, "only the lock: still a filebus file");
+
+  const root = `${tmp.path}/rings`;
+  await fsbus(["fanout", "create", "news", "--messages", "--size", "64K", "--root", root]);
+  r = await fsbus(["status", `${root}/news`, "--json"]);
+  const fo = JSON.parse(r.text);
+  assert.equal(fo.what, "fanout topic");
+  assert.deepEqual(fo.settings, { backend: "ring", kind: "messages", size: 65536 });
+  assert.deepEqual(fo.counts, { readers: 0, writers: 0 });
+
+  r = await fsbus(["status", `${tmp.path}/nothing`]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^fsbus: Cannot describe ".*nothing": no such file or directory\n$/);
+});

@@ -41,6 +41,7 @@ export {
   type WriteResult,
 } from "./group.ts";
 export { type MqMessage, MqReader, type ReadOptions } from "./reader.ts";
+export { status } from "./status.ts";
 export type { Message, Subscription } from "../../types.ts";
 
 /**

@@ -62,3 +62,4 @@ export async function gc(dir: string, options: { ttlMs?: number } = {}): Promise
   markSwept(dir);
   return result;
 }
+export { status } from "./status.ts";
