@@ -72,6 +72,16 @@ const COMMANDS: Record<string, CommandInfo> = {
     summary: "Say what a path is (bus, group, file, topic), its settings, counts and size",
     load: async () => (await import("./cli/status.ts")).status,
   },
+  completions: {
+    summary: "Print a shell completion script (bash, zsh, fish)",
+    load: async () => {
+      const { completions } = await import("./cli/completions.ts");
+      const summaries = Object.fromEntries(
+        Object.entries(COMMANDS).map(([n, c]) => [n, c.summary]),
+      );
+      return (args) => completions(args, summaries);
+    },
+  },
 };
 
 /** The package version, from deno.json. */

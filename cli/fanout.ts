@@ -734,3 +734,10 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   c.set(b, a.length);
   return c;
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const COMPLETION_SPECS: Record<string, Record<string, CommandSpec>> = {
+  fanout: SPECS,
+  pubmsg: { "": PUBMSG_SPEC },
+  submsg: { "": SUBMSG_SPEC },
+};

@@ -211,3 +211,6 @@ export async function filebus(args: string[]): Promise<number> {
     await bus.abort();
   }
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = { filebus: { "": SPEC } };

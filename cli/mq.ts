@@ -300,3 +300,8 @@ async function print(reader: MqReader, choice: ReaderChoice): Promise<number> {
   }
   return 0;
 }
+
+/** The commands of this file, for shell completion: command → subcommand → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = {
+  mq: Object.fromEntries(Object.entries(SUBCOMMANDS).map(([name, s]) => [name, s.spec])),
+};

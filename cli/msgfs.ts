@@ -302,3 +302,11 @@ function help(spec: CommandSpec): number {
   out(helpText(spec));
   return 0;
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = {
+  pub: { "": PUB },
+  sub: { "": SUB },
+  init: { "": INIT },
+  gc: { "": GC },
+};

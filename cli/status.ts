@@ -119,3 +119,6 @@ export async function status(args: string[]): Promise<number> {
   out(parsed.values.json ? JSON.stringify(s) + "\n" : text(s));
   return 0;
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = { status: { "": SPEC } };

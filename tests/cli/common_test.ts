@@ -5,6 +5,7 @@ import {
   fsbus,
   inotifyWatches,
   ROOT,
+  sh,
   spawnFsbus,
   stop,
   tempDir,
@@ -353,4 +354,32 @@ Deno.test("fsbus status says what a path is: directory bus, mq group, filebus fi
   r = await fsbus(["status", `${tmp.path}/nothing`]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^fsbus: Cannot describe ".*nothing": no such file or directory\n$/);
+});
+
+Deno.test("fsbus completions bash completes commands, subcommands and options", async () => {
+  using tmp = tempDir();
+  const r = await fsbus(["completions", "bash"]);
+  assert.equal(r.code, 0, r.stderr);
+  Deno.writeTextFileSync(`${tmp.path}/c.bash`, r.text);
+  const complete = async (...words: string[]) => {
+    const script = `source ${tmp.path}/c.bash
+COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}
+_fsbus; printf '%s\\n' "\${COMPREPLY[@]}"`;
+    const res = await sh(script);
+    assert.equal(res.code, 0, res.stderr);
+    return res.text.trim().split("\n").sort();
+  };
+  assert.deepEqual(await complete("fsbus", "su"), ["sub", "submsg"]);
+  assert.deepEqual(await complete("fsbus", "mq", "w"), ["write"]);
+  assert.deepEqual(await complete("fsbus", "mq", "read", "G", "--r"), ["--raw", "--replay"]);
+  assert.deepEqual(await complete("fsbus", "sub", "DIR", "--co"), ["--count"]);
+  assert.deepEqual(await complete("fsbus", "help", "fan"), ["fanout"]);
+  for (const shell of ["zsh", "fish"]) {
+    const s = await fsbus(["completions", shell]);
+    assert.equal(s.code, 0);
+    assert.match(s.text, /submsg/);
+  }
+  const bad = await fsbus(["completions", "bsh"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /did you mean "bash"/);
 });
