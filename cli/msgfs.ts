@@ -5,7 +5,7 @@
  */
 
 import * as msgfs from "../transports/msgfs/mod.ts";
-import { UsageError } from "../types.ts";
+import { FsbusError, UsageError } from "../types.ts";
 import {
   type CommandSpec,
   helpText,
@@ -257,7 +257,17 @@ export function init(args: string[]): Promise<number> {
   };
   if (group !== undefined) options.group = group;
   if (ttl !== undefined) options.ttlMs = positiveDuration(ttl, "--ttl");
-  msgfs.init(positionals[0]!, options);
+  const dir = positionals[0]!;
+  let existing: Deno.FileInfo | undefined;
+  try {
+    existing = Deno.statSync(dir);
+  } catch {
+    // absent (or unreadable): init says why
+  }
+  if (existing && !existing.isDirectory) {
+    throw new FsbusError("not_a_directory", `Cannot create a bus at "${dir}": not a directory`);
+  }
+  msgfs.init(dir, options);
   return Promise.resolve(0);
 }
 
@@ -290,11 +300,11 @@ export async function gc(args: string[]): Promise<number> {
     dir,
     ttl === undefined ? {} : { ttlMs: parseDuration(ttl, "--ttl") },
   );
-  out(
-    `removed ${result.removed}, kept ${result.kept}${
-      result.failed ? `, could not remove ${result.failed}` : ""
-    }\n`,
-  );
+  out(`removed ${result.removed}, kept ${result.kept}\n`);
+  if (result.failed) {
+    warn(`Cannot remove ${result.failed} of the expired messages in "${dir}"`);
+    return 1;
+  }
   return 0;
 }
 

@@ -12,7 +12,7 @@
  */
 
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
-import { FsbusError, UsageError } from "../types.ts";
+import { fromFsError, FsbusError, UsageError } from "../types.ts";
 import { out, writeAll } from "./_output.ts";
 
 const HELP = `Usage: fsbus pin [-m DIR] -c ID CMD [ARGS...]
@@ -403,7 +403,7 @@ function list(root: string): number {
     entries = [...Deno.readDirSync(root)];
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return 0;
-    throw err;
+    throw fromFsError(err, "Cannot list the sessions in", root);
   }
   const rows: string[] = [];
   for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {

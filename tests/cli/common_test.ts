@@ -5,6 +5,7 @@ import {
   fsbus,
   inotifyWatches,
   ROOT,
+  runnableByOthers,
   sh,
   spawnFsbus,
   stop,
@@ -382,4 +383,73 @@ _fsbus; printf '%s\\n' "\${COMPREPLY[@]}"`;
   const bad = await fsbus(["completions", "bsh"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /did you mean "bash"/);
+});
+
+/** Runs fsbus as uid 65534 (nobody), with a Deno cache it may write. */
+async function asNobody(args: string[], denoDir: string) {
+  const { deno, cli } = runnableByOthers();
+  const r = await new Deno.Command("setpriv", {
+    args: [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      deno,
+      "run",
+      "-A",
+      "--quiet",
+      cli,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", DENO_DIR: denoDir, HOME: denoDir },
+  }).output();
+  return {
+    code: r.code,
+    stdout: r.stdout,
+    text: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
+}
+
+Deno.test("misleading errors are clear one-liners with the right exit codes (defect 6)", async () => {
+  using tmp = tempDir();
+  using denoDir = tempDir();
+  Deno.chmodSync(tmp.path, 0o755);
+  Deno.chmodSync(denoDir.path, 0o777);
+  const file = `${tmp.path}/file`;
+  Deno.writeTextFileSync(file, "x");
+  let r = await fsbus(["gc", file]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `fsbus: Cannot sweep "${file}": not a directory\n`);
+  r = await fsbus(["init", file]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `fsbus: Cannot create a bus at "${file}": not a directory\n`);
+  r = await fsbus(["pin", "-m", file, "-l"]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `fsbus: Cannot list the sessions in "${file}": not a directory\n`);
+
+  // Another user: a private pin root, a bus whose messages it may not remove, a ring it may
+  // not open.
+  const pins = `${tmp.path}/pins`;
+  Deno.mkdirSync(pins, { mode: 0o700 });
+  r = await asNobody(["pin", "-m", pins, "-l"], denoDir.path);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `fsbus: Cannot list the sessions in "${pins}": permission denied\n`);
+
+  const bus = `${tmp.path}/bus`;
+  Deno.mkdirSync(bus, { mode: 0o755 });
+  for (const n of ["a", "b", "c"]) Deno.writeTextFileSync(`${bus}/${n}`, n);
+  r = await asNobody(["gc", bus, "--ttl", "0s"], denoDir.path);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.text, "removed 0, kept 0\n");
+  assert.equal(r.stderr, `fsbus: Cannot remove 3 of the expired messages in "${bus}"\n`);
+
+  const root = `${tmp.path}/rings`;
+  assert.equal((await fsbus(["fanout", "create", "t", "--root", root, "--mode", "600"])).code, 0);
+  Deno.chmodSync(root, 0o755);
+  r = await asNobody(["fanout", "list", "--root", root], denoDir.path);
+  assert.equal(r.code, 1);
+  assert.match(r.text, /^TOPIC +BACKEND +SIZE +KIND +READERS +WRITERS\nt +ring +\? +\? +\? +\?\n$/);
+  assert.match(r.stderr, /^fsbus: Cannot read topic "t": .*permission denied\n$/);
 });
