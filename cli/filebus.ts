@@ -5,7 +5,7 @@
  * @module
  */
 
-import { UsageError } from "../types.ts";
+import { FsbusError, UsageError } from "../types.ts";
 import {
   type CommandSpec,
   helpText,
@@ -14,7 +14,7 @@ import {
   parseSize,
   stringOption,
 } from "./_args.ts";
-import { out, warn, writeAll } from "./_output.ts";
+import { isBrokenPipe, out, warn, writeAll } from "./_output.ts";
 import {
   consumer,
   DEFAULT_BLOCK_SIZE,
@@ -22,6 +22,7 @@ import {
   type FilebusOptions,
   producer,
   readChunks,
+  waitForDirectory,
 } from "../transports/filebus/mod.ts";
 
 const SPEC: CommandSpec = {
@@ -77,7 +78,7 @@ const SPEC: CommandSpec = {
     impl: {
       type: "string",
       value: "NAME",
-      help: "Accepted for compatibility and ignored (--implementation too)",
+      help: "bash or python: accepted for compatibility (both speak the same protocol here)",
     },
     implementation: { type: "string", value: "NAME", help: "Same as --impl" },
   },
@@ -95,8 +96,17 @@ const SPEC: CommandSpec = {
 };
 
 const HELP_TAIL = `
+Long options may be abbreviated to any unambiguous prefix, as the original's
+(--file, --back, --loss, --sleep, --no-file, --verb, --blocking).
+
+A consumer whose directory does not exist yet waits for it (saying so on stderr).
+A lossless consumer removes a chunk only after writing it out: if its output is
+closed (... consumer | head -c1), the chunk stays for the next consumer.
+
 Exit status: 0 at end of input (producer) or at the EOF marker (lossless consumer);
-1 on errors; 2 on usage errors. A lossy consumer runs until interrupted.
+1 on errors, including a missing --filename or action (as the original); 2 on
+other usage errors; 141 when the consumer's output is closed (as the original,
+killed by SIGPIPE). A lossy consumer runs until interrupted.
 
 To install "filebus" as this command, add to ~/.bashrc:
   alias filebus='fsbus filebus'
@@ -119,7 +129,7 @@ or, for scripts that run "filebus" from PATH, create an executable ~/.local/bin/
  * ```
  */
 export async function filebus(args: string[]): Promise<number> {
-  const parsed = parse(SPEC, args);
+  const parsed = parse(SPEC, expandPrefixes(args));
   if (parsed.help) {
     out(helpText(SPEC) + HELP_TAIL);
     return 0;
@@ -127,7 +137,9 @@ export async function filebus(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const role = positionals[0];
   if (role === undefined) {
-    throw new UsageError(
+    // The original exits 1 here (argparse's own errors exit 2).
+    throw new FsbusError(
+      "invalid",
       'Missing action for "fsbus filebus": expected producer or consumer (see "fsbus filebus --help")',
     );
   }
@@ -141,7 +153,16 @@ export async function filebus(args: string[]): Promise<number> {
   }
   const filename = stringOption(values, "filename");
   if (filename === undefined || filename === "") {
-    throw new UsageError('Missing required option "--filename FILE" for "fsbus filebus"');
+    throw new FsbusError(
+      "invalid",
+      'Missing required option "--filename FILE" for "fsbus filebus"',
+    );
+  }
+  for (const name of ["impl", "implementation"]) {
+    const impl = stringOption(values, name);
+    if (impl !== undefined && impl !== "bash" && impl !== "python") {
+      throw new UsageError(`Invalid choice "${impl}" for "--${name}": expected bash or python`);
+    }
   }
   const rawBlock = stringOption(values, "block-size");
   const blockSize = rawBlock === undefined
@@ -163,6 +184,11 @@ export async function filebus(args: string[]): Promise<number> {
   const mode = options.lossless ? "lossless" : "lossy";
 
   if (role === "consumer") {
+    const dir = filename.includes("/") ? filename.slice(0, filename.lastIndexOf("/")) || "/" : ".";
+    if (!isDirectory(dir)) {
+      warn(`filebus: waiting for the directory "${dir}" to appear`);
+      await waitForDirectory(dir);
+    }
     // The consumer does nothing else while it waits: block in poll(2) on its own thread.
     await using bus = consumer(filename, { ...options, blockMs: 250 });
     if (options.fileMonitoring && !bus.ffi) {
@@ -172,9 +198,16 @@ export async function filebus(args: string[]): Promise<number> {
       warn(`filebus: ${mode} consumer of "${filename}" (${bus.monitoring})`);
     }
     let n = 0;
-    for await (const chunk of bus) {
-      writeAll(Deno.stdout, chunk);
-      if (verbosity > 1) warn(`filebus: chunk ${++n}: ${chunk.length} bytes`);
+    try {
+      for await (const chunk of bus) {
+        // A lossless chunk is removed only when the loop asks for the next one: a failed
+        // write leaves it in FILE for the next consumer.
+        writeAll(Deno.stdout, chunk);
+        if (verbosity > 1) warn(`filebus: chunk ${++n}: ${chunk.length} bytes`);
+      }
+    } catch (err) {
+      if (isBrokenPipe(err)) return SIGPIPE_EXIT;
+      throw err;
     }
     if (verbosity > 0 && options.lossless) warn("filebus: EOF");
     return 0;
@@ -210,6 +243,48 @@ export async function filebus(args: string[]): Promise<number> {
   } finally {
     await bus.abort();
   }
+}
+
+/** The status a shell reports for a process killed by SIGPIPE, as the original consumer is. */
+const SIGPIPE_EXIT = 128 + 13;
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Expands unambiguous prefixes of long options (`--file` for `--filename`), as the original's
+ * argparse does; an ambiguous prefix is a usage error naming the candidates.
+ */
+function expandPrefixes(args: string[]): string[] {
+  const names = [...Object.keys(SPEC.options), "help"];
+  const result: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      result.push(...args.slice(i));
+      break;
+    }
+    const m = /^--([^=]+)(=.*)?$/.exec(arg);
+    if (!m || names.includes(m[1]!)) {
+      result.push(arg);
+      continue;
+    }
+    const matches = names.filter((n) => n.startsWith(m[1]!));
+    if (matches.length > 1) {
+      throw new UsageError(
+        `Ambiguous option "--${m[1]}" for "fsbus filebus": could be ${
+          matches.map((n) => `--${n}`).join(", ")
+        }`,
+      );
+    }
+    result.push(matches.length === 1 ? `--${matches[0]}${m[2] ?? ""}` : arg);
+  }
+  return result;
 }
 
 /** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */

@@ -1,75 +1,87 @@
 /**
- * `fsbus pin`: detachable sessions over mq stream groups, as Plan 9's pin(1).
+ * `fsbus pin`: detachable terminal sessions over mq stream groups, as Plan 9's pin(1), with
+ * the terminal behaviour of dtach, abduco and tmux.
  *
- * A session is a group with `replay all` and streams `0` (input), `1` (output), `2`
- * (errors) and `note` (`interrupt`). A small supervisor process, started detached from the
- * terminal, runs the command in its own process group and pumps: stream `0` into its
- * standard input, its standard output and error into `1` and `2`, and notes into signals.
- * When the command exits, the supervisor records its status in `.pin.json` and writes EOF
- * to `1` and `2`, which ends every attach.
+ * A session is a group with `replay all` and streams `0` (input), `1` (output), `2` (errors
+ * from outside the terminal) and `note` (`interrupt`, `hangup`, `kill`, `winsize ROWS COLS`).
+ * A small supervisor process, started detached, runs the command on a pseudo-terminal as
+ * the leader of a new session (so a shell has job control and Ctrl-C reaches only its
+ * foreground job), pumps `0` into the terminal and the terminal's output into `1`, and turns
+ * notes into signals and window sizes. When the command exits, the supervisor records its
+ * status in `.pin.json` and writes EOF to `1` and `2`, which ends every attach.
  *
  * @module
  */
 
-import { MqGroup, MqReader } from "../transports/mq/mod.ts";
-import { fromFsError, FsbusError, UsageError } from "../types.ts";
-import { out, writeAll } from "./_output.ts";
+import { MqGroup } from "../transports/mq/mod.ts";
+import { FsbusError, UsageError } from "../types.ts";
+import { out } from "./_output.ts";
+import { attach, DEFAULT_DETACH, parseDetachKey } from "./_pin_attach.ts";
+import {
+  attachedCount,
+  checkRoot,
+  defaultRoot,
+  describe,
+  readState,
+  sessionDir,
+  sessionExists,
+  type SessionState,
+  STARTING_MS,
+  writeState,
+} from "./_pin_session.ts";
+import { supervise } from "./_pin_supervise.ts";
 
 const HELP = `Usage: fsbus pin [-m DIR] -c ID CMD [ARGS...]
-       fsbus pin [-m DIR] -a ID
+       fsbus pin [-m DIR] [-e KEY] -a ID
        fsbus pin [-m DIR] -w ID [TEXT]
+       fsbus pin [-m DIR] -k ID
+       fsbus pin [-m DIR] -r ID
        fsbus pin [-m DIR] -l
 
-Detachable sessions over mq stream groups (Plan 9's pin). A session is a group with
-replay all and streams 0 (input), 1 (output), 2 (errors) and note.
+Detachable terminal sessions over mq stream groups (Plan 9's pin). A session runs its
+command on a pseudo-terminal; its group (replay all) has streams 0 (input), 1 (the
+terminal's output), 2 and note.
 
 Options:
-  -c ID CMD...  Create session ID running CMD detached: stdin from 0, stdout to 1,
-                stderr to 2
-  -a ID         Attach: the session's history in write order, then live output; each
-                line typed goes to 0; an interrupt (Ctrl-C) writes "interrupt" to note,
-                which signals the command's process group. Ends at end of input or when
-                the command exits
-  -w ID [TEXT]  Write TEXT and a newline (or all of standard input; empty = EOF) to 0
-  -l            List sessions with their state and exit status
+  -c ID CMD...  Create session ID running CMD on a new terminal, detached. Fails, and
+                leaves no session, when CMD cannot start
+  -a ID         Attach: the session's output, history first, then live. From a terminal:
+                raw mode, every key goes to the session (Ctrl-C interrupts its foreground
+                job), the window size follows yours, the detach key leaves it running.
+                From pipes: each line read goes to 0, SIGINT interrupts, end of input
+                detaches. When the session ends, says how ("exited 3", "killed by
+                SIGHUP") and exits with that status (128+N for signal N)
+  -e KEY        Detach key for -a: ^X (caret notation), one character, or none
+                (default: ^\ , Ctrl-backslash, as dtach)
+  -w ID [TEXT]  Type TEXT and a newline (or all of standard input; empty input sends
+                Ctrl-D) into the session
+  -k ID         End the session: SIGHUP, then SIGKILL after 3 s
+  -r ID         Remove an ended session
+  -l            List sessions: ID STATE PID STARTED ATTACHED COMMAND
   -m DIR        Where sessions live (default: $XDG_RUNTIME_DIR/fsbus-pin, else
-                /tmp/fsbus-pin-$UID)
+                \${TMPDIR:-/tmp}/fsbus-pin-$UID). It must be yours and writable by no one
+                else, or it is refused
   -h, --help    Show this help
 
 Examples:
   fsbus pin -c build bash
+  fsbus pin -a build                 # Ctrl-\ detaches
   fsbus pin -w build 'make 2>&1 | tail -5'
-  fsbus pin -a build
   fsbus pin -l
+  fsbus pin -k build && fsbus pin -r build
 `;
 
-/** What `.pin.json` records about a session. */
-interface SessionState {
-  id: string;
-  command: string[];
-  state: "starting" | "running" | "exited" | "failed";
-  created: string;
-  supervisor?: number;
-  pid?: number;
-  code?: number;
-  signal?: string | null;
-  error?: string;
-  ended?: string;
-}
-
 const STREAMS = ["0", "1", "2", "note"];
-
-function defaultRoot(): string {
-  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
-  if (xdg) return `${xdg}/fsbus-pin`;
-  return `/tmp/fsbus-pin-${Deno.uid() ?? "user"}`;
-}
+/** How long `pin -k` waits after SIGHUP before SIGKILL. */
+const KILL_GRACE_MS = 3000;
 
 function checkId(id: string): void {
   if (id === "" || id.includes("/") || id.startsWith(".") || /[\0\n]/.test(id)) {
     throw new UsageError(`Invalid session id "${id}": no "/", and not starting with "."`);
   }
 }
+
+type Action = "c" | "a" | "w" | "l" | "k" | "r" | "supervise";
 
 /**
  * Runs `fsbus pin ...`.
@@ -85,8 +97,9 @@ function checkId(id: string): void {
  */
 export async function pin(args: string[]): Promise<number> {
   let root: string | undefined;
-  let action: "c" | "a" | "w" | "l" | "supervise" | undefined;
+  let action: Action | undefined;
   let id: string | undefined;
+  let detachKey: number | undefined = DEFAULT_DETACH;
   const rest: string[] = [];
   let i = 0;
   const need = (flag: string): string => {
@@ -94,9 +107,11 @@ export async function pin(args: string[]): Promise<number> {
     if (v === undefined) throw new UsageError(`Option "${flag}" of "fsbus pin" needs a value`);
     return v;
   };
-  const setAction = (a: NonNullable<typeof action>) => {
+  const setAction = (a: Action) => {
     if (action !== undefined) {
-      throw new UsageError('Give one of -c, -a, -w or -l to "fsbus pin" (see "fsbus pin --help")');
+      throw new UsageError(
+        'Give one of -c, -a, -w, -l, -k or -r to "fsbus pin" (see "fsbus pin --help")',
+      );
     }
     action = a;
   };
@@ -111,10 +126,14 @@ export async function pin(args: string[]): Promise<number> {
       out(HELP);
       return 0;
     } else if (a === "-m") root = need(a);
-    else if (a === "-c" || a === "-a" || a === "-w") {
-      setAction(a.slice(1) as "c" | "a" | "w");
+    else if (a === "-e") detachKey = parseDetachKey(need(a));
+    else if (a === "-c" || a === "-w") {
+      setAction(a.slice(1) as "c" | "w");
       id = need(a);
-      if (a !== "-a") takeRest(); // CMD... or TEXT: everything after the id
+      takeRest(); // CMD... or TEXT: everything after the id
+    } else if (a === "-a" || a === "-k" || a === "-r") {
+      setAction(a.slice(1) as "a" | "k" | "r");
+      id = need(a);
     } else if (a === "-l") setAction("l");
     else if (a === "--supervise") {
       setAction("supervise");
@@ -127,7 +146,7 @@ export async function pin(args: string[]): Promise<number> {
   }
   root ??= defaultRoot();
   if (action === undefined) {
-    throw new UsageError('Missing action for "fsbus pin": give -c, -a, -w or -l');
+    throw new UsageError('Missing action for "fsbus pin": give -c, -a, -w, -l, -k or -r');
   }
   if (id !== undefined) checkId(id);
   switch (action) {
@@ -135,8 +154,8 @@ export async function pin(args: string[]): Promise<number> {
       if (rest.length === 0) throw new UsageError('Missing command for "fsbus pin -c ID CMD..."');
       return await create(root, id!, rest);
     case "a":
-      if (rest.length > 0) throw new UsageError(`Unexpected argument "${rest[0]}" for "-a"`);
-      return await attach(root, id!);
+      checkRoot(root, false);
+      return await attach(root, id!, detachKey);
     case "w":
       if (rest.length > 1) {
         throw new UsageError('Give TEXT as one argument to "fsbus pin -w ID TEXT" (quote it)');
@@ -144,37 +163,21 @@ export async function pin(args: string[]): Promise<number> {
       return await writeInput(root, id!, rest[0]);
     case "l":
       return list(root);
+    case "k":
+      return await kill(root, id!);
+    case "r":
+      return remove(root, id!);
     case "supervise":
       return await supervise(root, id!, rest);
   }
 }
 
-function sessionDir(root: string, id: string): string {
-  return `${root}/${id}`;
-}
-
-function readState(dir: string): SessionState | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/.pin.json`)) as SessionState;
-  } catch {
-    return undefined;
-  }
-}
-
-function writeState(dir: string, state: SessionState): void {
-  const tmp = `${dir}/.pin.json.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(state) + "\n");
-  Deno.renameSync(tmp, `${dir}/.pin.json`);
-}
-
-function openSession(root: string, id: string): MqGroup {
+/** A session that must exist: its directory and state. */
+function existing(root: string, id: string): { dir: string; st: SessionState } {
   const dir = sessionDir(root, id);
-  try {
-    Deno.statSync(`${dir}/ctl`);
-  } catch {
-    throw new FsbusError("not_found", `No pin session "${id}" in "${root}"`);
-  }
-  return MqGroup.open(dir);
+  const st = checkRoot(root, false) && sessionExists(dir) ? readState(dir) : undefined;
+  if (st === undefined) throw new FsbusError("not_found", `No pin session "${id}" in "${root}"`);
+  return { dir, st };
 }
 
 /** The command line that runs this CLI again: a compiled binary, or deno and the script. */
@@ -187,240 +190,203 @@ function selfCommand(): string[] {
   return [exec];
 }
 
-async function create(root: string, id: string, command: string[]): Promise<number> {
-  const dir = sessionDir(root, id);
-  try {
-    Deno.mkdirSync(root, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+function terminalSize(): { rows: number; cols: number } {
+  for (const f of [Deno.stdout, Deno.stdin, Deno.stderr]) {
+    if (!f.isTerminal()) continue;
+    try {
+      const { rows, columns } = Deno.consoleSize();
+      if (rows > 0 && columns > 0) return { rows, cols: columns };
+    } catch {
+      // not a terminal after all
+    }
   }
-  try {
-    Deno.statSync(`${dir}/ctl`);
+  return { rows: 24, cols: 80 };
+}
+
+async function create(root: string, id: string, command: string[]): Promise<number> {
+  checkRoot(root, true);
+  const dir = sessionDir(root, id);
+  if (sessionExists(dir)) {
+    const st = readState(dir);
+    const how = st ? describe(dir, st) : undefined;
     throw new FsbusError(
       "already_exists",
-      `Pin session "${id}" exists already in "${root}" (remove it with: rm -r "${dir}")`,
+      how?.ended
+        ? `Pin session "${id}" exists already in "${root}" (${how.text}; remove it with "fsbus pin -r ${id}")`
+        : `Pin session "${id}" exists already in "${root}"`,
     );
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   const g = MqGroup.create(dir, { replay: "all" });
   try {
-    for (const s of STREAMS) Deno.writeFileSync(`${dir}/${s}`, new Uint8Array(), { append: true });
-    g.sync();
+    for (const s of STREAMS) g.createStream(s);
   } finally {
     g.close();
   }
-  writeState(dir, { id, command, state: "starting", created: new Date().toISOString() });
+  writeState(dir, {
+    id,
+    command,
+    state: "starting",
+    created: new Date().toISOString(),
+    ...terminalSize(),
+  });
   const [exec, ...pre] = selfCommand();
-  const child = new Deno.Command(exec!, {
-    args: [...pre, "pin", "--supervise", root, id, "--", ...command],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-    detached: true,
-  }).spawn();
-  child.unref();
-  // Report a command that cannot start; otherwise return once it runs.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const st = readState(dir);
-    if (st?.state === "failed") {
-      throw new FsbusError("io", `Cannot run "${command[0]}" in session "${id}": ${st.error}`);
-    }
-    if (st && st.state !== "starting") return 0;
-    if (Date.now() > deadline) {
-      throw new FsbusError("io", `Session "${id}" did not start within 30 s`);
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function supervise(root: string, id: string, command: string[]): Promise<number> {
-  const dir = sessionDir(root, id);
-  const g = MqGroup.open(dir);
-  const state = readState(dir) ??
-    { id, command, state: "starting" as const, created: new Date().toISOString() };
-  let child: Deno.ChildProcess;
+  let supervisor: Deno.ChildProcess;
   try {
-    child = new Deno.Command(command[0]!, {
-      args: command.slice(1),
-      cwd: Deno.cwd(),
-      stdin: "piped",
-      stdout: "piped",
+    supervisor = new Deno.Command(exec!, {
+      args: [...pre, "pin", "--supervise", root, id, "--", ...command],
+      stdin: "null",
+      stdout: "null",
       stderr: "piped",
-      detached: true, // its own session and process group, so notes can signal the group
+      detached: true,
     }).spawn();
   } catch (err) {
-    const why = err instanceof Deno.errors.NotFound
-      ? "command not found"
-      : err instanceof Error
-      ? err.message
-      : String(err);
-    writeState(dir, { ...state, state: "failed", error: why, ended: new Date().toISOString() });
-    g.write("1", new Uint8Array());
-    g.write("2", new Uint8Array());
-    g.close();
-    return 1;
+    Deno.removeSync(dir, { recursive: true });
+    throw err;
   }
-  writeState(dir, { ...state, state: "running", supervisor: Deno.pid, pid: child.pid });
-
-  const input = MqReader.open(g, ["0"], { replay: "all" });
-  const notes = MqReader.open(g, ["note"], { replay: "off" });
-  const pumpIn = (async () => {
-    const w = child.stdin.getWriter();
+  // What the supervisor says on stderr before it runs the command (why it failed to).
+  const stderr = supervisor.stderr.getReader();
+  const errors = (async () => {
+    let text = "";
+    const dec = new TextDecoder();
     try {
-      for await (const batch of input.batches()) {
-        for (const m of batch) await w.write(m.data);
+      for (;;) {
+        const { value, done } = await stderr.read();
+        if (done) return text;
+        text = (text + dec.decode(value, { stream: true })).slice(-4096);
       }
-      await w.close();
     } catch {
-      // the command closed its input or exited
+      return text;
     }
   })();
-  const pumpOut = async (stream: ReadableStream<Uint8Array>, name: string) => {
-    for await (const chunk of stream) g.write(name, chunk);
-  };
-  const pumps = [pumpOut(child.stdout, "1"), pumpOut(child.stderr, "2")];
-  const pumpNotes = (async () => {
-    for await (const m of notes) {
-      const note = new TextDecoder().decode(m.data).trim();
-      const signal = note === "interrupt"
-        ? "SIGINT"
-        : note === "kill"
-        ? "SIGKILL"
-        : note === "hangup"
-        ? "SIGHUP"
-        : undefined;
-      if (signal === undefined) continue;
-      try {
-        Deno.kill(-child.pid, signal);
-      } catch {
-        // already gone
-      }
-    }
-  })();
-  const status = await child.status;
-  await Promise.allSettled(pumps);
-  writeState(dir, {
-    ...state,
-    state: "exited",
-    supervisor: Deno.pid,
-    pid: child.pid,
-    code: status.code,
-    signal: status.signal,
-    ended: new Date().toISOString(),
-  });
-  g.write("1", new Uint8Array());
-  g.write("2", new Uint8Array());
-  await input.close();
-  await notes.close();
-  await Promise.allSettled([pumpIn, pumpNotes]);
-  g.close();
-  return 0;
-}
-
-async function attach(root: string, id: string): Promise<number> {
-  const g = openSession(root, id);
-  const reader = MqReader.open(g, ["0", "1", "2"], { replay: "all", until: ["1", "2"] });
-  const onInterrupt = () => {
-    try {
-      g.write("note", "interrupt");
-    } catch {
-      // the session is gone
-    }
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  let inputDone = false;
-  const typing = (async () => {
-    let pending = new Uint8Array(0);
-    try {
-      for await (const chunk of Deno.stdin.readable) {
-        const buf = new Uint8Array(pending.length + chunk.length);
-        buf.set(pending);
-        buf.set(chunk, pending.length);
-        let start = 0;
-        for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, start)) {
-          g.write("0", buf.subarray(start, i + 1));
-          start = i + 1;
-        }
-        pending = buf.slice(start);
-      }
-      if (pending.length > 0) g.write("0", pending);
-    } catch {
-      // stdin closed or the group went away
-    }
-    inputDone = true;
-    await reader.close();
-  })();
+  let exited: Deno.CommandStatus | undefined;
+  supervisor.status.then((s) => (exited = s));
+  // Report a command that cannot start (and leave no session); otherwise return once it runs.
+  const deadline = Date.now() + STARTING_MS;
   try {
-    for await (const batch of reader.batches()) {
-      let total = 0;
-      for (const m of batch) total += m.data.length;
-      const buf = new Uint8Array(total);
-      let off = 0;
-      for (const m of batch) {
-        buf.set(m.data, off);
-        off += m.data.length;
+    for (;;) {
+      const st = readState(dir);
+      if (st?.state === "failed") {
+        await supervisor.status;
+        Deno.removeSync(dir, { recursive: true });
+        throw new FsbusError("io", `Cannot run "${command[0]}" in session "${id}": ${st.error}`);
       }
-      writeAll(Deno.stdout, buf);
+      if (st && st.state !== "starting") return 0;
+      if (exited !== undefined || Date.now() > deadline) {
+        if (exited === undefined) supervisor.kill("SIGKILL");
+        const why = (await errors).trim().split("\n").pop()?.replace(/^fsbus: /, "");
+        Deno.removeSync(dir, { recursive: true });
+        throw new FsbusError(
+          "io",
+          `Cannot start session "${id}": ${
+            exited === undefined ? "it did not start within 30 s" : why || "its supervisor failed"
+          }`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 10));
     }
   } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-    await reader.close();
-    if (inputDone) await typing;
-    g.close();
+    // The supervisor runs on; stop holding its stderr and status.
+    stderr.cancel().catch(() => {});
+    supervisor.unref();
   }
-  return 0;
 }
 
 async function writeInput(root: string, id: string, text: string | undefined): Promise<number> {
-  const g = openSession(root, id);
+  const { dir, st } = existing(root, id);
+  const how = describe(dir, st);
+  if (how.ended) {
+    throw new FsbusError(
+      "closed",
+      `Cannot write to pin session "${id}": it has ended (${how.text})`,
+    );
+  }
+  let data: Uint8Array | string;
+  if (text !== undefined) {
+    data = text.endsWith("\n") ? text : text + "\n";
+  } else {
+    data = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+    // Empty input: end of file for the program reading the terminal (Ctrl-D).
+    if (data.length === 0) data = new Uint8Array([4]);
+  }
+  const g = MqGroup.open(dir);
   try {
-    if (text !== undefined) {
-      g.write("0", text.endsWith("\n") ? text : text + "\n");
-    } else {
-      g.write("0", new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer()));
-    }
+    g.write("0", data);
   } finally {
     g.close();
   }
   return 0;
 }
 
-function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
+async function kill(root: string, id: string): Promise<number> {
+  const { dir, st } = existing(root, id);
+  const how = describe(dir, st);
+  if (how.ended) {
+    throw new FsbusError("closed", `Cannot end pin session "${id}": it has ended (${how.text})`);
   }
+  const ended = () => {
+    const now = readState(dir);
+    return now === undefined || (now.state !== "running" && now.state !== "starting");
+  };
+  const waitEnd = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    while (!ended() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return ended();
+  };
+  const g = MqGroup.open(dir);
+  try {
+    g.write("note", "hangup");
+    if (await waitEnd(KILL_GRACE_MS)) return 0;
+    g.write("note", "kill");
+    if (await waitEnd(10_000)) return 0;
+  } finally {
+    g.close();
+  }
+  throw new FsbusError("io", `Cannot end pin session "${id}": it still runs after SIGKILL`);
+}
+
+function remove(root: string, id: string): number {
+  const { dir, st } = existing(root, id);
+  const how = describe(dir, st);
+  if (!how.ended) {
+    throw new FsbusError(
+      "busy",
+      `Cannot remove pin session "${id}": it is ${how.text} (end it with "fsbus pin -k ${id}")`,
+    );
+  }
+  Deno.removeSync(dir, { recursive: true });
+  return 0;
+}
+
+function started(iso: string): string {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "-";
+  return t.toISOString().slice(0, 19).replace("T", " ");
 }
 
 function list(root: string): number {
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return 0;
-    throw fromFsError(err, "Cannot list the sessions in", root);
-  }
-  const rows: string[] = [];
-  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    if (!e.isDirectory) continue;
-    const st = readState(`${root}/${e.name}`);
-    if (st === undefined) continue;
-    let state: string = st.state;
-    let status = "-";
-    if (st.state === "exited") {
-      status = st.signal ? st.signal : String(st.code);
-    } else if (st.state === "failed") {
-      status = st.error ?? "failed";
-    } else if (!alive(st.supervisor) && st.state === "running") {
-      state = "lost";
+  const rows: string[][] = [["ID", "STATE", "PID", "STARTED", "ATTACHED", "COMMAND"]];
+  if (checkRoot(root, false)) {
+    const names = [...Deno.readDirSync(root)].filter((e) => e.isDirectory).map((e) => e.name);
+    for (const name of names.sort()) {
+      const dir = sessionDir(root, name);
+      const st = readState(dir);
+      if (st === undefined) continue;
+      const how = describe(dir, st);
+      rows.push([
+        name,
+        how.text.startsWith("failed") ? "failed" : how.text,
+        st.pid === undefined ? "-" : String(st.pid),
+        started(st.created),
+        String(attachedCount(dir)),
+        st.command.join(" "),
+      ]);
     }
-    rows.push(`${e.name}\t${state}\t${status}\t${st.command.join(" ")}`);
   }
-  if (rows.length > 0) out(rows.join("\n") + "\n");
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  out(
+    rows.map((r) =>
+      r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("  ")
+    ).join("\n") + "\n",
+  );
   return 0;
 }

@@ -19,7 +19,9 @@ const EWOULDBLOCK = Errno.EAGAIN;
  * A lock file held open, locked and unlocked with `flock(2)` `LOCK_EX`.
  *
  * The file is created (mode 0666 less the umask) when missing and never deleted. When it
- * cannot be opened for writing, it is opened read-only: `flock(2)` works on either.
+ * cannot be opened for writing, it is opened read-only: `flock(2)` works on either. It is
+ * opened with `O_NOFOLLOW|O_NONBLOCK`: a symlink planted at the path fails with ELOOP and a
+ * FIFO cannot block the open (callers check the kind on {@linkcode FileLock.fd}).
  *
  * @example Hold the lock around a critical section
  * ```ts ignore
@@ -58,13 +60,13 @@ export class FileLock {
   static open(path: string): FileLock {
     let fd: number;
     try {
-      fd = openFd(path, O.RDWR | O.CREAT | O.NOCTTY, 0o666);
+      fd = openFd(path, O.RDWR | O.CREAT | O.NOCTTY | O.NOFOLLOW | O.NONBLOCK, 0o666);
     } catch (err) {
       const e = err instanceof SysError ? err.errno : 0;
       // Read permission is enough for flock(2) when the file exists.
       if (e !== Errno.EACCES && e !== 30 /* EROFS */ && e !== Errno.EPERM) throw err;
       try {
-        fd = openFd(path, O.RDONLY | O.NOCTTY);
+        fd = openFd(path, O.RDONLY | O.NOCTTY | O.NOFOLLOW | O.NONBLOCK);
       } catch (err2) {
         // Missing and not creatable: the first error says why.
         throw err2 instanceof SysError && err2.errno === Errno.ENOENT ? err : err2;

@@ -293,6 +293,8 @@ Deno.test("cli filebus: a producer killed mid-chunk leaves no partial chunk visi
       "--filename",
       file,
       "producer",
+      // Whole blocks only: an idle flush on a loaded machine would split chunk A.
+      "--blocking-read",
     ],
     stdin: "piped",
     stdout: "null",
@@ -334,13 +336,13 @@ function oneLineError(r: { code: number; stderr: string }, code: number, pattern
 
 Deno.test("cli filebus: bad input gives one-line errors and non-zero exits", async () => {
   using dir = tempDir();
-  for (const role of ["producer", "consumer"]) {
-    oneLineError(
-      await fsbus(["filebus", "--filename", `${dir.path}/missing/bus`, role], { stdin: "x" }),
-      1,
-      /^fsbus: Cannot open ".*\/missing\/bus\.lock": no such file or directory$/,
-    );
-  }
+  oneLineError(
+    await fsbus(["filebus", "--filename", `${dir.path}/missing/bus`, "producer"], {
+      stdin: "x",
+    }),
+    1,
+    /^fsbus: Cannot use the directory ".*\/missing": no such file or directory$/,
+  );
   Deno.mkdirSync(`${dir.path}/bus`);
   for (const role of ["producer", "consumer"]) {
     oneLineError(
@@ -354,11 +356,22 @@ Deno.test("cli filebus: bad input gives one-line errors and non-zero exits", asy
     2,
     /^fsbus: Unknown option "--nope"/,
   );
-  oneLineError(await fsbus(["filebus", "--filename", "x"]), 2, /^fsbus: Missing action/);
+  // As the original: a missing action or --filename exits 1, other usage errors 2.
+  oneLineError(await fsbus(["filebus", "--filename", "x"]), 1, /^fsbus: Missing action/);
   oneLineError(
     await fsbus(["filebus", "consumer"]),
-    2,
+    1,
     /^fsbus: Missing required option "--filename/,
+  );
+  oneLineError(
+    await fsbus(["filebus", "--filename", "x", "--impl", "perl", "consumer"]),
+    2,
+    /^fsbus: Invalid choice "perl" for "--impl": expected bash or python$/,
+  );
+  oneLineError(
+    await fsbus(["filebus", "--filename", "x", "--b", "consumer"]),
+    2,
+    /^fsbus: Ambiguous option "--b" for "fsbus filebus": could be --back-pressure, --block-size, --blocking-read$/,
   );
   oneLineError(
     await fsbus(["filebus", "--filename", "x", "both"]),
@@ -518,14 +531,138 @@ Deno.test("cli filebus: polling (--no-file-monitoring) and no FFI permission sti
   }
 });
 
-Deno.test("cli filebus: a broken stdout ends the consumer quietly", async () => {
+Deno.test("cli filebus: a broken stdout ends the consumer quietly with status 141", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   Deno.writeTextFileSync(file, "x".repeat(1_000_000));
   const r = await sh(
-    `deno run -A --quiet "${CLI}" filebus --filename "${file}" consumer | head -c 10`,
+    `deno run -A --quiet "${CLI}" filebus --filename "${file}" consumer | head -c 10; ` +
+      `echo " \${PIPESTATUS[0]}"`,
   );
   assert.equal(r.code, 0);
-  assert.equal(r.text, "xxxxxxxxxx");
+  assert.equal(r.text, "xxxxxxxxxx 141\n");
   assert.equal(dec.decode(new TextEncoder().encode(r.stderr)), "");
+});
+
+Deno.test("cli filebus: unambiguous prefixes of long options work, as with the original", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const consumer = spawnFsbus(["filebus", "--file", file, "--loss", "--sleep", "0.05", "consumer"]);
+  const out = collect(consumer.stdout);
+  try {
+    const r = await fsbus(
+      ["filebus", "--back", "--file", file, "--no-file", "--verb", "producer", "--blocking"],
+      { stdin: "abbreviated\n" },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /lossless producer/);
+    const status = await consumer.status;
+    assert.equal(status.code, 0);
+    assert.equal(out.text(), "abbreviated\n");
+  } finally {
+    await finish(consumer);
+  }
+});
+
+Deno.test("cli filebus: a consumer waits for its directory to appear", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/later/deeper/bus`;
+  const consumer = spawnFsbus(["filebus", "--lossless", "--filename", file, "consumer"]);
+  const out = collect(consumer.stdout);
+  const err = collect(consumer.stderr);
+  try {
+    await waitFor(() => err.text().includes("waiting for the directory"), "the notice");
+    assert.match(
+      err.text(),
+      /^fsbus: filebus: waiting for the directory ".*\/later\/deeper" to appear\n$/,
+    );
+    Deno.mkdirSync(`${dir.path}/later/deeper`, { recursive: true });
+    const r = await fsbus(["filebus", "--lossless", "--filename", file, "producer"], {
+      stdin: "arrived\n",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await consumer.status).code, 0);
+    assert.equal(out.text(), "arrived\n");
+  } finally {
+    await finish(consumer);
+  }
+});
+
+Deno.test("cli filebus: a lossy consumer makes no lock file before FILE exists", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const consumer = spawnFsbus(["filebus", "-v", "--filename", file, "consumer"]);
+  const out = collect(consumer.stdout);
+  const err = collect(consumer.stderr);
+  try {
+    await waitFor(() => err.text().includes("lossy consumer"), "the consumer to start");
+    assert.equal(exists(`${file}.lock`), false, "no lock file yet");
+    const r = await fsbus(["filebus", "--filename", file, "producer"], { stdin: "first\n" });
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(() => out.text() === "first\n", "the chunk");
+    assert.ok(exists(`${file}.lock`));
+  } finally {
+    await finish(consumer);
+  }
+});
+
+Deno.test("cli filebus: a lossless consumer whose output closes leaves the chunk and exits 141", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  Deno.writeTextFileSync(file, "first\n"); // a chunk waiting to be taken
+  // head takes one byte and exits; the first chunk fits in the pipe, so it was written out
+  // and is consumed. The next chunk cannot be written: it must stay for the next consumer.
+  const pipeline = sh(
+    `"${Deno.execPath()}" run -A --quiet "${CLI}" filebus --lossless --filename "${file}" ` +
+      `consumer | head -c1; echo " status=\${PIPESTATUS[0]}"`,
+  );
+  // Offer chunk after chunk until the consumer finds its output closed (head may still be
+  // reading when the first ones are written out).
+  let done = false;
+  const result = pipeline.finally(() => (done = true));
+  let last = "";
+  for (let n = 2; !done; n++) {
+    await waitFor(() => done || !exists(file), "the chunk to be taken or the consumer to end");
+    if (done) break;
+    last = `chunk ${n}\n`;
+    Deno.writeTextFileSync(`${dir.path}/tmp`, last);
+    Deno.renameSync(`${dir.path}/tmp`, file);
+  }
+  const r = await result;
+  assert.equal(r.text, "f status=141\n");
+  assert.equal(Deno.readTextFileSync(file), last, "the chunk it could not write is still there");
+  // The next consumer gets it, then the EOF marker.
+  const next = spawnFsbus(["filebus", "--lossless", "--filename", file, "consumer"]);
+  const out = collect(next.stdout);
+  try {
+    await waitFor(() => out.text() === last, "the next consumer to get the chunk");
+    const eof = await fsbus(["filebus", "--lossless", "--filename", file, "producer"], {
+      stdin: "",
+    });
+    assert.equal(eof.code, 0);
+    assert.equal((await next.status).code, 0);
+  } finally {
+    await finish(next);
+  }
+});
+
+Deno.test("cli filebus: rm -rf of a bus directory is not undone by a running consumer", async () => {
+  using base = tempDir();
+  for (let round = 0; round < 5; round++) {
+    const dir = `${base.path}/bus${round}`;
+    Deno.mkdirSync(dir);
+    const file = `${dir}/chan`;
+    const r = await fsbus(["filebus", "--filename", file, "producer"], { stdin: "x\n" });
+    assert.equal(r.code, 0, r.stderr);
+    const consumer = spawnFsbus(["filebus", "--filename", file, "consumer"]);
+    const out = collect(consumer.stdout);
+    try {
+      await waitFor(() => out.text() === "x\n", "the consumer to read the chunk");
+      const rm = await sh(`rm -rf "${dir}"`);
+      assert.equal(rm.code, 0, `rm -rf: ${rm.stderr}`);
+      assert.equal(exists(dir), false);
+    } finally {
+      await finish(consumer);
+    }
+  }
 });

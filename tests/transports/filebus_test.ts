@@ -239,7 +239,8 @@ Deno.test("filebus: bad paths are reported at once", () => {
     () => consumer(`${dir.path}/missing/bus`),
     (e: unknown) =>
       e instanceof FsbusError && e.code === "not_found" &&
-      e.message === `Cannot open "${dir.path}/missing/bus.lock": no such file or directory`,
+      e.message ===
+        `Cannot use the directory "${dir.path}/missing": no such file or directory`,
   );
   assert.throws(() => producer(`${dir.path}/missing/bus`), FsbusError);
   Deno.mkdirSync(`${dir.path}/bus`);
@@ -353,4 +354,36 @@ Deno.test("filebus: the lossless consumer waits for a file that appears later", 
     `( flock -x 9; : > "${file}.__new__"; mv "${file}.__new__" "${file}" ) 9>"${file}.lock"`,
   );
   assert.deepEqual(await got, ["late"]);
+});
+
+Deno.test({
+  name: "filebus producer: a full disk leaves FILE as it was and no partial FILE.__new__",
+  ignore: Deno.uid() !== 0, // mounting a small tmpfs needs root (CI runs as root)
+  async fn() {
+    using dir = tempDir();
+    const mnt = `${dir.path}/small`;
+    Deno.mkdirSync(mnt);
+    const mount = await sh(`mount -t tmpfs -o size=64k tmpfs "${mnt}"`);
+    assert.equal(mount.code, 0, mount.stderr);
+    try {
+      const file = `${mnt}/bus`;
+      const out = producer(file);
+      try {
+        await out.write("small");
+        await assert.rejects(
+          out.write(new Uint8Array(256 << 10)),
+          (e: unknown) =>
+            e instanceof FsbusError && /bus\.__new__": no space left on device$/.test(e.message),
+        );
+        assert.equal(Deno.readTextFileSync(file), "small");
+        assert.throws(() => Deno.lstatSync(`${file}.__new__`), Deno.errors.NotFound);
+        await out.write("after");
+        assert.equal(Deno.readTextFileSync(file), "after");
+      } finally {
+        await out.close();
+      }
+    } finally {
+      await sh(`umount "${mnt}"`);
+    }
+  },
 });

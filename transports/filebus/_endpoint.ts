@@ -1,13 +1,13 @@
 /**
  * What a filebus producer and consumer both start with: FILE's paths, a watch on its
- * directory (set up before the first look, so nothing after it is missed), and the open lock
- * file.
+ * directory (set up before the first look, so nothing after it is missed), and the lock file
+ * (opened when first locked, as the original does).
  *
  * @module
  */
 
 import { FsbusError } from "../../types.ts";
-import { Files, type Lock } from "./_files.ts";
+import { Files, LockFile } from "./_files.ts";
 import { Watch } from "./_watch.ts";
 import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
 
@@ -15,22 +15,26 @@ import { DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
 export interface Endpoint {
   files: Files;
   watch: Watch;
-  lock: Lock;
+  lock: LockFile;
 }
 
 /**
- * Checks the options, starts the watch and opens the lock file.
+ * Checks the options and FILE's directory, and starts the watch.
  *
  * @param path FILE's path.
  * @param options The caller's options.
  * @param wantsEvents Whether this end waits for FILE to change (else the watch only sleeps).
+ * @param createLock Whether to open (creating) FILE.lock now, as a producer does; a consumer
+ *   opens only an existing one now, and makes it when it first locks.
  * @returns The files, the watch and the lock.
- * @throws {FsbusError} For an invalid sleep interval or a lock file that cannot be opened.
+ * @throws {FsbusError} For an invalid sleep interval, a missing directory, or a FILE (or
+ *   FILE.lock) that is not a regular file.
  */
 export function openEndpoint(
   path: string,
   options: FilebusOptions,
   wantsEvents: boolean,
+  createLock: boolean,
 ): Endpoint {
   const sleepMs = options.sleepIntervalMs ?? DEFAULT_SLEEP_INTERVAL_MS;
   if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
@@ -45,7 +49,12 @@ export function openEndpoint(
     options.blockMs ?? 0,
   );
   try {
-    return { files, watch, lock: files.openLock() };
+    files.check();
+    const lock = new LockFile(files);
+    // A producer locks at its first write: open (create) FILE.lock now, so that permission
+    // problems show at start. A consumer only opens one that is already there.
+    lock.open(!createLock);
+    return { files, watch, lock };
   } catch (err) {
     void watch.close();
     throw err;

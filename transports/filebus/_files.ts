@@ -10,7 +10,7 @@ import { fromFsError, FsbusError } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { SysError } from "../../sys/errno.ts";
 import { FileLock } from "../../sys/flock.ts";
-import { closeFd, fstat, O, openFd, readAllFd, statPath } from "../../sys/fs.ts";
+import { closeFd, fstat, O, openFd, readAllFd, statPath, writeAllFd } from "../../sys/fs.ts";
 
 /** The largest chunk a consumer accepts (the file is read whole into memory). */
 export const MAX_CHUNK = 1 << 30;
@@ -67,6 +67,73 @@ class DenoLock implements Lock {
   }
 }
 
+/**
+ * FILE.lock as the protocol uses it: opened (created when missing) only when a role first
+ * locks, as the original does, and reopened at the next lock after it was removed or
+ * replaced. Never recreated by a mere event, so `rm -rf` of a bus directory is not undone
+ * by a consumer that sees FILE.lock go.
+ */
+export class LockFile {
+  readonly #files: Files;
+  #lock: Lock | undefined;
+  #stale = false;
+
+  /**
+   * Makes the holder; nothing is opened yet.
+   *
+   * @param files The bus's paths.
+   */
+  constructor(files: Files) {
+    this.#files = files;
+  }
+
+  /**
+   * Opens FILE.lock now (creating it when missing unless `onlyIfPresent`), so that a lock
+   * file the user cannot open is reported at start rather than at the first lock.
+   *
+   * @param onlyIfPresent Open only an existing FILE.lock; never create one.
+   */
+  open(onlyIfPresent = false): void {
+    if (this.#lock !== undefined) return;
+    if (onlyIfPresent) {
+      try {
+        Deno.lstatSync(this.#files.lockPath);
+      } catch {
+        return;
+      }
+    }
+    this.#lock = this.#files.openLock();
+  }
+
+  /** Notes that FILE.lock was removed or replaced: the next {@linkcode LockFile.take} reopens. */
+  replaced(): void {
+    this.#stale = true;
+  }
+
+  /**
+   * Takes the lock, opening FILE.lock first when needed.
+   *
+   * @returns The held lock: release it with `unlock()`.
+   */
+  async take(): Promise<Lock> {
+    if (this.#lock === undefined || this.#stale) {
+      const fresh = this.#files.openLock();
+      this.#lock?.close();
+      this.#lock = fresh;
+      this.#stale = false;
+    }
+    const lock = this.#lock;
+    if (!lock.tryLock()) await lock.lock();
+    return lock;
+  }
+
+  /** Closes FILE.lock (releasing the lock if held). */
+  close(): void {
+    this.#lock?.close();
+    this.#lock = undefined;
+  }
+}
+
 /** What a chunk read returned. */
 export interface ReadResult {
   data: Uint8Array;
@@ -74,9 +141,24 @@ export interface ReadResult {
 }
 
 function notAFile(path: string, kind: string): FsbusError {
-  return kind === "directory"
-    ? new FsbusError("is_a_directory", `Cannot use "${path}" as a filebus file: is a directory`)
-    : new FsbusError("invalid", `Cannot use "${path}" as a filebus file: is a ${kind}`);
+  if (kind === "directory") {
+    return new FsbusError(
+      "is_a_directory",
+      `Cannot use "${path}" as a filebus file: is a directory`,
+    );
+  }
+  const what = kind === "symlink"
+    ? "is a symbolic link (fsbus never follows one)"
+    : kind === "file"
+    ? "is not a regular file"
+    : `is a ${kind === "fifo" ? "FIFO" : kind === "char" || kind === "block" ? "device" : kind}`;
+  return new FsbusError("invalid", `Cannot use "${path}" as a filebus file: ${what}`);
+}
+
+/** Translates a failed open: ELOOP under O_NOFOLLOW means a planted symlink. */
+function openError(err: unknown, action: string, path: string): FsbusError {
+  if (err instanceof SysError && err.code === "ELOOP") return notAFile(path, "symlink");
+  return fromFsError(err, action, path);
 }
 
 /**
@@ -108,6 +190,31 @@ export class Files {
   }
 
   /**
+   * Checks, without creating anything, that FILE's directory exists and that FILE and
+   * FILE.lock, where present, are regular files (not symlinks, FIFOs or directories).
+   *
+   * @throws {FsbusError} Saying what is wrong.
+   */
+  check(): void {
+    let dir: Deno.FileInfo;
+    try {
+      dir = Deno.statSync(this.dir);
+    } catch (err) {
+      throw fromFsError(err, "Cannot use the directory", this.dir);
+    }
+    if (!dir.isDirectory) {
+      throw new FsbusError(
+        "not_a_directory",
+        `Cannot use the directory "${this.dir}": not a directory`,
+      );
+    }
+    const st = this.stat();
+    if (st !== undefined && st.kind !== "file") throw notAFile(this.path, st.kind);
+    const lock = kindOf(this.lockPath, this.ffi);
+    if (lock !== undefined && lock !== "file") throw notAFile(this.lockPath, lock);
+  }
+
+  /**
    * Opens (creating when missing) FILE.lock, and checks that FILE, if present, is a file.
    *
    * @returns The lock, not held.
@@ -118,6 +225,14 @@ export class Files {
       try {
         lock = FileLock.open(this.lockPath);
       } catch (err) {
+        throw openError(err, "Cannot open", this.lockPath);
+      }
+      try {
+        // O_NOFOLLOW|O_NONBLOCK opened whatever is there: only a regular file will do.
+        const kind = fstat((lock as FileLock).fd).kind;
+        if (kind !== "file") throw notAFile(this.lockPath, kind);
+      } catch (err) {
+        lock.close();
         throw fromFsError(err, "Cannot open", this.lockPath);
       }
     } else {
@@ -192,10 +307,10 @@ export class Files {
     if (this.ffi) {
       let fd: number;
       try {
-        fd = openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK);
+        fd = openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.NOFOLLOW);
       } catch (err) {
         if (err instanceof SysError && err.code === "ENOENT") return undefined;
-        throw fromFsError(err, "Cannot read", this.path);
+        throw openError(err, "Cannot read", this.path);
       }
       try {
         const st = fstat(fd);
@@ -212,6 +327,10 @@ export class Files {
         closeFd(fd);
       }
     }
+    // Without FFI there is no O_NOFOLLOW: look first (a narrower guard, not a race-free one).
+    const before = this.stat();
+    if (before === undefined) return undefined;
+    if (before.kind !== "file") throw notAFile(this.path, before.kind);
     let file: Deno.FsFile;
     try {
       file = Deno.openSync(this.path, { read: true });
@@ -248,20 +367,79 @@ export class Files {
   /**
    * Writes a chunk to FILE.__new__ and renames it over FILE (call with the lock held).
    *
+   * FILE.__new__ is always a file of this call's own: whatever is at that name (a stale
+   * temp file, or a symlink another user planted) is removed first, and the file is made
+   * with O_CREAT|O_EXCL|O_NOFOLLOW, so no link is ever followed. A write that fails (a full
+   * disk) removes the partial file and leaves FILE as it was.
+   *
    * @param data The chunk.
    */
   write(data: Uint8Array): void {
-    try {
-      Deno.writeFileSync(this.newPath, data);
-    } catch (err) {
-      throw fromFsError(err, "Cannot write", this.newPath);
-    }
+    this.#writeNew(data);
     try {
       Deno.renameSync(this.newPath, this.path);
     } catch (err) {
+      this.#removeNew();
       const st = this.stat();
       if (st !== undefined && st.kind !== "file") throw notAFile(this.path, st.kind);
       throw fromFsError(err, "Cannot write", this.path);
+    }
+  }
+
+  #writeNew(data: Uint8Array): void {
+    for (let attempt = 0;; attempt++) {
+      this.#removeNew();
+      if (this.ffi) {
+        let fd: number;
+        try {
+          fd = openFd(this.newPath, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW | O.NOCTTY, 0o666);
+        } catch (err) {
+          // Someone made the name again between the removal and the open: try again, a few times.
+          if (err instanceof SysError && err.code === "EEXIST" && attempt < 3) continue;
+          throw openError(err, "Cannot write", this.newPath);
+        }
+        try {
+          writeAllFd(fd, data);
+        } catch (err) {
+          closeFd(fd);
+          this.#removeNew();
+          throw fromFsError(err, "Cannot write", this.newPath);
+        }
+        closeFd(fd);
+        return;
+      }
+      let file: Deno.FsFile;
+      try {
+        file = Deno.openSync(this.newPath, { write: true, createNew: true });
+      } catch (err) {
+        if (err instanceof Deno.errors.AlreadyExists && attempt < 3) continue;
+        throw fromFsError(err, "Cannot write", this.newPath);
+      }
+      try {
+        let off = 0;
+        while (off < data.length) off += file.writeSync(data.subarray(off));
+      } catch (err) {
+        file.close();
+        this.#removeNew();
+        throw fromFsError(err, "Cannot write", this.newPath);
+      } finally {
+        try {
+          file.close();
+        } catch {
+          // closed above
+        }
+      }
+      return;
+    }
+  }
+
+  /** Removes FILE.__new__ if present (a symlink there is removed, never followed). */
+  #removeNew(): void {
+    try {
+      Deno.removeSync(this.newPath);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw fromFsError(err, "Cannot remove", this.newPath);
     }
   }
 
@@ -278,6 +456,24 @@ export class Files {
       if (err instanceof Deno.errors.NotFound) return false;
       throw fromFsError(err, "Cannot remove", this.path);
     }
+  }
+}
+
+/** What is at `path` (never following a symlink), or undefined when nothing is. */
+function kindOf(path: string, ffi: boolean): string | undefined {
+  try {
+    if (ffi) return statPath(path)?.kind;
+    const st = Deno.lstatSync(path);
+    return st.isFile
+      ? "file"
+      : st.isDirectory
+      ? "directory"
+      : st.isSymlink
+      ? "symlink"
+      : "special file";
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw fromFsError(err, "Cannot open", path);
   }
 }
 

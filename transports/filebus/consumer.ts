@@ -6,7 +6,7 @@
  */
 
 import { FsbusError, type Subscription } from "../../types.ts";
-import { type Files, type Identity, type Lock, sameIdentity } from "./_files.ts";
+import { type Files, type Identity, type Lock, type LockFile, sameIdentity } from "./_files.ts";
 import type { Watch } from "./_watch.ts";
 import { openEndpoint } from "./_endpoint.ts";
 import type { FilebusOptions } from "./options.ts";
@@ -15,8 +15,10 @@ import type { FilebusOptions } from "./options.ts";
  * A running filebus consumer: an async iterable of chunks (raw bytes, as produced).
  *
  * Lossy (default): yields FILE's content now, if present and not empty, then each new chunk
- * as it is renamed in; it never ends on its own. Lossless: takes each chunk under the lock,
- * removes FILE (so a producer may write the next) and yields it; the iteration ends at the
+ * as it is renamed in; it never ends on its own. Lossless: takes each chunk under the lock and
+ * yields it, still holding the lock; FILE is removed (so a producer may write the next) when
+ * the next chunk is asked for, so a loop that stops at a chunk (say, its output closed)
+ * leaves that chunk for the next consumer, as the original does. The iteration ends at the
  * empty EOF chunk. Breaking out of the loop, `close()`, disposing or aborting the signal
  * ends the iteration and releases the lock file and the inotify watch.
  *
@@ -36,7 +38,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
   readonly #watch: Watch;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => void this.close();
-  #lock: Lock | undefined;
+  readonly #lock: LockFile;
   #closed = false;
   #iterator: AsyncIterator<Uint8Array> | undefined;
   #inNext: Promise<IteratorResult<Uint8Array>> | undefined;
@@ -55,6 +57,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
       path,
       options,
       true,
+      false,
     ));
     this.#signal = options.signal;
     if (this.#signal?.aborted) this.#closed = true;
@@ -112,8 +115,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
   }
 
   async #lockNow(): Promise<Lock> {
-    const lock = this.#lock!;
-    if (!lock.tryLock()) await lock.lock();
+    const lock = await this.#lock.take();
     if (this.#closed) {
       lock.unlock();
       throw new Closed();
@@ -121,26 +123,23 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     return lock;
   }
 
-  #reopenLock(): void {
-    const old = this.#lock!;
-    this.#lock = this.#files.openLock();
-    old.close();
-  }
-
   async *#watchLoop(): AsyncGenerator<Uint8Array, void, undefined> {
     const files = this.#files;
     const watch = this.#watch;
     let last: Identity | undefined;
     let first = true;
+    let emitCurrent = true; // the first look emits what FILE holds
     let timedOut = false;
     let arrived = false;
     try {
       while (!this.#closed) {
         // Cheap checks outside the lock: only look under it when something may have changed.
-        let look = first;
+        // At the start, look (and lock) only when FILE is there: a lossy consumer makes no
+        // FILE.lock before there is a chunk, as the original.
+        let look = first && files.stat() !== undefined;
         if (!first) {
           const pre = watch.drain();
-          if (pre.lockReplaced) this.#reopenLock();
+          if (pre.lockReplaced) this.#lock.replaced();
           arrived = pre.arrived;
           if (pre.arrived) look = true;
           else if (pre.unsure || timedOut) {
@@ -155,10 +154,11 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
             // Under the lock no protocol producer can rename: the events queued now account
             // for every chunk since the last read, even when an inode number is reused.
             const changes = watch.drain();
-            if (changes.lockReplaced) this.#reopenLock();
+            if (changes.lockReplaced) this.#lock.replaced();
             const r = files.read();
             if (
-              r !== undefined && (first || !sameIdentity(r.id, last) || arrived || changes.arrived)
+              r !== undefined &&
+              (emitCurrent || !sameIdentity(r.id, last) || arrived || changes.arrived)
             ) {
               chunk = r.data;
             }
@@ -166,8 +166,9 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
           } finally {
             lock.unlock();
           }
-          first = false;
+          emitCurrent = false;
         }
+        first = false;
         if (chunk !== undefined && chunk.length > 0) yield chunk;
         if (this.#closed) break;
         timedOut = await watch.wait();
@@ -183,26 +184,27 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     try {
       while (!this.#closed) {
         const changes = watch.drain();
-        if (changes.lockReplaced) this.#reopenLock();
-        let chunk: Uint8Array | undefined;
-        if (files.stat() !== undefined) {
-          const lock = await this.#lockNow();
-          try {
-            const r = files.read();
-            if (r !== undefined) {
-              files.unlink();
-              chunk = r.data;
-            }
-          } finally {
-            lock.unlock();
-          }
-        }
-        if (chunk !== undefined) {
-          if (chunk.length === 0) return; // the EOF marker
-          yield chunk;
+        if (changes.lockReplaced) this.#lock.replaced();
+        if (files.stat() === undefined) {
+          await watch.wait();
           continue;
         }
-        await watch.wait();
+        const lock = await this.#lockNow();
+        try {
+          const r = files.read();
+          if (r === undefined) continue; // another consumer took it
+          if (r.data.length === 0) {
+            files.unlink();
+            return; // the EOF marker
+          }
+          // As the original: hand the chunk out, and remove FILE ("consumed") only once the
+          // caller comes back for the next one. A caller that stops here (its output closed)
+          // leaves the chunk for the next consumer.
+          yield r.data;
+          files.unlink();
+        } finally {
+          lock.unlock();
+        }
       }
     } catch (err) {
       if (!(err instanceof Closed)) throw err;
@@ -214,8 +216,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     this.#released = true;
     this.#closed = true;
     this.#signal?.removeEventListener("abort", this.#onAbort);
-    this.#lock?.close();
-    this.#lock = undefined;
+    this.#lock.close();
     await this.#watch.close();
   }
 

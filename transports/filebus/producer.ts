@@ -7,7 +7,7 @@
  */
 
 import { FsbusError, toBytes } from "../../types.ts";
-import type { Files, Lock } from "./_files.ts";
+import type { Files, LockFile } from "./_files.ts";
 import type { Watch } from "./_watch.ts";
 import { openEndpoint } from "./_endpoint.ts";
 import type { FilebusOptions } from "./options.ts";
@@ -40,7 +40,7 @@ export class FilebusProducer implements AsyncDisposable {
   readonly #watch: Watch;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => this.#abort();
-  #lock: Lock;
+  readonly #lock: LockFile;
   #tail: Promise<void> = Promise.resolve();
   #latest: Uint8Array | undefined;
   #latestWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
@@ -64,6 +64,7 @@ export class FilebusProducer implements AsyncDisposable {
       path,
       options,
       this.lossless,
+      true,
     ));
     this.#signal = options.signal;
     if (this.#signal?.aborted) this.#aborted = true;
@@ -134,47 +135,47 @@ export class FilebusProducer implements AsyncDisposable {
     }
   }
 
-  async #takeLock(): Promise<void> {
-    if (!this.#lock.tryLock()) await this.#lock.lock();
-    this.#checkAborted();
+  async #takeLock(): Promise<{ unlock(): void }> {
+    const lock = await this.#lock.take();
+    try {
+      this.#checkAborted();
+    } catch (err) {
+      lock.unlock();
+      throw err;
+    }
+    return lock;
   }
 
   async #put(bytes: Uint8Array): Promise<void> {
     this.#checkAborted();
     const files = this.#files;
     if (!this.lossless) {
-      await this.#takeLock();
+      const lock = await this.#takeLock();
       try {
         files.write(bytes);
       } finally {
-        this.#lock.unlock();
+        lock.unlock();
       }
       return;
     }
     for (;;) {
       const changes = this.#watch.drain();
-      if (changes.lockReplaced) this.#reopenLock();
+      if (changes.lockReplaced) this.#lock.replaced();
       if (files.stat() !== undefined) {
         await this.#watch.wait();
         this.#checkAborted();
         continue;
       }
-      await this.#takeLock();
+      const lock = await this.#takeLock();
       try {
         // Another producer may have been quicker.
         if (files.stat() !== undefined) continue;
         files.write(bytes);
         return;
       } finally {
-        this.#lock.unlock();
+        lock.unlock();
       }
     }
-  }
-
-  #reopenLock(): void {
-    const old = this.#lock;
-    this.#lock = this.#files.openLock();
-    old.close();
   }
 
   #abort(): void {
