@@ -427,7 +427,7 @@ Deno.test("misleading errors are clear one-liners with the right exit codes (def
   assert.equal(r.stderr, `fsbus: Cannot create a bus at "${file}": not a directory\n`);
   r = await fsbus(["pin", "-m", file, "-l"]);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `fsbus: Cannot list the sessions in "${file}": not a directory\n`);
+  assert.equal(r.stderr, `fsbus: Cannot use session root "${file}": it is not a directory\n`);
 
   // Another user: a private pin root, a bus whose messages it may not remove, a ring it may
   // not open.
@@ -435,7 +435,7 @@ Deno.test("misleading errors are clear one-liners with the right exit codes (def
   Deno.mkdirSync(pins, { mode: 0o700 });
   r = await asNobody(["pin", "-m", pins, "-l"], denoDir.path);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `fsbus: Cannot list the sessions in "${pins}": permission denied\n`);
+  assert.equal(r.stderr, `fsbus: Cannot use session root "${pins}": permission denied\n`);
 
   const bus = `${tmp.path}/bus`;
   Deno.mkdirSync(bus, { mode: 0o755 });
@@ -452,4 +452,38 @@ Deno.test("misleading errors are clear one-liners with the right exit codes (def
   assert.equal(r.code, 1);
   assert.match(r.text, /^TOPIC +BACKEND +SIZE +KIND +READERS +WRITERS\nt +ring +\? +\? +\? +\?\n$/);
   assert.match(r.stderr, /^fsbus: Cannot read topic "t": .*permission denied\n$/);
+});
+
+Deno.test("--exec runs a command per message for mq read and fanout sub too", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const log = `${tmp.path}/log`;
+  await fsbus(["mq", "mkgroup", g, "--replay", "all"]);
+  await fsbus(["mq", "write", g, "s", "one"]);
+  await fsbus(["mq", "write", g, "s", "two"]);
+  const script =
+    `printf '%s|%s|' "$FSBUS_TOPIC" "$FSBUS_ID" >> ${log}; cat >> ${log}; echo >> ${log}`;
+  let r = await fsbus(["mq", "read", g, "s", "-n", "2", "--exec", script]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(Deno.readTextFileSync(log), "s|0|one\ns|1|two\n");
+  Deno.removeSync(log);
+
+  const root = `${tmp.path}/rings`;
+  await fsbus(["fanout", "create", "t", "--root", root]);
+  await fsbus(["pubmsg", "t", "--root", root], { stdin: "a\nb\n" });
+  r = await fsbus([
+    "fanout",
+    "sub",
+    "t",
+    "--replay",
+    "all",
+    "-n",
+    "2",
+    "--exec",
+    script,
+    "--root",
+    root,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(Deno.readTextFileSync(log), "t|1|a\n\nt|2|b\n\n");
 });
