@@ -320,7 +320,7 @@ Deno.test("fsbus status says what a path is: directory bus, mq group, filebus fi
     bytes: 7,
   });
   r = await fsbus(["status", bus]);
-  assert.match(r.text, /^.*bus: directory bus \(msgfs\)\n(.|\n)*  messages +2\n/);
+  assert.match(r.text, /^.*bus: directory bus \(msgfs\)\n(.|\n)* {2}messages +2\n/);
 
   const g = `${tmp.path}/g`;
   await fsbus(["mq", "mkgroup", g, "--replay", "all", "--depth", "100"]);
