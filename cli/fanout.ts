@@ -9,6 +9,7 @@ import { FsbusError, type Message, type OverrunError, UsageError } from "../type
 import {
   type CommandSpec,
   helpText,
+  intOption,
   parse,
   parseSize,
   READER_OUTPUT,
@@ -145,6 +146,11 @@ const SPECS: Record<string, CommandSpec> = {
       'falls more than a ring behind says so on stderr and goes on from "now".',
     options: {
       ...readerOptions({ replay: REPLAY_OPTION }),
+      bytes: {
+        type: "string",
+        value: "N",
+        help: "Exit after N bytes, written exactly (implies --raw)",
+      },
       root: ROOT_OPTION,
       create: { type: "boolean", help: "Create missing topics" },
       ...CREATE_OPTIONS,
@@ -489,7 +495,13 @@ async function sub(topics: string[], values: Values): Promise<number> {
   if (values.newline && (values.raw || values.json)) {
     throw new UsageError('Option "--newline" of "fsbus fanout sub" is the default: drop it');
   }
-  const choice = readerChoice(spec, values);
+  const maxBytes = intOption(values, "bytes", 1);
+  if (maxBytes !== undefined && (values.json || values.exec !== undefined)) {
+    throw new UsageError(
+      'Option "--bytes" of "fsbus fanout sub" writes bytes: not with --json or --exec',
+    );
+  }
+  const choice = readerChoice(spec, maxBytes === undefined ? values : { ...values, raw: true });
   const fromOldest = replayFrom(spec, values);
   const framer = new LineFramer();
   const s = openSubscriber(topics, values, rootOf(values), fromOldest, (err, topic) => {
@@ -500,16 +512,26 @@ async function sub(topics: string[], values: Values): Promise<number> {
   const output = new MessageOutput(choice);
   // --raw passes byte streams on as they arrive (counting lines); otherwise a line is a message.
   const raw = choice.format === "raw" && !output.runs;
+  let bytesLeft = maxBytes ?? Infinity;
   return await readLoop(s, () => s.nextSync(), async (batch) => {
     if (!raw) return await output.deliver(framer.frame(batch));
-    for (const m of batch) {
-      const more = framer.messageTopics.has(m.topic ?? "")
+    let more = true;
+    for (let m of batch) {
+      if (m.data.length >= bytesLeft) {
+        m = { ...m, data: m.data.subarray(0, bytesLeft) };
+        more = false;
+      }
+      bytesLeft -= m.data.length;
+      const wanted = framer.messageTopics.has(m.topic ?? "")
         ? output.add(m)
         : output.addStream(m.data);
-      if (!more) break;
+      if (!wanted || !more) {
+        more = false;
+        break;
+      }
     }
     output.flush();
-    return output.wanted;
+    return more;
   });
 }
 
