@@ -75,6 +75,17 @@ export class FileLock {
     return new FileLock(path, fd);
   }
 
+  /**
+   * Wraps a descriptor the caller opened (and checked) itself; the lock owns it from now on.
+   *
+   * @param path The lock file's path, for messages.
+   * @param fd The open descriptor.
+   * @returns The lock, not yet held.
+   */
+  static fromFd(path: string, fd: number): FileLock {
+    return new FileLock(path, fd);
+  }
+
   /** Whether this process holds the lock through this object. */
   get held(): boolean {
     return this.#held;

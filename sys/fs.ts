@@ -61,6 +61,10 @@ export interface FdStat {
   ctimeNs: bigint;
   /** Owner's user id. */
   uid: number;
+  /** Owner's group id. */
+  gid: number;
+  /** Major and minor numbers of the device holding the file. */
+  dev: [number, number];
   /** Device major and minor numbers, for character and block devices. */
   rdev: [number, number];
 }
@@ -159,6 +163,8 @@ function decodeStatx(): FdStat {
     mtimeNs: timestamp(112),
     ctimeNs: timestamp(96),
     uid: statxView.getUint32(20, true),
+    gid: statxView.getUint32(24, true),
+    dev: [statxView.getUint32(136, true), statxView.getUint32(140, true)],
     rdev: [statxView.getUint32(128, true), statxView.getUint32(132, true)],
   };
 }

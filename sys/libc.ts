@@ -93,6 +93,12 @@ const SYMBOLS = {
   flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  /** sigaction(2) and mprotect(2): the SIGBUS guard of shared mappings (sigbus.ts). */
+  sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+  /** fchmod(2) and fchown(2): lock files made like the file they lock. */
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },
 } as const;
 
 /** The libc symbols fsbus binds, typed. */

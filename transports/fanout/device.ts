@@ -8,12 +8,12 @@
 
 import { FsbusError, OverrunError, toBytes } from "../../types.ts";
 import { Errno, SysError } from "../../sys/errno.ts";
-import { closeFd, fstat, O, openFd } from "../../sys/fs.ts";
+import { closeFd, type FdStat, fstat, O, openFd } from "../../sys/fs.ts";
 import { ioctlInt, pollIn, readFd, writeFd } from "../../sys/device_io.ts";
 import { Waiter } from "../../sys/poll.ts";
 import type { TopicReader, TopicWriter, WaitSource } from "./endpoint.ts";
 import { planWrites } from "./_chunks.ts";
-import { sysToFsbus } from "./ring.ts";
+import { sameFile, sysToFsbus } from "./ring.ts";
 
 /**
  * The fork's ioctl requests; each takes a pointer to a C int.
@@ -126,22 +126,37 @@ export function deviceMaxWrite(): number {
   return Math.floor(size / 4);
 }
 
-function openDevice(path: string, flags: number, topic: string): number {
+function openDevice(
+  path: string,
+  flags: number,
+  topic: string,
+  expect?: FdStat,
+): { fd: number; stat: FdStat } {
   let fd: number;
   try {
-    fd = openFd(path, flags);
+    fd = openFd(path, flags | O.NOFOLLOW);
   } catch (err) {
     throw sysToFsbus(err, `Cannot open topic "${topic}" at`, path);
   }
   try {
-    if (fstat(fd).kind !== "char") {
+    const stat = fstat(fd);
+    if (stat.kind !== "char") {
       throw new FsbusError("invalid", `Cannot open topic "${topic}" at "${path}": not a device`);
     }
+    if (
+      expect && (!sameFile(stat, expect) || stat.rdev[0] !== expect.rdev[0] ||
+        stat.rdev[1] !== expect.rdev[1])
+    ) {
+      throw new FsbusError(
+        "invalid",
+        `Cannot open topic "${topic}" at "${path}": it was replaced by another device`,
+      );
+    }
+    return { fd, stat };
   } catch (err) {
     closeFd(fd);
     throw sysToFsbus(err, `Cannot open topic "${topic}" at`, path);
   }
-  return fd;
 }
 
 /**
@@ -160,7 +175,7 @@ function openDevice(path: string, flags: number, topic: string): number {
  * ```
  */
 export function deviceCounts(path: string): { readers: number; writers: number } | undefined {
-  const fd = openDevice(path, O.RDONLY | O.NONBLOCK, path);
+  const { fd } = openDevice(path, O.RDONLY | O.NONBLOCK, path);
   try {
     const rd = fanoutIoctl(fd, FANOUT_IOCTL.GET_RD);
     const wr = fanoutIoctl(fd, FANOUT_IOCTL.GET_WR);
@@ -204,17 +219,27 @@ export class DeviceReader implements TopicReader {
    * @param topic The topic's name.
    * @param path The device.
    * @param options `fromOldest`: start at the oldest data held (needs the fork's
-   *   FANOUT_SET_SEEK_SET; an "unsupported" error otherwise).
+   *   FANOUT_SET_SEEK_SET; an "unsupported" error otherwise); `expect`: the device must be
+   *   this one (same inode and device number), now and at every reopen.
    */
-  constructor(topic: string, path: string, options: { fromOldest?: boolean } = {}) {
+  constructor(
+    topic: string,
+    path: string,
+    options: { fromOldest?: boolean; expect?: FdStat } = {},
+  ) {
     this.topic = topic;
     this.path = path;
     this.#fromOldest = options.fromOldest ?? false;
+    this.#stat = options.expect;
     this.#fd = this.#open(this.#fromOldest);
   }
 
+  #stat: FdStat | undefined;
+
   #open(fromOldest: boolean): number {
-    const fd = openDevice(this.path, O.RDONLY, this.topic);
+    // A reopen (resync) must find the same device: the name may have been swapped since.
+    const { fd, stat } = openDevice(this.path, O.RDONLY, this.topic, this.#stat);
+    this.#stat = stat;
     if (fromOldest) {
       let ok: number | undefined;
       try {
@@ -362,12 +387,18 @@ export class DeviceWriter implements TopicWriter {
    * @param topic The topic's name.
    * @param path The device.
    * @param maxWrite The largest write (default: a quarter of the module's buffersize).
+   * @param expect The device must be this one (same inode and device number).
    */
-  constructor(topic: string, path: string, maxWrite: number = deviceMaxWrite()) {
+  constructor(
+    topic: string,
+    path: string,
+    maxWrite: number = deviceMaxWrite(),
+    expect?: FdStat,
+  ) {
     this.topic = topic;
     this.path = path;
     this.maxWrite = maxWrite;
-    this.#fd = openDevice(path, O.WRONLY, topic);
+    this.#fd = openDevice(path, O.WRONLY, topic, expect).fd;
   }
 
   #writeAll(data: Uint8Array): void {

@@ -51,11 +51,55 @@
  * Readers sleep with `FUTEX_WAIT` on `seq` after setting its low bit (compare-and-swap, so a
  * commit racing with it makes the swap or the wait fail and the reader re-checks).
  *
+ * ## What another user with access to the ring can do
+ *
+ * Every reader needs write access (it sets the sleeper bit and registers itself), so anyone
+ * who can read a ring can also write any byte of it, or truncate it. fsbus cannot stop that
+ * (it is what the permission grants); it makes sure such a user can spoil the topic's data
+ * but never crash, hang or spin the other processes, nor make them read or write outside the
+ * ring:
+ *
+ * - **Geometry is read once.** `open` reads the header with `pread` (a shrinking file gives a
+ *   short read, not a fault), validates it and the file's size, and the ring keeps that copy:
+ *   sizes in shared memory are never read again, so every offset computed later is bounded
+ *   by the validated data area.
+ * - **Every value read from the mapping is checked before use.** The committed head and
+ *   oldest record must be whole numbers with `head - size <= tail <= head`; a reader's
+ *   position outside `[head - size, head]` is an overrun; record lengths must fit both the
+ *   largest write and the committed head. Bad values give a clear `FsbusError`, never an
+ *   out-of-range copy.
+ * - **Every loop is bounded.** The seqlock read of the head, the commit's compare-and-swap and
+ *   the sleeper-bit swap give up after a fixed number of tries (legitimate contention needs a
+ *   handful); the writer's walk over record lengths moves at least 4 bytes a step and stops
+ *   at the head; the client table has 128 slots.
+ * - **A lock owner is trusted only while it can be checked and not for long.** A lock word
+ *   naming a dead process (by pid and start time) is taken over; one naming a live process
+ *   (pid 1, say, which any reader can write) is waited for at most
+ *   {@linkcode LOCK_TIMEOUT_MS}, then the write fails with a "busy" error naming the pid.
+ * - **A truncated ring never kills the process.** Shrinking a file under a shared mapping
+ *   makes the next touch of a lost page raise SIGBUS, which Deno cannot catch, and no check
+ *   can close the race (the file can shrink right after any check: there is no lock a
+ *   hostile user must respect, and tmpfs files cannot be sealed). Reading everything with
+ *   `pread` instead would cost a system call per access and lose the fast path. So the ring
+ *   is mapped only after its size is checked, and the mapping is registered with the SIGBUS
+ *   guard of `sys/sigbus.ts`: a fault in it is answered by mapping a private zero page over
+ *   the lost one and counting the fault. Every path that trusts shared memory (the head
+ *   read that follows each copy, the commit, the lock) compares that count with the last
+ *   one it saw (one load), and once the ring lost a page every call fails with "the ring
+ *   file was truncated while in use": nothing read from the zero page is delivered, and
+ *   nothing written there is committed. On architectures the guard does not support
+ *   (anything but x86_64), a ring truncated under a live mapping still raises SIGBUS: give
+ *   write access to a ring only to users trusted not to do that.
+ * - A reader already asleep when the ring is truncated stays asleep until woken (a truncation
+ *   wakes nobody); the next wake-up or timeout makes it report the damage.
+ *
  * @module
  */
 
 import { fromFsError, FsbusError, OverrunError } from "../../types.ts";
-import { closeFd, fstat, O, openFd } from "../../sys/fs.ts";
+import { closeFd, type FdStat, fstat, O, openFd } from "../../sys/fs.ts";
+import { preadFull } from "../../sys/fd_io.ts";
+import { faultCounter, faultedIn, guardRange, unguardRange } from "../../sys/sigbus.ts";
 import { allocateFd, type Mapping, mapShared } from "../../sys/mman.ts";
 import { futexAddAndWake, futexWait, type FutexWaitItem, futexWake } from "../../sys/futex.ts";
 import { SysError } from "../../sys/errno.ts";
@@ -79,6 +123,8 @@ const OFF_SLOTS = 192;
 const SLOTS = 16;
 const OFF_CLIENTS = 512;
 const CLIENTS = 128;
+/** How long a writer waits for a writer lock held by a live process (milliseconds). */
+export const LOCK_TIMEOUT_MS = 3000;
 /** Bytes of the length prefix of a record in message mode. */
 export const RECORD_HEADER = 4;
 
@@ -149,13 +195,22 @@ export function initRingFile(fd: number, size: number, messages: boolean): void 
   }
 }
 
-/** Why a file is not a usable ring, or undefined when it is. */
-function checkHeader(dv: DataView, fileSize: number): string | undefined {
+/** A ring's geometry, read once from its header and validated; never re-read. */
+interface Geometry {
+  size: number;
+  capacity: number;
+  maxWrite: number;
+  messages: boolean;
+}
+
+/** The geometry a header gives, or why the file is not a usable ring. */
+function checkHeader(dv: DataView, fileSize: number): Geometry | string {
   for (let i = 0; i < MAGIC.length; i++) {
     if (dv.getUint8(i) !== MAGIC[i]) return "not an fsbus ring (bad magic)";
   }
   const version = dv.getUint32(8, true);
   if (version !== VERSION) return `unsupported ring version ${version}`;
+  const flags = dv.getUint32(12, true);
   const size = dv.getUint32(16, true);
   const capacity = dv.getUint32(20, true);
   const maxWrite = dv.getUint32(24, true);
@@ -163,14 +218,14 @@ function checkHeader(dv: DataView, fileSize: number): string | undefined {
   const g = ringGeometry(size);
   if (
     size < MIN_RING_SIZE || size > MAX_RING_SIZE || capacity !== g.capacity ||
-    maxWrite !== g.maxWrite || dataOffset !== HEADER_SIZE
+    maxWrite !== g.maxWrite || dataOffset !== HEADER_SIZE || (flags & ~FLAG_MESSAGES) !== 0
   ) {
     return "corrupt ring header";
   }
   if (fileSize !== HEADER_SIZE + capacity) {
     return `wrong size: ${fileSize} bytes, expected ${HEADER_SIZE + capacity}`;
   }
-  return undefined;
+  return { size, capacity, maxWrite, messages: (flags & FLAG_MESSAGES) !== 0 };
 }
 
 /**
@@ -211,22 +266,60 @@ export class Ring {
   #seqAddr: Deno.PointerObject;
   #lockAddr: Deno.PointerObject;
   #users = 1;
+  /** What the file was when opened (device and inode identify it). */
+  readonly stat: FdStat;
+  #guardSlot: number;
+  /** The SIGBUS guard's fault counter (element 0), and its value when last checked. */
+  readonly #faults: Int32Array = faultCounter();
+  #seenFaults: number;
+  #damage: FsbusError | undefined;
 
-  private constructor(path: string, fd: number, map: Mapping) {
+  private constructor(path: string, fd: number, map: Mapping, g: Geometry, stat: FdStat) {
     this.path = path;
     this.#fd = fd;
     this.#map = map;
+    this.stat = stat;
     this.u8 = new Uint8Array(map.buffer);
     this.#i32 = new Int32Array(map.buffer, 0, HEADER_SIZE / 4);
     this.#i64 = new BigInt64Array(map.buffer, 0, HEADER_SIZE / 8);
     this.#f64 = new Float64Array(map.buffer, 0, HEADER_SIZE / 8);
-    const dv = new DataView(map.buffer, 0, HEADER_SIZE);
-    this.size = dv.getUint32(16, true);
-    this.capacity = dv.getUint32(20, true);
-    this.maxWrite = dv.getUint32(24, true);
-    this.messages = (dv.getUint32(12, true) & FLAG_MESSAGES) !== 0;
+    // The geometry comes from the validated copy of the header, never from shared memory
+    // again: another process may rewrite the header at any time.
+    this.size = g.size;
+    this.capacity = g.capacity;
+    this.maxWrite = g.maxWrite;
+    this.messages = g.messages;
     this.#seqAddr = map.at(OFF_SEQ);
     this.#lockAddr = map.at(OFF_LOCK);
+    this.#guardSlot = guardRange(map.pointer, map.length);
+    this.#seenFaults = this.#faults[0]!;
+  }
+
+  /**
+   * Throws when the mapping lost pages (the file was truncated under it; see the module
+   * doc): call after touching shared memory and before trusting what was read.
+   */
+  checkIntact(): void {
+    if (this.#faults[0] !== this.#seenFaults) this.#checkFaults();
+    if (this.#damage) throw this.#damage;
+  }
+
+  #checkFaults(): void {
+    const since = this.#seenFaults;
+    this.#seenFaults = this.#faults[0]!;
+    if (!this.#damage && faultedIn(this.#map.pointer, this.#map.length, since)) {
+      this.#damage = new FsbusError(
+        "invalid",
+        `Cannot use topic "${this.path}": the ring file was truncated while in use ` +
+          `(by a process with write access); reopen it once it is repaired`,
+      );
+    }
+  }
+
+  /** Throws a clear error about a value in shared memory that cannot be right. */
+  corrupt(what: string): never {
+    this.checkIntact();
+    throw new FsbusError("invalid", `Topic "${this.path}" is corrupt: ${what}`);
   }
 
   /**
@@ -234,11 +327,11 @@ export class Ring {
    *
    * @param path The ring file.
    * @param options `populate` (default true): map every page now, so that the hot path
-   *   takes no page faults.
+   *   takes no page faults; `expect`: the file must be this one (same device and inode).
    * @returns The ring.
    * @throws {FsbusError} When the file is missing or not a valid ring.
    */
-  static open(path: string, options: { populate?: boolean } = {}): Ring {
+  static open(path: string, options: { populate?: boolean; expect?: FdStat } = {}): Ring {
     let fd: number;
     try {
       fd = openFd(path, O.RDWR | O.NOFOLLOW);
@@ -250,21 +343,41 @@ export class Ring {
       if (st.kind !== "file") {
         throw new FsbusError("invalid", `Cannot open topic "${path}": not a ring file`);
       }
+      if (options.expect && !sameFile(st, options.expect)) {
+        throw new FsbusError(
+          "invalid",
+          `Cannot open topic "${path}": it was replaced by another file since it was checked`,
+        );
+      }
       if (st.size < HEADER_SIZE) {
         throw new FsbusError(
           "invalid",
           `Cannot open topic "${path}": not an fsbus ring (${st.size} bytes is too small)`,
         );
       }
-      const head = mapShared(fd, HEADER_SIZE);
-      let problem: string | undefined;
-      try {
-        problem = checkHeader(new DataView(head.buffer), st.size);
-      } finally {
-        head.unmap();
+      // The header is read with pread, into private memory: a file that shrinks now gives a
+      // short read, never a SIGBUS, and the values checked are the values used.
+      const header = new Uint8Array(64);
+      if (preadFull(fd, header, 0) < header.length) {
+        throw new FsbusError("invalid", `Cannot open topic "${path}": the file shrank`);
       }
-      if (problem) throw new FsbusError("invalid", `Cannot open topic "${path}": ${problem}`);
-      return new Ring(path, fd, mapShared(fd, st.size, { populate: options.populate ?? true }));
+      const g = checkHeader(new DataView(header.buffer), st.size);
+      if (typeof g === "string") {
+        throw new FsbusError("invalid", `Cannot open topic "${path}": ${g}`);
+      }
+      const length = HEADER_SIZE + g.capacity;
+      const map = mapShared(fd, length, { populate: options.populate ?? true });
+      // Shrunk between the check and the mapping? Then say so now rather than at first use
+      // (nothing has touched the mapping yet).
+      try {
+        if (fstat(fd).size < length) {
+          throw new FsbusError("invalid", `Cannot open topic "${path}": the file shrank`);
+        }
+        return new Ring(path, fd, map, g, st);
+      } catch (err) {
+        map.unmap();
+        throw err;
+      }
     } catch (err) {
       closeFd(fd);
       throw sysToFsbus(err, "Cannot open topic", path);
@@ -321,7 +434,9 @@ export class Ring {
   head(): number {
     const i32 = this.#i32;
     const f64 = this.#f64;
-    for (;;) {
+    // Bounded: commits are rare next to this loop's few instructions, so only a process
+    // rewriting `seq` on purpose keeps it from settling.
+    for (let tries = 0; tries < 100_000; tries++) {
       const s = Atomics.load(i32, OFF_SEQ / 4);
       const c = s >>> 1;
       const slot = (OFF_SLOTS >> 3) + (c & (SLOTS - 1)) * 2;
@@ -330,14 +445,20 @@ export class Ring {
       const c2 = Atomics.load(i32, OFF_SEQ / 4) >>> 1;
       // Slot c is rewritten only while commit c + 16 is being prepared.
       if (((c2 - c) & 0x7fffffff) < SLOTS - 2) {
-        if (!(head <= Number.MAX_SAFE_INTEGER && tail <= head && tail >= 0)) {
-          throw new FsbusError("invalid", `Ring "${this.path}" is corrupt (bad head ${head})`);
+        if (this.#faults[0] !== this.#seenFaults || this.#damage) this.checkIntact();
+        // Positions are whole numbers; the oldest record lies within the history.
+        if (
+          !(head <= Number.MAX_SAFE_INTEGER && tail <= head && tail >= head - this.size &&
+            tail >= 0 && Math.floor(head) === head && Math.floor(tail) === tail)
+        ) {
+          this.corrupt(`bad head ${head} or oldest record ${tail}`);
         }
         this.lastSeq = s;
         this.lastTail = tail;
         return head;
       }
     }
+    return this.corrupt("its commit counter never settles");
   }
 
   // ---- writer side ---------------------------------------------------------------------
@@ -347,8 +468,14 @@ export class Ring {
     return BigInt(me.pid) | (BigInt(me.start) << 32n);
   }
 
-  /** Takes the writer lock, taking it over from a dead owner if need be. */
-  lock(): void {
+  /**
+   * Takes the writer lock, taking it over from a dead owner if need be.
+   *
+   * @param timeoutMs How long a live owner may keep it (default {@linkcode LOCK_TIMEOUT_MS}).
+   * @throws {FsbusError} "busy" when the owner keeps it longer: a stopped writer, or a word
+   *   that names a process that is not a writer at all (any reader can write it).
+   */
+  lock(timeoutMs = LOCK_TIMEOUT_MS): void {
     const mine = this.#lockWord();
     const idx = OFF_LOCK / 8;
     const i64 = this.#i64;
@@ -358,12 +485,16 @@ export class Ring {
         return;
       }
     }
+    this.checkIntact();
     const waiters = OFF_LOCK_WAITERS / 4;
     Atomics.add(this.#i32, waiters, 1);
+    const deadline = performance.now() + timeoutMs;
     try {
       let waited = 0;
-      for (;;) {
-        const owner = Atomics.load(i64, idx);
+      let owner = 0n;
+      // Every turn sleeps up to 2 ms or sees the word change, and the deadline bounds both.
+      while (performance.now() < deadline) {
+        owner = Atomics.load(i64, idx);
         if (owner === 0n) {
           if (Atomics.compareExchange(i64, idx, 0n, mine) === 0n) return;
           continue;
@@ -376,8 +507,16 @@ export class Ring {
           if (Atomics.compareExchange(i64, idx, owner, mine) === owner) return;
           continue;
         }
-        futexWait(this.#lockAddr, pid, 2);
+        futexWait(this.#lockAddr, pid | 0, 2);
       }
+      this.checkIntact();
+      throw new FsbusError(
+        "busy",
+        `Cannot write to topic "${this.path}": its writer lock has been held by pid ${
+          Number(owner & 0xffffffffn)
+        } for over ${timeoutMs / 1000} s (a stopped writer, or a lock word written by ` +
+          `another process)`,
+      );
     } finally {
       Atomics.sub(this.#i32, waiters, 1);
     }
@@ -443,21 +582,30 @@ export class Ring {
    * @param tail The new oldest record boundary.
    */
   commit(s: number, head: number, tail: number): void {
+    // Nothing from a mapping that lost pages is published (the bytes may be zeros).
+    if (this.#faults[0] !== this.#seenFaults || this.#damage) this.checkIntact();
     const c1 = ((s >>> 1) + 1) & 0x7fffffff;
     const slot = (OFF_SLOTS >> 3) + (c1 & (SLOTS - 1)) * 2;
     this.#f64[slot] = head;
     this.#f64[slot + 1] = tail;
     const i32 = this.#i32;
     const idx = OFF_SEQ / 4;
-    for (;;) {
+    // Only readers setting the sleeper bit race with this swap, and each sets it once per
+    // commit: a word that keeps changing is being rewritten on purpose.
+    for (let tries = 0; tries < 10_000; tries++) {
       const w = Atomics.load(i32, idx);
       if ((w & 1) !== 0) {
         // Someone sleeps: count the commit, clear the bit and wake them in one step.
         futexAddAndWake(this.#seqAddr, 1);
+        this.checkIntact();
         return;
       }
-      if (Atomics.compareExchange(i32, idx, w, (w + 2) | 0) === w) return;
+      if (Atomics.compareExchange(i32, idx, w, (w + 2) | 0) === w) {
+        if (this.#faults[0] !== this.#seenFaults) this.checkIntact();
+        return;
+      }
     }
+    this.corrupt("its commit counter never settles");
   }
 
   // ---- reader side -----------------------------------------------------------------------
@@ -472,7 +620,8 @@ export class Ring {
   prepareWait(pos: number): FutexWaitItem | undefined {
     const i32 = this.#i32;
     const idx = OFF_SEQ / 4;
-    for (;;) {
+    for (let tries = 0;; tries++) {
+      if (tries === 10_000) this.corrupt("its commit counter never settles");
       const head = this.head();
       const s = this.lastSeq;
       if (head !== pos) return undefined;
@@ -590,9 +739,21 @@ export class Ring {
   /** Drops one user; the last one unmaps and closes the file. */
   close(): void {
     if (--this.#users > 0 || this.#map.unmapped) return;
+    unguardRange(this.#guardSlot);
     this.#map.unmap();
     closeFd(this.#fd);
   }
+}
+
+/**
+ * Whether two stats describe the same file (same device and inode).
+ *
+ * @param a One stat.
+ * @param b The other.
+ * @returns True when they are the same file.
+ */
+export function sameFile(a: FdStat, b: FdStat): boolean {
+  return a.ino === b.ino && a.dev[0] === b.dev[0] && a.dev[1] === b.dev[1];
 }
 
 /**

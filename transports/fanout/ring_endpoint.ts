@@ -6,7 +6,7 @@
 
 import { FsbusError, OverrunError, toBytes } from "../../types.ts";
 import type { TopicReader, TopicWriter, WaitSource } from "./endpoint.ts";
-import { RECORD_HEADER, type Ring } from "./ring.ts";
+import { LOCK_TIMEOUT_MS, RECORD_HEADER, type Ring } from "./ring.ts";
 import { planWrites } from "./_chunks.ts";
 import { CancelWord, futexWaitAsync, futexWaitvSupported, WaitvList } from "../../sys/futex.ts";
 
@@ -241,6 +241,7 @@ export class RingWriter implements TopicWriter {
   readonly maxWrite: number;
   readonly #ring: Ring;
   readonly #slot: number;
+  readonly #lockTimeoutMs: number;
   #closed = false;
 
   /**
@@ -248,9 +249,12 @@ export class RingWriter implements TopicWriter {
    *
    * @param topic The topic's name.
    * @param ring The mapped ring (this writer takes ownership of one reference).
+   * @param options `lockTimeoutMs`: how long a write waits for a writer lock held by a live
+   *   process before failing (default {@linkcode LOCK_TIMEOUT_MS}).
    */
-  constructor(topic: string, ring: Ring) {
+  constructor(topic: string, ring: Ring, options: { lockTimeoutMs?: number } = {}) {
     this.topic = topic;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
     this.#ring = ring;
     this.messages = ring.messages;
     this.maxWrite = ring.maxWrite;
@@ -342,7 +346,7 @@ export class RingWriter implements TopicWriter {
   #commit(parts: readonly Uint8Array[], total: number): void {
     if (this.#closed) throw new FsbusError("closed", `Writer of topic "${this.topic}" is closed`);
     const ring = this.#ring;
-    ring.lock();
+    ring.lock(this.#lockTimeoutMs);
     try {
       const [s, head, tail] = ring.committed();
       let p = head;
@@ -360,10 +364,13 @@ export class RingWriter implements TopicWriter {
       if (this.messages) {
         // Keep the oldest record boundary inside the history: records between the old tail
         // and the floor are intact (this write only overwrote bytes below the floor).
+        // Each step moves at least 4 bytes and stops at the new head: at most
+        // (total / 4) + 1 steps, whatever the lengths in the ring say.
         const limit = ring.maxWrite - RECORD_HEADER;
         while (newTail < floor) {
           const len = ring.getU32(newTail);
-          if (len > limit) {
+          if (len > limit || newTail + RECORD_HEADER + len > head) {
+            // A damaged record (lengths are in shared memory): drop the history before it.
             newTail = newHead;
             break;
           }

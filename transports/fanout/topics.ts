@@ -8,7 +8,9 @@
  */
 
 import { fromFsError, FsbusError } from "../../types.ts";
-import { closeFd, O, openFd } from "../../sys/fs.ts";
+import { closeFd, type FdStat, fstat, lstatPath, O, openFd } from "../../sys/fs.ts";
+import { check, libc } from "../../sys/libc.ts";
+import { SysError } from "../../sys/errno.ts";
 import { FileLock } from "../../sys/flock.ts";
 import type { Backend, TopicReader, TopicWriter } from "./endpoint.ts";
 import { checkRingSize, DEFAULT_RING_SIZE, initRingFile, inspectRing, Ring } from "./ring.ts";
@@ -76,7 +78,8 @@ export function defaultBafRoot(): string {
 }
 
 /**
- * Checks a topic name: not empty, no "/", no leading ".", no ".lock" ending, at most 255 bytes.
+ * Checks a topic name: not empty, no "/", no control characters (a newline would break
+ * listings and baf's line-based tools), no leading ".", no ".lock" ending, at most 255 bytes.
  *
  * @param name The name.
  * @throws {FsbusError} "invalid" with the reason.
@@ -93,9 +96,10 @@ export function checkTopicName(name: string): void {
   else if (name.includes("/")) why = 'it contains "/"';
   else if (name.startsWith(".")) why = 'it starts with "."';
   else if (name.endsWith(".lock")) why = 'it ends with ".lock"';
-  else if (name.includes("\0")) why = "it contains a NUL byte";
+  // deno-lint-ignore no-control-regex
+  else if (/[\x00-\x1f\x7f]/.test(name)) why = "it contains a control character";
   else if (new TextEncoder().encode(name).length > 255) why = "it is longer than 255 bytes";
-  if (why) throw new FsbusError("invalid", `Invalid topic name "${name}": ${why}`);
+  if (why) throw new FsbusError("invalid", `Invalid topic name ${JSON.stringify(name)}: ${why}`);
 }
 
 /**
@@ -123,12 +127,18 @@ function topicName(name: string): string {
 }
 
 /**
- * Checks that a topic root is a directory, creating it when asked (the default root under
- * /dev/shm is made sticky and world-writable, like /tmp).
+ * Checks that a topic root is a directory that other users cannot subvert, creating it when
+ * asked (the default root under /dev/shm is made sticky and world-writable, like /tmp).
+ *
+ * The root must be owned by the caller or root, and, when others (group or world) may write
+ * to it, sticky: otherwise another user could rename or replace a topic in it. The check is
+ * made on a descriptor opened without following a final symlink; a symlinked root is
+ * accepted only when the link itself belongs to the caller or root.
  *
  * @param root The root.
  * @param create Whether to create it when missing.
- * @throws {FsbusError} When it is not a directory, or missing and not to be created.
+ * @throws {FsbusError} When it is not a directory, is not safe to share, or is missing and
+ *   not to be created.
  *
  * @example
  * ```ts ignore
@@ -137,29 +147,82 @@ function topicName(name: string): string {
  * ```
  */
 export function ensureRoot(root: string, create: boolean): void {
-  try {
-    const st = Deno.statSync(root);
-    if (!st.isDirectory) {
-      throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+  for (let attempt = 0;; attempt++) {
+    let fd: number;
+    try {
+      fd = openRootFd(root);
+    } catch (err) {
+      if (err instanceof FsbusError) throw err;
+      const code = err instanceof SysError ? err.code : undefined;
+      if (code === "ENOTDIR") {
+        throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+      }
+      if (code !== "ENOENT") throw fromFsError(err, "Cannot use topic root", root);
+      if (!create || attempt > 0) {
+        throw new FsbusError("not_found", `Topic root "${root}" does not exist`);
+      }
+      try {
+        Deno.mkdirSync(root, { recursive: true, mode: 0o755 });
+        if (root === "/dev/shm/fsbus") Deno.chmodSync(root, 0o1777);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AlreadyExists)) {
+          throw fromFsError(err, "Cannot create topic root", root);
+        }
+      }
+      continue;
+    }
+    try {
+      checkRootStat(root, fstat(fd));
+    } finally {
+      closeFd(fd);
     }
     return;
-  } catch (err) {
-    if (err instanceof FsbusError) throw err;
-    if (err instanceof Deno.errors.NotADirectory) {
-      throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
-    }
-    if (!(err instanceof Deno.errors.NotFound)) {
-      throw fromFsError(err, "Cannot use topic root", root);
-    }
   }
-  if (!create) throw new FsbusError("not_found", `Topic root "${root}" does not exist`);
+}
+
+function openRootFd(root: string): number {
   try {
-    Deno.mkdirSync(root, { recursive: true });
-    if (root === "/dev/shm/fsbus") Deno.chmodSync(root, 0o1777);
+    return openFd(root, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
   } catch (err) {
-    if (!(err instanceof Deno.errors.AlreadyExists)) {
-      throw fromFsError(err, "Cannot create topic root", root);
-    }
+    // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR (or ELOOP).
+    if (!(err instanceof SysError) || (err.code !== "ELOOP" && err.code !== "ENOTDIR")) throw err;
+  }
+  // A final symlink: trusted when its owner could have made the root anyway.
+  const link = lstatPath(root);
+  if (link.kind !== "symlink") {
+    throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+  }
+  if (!trustedOwner(link.uid)) {
+    throw new FsbusError(
+      "permission_denied",
+      `Cannot use topic root "${root}": it is a symbolic link owned by uid ${link.uid}, ` +
+        `not by you or root`,
+    );
+  }
+  return openFd(root, O.RDONLY | O.DIRECTORY);
+}
+
+function trustedOwner(uid: number): boolean {
+  return uid === 0 || uid === Deno.uid();
+}
+
+function checkRootStat(root: string, st: FdStat): void {
+  if (st.kind !== "directory") {
+    throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+  }
+  if (!trustedOwner(st.uid)) {
+    throw new FsbusError(
+      "permission_denied",
+      `Cannot use topic root "${root}": it is owned by uid ${st.uid}, not by you or root ` +
+        `(another user could replace its topics; remove it or choose another root)`,
+    );
+  }
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+    throw new FsbusError(
+      "permission_denied",
+      `Cannot use topic root "${root}": others may write to it and it is not sticky ` +
+        `(mode ${st.mode.toString(8).padStart(4, "0")}; chmod +t or o-w it)`,
+    );
   }
 }
 
@@ -208,8 +271,8 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
   }
   try {
     try {
-      Deno.chmodSync(tmp, options.mode ?? DEFAULT_TOPIC_MODE);
-      if (options.gid !== undefined) Deno.chownSync(tmp, null, options.gid);
+      check(libc().fchmod(fd, options.mode ?? DEFAULT_TOPIC_MODE), "fchmod", tmp);
+      if (options.gid !== undefined) check(libc().fchown(fd, -1 >>> 0, options.gid), "fchown", tmp);
       initRingFile(fd, size, options.messages ?? false);
     } finally {
       closeFd(fd);
@@ -430,6 +493,8 @@ export interface ResolvedTopic {
   realPath: string;
   /** The backend. */
   backend: Backend;
+  /** The file found (opening it later checks that it is still the same file). */
+  stat: FdStat;
 }
 
 /**
@@ -449,21 +514,39 @@ export interface ResolvedTopic {
  */
 export function resolveTopic(name: string, options: RootOptions = {}): ResolvedTopic {
   const path = topicPath(name, options);
-  if (!name.includes("/")) ensureRoot(options.root ?? defaultRoot(), false);
-  let st: Deno.FileInfo;
-  let realPath: string;
+  const byName = !name.includes("/");
+  const root = byName ? options.root ?? defaultRoot() : path.slice(0, path.lastIndexOf("/")) || "/";
+  // A topic named by path lives in a directory that must be as safe as a root.
+  ensureRoot(root, false);
+  let st: FdStat;
+  let realPath = path;
   try {
-    realPath = Deno.realPathSync(path);
-    st = Deno.statSync(realPath);
+    st = lstatPath(path);
+    if (st.kind === "symlink") {
+      // baf's topics are symlinks to devices; in a root others can write to, only links
+      // made by the caller or root are followed (as fs.protected_symlinks does in /tmp).
+      if (byName && !trustedOwner(st.uid)) {
+        throw new FsbusError(
+          "permission_denied",
+          `Cannot open topic "${name}": "${path}" is a symbolic link owned by uid ${st.uid}, ` +
+            `not by you or root`,
+        );
+      }
+      realPath = Deno.realPathSync(path);
+      st = lstatPath(realPath);
+    }
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      const where = name.includes("/") ? "" : ` in "${options.root ?? defaultRoot()}"`;
+    if (err instanceof FsbusError) throw err;
+    if (
+      err instanceof Deno.errors.NotFound || (err instanceof SysError && err.code === "ENOENT")
+    ) {
+      const where = byName ? ` in "${root}"` : "";
       throw new FsbusError("not_found", `Topic "${topicName(name)}" does not exist${where}`);
     }
     throw fromFsError(err, "Cannot open topic", path);
   }
-  if (st.isCharDevice) return { path, realPath, backend: "device" };
-  if (st.isFile) return { path, realPath, backend: "ring" };
+  if (st.kind === "char") return { path, realPath, backend: "device", stat: st };
+  if (st.kind === "file") return { path, realPath, backend: "ring", stat: st };
   throw new FsbusError(
     "invalid",
     `Cannot open topic "${topicName(name)}": "${path}" is neither a ring file nor a device`,
@@ -517,13 +600,15 @@ export function openReader(name: string, options: ReaderOptions = {}): TopicRead
   const t = resolveTopic(name, options);
   const topic = topicName(name);
   const from = options.fromOldest ? { fromOldest: true } : {};
-  if (t.backend === "device") return new DeviceReader(topic, t.realPath, from);
+  if (t.backend === "device") {
+    return new DeviceReader(topic, t.realPath, { ...from, expect: t.stat });
+  }
   return new RingReader(topic, openRing(t), from);
 }
 
 function openRing(t: ResolvedTopic): Ring {
   try {
-    return Ring.open(t.realPath);
+    return Ring.open(t.realPath, { expect: t.stat });
   } catch (err) {
     if (err instanceof FsbusError && t.realPath !== t.path) {
       throw new FsbusError(err.code, err.message.replace(t.realPath, t.path), { cause: err });
@@ -534,6 +619,11 @@ function openRing(t: ResolvedTopic): Ring {
 
 /** Options of {@linkcode openWriter}. */
 export interface WriterOptions extends RootOptions {
+  /**
+   * How long a write waits for a ring's writer lock held by a live process before it fails
+   * with a "busy" error (default 3000 ms).
+   */
+  lockTimeoutMs?: number;
   /** Create the topic when it does not exist (with these settings when an object). */
   create?: boolean | Omit<CreateOptions, "root" | "exclusive">;
 }
@@ -556,8 +646,11 @@ export function openWriter(name: string, options: WriterOptions = {}): TopicWrit
   maybeCreate(name, options);
   const t = resolveTopic(name, options);
   const topic = topicName(name);
-  if (t.backend === "device") return new DeviceWriter(topic, t.realPath);
-  return new RingWriter(topic, openRing(t));
+  if (t.backend === "device") {
+    return new DeviceWriter(topic, t.realPath, undefined, t.stat);
+  }
+  const lock = options.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: options.lockTimeoutMs };
+  return new RingWriter(topic, openRing(t), lock);
 }
 
 /** baf's one-publisher lock on a topic, held until closed. */
@@ -570,12 +663,19 @@ export interface PublisherLock {
 
 /**
  * Takes baf's one-publisher lock on a topic: a non-blocking exclusive `flock(2)` on
- * `ROOT/NAME.lock` (created when missing), held until the returned lock is closed.
+ * `ROOT/NAME.lock`, held until the returned lock is closed.
+ *
+ * The lock file gets the topic's permission bits and group (anyone who may open a file may
+ * flock it, so a world-readable lock would let users who cannot even read the topic block
+ * its publishers). It is opened without following symlinks and must be a regular file; an
+ * existing one of the caller's is brought in line with the topic, and one owned by a user
+ * who owns neither the topic nor the root is refused.
  *
  * @param name The topic's name.
  * @param options The root.
  * @returns The held lock.
- * @throws {FsbusError} "busy" when another publisher holds it.
+ * @throws {FsbusError} "busy" when another publisher holds it; "not_found" when the topic
+ *   does not exist.
  *
  * @example
  * ```ts ignore
@@ -589,10 +689,11 @@ export interface PublisherLock {
  * ```
  */
 export function lockPublisher(name: string, options: RootOptions = {}): PublisherLock {
-  const path = `${topicPath(name, options)}.lock`;
+  const topic = resolveTopic(name, options);
+  const path = `${topic.path}.lock`;
   let lock: FileLock;
   try {
-    lock = FileLock.open(path);
+    lock = FileLock.fromFd(path, openLockFile(path, topic.stat));
   } catch (err) {
     throw sysToFsbus(err, "Cannot open lock file", path);
   }
@@ -608,4 +709,50 @@ export function lockPublisher(name: string, options: RootOptions = {}): Publishe
     throw new FsbusError("busy", `Topic "${topicName(name)}" already being used`);
   }
   return lock;
+}
+
+const LOCK_OPEN = O.NOFOLLOW | O.NOCTTY | O.NONBLOCK;
+
+function openLockFile(path: string, topic: FdStat): number {
+  const mode = topic.mode & 0o666;
+  let fd: number | undefined;
+  let created = false;
+  try {
+    fd = openFd(path, O.RDWR | O.CREAT | O.EXCL | LOCK_OPEN, mode);
+    created = true;
+  } catch (err) {
+    if (!(err instanceof SysError) || err.code !== "EEXIST") throw err;
+  }
+  if (fd === undefined) {
+    try {
+      fd = openFd(path, O.RDWR | LOCK_OPEN);
+    } catch (err) {
+      // Read permission is enough for flock(2).
+      if (!(err instanceof SysError) || (err.code !== "EACCES" && err.code !== "EROFS")) throw err;
+      fd = openFd(path, O.RDONLY | LOCK_OPEN);
+    }
+  }
+  try {
+    const st = fstat(fd);
+    if (st.kind !== "file") {
+      throw new FsbusError("invalid", `Cannot open lock file "${path}": not a regular file`);
+    }
+    const mine = st.uid === Deno.uid();
+    if (!mine && !trustedOwner(st.uid) && st.uid !== topic.uid) {
+      throw new FsbusError(
+        "permission_denied",
+        `Cannot open lock file "${path}": it is owned by uid ${st.uid}, who owns neither the ` +
+          `topic nor the root (remove it)`,
+      );
+    }
+    if (created || mine || Deno.uid() === 0) {
+      // umask trimmed the bits of a new file; an old one may be 0644 from an older fsbus.
+      if (st.gid !== topic.gid) libc().fchown(fd, -1 >>> 0, topic.gid);
+      if (st.mode !== mode) libc().fchmod(fd, mode);
+    }
+    return fd;
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
 }
