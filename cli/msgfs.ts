@@ -106,19 +106,18 @@ const SUB: CommandSpec = {
 const INIT: CommandSpec = {
   name: "fsbus init",
   usage: "DIR [options]",
-  summary:
-    "Create the directory bus DIR (and its parents), or update its settings. A private bus " +
-    "(mode 0700) is for its owner alone. A shared bus (mode 3770) lets its group publish and " +
+  summary: "Create the directory bus DIR (and its parents), or change the settings named of an " +
+    "existing one (the others stay as they are). A private bus (mode 0700) is for its owner alone. A shared bus (mode 3770) lets its group publish and " +
     "subscribe: the setgid bit keeps messages in the group, and the sticky bit stops members from " +
     "deleting or renaming each other's messages.",
   options: {
     shared: { type: "boolean", help: "Make a bus shared with a group" },
+    private: { type: "boolean", help: "Make a bus private to its owner (a new bus is)" },
     group: { type: "string", value: "GROUP", help: "The group of a shared bus (implies --shared)" },
     ttl: {
       type: "string",
       value: "DURATION",
-      help: "How long messages live before they are swept",
-      default: "1h",
+      help: "How long messages live before they are swept (a new bus: 1h)",
     },
   },
   examples: [
@@ -165,7 +164,8 @@ export async function pub(args: string[]): Promise<number> {
   const topic = stringOption(values, "topic");
   const source = { lines: values.lines === true, command: PUB.name };
   checkMessageSource(message, source);
-  const publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
+  // Waits, when closed, for the sweep of expired messages that a publish may start.
+  await using publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
   const options = topic === undefined ? {} : { topic };
   for await (const batch of messagesToWrite(message, source)) {
     for (const m of batch) publisher.publish(m, options);
@@ -252,9 +252,16 @@ export function init(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const group = stringOption(values, "group");
   const ttl = stringOption(values, "ttl");
-  const options: msgfs.InitOptions = {
-    access: values.shared || group !== undefined ? "shared" : "private",
-  };
+  const shared = values.shared === true || group !== undefined;
+  if (shared && values.private) {
+    throw new UsageError(
+      'Options "--private" and "--shared" (or "--group") cannot be used together',
+    );
+  }
+  // On an existing bus, only what is named changes.
+  const options: msgfs.InitOptions = {};
+  if (shared) options.access = "shared";
+  else if (values.private) options.access = "private";
   if (group !== undefined) options.group = group;
   if (ttl !== undefined) options.ttlMs = positiveDuration(ttl, "--ttl");
   const dir = positionals[0]!;

@@ -63,6 +63,8 @@ export interface FdStat {
   uid: number;
   /** Owner's group id. */
   gid: number;
+  /** Number of hard links (0 once the file has been removed). */
+  nlink: number;
   /** Major and minor numbers of the device holding the file. */
   dev: [number, number];
   /** Device major and minor numbers, for character and block devices. */
@@ -164,6 +166,7 @@ function decodeStatx(): FdStat {
     ctimeNs: timestamp(96),
     uid: statxView.getUint32(20, true),
     gid: statxView.getUint32(24, true),
+    nlink: statxView.getUint32(16, true),
     dev: [statxView.getUint32(136, true), statxView.getUint32(140, true)],
     rdev: [statxView.getUint32(128, true), statxView.getUint32(132, true)],
   };
@@ -217,6 +220,35 @@ export function statPath(path: string): FdStat | undefined {
     if (e === Errno.EINTR) continue;
     if (e === Errno.ENOENT || e === Errno.ENOTDIR) return undefined;
     throw new SysError("statx", e, path);
+  }
+}
+
+/**
+ * `statx(2)` of a name inside an open directory, without following a symlink (`fstatat` with
+ * `AT_SYMLINK_NOFOLLOW`), or `undefined` when nothing is there.
+ *
+ * @param dirfd The directory's descriptor.
+ * @param name A name inside it.
+ * @returns The status, or undefined for ENOENT.
+ * @throws {SysError} For other failures.
+ *
+ * @example
+ * ```ts ignore
+ * import { O, openFd, statAt } from "./fs.ts";
+ * const dir = openFd("/etc", O.RDONLY | O.DIRECTORY);
+ * console.log(statAt(dir, "hostname")?.kind); // "file"
+ * ```
+ */
+export function statAt(dirfd: number, name: string): FdStat | undefined {
+  const c = libc();
+  for (;;) {
+    if (c.statx(dirfd, cpath(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf) === 0) {
+      return decodeStatx();
+    }
+    const e = errno();
+    if (e === Errno.EINTR) continue;
+    if (e === Errno.ENOENT) return undefined;
+    throw new SysError("statx", e, name);
   }
 }
 

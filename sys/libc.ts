@@ -99,6 +99,15 @@ const SYMBOLS = {
   /** fchmod(2) and fchown(2): lock files made like the file they lock. */
   fchmod: { parameters: ["i32", "u32"], result: "i32" },
   fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },
+  // Directory-descriptor calls (sys/dirfd.ts): walk and change a tree others may share
+  // without following a symlink or re-walking a path.
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+  futimens: { parameters: ["i32", "pointer"], result: "i32" },
+  /** syscall(2) with three integer-or-buffer arguments, for getdents64. */
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "buffer", "u64"], result: "i64" },
 } as const;
 
 /** The libc symbols fsbus binds, typed. */

@@ -186,6 +186,7 @@ export function yieldTurn(): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     port1.onmessage = () => {
       port1.close();
+      port2.close(); // both ends, or every turn leaks a channel
       resolve();
     };
     port2.postMessage(0);

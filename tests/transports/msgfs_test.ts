@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as msgfs from "../../transports/msgfs/mod.ts";
 import { idTime, newId } from "../../transports/msgfs/names.ts";
-import { CLI, openWatchFds, tempDir, waitFor } from "../_helpers.ts";
+import { CLI, fsbus, inotifyWatches, openWatchFds, tempDir, waitFor } from "../_helpers.ts";
 
 const dec = new TextDecoder();
 
@@ -347,4 +347,123 @@ Deno.test({
     for (let i = 0; i < N; i++) if (got[i] !== i) assert.fail(`message ${i} was ${got[i]}`);
     assert.ok(sub.stats.rescans >= 1, "the queue overflowed at least once");
   },
+});
+
+/** A small tmpfs mounted for one test, unmounted (and its mountpoint removed) when disposed. */
+async function tinyFs(size: string): Promise<{ path: string } & AsyncDisposable> {
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "fsbt-msgfs-full-" });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "fsbt-msgfs", dir],
+    stderr: "piped",
+  }).output();
+  assert.equal(mount.code, 0, new TextDecoder().decode(mount.stderr));
+  return {
+    path: dir,
+    async [Symbol.asyncDispose]() {
+      await new Deno.Command("umount", { args: [dir] }).output();
+      Deno.removeSync(dir);
+    },
+  };
+}
+
+Deno.test("a publish that fails (ENOSPC) is never delivered, not even truncated, to a live subscriber in another process", async () => {
+  await using fs = await tinyFs("1m");
+  const bus = fs.path;
+  const SIZE = 300 * 1024;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", CLI, "sub", bus, "--json"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  let buffered = "";
+  const reading = (async () => {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      const parts = buffered.split("\n");
+      buffered = parts.pop()!;
+      lines.push(...parts);
+    }
+  })();
+  await waitFor(() => inotifyWatches(child.pid) > 0, "the subscriber's watch");
+  const pub = new msgfs.Publisher(bus, { sweep: false });
+  const ok: string[] = [];
+  let failures = 0;
+  try {
+    for (let i = 0; i < 30; i++) {
+      const letter = String.fromCharCode(65 + (i % 26));
+      try {
+        ok.push(pub.publish(letter.repeat(SIZE)).id);
+        await waitFor(() => lines.length === ok.length, "the delivery of a complete message");
+      } catch (err) {
+        failures++;
+        assert.match((err as Error).message, /^Cannot publish ".*": no space left on device$/);
+        // Free one message's worth, so that the next failures are partial writes.
+        if (failures % 2 === 1 && ok.length > 0) Deno.removeSync(`${bus}/${ok.shift()!}`);
+      }
+    }
+    // The CLI says so, and fails.
+    const r = await fsbus(["pub", bus], { stdin: "x".repeat(2 << 20) });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^fsbus: Cannot publish ".*": no space left on device\n$/);
+    // Nothing of a failed publish is left behind.
+    const files = [...Deno.readDirSync(bus)].map((e) => e.name).filter((n) => !n.startsWith("."));
+    assert.deepEqual(files.sort(), [...ok].sort());
+    for (const f of files) Deno.removeSync(`${bus}/${f}`);
+    const end = pub.publish("end").id;
+    await waitFor(() => lines.some((l) => JSON.parse(l).id === end), "the last message");
+  } finally {
+    await pub.close();
+    child.kill("SIGTERM");
+    await child.status;
+    await reading;
+    await child.stderr.cancel();
+  }
+  assert.ok(failures >= 10, `${failures} publishes failed`);
+  for (const line of lines) {
+    const m = JSON.parse(line);
+    if (m.data === "end") continue;
+    assert.equal(m.size, SIZE, `message ${m.id} was delivered with ${m.size} bytes`);
+    assert.equal(m.data, m.data[0].repeat(SIZE));
+  }
+});
+
+Deno.test("a long subscription forgets delivered messages once they are seconds old: bounded memory, no duplicate", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  const first = it.next(); // the watch is set up now
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  const N = 3000;
+  for (let i = 0; i < N; i++) pub.publish(`${i}`);
+  const got = new Set<string>([(await first).value!.id]);
+  while (got.size < N) got.add((await it.next()).value!.id);
+  assert.ok(sub.stats.remembered >= 1000, `${sub.stats.remembered} remembered after the burst`);
+  // Keep the subscription busy (~50 msgs/s: some 100 within the slack) until it has pruned.
+  const deadline = Date.now() + 15_000;
+  while (sub.stats.remembered > 300 && Date.now() < deadline) {
+    const { id } = pub.publish("tick");
+    const m = await it.next();
+    assert.equal(m.value!.id, id);
+    got.add(id);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(sub.stats.remembered <= 300, `${sub.stats.remembered} still remembered`);
+  assert.equal(sub.stats.delivered, got.size, "no duplicate");
+  await sub.close();
+  await pub.close();
+});
+
+Deno.test("subscriptions and publishers give back every directory descriptor they hold", async () => {
+  using bus = tempDir();
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  const before = fds();
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  for (let i = 0; i < 100; i++) pub.publish(`${i}`, { topic: `t${i}/sub` }); // more than it keeps open
+  const sub = msgfs.subscribe(bus.path, { recursive: true, since: "all" });
+  let n = 0;
+  for await (const _ of sub) if (++n === 100) break;
+  assert.equal(n, 100);
+  await pub.close();
+  assert.equal(fds(), before);
 });

@@ -7,11 +7,11 @@
  */
 
 import { fromFsError, FsbusError } from "../../types.ts";
-import { DEFAULT_TTL_MS, writeConfig } from "./config.ts";
+import { CONFIG_FILE, DEFAULT_TTL_MS, readConfig, writeConfig } from "./config.ts";
 import { lookupGroup } from "../../sys/users.ts";
 
 /**
- * Options of {@linkcode init}.
+ * Options of {@linkcode init}. On an existing bus only what is given changes.
  *
  * @example
  * ```ts
@@ -20,11 +20,16 @@ import { lookupGroup } from "../../sys/users.ts";
  * ```
  */
 export interface InitOptions {
-  /** "private" (mode 0700, the default) or "shared" (mode 3770: setgid and sticky). */
+  /**
+   * "private" (mode 0700) or "shared" (mode 3770: setgid and sticky). A new bus is private
+   * unless this (or `group`) says otherwise; an existing bus keeps its mode when neither is
+   * given.
+   */
   access?: "private" | "shared";
-  /** The group of a shared bus: a name or a number (default: the creator's group). */
+  /** The group of a shared bus: a name or a number (implies "shared"; default: the creator's
+   * group for a new bus, the bus's own for an existing one). */
   group?: string | number;
-  /** How long messages live (default one hour). */
+  /** How long messages live (a new bus: one hour; an existing bus keeps its TTL). */
   ttlMs?: number;
 }
 
@@ -48,9 +53,26 @@ export function groupId(group: string | number): number {
   return gid;
 }
 
+/** The directories `mkdir -p dir` would make, outermost first. */
+function missingDirs(dir: string): string[] {
+  const missing: string[] = [];
+  for (let d = dir.replace(/(.)\/+$/, "$1"); d && d !== "/" && d !== ".";) {
+    try {
+      Deno.lstatSync(d);
+      break;
+    } catch {
+      missing.unshift(d);
+    }
+    const slash = d.lastIndexOf("/");
+    d = slash < 0 ? "" : slash === 0 ? "/" : d.slice(0, slash);
+  }
+  return missing;
+}
+
 /**
- * Creates a bus directory (and its parents) with an access mode and a TTL, or updates an
- * existing one.
+ * Creates a bus directory (and its parents) with an access mode and a TTL, or changes what is
+ * given of an existing bus's settings (and nothing else). Everything is checked before
+ * anything is made, and a failure removes what this call made.
  *
  * @param dir The bus directory.
  * @param options Access mode, group, TTL.
@@ -66,18 +88,49 @@ export function groupId(group: string | number): number {
  * ```
  */
 export function init(dir: string, options: InitOptions = {}): void {
-  const shared = options.access === "shared";
-  const mode = shared ? 0o3770 : 0o700;
+  // Validate first: the group, then what is at `dir`.
+  const gid = options.group === undefined ? undefined : groupId(options.group);
+  const access = gid !== undefined ? "shared" : options.access;
+  let existing: Deno.FileInfo | undefined;
   try {
-    Deno.mkdirSync(dir, { recursive: true, mode });
-    const info = Deno.statSync(dir);
-    if (!info.isDirectory) {
-      throw new FsbusError("not_a_directory", `Cannot create a bus at "${dir}": not a directory`);
-    }
-    if (shared && options.group !== undefined) Deno.chownSync(dir, null, groupId(options.group));
-    Deno.chmodSync(dir, mode);
+    existing = Deno.statSync(dir);
   } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw fromFsError(err, "Cannot create a bus at", dir);
+    }
+  }
+  if (existing && !existing.isDirectory) {
+    throw new FsbusError("not_a_directory", `Cannot create a bus at "${dir}": not a directory`);
+  }
+  const made = existing ? [] : missingDirs(dir);
+  try {
+    const shared = access === undefined
+      ? existing !== undefined && ((existing.mode ?? 0) & 0o070) !== 0
+      : access === "shared";
+    const mode = shared ? 0o3770 : 0o700;
+    if (!existing) Deno.mkdirSync(dir, { recursive: true, mode });
+    if (gid !== undefined) Deno.chownSync(dir, null, gid);
+    if (access !== undefined || !existing) Deno.chmodSync(dir, mode);
+    const configMode = shared ? 0o640 : 0o600;
+    if (options.ttlMs !== undefined || !existing) {
+      writeConfig(dir, { ttlMs: options.ttlMs ?? DEFAULT_TTL_MS }, configMode);
+    } else if (access !== undefined) {
+      // Only the access changed: the settings file follows it (members read the TTL).
+      writeConfig(dir, readConfig(dir), configMode);
+    }
+  } catch (err) {
+    for (const d of made.reverse()) {
+      try {
+        if (d === dir) Deno.removeSync(`${d}/${CONFIG_FILE}`);
+      } catch {
+        // never written
+      }
+      try {
+        Deno.removeSync(d);
+      } catch {
+        // not empty, or not ours any more: leave it
+      }
+    }
     throw fromFsError(err, "Cannot create a bus at", dir);
   }
-  writeConfig(dir, { ttlMs: options.ttlMs ?? DEFAULT_TTL_MS }, shared ? 0o640 : 0o600);
 }

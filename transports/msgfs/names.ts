@@ -129,7 +129,9 @@ export function isHidden(name: string): boolean {
 }
 
 /**
- * Checks a topic name: "/"-separated segments, none empty, hidden, "." or "..".
+ * Checks a topic name: "/"-separated segments, none empty, hidden, "." or "..", and none a
+ * lone wildcard character ("+", "#", "*"), which would otherwise become a directory of that
+ * name.
  *
  * @param topic The topic, such as "sensors/kitchen" ("" is the bus's root).
  * @returns The topic, normalised (no leading or trailing "/").
@@ -149,6 +151,12 @@ export function checkTopic(topic: string): string {
       throw new FsbusError(
         "invalid",
         `Invalid topic "${topic}": segments must be non-empty and not start with "."`,
+      );
+    }
+    if (seg === "+" || seg === "#" || seg === "*") {
+      throw new FsbusError(
+        "invalid",
+        `Invalid topic "${topic}": "${seg}" is not a wildcard (topics are directories: subscribe recursively to the topic above instead)`,
       );
     }
   }

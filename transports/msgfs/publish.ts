@@ -8,11 +8,16 @@
 
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
-import { closeFd, O, openFd, writeAllFd } from "../../sys/fs.ts";
+import { closeFd, O, writeAllFd } from "../../sys/fs.ts";
+import { openAt, openDir, renameAt, unlinkAt } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
 import { checkTopic, newId } from "./names.ts";
 import { readConfig } from "./config.ts";
 import { Sweeper, TEMP_DIR } from "./retention.ts";
+import { type BusMode, busMode, makeTopicByPath, openChild, openTopic } from "./_tree.ts";
+
+/** How many topic directories a publisher keeps open at once. */
+const TOPIC_FDS = 64;
 
 /**
  * How a {@linkcode Publisher} writes.
@@ -53,6 +58,9 @@ export interface Published {
 
 /**
  * Publishes messages to one bus. Synchronous: a publish returns once the file is complete.
+ * With FFI it holds the bus (and recently used topics) open and creates files relative to
+ * those descriptors, so a topic swapped for a symlink is never written through; topics it
+ * makes take the bus's mode and group. Call {@linkcode Publisher.close} when done.
  *
  * @example Publish two messages, one to a topic
  * ```ts
@@ -72,6 +80,12 @@ export class Publisher {
   readonly #mode: number;
   readonly #sweeper: Sweeper | undefined;
   readonly #madeTopics = new Set<string>();
+  /** The bus's descriptor (with FFI). */
+  #busFd = -1;
+  #busMode: BusMode = { mode: 0o700, gid: -1 };
+  /** Descriptors of topic directories, least recently used first. */
+  readonly #topicFds = new Map<string, number>();
+  #tmpFd = -1;
 
   /**
    * Opens a bus for publishing.
@@ -82,24 +96,38 @@ export class Publisher {
    */
   constructor(dir: string, options: PublisherOptions = {}) {
     this.dir = dir.replace(/(.)\/+$/, "$1");
-    let info: Deno.FileInfo;
-    try {
-      info = Deno.statSync(this.dir);
-    } catch (err) {
-      throw fromFsError(err, "Cannot publish to", this.dir);
-    }
-    if (!info.isDirectory) {
-      throw new FsbusError("not_a_directory", `Cannot publish to "${this.dir}": not a directory`);
+    this.#ffi = ffiAvailable();
+    let mode: number;
+    if (this.#ffi) {
+      try {
+        this.#busFd = openDir(this.dir);
+        this.#busMode = busMode(this.#busFd);
+      } catch (err) {
+        if (this.#busFd >= 0) closeFd(this.#busFd);
+        throw fromFsError(err, "Cannot publish to", this.dir);
+      }
+      mode = this.#busMode.mode;
+    } else {
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.statSync(this.dir);
+      } catch (err) {
+        throw fromFsError(err, "Cannot publish to", this.dir);
+      }
+      if (!info.isDirectory) {
+        throw new FsbusError("not_a_directory", `Cannot publish to "${this.dir}": not a directory`);
+      }
+      mode = info.mode ?? 0;
     }
     // Readable by those who may read the bus; writable by the publisher alone.
-    this.#mode = 0o600 | ((info.mode ?? 0) & 0o044);
+    this.#mode = 0o600 | (mode & 0o044);
     this.#atomic = options.atomic ?? false;
-    this.#ffi = ffiAvailable();
     if (options.sweep ?? true) {
       let ttlMs: number;
       try {
         ttlMs = readConfig(this.dir).ttlMs;
       } catch (err) {
+        this.#release();
         if (err instanceof FsbusError && err.code === "permission_denied") {
           throw new FsbusError(
             "permission_denied",
@@ -127,7 +155,7 @@ export class Publisher {
     const dir = topic ? `${this.dir}/${topic}` : this.dir;
     const path = `${dir}/${id}`;
     try {
-      this.#write(dir, topic, path, id, bytes);
+      this.#write(topic, path, id, bytes);
     } catch (err) {
       throw fromFsError(err, "Cannot publish", path);
     }
@@ -135,22 +163,107 @@ export class Publisher {
     return { id, topic, path };
   }
 
-  #write(dir: string, topic: string, path: string, id: string, bytes: Uint8Array): void {
+  #write(topic: string, path: string, id: string, bytes: Uint8Array): void {
+    if (!this.#ffi) {
+      this.#writeByPath(topic, path, id, bytes);
+      return;
+    }
+    let target = topic ? this.#topicFd(topic) : this.#busFd;
+    if (!this.#atomic) {
+      try {
+        this.#createAt(target, id, bytes);
+      } catch (err) {
+        // A cached topic directory removed meanwhile: open (or make) it again, once.
+        if (!topic || !isNotFound(err)) throw err;
+        this.#dropTopic(topic);
+        this.#createAt(this.#topicFd(topic), id, bytes);
+      }
+      return;
+    }
+    if (this.#tmpFd < 0) this.#tmpFd = openChild(this.#busFd, TEMP_DIR, this.#busMode);
+    this.#createAt(this.#tmpFd, id, bytes);
+    try {
+      try {
+        renameAt(this.#tmpFd, id, target, id);
+      } catch (err) {
+        if (!topic || !isNotFound(err)) throw err;
+        this.#dropTopic(topic);
+        target = this.#topicFd(topic);
+        renameAt(this.#tmpFd, id, target, id);
+      }
+    } catch (err) {
+      try {
+        unlinkAt(this.#tmpFd, id);
+      } catch {
+        // nothing left to clean
+      }
+      throw err;
+    }
+  }
+
+  /** The descriptor of a topic's directory, made with the bus's mode when missing. */
+  #topicFd(topic: string): number {
+    const cached = this.#topicFds.get(topic);
+    if (cached !== undefined) {
+      this.#topicFds.delete(topic);
+      this.#topicFds.set(topic, cached);
+      return cached;
+    }
+    const fd = openTopic(this.#busFd, topic, this.#busMode);
+    if (this.#topicFds.size >= TOPIC_FDS) {
+      const [oldest, oldFd] = this.#topicFds.entries().next().value!;
+      this.#topicFds.delete(oldest);
+      closeFd(oldFd);
+    }
+    this.#topicFds.set(topic, fd);
+    return fd;
+  }
+
+  #dropTopic(topic: string): void {
+    const fd = this.#topicFds.get(topic);
+    if (fd === undefined) return;
+    this.#topicFds.delete(topic);
+    closeFd(fd);
+  }
+
+  /**
+   * Creates a message file in an open directory: written fully, then closed once. A write that
+   * fails (ENOSPC, EDQUOT, EIO, ...) removes the file *before* closing it, so the close that
+   * announces it finds no file: a failed publish is never delivered.
+   */
+  #createAt(dirfd: number, name: string, bytes: Uint8Array): void {
+    const fd = openAt(dirfd, name, O.WRONLY | O.CREAT | O.EXCL, this.#mode);
+    try {
+      writeAllFd(fd, bytes);
+    } catch (err) {
+      try {
+        unlinkAt(dirfd, name);
+      } catch {
+        // already gone
+      }
+      closeFd(fd);
+      throw err;
+    }
+    closeFd(fd);
+  }
+
+  /** Without FFI: the same by path (a topic swapped for a symlink is not detected). */
+  #writeByPath(topic: string, path: string, id: string, bytes: Uint8Array): void {
     if (topic && !this.#madeTopics.has(topic)) {
-      Deno.mkdirSync(dir, { recursive: true });
+      makeTopicByPath(this.dir, topic);
       this.#madeTopics.add(topic);
     }
     if (!this.#atomic) {
-      this.#create(path, bytes);
+      this.#createByPath(path, bytes);
       return;
     }
     const tmp = `${this.dir}/${TEMP_DIR}/${id}`;
     try {
-      this.#create(tmp, bytes);
+      this.#createByPath(tmp, bytes);
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      Deno.mkdirSync(`${this.dir}/${TEMP_DIR}`, { recursive: true, mode: 0o700 });
-      this.#create(tmp, bytes);
+      makeTopicByPath(this.dir, TEMP_DIR);
+      this.#createByPath(tmp, bytes);
     }
     try {
       Deno.renameSync(tmp, path);
@@ -164,24 +277,54 @@ export class Publisher {
     }
   }
 
-  #create(path: string, bytes: Uint8Array): void {
-    if (!this.#ffi) {
-      Deno.writeFileSync(path, bytes, { createNew: true, mode: this.#mode });
-      return;
-    }
-    const fd = openFd(path, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, this.#mode);
+  /** Without FFI: create, write fully, and on failure remove before closing. */
+  #createByPath(path: string, bytes: Uint8Array): void {
+    const file = Deno.openSync(path, { write: true, createNew: true, mode: this.#mode });
     try {
-      writeAllFd(fd, bytes);
+      for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
     } catch (err) {
-      closeFd(fd);
       try {
         Deno.removeSync(path);
       } catch {
         // already gone
       }
+      file.close();
       throw err;
     }
-    closeFd(fd);
+    file.close();
+  }
+
+  #release(): void {
+    for (const fd of this.#topicFds.values()) closeFd(fd);
+    this.#topicFds.clear();
+    if (this.#tmpFd >= 0) closeFd(this.#tmpFd);
+    if (this.#busFd >= 0) closeFd(this.#busFd);
+    this.#tmpFd = this.#busFd = -1;
+  }
+
+  /**
+   * Waits for a background sweep to finish and releases the publisher's descriptors. A
+   * short-lived process calls this before it exits, so that the sweep it started (and
+   * recorded in the bus's marker) is really done.
+   *
+   * @example
+   * ```ts
+   * import { Publisher } from "./publish.ts";
+   * const dir = Deno.makeTempDirSync();
+   * const pub = new Publisher(dir);
+   * pub.publish("hello");
+   * await pub.close();
+   * Deno.removeSync(dir, { recursive: true });
+   * ```
+   */
+  async close(): Promise<void> {
+    await this.#sweeper?.running;
+    this.#release();
+  }
+
+  /** Same as {@linkcode Publisher.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 
@@ -211,5 +354,10 @@ export function publish(
   options: PublisherOptions & { topic?: string } = {},
 ): Published {
   const { topic, ...rest } = options;
-  return new Publisher(dir, rest).publish(data, topic === undefined ? {} : { topic });
+  const publisher = new Publisher(dir, rest);
+  try {
+    return publisher.publish(data, topic === undefined ? {} : { topic });
+  } finally {
+    void publisher.close(); // after a background sweep, if one started
+  }
 }

@@ -1,22 +1,14 @@
 /**
  * Reading message files safely: never through a symlink, never a FIFO or device, never past
- * a size limit. Through FFI, `open(O_NOFOLLOW|O_NONBLOCK)` then `statx` on the descriptor
- * makes the check and the read one act; without FFI, `lstat` then read (a narrow race, said
- * in the README).
+ * a size limit. Through FFI, `openat(O_NOFOLLOW|O_NONBLOCK)` from the directory's descriptor,
+ * then `statx` on the file's, makes the check and the read one act; without FFI, `lstat` then
+ * read (a narrow race, said in the README).
  *
  * @module
  */
 
-import {
-  closeFd,
-  type FdStat,
-  type FileKind,
-  fstat,
-  lstatPath,
-  O,
-  openFd,
-  readAllFd,
-} from "../../sys/fs.ts";
+import { closeFd, type FdStat, type FileKind, fstat, O, readAllFd, statAt } from "../../sys/fs.ts";
+import { openAt } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
 
 /**
@@ -26,7 +18,7 @@ import { SysError } from "../../sys/errno.ts";
  * @example
  * ```ts
  * import type { FileState } from "./read.ts";
- * const s: FileState = { kind: "file", size: 2, mtimeMs: 0, key: "1:2:0" };
+ * const s: FileState = { kind: "file", size: 2, mtimeMs: 0, ctimeMs: 0, key: "1:2:0" };
  * ```
  */
 export interface FileState {
@@ -36,6 +28,8 @@ export interface FileState {
   size: number;
   /** Modification time in milliseconds (with a fraction where known). */
   mtimeMs: number;
+  /** Status change time in milliseconds: the last write, or when it was created or renamed. */
+  ctimeMs: number;
   /** Inode, size and modification time together. */
   key: string;
 }
@@ -75,14 +69,19 @@ export class MessageFiles {
   }
 
   /**
-   * The state of a path, without following a symlink.
+   * The state of a file, without following a symlink.
    *
-   * @param path The path.
-   * @returns The state, or undefined when the path does not exist (or cannot be looked at).
+   * @param dirfd The directory's descriptor (with FFI).
+   * @param name The file's name in it.
+   * @param path The file's path (without FFI).
+   * @returns The state, or undefined when the file does not exist (or cannot be looked at).
    */
-  state(path: string): FileState | undefined {
+  state(dirfd: number, name: string, path: string): FileState | undefined {
     try {
-      if (this.#ffi) return fromFdStat(lstatPath(path));
+      if (this.#ffi) {
+        const st = statAt(dirfd, name);
+        return st && fromFdStat(st);
+      }
       return fromFileInfo(Deno.lstatSync(path));
     } catch {
       return undefined;
@@ -92,17 +91,22 @@ export class MessageFiles {
   /**
    * Reads a message file.
    *
-   * @param path The path.
+   * @param dirfd The directory's descriptor (with FFI).
+   * @param name The file's name in it.
+   * @param path The file's path (without FFI).
    * @param maxSize The largest message accepted.
    * @param skipIf Returns true for a state not to read (already delivered).
-   * @returns The bytes and state, or why not.
+   * @returns The bytes and state, or why not; undefined when `skipIf` said so, or when the
+   *   file changed while it was read (a writer still at work: its close comes later).
    */
   read(
+    dirfd: number,
+    name: string,
     path: string,
     maxSize: number,
     skipIf?: (state: FileState) => boolean,
   ): ReadOutcome | undefined {
-    return this.#ffi ? readFfi(path, maxSize, skipIf) : readDeno(path, maxSize, skipIf);
+    return this.#ffi ? readFfi(dirfd, name, maxSize, skipIf) : readDeno(path, maxSize, skipIf);
   }
 }
 
@@ -111,6 +115,7 @@ function fromFdStat(st: FdStat): FileState {
     kind: st.kind,
     size: st.size,
     mtimeMs: Number(st.mtimeNs / 1000n) / 1000,
+    ctimeMs: Number(st.ctimeNs / 1000n) / 1000,
     key: `${st.ino}:${st.size}:${st.mtimeNs}`,
   };
 }
@@ -130,7 +135,8 @@ function fromFileInfo(info: Deno.FileInfo): FileState {
     ? "block"
     : "socket";
   const mtimeMs = info.mtime?.getTime() ?? 0;
-  return { kind, size: info.size, mtimeMs, key: `${info.ino}:${info.size}:${mtimeMs}` };
+  const ctimeMs = info.ctime?.getTime() ?? mtimeMs;
+  return { kind, size: info.size, mtimeMs, ctimeMs, key: `${info.ino}:${info.size}:${mtimeMs}` };
 }
 
 function tooLarge(maxSize: number, state: FileState): ReadOutcome {
@@ -138,13 +144,14 @@ function tooLarge(maxSize: number, state: FileState): ReadOutcome {
 }
 
 function readFfi(
-  path: string,
+  dirfd: number,
+  name: string,
   maxSize: number,
   skipIf?: (state: FileState) => boolean,
 ): ReadOutcome | undefined {
   let fd: number;
   try {
-    fd = openFd(path, O.RDONLY | O.NOFOLLOW | O.NONBLOCK | O.NOCTTY);
+    fd = openAt(dirfd, name, O.RDONLY | O.NONBLOCK | O.NOCTTY);
   } catch (err) {
     if (!(err instanceof SysError)) throw err;
     if (err.code === "ENOENT") return { ok: false, why: "gone" };
@@ -152,13 +159,22 @@ function readFfi(
     return { ok: false, why: "skip", reason: err.reason };
   }
   try {
-    const state = fromFdStat(fstat(fd));
+    const st = fstat(fd);
+    const mtimeNs = st.mtimeNs;
+    const state = fromFdStat(st);
     if (state.kind !== "file") {
       return { ok: false, why: "skip", reason: "not a regular file", state };
     }
     if (skipIf?.(state)) return undefined;
     const data = readAllFd(fd, state.size, maxSize);
     if (data === undefined) return tooLarge(maxSize, state);
+    // Changed while read (still being written: its close comes later), or removed (a failed
+    // publish is removed before its close): not a message, or not yet.
+    const after = fstat(fd);
+    if (after.nlink === 0) return { ok: false, why: "gone" };
+    if (data.length !== state.size || after.size !== state.size || after.mtimeNs !== mtimeNs) {
+      return undefined;
+    }
     return { ok: true, state, data };
   } catch (err) {
     if (!(err instanceof SysError)) throw err;
@@ -187,6 +203,8 @@ function readDeno(
   try {
     const data = Deno.readFileSync(path);
     if (data.length > maxSize) return tooLarge(maxSize, state);
+    const after = fromFileInfo(Deno.lstatSync(path));
+    if (data.length !== state.size || after.key !== state.key) return undefined; // changed
     return { ok: true, state, data };
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return { ok: false, why: "gone" };

@@ -9,7 +9,12 @@
  */
 
 import { fromFsError } from "../../types.ts";
+import { ffiAvailable } from "../../sys/libc.ts";
+import { closeFd, statAt, statPath } from "../../sys/fs.ts";
+import { openDir, readDirFd, touchFd, unlinkAt } from "../../sys/dirfd.ts";
+import { SysError } from "../../sys/errno.ts";
 import { idTime, isHidden } from "./names.ts";
+import { busMode, openChild } from "./_tree.ts";
 
 /**
  * The marker whose modification time records the last sweep of a bus. It is a directory, so
@@ -19,10 +24,10 @@ import { idTime, isHidden } from "./names.ts";
 export const SWEEP_MARKER = ".fsbus-gc";
 
 /**
- * Records that the bus was swept now.
+ * Records that the bus was swept now. The marker takes the bus's mode, so in a shared bus any
+ * member may touch it (setting a time to "now" needs write permission only).
  *
  * @param dir The bus directory.
- * @param nowMs The time to record.
  * @returns False when the bus is not writable (someone else must sweep).
  *
  * @example
@@ -31,9 +36,26 @@ export const SWEEP_MARKER = ".fsbus-gc";
  * markSwept("/dev/shm/bus");
  * ```
  */
-export function markSwept(dir: string, nowMs: number = Date.now()): boolean {
+export function markSwept(dir: string): boolean {
+  if (!ffiAvailable()) return markSweptByPath(dir);
+  let bus = -1;
+  let marker = -1;
+  try {
+    bus = openDir(dir);
+    marker = openChild(bus, SWEEP_MARKER, busMode(bus));
+    touchFd(marker);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    if (marker >= 0) closeFd(marker);
+    if (bus >= 0) closeFd(bus);
+  }
+}
+
+function markSweptByPath(dir: string): boolean {
   const marker = `${dir}/${SWEEP_MARKER}`;
-  const now = new Date(nowMs);
+  const now = new Date();
   try {
     Deno.utimeSync(marker, now, now);
     return true;
@@ -70,8 +92,21 @@ export interface SweepResult {
   failed: number;
 }
 
+/** How deep topics are swept (a bound, so a hostile tree cannot exhaust descriptors). */
+const MAX_DEPTH = 32;
+/** Entries handled between two turns of the event loop. */
+const ENTRIES_PER_TURN = 4096;
+
+const turn = () => new Promise<void>((r) => setTimeout(r, 0));
+
 /**
  * Removes every message older than `ttlMs` from a bus, its topics, and its temp directory.
+ *
+ * With FFI the walk is relative to directory descriptors: each topic is opened with
+ * `O_NOFOLLOW|O_DIRECTORY` from its parent's descriptor and each message removed with
+ * `unlinkat` there, so a topic that another user swaps for a symlink (even in a tight loop
+ * while the sweep runs) is skipped, and nothing outside the bus is ever removed. Without FFI,
+ * topics are only walked while every directory above them is writable by nobody else.
  *
  * @param dir The bus directory.
  * @param ttlMs The time to live.
@@ -93,31 +128,107 @@ export async function sweep(
   const result: SweepResult = { removed: 0, kept: 0, failed: 0 };
   const cutoff = nowMs - ttlMs;
   try {
-    await sweepDir(dir, cutoff, result, true);
+    if (!ffiAvailable()) {
+      await sweepByPath(dir, cutoff, result, 0);
+      return result;
+    }
+    const bus = openDir(dir);
+    try {
+      await sweepFd(bus, cutoff, result, 0, { n: 0 });
+    } finally {
+      closeFd(bus);
+    }
   } catch (err) {
     throw fromFsError(err, "Cannot sweep", dir);
   }
   return result;
 }
 
-async function sweepDir(
+async function sweepFd(
+  fd: number,
+  cutoff: number,
+  result: SweepResult,
+  depth: number,
+  work: { n: number },
+): Promise<void> {
+  for (const batch of readDirFd(fd)) {
+    for (const entry of batch) {
+      if (++work.n % ENTRIES_PER_TURN === 0) await turn();
+      const name = entry.name;
+      let kind = entry.kind;
+      let mtimeMs: number | undefined;
+      if (kind === undefined) {
+        const st = statAt(fd, name);
+        if (st === undefined) continue;
+        kind = st.kind;
+        mtimeMs = Number(st.mtimeNs / 1_000_000n);
+      }
+      if (kind === "directory") {
+        const temp = depth === 0 && name === TEMP_DIR;
+        if ((isHidden(name) && !temp) || depth >= MAX_DEPTH) continue;
+        let sub: number;
+        try {
+          sub = openDir(name, fd); // O_NOFOLLOW: a topic swapped for a symlink is refused
+        } catch {
+          continue;
+        }
+        try {
+          const into = temp ? { removed: 0, kept: 0, failed: 0 } : result;
+          await sweepFd(sub, cutoff, into, depth + 1, work);
+        } catch {
+          // a topic that cannot be read is left as it is
+        } finally {
+          closeFd(sub);
+        }
+        continue;
+      }
+      if (isHidden(name)) continue;
+      let time = idTime(name) ?? mtimeMs;
+      if (time === undefined) {
+        const st = statAt(fd, name);
+        if (st === undefined) continue; // gone already
+        time = Number(st.mtimeNs / 1_000_000n);
+      }
+      if (time >= cutoff) {
+        result.kept++;
+        continue;
+      }
+      try {
+        if (unlinkAt(fd, name)) result.removed++;
+      } catch (err) {
+        // EISDIR: swapped for a directory meanwhile; it is looked at next time.
+        if (!(err instanceof SysError && err.code === "EISDIR")) result.failed++;
+      }
+    }
+  }
+}
+
+/** Without FFI: a directory whose entries nobody else can swap (owned by us or root, not
+ * writable by group or others). */
+function closed(info: Deno.FileInfo): boolean {
+  return (info.uid === Deno.uid() || info.uid === 0) && ((info.mode ?? 0o777) & 0o022) === 0;
+}
+
+async function sweepByPath(
   dir: string,
   cutoff: number,
   result: SweepResult,
-  top: boolean,
+  depth: number,
 ): Promise<void> {
+  // Paths below `dir` are only safe to re-walk when nobody else can swap the entries of `dir`
+  // (and, by recursion, of every directory above it).
+  const descend = depth < MAX_DEPTH && closed(Deno.statSync(dir));
   for await (const entry of Deno.readDir(dir)) {
     const path = `${dir}/${entry.name}`;
-    if (isHidden(entry.name)) {
-      if (top && entry.name === TEMP_DIR && entry.isDirectory) {
-        await sweepDir(path, cutoff, { removed: 0, kept: 0, failed: 0 }, false).catch(() => {});
-      }
-      continue;
-    }
     if (entry.isDirectory) {
-      await sweepDir(path, cutoff, result, false).catch(() => {});
+      if (!descend) continue;
+      const temp = depth === 0 && entry.name === TEMP_DIR;
+      if (isHidden(entry.name) && !temp) continue;
+      const into = temp ? { removed: 0, kept: 0, failed: 0 } : result;
+      await sweepByPath(path, cutoff, into, depth + 1).catch(() => {});
       continue;
     }
+    if (isHidden(entry.name)) continue;
     let time = idTime(entry.name);
     if (time === undefined) {
       try {
@@ -184,15 +295,19 @@ export class Sweeper {
   maybeSweep(nowMs: number = Date.now()): void {
     if (nowMs < this.#nextCheck || this.#running) return;
     this.#nextCheck = nowMs + this.#intervalMs;
-    const marker = `${this.#dir}/${SWEEP_MARKER}`;
     let last = 0;
     try {
-      last = Deno.statSync(marker).mtime?.getTime() ?? 0;
+      if (ffiAvailable()) {
+        const st = statPath(`${this.#dir}/${SWEEP_MARKER}`);
+        last = st === undefined ? 0 : Number(st.mtimeNs / 1_000_000n);
+      } else {
+        last = Deno.statSync(`${this.#dir}/${SWEEP_MARKER}`).mtime?.getTime() ?? 0;
+      }
     } catch {
       // no marker yet: never swept
     }
     if (nowMs - last < this.#intervalMs) return;
-    if (!markSwept(this.#dir, nowMs)) return; // no write access: leave sweeping to others
+    if (!markSwept(this.#dir)) return; // no write access: leave sweeping to others
     this.#running = sweep(this.#dir, this.#ttlMs, nowMs)
       .catch(() => undefined)
       .finally(() => {

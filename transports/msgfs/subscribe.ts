@@ -8,6 +8,13 @@
  * set up first, so there is no gap, and delivered files are remembered (by name, inode, size
  * and modification time), so there is no duplicate at the seam.
  *
+ * Memory stays bounded however long a subscription runs: the subscription knows a time before
+ * which every file has been handled (the last inotify read that lost nothing, or the start of
+ * the last complete listing), and remembers only the files changed after it, less a slack of
+ * {@linkcode SEEN_SLACK_MS}. A listing skips files whose last change (ctime) is older than that,
+ * so a forgotten file is never delivered twice. (A writer that keeps a file open longer than the
+ * slack after its last write, and whose close event is lost in a queue overflow, is missed.)
+ *
  * Files are opened with `O_NOFOLLOW|O_NONBLOCK`: a symlink, FIFO or device planted in the
  * bus is never read, and nothing larger than `maxSize` is read.
  *
@@ -16,9 +23,40 @@
 
 import { fromFsError, FsbusError, type Message, type Subscription } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
+import { closeFd, statAt } from "../../sys/fs.ts";
+import { openDir, readDirFd } from "../../sys/dirfd.ts";
 import { MessageFiles } from "./read.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher } from "./watch.ts";
+import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
+
+/** How many topic directories a subscription keeps open at once (besides its own). */
+const DIR_FDS = 64;
+
+/**
+ * How long before the last loss-free event read a file must have last changed for a listing
+ * to take it as handled (and for the subscription to forget it): covers clock granularity and
+ * writers that close a little after their last write.
+ */
+export const SEEN_SLACK_MS = 2000;
+/** fsbus messages (UUIDv7 names) are taken as complete this long after the time in their
+ * name: older ones are skipped by a listing without looking at their ctime. */
+const NAME_SLACK_MS = 60_000;
+/** Deliveries between two prunings of what a subscription remembers. */
+const PRUNE_EVERY = 512;
+
+interface Seen {
+  /** The file's state key when delivered, or "skip:..." when skipped. */
+  key: string;
+  /** Its ctime then. */
+  ctimeMs: number;
+}
+
+interface Entry {
+  name: string;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
 
 /**
  * A message from a directory bus.
@@ -115,6 +153,8 @@ export interface SubscriptionStats {
   vanished: number;
   /** Times the directory was listed again because events were lost. */
   rescans: number;
+  /** Files remembered now (to avoid duplicates): bounded by the rate times a few seconds. */
+  remembered: number;
 }
 
 /** The default message size limit: 256 MiB. */
@@ -143,14 +183,29 @@ export class BusSubscription implements Subscription<BusMessage> {
   /** The subscribed topic ("" for the root). */
   readonly topic: string;
   /** Counters. */
-  readonly stats: SubscriptionStats = { delivered: 0, skipped: 0, vanished: 0, rescans: 0 };
+  readonly stats: SubscriptionStats = {
+    delivered: 0,
+    skipped: 0,
+    vanished: 0,
+    rescans: 0,
+    remembered: 0,
+  };
   readonly #base: string;
   readonly #options: SubscribeOptions;
   readonly #maxSize: number;
   readonly #cutoffMs: number;
-  readonly #seen = new Map<string, string>();
+  /** Files delivered or skipped, by path below the base, oldest first (roughly). */
+  readonly #seen = new Map<string, Seen>();
+  /** Every file whose ctime is before this (wall-clock ms) has been handled. */
+  #handledBefore = -Infinity;
+  #sincePrune = 0;
   readonly #files: MessageFiles;
+  readonly #ffi: boolean;
   readonly #gen: AsyncGenerator<BusMessage, void, undefined>;
+  /** The subscribed directory's descriptor (with FFI), open while iterating. */
+  #baseFd = -1;
+  /** Descriptors of topic directories below it, least recently used first. */
+  readonly #dirFds = new Map<string, number>();
   #watcher: Watcher | undefined;
   #closed = false;
   #abort: (() => void) | undefined;
@@ -176,8 +231,9 @@ export class BusSubscription implements Subscription<BusMessage> {
       : since instanceof Date
       ? since.getTime()
       : now - since;
+    this.#ffi = this.backend === "inotify";
     this.#checkBus();
-    this.#files = new MessageFiles(this.backend === "inotify");
+    this.#files = new MessageFiles(this.#ffi);
     this.#gen = this.#run();
     const signal = options.signal;
     if (signal) {
@@ -215,9 +271,13 @@ export class BusSubscription implements Subscription<BusMessage> {
     if (!info.isDirectory) {
       throw new FsbusError("not_a_directory", `Cannot subscribe to "${this.dir}": not a directory`);
     }
+    if (this.#ffi) {
+      closeFd(this.#openBase());
+      return;
+    }
     if (this.topic) {
       try {
-        Deno.mkdirSync(this.#base, { recursive: true });
+        makeTopicByPath(this.dir, this.topic);
       } catch (err) {
         if (err instanceof Deno.errors.PermissionDenied) {
           throw new FsbusError(
@@ -247,8 +307,72 @@ export class BusSubscription implements Subscription<BusMessage> {
     }
   }
 
+  /**
+   * Opens the subscribed directory through descriptors: the bus, then its topic one segment at
+   * a time with `O_NOFOLLOW` (made with the bus's mode when missing).
+   */
+  #openBase(): number {
+    let bus: number;
+    try {
+      bus = openDir(this.dir);
+    } catch (err) {
+      throw fromFsError(err, "Cannot subscribe to", this.dir);
+    }
+    if (!this.topic) return bus;
+    try {
+      return openTopic(bus, this.topic, busMode(bus));
+    } catch (err) {
+      throw fromFsError(err, "Cannot subscribe to", this.#base);
+    } finally {
+      closeFd(bus);
+    }
+  }
+
+  /** The descriptor of a directory below the subscribed one ("" for itself), or undefined
+   * when it is gone or not a directory (a symlink is never followed). */
+  #dirFd(dir: string): number | undefined {
+    if (dir === "") return this.#baseFd;
+    const fd = this.#dirFds.get(dir);
+    if (fd !== undefined) {
+      this.#dirFds.delete(dir);
+      this.#dirFds.set(dir, fd);
+      return fd;
+    }
+    let opened: number;
+    try {
+      opened = openTopic(this.#baseFd, dir);
+    } catch {
+      return undefined;
+    }
+    if (this.#dirFds.size >= DIR_FDS) {
+      const [oldest, oldFd] = this.#dirFds.entries().next().value!;
+      this.#dirFds.delete(oldest);
+      closeFd(oldFd);
+    }
+    this.#dirFds.set(dir, opened);
+    return opened;
+  }
+
+  /** Forgets the descriptors of a directory and everything below it. */
+  #dropDirs(dir: string): void {
+    for (const [rel, fd] of this.#dirFds) {
+      if (rel === dir || rel.startsWith(dir + "/")) {
+        this.#dirFds.delete(rel);
+        closeFd(fd);
+      }
+    }
+  }
+
+  #release(): void {
+    for (const fd of this.#dirFds.values()) closeFd(fd);
+    this.#dirFds.clear();
+    if (this.#baseFd >= 0) closeFd(this.#baseFd);
+    this.#baseFd = -1;
+  }
+
   async *#run(): AsyncGenerator<BusMessage, void, undefined> {
     if (this.#closed) return;
+    if (this.#ffi) this.#baseFd = this.#openBase();
     const recursive = this.#options.recursive ?? false;
     const watcher = openWatcher(this.#base, {
       recursive,
@@ -257,12 +381,19 @@ export class BusSubscription implements Subscription<BusMessage> {
     });
     this.#watcher = watcher;
     try {
-      watcher.watch("");
+      watcher.watch("", this.#ffi ? this.#baseFd : undefined);
       if (recursive) this.#watchTree("");
       if (this.#options.since !== undefined) yield* this.#rescan(recursive);
       for (;;) {
         const batch = await watcher.next();
         if (batch === null || this.#closed) return;
+        // inotify loses nothing without saying so (IN_Q_OVERFLOW): every file changed before
+        // this read has had its event by now. The fallback watcher does lose events silently.
+        if (watcher.backend === "inotify" && !batch.some((e) => e.kind === "rescan")) {
+          this.#handledBefore = Date.now() - SEEN_SLACK_MS;
+          const oldest = this.#seen.values().next().value;
+          if (oldest !== undefined && oldest.ctimeMs < this.#handledBefore) this.#prune();
+        }
         for (const e of batch) {
           if (this.#closed) return;
           switch (e.kind) {
@@ -274,12 +405,16 @@ export class BusSubscription implements Subscription<BusMessage> {
             case "dir":
               if (recursive) {
                 const dir = e.dir ? `${e.dir}/${e.name}` : e.name;
-                if (watcher.watch(dir)) yield* this.#rescan(true, dir);
+                this.#dropDirs(dir); // a directory moved in under a name seen before
+                if (this.#watchDir(dir)) yield* this.#rescan(true, dir);
               }
               break;
-            case "gone":
-              this.#seen.delete(e.dir ? `${e.dir}/${e.name}` : e.name);
+            case "gone": {
+              const rel = e.dir ? `${e.dir}/${e.name}` : e.name;
+              if (this.#seen.delete(rel)) this.stats.remembered--;
+              if (this.#dirFds.size > 0) this.#dropDirs(rel);
               break;
+            }
             case "rescan":
               this.stats.rescans++;
               yield* this.#rescan(recursive);
@@ -288,6 +423,7 @@ export class BusSubscription implements Subscription<BusMessage> {
               if (e.dir === "") {
                 throw new FsbusError("not_found", `Bus "${this.#base}" was removed or moved`);
               }
+              this.#dropDirs(e.dir);
               break;
           }
         }
@@ -295,8 +431,16 @@ export class BusSubscription implements Subscription<BusMessage> {
     } finally {
       this.#closed = true;
       await watcher.close();
+      this.#release();
       if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
     }
+  }
+
+  /** Watches a directory below the subscribed one, through its descriptor with FFI. */
+  #watchDir(dir: string): boolean {
+    if (!this.#ffi) return this.#watcher!.watch(dir);
+    const fd = this.#dirFd(dir);
+    return fd !== undefined && this.#watcher!.watch(dir, fd);
   }
 
   /** Watches every (non-hidden, non-symlink) directory below `dir`. */
@@ -304,7 +448,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     for (const entry of this.#entries(dir)) {
       if (!entry.isDirectory || entry.isSymlink || isHidden(entry.name)) continue;
       const sub = dir ? `${dir}/${entry.name}` : entry.name;
-      if (this.#watcher!.watch(sub)) this.#watchTree(sub);
+      if (this.#watchDir(sub)) this.#watchTree(sub);
     }
   }
 
@@ -314,56 +458,102 @@ export class BusSubscription implements Subscription<BusMessage> {
    */
   async *#rescan(recursive: boolean, only?: string): AsyncGenerator<BusMessage, void, undefined> {
     const candidates: Candidate[] = [];
-    const present = only === undefined ? new Set<string>() : undefined;
-    this.#list(only ?? "", recursive, candidates, present);
-    if (present) {
-      for (const rel of this.#seen.keys()) if (!present.has(rel)) this.#seen.delete(rel);
+    const listedAt = Date.now();
+    // A new directory (`only`) is listed whole: nothing in it was handled yet.
+    const handled = only === undefined ? this.#handledBefore : -Infinity;
+    this.#list(only ?? "", recursive, candidates, handled);
+    if (candidates.length > 0) {
+      candidates.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0));
+      await this.#settle(candidates);
+      for (const c of candidates) {
+        if (this.#closed) return;
+        const m = this.#deliver(c.dir, c.name);
+        if (m) yield m;
+      }
     }
-    if (candidates.length === 0) return;
-    candidates.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0));
-    await this.#settle(candidates);
-    for (const c of candidates) {
-      if (this.#closed) return;
-      const m = this.#deliver(c.dir, c.name);
-      if (m) yield m;
+    if (only === undefined) {
+      this.#handledBefore = Math.max(this.#handledBefore, listedAt - SEEN_SLACK_MS);
+      this.#prune();
     }
   }
 
+  /** Forgets files changed before everything was handled: a listing skips them anyway. */
+  #prune(): void {
+    this.#sincePrune = 0;
+    const before = this.#handledBefore;
+    for (const [rel, seen] of this.#seen) {
+      if (seen.ctimeMs >= before) break;
+      this.#seen.delete(rel);
+    }
+    this.stats.remembered = this.#seen.size;
+  }
+
+  #remember(rel: string, key: string, ctimeMs: number): void {
+    this.#seen.delete(rel); // keep the map in the order of delivery
+    this.#seen.set(rel, { key, ctimeMs });
+    this.stats.remembered = this.#seen.size;
+    if (++this.#sincePrune >= PRUNE_EVERY) this.#prune();
+  }
+
   /** The entries of a directory below the base ("" for the base), or none when unreadable. */
-  #entries(dir: string): Deno.DirEntry[] {
+  #entries(dir: string): Entry[] {
     try {
-      return [...Deno.readDirSync(dir ? `${this.#base}/${dir}` : this.#base)];
+      if (!this.#ffi) return [...Deno.readDirSync(dir ? `${this.#base}/${dir}` : this.#base)];
+      const fd = this.#dirFd(dir);
+      if (fd === undefined) return [];
+      const out: Entry[] = [];
+      for (const batch of readDirFd(fd)) {
+        for (const e of batch) {
+          const kind = e.kind ?? statAt(fd, e.name)?.kind;
+          if (kind === undefined) continue;
+          out.push({
+            name: e.name,
+            isDirectory: kind === "directory",
+            isSymlink: kind === "symlink",
+          });
+        }
+      }
+      return out;
     } catch {
       return [];
     }
   }
 
-  #list(dir: string, recursive: boolean, out: Candidate[], present: Set<string> | undefined): void {
+  /** The state of a file below the base, without following a symlink. */
+  #state(dir: string, name: string) {
+    const fd = this.#ffi ? this.#dirFd(dir) : -1;
+    if (fd === undefined) return undefined;
+    return this.#files.state(fd, name, `${this.#base}/${dir ? dir + "/" : ""}${name}`);
+  }
+
+  #list(dir: string, recursive: boolean, out: Candidate[], handled: number): void {
     for (const entry of this.#entries(dir)) {
       if (isHidden(entry.name)) continue;
       const rel = dir ? `${dir}/${entry.name}` : entry.name;
       if (entry.isDirectory) {
         // A topic made while events were lost has no watch yet (watching twice is harmless).
-        if (recursive && !entry.isSymlink && this.#watcher!.watch(rel)) {
-          this.#list(rel, true, out, present);
+        if (recursive && !entry.isSymlink && this.#watchDir(rel)) {
+          this.#list(rel, true, out, handled);
         }
         continue;
       }
-      present?.add(rel);
-      const seen = this.#seen.get(rel);
+      const seen = this.#seen.get(rel)?.key;
       const idMs = idTime(entry.name);
       if (idMs !== undefined) {
         // fsbus names are created once (O_EXCL) and never rewritten: no need to look again,
-        // and the name says when: only a recent one needs its modification time (#settle).
+        // and the name says when: only a recent one needs its modification time (#settle),
+        // and only one that may have been forgotten needs its ctime.
         if (seen !== undefined || idMs < this.#cutoffMs) continue;
-        if (idMs < Date.now() - 1000) {
+        if (idMs < handled - NAME_SLACK_MS) continue;
+        if (idMs >= handled && idMs < Date.now() - 1000) {
           out.push({ dir, name: entry.name, sort: sortKey(entry.name, idMs), mtimeMs: idMs });
           continue;
         }
       }
-      const st = this.#files.state(`${this.#base}/${rel}`);
+      const st = this.#state(dir, entry.name);
       if (st === undefined) continue;
       if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
+      if (st.ctimeMs < handled) continue; // handled, and perhaps forgotten
       if (seen === st.key || seen === `skip:${st.key}`) continue;
       out.push({
         dir,
@@ -381,12 +571,13 @@ export class BusSubscription implements Subscription<BusMessage> {
   async #settle(candidates: Candidate[]): Promise<void> {
     const settleMs = this.#options.settleMs ?? 30;
     for (let round = 0; round < 20; round++) {
-      const newest = Math.max(...candidates.map((c) => c.mtimeMs));
+      let newest = -Infinity;
+      for (const c of candidates) if (c.mtimeMs > newest) newest = c.mtimeMs;
       const wait = newest + settleMs - Date.now();
       if (wait <= 0 || this.#closed) return;
       await new Promise((r) => setTimeout(r, Math.ceil(wait)));
       for (const c of candidates) {
-        const st = this.#files.state(`${this.#base}/${c.dir ? c.dir + "/" : ""}${c.name}`);
+        const st = this.#state(c.dir, c.name);
         if (st) c.mtimeMs = st.mtimeMs;
       }
     }
@@ -396,22 +587,30 @@ export class BusSubscription implements Subscription<BusMessage> {
   #deliver(dir: string, name: string): BusMessage | undefined {
     const rel = dir ? `${dir}/${name}` : name;
     const path = `${this.#base}/${rel}`;
-    const r = this.#files.read(path, this.#maxSize, (st) => this.#seen.get(rel) === st.key);
+    const fd = this.#ffi ? this.#dirFd(dir) : -1;
+    if (fd === undefined) return undefined; // the topic is gone, or was swapped for a symlink
+    const r = this.#files.read(
+      fd,
+      name,
+      path,
+      this.#maxSize,
+      (st) => this.#seen.get(rel)?.key === st.key,
+    );
     if (r === undefined) return undefined;
     if (!r.ok) {
       if (r.why === "gone") {
         this.stats.vanished++;
-        this.#seen.delete(rel);
+        if (this.#seen.delete(rel)) this.stats.remembered--;
         return undefined;
       }
       const mark = `skip:${r.state?.key ?? r.reason}`;
-      if (this.#seen.get(rel) === mark) return undefined;
-      this.#seen.set(rel, mark);
+      if (this.#seen.get(rel)?.key === mark) return undefined;
+      this.#remember(rel, mark, r.state?.ctimeMs ?? Date.now());
       this.stats.skipped++;
       this.#options.onSkip?.({ path, reason: r.reason });
       return undefined;
     }
-    this.#seen.set(rel, r.state.key);
+    this.#remember(rel, r.state.key, r.state.ctimeMs);
     this.stats.delivered++;
     const topic = this.topic ? (dir ? `${this.topic}/${dir}` : this.topic) : dir;
     const t = idTime(name) ?? r.state.mtimeMs;
@@ -428,6 +627,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     this.#closed = true;
     this.#watcher?.wake();
     await this.#gen.return(undefined);
+    this.#release();
     if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
   }
 

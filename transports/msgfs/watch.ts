@@ -12,6 +12,18 @@ import { yieldTurn } from "../../sys/poll.ts";
 import { SysError } from "../../sys/errno.ts";
 import { fromFsError, FsbusError } from "../../types.ts";
 import { isHidden } from "./names.ts";
+import { fdPath } from "../../sys/dirfd.ts";
+import { statPath } from "../../sys/fs.ts";
+
+let procOk: boolean | undefined;
+/** Whether /proc/self/fd can name an open directory for inotify. */
+function procFds(): boolean {
+  try {
+    return (procOk ??= statPath("/proc/self/fd")?.kind === "directory");
+  } catch {
+    return (procOk = false);
+  }
+}
 
 /**
  * What a watcher reports. `dir` is relative to the watched root ("" for the root itself).
@@ -52,9 +64,11 @@ export interface Watcher {
    * Starts watching a directory below the root.
    *
    * @param dir The directory, relative to the root.
+   * @param fd The directory's open descriptor, when there is one: inotify then watches
+   *   exactly that directory (through `/proc/self/fd`), whatever its path leads to now.
    * @returns False when the directory could not be watched (gone, or a symlink).
    */
-  watch(dir: string): boolean;
+  watch(dir: string, fd?: number): boolean;
   /** The next batch of events (empty after `wake()`); `null` once the watcher is closed. */
   next(): Promise<WatchEvent[] | null>;
   /** Makes a pending `next()` return at once (with `null` once closed). */
@@ -83,13 +97,15 @@ class InotifyWatcher implements Watcher {
     this.#blockMs = blockMs;
   }
 
-  watch(dir: string): boolean {
-    const path = dir ? `${this.#root}/${dir}` : this.#root;
+  watch(dir: string, fd?: number): boolean {
+    const byFd = fd !== undefined && procFds();
+    const path = byFd ? fdPath(fd) : dir ? `${this.#root}/${dir}` : this.#root;
     let wd: number;
     try {
-      wd = this.#ino.add(path, this.#mask);
+      // /proc/self/fd/N is a link to the open directory itself: it must be followed.
+      wd = this.#ino.add(path, byFd ? this.#mask & ~IN.DONT_FOLLOW : this.#mask);
     } catch (err) {
-      if (dir === "") throw translateWatchError(err, path);
+      if (dir === "") throw translateWatchError(err, this.#root);
       return false;
     }
     this.#dirs.set(wd, dir);
@@ -137,6 +153,9 @@ class InotifyWatcher implements Watcher {
       if (isHidden(e.name)) continue;
       if (e.mask & IN.ISDIR) {
         if (e.mask & (IN.CREATE | IN.MOVED_TO)) events.push({ kind: "dir", dir, name: e.name });
+        else if (e.mask & (IN.DELETE | IN.MOVED_FROM)) {
+          events.push({ kind: "gone", dir, name: e.name });
+        }
       } else if (e.mask & (IN.CLOSE_WRITE | IN.MOVED_TO)) {
         events.push({ kind: "file", dir, name: e.name });
       } else if (e.mask & (IN.DELETE | IN.MOVED_FROM)) {
@@ -182,7 +201,7 @@ class WatchFsWatcher implements Watcher {
     this.#iter = this.#fs[Symbol.asyncIterator]();
   }
 
-  watch(_dir: string): boolean {
+  watch(_dir: string, _fd?: number): boolean {
     return true; // Deno.watchFs watches the whole tree when recursive
   }
 

@@ -1,0 +1,289 @@
+/**
+ * Working inside a directory tree that other users may share, relative to directory
+ * descriptors: `openat`, `mkdirat`, `unlinkat`, `renameat` and `getdents64`, every name one
+ * path segment, never a symlink followed. A directory swapped for a symlink in a race makes
+ * the next call fail (ELOOP, ENOTDIR), never act somewhere else.
+ *
+ * @module
+ */
+
+import { check, cpath, cstring, errno, libc } from "./libc.ts";
+import { Errno, SysError } from "./errno.ts";
+import { type FileKind, O } from "./fs.ts";
+
+/** `AT_FDCWD`: "relative to the current directory" for the `*at` calls. */
+export const AT_FDCWD = -100;
+const AT_REMOVEDIR = 0x200;
+const SYS_GETDENTS64 = Deno.build.arch === "aarch64" ? 61 : 217;
+
+function segment(name: string): string {
+  if (name === "" || name.includes("/") || name === "." || name === "..") {
+    throw new SysError("openat", Errno.EINVAL, name);
+  }
+  return name;
+}
+
+/**
+ * Opens a name inside a directory with raw `open(2)` flags; `O_NOFOLLOW` and `O_CLOEXEC` are
+ * always added, and the name must be one path segment.
+ *
+ * @param dirfd The directory's descriptor (or {@linkcode AT_FDCWD}).
+ * @param name One path segment.
+ * @param flags `O.*` flags.
+ * @param mode Permission bits for a file being created.
+ * @returns The descriptor.
+ * @throws {SysError} ELOOP for a symlink, ENOENT, EEXIST with `O.EXCL`, and so on.
+ *
+ * @example
+ * ```ts ignore
+ * import { openAt, openDir } from "./dirfd.ts";
+ * import { O } from "./fs.ts";
+ * const dir = openDir("/etc");
+ * const fd = openAt(dir, "hostname", O.RDONLY | O.NONBLOCK);
+ * ```
+ */
+export function openAt(dirfd: number, name: string, flags: number, mode = 0o600): number {
+  return check(
+    libc().openat(dirfd, cpath(segment(name)), flags | O.NOFOLLOW | O.CLOEXEC, mode),
+    "openat",
+    name,
+  );
+}
+
+/**
+ * Opens a directory for walking: `O_RDONLY|O_DIRECTORY` (following symlinks in `path`, which
+ * its caller names), or, with `dirfd`, one segment inside an open directory with
+ * `O_NOFOLLOW` as well.
+ *
+ * @param path A path, or one segment when `dirfd` is given.
+ * @param dirfd The directory it is in.
+ * @returns The descriptor.
+ * @throws {SysError} ENOTDIR for a non-directory, ELOOP for a symlink inside `dirfd`.
+ *
+ * @example
+ * ```ts ignore
+ * import { openDir } from "./dirfd.ts";
+ * const bus = openDir("/dev/shm/bus");
+ * const topic = openDir("sensors", bus);
+ * ```
+ */
+export function openDir(path: string, dirfd?: number): number {
+  if (dirfd === undefined) {
+    return check(
+      libc().open(cpath(path), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0),
+      "open",
+      path,
+    );
+  }
+  return openAt(dirfd, path, O.RDONLY | O.DIRECTORY | O.NONBLOCK);
+}
+
+/**
+ * Makes a directory inside an open directory (`mkdirat`); the umask applies, so set the final
+ * mode with {@linkcode fchmod} on the opened directory.
+ *
+ * @param dirfd The parent's descriptor.
+ * @param name One path segment.
+ * @param mode Permission bits.
+ * @returns False when something of that name already exists.
+ * @throws {SysError} For other failures.
+ *
+ * @example
+ * ```ts ignore
+ * import { mkdirAt, openDir } from "./dirfd.ts";
+ * mkdirAt(openDir("/dev/shm/bus"), "sensors", 0o700);
+ * ```
+ */
+export function mkdirAt(dirfd: number, name: string, mode: number): boolean {
+  if (libc().mkdirat(dirfd, cpath(segment(name)), mode) === 0) return true;
+  const e = errno();
+  if (e === Errno.EEXIST) return false;
+  throw new SysError("mkdirat", e, name);
+}
+
+/**
+ * Removes a name inside an open directory (`unlinkat`); a symlink is removed itself.
+ *
+ * @param dirfd The directory's descriptor.
+ * @param name One path segment.
+ * @param dir Remove an (empty) directory instead of a file.
+ * @returns False when the name was already gone.
+ * @throws {SysError} EPERM under the sticky bit, EISDIR, and so on.
+ *
+ * @example
+ * ```ts ignore
+ * import { openDir, unlinkAt } from "./dirfd.ts";
+ * unlinkAt(openDir("/dev/shm/bus"), "0190a1b2-...");
+ * ```
+ */
+export function unlinkAt(dirfd: number, name: string, dir = false): boolean {
+  if (libc().unlinkat(dirfd, cpath(segment(name)), dir ? AT_REMOVEDIR : 0) === 0) return true;
+  const e = errno();
+  if (e === Errno.ENOENT) return false;
+  throw new SysError("unlinkat", e, name);
+}
+
+/**
+ * Renames a name from one open directory to another (`renameat`).
+ *
+ * @param fromDir The source directory's descriptor.
+ * @param from One path segment.
+ * @param toDir The target directory's descriptor.
+ * @param to One path segment.
+ * @throws {SysError} When the rename fails.
+ *
+ * @example
+ * ```ts ignore
+ * import { openDir, renameAt } from "./dirfd.ts";
+ * const bus = openDir("/dev/shm/bus");
+ * renameAt(openDir(".fsbus-tmp", bus), "msg", bus, "msg");
+ * ```
+ */
+export function renameAt(fromDir: number, from: string, toDir: number, to: string): void {
+  check(
+    libc().renameat(fromDir, cstring(segment(from)), toDir, cstring(segment(to))),
+    "renameat",
+    to,
+  );
+}
+
+/**
+ * Sets an open file's permission bits (setgid and sticky included, whatever the umask).
+ *
+ * @param fd The descriptor.
+ * @param mode The bits (`& 0o7777`).
+ * @throws {SysError} EPERM when not the owner.
+ *
+ * @example
+ * ```ts ignore
+ * import { fchmod, openDir } from "./dirfd.ts";
+ * fchmod(openDir("/dev/shm/bus"), 0o3770);
+ * ```
+ */
+export function fchmod(fd: number, mode: number): void {
+  check(libc().fchmod(fd, mode & 0o7777), "fchmod");
+}
+
+/**
+ * Sets an open file's group (the owner stays).
+ *
+ * @param fd The descriptor.
+ * @param gid The group id.
+ * @throws {SysError} EPERM when not allowed.
+ *
+ * @example
+ * ```ts ignore
+ * import { fchgrp, openDir } from "./dirfd.ts";
+ * fchgrp(openDir("/dev/shm/bus"), 50);
+ * ```
+ */
+export function fchgrp(fd: number, gid: number): void {
+  check(libc().fchown(fd, 0xffffffff, gid), "fchown");
+}
+
+/**
+ * Sets an open file's access and modification times to now (`futimens(fd, NULL)`), which
+ * write permission allows (explicit times need ownership).
+ *
+ * @param fd The descriptor.
+ * @throws {SysError} When not allowed.
+ *
+ * @example
+ * ```ts ignore
+ * import { openDir, touchFd } from "./dirfd.ts";
+ * touchFd(openDir("/dev/shm/bus/.fsbus-gc"));
+ * ```
+ */
+export function touchFd(fd: number): void {
+  check(libc().futimens(fd, null), "futimens");
+}
+
+/**
+ * One directory entry from {@linkcode readDirFd}.
+ *
+ * @example
+ * ```ts
+ * import type { DirEntryAt } from "./dirfd.ts";
+ * const e: DirEntryAt = { name: "msg", kind: "file" };
+ * ```
+ */
+export interface DirEntryAt {
+  /** The name (never "." or ".."). */
+  name: string;
+  /** The kind from the directory entry, or undefined when the file system does not say. */
+  kind: FileKind | undefined;
+}
+
+const DT_KINDS: Record<number, FileKind> = {
+  1: "fifo",
+  2: "char",
+  4: "directory",
+  6: "block",
+  8: "file",
+  10: "symlink",
+  12: "socket",
+};
+const DIRENT_BUFFER = 64 * 1024;
+const decoder = new TextDecoder();
+
+/**
+ * Reads an open directory from its start in batches (`getdents64`), so that a huge directory
+ * never sits in memory whole. Entries added or removed meanwhile may or may not be seen; the
+ * others are seen once.
+ *
+ * @param fd The directory's descriptor (its read position is reset to the start).
+ * @returns The batches of entries.
+ * @throws {SysError} When the directory cannot be read.
+ *
+ * @example
+ * ```ts ignore
+ * import { openDir, readDirFd } from "./dirfd.ts";
+ * for (const batch of readDirFd(openDir("/dev/shm/bus"))) {
+ *   for (const e of batch) console.log(e.name, e.kind);
+ * }
+ * ```
+ */
+export function* readDirFd(fd: number): Generator<DirEntryAt[], void, undefined> {
+  const c = libc();
+  check(c.lseek(fd, 0n, 0), "lseek");
+  const buf = new Uint8Array(DIRENT_BUFFER);
+  const view = new DataView(buf.buffer);
+  for (;;) {
+    const n = Number(c.syscall3(BigInt(SYS_GETDENTS64), BigInt(fd), buf, BigInt(buf.length)));
+    if (n < 0) {
+      const e = errno();
+      if (e === Errno.EINTR) continue;
+      throw new SysError("getdents64", e);
+    }
+    if (n === 0) return;
+    const batch: DirEntryAt[] = [];
+    for (let off = 0; off < n;) {
+      const reclen = view.getUint16(off + 16, true);
+      const type = buf[off + 18]!;
+      let end = off + 19;
+      while (end < off + reclen && buf[end] !== 0) end++;
+      const name = decoder.decode(buf.subarray(off + 19, end));
+      off += reclen;
+      if (name === "." || name === "..") continue;
+      batch.push({ name, kind: DT_KINDS[type] });
+    }
+    yield batch;
+  }
+}
+
+/**
+ * The `/proc/self/fd` path of an open descriptor: a name for exactly the file it is open on
+ * (to watch a directory by descriptor with inotify), when /proc is mounted.
+ *
+ * @param fd The descriptor.
+ * @returns The path.
+ *
+ * @example
+ * ```ts ignore
+ * import { fdPath } from "./dirfd.ts";
+ * fdPath(3); // "/proc/self/fd/3"
+ * ```
+ */
+export function fdPath(fd: number): string {
+  return `/proc/self/fd/${fd}`;
+}
