@@ -68,6 +68,10 @@ const COMMANDS: Record<string, CommandInfo> = {
     summary: "Print the lines of several topics (baf)",
     load: async () => (await import("./cli/fanout.ts")).submsg,
   },
+  bridge: {
+    summary: "Carry messages between any two buses, across machines over NATS/JetStream",
+    load: async () => (await import("./cli/bridge.ts")).bridgeCommand,
+  },
   status: {
     summary: "Say what a path is (bus, group, file, topic), its settings, counts and size",
     load: async () => (await import("./cli/status.ts")).status,

@@ -82,6 +82,7 @@ export type FsbusErrorCode =
   | "overrun"
   | "closed"
   | "unsupported"
+  | "damaged"
   | "io";
 
 /**
@@ -198,7 +199,8 @@ export function fromFsError(err: unknown, action: string, path: string): FsbusEr
   const sys = err as { name?: unknown; code?: unknown; reason?: unknown };
   if (sys?.name === "SysError" && typeof sys.code === "string" && typeof sys.reason === "string") {
     const code: FsbusErrorCode = ERRNO_CODES[sys.code] ?? "io";
-    return new FsbusError(code, `${where}: ${sys.reason}`, options);
+    const why = sys.code === "ELOOP" ? "is a symbolic link (not followed)" : sys.reason;
+    return new FsbusError(code, `${where}: ${why}`, options);
   }
   if (err instanceof Deno.errors.NotFound) {
     return new FsbusError("not_found", `${where}: no such file or directory`, options);
@@ -234,6 +236,8 @@ const ERRNO_CODES: Record<string, FsbusErrorCode> = {
   EISDIR: "is_a_directory",
   EEXIST: "already_exists",
   EFBIG: "too_large",
+  ELOOP: "invalid",
+  EROFS: "permission_denied",
 };
 
 function lowerFirst(s: string): string {

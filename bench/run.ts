@@ -19,6 +19,7 @@ const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Pro
     filebus: () => import("./filebus.ts"),
     fanout: () => import("./fanout.ts"),
     mq: () => import("./mq.ts"),
+    bridge: () => import("./bridge.ts"),
   };
 
 if (import.meta.main) {

@@ -5,9 +5,10 @@
  * @module
  */
 
-import { MqGroup, type MqMessage, MqReader } from "../transports/mq/mod.ts";
+import { checkGroup, MqGroup, type MqMessage, MqReader } from "../transports/mq/mod.ts";
 import type { DataMode, ReplayMode } from "../transports/mq/mod.ts";
 import { UsageError } from "../types.ts";
+import { lookupGroup } from "../sys/users.ts";
 import {
   type CommandSpec,
   helpText,
@@ -32,7 +33,8 @@ const MKGROUP: CommandSpec = {
   usage: "DIR [options]",
   summary: "Make DIR (and its parents) an mq group: a directory holding ctl, order and its " +
     "streams, with history kept on disk. Any file then written in DIR is a stream; a group " +
-    "inside a group is a nested group.",
+    "inside a group is a nested group. On a group that exists, succeeds when the settings " +
+    "given match its own (so scripts may run it again), and fails naming those that differ.",
   options: {
     replay: {
       type: "string",
@@ -52,12 +54,25 @@ const MKGROUP: CommandSpec = {
       help: "Keep only the last N messages or SIZE bytes (K, M, G); 0 = unlimited",
       default: "0",
     },
+    mode: {
+      type: "string",
+      value: "MODE",
+      help: "The directory's permission bits in octal (files get them without x): 2770 " +
+        "shares the group with its group, 2750 lets the group read only",
+    },
+    group: {
+      type: "string",
+      value: "GROUP",
+      help: "Give the group to this Unix group (mode 2770 unless --mode says otherwise)",
+    },
   },
   examples: [
     "# A group whose readers see all history by default",
     "fsbus mq mkgroup /dev/shm/chat --replay all",
     "# Keep at most 16 MiB of history",
     "fsbus mq mkgroup /dev/shm/logs --depth 16M",
+    "# Shared with everyone in the Unix group staff; members may read and write",
+    "fsbus mq mkgroup /srv/chat --group staff",
   ],
   positionals: { min: 1, max: 1, names: "DIR" },
 };
@@ -137,6 +152,27 @@ const CAT: CommandSpec = {
   positionals: { min: 2, max: Infinity, names: "GROUP STREAM..." },
 };
 
+const CHECK: CommandSpec = {
+  name: "fsbus mq check",
+  usage: "GROUP [--repair] [--json]",
+  summary: "Check a group's files: every index record (checksum, place, that it follows the " +
+    "one before, that its bytes are in its stream), .mq/streams, the checkpoint, the " +
+    "settings and order. Prints what is wrong and what --repair does about it; exits 0 " +
+    "when the group is sound (or was repaired), 1 when something is wrong. --repair " +
+    "rebuilds a damaged record from its neighbours, order and stream, drops a torn tail, " +
+    "rebuilds .mq/streams lines from order, and where nothing else can be done cuts the " +
+    "index at the damage (saying how many messages are lost). Repair while the group is idle.",
+  options: {
+    repair: { type: "boolean", help: "Repair what can be repaired (holds the group's lock)" },
+    json: { type: "boolean", help: "Print the report as one JSON object" },
+  },
+  examples: [
+    "fsbus mq check /dev/shm/chat",
+    "fsbus mq check /dev/shm/chat --repair",
+  ],
+  positionals: { min: 1, max: 1, names: "GROUP" },
+};
+
 const SUBCOMMANDS: Record<
   string,
   { spec: CommandSpec; run: (v: Values, p: string[]) => Promise<number> }
@@ -146,6 +182,7 @@ const SUBCOMMANDS: Record<
   write: { spec: WRITE, run: write },
   read: { spec: READ, run: read },
   cat: { spec: CAT, run: cat },
+  check: { spec: CHECK, run: check },
 };
 
 function topHelp(): string {
@@ -160,6 +197,7 @@ function topHelp(): string {
     "  write GROUP STREAM   Write a message (argument or stdin; empty stdin = EOF)",
     "  read GROUP STREAM    Print a stream's messages",
     "  cat GROUP STREAM...  Print streams merged in write order (mq-cat)",
+    "  check GROUP          Check a group's files; --repair repairs what can be",
     "",
     'See "fsbus mq SUBCOMMAND --help".',
     "",
@@ -220,10 +258,26 @@ function mkgroup(values: Values, [dir]: string[]): Promise<number> {
       `Invalid value "${depth}" for "--depth": expected a count or a size such as 64K, 16M, 1G`,
     );
   }
+  const modeText = stringOption(values, "mode");
+  if (modeText !== undefined && !/^[0-7]{3,4}$/.test(modeText)) {
+    throw new UsageError(`Invalid value "${modeText}" for "--mode": expected octal, as 2770`);
+  }
+  const groupName = stringOption(values, "group");
+  const gid = groupName === undefined ? undefined : lookupGroup(groupName);
+  if (groupName !== undefined && gid === undefined) {
+    throw new UsageError(`Invalid value "${groupName}" for "--group": no such group`);
+  }
+  const mode = modeText !== undefined
+    ? parseInt(modeText, 8)
+    : gid !== undefined
+    ? 0o2770
+    : undefined;
   const g = MqGroup.create(dir!, {
     ...(replay ? { replay } : {}),
     ...(data ? { data } : {}),
     ...(depth !== undefined ? { depth } : {}),
+    ...(mode !== undefined ? { mode } : {}),
+    ...(gid !== undefined ? { gid } : {}),
   });
   g.close();
   return Promise.resolve(0);
@@ -244,6 +298,24 @@ function ctl(_values: Values, [dir, ...words]: string[]): Promise<number> {
     g.close();
   }
   return Promise.resolve(0);
+}
+
+function check(values: Values, [dir]: string[]): Promise<number> {
+  const repair = values.repair === true;
+  const report = checkGroup(dir!, { repair });
+  if (values.json === true) {
+    out(JSON.stringify(report) + "\n");
+  } else {
+    for (const p of report.problems) {
+      out(`${report.group}/${p.file}: ${p.problem}${p.repair ? ` (${p.repair})` : ""}\n`);
+    }
+    const summary = `${report.group}: ${report.messages} messages, ${report.streams} streams, ` +
+      `format ${report.version}`;
+    if (report.problems.length === 0) out(`${summary}: sound\n`);
+    else if (repair) out(`${summary}: ${report.problems.length} problems, repaired\n`);
+    else out(`${summary}: ${report.problems.length} problems\n`);
+  }
+  return Promise.resolve(report.problems.length === 0 || report.repaired ? 0 : 1);
 }
 
 async function write(values: Values, [dir, stream, message]: string[]): Promise<number> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { collect, fsbus, sh, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
+import { collect, fsbus, inotifyWatches, sh, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
 
 const MOD = new URL("../../transports/mq/mod.ts", import.meta.url).href;
 const dec = new TextDecoder();
@@ -149,8 +149,7 @@ Deno.test("fsbus mq: bad input gives clear errors and writes nothing", async () 
     [["mq", "write", g, "a/b", "x"], /Invalid stream name "a\/b".*cannot contain "\/"/, 1],
     [["mq", "write", `${tmp.path}/nope`, "0", "x"], /Cannot open group ".*\/nope": no such/, 1],
     [["mq", "read", `${tmp.path}/nope`, "0"], /Cannot open group ".*\/nope": no such/, 1],
-    [["mq", "read", g, "missing"], /No stream "missing" in group/, 1],
-    [["mq", "mkgroup", g], /already a group/, 1],
+    [["mq", "mkgroup", g, "--replay", "all"], /already a group with other settings/, 1],
     [["mq", "mkgroup", `${tmp.path}/h`, "--replay", "sometimes"], /Invalid value "sometimes"/, 2],
     [["mq", "frob"], /Unknown command "frob" for "fsbus mq"/, 2],
   ];
@@ -190,4 +189,110 @@ Deno.test("fsbus mq: tail -f follows a stream, cat shows its bytes", async () =>
     await tail.status;
     await got.done;
   }
+});
+
+Deno.test("fsbus mq check: explains damage, --repair repairs it, the data reads back whole", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  for (const m of ["one\n", "two\n", "three\n"]) await fsbus(["mq", "write", g, "s", m]);
+  let r = await fsbus(["mq", "check", g]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.text, `${g}: 3 messages, 1 streams, format 2: sound\n`);
+  // One flipped state byte in the first record.
+  await sh(`printf '\\x05' | dd of=${g}/.mq/index bs=1 seek=4096 conv=notrunc 2>/dev/null`);
+  r = await fsbus(["mq", "read", g, "s", "-n", "3"]);
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.stderr,
+    `fsbus: Cannot read group "${g}": ".mq/index" record 0 is damaged (checksum mismatch); ` +
+      `see "fsbus mq check ${g}"\n`,
+  );
+  r = await fsbus(["mq", "check", g]);
+  assert.equal(r.code, 1);
+  assert.match(r.text, /\.mq\/index: record 0: checksum mismatch \(repair would: rebuild it/);
+  r = await fsbus(["mq", "check", g, "--repair", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.text).repaired, true);
+  r = await fsbus(["mq", "read", g, "s", "-n", "3"]);
+  assert.equal(r.text, "one\ntwo\nthree\n");
+});
+
+Deno.test("fsbus mq mkgroup: --mode and --group share a group; the same settings again succeed", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  let r = await fsbus(["mq", "mkgroup", g, "--group", "0", "--replay", "all"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(Deno.statSync(g).mode! & 0o7777, 0o2770);
+  await fsbus(["mq", "write", g, "s", "x"]);
+  assert.equal(Deno.statSync(`${g}/s`).mode! & 0o777, 0o660);
+  assert.equal(Deno.statSync(`${g}/.mq/index`).mode! & 0o777, 0o660);
+  r = await fsbus(["mq", "mkgroup", g, "--replay", "all"]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await fsbus(["mq", "mkgroup", g]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await fsbus(["mq", "mkgroup", g, "--replay", "off", "--mode", "0700"]);
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.stderr,
+    `fsbus: Cannot make group "${g}": already a group with other settings (replay all, mode 2770)\n`,
+  );
+  r = await fsbus(["mq", "mkgroup", `${tmp.path}/h`, "--group", "fsbt-mq-nosuchgroup"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Invalid value "fsbt-mq-nosuchgroup" for "--group": no such group/);
+  r = await fsbus(["mq", "mkgroup", `${tmp.path}/h`, "--mode", "9z"]);
+  assert.equal(r.code, 2);
+  assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name), ["g"]);
+});
+
+Deno.test("fsbus mq read and cat wait for a stream that does not exist yet", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g])).code, 0);
+  const read = spawnFsbus(["mq", "read", g, "later", "-n", "1"]);
+  const cat = spawnFsbus(["mq", "cat", g, "later", "other"]);
+  read.stdin.close();
+  cat.stdin.close();
+  // Both are reading before the stream is made: a reader watches the group before it looks.
+  await waitFor(() => inotifyWatches(read.pid) >= 2 && inotifyWatches(cat.pid) >= 2, "readers");
+  assert.equal((await fsbus(["mq", "write", g, "later", "hi\n"])).code, 0);
+  assert.equal((await fsbus(["mq", "write", g, "other", "there\n"])).code, 0);
+  await fsbus(["mq", "write", g, "later"], { stdin: "" });
+  await fsbus(["mq", "write", g, "other"], { stdin: "" });
+  const r = await read.output();
+  assert.equal(r.code, 0);
+  assert.equal(dec.decode(r.stdout), "hi\n");
+  const c = await cat.output();
+  assert.equal(c.code, 0, dec.decode(c.stderr));
+  assert.equal(dec.decode(c.stdout), "hi\nthere\n");
+});
+
+Deno.test("fsbus mq cat exits 1 saying so when its group is removed", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  await fsbus(["mq", "write", g, "a", "x\n"]);
+  const cat = spawnFsbus(["mq", "cat", g, "a", "b"]);
+  cat.stdin.close();
+  const out = collect(cat.stdout);
+  await waitFor(() => out.text() === "x\n", "cat to print the history");
+  await sh(`rm -rf ${g}`);
+  const { code } = await cat.status;
+  await out.done;
+  const err = dec.decode(await new Response(cat.stderr).arrayBuffer());
+  assert.equal(code, 1);
+  assert.equal(err, `fsbus: Cannot read group "${g}": it was removed\n`);
+});
+
+Deno.test("fsbus mq: echo three > G/s (a stream rewritten in place) is never mis-split", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  await sh(`echo one >> ${g}/s; echo two >> ${g}/s`);
+  assert.equal((await fsbus(["mq", "write", g, "s", "four\n"])).code, 0);
+  await sh(`echo three > ${g}/s`);
+  assert.equal((await fsbus(["mq", "write", g, "s", "five\n"])).code, 0);
+  const r = await fsbus(["mq", "read", g, "s", "--json", "-n", "2"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.text.trim().split("\n").map((l) => JSON.parse(l).data), ["three\n", "five\n"]);
 });

@@ -2,6 +2,13 @@
  * The on-disk layout of an mq group's hidden index (`.mq/index`): a one-page header, then
  * one fixed-size record per message, record `seq` at `HEADER + seq * RECORD`.
  *
+ * Two formats share this layout, told apart by the header's first eight bytes:
+ * - `fsbusmq2` (made by this version): bytes 8..15 of a record hold a checksum of the record
+ *   (its other bytes and its position) and a CRC-32 of the message's bytes, so a damaged,
+ *   misplaced or stale record is recognised, and a rewritten stream too.
+ * - `fsbusmq1` (made by earlier versions): bytes 8..15 hold the record's position only. Such
+ *   groups are read and written in their own format, with every check but the checksums.
+ *
  * @module
  */
 
@@ -9,10 +16,15 @@
 export const HEADER = 4096;
 /** The size of one index record. */
 export const RECORD = 64;
-/** The header's first bytes. */
-export const MAGIC: Uint8Array = new TextEncoder().encode("fsbusmq1");
+/** The header's first bytes, format 2 (checksummed records). */
+export const MAGIC: Uint8Array = new TextEncoder().encode("fsbusmq2");
+/** The header's first bytes, format 1 (earlier versions, no checksums). */
+export const MAGIC_V1: Uint8Array = new TextEncoder().encode("fsbusmq1");
 
-/** Header field: the global sequence number below which history is trimmed (u64). */
+/**
+ * Header field: the global sequence number below which history is trimmed (u64), followed
+ * (format 2) by a CRC-32 of its eight bytes (u32; zero with a zero cutoff in a new index).
+ */
 export const H_CUTOFF = 8;
 
 /** Record field offsets. */
@@ -23,8 +35,12 @@ export const R = {
   FLAGS: 1,
   /** u32: the stream's id (its line in `.mq/streams`). */
   STREAM: 4,
-  /** u64: the global sequence number (equals the record's position). */
+  /** Format 1: u64, the global sequence number (equals the record's position). */
   SEQ: 8,
+  /** Format 2: u32, checksum of bytes 0..7 and 12..63 and the position (see recordCrc). */
+  CRC: 8,
+  /** Format 2: u32, CRC-32 of the message's bytes. */
+  DATA_CRC: 12,
   /** u64: the message's offset in the stream file. */
   OFFSET: 16,
   /** u64: the message's length. */
@@ -45,16 +61,20 @@ export const INTENT = 0;
 export const COMMITTED = 1;
 /** Record flag: the bytes were appended by a program that knows nothing of fsbus. */
 export const FLAG_FOREIGN = 1;
+/** The largest value a u64 field may hold (numbers stay exact below it). */
+export const MAX_VALUE = Number.MAX_SAFE_INTEGER;
 
 /**
- * Reads a u64 field as a number (values stay below 2^53).
+ * Reads a u64 field as a number; values of 2^53 and more read as Infinity.
  *
  * @param v The view.
  * @param at The field's offset.
  * @returns The value.
  */
 export function u64(v: DataView, at: number): number {
-  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 4294967296;
+  const hi = v.getUint32(at + 4, true);
+  if (hi > 0x1fffff) return Infinity;
+  return v.getUint32(at, true) + hi * 4294967296;
 }
 
 /**
@@ -81,6 +101,37 @@ export interface RecordFields {
   timeUs: number;
   cum: number;
   order: number;
+  /** Format 2: CRC-32 of the message's bytes. */
+  dataCrc: number;
+}
+
+function mix(h: number, w: number): number {
+  h = Math.imul(h ^ w, 0x9e3779b1);
+  return (h << 13) | (h >>> 19);
+}
+
+/**
+ * The checksum of the record in `view` at `at`, as if it were at position `seq`: a 32-bit
+ * multiply-rotate hash over its words (all but the checksum's own) and the position, so any
+ * change to one word, or a record moved, gives another value. Cheap enough to check every
+ * record every time it is read.
+ *
+ * @param v The view.
+ * @param at Where the record starts.
+ * @param seq Its position.
+ * @returns The checksum.
+ */
+export function recordCrc(v: DataView, at: number, seq: number): number {
+  let h = mix(0x6d71_0002, v.getUint32(at, true));
+  h = mix(h, v.getUint32(at + 4, true));
+  for (let i = at + R.DATA_CRC; i < at + RECORD; i += 4) h = mix(h, v.getUint32(i, true));
+  h = mix(h, seq >>> 0);
+  h = mix(h, Math.floor(seq / 4294967296));
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /**
@@ -89,19 +140,25 @@ export interface RecordFields {
  * @param v The view.
  * @param at Where the record starts.
  * @param r The fields.
+ * @param version The index format (1 or 2).
  */
-export function encodeRecord(v: DataView, at: number, r: RecordFields): void {
+export function encodeRecord(v: DataView, at: number, r: RecordFields, version: number): void {
   v.setUint8(at + R.STATE, r.state);
   v.setUint8(at + R.FLAGS, r.flags);
   v.setUint16(at + 2, 0, true);
   v.setUint32(at + R.STREAM, r.stream, true);
-  setU64(v, at + R.SEQ, r.seq);
   setU64(v, at + R.OFFSET, r.offset);
   setU64(v, at + R.LENGTH, r.length);
   setU64(v, at + R.LOCAL, r.local);
   setU64(v, at + R.TIME, r.timeUs);
   setU64(v, at + R.CUM, r.cum);
   setU64(v, at + R.ORDER, r.order);
+  if (version === 1) {
+    setU64(v, at + R.SEQ, r.seq);
+  } else {
+    v.setUint32(at + R.DATA_CRC, r.dataCrc, true);
+    v.setUint32(at + R.CRC, recordCrc(v, at, r.seq), true);
+  }
 }
 
 /**
@@ -109,19 +166,62 @@ export function encodeRecord(v: DataView, at: number, r: RecordFields): void {
  *
  * @param v The view.
  * @param at Where the record starts.
+ * @param seq Its position (format 2 records do not hold it).
+ * @param version The index format (1 or 2).
  * @returns The fields.
  */
-export function decodeRecord(v: DataView, at: number): RecordFields {
+export function decodeRecord(v: DataView, at: number, seq: number, version: number): RecordFields {
   return {
     state: v.getUint8(at + R.STATE),
     flags: v.getUint8(at + R.FLAGS),
     stream: v.getUint32(at + R.STREAM, true),
-    seq: u64(v, at + R.SEQ),
+    seq: version === 1 ? u64(v, at + R.SEQ) : seq,
     offset: u64(v, at + R.OFFSET),
     length: u64(v, at + R.LENGTH),
     local: u64(v, at + R.LOCAL),
     timeUs: u64(v, at + R.TIME),
     cum: u64(v, at + R.CUM),
     order: u64(v, at + R.ORDER),
+    dataCrc: version === 1 ? 0 : v.getUint32(at + R.DATA_CRC, true),
   };
+}
+
+/**
+ * Checks what a record can show by itself: its checksum (format 2) or position (format 1),
+ * its state, and that its numbers are in range.
+ *
+ * @param v The view.
+ * @param at Where the record starts.
+ * @param seq The position it is read from.
+ * @param version The index format (1 or 2).
+ * @param state The state it must have (COMMITTED for the index, INTENT for `.mq/intent`).
+ * @returns Why it is bad, or undefined when it is sound.
+ */
+export function recordProblem(
+  v: DataView,
+  at: number,
+  seq: number,
+  version: number,
+  state = COMMITTED,
+): string | undefined {
+  if (version === 1) {
+    if (u64(v, at + R.SEQ) !== seq) return "wrong position";
+  } else if (v.getUint32(at + R.CRC, true) !== recordCrc(v, at, seq)) {
+    return "checksum mismatch";
+  }
+  if (v.getUint8(at + R.STATE) !== state) return "not committed";
+  if (v.getUint8(at + R.FLAGS) > FLAG_FOREIGN) return "unknown flags";
+  const offset = u64(v, at + R.OFFSET);
+  const length = u64(v, at + R.LENGTH);
+  if (offset + length > MAX_VALUE) return "offset or length out of range";
+  // Format 2 records are checksummed and each must follow the one before (see _index.ts):
+  // their other numbers need no range check of their own.
+  if (
+    version === 1 &&
+    (u64(v, at + R.LOCAL) > MAX_VALUE || u64(v, at + R.TIME) > MAX_VALUE ||
+      u64(v, at + R.CUM) > MAX_VALUE || u64(v, at + R.ORDER) > MAX_VALUE)
+  ) {
+    return "a field out of range";
+  }
+  return undefined;
 }

@@ -15,11 +15,31 @@
  * group/.mq/index      a page of header, then one 64-byte record per committed message
  *                      (see _layout.ts); only ever appended to, whole records at a time
  * group/.mq/intent     the record of the write in progress
- * group/.mq/streams    one line "INODE\tNAME\n" per stream incarnation; the line is its id
+ * group/.mq/streams    one line "INODE\tNAME\tCRC\n" per stream incarnation; the line
+ *                      is its id
+ * group/.mq/checkpoint the index's state at the cutoff, so trimmed records can be freed
  * group/.mq/settings   the canonical ctl text, so a shell's partial rewrite of ctl can be
  *                      applied on top of it
  * group/.mq/rejected   the last ctl text a shell wrote that mq would reject, with the reason
  * ```
+ *
+ * Every file is opened from the group directory's descriptor, never through a symbolic
+ * link, and must be a regular file; a group any user may write (mode o+w without the
+ * sticky bit) is refused. A user who may read a group but not write it opens it read only:
+ * readers take no lock and write nothing, so reading needs read permission only.
+ *
+ * ## Damage is found, never delivered
+ *
+ * Records carry a checksum of themselves (with their position) and a CRC-32 of their message;
+ * each must follow the one before (byte count, `order` offset, the stream's offset and
+ * message number); `.mq/streams` lines and the cutoff carry a CRC too. Whatever does not
+ * hold is an error of code `damaged` naming the file and what is wrong, never guessed data;
+ * a stream file shorter than its index is an error too (it is never padded). Only a torn
+ * tail (part of a record, or a last record a dead writer's intent explains) is dropped by
+ * itself. `fsbus mq check GROUP [--repair]` (check.ts) explains and repairs the rest.
+ *
+ * Groups made before checksums (index header `fsbusmq1`) are read and written in their own
+ * format, with every check but the checksums; new groups are `fsbusmq2`.
  *
  * ## Writing, and why a message is never seen torn
  *
@@ -38,6 +58,12 @@
  * streams' modifications).
  *
  * ## Foreign appends and torn writes
+ *
+ * A stream truncated or rewritten in place (`echo three > group/s`: shorter than its index,
+ * or its last message's bytes changed) becomes a new incarnation, as a stream removed and
+ * made again: its readers get EOF, and what the file holds now is the new one's first
+ * message. A file copied or restored under a new inode that holds the stream's last
+ * message is still the same stream.
  *
  * Bytes in a stream file beyond the end of its last indexed message come from one of two
  * places. A program that knows nothing of fsbus (`echo hi >> group/0`) appended them: they
@@ -60,80 +86,33 @@
  * `tail -f` and programs holding a stream open keep working; trimmed bytes read as NULs).
  * A reader whose next message is below the cutoff gets an {@linkcode OverrunError}.
  *
+ * ## Where the parts live
+ *
+ * This file holds the locked write path (open, create, the lock, sync, write, remove,
+ * close). Stream names are checked in `_names.ts`, `ctl` and `.mq/settings` are kept by
+ * `_settings.ts`, the stream incarnations by `_streams.ts`, and the index (records, intent,
+ * recovery, cutoff, trimming) by `_index.ts`; readers reach the last two through
+ * `_internal.ts`.
+ *
  * @module
  */
 
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
-import { SysError } from "../../sys/errno.ts";
 import { closeFd, fstat, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
-import {
-  fdMtimeUs,
-  fdPosition,
-  fdSize,
-  lockFd,
-  preadFd,
-  preadFull,
-  punchHole,
-  pwriteAll,
-  truncateTo,
-  unlockFd,
-} from "../../sys/fd_io.ts";
+import { fchgrp, fchmod } from "../../sys/dirfd.ts";
+import { GroupDir, type Place } from "./_files.ts";
+import { fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
-import {
-  COMMITTED,
-  decodeRecord,
-  encodeRecord,
-  FLAG_FOREIGN,
-  H_CUTOFF,
-  HEADER,
-  INTENT,
-  MAGIC,
-  R,
-  RECORD,
-  type RecordFields,
-  setU64,
-  u64,
-} from "./_layout.ts";
+import { COMMITTED } from "./_layout.ts";
+import { checkStreamName } from "./_names.ts";
+import { GroupSettings } from "./_settings.ts";
+import { type StreamInfo, type StreamState, StreamTable } from "./_streams.ts";
+import { GroupIndex } from "./_index.ts";
+import { attachInternals } from "./_internal.ts";
 
 export type { DataMode, Depth, ReplayMode, Settings } from "./_ctl.ts";
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const CHUNK_RECORDS = 1024;
-const PUNCH_MIN = 64 * 1024;
-const PAGE = 4096;
-const READAHEAD = 256 * 1024;
-const RECENT_US = 50_000;
-
-/** What the engine knows about one stream incarnation (a name bound to one inode). */
-export interface StreamState {
-  /** The id: its line number in `.mq/streams`. */
-  readonly id: number;
-  /** The file name. */
-  readonly name: string;
-  /** The name plus NUL, as `order` records it. */
-  readonly orderEntry: Uint8Array;
-  /** The inode this incarnation is bound to. */
-  readonly ino: bigint;
-  /** An open descriptor (read/write, append), or -1. */
-  fd: number;
-  /** The end of the last indexed message in the file. */
-  end: number;
-  /** How many messages have been indexed. */
-  count: number;
-  /** The global sequence number of the last indexed message, or -1. */
-  lastSeq: number;
-  /** Whether the file was removed (or replaced): readers get EOF once caught up. */
-  removed: boolean;
-  /** The end of the last message below the cutoff (the writer punches up to it). */
-  cutEnd: number;
-  /** How far this process has punched holes. */
-  punched: number;
-  /** A read-ahead buffer of the file. */
-  cache: Uint8Array | undefined;
-  /** The file offset the read-ahead buffer starts at. */
-  cacheAt: number;
-}
+export type { StreamInfo } from "./_streams.ts";
+export { checkStreamName } from "./_names.ts";
 
 /** What a write produced. */
 export interface WriteResult {
@@ -151,8 +130,20 @@ export interface CreateOptions {
   data?: Settings["data"];
   /** Depth: a count, a size such as "64K", or 0 for unlimited. */
   depth?: string | number;
-  /** Succeed, changing nothing, when the group exists already. */
+  /**
+   * Succeed, changing nothing, when the group exists already, whatever its settings (by
+   * default a group that exists is opened when it has the settings given here, and refused
+   * when one of them differs).
+   */
   existOk?: boolean;
+  /**
+   * Permission bits of the group's directory, such as `0o2770` for a group shared with the
+   * directory's group (setgid keeps new files in it). Its files get the same bits without
+   * execute (`0o660`). Default: as the umask makes them.
+   */
+  mode?: number;
+  /** The group id to give the group's directory (and so, with setgid, its files). */
+  gid?: number;
 }
 
 /** Options for {@linkcode MqGroup.write}. */
@@ -161,89 +152,23 @@ export interface WriteOptions {
   order?: boolean;
 }
 
-/**
- * Checks a stream name: not empty, no "/", NUL, tab or newline, not starting with ".",
- * and not one of the group's own files.
- *
- * @param group The group's path, for the message.
- * @param name The name.
- * @param forWrite Whether the stream is to be written (then `order` is refused too).
- * @throws {FsbusError} With what is wrong.
- *
- * @example
- * ```ts
- * import { checkStreamName } from "./group.ts";
- * checkStreamName("/dev/shm/g", "0", true);
- * ```
- */
-export function checkStreamName(group: string, name: string, forWrite: boolean): void {
-  if (name === "" || name === "." || name === "..") {
-    throw new FsbusError("invalid", `Invalid stream name "${name}" in "${group}"`);
-  }
-  if (name.includes("/")) {
-    throw new FsbusError(
-      "invalid",
-      `Invalid stream name "${name}" in "${group}": a stream name cannot contain "/"`,
-    );
-  }
-  if (/[\0\n\t]/.test(name)) {
-    throw new FsbusError(
-      "invalid",
-      `Invalid stream name ${JSON.stringify(name)} in "${group}": no NUL, tab or newline`,
-    );
-  }
-  if (name.startsWith(".")) {
-    throw new FsbusError(
-      "invalid",
-      `Invalid stream name "${name}" in "${group}": names starting with "." are reserved`,
-    );
-  }
-  if (name === "ctl") {
-    throw new FsbusError(
-      "invalid",
-      `"ctl" of "${group}" is the control file, not a stream (use "fsbus mq ctl")`,
-    );
-  }
-  if (name === "order" && forWrite) {
-    throw new FsbusError(
-      "invalid",
-      `Cannot write to "order" of "${group}": order is written by the group itself`,
-    );
-  }
+/** Options for {@linkcode MqGroup.open}. */
+export interface OpenOptions {
+  /**
+   * Open for reading only: no lock, nothing written (readers of a group they cannot
+   * write). By default a group is opened for writing, and for reading only when this user
+   * may not write it.
+   */
+  readOnly?: boolean;
 }
 
-function isStreamName(name: string): boolean {
-  return name !== "" && !name.startsWith(".") && name !== "ctl" && name !== "order" &&
-    !/[\0\n\t/]/.test(name);
-}
+/** Permission bits: others may write. */
+const OTHERS_WRITE = 0o002;
+const STICKY = 0o1000;
 
-function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
-}
-
-function openOrThrow(path: string, flags: number, action: string): number {
-  try {
-    return openFd(path, flags);
-  } catch (err) {
-    throw sysToFsbus(err, action, path);
-  }
-}
-
-function sysToFsbus(err: unknown, action: string, path: string): FsbusError {
-  if (err instanceof SysError) {
-    const code = err.errno === 2
-      ? "not_found"
-      : err.errno === 13
-      ? "permission_denied"
-      : err.errno === 21
-      ? "is_a_directory"
-      : err.errno === 20
-      ? "not_a_directory"
-      : "io";
-    const why = err.errno === 40 ? "is a symbolic link" : err.message.replace(/^.*?: /, "");
-    return new FsbusError(code, `${action} "${path}": ${why}`, { cause: err });
-  }
-  return fromFsError(err, action, path);
+/** Whether an error says this user may not write (so a read-only open may still work). */
+function denied(err: unknown): boolean {
+  return err instanceof FsbusError && err.code === "permission_denied";
 }
 
 /**
@@ -265,79 +190,53 @@ function sysToFsbus(err: unknown, action: string, path: string): FsbusError {
 export class MqGroup {
   /** The group's directory. */
   readonly path: string;
+  /** Whether this process may change the group (false: opened for reading only). */
+  readonly writable: boolean;
+  readonly #fds: DisposableStack;
+  readonly #dir: GroupDir;
   readonly #lockFd: number;
-  readonly #indexFd: number;
-  readonly #orderFd: number;
-  readonly #ctlFd: number;
-  readonly #namesFd: number;
-  readonly #dirFd: number;
-  readonly #intentFd: number;
-  #closed = false;
+  readonly #settings: GroupSettings;
+  readonly #streams: StreamTable;
+  readonly #index: GroupIndex;
   #lockDepth = 0;
 
-  /** The next global sequence number (= committed messages, including trimmed ones). */
-  #next = 0;
-  #cum = 0;
-  #orderEnd = 0;
-  #cutoff = 0;
-  #indexPunched = HEADER;
-  #orderPunched = 0;
-  readonly #intentBuf = new Uint8Array(RECORD);
-  readonly #intentView = new DataView(this.#intentBuf.buffer);
-
-  readonly #streams: StreamState[] = [];
-  readonly #live = new Map<string, StreamState>();
-  #namesRead = 0;
-  #dirMtime = -1;
-
-  #settings: Settings = DEFAULT_SETTINGS;
-  #ctlBytes: Uint8Array = encoder.encode(renderCtl(DEFAULT_SETTINGS));
-  readonly #ctlBuf = new Uint8Array(4096);
-
-  readonly #chunk = new Uint8Array(CHUNK_RECORDS * RECORD);
-  readonly #chunkView = new DataView(this.#chunk.buffer);
-  /** What #chunk holds after the last index read: records [#chunkSeq, +#chunkCount). */
-  #chunkSeq = 0;
-  #chunkCount = 0;
-  readonly #rec = new Uint8Array(RECORD);
-  readonly #recView = new DataView(this.#rec.buffer);
-  readonly #word = new Uint8Array(8);
-  readonly #wordView = new DataView(this.#word.buffer);
-
-  private constructor(path: string) {
-    this.path = path;
-    const meta = `${path}/.mq`;
-    const rw = O.RDWR | O.CREAT | O.NOFOLLOW;
-    const fds: number[] = [];
-    try {
-      fds.push(openOrThrow(`${meta}/lock`, rw, "Cannot open group"));
-      fds.push(openOrThrow(`${meta}/index`, rw, "Cannot open group"));
-      fds.push(openOrThrow(`${path}/order`, rw, "Cannot open group"));
-      fds.push(openOrThrow(`${path}/ctl`, O.RDWR | O.NOFOLLOW, "Cannot open group"));
-      fds.push(openOrThrow(`${meta}/streams`, rw, "Cannot open group"));
-      fds.push(openOrThrow(path, O.RDONLY | O.DIRECTORY, "Cannot open group"));
-      fds.push(openOrThrow(`${meta}/intent`, rw, "Cannot open group"));
-    } catch (err) {
-      fds.forEach(closeFd);
-      throw err;
-    }
-    [
-      this.#lockFd,
-      this.#indexFd,
-      this.#orderFd,
-      this.#ctlFd,
-      this.#namesFd,
-      this.#dirFd,
-      this.#intentFd,
-    ] = fds as [number, number, number, number, number, number, number];
+  private constructor(dir: GroupDir, writable: boolean) {
+    this.path = dir.path;
+    this.writable = writable;
+    this.#dir = dir;
+    using fds = new DisposableStack();
+    const open = (place: Place, name: string, flags: number): number => {
+      const fd = dir.openFile(place, name, flags, "Cannot open group");
+      fds.defer(() => closeFd(fd));
+      return fd;
+    };
+    // Every file is reached from the group's directory descriptor, never through a
+    // symbolic link, and must be a regular file (see _files.ts).
+    const rw = writable ? O.RDWR | O.CREAT : O.RDONLY;
+    this.#lockFd = writable ? open("meta", "lock", rw) : -1;
+    const index = open("meta", "index", rw);
+    const order = open("group", "order", rw);
+    const ctl = open("group", "ctl", writable ? O.RDWR : O.RDONLY);
+    const names = open("meta", "streams", rw);
+    const intent = open("meta", "intent", rw);
+    this.#settings = new GroupSettings(dir, ctl);
+    this.#streams = new StreamTable(dir, names, writable);
+    this.#index = new GroupIndex(dir, { index, intent, order }, this.#streams);
+    this.#streams.holdsLastMessage = (s, fd) => this.#index.holdsLastMessage(s, fd);
+    attachInternals(this, { index: this.#index, streams: this.#streams });
+    fds.use(dir);
+    this.#fds = fds.move();
   }
 
   /**
    * Opens an existing group (a directory holding `ctl`).
    *
    * @param path The group's directory.
+   * @param options `readOnly` to open it for reading only (chosen by itself when this user
+   *   may not write the group).
    * @returns The open group, up to date (foreign appends indexed, torn writes undone).
-   * @throws {FsbusError} `not_found` when there is no such group.
+   * @throws {FsbusError} `not_found` when there is no such group, `damaged` when its
+   *   files are not sound, `invalid` when others may write its directory.
    *
    * @example
    * ```ts ignore
@@ -345,35 +244,57 @@ export class MqGroup {
    * const g = MqGroup.open("/dev/shm/g");
    * ```
    */
-  static open(path: string): MqGroup {
+  static open(path: string, options: OpenOptions = {}): MqGroup {
     const dir = path.replace(/(.)\/+$/, "$1");
-    const st = statPath(dir);
-    if (st === undefined) {
-      throw new FsbusError("not_found", `Cannot open group "${dir}": no such directory`);
+    if (!options.readOnly) {
+      try {
+        return MqGroup.#openAs(dir, true);
+      } catch (err) {
+        if (!denied(err)) throw err;
+      }
     }
-    if (st.kind !== "directory") {
-      throw new FsbusError("not_a_directory", `Cannot open group "${dir}": not a directory`);
-    }
-    const ctl = statPath(`${dir}/ctl`);
-    if (ctl === undefined || ctl.kind !== "file") {
-      throw new FsbusError(
-        "not_found",
-        `Cannot open group "${dir}": not an mq group (no "ctl"; see "fsbus mq mkgroup")`,
-      );
-    }
+    return MqGroup.#openAs(dir, false);
+  }
+
+  static #openAs(path: string, writable: boolean): MqGroup {
+    const dir = GroupDir.open(path, writable);
+    let g: MqGroup;
     try {
-      Deno.mkdirSync(`${dir}/.mq`, { recursive: true });
+      MqGroup.#checkDir(dir);
+      g = new MqGroup(dir, writable);
     } catch (err) {
-      throw fromFsError(err, "Cannot open group", dir);
+      dir[Symbol.dispose]();
+      throw err;
     }
-    const g = new MqGroup(dir);
     try {
-      g.#withLock(() => g.#init());
+      if (writable) g.#withLock(() => g.#init());
+      else g.#initReadOnly();
     } catch (err) {
       g.close();
       throw err;
     }
     return g;
+  }
+
+  /** Refuses what is not a group, or a group any user could tamper with. */
+  static #checkDir(dir: GroupDir): void {
+    if (dir.stat("group", "ctl")?.kind !== "file") {
+      throw new FsbusError(
+        "not_found",
+        `Cannot open group "${dir.path}": not an mq group (no "ctl"; see "fsbus mq mkgroup")`,
+      );
+    }
+    for (const [what, fd] of [["", dir.fd], ["/.mq", dir.metaFd]] as const) {
+      if (fd < 0) continue;
+      const mode = fstat(fd).mode;
+      if ((mode & OTHERS_WRITE) && !(mode & STICKY)) {
+        throw new FsbusError(
+          "invalid",
+          `Cannot open group "${dir.path}": "${dir.path}${what}" is writable by every user ` +
+            `(mode ${mode.toString(8).padStart(4, "0")}); give it to a group instead`,
+        );
+      }
+    }
   }
 
   /**
@@ -382,8 +303,8 @@ export class MqGroup {
    * @param path The directory to make a group of.
    * @param options The initial settings.
    * @returns The open group.
-   * @throws {FsbusError} `already_exists` when it is a group already (unless `existOk`),
-   *   `invalid` for a bad depth.
+   * @throws {FsbusError} `already_exists` when it is a group already with other settings
+   *   than those given (unless `existOk`), `invalid` for a bad depth.
    *
    * @example
    * ```ts ignore
@@ -400,52 +321,87 @@ export class MqGroup {
     };
     settings = applyCommands(`data ${settings.data}\nreplay ${settings.replay}`, settings);
     if (statPath(`${dir}/ctl`) !== undefined) {
-      if (options.existOk) return MqGroup.open(dir);
-      throw new FsbusError("already_exists", `Cannot make group "${dir}": already a group`);
+      const g = MqGroup.open(dir);
+      if (options.existOk) return g;
+      const differs = MqGroup.#differences(g, settings, options);
+      if (differs.length === 0) return g;
+      g.close();
+      throw new FsbusError(
+        "already_exists",
+        `Cannot make group "${dir}": already a group with other settings (${differs.join(", ")})`,
+      );
     }
     try {
-      Deno.mkdirSync(`${dir}/.mq`, { recursive: true });
-      const text = renderCtl(settings);
-      Deno.writeTextFileSync(`${dir}/.mq/settings`, text);
-      Deno.writeFileSync(`${dir}/order`, new Uint8Array(), { append: true });
-      // ctl last: its presence is what makes the directory a group.
-      Deno.writeTextFileSync(`${dir}/ctl.tmp~`, text);
-      Deno.renameSync(`${dir}/ctl.tmp~`, `${dir}/ctl`);
+      Deno.mkdirSync(dir, { recursive: true });
+      if (options.mode !== undefined || options.gid !== undefined) {
+        const fd = openFd(dir, O.RDONLY | O.DIRECTORY);
+        try {
+          if (options.gid !== undefined) fchgrp(fd, options.gid);
+          if (options.mode !== undefined) fchmod(fd, options.mode);
+        } finally {
+          closeFd(fd);
+        }
+      }
     } catch (err) {
       throw fromFsError(err, "Cannot make group", dir);
+    }
+    {
+      using g = GroupDir.open(dir, true);
+      const text = renderCtl(settings);
+      g.writeText("meta", "settings", text);
+      closeFd(g.openFile("group", "order", O.RDWR | O.CREAT, "Cannot make group"));
+      // ctl last: its presence is what makes the directory a group.
+      g.writeText("group", "ctl", text);
     }
     return MqGroup.open(dir);
   }
 
-  #init(): void {
-    if (fdSize(this.#indexFd) < HEADER) {
-      const header = new Uint8Array(HEADER);
-      header.set(MAGIC);
-      pwriteAll(this.#indexFd, header, 0);
-    } else {
-      preadFull(this.#indexFd, this.#word, 0);
-      for (let i = 0; i < MAGIC.length; i++) {
-        if (this.#word[i] !== MAGIC[i]) {
-          throw new FsbusError(
-            "invalid",
-            `Cannot open group "${this.path}": ".mq/index" is not an fsbus mq index`,
-          );
-        }
-      }
+  /** What differs between an open group and the settings and access asked of it. */
+  static #differences(g: MqGroup, want: Settings, options: CreateOptions): string[] {
+    const have = g.settings;
+    const out: string[] = [];
+    const render = (d: Settings["depth"]) => renderCtl({ ...have, depth: d }).split("\n")[2] ?? "";
+    if (options.data !== undefined && have.data !== want.data) out.push(`data ${have.data}`);
+    if (options.replay !== undefined && have.replay !== want.replay) {
+      out.push(`replay ${have.replay}`);
     }
-    this.#loadSettingsLocked();
+    if (options.depth !== undefined && render(have.depth) !== render(want.depth)) {
+      out.push(render(have.depth) || "depth 0");
+    }
+    const st = fstat(g.#dir.fd);
+    if (options.mode !== undefined && st.mode !== options.mode) {
+      out.push(`mode ${st.mode.toString(8).padStart(4, "0")}`);
+    }
+    if (options.gid !== undefined && st.gid !== options.gid) out.push(`group ${st.gid}`);
+    return out;
+  }
+
+  #init(): void {
+    this.#index.init(true);
+    this.#settings.loadLocked();
     this.#syncLocked(true);
     // Bytes in `order` past the last committed record come from a writer that died
-    // before committing; they are not part of the order.
-    if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
-    // Start trimming from the cutoff the header holds.
-    this.#cutoff = this.readCutoff();
+    // before committing; they are not part of the order. Trimming starts at the cutoff.
+    this.#index.settleOrderLocked();
+  }
+
+  #initReadOnly(): void {
+    this.#index.init(false);
+    this.#settings.loadReadOnly();
+    this.#index.read(false);
+    this.#streams.readNames();
   }
 
   // ---------------------------------------------------------------- locking and sync
 
   #withLock<T>(fn: () => T): T {
     this.#assertOpen();
+    if (!this.writable) {
+      throw new FsbusError(
+        "permission_denied",
+        `Cannot change group "${this.path}": opened for reading only (no write access)`,
+      );
+    }
     if (this.#lockDepth > 0) return fn();
     lockFd(this.#lockFd);
     this.#lockDepth++;
@@ -458,7 +414,7 @@ export class MqGroup {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new FsbusError("closed", `Group "${this.path}" is closed`);
+    if (this.#fds.disposed) throw new FsbusError("closed", `Group "${this.path}" is closed`);
   }
 
   /**
@@ -471,274 +427,84 @@ export class MqGroup {
    * ```
    */
   sync(): void {
-    this.#withLock(() => this.#syncLocked(false));
+    if (this.writable) {
+      this.#withLock(() => this.#syncLocked(false));
+      return;
+    }
+    // Read only: what writers have indexed, and which streams are gone.
+    this.#assertOpen();
+    this.#index.read(false);
+    this.#streams.readNames();
+    this.#streams.dropRemoved();
   }
 
   #syncLocked(forceScan: boolean): void {
-    this.#readIndex(true);
-    this.#checkCtlLocked();
-    this.#scanDir(forceScan);
-    for (const s of this.#live.values()) {
-      if (!this.#ensureFd(s)) continue;
-      const size = fdSize(s.fd);
-      if (size > s.end) this.#appendForeign(s, size - s.end);
-      else if (size < s.end) s.end = size; // truncated behind our back: carry on from there
+    this.#index.read(true);
+    this.#settings.checkLocked();
+    this.#streams.scanDir(forceScan);
+    for (const s of [...this.#streams.live.values()]) {
+      if (this.#streams.ensureFd(s)) this.#catchUp(s);
     }
   }
 
   /**
-   * Reads index records committed since the last look. The index only ever grows by whole
-   * committed records appended at its end (a reader cannot see an append before its bytes
-   * are copied, since the file size moves after the copy). With the lock held, a write that
-   * a dead writer left half done is then recovered from `.mq/intent`.
+   * Under the lock: indexes what a plain program did to a stream. Bytes appended are one
+   * message. A stream truncated or rewritten in place (`echo three > group/s`: shorter than
+   * its index says, or its last message's bytes changed) becomes a new incarnation, as if
+   * removed and made again: readers of the old one get EOF, and what it holds now is the
+   * new one's first message. Its bytes are never split along the old messages' bounds.
    */
-  #readIndex(locked: boolean): void {
-    const c = this.#chunk;
-    const v = this.#chunkView;
-    for (;;) {
-      const at = HEADER + this.#next * RECORD;
-      const n = preadFd(this.#indexFd, c, at);
-      const whole = Math.floor(n / RECORD);
-      let i = 0;
-      this.#chunkSeq = this.#next;
-      for (; i < whole; i++) {
-        const o = i * RECORD;
-        if (c[o + R.STATE] !== COMMITTED || u64(v, o + R.SEQ) !== this.#next) break;
-        this.#apply(v, o);
-      }
-      this.#chunkCount = i;
-      if (i < whole || whole < CHUNK_RECORDS) {
-        // Anything after the last good record is garbage: only the lock holder cleans up.
-        if (locked && (i < whole || n % RECORD !== 0)) {
-          truncateTo(this.#indexFd, at + i * RECORD);
-        }
-        break;
-      }
+  #catchUp(s: StreamState): StreamState {
+    const size = fdSize(s.fd);
+    if (size === s.end) return s;
+    if (size > s.end && !this.#index.lastMessageChanged(s)) {
+      this.#index.commitForeign(s, s.end, size - s.end);
+      return s;
     }
-    if (locked) this.#recoverIntent();
-  }
-
-  #apply(v: DataView, o: number): void {
-    const id = v.getUint32(o + R.STREAM, true);
-    const length = u64(v, o + R.LENGTH);
-    let s = this.#streams[id];
-    if (s === undefined) {
-      this.#readNames(this.#lockDepth > 0);
-      s = this.#streams[id];
-    }
-    const seq = this.#next;
-    this.#next = seq + 1;
-    this.#cum = u64(v, o + R.CUM) + length;
-    if (s === undefined) {
-      // A record for a stream this process cannot name yet: keep counting.
-      this.#orderEnd = u64(v, o + R.ORDER);
-      return;
-    }
-    this.#orderEnd = u64(v, o + R.ORDER) + s.orderEntry.length;
-    const end = u64(v, o + R.OFFSET) + length;
-    if (end > s.end) s.end = end;
-    s.count = u64(v, o + R.LOCAL) + 1;
-    s.lastSeq = seq;
-  }
-
-  /** Reads `.mq/intent`: the write in progress (or left by a dead writer), if any. */
-  #readIntent(): RecordFields | undefined {
-    if (preadFd(this.#intentFd, this.#intentBuf, 0) < RECORD) return undefined;
-    const r = decodeRecord(this.#intentView, 0);
-    return r.state === INTENT && r.seq === this.#next ? r : undefined;
-  }
-
-  /**
-   * Whether a write is in progress now (its intent names the next sequence number). A dead
-   * writer's intent also counts, until the next lock holder recovers it.
-   *
-   * @returns True when a writer is between its intent and its commit.
-   */
-  writeInProgress(): boolean {
-    return this.#readIntent() !== undefined;
-  }
-
-  /** Under the lock: finish or undo the write a dead writer left (see the module doc). */
-  #recoverIntent(): void {
-    const r = this.#readIntent();
-    if (r === undefined) return;
-    const s = this.#streams[r.stream] ?? (this.#readNames(true), this.#streams[r.stream]);
-    if (s !== undefined && this.#ensureFd(s) && r.offset === s.end) {
-      if (fdSize(s.fd) >= r.offset + r.length) {
-        // The whole message reached the stream: the writer died after its data. Commit it.
-        pwriteAll(this.#orderFd, s.orderEntry, r.order);
-        this.#commitRecord(s, { ...r, state: COMMITTED });
-      } else {
-        // Torn: cut the stream back to where the message started.
-        truncateTo(s.fd, r.offset);
-      }
-    }
-    if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
-    const settled = new Uint8Array([COMMITTED]); // never look at this intent again
-    pwriteAll(this.#intentFd, settled, R.STATE);
-  }
-
-  /** Appends a committed record at the end of the index and applies it. */
-  #commitRecord(s: StreamState, r: RecordFields): void {
-    pwriteAll(this.#indexFd, this.#record(r), HEADER + r.seq * RECORD);
-    this.#next = r.seq + 1;
-    this.#cum = r.cum + r.length;
-    this.#orderEnd = r.order + s.orderEntry.length;
-    s.end = r.offset + r.length;
-    s.count = r.local + 1;
-    s.lastSeq = r.seq;
-  }
-
-  // ---------------------------------------------------------------- streams
-
-  /** Reads incarnations added to `.mq/streams` since the last look. */
-  #readNames(locked: boolean): void {
-    const size = fdSize(this.#namesFd);
-    if (size <= this.#namesRead) return;
-    const buf = new Uint8Array(size - this.#namesRead);
-    const n = preadFull(this.#namesFd, buf, this.#namesRead);
-    const text = decoder.decode(buf.subarray(0, n));
-    const lastNl = text.lastIndexOf("\n");
-    if (lastNl < 0) {
-      if (locked) truncateTo(this.#namesFd, this.#namesRead);
-      return;
-    }
-    const complete = text.slice(0, lastNl + 1);
-    for (const line of complete.split("\n")) {
-      if (line === "") continue;
-      const tab = line.indexOf("\t");
-      const ino = BigInt(line.slice(0, tab));
-      const name = line.slice(tab + 1);
-      this.#addIncarnation(name, ino, -1);
-    }
-    this.#namesRead += encoder.encode(complete).length;
-    if (locked && this.#namesRead < size && lastNl + 1 < text.length) {
-      truncateTo(this.#namesFd, this.#namesRead);
-    }
-  }
-
-  #addIncarnation(name: string, ino: bigint, fd: number): StreamState {
-    const old = this.#live.get(name);
-    if (old) old.removed = true;
-    const s: StreamState = {
-      id: this.#streams.length,
-      name,
-      orderEntry: encoder.encode(name + "\0"),
-      ino,
-      fd,
-      end: 0,
-      count: 0,
-      lastSeq: -1,
-      removed: false,
-      cutEnd: 0,
-      punched: 0,
-      cache: undefined,
-      cacheAt: 0,
-    };
-    this.#streams.push(s);
-    this.#live.set(name, s);
-    return s;
-  }
-
-  /** Appends an incarnation to `.mq/streams` (under the lock). */
-  #register(name: string, fd: number, ino: bigint): StreamState {
-    this.#readNames(true);
-    const known = this.#live.get(name);
-    if (known && known.ino === ino && !known.removed) {
-      if (known.fd < 0) known.fd = fd;
-      else if (known.fd !== fd) closeFd(fd);
-      return known;
-    }
-    const line = encoder.encode(`${ino}\t${name}\n`);
-    pwriteAll(this.#namesFd, line, this.#namesRead);
-    this.#namesRead += line.length;
-    return this.#addIncarnation(name, ino, fd);
-  }
-
-  /** Opens a stream's file if needed; marks it removed when its inode is gone. */
-  #ensureFd(s: StreamState): boolean {
-    if (s.fd >= 0) return !s.removed;
-    if (s.removed) return false;
-    let fd: number;
-    try {
-      fd = openFd(`${this.path}/${s.name}`, O.RDWR | O.APPEND | O.NOFOLLOW);
-    } catch {
-      s.removed = true;
-      if (this.#live.get(s.name) === s) this.#live.delete(s.name);
-      return false;
-    }
-    if (fstat(fd).ino !== s.ino) {
-      closeFd(fd);
-      s.removed = true;
-      if (this.#live.get(s.name) === s) this.#live.delete(s.name);
-      return false;
-    }
-    s.fd = fd;
-    return true;
-  }
-
-  /** Notices streams created, removed or replaced by anyone (under the lock). */
-  #scanDir(force: boolean): void {
-    // The cheap check first: has the directory changed (or changed so recently that the
-    // kernel's coarse timestamps could hide a second change)?
-    const mtime = fdMtimeUs(this.#dirFd);
-    if (!force && mtime === this.#dirMtime && Date.now() * 1000 - mtime > RECENT_US) return;
-    const st = statPath(this.path);
-    if (st === undefined || st.kind !== "directory") {
-      for (const s of this.#live.values()) s.removed = true;
-      this.#live.clear();
-      return;
-    }
-    this.#readNames(true);
-    const seen = new Set<string>();
-    for (const e of Deno.readDirSync(this.path)) {
-      if (!e.isFile || !isStreamName(e.name)) continue;
-      seen.add(e.name);
-      const s = this.#live.get(e.name);
-      const path = `${this.path}/${e.name}`;
-      if (s && !s.removed) {
-        const cur = statPath(path);
-        if (cur !== undefined && cur.ino === s.ino) {
-          this.#ensureFd(s);
-          continue;
-        }
-        s.removed = true;
-      }
-      let fd: number;
-      try {
-        fd = openFd(path, O.RDWR | O.APPEND | O.NOFOLLOW);
-      } catch {
-        continue; // gone again, or not ours to write
-      }
-      this.#register(e.name, fd, fstat(fd).ino);
-    }
-    for (const [name, s] of this.#live) {
-      if (!seen.has(name)) {
-        s.removed = true;
-        this.#live.delete(name);
-      }
-    }
-    this.#dirMtime = mtime;
-  }
-
-  #streamForWrite(name: string): StreamState {
-    const s = this.#live.get(name);
-    if (s && this.#ensureFd(s)) return s;
-    const path = `${this.path}/${name}`;
-    const fd = openOrThrow(
-      path,
-      O.RDWR | O.APPEND | O.CREAT | O.NOFOLLOW,
-      "Cannot write to stream",
-    );
-    const st = fstat(fd);
-    if (st.kind !== "file") {
-      closeFd(fd);
-      throw new FsbusError("invalid", `Cannot write to stream "${path}": not a regular file`);
-    }
-    const fresh = this.#register(name, fd, st.ino);
-    const size = fdSize(fresh.fd);
-    if (size > fresh.end) this.#appendForeign(fresh, size - fresh.end);
+    const fresh = this.#streams.renew(s);
+    if (size > 0) this.#index.commitForeign(fresh, 0, size);
     return fresh;
+  }
+
+  /**
+   * Runs `fn` holding the group lock, after a sync (a read-only group: after a sync, no lock).
+   *
+   * @param fn What to do.
+   * @returns What `fn` returns.
+   *
+   * @example
+   * ```ts ignore
+   * const n = g.locked(() => g.next); // no write can happen in between
+   * ```
+   */
+  locked<T>(fn: () => T): T {
+    if (!this.writable) {
+      this.sync();
+      return fn();
+    }
+    return this.#withLock(() => {
+      this.#syncLocked(false);
+      return fn();
+    });
+  }
+
+  /**
+   * Reads records committed since the last look, without the lock (for readers).
+   *
+   * @example
+   * ```ts ignore
+   * g.refresh();
+   * console.log(g.next);
+   * ```
+   */
+  refresh(): void {
+    this.#assertOpen();
+    this.#index.read(this.#lockDepth > 0);
+  }
+
+  /** The next global sequence number (messages committed so far). */
+  get next(): number {
+    return this.#index.next;
   }
 
   // ---------------------------------------------------------------- writing
@@ -766,7 +532,7 @@ export class MqGroup {
       this.#syncLocked(false);
       const s = this.#streamForWrite(stream);
       const seq = this.#appendMessage(s, bytes, options.order !== false);
-      this.#trimLocked();
+      this.#index.trimLocked(this.#settings.current.depth);
       return { seq, stream };
     });
   }
@@ -790,27 +556,17 @@ export class MqGroup {
     });
   }
 
-  #record(r: RecordFields): Uint8Array {
-    encodeRecord(this.#recView, 0, r);
-    return this.#rec;
+  #streamForWrite(name: string): StreamState {
+    return this.#catchUp(this.#streams.forWrite(name));
   }
 
+  /** Steps 1 to 4 of a write (see the module doc), under the lock. */
   #appendMessage(s: StreamState, data: Uint8Array, withOrder: boolean): number {
+    const index = this.#index;
     const length = data.length;
-    const r: RecordFields = {
-      state: INTENT,
-      flags: 0,
-      stream: s.id,
-      seq: this.#next,
-      offset: s.end,
-      length,
-      local: s.count,
-      timeUs: nowUs(),
-      cum: this.#cum,
-      order: this.#orderEnd,
-    };
+    const r = index.nextRecord(s, length, index.dataCrc(data));
     // 1. intent
-    pwriteAll(this.#intentFd, this.#record(r), 0);
+    index.writeIntent(r);
     // 2. the bytes, in one O_APPEND write
     if (length > 0) {
       writeAllFd(s.fd, data);
@@ -823,95 +579,15 @@ export class MqGroup {
         r.local++;
         r.cum += gap;
         r.order += s.orderEntry.length;
-        pwriteAll(this.#intentFd, this.#record(r), 0);
-        this.#commitForeign(s, s.end, gap);
+        index.writeIntent(r);
+        index.commitForeign(s, s.end, gap);
       }
     }
     // 3. order, 4. commit
-    if (withOrder) pwriteAll(this.#orderFd, s.orderEntry, this.#orderEnd);
+    if (withOrder) index.writeOrder(s, r.order);
     r.state = COMMITTED;
-    this.#commitRecord(s, r);
+    index.commit(s, r);
     return r.seq;
-  }
-
-  /** Indexes bytes appended by a program that knows nothing of fsbus (under the lock). */
-  #appendForeign(s: StreamState, length: number): void {
-    this.#commitForeign(s, s.end, length);
-  }
-
-  #commitForeign(s: StreamState, offset: number, length: number): void {
-    pwriteAll(this.#orderFd, s.orderEntry, this.#orderEnd);
-    this.#commitRecord(s, {
-      state: COMMITTED,
-      flags: FLAG_FOREIGN,
-      stream: s.id,
-      seq: this.#next,
-      offset,
-      length,
-      local: s.count,
-      timeUs: nowUs(),
-      cum: this.#cum,
-      order: this.#orderEnd,
-    });
-  }
-
-  // ---------------------------------------------------------------- depth
-
-  /** Moves the cutoff so the newest COUNT messages or SIZE bytes remain; frees pages. */
-  #trimLocked(): void {
-    const depth = this.#settings.depth;
-    if (depth.kind === "none" || this.#next === 0) return;
-    // Never move the cutoff back (another process may have moved it, or depth grew).
-    this.#cutoff = Math.max(this.#cutoff, this.readCutoff());
-    const from = this.#cutoff;
-    let cut = from;
-    this.#chunkCount = 0; // #chunk is reused below
-    const c = this.#chunk;
-    const v = this.#chunkView;
-    let orderCut = -1;
-    scan: while (cut < this.#next - 1) {
-      const n = preadFd(this.#indexFd, c, HEADER + cut * RECORD);
-      const whole = Math.floor(n / RECORD);
-      if (whole === 0) break;
-      for (let i = 0; i < whole; i++) {
-        const o = i * RECORD;
-        const seq = cut;
-        if (seq >= this.#next - 1) break scan;
-        const keep = depth.kind === "count"
-          ? this.#next - seq <= depth.count
-          : this.#cum - u64(v, o + R.CUM) <= depth.bytes;
-        if (keep) {
-          orderCut = u64(v, o + R.ORDER);
-          break scan;
-        }
-        const s = this.#streams[v.getUint32(o + R.STREAM, true)];
-        if (s) s.cutEnd = u64(v, o + R.OFFSET) + u64(v, o + R.LENGTH);
-        cut++;
-      }
-    }
-    if (cut <= from) return;
-    setU64(this.#wordView, 0, cut);
-    pwriteAll(this.#indexFd, this.#word, H_CUTOFF);
-    this.#cutoff = cut;
-    // Free whole pages below the cutoff, 64 KiB at a time at least.
-    for (const s of this.#streams) {
-      if (s.fd < 0) continue;
-      const to = Math.floor(s.cutEnd / PAGE) * PAGE;
-      if (to - s.punched >= PUNCH_MIN) {
-        punchHole(s.fd, s.punched, to - s.punched);
-        s.punched = to;
-      }
-    }
-    const indexTo = Math.floor((HEADER + cut * RECORD) / PAGE) * PAGE;
-    if (indexTo - this.#indexPunched >= PUNCH_MIN) {
-      punchHole(this.#indexFd, this.#indexPunched, indexTo - this.#indexPunched);
-      this.#indexPunched = indexTo;
-    }
-    const orderTo = Math.floor((orderCut < 0 ? this.#orderEnd : orderCut) / PAGE) * PAGE;
-    if (orderTo - this.#orderPunched >= PUNCH_MIN) {
-      punchHole(this.#orderFd, this.#orderPunched, orderTo - this.#orderPunched);
-      this.#orderPunched = orderTo;
-    }
   }
 
   // ---------------------------------------------------------------- settings (ctl)
@@ -919,7 +595,7 @@ export class MqGroup {
   /** The group's settings, after applying anything a shell wrote to `ctl`. */
   get settings(): Settings {
     this.checkCtl();
-    return this.#settings;
+    return this.#settings.current;
   }
 
   /**
@@ -932,75 +608,9 @@ export class MqGroup {
    * ```
    */
   checkCtl(): void {
-    if (this.#ctlChanged()) this.#withLock(() => this.#checkCtlLocked());
-  }
-
-  #ctlChanged(): boolean {
-    const n = preadFd(this.#ctlFd, this.#ctlBuf, 0);
-    if (n === 0) return false; // truncated by a shell that has not written yet
-    if (n !== this.#ctlBytes.length) return true;
-    for (let i = 0; i < n; i++) if (this.#ctlBuf[i] !== this.#ctlBytes[i]) return true;
-    return false;
-  }
-
-  #loadSettingsLocked(): void {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(`${this.path}/.mq/settings`);
-    } catch {
-      text = "";
-    }
-    let s: Settings;
-    try {
-      s = applyCommands(text, DEFAULT_SETTINGS);
-    } catch {
-      s = DEFAULT_SETTINGS;
-    }
-    this.#setSettings(s);
-    this.#checkCtlLocked();
-  }
-
-  #setSettings(s: Settings): void {
-    this.#settings = s;
-    this.#ctlBytes = encoder.encode(renderCtl(s));
-  }
-
-  #checkCtlLocked(): void {
-    if (!this.#ctlChanged()) return;
-    // Another process may have changed the settings properly: look there first.
-    let stored = this.#settings;
-    try {
-      stored = applyCommands(
-        Deno.readTextFileSync(`${this.path}/.mq/settings`),
-        DEFAULT_SETTINGS,
-      );
-    } catch {
-      // keep ours
-    }
-    this.#setSettings(stored);
-    if (!this.#ctlChanged()) return;
-    const n = preadFd(this.#ctlFd, this.#ctlBuf, 0);
-    if (n === 0) return;
-    const text = decoder.decode(this.#ctlBuf.subarray(0, n));
-    try {
-      this.#storeSettings(applyCommands(text, stored));
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      Deno.writeTextFileSync(
-        `${this.path}/.mq/rejected`,
-        `${JSON.stringify(text.trimEnd())}: ${why}\n`,
-      );
-      this.#storeSettings(stored);
-    }
-  }
-
-  #storeSettings(s: Settings): void {
-    this.#setSettings(s);
-    const tmp = `${this.path}/.mq/settings.tmp`;
-    Deno.writeTextFileSync(tmp, renderCtl(s));
-    Deno.renameSync(tmp, `${this.path}/.mq/settings`);
-    pwriteAll(this.#ctlFd, this.#ctlBytes, 0);
-    truncateTo(this.#ctlFd, this.#ctlBytes.length);
+    if (!this.#settings.changed()) return;
+    if (this.writable) this.#withLock(() => this.#settings.checkLocked());
+    else this.#settings.loadReadOnly();
   }
 
   /**
@@ -1020,10 +630,10 @@ export class MqGroup {
    */
   ctl(commands: string): Settings {
     return this.#withLock(() => {
-      this.#checkCtlLocked();
-      const s = applyCommands(commands, this.#settings);
-      this.#storeSettings(s);
-      this.#trimLocked();
+      this.#settings.checkLocked();
+      const s = applyCommands(commands, this.#settings.current);
+      this.#settings.store(s);
+      this.#index.trimLocked(s.depth);
       return s;
     });
   }
@@ -1039,163 +649,40 @@ export class MqGroup {
    * ```
    */
   takeRejected(): string | undefined {
-    const path = `${this.path}/.mq/rejected`;
-    try {
-      const text = Deno.readTextFileSync(path).trim();
-      Deno.removeSync(path);
-      return text || undefined;
-    } catch {
-      return undefined;
-    }
+    return this.#settings.takeRejected();
   }
 
-  // ---------------------------------------------------------------- for readers
-
-  /** The names of the group's streams now. */
-  streamNames(): string[] {
-    this.sync();
-    return [...this.#live.keys()].sort();
-  }
+  // ---------------------------------------------------------------- streams
 
   /**
-   * The live incarnation of a stream, after a sync (undefined when there is none).
+   * The names of the group's streams now.
    *
-   * @param name The stream's name.
-   * @returns Its state.
-   */
-  stream(name: string): StreamState | undefined {
-    const s = this.#live.get(name);
-    return s && this.#ensureFd(s) ? s : undefined;
-  }
-
-  /**
-   * A stream incarnation by id (readers keep ids).
-   *
-   * @param id The id.
-   * @returns Its state.
-   */
-  streamById(id: number): StreamState | undefined {
-    return this.#streams[id];
-  }
-
-  /** Every incarnation known, by id. */
-  get allStreams(): readonly StreamState[] {
-    return this.#streams;
-  }
-
-  /** The next global sequence number (messages committed so far). */
-  get next(): number {
-    return this.#next;
-  }
-
-  /**
-   * Reads records committed since the last look, without the lock (for readers).
+   * @returns The names, sorted.
    *
    * @example
    * ```ts ignore
-   * g.refresh();
-   * console.log(g.next);
+   * console.log(g.streamNames()); // ["0", "1"]
    * ```
    */
-  refresh(): void {
-    this.#assertOpen();
-    this.#readIndex(this.#lockDepth > 0);
+  streamNames(): string[] {
+    this.sync();
+    return [...this.#streams.live.keys()].sort();
   }
 
   /**
-   * Runs `fn` holding the group lock, after a sync.
+   * What the group knows of a stream now (undefined when there is none).
    *
-   * @param fn What to do.
-   * @returns What `fn` returns.
-   */
-  locked<T>(fn: () => T): T {
-    return this.#withLock(() => {
-      this.#syncLocked(false);
-      return fn();
-    });
-  }
-
-  /**
-   * The cutoff: the global sequence number below which history is trimmed.
+   * @param name The stream's name.
+   * @returns Its size, message count, last sequence number.
    *
-   * @returns The cutoff, from the index header.
+   * @example
+   * ```ts ignore
+   * console.log(g.stream("0")?.count);
+   * ```
    */
-  readCutoff(): number {
-    preadFull(this.#indexFd, this.#word, H_CUTOFF);
-    return u64(this.#wordView, 0);
-  }
-
-  /**
-   * The records the last index read brought in, when they include `seq` (live readers use
-   * them instead of reading the index again).
-   *
-   * @param seq The first record wanted.
-   * @returns A view, the byte offset of record `seq` in it, and how many records follow.
-   */
-  cachedRecords(seq: number): { view: DataView; at: number; count: number } | undefined {
-    const rel = seq - this.#chunkSeq;
-    if (rel < 0 || rel >= this.#chunkCount) return undefined;
-    return { view: this.#chunkView, at: rel * RECORD, count: this.#chunkCount - rel };
-  }
-
-  /**
-   * Reads records `[seq, seq + buf.length / RECORD)` into `buf`; only committed ones
-   * below {@linkcode MqGroup.next} are meaningful.
-   *
-   * @param seq The first record.
-   * @param buf Where to put them.
-   * @returns How many whole records were read.
-   */
-  readRecords(seq: number, buf: Uint8Array): number {
-    return Math.floor(preadFd(this.#indexFd, buf, HEADER + seq * RECORD) / RECORD);
-  }
-
-  /**
-   * Reads a message's bytes from its stream, through a read-ahead buffer.
-   *
-   * @param s The stream.
-   * @param offset Where the message starts.
-   * @param length Its length.
-   * @returns The bytes (a view the caller may keep).
-   */
-  readData(s: StreamState, offset: number, length: number): Uint8Array {
-    if (length === 0) return new Uint8Array(0);
-    const cache = s.cache;
-    if (cache && offset >= s.cacheAt && offset + length <= s.cacheAt + cache.length) {
-      return cache.subarray(offset - s.cacheAt, offset - s.cacheAt + length);
-    }
-    if (s.fd < 0) return new Uint8Array(length);
-    const want = Math.max(length, Math.min(READAHEAD, s.end - offset));
-    const buf = new Uint8Array(want);
-    const got = preadFull(s.fd, buf, offset);
-    s.cache = buf.subarray(0, got);
-    s.cacheAt = offset;
-    return got >= length ? buf.subarray(0, length) : buf.subarray(0, length);
-  }
-
-  /**
-   * The local number of the first message of `id` at or after `seq`, or the stream's
-   * count when there is none.
-   *
-   * @param id The stream's id.
-   * @param seq Where to start looking.
-   * @returns The local number.
-   */
-  firstLocalFrom(id: number, seq: number): number {
-    const s = this.#streams[id];
-    if (s === undefined) return 0;
-    if (s.lastSeq < seq) return s.count;
-    const buf = new Uint8Array(CHUNK_RECORDS * RECORD);
-    const v = new DataView(buf.buffer);
-    let at = seq;
-    while (at < this.#next) {
-      const n = this.readRecords(at, buf);
-      if (n === 0) break;
-      for (let i = 0; i < n && at < this.#next; i++, at++) {
-        if (v.getUint32(i * RECORD + R.STREAM, true) === id) return u64(v, i * RECORD + R.LOCAL);
-      }
-    }
-    return s.count;
+  stream(name: string): StreamInfo | undefined {
+    const s = this.#streams.live.get(name);
+    return s && this.#streams.ensureFd(s) ? s : undefined;
   }
 
   /**
@@ -1203,39 +690,28 @@ export class MqGroup {
    *
    * @param name The stream.
    * @throws {FsbusError} When there is no such stream.
+   *
+   * @example
+   * ```ts ignore
+   * g.remove("0");
+   * ```
    */
   remove(name: string): void {
     checkStreamName(this.path, name, true);
-    try {
-      Deno.removeSync(`${this.path}/${name}`);
-    } catch (err) {
-      throw fromFsError(err, "Cannot remove stream", `${this.path}/${name}`);
+    if (!this.#dir.remove("group", name)) {
+      throw new FsbusError(
+        "not_found",
+        `Cannot remove stream "${this.path}/${name}": no such file or directory`,
+      );
     }
     this.sync();
   }
 
   /** Closes every descriptor. Safe to call more than once. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (
-      const fd of [
-        this.#lockFd,
-        this.#indexFd,
-        this.#orderFd,
-        this.#ctlFd,
-        this.#namesFd,
-        this.#dirFd,
-        this.#intentFd,
-      ]
-    ) {
-      closeFd(fd);
-    }
-    for (const s of this.#streams) {
-      if (s.fd >= 0) closeFd(s.fd);
-      s.fd = -1;
-      s.cache = undefined;
-    }
+    if (this.#fds.disposed) return;
+    this.#fds.dispose();
+    this.#streams.close();
   }
 
   /** Closes the group. */

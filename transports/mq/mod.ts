@@ -7,6 +7,10 @@
  * Plain programs take part: `cat group/1` shows a stream's bytes, `echo hi >> group/0`
  * is a message, and `echo replay all > group/ctl` changes the settings.
  *
+ * A user who may only read a group reads it (readers take no lock). Damage to a group's
+ * files is an error naming the file, never wrong data; {@linkcode checkGroup} explains and
+ * repairs it.
+ *
  * @example Write to two streams and merge them in write order (mq-cat)
  * ```ts ignore
  * import { mkgroup, read } from "./mod.ts";
@@ -36,11 +40,12 @@ export {
   MqGroup,
   type ReplayMode,
   type Settings,
-  type StreamState,
+  type StreamInfo,
   type WriteOptions,
   type WriteResult,
 } from "./group.ts";
 export { type MqMessage, MqReader, type ReadOptions } from "./reader.ts";
+export { checkGroup, type CheckOptions, type CheckProblem, type CheckReport } from "./check.ts";
 export { status } from "./status.ts";
 export type { Message, Subscription } from "../../types.ts";
 

@@ -14,10 +14,14 @@ import { FsbusError, type Message, OverrunError, type Subscription } from "../..
 import { IN, Inotify, type InotifyEvent } from "../../sys/inotify.ts";
 import { yieldTurn } from "../../sys/poll.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
-import { fdSize } from "../../sys/fd_io.ts";
+import { fdSize, preadFull } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
-import { R, RECORD, u64 } from "./_layout.ts";
-import { checkStreamName, MqGroup, type StreamState } from "./group.ts";
+import { R, RECORD, recordProblem, u64 } from "./_layout.ts";
+import { MqGroup } from "./group.ts";
+import { checkStreamName } from "./_names.ts";
+import { damaged, type GroupIndex } from "./_index.ts";
+import { type GroupInternals, internalsOf } from "./_internal.ts";
+import type { StreamState } from "./_streams.ts";
 
 /**
  * A message read from an mq group.
@@ -61,7 +65,13 @@ interface Want {
   /** Messages below this global sequence number are not for this reader. */
   from: number;
   eof: boolean;
+  /** A read-ahead buffer of the stream's file. */
+  cache: Uint8Array | undefined;
+  /** The file offset the read-ahead buffer starts at. */
+  cacheAt: number;
 }
+
+const READAHEAD = 256 * 1024;
 
 const CHUNK = 1024;
 // Streams: CLOSE_WRITE, not MODIFY. fsbus writers keep their streams open and commit through
@@ -87,9 +97,14 @@ const FOREIGN_RECHECK_MS = 50;
  */
 export class MqReader implements Subscription<MqMessage> {
   readonly #g: MqGroup;
+  readonly #parts: GroupInternals;
+  readonly #index: GroupIndex;
   readonly #ownsGroup: boolean;
   readonly #wants = new Map<number, Want>();
-  readonly #until: Want[] = [];
+  readonly #until: string[] = [];
+  readonly #byName = new Map<string, Want>();
+  /** Streams to read that do not exist yet, with the sequence number they start after. */
+  readonly #pending = new Map<string, number>();
   readonly #order: boolean;
   readonly #coalesce: boolean;
   readonly #ino: Inotify;
@@ -113,6 +128,8 @@ export class MqReader implements Subscription<MqMessage> {
     options: ReadOptions,
   ) {
     this.#g = g;
+    this.#parts = internalsOf(g);
+    this.#index = this.#parts.index;
     this.#ownsGroup = owns;
     this.#signal = options.signal;
     this.#blockMs = Math.max(0, options.blockMs ?? 0);
@@ -182,41 +199,54 @@ export class MqReader implements Subscription<MqMessage> {
   #start(streams: string[], replay: ReplayMode, until: string[] | undefined): void {
     const g = this.#g;
     const next = g.next;
-    const cutoff = g.readCutoff();
+    const cutoff = this.#index.readCutoff();
     if (this.#order) {
       this.#pos = replay === "all" ? cutoff : replay === "last" ? Math.max(cutoff, next - 1) : next;
       return;
     }
     let pos = next;
     for (const name of streams) {
-      const s = g.stream(name);
+      const s = this.#stream(name);
       if (s === undefined) {
-        throw new FsbusError("not_found", `No stream "${name}" in group "${g.path}"`);
+        // Not made yet: wait for it. Every message of it will come after `next`.
+        this.#pending.set(name, next);
+        continue;
       }
       if (this.#wants.has(s.id)) continue;
       let w: Want;
       if (replay === "all") {
-        w = { s, k: g.firstLocalFrom(s.id, cutoff), from: cutoff, eof: false };
+        w = want(s, this.#index.firstLocalFrom(s.id, cutoff), cutoff);
       } else if (replay === "last" && s.lastSeq >= cutoff) {
-        w = { s, k: s.count - 1, from: s.lastSeq, eof: false };
+        w = want(s, s.count - 1, s.lastSeq);
       } else {
-        w = { s, k: s.count, from: next, eof: false };
+        w = want(s, s.count, next);
       }
       this.#wants.set(s.id, w);
+      this.#byName.set(name, w);
       pos = Math.min(pos, w.from);
     }
     for (const name of until ?? streams) {
-      const w = [...this.#wants.values()].find((w) => w.s.name === name);
-      if (w && !this.#until.includes(w)) this.#until.push(w);
+      if (!this.#until.includes(name)) this.#until.push(name);
     }
     this.#pos = pos;
   }
 
+  /** Starts reading the streams waited for that exist now. */
+  #bindPending(): void {
+    for (const [name, from] of this.#pending) {
+      const s = this.#stream(name);
+      if (s === undefined) continue;
+      this.#pending.delete(name);
+      const w = want(s, this.#index.firstLocalFrom(s.id, from), from);
+      this.#wants.set(s.id, w);
+      this.#byName.set(name, w);
+    }
+  }
+
   /** Whether every stream the reader waits for has reached EOF. */
   get done(): boolean {
-    if (this.#gone) return true;
     if (this.#order) return false;
-    return this.#until.every((w) => w.eof);
+    return this.#until.every((name) => this.#byName.get(name)?.eof === true);
   }
 
   /**
@@ -228,22 +258,36 @@ export class MqReader implements Subscription<MqMessage> {
   poll(): MqMessage[] {
     const g = this.#g;
     g.refresh();
+    if (this.#pending.size > 0) this.#bindPending();
     const next = g.next;
     const out: MqMessage[] = [];
     if (this.#pos < next) {
-      const cutoff = g.readCutoff();
+      const index = this.#index;
+      const cutoff = index.readCutoff();
       if (this.#pos < cutoff) this.#skipTo(cutoff);
       const first = this.#pos;
-      const cached = g.cachedRecords(first);
+      const cached = index.cachedRecords(first);
       const v = cached?.view ?? this.#view;
       const base = cached?.at ?? 0;
-      const n = Math.min(cached?.count ?? g.readRecords(first, this.#buf), next - first);
+      let n = Math.min(cached?.count ?? index.readRecords(first, this.#buf), next - first);
+      let freed = false;
       for (let i = 0; i < n; i++) {
         const o = base + i * RECORD;
         const seq = this.#pos + i;
+        // Records the group's own read brought in were checked then; others are checked now.
+        const why = cached ? undefined : recordProblem(v, o, seq, index.version);
+        if (why !== undefined) {
+          // Freed by trimming since the cutoff was read (overrun, below), or damaged.
+          if (seq < index.readCutoff()) {
+            freed = true;
+            n = i;
+            break;
+          }
+          throw damaged(g.path, `".mq/index" record ${seq}`, why);
+        }
         const id = v.getUint32(o + R.STREAM, true);
         if (this.#order) {
-          const s = g.streamById(id);
+          const s = this.#parts.streams.all[id];
           if (s) out.push(message(s.orderEntry, "order", seq, u64(v, o + R.TIME)));
           continue;
         }
@@ -257,13 +301,13 @@ export class MqReader implements Subscription<MqMessage> {
           w.eof = true;
           continue;
         }
-        const data = g.readData(w.s, u64(v, o + R.OFFSET), length);
+        const data = readData(g.path, w, u64(v, o + R.OFFSET), length);
         out.push(message(data, w.s.name, seq, u64(v, o + R.TIME)));
       }
       this.#pos += n;
       // Trimming may have raced with the reads above: anything now below the cutoff may
       // have been freed, so it cannot be delivered.
-      const after = g.readCutoff();
+      const after = index.readCutoff();
       if (after > first && out.length > 0 && out[0]!.seq < after) {
         const lost = out.filter((m) => m.seq < after).length;
         throw new OverrunError(
@@ -271,9 +315,15 @@ export class MqReader implements Subscription<MqMessage> {
           lost,
         );
       }
+      if (freed) this.#skipTo(after);
     }
     if (!this.#order && this.#pos >= g.next) {
-      for (const w of this.#wants.values()) if (w.s.removed) w.eof = true;
+      for (const w of this.#wants.values()) {
+        if (!w.s.removed || w.eof) continue;
+        // A stream removed is EOF; a group removed (its ctl gone with it) is an error.
+        if (this.#parts.streams.groupGone()) this.#gone = true;
+        else w.eof = true;
+      }
     }
     return this.#coalesce && out.length > 1 ? coalesce(out) : out;
   }
@@ -289,7 +339,7 @@ export class MqReader implements Subscription<MqMessage> {
     }
     for (const w of this.#wants.values()) {
       if (w.eof) continue;
-      const n = g.firstLocalFrom(w.s.id, Math.max(cutoff, w.from));
+      const n = this.#index.firstLocalFrom(w.s.id, Math.max(cutoff, w.from));
       if (n > w.k) this.#overrun(w, n - w.k);
     }
     this.#pos = cutoff;
@@ -316,6 +366,7 @@ export class MqReader implements Subscription<MqMessage> {
         continue;
       }
       if (e.name === "ctl") {
+        if (e.mask & (IN.DELETE | IN.MOVED_FROM)) this.#gone = true;
         this.#ctlEvent = true;
         continue;
       }
@@ -334,13 +385,13 @@ export class MqReader implements Subscription<MqMessage> {
   #foreignPending(): boolean {
     let refreshed = false;
     for (const name of this.#dirty) {
-      const s = this.#g.stream(name);
+      const s = this.#stream(name);
       if (s === undefined || s.removed) {
         this.#dirty.delete(name);
         continue;
       }
       const size = fdSize(s.fd);
-      if (size <= s.end) {
+      if (size === s.end) {
         this.#dirty.delete(name);
         continue;
       }
@@ -348,13 +399,22 @@ export class MqReader implements Subscription<MqMessage> {
         this.#g.refresh();
         refreshed = true;
       }
-      if (size <= s.end) {
+      if (size === s.end) {
         this.#dirty.delete(name);
         continue;
       }
-      if (!this.#g.writeInProgress()) return true;
+      // Shorter than its index: truncated by a plain program (a sync makes it new).
+      if (size < s.end) return true;
+      if (!this.#index.writeInProgress()) return true;
     }
     return false;
+  }
+
+  /** The live incarnation of a stream, open (undefined when there is none). */
+  #stream(name: string): StreamState | undefined {
+    const streams = this.#parts.streams;
+    const s = streams.live.get(name);
+    return s && streams.ensureFd(s) ? s : undefined;
   }
 
   #sync(): void {
@@ -386,6 +446,10 @@ export class MqReader implements Subscription<MqMessage> {
         if (batch.length > 0) {
           yield batch;
           continue;
+        }
+        if (this.#gone) {
+          const path = this.#g.path;
+          throw new FsbusError("not_found", `Cannot read group "${path}": it was removed`);
         }
         if (this.done) return;
         if (this.#foreignPending()) {
@@ -433,8 +497,43 @@ export class MqReader implements Subscription<MqMessage> {
   }
 }
 
+function want(s: StreamState, k: number, from: number): Want {
+  return { s, k, from, eof: false, cache: undefined, cacheAt: 0 };
+}
+
+/**
+ * Reads a message's bytes from its stream, through the reader's read-ahead buffer. Bytes
+ * that are not in the file are never made up: a stream shorter than its index is an error.
+ */
+function readData(group: string, w: Want, offset: number, length: number): Uint8Array {
+  if (length === 0) return new Uint8Array(0);
+  const cache = w.cache;
+  if (cache && offset >= w.cacheAt && offset + length <= w.cacheAt + cache.length) {
+    return cache.subarray(offset - w.cacheAt, offset - w.cacheAt + length);
+  }
+  const s = w.s;
+  const short = (size: number) =>
+    new FsbusError(
+      "damaged",
+      `Cannot read stream "${group}/${s.name}": it holds ${size} bytes but its message at ` +
+        `${offset} ends at ${offset + length} (truncated or rewritten by another program)`,
+    );
+  if (s.fd < 0) throw short(0);
+  // A length no file here could hold is refused before anything is allocated for it.
+  if (length > READAHEAD && offset + length > fdSize(s.fd)) throw short(fdSize(s.fd));
+  const buf = new Uint8Array(Math.max(length, Math.min(READAHEAD, s.end - offset)));
+  const got = preadFull(s.fd, buf, offset);
+  if (got < length) throw short(offset + got);
+  w.cache = buf.subarray(0, got);
+  w.cacheAt = offset;
+  return buf.subarray(0, length);
+}
+
 function message(data: Uint8Array, stream: string, seq: number, timeUs: number): MqMessage {
-  return { data, stream, topic: stream, seq, id: String(seq), time: new Date(timeUs / 1000) };
+  // A time no Date can hold (a writer's clock gone wrong) reads as the epoch.
+  const ms = timeUs / 1000;
+  const time = new Date(ms <= 8.64e15 ? ms : 0);
+  return { data, stream, topic: stream, seq, id: String(seq), time };
 }
 
 function coalesce(msgs: MqMessage[]): MqMessage[] {

@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { bridge, parseConfig, parseEndpoint, statusLine } from "../../transports/bridge/mod.ts";
+import * as msgfs from "../../transports/msgfs/mod.ts";
+import * as mq from "../../transports/mq/mod.ts";
+import * as fanout from "../../transports/fanout/mod.ts";
+import * as filebus from "../../transports/filebus/mod.ts";
+import { FsbusError } from "../../types.ts";
+import { tempDir, waitFor } from "../_helpers.ts";
+import { startNats } from "../_nats.ts";
+
+const dec = new TextDecoder();
+
+/** Every message of a bus, as text, in arrival order. */
+function watch(dir: string, options: msgfs.SubscribeOptions = { recursive: true }) {
+  const got: { text: string; topic: string }[] = [];
+  const sub = msgfs.subscribe(dir, { since: "all", ...options });
+  const loop = (async () => {
+    for await (const m of sub) got.push({ text: dec.decode(m.data), topic: m.topic });
+  })();
+  return {
+    got,
+    texts: () => got.map((g) => g.text),
+    async [Symbol.asyncDispose]() {
+      await sub.close();
+      await loop;
+    },
+  };
+}
+
+Deno.test("parseEndpoint() reads every kind and refuses bad ones with usage errors", () => {
+  using dir = tempDir();
+  mq.mkgroup(`${dir.path}/g`).close();
+  assert.deepEqual(parseEndpoint("dir:/x/bus#news"), {
+    kind: "dir",
+    path: "/x/bus",
+    topic: "news",
+    text: "dir:/x/bus#news",
+  });
+  assert.equal(parseEndpoint(`mq:${dir.path}/g`).kind, "mq");
+  const stream = parseEndpoint(`mq:${dir.path}/g/1`);
+  assert.ok(stream.kind === "mq" && stream.stream === "1" && stream.group === `${dir.path}/g`);
+  const f = parseEndpoint("fanout:news", { root: "/r" });
+  assert.ok(f.kind === "fanout" && f.root === "/r");
+  const js = parseEndpoint("jetstream://a:4222,b/APP/app.events");
+  assert.ok(js.kind === "jetstream");
+  assert.deepEqual(js.servers, ["nats://a:4222", "nats://b:4222"]);
+  assert.equal(js.stream, "APP");
+  assert.equal(js.subject, "app.events");
+  for (
+    const bad of [
+      "nowhere",
+      "dir:",
+      "dir:/x#",
+      "nats://h:4222",
+      "nats://h:4222/a b",
+      "nats://h:4222/a.>",
+      "jetstream://h:4222/app",
+      "jetstream://h:4222/A.B/app",
+      "jetstream://h:99999/A/app",
+    ]
+  ) {
+    assert.throws(
+      () => parseEndpoint(bad),
+      (err) => err instanceof FsbusError && err.code === "usage",
+      bad,
+    );
+  }
+});
+
+Deno.test("parseConfig() reads one bridge per line and names a bad line", () => {
+  const specs = parseConfig(
+    "# buses\ndir:/a  jetstream://h/S/s  --both\n\nmq:/g nats://h/x --history --name n1 # c\n",
+    "b.conf",
+  );
+  assert.deepEqual(specs, [
+    { from: "dir:/a", to: "jetstream://h/S/s", both: true, history: false },
+    { from: "mq:/g", to: "nats://h/x", both: false, history: true, name: "n1" },
+  ]);
+  assert.throws(
+    () => parseConfig("dir:/a nats://h/x --nope\n", "b.conf"),
+    /"b\.conf:1": unknown option "--nope"/,
+  );
+  assert.throws(() => parseConfig("# nothing\n", "b.conf"), /no bridges/);
+});
+
+Deno.test("bridge() joins two directory buses both ways without loops, topics kept", async () => {
+  using dir = tempDir();
+  const a = `${dir.path}/a`;
+  const b = `${dir.path}/b`;
+  Deno.mkdirSync(a);
+  Deno.mkdirSync(b);
+  await using onA = watch(a);
+  await using onB = watch(b);
+  {
+    await using br = await bridge(`dir:${a}`, `dir:${b}`, {
+      both: true,
+      stateDir: `${dir.path}/s`,
+    });
+    msgfs.publish(a, "from a", { topic: "news" });
+    msgfs.publish(b, "from b");
+    await waitFor(
+      () => onA.got.length === 2 && onB.got.length === 2,
+      "both messages on both buses",
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(onA.got.length + onB.got.length, 4);
+    assert.deepEqual(onB.got.find((m) => m.text === "from a"), { text: "from a", topic: "news" });
+    assert.equal(br.status.state, "local");
+    assert.deepEqual(br.status.directions.map((d) => d.delivered), [1, 1]);
+    assert.match(statusLine(br.status), /^local; dir:.* -> dir:.*: in 1 out 1 skipped 0/);
+  }
+  // Restarted with the same state: nothing is carried again.
+  await using again = await bridge(`dir:${a}`, `dir:${b}`, {
+    both: true,
+    stateDir: `${dir.path}/s`,
+  });
+  msgfs.publish(a, "later");
+  await waitFor(() => onB.texts().includes("later"), "the later message");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(onB.got.length, 3);
+  assert.equal(onA.got.length, 3);
+  assert.deepEqual(again.status.directions.map((d) => d.delivered), [1, 0]);
+});
+
+Deno.test("bridge() carries a fanout topic into a directory bus topic", async () => {
+  using dir = tempDir();
+  const root = `${dir.path}/topics`;
+  const bus = `${dir.path}/bus`;
+  Deno.mkdirSync(bus);
+  fanout.createTopic("news", { root, messages: true });
+  await using onBus = watch(bus, { topic: "news" });
+  await using br = await bridge("fanout:news", `dir:${bus}#news`, { root, stateDir: false });
+  for (let i = 0; i < 50; i++) fanout.publish("news", `n${i}`, { root });
+  await waitFor(() => onBus.got.length === 50, "50 messages");
+  assert.deepEqual(onBus.texts(), Array.from({ length: 50 }, (_, i) => `n${i}`));
+  assert.equal(br.status.directions[0]!.delivered, 50);
+});
+
+Deno.test("bridge() carries a lossless filebus file into an mq stream; its end ends the bridge", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/pipe`;
+  const group = `${dir.path}/g`;
+  mq.mkgroup(group, { replay: "all" }).close();
+  await using br = await bridge(`filebus:${file}`, `mq:${group}/s`, {
+    lossless: true,
+    stateDir: false,
+  });
+  {
+    await using p = filebus.producer(file, { lossless: true });
+    for (let i = 0; i < 20; i++) await p.write(`chunk ${i}\n`);
+  }
+  await br.done;
+  const got: string[] = [];
+  for await (const m of mq.read(group, ["s"], { replay: "all" })) {
+    got.push(dec.decode(m.data));
+    if (got.length === 20) break;
+  }
+  assert.deepEqual(got, Array.from({ length: 20 }, (_, i) => `chunk ${i}\n`));
+});
+
+Deno.test("bridge() over core NATS: live messages, headers carry the metadata", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats`, jetstream: false });
+  const a = `${dir.path}/a`;
+  const b = `${dir.path}/b`;
+  Deno.mkdirSync(a);
+  Deno.mkdirSync(b);
+  await using onB = watch(b);
+  const url = `nats://${server.address}/live`;
+  await using down = await bridge(url, `dir:${b}`, { stateDir: false });
+  await using up = await bridge(`dir:${a}`, url, { stateDir: false });
+  assert.equal(up.status.state, "connected");
+  const bytes = new Uint8Array([0, 255, 10, 13, 0]);
+  msgfs.publish(a, bytes, { topic: "t/u" });
+  msgfs.publish(a, "root");
+  await waitFor(() => onB.got.length === 2, "two messages");
+  assert.deepEqual(onB.got.map((m) => m.topic), ["t/u", ""]);
+  const first = [...Deno.readDirSync(`${b}/t/u`)].filter((e) => e.isFile)[0]!;
+  assert.deepEqual(Deno.readFileSync(`${b}/t/u/${first.name}`), bytes);
+  assert.equal(down.status.directions[0]!.delivered, 2);
+});

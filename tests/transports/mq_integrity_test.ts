@@ -1,0 +1,348 @@
+import assert from "node:assert/strict";
+import { checkGroup, MqGroup, MqReader } from "../../transports/mq/mod.ts";
+import { encodeRecord, HEADER, MAGIC_V1, R, RECORD, u64 } from "../../transports/mq/_layout.ts";
+import { FsbusError } from "../../types.ts";
+import { sh, tempDir } from "../_helpers.ts";
+
+const STREAMS = ["s0", "s1", "s2"];
+
+/** Makes a group with 12 messages over three streams; returns each stream's messages. */
+function makeGroup(path: string, count = 12): Record<string, string[]> {
+  const expected: Record<string, string[]> = { s0: [], s1: [], s2: [] };
+  using g = MqGroup.create(path, { replay: "all" });
+  for (let i = 0; i < count; i++) {
+    const stream = STREAMS[i % 3]!;
+    const text = `m${i}-${"x".repeat(i % 7)}\n`;
+    g.write(stream, text);
+    expected[stream]!.push(text);
+  }
+  return expected;
+}
+
+/** Everything readable now from every stream, by stream (the reader opens the group). */
+async function readNow(
+  path: string,
+  readOnly = false,
+): Promise<Record<string, string[]>> {
+  using g = MqGroup.open(path, { readOnly });
+  const r = MqReader.open(g, STREAMS, { replay: "all" });
+  try {
+    const got: Record<string, string[]> = { s0: [], s1: [], s2: [] };
+    for (const m of r.poll()) got[m.stream]!.push(new TextDecoder().decode(m.data));
+    return got;
+  } finally {
+    await r.close();
+  }
+}
+
+function patch(path: string, at: number, bytes: Uint8Array): void {
+  const f = Deno.openSync(path, { read: true, write: true });
+  try {
+    f.seekSync(at, Deno.SeekMode.Start);
+    f.writeSync(bytes);
+  } finally {
+    f.close();
+  }
+}
+
+function isClear(err: unknown): boolean {
+  return err instanceof FsbusError && /^Cannot [a-z]/.test(err.message) &&
+    !/undefined|NaN|BigInt/.test(err.message);
+}
+
+Deno.test("mq check: a sound group is reported sound", () => {
+  using tmp = tempDir();
+  makeGroup(`${tmp.path}/g`);
+  const report = checkGroup(`${tmp.path}/g`);
+  assert.deepEqual(report.problems, []);
+  assert.equal(report.messages, 12);
+  assert.equal(report.streams, 3);
+  assert.equal(report.version, 2);
+});
+
+Deno.test("mq: one flipped state byte is refused, and check --repair rebuilds the record", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  patch(`${g}/.mq/index`, HEADER + 5 * RECORD + R.STATE, new Uint8Array([7]));
+  await assert.rejects(() => readNow(g), /".mq\/index" record 5 is damaged \(checksum mismatch\)/);
+  assert.throws(() => MqGroup.open(g), (e) => e instanceof FsbusError && e.code === "damaged");
+  const report = checkGroup(g);
+  assert.equal(report.problems.length, 1);
+  assert.match(report.problems[0]!.problem, /^record 5: checksum mismatch/);
+  assert.match(report.problems[0]!.repair!, /rebuild it/);
+  assert.ok(checkGroup(g, { repair: true }).repaired);
+  assert.deepEqual(checkGroup(g).problems, []);
+  assert.deepEqual(await readNow(g), expected);
+});
+
+Deno.test("mq check --repair: a damaged last record is dropped and its bytes indexed again", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  Deno.writeFileSync(`${g}/.mq/intent`, new Uint8Array(0)); // no intent to recover from
+  patch(`${g}/.mq/index`, HEADER + 11 * RECORD + R.LENGTH, new Uint8Array([200]));
+  await assert.rejects(() => readNow(g), /record 11 is damaged/);
+  checkGroup(g, { repair: true });
+  assert.deepEqual(await readNow(g), expected);
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("mq check --repair: where nothing can be rebuilt, the index and streams are cut back", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  // Two neighbours damaged: neither can be rebuilt from the other.
+  patch(`${g}/.mq/index`, HEADER + 6 * RECORD + R.OFFSET, new Uint8Array([9]));
+  patch(`${g}/.mq/index`, HEADER + 7 * RECORD + R.OFFSET, new Uint8Array([9]));
+  const report = checkGroup(g, { repair: true });
+  assert.match(report.problems.at(-1)!.repair!, /6 messages from 6 on are lost/);
+  const got = await readNow(g);
+  for (const s of STREAMS) assert.deepEqual(got[s], expected[s]!.slice(0, 2));
+  assert.deepEqual(checkGroup(g).problems, []);
+  using w = MqGroup.open(g);
+  w.write("s0", "after\n");
+  assert.deepEqual((await readNow(g)).s0, [...expected.s0!.slice(0, 2), "after\n"]);
+});
+
+Deno.test("mq: a bad .mq/streams line names the file and line; repair rebuilds it from order", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  const lines = Deno.readTextFileSync(`${g}/.mq/streams`).split("\n");
+  lines[1] = "12abc\ts1";
+  Deno.writeTextFileSync(`${g}/.mq/streams`, lines.join("\n"));
+  for (const open of [() => readNow(g), () => readNow(g, true)]) {
+    await assert.rejects(open, (e) => {
+      assert.ok(isClear(e), String(e));
+      assert.match((e as Error).message, /".mq\/streams" line 2 is damaged \(expected/);
+      return true;
+    });
+  }
+  assert.throws(() => MqGroup.open(g).write("s1", "x"), /".mq\/streams" line 2/);
+  checkGroup(g, { repair: true });
+  assert.deepEqual(await readNow(g), expected);
+});
+
+Deno.test("mq: an emptied .mq/streams is refused (no double delivery); repair restores it", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  Deno.writeFileSync(`${g}/.mq/streams`, new Uint8Array(0));
+  await assert.rejects(() => readNow(g), /record 0 is damaged \(it names stream 0/);
+  assert.throws(() => MqGroup.open(g), (e) => isClear(e));
+  checkGroup(g, { repair: true });
+  assert.deepEqual(await readNow(g), expected);
+  using w = MqGroup.open(g);
+  w.write("s2", "new\n");
+  assert.deepEqual((await readNow(g)).s2, [...expected.s2!, "new\n"]);
+});
+
+Deno.test("mq: a truncated stream is an error naming it, never zeros or other bytes", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  makeGroup(g);
+  using reader = MqGroup.open(g, { readOnly: true });
+  Deno.truncateSync(`${g}/s1`, 3);
+  const r = MqReader.open(reader, ["s1"], { replay: "all" });
+  try {
+    assert.throws(() => r.poll(), /Cannot read stream ".*\/s1": it holds 3 bytes but/);
+  } finally {
+    await r.close();
+  }
+  assert.match(checkGroup(g).problems.map((p) => p.problem).join("\n"), /s1" holds 3 bytes/);
+});
+
+Deno.test("mq: an absurd record length is refused before anything is allocated for it", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  makeGroup(g, 3);
+  // A well-formed (checksummed) last record claiming 2^50 bytes.
+  const index = Deno.readFileSync(`${g}/.mq/index`);
+  const v = new DataView(index.buffer);
+  const at = HEADER + 2 * RECORD;
+  encodeRecord(v, at, {
+    state: 1,
+    flags: 0,
+    stream: v.getUint32(at + R.STREAM, true),
+    seq: 2,
+    offset: u64(v, at + R.OFFSET),
+    length: 2 ** 50,
+    local: 0,
+    timeUs: 0,
+    cum: u64(v, at + R.CUM),
+    order: u64(v, at + R.ORDER),
+    dataCrc: 0,
+  }, 2);
+  Deno.writeFileSync(`${g}/.mq/index`, index);
+  using ro = MqGroup.open(g, { readOnly: true });
+  const r = MqReader.open(ro, ["s2"], { replay: "all" });
+  try {
+    assert.throws(() => r.poll(), /Cannot read stream ".*\/s2": it holds \d+ bytes but/);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("mq: a group trimmed by depth keeps its history across a reopen (checkpoint)", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const data = new Uint8Array(1024).fill(65);
+  {
+    using w = MqGroup.create(g, { depth: "1000" });
+    for (let i = 0; i < 5000; i++) w.write("s", data);
+  }
+  using again = MqGroup.open(g);
+  assert.equal(again.next, 5000);
+  again.write("s", "tail");
+  assert.equal(again.next, 5001);
+  const r = MqReader.open(again, ["s"], { replay: "all" });
+  try {
+    const got = r.poll();
+    assert.equal(got.length, 1000);
+    assert.equal(got.at(-1)!.seq, 5000);
+    assert.ok(got.slice(0, -1).every((m) => m.data.length === 1024 && m.data[0] === 65));
+  } finally {
+    await r.close();
+  }
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("mq: a group made by an earlier version (format 1) is still read and written", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  // Rewrite the index and streams in format 1: the position in place of the checksums.
+  const index = Deno.readFileSync(`${g}/.mq/index`);
+  const v = new DataView(index.buffer);
+  index.set(MAGIC_V1, 0);
+  index.fill(0, 8, 24);
+  for (let seq = 0; seq < 12; seq++) {
+    const at = HEADER + seq * RECORD;
+    v.setUint32(at + R.SEQ, seq, true);
+    v.setUint32(at + R.SEQ + 4, 0, true);
+  }
+  Deno.writeFileSync(`${g}/.mq/index`, index);
+  const streams = Deno.readTextFileSync(`${g}/.mq/streams`).replace(/\t[0-9a-f]{8}\n/g, "\n");
+  Deno.writeTextFileSync(`${g}/.mq/streams`, streams);
+  assert.deepEqual(await readNow(g), expected);
+  using w = MqGroup.open(g);
+  w.write("s0", "v1\n");
+  w.write("new", "stream\n");
+  assert.deepEqual((await readNow(g)).s0, [...expected.s0!, "v1\n"]);
+  assert.match(Deno.readTextFileSync(`${g}/.mq/streams`), /\tnew\n$/);
+  assert.equal(checkGroup(g).version, 1);
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("mq: a stream truncated or rewritten in place becomes a new incarnation, never mis-split", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  using w = MqGroup.create(g, { replay: "all" });
+  w.write("s", "one\n");
+  w.write("s", "two\n");
+  const old = MqReader.open(g, ["s"], { replay: "all" });
+  const oldMessages = (async () => {
+    const out: string[] = [];
+    for await (const m of old) out.push(new TextDecoder().decode(m.data));
+    return out;
+  })();
+  await sh(`echo three > ${g}/s`); // shorter: truncated, then written
+  w.sync();
+  // Readers of the old incarnation get EOF after what they could read.
+  assert.deepEqual(await oldMessages, ["one\n", "two\n"]);
+  const read = async () => {
+    const r = MqReader.open(g, ["s"], { replay: "all" });
+    try {
+      return r.poll().map((m) => new TextDecoder().decode(m.data));
+    } finally {
+      await r.close();
+    }
+  };
+  assert.deepEqual(await read(), ["three\n"]);
+  await sh(`echo a-much-longer-line > ${g}/s`); // longer: its last message's bytes changed
+  w.sync();
+  assert.deepEqual(await read(), ["a-much-longer-line\n"]);
+  await sh(`echo appended >> ${g}/s`); // a plain append stays a message of its own
+  w.sync();
+  assert.deepEqual(await read(), ["a-much-longer-line\n", "appended\n"]);
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+/** A small seeded PRNG (mulberry32). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function isPrefix(got: string[], want: string[]): boolean {
+  return got.length <= want.length && got.every((m, i) => m === want[i]);
+}
+
+Deno.test("mq: random damage to the index and streams table gives right data or a clear error (seeded)", async () => {
+  const SEED = 0x5eed_0015;
+  const CASES = 300;
+  const rand = prng(SEED);
+  const int = (n: number) => Math.floor(rand() * n);
+  using tmp = tempDir();
+  const pristine = `${tmp.path}/pristine`;
+  const expected = makeGroup(pristine);
+  const files = ["ctl", "order", "s0", "s1", "s2", ".mq/index", ".mq/streams", ".mq/settings"];
+  const outcomes = { exact: 0, errors: 0 };
+  for (let c = 0; c < CASES; c++) {
+    const g = `${tmp.path}/c${c}`;
+    Deno.mkdirSync(`${g}/.mq`, { recursive: true });
+    for (const f of files) Deno.copyFileSync(`${pristine}/${f}`, `${g}/${f}`);
+    Deno.writeFileSync(`${g}/.mq/intent`, new Uint8Array(0));
+    // The damage: random bytes over index records (and now and then the header's cutoff),
+    // over .mq/streams, or a file cut short or emptied.
+    const kind = int(10);
+    const target = kind < 7 ? ".mq/index" : ".mq/streams";
+    const path = `${g}/${target}`;
+    const size = Deno.statSync(path).size;
+    let what: string;
+    if (kind === 9) {
+      const to = int(size);
+      Deno.truncateSync(path, to);
+      what = `${target} cut to ${to}`;
+    } else {
+      const from = target === ".mq/index" ? (kind === 0 ? 8 : HEADER) : 0;
+      const bytes = new Uint8Array(1 + int(4)).map(() => int(256));
+      const at = from + int(size - from);
+      patch(path, at, bytes);
+      what = `${target} at ${at}: ${bytes}`;
+    }
+    const label = `case ${c} (seed ${SEED}), ${what}`;
+    // Every reader and writer either works with the right data or fails clearly.
+    for (const readOnly of [true, false]) {
+      try {
+        const got = await readNow(g, readOnly);
+        for (const s of STREAMS) {
+          assert.ok(isPrefix(got[s]!, expected[s]!), `${label}: wrong data ${JSON.stringify(got)}`);
+          if (!readOnly) assert.deepEqual(got[s], expected[s], label);
+        }
+        outcomes.exact++;
+      } catch (err) {
+        assert.ok(isClear(err), `${label}: ${err instanceof Error ? err.stack : err}`);
+        outcomes.errors++;
+      }
+    }
+    try {
+      using w = MqGroup.open(g);
+      w.write("s1", "after\n");
+      const got = await readNow(g);
+      assert.deepEqual(got.s1, [...expected.s1!, "after\n"], label);
+    } catch (err) {
+      assert.ok(isClear(err), `${label}: ${err instanceof Error ? err.stack : err}`);
+    }
+    Deno.removeSync(g, { recursive: true });
+  }
+  // Both outcomes occur: damage is found, and damage that misses what matters is harmless.
+  assert.ok(outcomes.errors > 0 && outcomes.exact > 0, JSON.stringify(outcomes));
+});

@@ -1,0 +1,280 @@
+/**
+ * Local buses as bridge sources and sinks, through the base transports' public modules:
+ * directory bus, mq group or stream, fanout topic, filebus file.
+ *
+ * @module
+ */
+
+import * as msgfs from "../msgfs/mod.ts";
+import * as mq from "../mq/mod.ts";
+import * as fanout from "../fanout/mod.ts";
+import * as filebus from "../filebus/mod.ts";
+import { FsbusError } from "../../types.ts";
+import { type Context, type Envelope, equal, type Sink, type Source } from "./_envelope.ts";
+import type { Endpoint } from "./endpoint.ts";
+
+type Local = Extract<Endpoint, { kind: "dir" | "mq" | "fanout" | "filebus" }>;
+
+/** How far back a restarted directory-bus source looks (ids already sent are skipped). */
+const RESUME_SLACK_MS = 60_000;
+
+function checkDir(path: string, what: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(path);
+  } catch {
+    throw new FsbusError("not_found", `Cannot bridge ${what} "${path}": no such bus`);
+  }
+  if (!st.isDirectory) {
+    throw new FsbusError("not_a_directory", `Cannot bridge ${what} "${path}": not a directory`);
+  }
+}
+
+function source(
+  iterate: () => AsyncGenerator<Envelope>,
+  close: () => Promise<void>,
+): Source {
+  return {
+    [Symbol.asyncIterator]: iterate,
+    lag: () => 0,
+    close,
+  };
+}
+
+/**
+ * Opens a local bus as a source.
+ *
+ * @param e The endpoint.
+ * @param ctx The bridge's shared context.
+ * @returns The source.
+ */
+export function localSource(e: Local, ctx: Context): Source {
+  switch (e.kind) {
+    case "dir":
+      return dirSource(e, ctx);
+    case "mq":
+      return mqSource(e, ctx);
+    case "fanout":
+      return fanoutSource(e, ctx);
+    case "filebus":
+      return filebusSource(e, ctx);
+  }
+}
+
+function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source {
+  checkDir(e.path, "directory bus");
+  const last = ctx.position === undefined ? undefined : Number(ctx.position);
+  const since = last !== undefined && Number.isFinite(last)
+    ? new Date(last - RESUME_SLACK_MS)
+    : ctx.history
+    ? "all" as const
+    : undefined;
+  const sub = msgfs.subscribe(e.path, {
+    ...(e.topic === undefined ? { recursive: true } : { topic: e.topic }),
+    ...(since === undefined ? {} : { since }),
+    signal: ctx.signal,
+  });
+  let high = last ?? 0;
+  return source(async function* () {
+    for await (const m of sub) {
+      if (ctx.seen.has(m.id)) continue;
+      high = Math.max(high, m.time.getTime());
+      yield {
+        data: m.data,
+        id: m.id,
+        topic: e.topic === undefined ? m.topic : "",
+        time: m.time,
+        origin: ctx.identity,
+        host: ctx.host,
+        position: String(high),
+        seenId: m.id,
+      };
+    }
+  }, () => sub.close());
+}
+
+function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
+  checkDir(e.group, "mq group");
+  const g = mq.openGroup(e.group);
+  const resume = ctx.position === undefined ? undefined : Number(ctx.position);
+  const floor = resume ?? -1;
+  // The order stream drives: one entry per write, zero-length ones (EOF) included, in the
+  // group's order. Each entry's data comes from a reader of its stream (reopened after EOF).
+  const order = mq.read(g, ["order"], {
+    replay: resume !== undefined || ctx.history ? "all" : "off",
+    signal: ctx.signal,
+  });
+  const streams = new Map<string, { reader: mq.MqReader; buf: mq.MqMessage[] }>();
+  const dec = new TextDecoder();
+  return source(async function* () {
+    for await (const entry of order) {
+      const seq = entry.seq;
+      const name = dec.decode(entry.data).replace(/\0$/, "");
+      if (e.stream !== undefined && name !== e.stream) continue;
+      if (seq <= floor) continue;
+      let st = streams.get(name);
+      if (!st) {
+        st = { reader: mq.read(g, [name], { replay: "all", data: "message" }), buf: [] };
+        streams.set(name, st);
+      }
+      st.buf.push(...st.reader.poll());
+      while (st.buf.length > 0 && st.buf[0]!.seq < seq) st.buf.shift();
+      let data: Uint8Array;
+      if (st.buf[0]?.seq === seq) {
+        data = st.buf.shift()!.data;
+      } else {
+        data = new Uint8Array(0); // EOF: the stream's reader stops here; reopen next time
+        await st.reader.close();
+        streams.delete(name);
+      }
+      if (ctx.seen.has(`mq:${seq}`)) continue;
+      yield {
+        data,
+        id: String(seq),
+        topic: e.stream === undefined ? name : "",
+        time: entry.time ?? new Date(),
+        origin: ctx.identity,
+        host: ctx.host,
+        position: String(seq),
+      };
+    }
+  }, async () => {
+    await order.close();
+    for (const st of streams.values()) await st.reader.close();
+    g.close();
+  });
+}
+
+function fanoutSource(e: Extract<Endpoint, { kind: "fanout" }>, ctx: Context): Source {
+  const sub = fanout.subscribe(e.topic, {
+    ...(e.root === undefined ? {} : { root: e.root }),
+    signal: ctx.signal,
+  });
+  const start = Date.now().toString(36);
+  let n = 0;
+  return source(async function* () {
+    for await (const m of sub) {
+      if (ctx.echo.consume(m.data)) continue;
+      yield {
+        data: m.data,
+        id: `${start}-${n++}`,
+        topic: "",
+        time: new Date(),
+        origin: ctx.identity,
+        host: ctx.host,
+      };
+    }
+  }, () => sub.close());
+}
+
+function filebusSource(e: Extract<Endpoint, { kind: "filebus" }>, ctx: Context): Source {
+  const dir = e.path.includes("/") ? e.path.slice(0, e.path.lastIndexOf("/")) || "/" : ".";
+  checkDir(dir, "filebus file in");
+  const c = filebus.consumer(e.path, { lossless: ctx.lossless, signal: ctx.signal });
+  const start = Date.now().toString(36);
+  let n = 0;
+  return source(async function* () {
+    for await (const chunk of c) {
+      if (ctx.echo.consume(chunk)) continue;
+      yield {
+        data: chunk,
+        id: `${start}-${n++}`,
+        topic: "",
+        time: new Date(),
+        origin: ctx.identity,
+        host: ctx.host,
+      };
+    }
+  }, () => c.close());
+}
+
+/**
+ * Opens a local bus as a sink.
+ *
+ * @param e The endpoint.
+ * @param ctx The bridge's shared context.
+ * @returns The sink.
+ */
+export function localSink(e: Local, ctx: Context): Sink {
+  let write: (m: Envelope) => Promise<void> | void;
+  let close: () => Promise<void> | void = () => {};
+  let has: ((m: Envelope, since: number) => boolean | Promise<boolean>) | undefined;
+  switch (e.kind) {
+    case "dir": {
+      checkDir(e.path, "directory bus");
+      const pub = new msgfs.Publisher(e.path, { atomic: true });
+      write = (m) => {
+        const topic = e.topic ?? m.topic;
+        const p = pub.publish(m.data, topic === "" ? {} : { topic });
+        ctx.seen.add(p.id);
+      };
+      has = (m, since) => {
+        const topic = e.topic ?? m.topic;
+        const dir = topic === "" ? e.path : `${e.path}/${topic}`;
+        try {
+          for (const entry of Deno.readDirSync(dir)) {
+            const t = entry.isFile ? msgfs.idTime(entry.name) : undefined;
+            if (t === undefined || t < since - 1) continue;
+            if (equal(Deno.readFileSync(`${dir}/${entry.name}`), m.data)) return true;
+          }
+        } catch {
+          return false;
+        }
+        return false;
+      };
+      break;
+    }
+    case "mq": {
+      checkDir(e.group, "mq group");
+      const g = mq.openGroup(e.group);
+      write = (m) => {
+        const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
+        const r = g.write(stream, m.data, {});
+        ctx.seen.add(`mq:${r.seq}`);
+      };
+      has = async (m) => {
+        const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
+        if (g.stream(stream) === undefined) return false;
+        const r = mq.read(g, [stream], { replay: "last" });
+        try {
+          const last = r.poll().at(-1);
+          return last !== undefined && equal(last.data, m.data);
+        } finally {
+          await r.close();
+        }
+      };
+      close = () => g.close();
+      break;
+    }
+    case "fanout": {
+      const w = fanout.openWriter(e.topic, e.root === undefined ? {} : { root: e.root });
+      write = (m) => {
+        ctx.echo.expect(m.data);
+        w.write(m.data);
+      };
+      close = () => w.close();
+      break;
+    }
+    case "filebus": {
+      const p = filebus.producer(e.path, { lossless: ctx.lossless });
+      write = async (m) => {
+        ctx.echo.expect(m.data);
+        await p.write(m.data);
+      };
+      close = () => p.abort();
+      break;
+    }
+  }
+  return {
+    async write(m, delivered) {
+      await write(m);
+      delivered();
+    },
+    flush: () => Promise.resolve(),
+    pending: () => 0,
+    ...(has ? { has } : {}),
+    async close() {
+      await close();
+    },
+  };
+}

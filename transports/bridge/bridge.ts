@@ -1,0 +1,455 @@
+/**
+ * A running bridge: one or two directions (pumps) between two endpoints, the NATS
+ * connections they share, the state that makes delivery exactly once across restarts, and a
+ * live status.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { connectNats, type NatsConnection, type NatsState } from "../_nats.ts";
+import { FsbusError } from "../../types.ts";
+import { type Context, Echo, type Sink, type Source } from "./_envelope.ts";
+import { localSink, localSource } from "./_local.ts";
+import { remoteSink, remoteSource } from "./_remote.ts";
+import { Position, Seen } from "./_state.ts";
+import {
+  type Endpoint,
+  type EndpointOptions,
+  isRemote,
+  isWide,
+  parseEndpoint,
+} from "./endpoint.ts";
+
+/**
+ * Options of {@linkcode bridge}.
+ *
+ * @example
+ * ```ts
+ * import type { BridgeOptions } from "./bridge.ts";
+ * const options: BridgeOptions = { both: true, stateDir: "/var/lib/fsbus-bridge" };
+ * ```
+ */
+export interface BridgeOptions extends EndpointOptions {
+  /** Carry messages both ways (default: FROM to TO only). */
+  both?: boolean;
+  /** This bridge's identity (default: derived from the host name and the local endpoints). */
+  name?: string;
+  /**
+   * Where positions and sent ids are kept across restarts (default
+   * `$XDG_STATE_HOME/fsbus/bridge`, or `~/.local/state/fsbus/bridge`); `false` keeps nothing.
+   */
+  stateDir?: string | false;
+  /** On a first run, also carry the history a local bus already holds (default false). */
+  history?: boolean;
+  /** filebus endpoints in lossless (back-pressure) mode (default false). */
+  lossless?: boolean;
+  /** Called with a one-line notice on each NATS connection change or retry. */
+  onNotice?: (text: string) => void;
+  /** Called for each message that cannot be carried (it is skipped, never silently). */
+  onError?: (err: FsbusError) => void;
+  /** Stops the bridge (as `close()` does). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Counters of one direction.
+ *
+ * @example
+ * ```ts
+ * import type { DirectionStatus } from "./bridge.ts";
+ * const d: DirectionStatus = {
+ *   from: "dir:/a", to: "nats://h:4222/x", received: 0, delivered: 0, skipped: 0,
+ *   dropped: 0, lag: 0, done: false,
+ * };
+ * ```
+ */
+export interface DirectionStatus {
+  /** The source endpoint. */
+  readonly from: string;
+  /** The sink endpoint. */
+  readonly to: string;
+  /** Messages taken from the source. */
+  received: number;
+  /** Messages stored at the sink. */
+  delivered: number;
+  /** Messages not carried because they came from this bridge (loops) or were already sent. */
+  skipped: number;
+  /** Messages that could not be carried (too large, bad topic): each reported to onError. */
+  dropped: number;
+  /** Messages waiting: at the source (JetStream pending) plus those not yet acknowledged. */
+  lag: number;
+  /** Whether the source ended (an mq stream's EOF, a lossless filebus's end). */
+  done: boolean;
+}
+
+/**
+ * A bridge's live status.
+ *
+ * @example
+ * ```ts ignore
+ * import { bridge, statusLine } from "./bridge.ts";
+ * await using b = await bridge("dir:/dev/shm/a", "dir:/dev/shm/b");
+ * console.log(statusLine(b.status));
+ * ```
+ */
+export interface BridgeStatus {
+  /** The NATS connection's state ("local" when both sides are local buses). */
+  state: NatsState | "local" | "stopped" | "failed";
+  /** The NATS server in use. */
+  server: string;
+  /** Each direction's counters. */
+  readonly directions: DirectionStatus[];
+  /** How many messages or operations failed. */
+  errors: number;
+  /** The last failure, one line. */
+  lastError: string;
+}
+
+/**
+ * One line summing up a status, for logs: state, server, and each direction's counters.
+ *
+ * @param s The status.
+ * @returns The line (no newline).
+ *
+ * @example
+ * ```ts ignore
+ * import { statusLine } from "./bridge.ts";
+ * console.error(statusLine(b.status));
+ * ```
+ */
+export function statusLine(s: BridgeStatus): string {
+  const dirs = s.directions.map((d) =>
+    `${d.from} -> ${d.to}: in ${d.received} out ${d.delivered} skipped ${d.skipped} dropped ${d.dropped} lag ${d.lag}${
+      d.done ? " (ended)" : ""
+    }`
+  );
+  const head = s.state === "local" ? "local" : `${s.state}${s.server ? ` ${s.server}` : ""}`;
+  return `${head}; ${dirs.join("; ")}${s.errors ? `; errors ${s.errors}: ${s.lastError}` : ""}`;
+}
+
+function canonical(e: Endpoint): string {
+  const real = (p: string) => {
+    try {
+      return Deno.realPathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  switch (e.kind) {
+    case "dir":
+      return `dir:${real(e.path)}${e.topic === undefined ? "" : `#${e.topic}`}`;
+    case "mq":
+      return `mq:${real(e.group)}${e.stream === undefined ? "" : `/${e.stream}`}`;
+    case "filebus":
+      return `filebus:${real(e.path)}`;
+    case "fanout":
+      return `fanout:${e.root ?? ""}#${e.topic}`;
+    default:
+      return e.text;
+  }
+}
+
+function defaultStateDir(): string {
+  const xdg = Deno.env.get("XDG_STATE_HOME");
+  const home = Deno.env.get("HOME") ?? "/tmp";
+  return `${xdg || `${home}/.local/state`}/fsbus/bridge`;
+}
+
+/** A running bridge: its status, a promise for its end, and `close()`. */
+export class Bridge implements AsyncDisposable {
+  /** The live status. */
+  readonly status: BridgeStatus;
+  /** This bridge's identity (its messages' origin, its durable consumers' name). */
+  readonly identity: string;
+  /** Resolves when every direction's source has ended; rejects when a direction fails. */
+  readonly done: Promise<void>;
+  readonly #abort: AbortController;
+  readonly #sources: Source[];
+  readonly #sinks: Sink[];
+  readonly #conns: NatsConnection[];
+  readonly #state: Disposable[];
+  #closing: Promise<void> | undefined;
+
+  /** @internal Made by {@linkcode bridge}. */
+  constructor(
+    parts: {
+      status: BridgeStatus;
+      identity: string;
+      done: Promise<void>;
+      abort: AbortController;
+      sources: Source[];
+      sinks: Sink[];
+      conns: NatsConnection[];
+      state: Disposable[];
+    },
+  ) {
+    this.status = parts.status;
+    this.identity = parts.identity;
+    this.done = parts.done;
+    this.#abort = parts.abort;
+    this.#sources = parts.sources;
+    this.#sinks = parts.sinks;
+    this.#conns = parts.conns;
+    this.#state = parts.state;
+    this.done.catch(() => {});
+  }
+
+  /** Stops reading, delivers what was taken, and releases everything; safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#abort.abort();
+      for (const s of this.#sources) await s.close().catch(() => {});
+      await this.done.catch(() => {});
+      for (const s of this.#sinks) await s.close().catch(() => {});
+      for (const c of this.#conns) await c.close().catch(() => {});
+      for (const s of this.#state) s[Symbol.dispose]();
+      if (this.status.state !== "failed") this.status.state = "stopped";
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode Bridge.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Starts a bridge from one endpoint to another (and back with `both`). Resolves once both
+ * sides are open: a missing bus or a bad endpoint throws at once; unreachable NATS servers
+ * are retried until one answers, with a notice each time.
+ *
+ * Delivery: every message read from the source is stored once at the sink. JetStream sinks
+ * publish with a message id (`ORIGIN:ID`), JetStream sources read a durable consumer and
+ * skip what the persisted position says was written, and a message this bridge wrote into a
+ * bus (or published) is never carried back out.
+ *
+ * @param from The source endpoint (see {@linkcode parseEndpoint}).
+ * @param to The sink endpoint.
+ * @param options Both directions, identity, state, history, notices, signal.
+ * @returns The running bridge (dispose it to stop).
+ * @throws {FsbusError} For a bad endpoint, a missing bus, a stream that cannot be made.
+ *
+ * @example Join a fanout topic and a directory bus on one machine
+ * ```ts ignore
+ * import { bridge } from "./bridge.ts";
+ * await using b = await bridge("fanout:news", "dir:/dev/shm/bus#news", { root: "/dev/shm/t" });
+ * await b.done;
+ * ```
+ */
+export async function bridge(
+  from: string | Endpoint,
+  to: string | Endpoint,
+  options: BridgeOptions = {},
+): Promise<Bridge> {
+  const endpointOptions = options.root === undefined ? {} : { root: options.root };
+  const a = typeof from === "string" ? parseEndpoint(from, endpointOptions) : from;
+  const b = typeof to === "string" ? parseEndpoint(to, endpointOptions) : to;
+  const host = Deno.hostname();
+  const locals = [a, b].filter((e) => !isRemote(e));
+  const basis = (locals.length > 0 ? locals : [a, b]).map(canonical).join("\n");
+  const identity = options.name ??
+    createHash("sha256").update(`${host}\n${basis}`).digest("hex").slice(0, 16);
+  if (!/^[A-Za-z0-9_-]+$/.test(identity)) {
+    throw new FsbusError(
+      "usage",
+      `Cannot use bridge name "${identity}": letters, digits, - and _ only`,
+    );
+  }
+  const abort = new AbortController();
+  const signal = options.signal ? AbortSignal.any([abort.signal, options.signal]) : abort.signal;
+  const status: BridgeStatus = {
+    state: isRemote(a) || isRemote(b) ? "connecting" : "local",
+    server: "",
+    directions: [],
+    errors: 0,
+    lastError: "",
+  };
+  const onError = (err: FsbusError) => {
+    status.errors++;
+    status.lastError = err.message;
+    options.onError?.(err);
+  };
+  const held: Disposable[] = [];
+  const sources: Source[] = [];
+  const sinks: Sink[] = [];
+  const conns = new Map<string, NatsConnection>();
+  const release = async () => {
+    for (const s of sources) await s.close().catch(() => {});
+    for (const s of sinks) await s.close().catch(() => {});
+    for (const c of conns.values()) await c.close().catch(() => {});
+    for (const h of held) h[Symbol.dispose]();
+  };
+  try {
+    let stateDir: string | undefined;
+    if (options.stateDir !== false) {
+      stateDir = `${options.stateDir ?? defaultStateDir()}/${identity}`;
+      try {
+        Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        throw new FsbusError("io", `Cannot make bridge state "${stateDir}": ${String(err)}`);
+      }
+    }
+    const seen = new Seen(stateDir === undefined ? undefined : `${stateDir}/seen`);
+    held.push(seen);
+    const echo = new Echo();
+    const pairs: [Endpoint, Endpoint][] = options.both ? [[a, b], [b, a]] : [[a, b]];
+    const connect = async (e: Extract<Endpoint, { kind: "nats" | "jetstream" }>) => {
+      const key = e.servers.join(",");
+      let nc = conns.get(key);
+      if (!nc) {
+        nc = await connectNats(e.servers, {
+          name: `fsbus bridge ${identity}`,
+          signal,
+          onStatus: (s) => {
+            status.state = s.state;
+            if (s.server) status.server = s.server;
+            const what = s.detail || `${s.state}${s.server ? ` ${s.server}` : ""}`;
+            if (s.state !== "connecting") options.onNotice?.(what);
+          },
+        });
+        conns.set(key, nc);
+      }
+      return nc;
+    };
+    const pumps: Promise<void>[] = [];
+    const opened: { src: Source; sink: Sink; d: DirectionStatus; pos: Position | undefined }[] = [];
+    for (const [i, [src, dst]] of pairs.entries()) {
+      const pos = stateDir === undefined ? undefined : new Position(`${stateDir}/pos-${i}`);
+      if (pos) held.push(pos);
+      const base: Omit<Context, "wide"> = {
+        identity,
+        host,
+        seen,
+        echo,
+        position: pos?.initial,
+        history: options.history ?? false,
+        lossless: options.lossless ?? false,
+        signal,
+        onError,
+        onNotice: (text) => options.onNotice?.(text),
+      };
+      // Local ends first: a missing bus fails before any network wait.
+      const sink = isRemote(dst) ? undefined : localSink(dst, { ...base, wide: isWide(src) });
+      if (sink) sinks.push(sink);
+      const source = isRemote(src) ? undefined : localSource(src, { ...base, wide: isWide(dst) });
+      if (source) sources.push(source);
+      const s2 = source ??
+        await remoteSource(
+          src as Extract<Endpoint, { kind: "nats" | "jetstream" }>,
+          await connect(
+            src as Extract<Endpoint, { kind: "nats" | "jetstream" }>,
+          ),
+          { ...base, wide: isWide(dst) },
+          `fsbus_${identity}_${i}`,
+        );
+      if (!source) sources.push(s2);
+      const k2 = sink ??
+        await remoteSink(
+          dst as Extract<Endpoint, { kind: "nats" | "jetstream" }>,
+          await connect(dst as Extract<Endpoint, { kind: "nats" | "jetstream" }>),
+          { ...base, wide: isWide(src) },
+        );
+      if (!sink) sinks.push(k2);
+      const d: DirectionStatus = {
+        from: src.text,
+        to: dst.text,
+        received: 0,
+        delivered: 0,
+        skipped: 0,
+        dropped: 0,
+        lag: 0,
+        done: false,
+      };
+      status.directions.push(d);
+      opened.push({ src: s2, sink: k2, d, pos });
+    }
+    for (const o of opened) pumps.push(pump(o.src, o.sink, o.d, o.pos, seen, onError, signal));
+    const measure = () => {
+      for (const o of opened) o.d.lag = o.src.lag() + o.sink.pending();
+    };
+    const lagTimer = setInterval(measure, 200);
+    const done = Promise.all(pumps).then(
+      () => {
+        clearInterval(lagTimer);
+        measure();
+      },
+      (err) => {
+        clearInterval(lagTimer);
+        status.state = "failed";
+        status.lastError = err instanceof Error ? err.message : String(err);
+        throw err;
+      },
+    );
+    return new Bridge({
+      status,
+      identity,
+      done,
+      abort,
+      sources,
+      sinks,
+      conns: [...conns.values()],
+      state: held,
+    });
+  } catch (err) {
+    abort.abort();
+    await release();
+    throw err;
+  }
+}
+
+async function pump(
+  source: Source,
+  sink: Sink,
+  d: DirectionStatus,
+  pos: Position | undefined,
+  seen: Seen,
+  onError: (err: FsbusError) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  let saved = pos?.initial ?? "";
+  let pending = pos?.pending;
+  for await (const m of source) {
+    d.received++;
+    const finish = () => {
+      if (m.position !== undefined) pos?.save(saved = m.position);
+      if (m.seenId !== undefined) seen.add(m.seenId);
+      m.done?.();
+    };
+    if (m.skip) {
+      d.skipped++;
+      finish();
+      continue;
+    }
+    const key = m.seenId ?? m.position;
+    if (pending && key === pending.key) {
+      // The last run stopped while writing this one: it may be in the bus already.
+      const since = pending.since;
+      pending = undefined;
+      if (await sink.has?.(m, since)) {
+        d.skipped++;
+        finish();
+        continue;
+      }
+    }
+    // A local bus: write ahead which message is going in (see Position).
+    if (pos && sink.has && key !== undefined) pos.save(saved, key);
+    try {
+      await sink.write(m, () => {
+        d.delivered++;
+        finish();
+      });
+    } catch (err) {
+      if (err instanceof FsbusError && err.code !== "closed" && err.code !== "io") {
+        d.dropped++;
+        onError(err);
+        finish();
+        continue;
+      }
+      throw err;
+    }
+  }
+  await sink.flush();
+  d.done = !signal.aborted;
+}

@@ -1,0 +1,70 @@
+/**
+ * Stream names: what a group accepts as the name of a stream, and the check that says why
+ * a name is refused.
+ *
+ * @module
+ */
+
+import { FsbusError } from "../../types.ts";
+
+/**
+ * Checks a stream name: not empty, no "/", NUL, tab or newline, not starting with ".",
+ * and not one of the group's own files.
+ *
+ * @param group The group's path, for the message.
+ * @param name The name.
+ * @param forWrite Whether the stream is to be written (then `order` is refused too).
+ * @throws {FsbusError} With what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { checkStreamName } from "./_names.ts";
+ * checkStreamName("/dev/shm/g", "0", true);
+ * ```
+ */
+export function checkStreamName(group: string, name: string, forWrite: boolean): void {
+  if (name === "" || name === "." || name === "..") {
+    throw new FsbusError("invalid", `Invalid stream name "${name}" in "${group}"`);
+  }
+  if (name.includes("/")) {
+    throw new FsbusError(
+      "invalid",
+      `Invalid stream name "${name}" in "${group}": a stream name cannot contain "/"`,
+    );
+  }
+  if (/[\0\n\t]/.test(name)) {
+    throw new FsbusError(
+      "invalid",
+      `Invalid stream name ${JSON.stringify(name)} in "${group}": no NUL, tab or newline`,
+    );
+  }
+  if (name.startsWith(".")) {
+    throw new FsbusError(
+      "invalid",
+      `Invalid stream name "${name}" in "${group}": names starting with "." are reserved`,
+    );
+  }
+  if (name === "ctl") {
+    throw new FsbusError(
+      "invalid",
+      `"ctl" of "${group}" is the control file, not a stream (use "fsbus mq ctl")`,
+    );
+  }
+  if (name === "order" && forWrite) {
+    throw new FsbusError(
+      "invalid",
+      `Cannot write to "order" of "${group}": order is written by the group itself`,
+    );
+  }
+}
+
+/**
+ * Whether a directory entry's name can be a stream (not a group file, not hidden).
+ *
+ * @param name The name.
+ * @returns True for a stream name.
+ */
+export function isStreamName(name: string): boolean {
+  return name !== "" && !name.startsWith(".") && name !== "ctl" && name !== "order" &&
+    !/[\0\n\t/]/.test(name);
+}
