@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { describeTopic } from "../../transports/fanout/mod.ts";
 import {
   CLI,
   collect,
@@ -113,11 +114,13 @@ Deno.test("fanout sub --count counts messages on byte and mixed topics (defect 7
   const mixed = spawnFsbus(["fanout", "sub", "b", "m", "--root", root, "--json", "--count", "3"]);
   const mixedOut = collect(mixed.stdout);
   try {
-    // Both readers are open once a probe line reaches them.
-    await waitFor(async () => {
-      await fsbus(["fanout", "pub", "m", "probe", "--root", root]);
-      return mixedOut.text().includes("probe");
-    }, "the mixed reader");
+    // Both readers are open once the rings count them.
+    await waitFor(
+      () =>
+        describeTopic("b", { root }).readers === 2 && describeTopic("m", { root }).readers === 1,
+      "both readers",
+    );
+    await fsbus(["fanout", "pub", "m", "probe", "--root", root]);
     await fsbus(["fanout", "pub", "b", "hello", "--root", root]);
     await fsbus(["fanout", "pub", "b", "again", "--root", root]);
     assert.equal((await sub.status).code, 0);
@@ -127,10 +130,11 @@ Deno.test("fanout sub --count counts messages on byte and mixed topics (defect 7
     await mixedOut.done;
     const objs = mixedOut.text().trim().split("\n").map((l) => JSON.parse(l));
     assert.equal(objs.length, 3);
-    assert.deepEqual(objs.slice(1).map((o) => [o.topic, o.data]), [["b", "hello\n"], [
-      "b",
-      "again\n",
-    ]]);
+    assert.deepEqual(objs.map((o) => [o.topic, o.data]).sort(), [
+      ["b", "again\n"],
+      ["b", "hello\n"],
+      ["m", "probe"],
+    ]);
   } finally {
     await stop(sub);
     await stop(mixed);
