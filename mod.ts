@@ -10,15 +10,43 @@
  *
  * @example A directory bus
  * ```ts
- * import { msgfs } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { msgfs } from "@x/fsbus";
  *
- * const bus = Deno.makeTempDirSync();
+ * const bus = Deno.makeTempDirSync({ dir: "/dev/shm" });
  * msgfs.publish(bus, "hello");
  * for await (const m of msgfs.subscribe(bus, { since: "all" })) {
- *   console.log(m.id, new TextDecoder().decode(m.data));
+ *   assert.equal(new TextDecoder().decode(m.data), "hello");
  *   break;
  * }
  * Deno.removeSync(bus, { recursive: true });
+ * ```
+ *
+ * @example A file as a multicast pipe
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { filebus } from "@x/fsbus";
+ *
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * await using out = filebus.producer(`${dir}/temperature`);
+ * await out.write("21.5");
+ * for await (const chunk of filebus.consumer(`${dir}/temperature`)) {
+ *   assert.equal(new TextDecoder().decode(chunk), "21.5"); // the chunk present now, first
+ *   break;
+ * }
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ *
+ * @example A ring with topics
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout } from "@x/fsbus";
+ *
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" }); // default: /dev/shm/fsbus
+ * using reader = fanout.openReader("news", { root, create: true });
+ * fanout.publish("news", "hello", { root });
+ * assert.equal(new TextDecoder().decode(reader.take()[0]), "hello");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  *
  * @module

@@ -46,13 +46,20 @@ export interface Message {
  * disposing the subscription releases every file descriptor, watch and timer it holds.
  *
  * @example Take one message and stop
- * ```ts ignore
- * import type { Subscription, Message } from "./types.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout, type Message, type Subscription } from "@x/fsbus";
  *
  * async function first(sub: Subscription<Message>): Promise<Message | undefined> {
  *   await using s = sub;
  *   for await (const m of s) return m;
  * }
+ *
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const sub = fanout.subscribe("news", { root, create: true });
+ * fanout.publish("news", "hello", { root });
+ * assert.equal(new TextDecoder().decode((await first(sub))?.data), "hello");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface Subscription<T> extends AsyncIterable<T>, AsyncDisposable {

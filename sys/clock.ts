@@ -15,11 +15,13 @@ const tsBytes = new Uint8Array(ts.buffer);
  *
  * @returns Nanoseconds since an arbitrary point (boot, on Linux).
  *
- * @example
- * ```ts ignore
+ * @example Measure an interval
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { monotonicNs } from "./clock.ts";
  * const t0 = monotonicNs();
  * const elapsedUs = Number(monotonicNs() - t0) / 1000;
+ * assert.ok(elapsedUs >= 0);
  * ```
  */
 export function monotonicNs(): bigint {

@@ -17,9 +17,13 @@ import { Errno, SysError } from "./errno.ts";
  * @throws {SysError} On failure (EPIPE from a fanout reader that fell behind).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { readFd } from "./device_io.ts";
- * const n = readFd(fd, new Uint8Array(4096));
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const fd = openFd("/dev/zero", O.RDONLY);
+ * assert.equal(readFd(fd, new Uint8Array(4096)), 4096);
+ * closeFd(fd);
  * ```
  */
 export function readFd(fd: number, buf: Uint8Array<ArrayBuffer>): number {
@@ -40,9 +44,13 @@ export function readFd(fd: number, buf: Uint8Array<ArrayBuffer>): number {
  * @throws {SysError} On failure.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { writeFd } from "./device_io.ts";
- * writeFd(fd, new TextEncoder().encode("hi\n"));
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const fd = openFd("/dev/null", O.WRONLY);
+ * assert.equal(writeFd(fd, new TextEncoder().encode("hi\n")), 3);
+ * closeFd(fd);
  * ```
  */
 export function writeFd(fd: number, data: Uint8Array): number {
@@ -71,9 +79,13 @@ let pollView = new DataView(pollBuf.buffer);
  * @throws {SysError} On failure other than EINTR (which returns 0).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { pollIn } from "./device_io.ts";
- * if (pollIn(fd, 0) !== 0) console.log("readable");
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const fd = openFd("/dev/zero", O.RDONLY);
+ * assert.notEqual(pollIn(fd, 0), 0); // readable
+ * closeFd(fd);
  * ```
  */
 export function pollIn(fds: number | readonly number[], timeoutMs: number): number {
@@ -115,9 +127,19 @@ const intView = new DataView(intBuf.buffer);
  * @throws {SysError} With the errno (ENOTTY when the driver has no such request).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { ioctlInt } from "./device_io.ts";
- * const readers = ioctlInt(fd, 0x80046600);
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * // FIONREAD: how many bytes can be read (a fanout device answers its own requests, such as
+ * // 0x80046600 for its count of readers).
+ * const FIONREAD = 0x541b;
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const fd = openFd(`${dir}/file`, O.RDONLY);
+ * assert.equal(ioctlInt(fd, FIONREAD), 5);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function ioctlInt(fd: number, request: number, value = 0): number {

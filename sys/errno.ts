@@ -9,8 +9,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Errno } from "./errno.ts";
- * console.log(Errno.EAGAIN); // 11
+ * assert.equal(Errno.EAGAIN, 11);
  * ```
  */
 export const Errno = {
@@ -78,9 +79,12 @@ const NAMES: Record<number, [string, string]> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SysError } from "./errno.ts";
  * const err = new SysError("open", 2, "/nope");
- * console.log(err.code, err.message); // ENOENT open "/nope": no such file or directory
+ * assert.equal(err.code, "ENOENT");
+ * assert.equal(err.message, 'open "/nope": no such file or directory');
+ * assert.equal(err.reason, "no such file or directory");
  * ```
  */
 export class SysError extends Error {

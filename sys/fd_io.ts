@@ -24,9 +24,18 @@ const statxView = new DataView(statxBuf.buffer);
  * @returns How many bytes were read (0 at end of file).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { preadFd } from "./fd_io.ts";
- * const n = preadFd(fd, new Uint8Array(64), 4096);
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/records`, "0123456789");
+ * const fd = openFd(`${dir}/records`, O.RDONLY);
+ * const buf = new Uint8Array(64);
+ * assert.equal(preadFd(fd, buf, 4), 6);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, 6)), "456789");
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function preadFd(fd: number, buf: Uint8Array, offset: number): number {
@@ -50,9 +59,16 @@ export function preadFd(fd: number, buf: Uint8Array, offset: number): number {
  * @returns How many bytes were read.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { preadFull } from "./fd_io.ts";
- * const n = preadFull(fd, new Uint8Array(1 << 20), 0);
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeFileSync(`${dir}/records`, new Uint8Array(100_000));
+ * const fd = openFd(`${dir}/records`, O.RDONLY);
+ * assert.equal(preadFull(fd, new Uint8Array(1 << 20), 0), 100_000); // stops at end of file
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function preadFull(fd: number, buf: Uint8Array, offset: number): number {
@@ -73,9 +89,16 @@ export function preadFull(fd: number, buf: Uint8Array, offset: number): number {
  * @param offset The file offset.
  *
  * @example
- * ```ts ignore
- * import { pwriteAll } from "./fd_io.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fdSize, pwriteAll } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/records`, O.RDWR | O.CREAT);
  * pwriteAll(fd, new Uint8Array([1]), 4096);
+ * assert.equal(fdSize(fd), 4097);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function pwriteAll(fd: number, data: Uint8Array, offset: number): void {
@@ -106,9 +129,16 @@ export function pwriteAll(fd: number, data: Uint8Array, offset: number): void {
  * @returns The size in bytes.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { fdSize } from "./fd_io.ts";
- * console.log(fdSize(fd));
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const fd = openFd(`${dir}/file`, O.RDONLY);
+ * assert.equal(fdSize(fd), 5);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function fdSize(fd: number): number {
@@ -126,9 +156,19 @@ const STATX_MTIME = 0x40;
  * @returns Microseconds since the epoch.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { fdMtimeUs } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dirFd = openFd(dir, O.RDONLY | O.DIRECTORY);
+ * const lastSeen = fdMtimeUs(dirFd);
+ * Deno.utimeSync(dir, 0, 1); // one second after the epoch
  * const changed = fdMtimeUs(dirFd) !== lastSeen;
+ * assert.ok(changed);
+ * assert.equal(fdMtimeUs(dirFd), 1_000_000);
+ * closeFd(dirFd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function fdMtimeUs(fd: number): number {
@@ -144,9 +184,18 @@ export function fdMtimeUs(fd: number): number {
  * @returns The offset.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { fdPosition } from "./fd_io.ts";
+ * import { closeFd, O, openFd, writeAllFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/log`, "one\n");
+ * const fd = openFd(`${dir}/log`, O.WRONLY | O.APPEND);
+ * writeAllFd(fd, new TextEncoder().encode("two\n"));
  * const end = fdPosition(fd);
+ * assert.equal(end, 8);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function fdPosition(fd: number): number {
@@ -160,9 +209,17 @@ export function fdPosition(fd: number): number {
  * @param length The new length.
  *
  * @example
- * ```ts ignore
- * import { truncateTo } from "./fd_io.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fdSize, truncateTo } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const fd = openFd(`${dir}/file`, O.RDWR);
  * truncateTo(fd, 0);
+ * assert.equal(fdSize(fd), 0);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function truncateTo(fd: number, length: number): void {
@@ -185,14 +242,22 @@ const LOCK_UN = 8;
  * @param exclusive Exclusive (default) or shared.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { lockFd, unlockFd } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/lock`, O.RDWR | O.CREAT);
+ * let inside = false;
  * lockFd(fd);
  * try {
- *   // critical section
+ *   inside = true; // critical section
  * } finally {
  *   unlockFd(fd);
  * }
+ * assert.ok(inside);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function lockFd(fd: number, exclusive = true): void {
@@ -210,9 +275,21 @@ export function lockFd(fd: number, exclusive = true): void {
  * @param fd The lock file's descriptor.
  *
  * @example
- * ```ts ignore
- * import { unlockFd } from "./fd_io.ts";
- * unlockFd(fd);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lockFd, unlockFd } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const a = openFd(`${dir}/lock`, O.RDWR | O.CREAT);
+ * const b = openFd(`${dir}/lock`, O.RDWR);
+ * lockFd(a);
+ * unlockFd(a);
+ * lockFd(b); // free again: does not block
+ * unlockFd(b);
+ * closeFd(a);
+ * closeFd(b);
+ * assert.ok(true);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function unlockFd(fd: number): void {
@@ -231,9 +308,21 @@ const FALLOC_FL_PUNCH_HOLE = 2;
  * @returns False when the file system cannot punch holes.
  *
  * @example
- * ```ts ignore
- * import { punchHole } from "./fd_io.ts";
- * punchHole(fd, 0, 1 << 20);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fdSize, preadFd, punchHole } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeFileSync(`${dir}/history`, new Uint8Array(1 << 20).fill(7));
+ * const fd = openFd(`${dir}/history`, O.RDWR);
+ * if (punchHole(fd, 0, 1 << 16)) {
+ *   const head = new Uint8Array(16);
+ *   preadFd(fd, head, 0);
+ *   assert.deepEqual(head, new Uint8Array(16)); // reads as zeros now
+ * }
+ * assert.equal(fdSize(fd), 1 << 20); // the size is kept
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function punchHole(fd: number, offset: number, length: number): boolean {

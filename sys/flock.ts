@@ -24,19 +24,24 @@ const EWOULDBLOCK = Errno.EAGAIN;
  * FIFO cannot block the open (callers check the kind on {@linkcode FileLock.fd}).
  *
  * @example Hold the lock around a critical section
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock } from "./flock.ts";
- * const lock = FileLock.open("/dev/shm/bus.lock");
- * await lock.lock();
- * try {
- *   // ... critical section ...
- * } finally {
- *   lock.unlock();
- * }
- * lock.close();
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * {
+ *   using lock = FileLock.open(`${dir}/bus.lock`);
+ *   await lock.lock();
+ *   try {
+ *     assert.ok(lock.held);
+ *     // ... critical section ...
+ *   } finally {
+ *     lock.unlock();
+ *   }
+ * } // leaving the block closes the lock file
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
-export class FileLock {
+export class FileLock implements Disposable {
   /** The lock file's path. */
   readonly path: string;
   /** The open descriptor. */
@@ -150,5 +155,10 @@ export class FileLock {
     };
     if (this.#waiting) this.#waiting.then(finish, finish);
     else finish();
+  }
+
+  /** Closes the lock file, as {@linkcode FileLock.close} does: `using lock = FileLock.open(...)`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

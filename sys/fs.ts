@@ -15,8 +15,10 @@ const ARM = Deno.build.arch === "aarch64";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { O } from "./fs.ts";
  * const flags = O.RDONLY | O.NOFOLLOW | O.CLOEXEC;
+ * assert.ok(flags & O.NOFOLLOW);
  * ```
  */
 export const O = {
@@ -42,9 +44,13 @@ export type FileKind = "file" | "directory" | "symlink" | "fifo" | "socket" | "c
  * What {@linkcode fstat} reports about an open file.
  *
  * @example
- * ```ts ignore
- * import { fstat, openFd } from "./fs.ts";
- * const st: import("./fs.ts").FdStat = fstat(openFd("/etc/hostname"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, type FdStat, fstat, O, openFd } from "./fs.ts";
+ * const fd = openFd("/dev/null", O.RDONLY);
+ * const st: FdStat = fstat(fd);
+ * assert.equal(st.kind, "char");
+ * closeFd(fd);
  * ```
  */
 export interface FdStat {
@@ -90,10 +96,16 @@ const statxView = new DataView(statxBuf.buffer);
  * @throws {SysError} With the errno (ELOOP for a symlink under `O.NOFOLLOW`).
  *
  * @example
- * ```ts ignore
- * import { O, openFd, closeFd } from "./fs.ts";
- * const fd = openFd("/etc/hostname", O.RDONLY | O.NOFOLLOW);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "x");
+ * Deno.symlinkSync(`${dir}/file`, `${dir}/link`);
+ * const fd = openFd(`${dir}/file`, O.RDONLY | O.NOFOLLOW);
  * closeFd(fd);
+ * assert.throws(() => openFd(`${dir}/link`, O.RDONLY | O.NOFOLLOW), { code: "ELOOP" });
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function openFd(path: string, flags: number, mode = 0o644): number {
@@ -106,9 +118,13 @@ export function openFd(path: string, flags: number, mode = 0o644): number {
  * @param fd The descriptor.
  *
  * @example
- * ```ts ignore
- * import { closeFd } from "./fs.ts";
- * closeFd(42);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const fd = openFd("/dev/null", O.RDONLY);
+ * closeFd(fd);
+ * closeFd(fd); // a second close is ignored
+ * assert.ok(fd >= 0);
  * ```
  */
 export function closeFd(fd: number): void {
@@ -146,9 +162,16 @@ function timestamp(offset: number): bigint {
  * @returns What the kernel reports.
  *
  * @example
- * ```ts ignore
- * import { fstat, O, openFd } from "./fs.ts";
- * console.log(fstat(openFd("/etc/hostname", O.RDONLY)).size);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, fstat, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const fd = openFd(`${dir}/file`, O.RDONLY);
+ * assert.equal(fstat(fd).size, 5);
+ * assert.equal(fstat(fd).uid, Deno.uid());
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function fstat(fd: number): FdStat {
@@ -181,9 +204,15 @@ function decodeStatx(): FdStat {
  * @throws {SysError} ENOENT when the path does not exist, and so on.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { lstatPath } from "./fs.ts";
- * console.log(lstatPath("/etc/hostname").mtimeNs);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.symlinkSync("/dev/null", `${dir}/link`);
+ * assert.equal(lstatPath(`${dir}/link`).kind, "symlink");
+ * assert.ok(lstatPath(dir).mtimeNs > 0n);
+ * assert.throws(() => lstatPath(`${dir}/missing`), { code: "ENOENT" });
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function lstatPath(path: string): FdStat {
@@ -205,10 +234,13 @@ export function lstatPath(path: string): FdStat {
  * @throws {SysError} For other failures, such as EACCES on a parent directory.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { statPath } from "./fs.ts";
- * const st = statPath("/dev/shm/bus");
- * if (st === undefined) console.log("absent");
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(statPath(`${dir}/bus`), undefined); // absent
+ * assert.equal(statPath(dir)?.kind, "directory");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function statPath(path: string): FdStat | undefined {
@@ -234,10 +266,16 @@ export function statPath(path: string): FdStat | undefined {
  * @throws {SysError} For other failures.
  *
  * @example
- * ```ts ignore
- * import { O, openFd, statAt } from "./fs.ts";
- * const dir = openFd("/etc", O.RDONLY | O.DIRECTORY);
- * console.log(statAt(dir, "hostname")?.kind); // "file"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, O, openFd, statAt } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/hostname`, "x");
+ * const dirFd = openFd(dir, O.RDONLY | O.DIRECTORY);
+ * assert.equal(statAt(dirFd, "hostname")?.kind, "file");
+ * assert.equal(statAt(dirFd, "missing"), undefined);
+ * closeFd(dirFd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function statAt(dirfd: number, name: string): FdStat | undefined {
@@ -262,10 +300,16 @@ export function statAt(dirfd: number, name: string): FdStat | undefined {
  * @returns The bytes, or `undefined` when the file holds more than `limit`.
  *
  * @example
- * ```ts ignore
- * import { fstat, O, openFd, readAllFd } from "./fs.ts";
- * const fd = openFd("/etc/hostname", O.RDONLY);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, fstat, O, openFd, readAllFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const fd = openFd(`${dir}/file`, O.RDONLY);
  * const bytes = readAllFd(fd, fstat(fd).size, 1 << 20);
+ * assert.equal(new TextDecoder().decode(bytes), "hello");
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Array | undefined {
@@ -302,9 +346,15 @@ export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Arr
  * @param data The bytes.
  *
  * @example
- * ```ts ignore
- * import { writeAllFd } from "./fs.ts";
- * writeAllFd(1, new TextEncoder().encode("hi\n"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, O, openFd, writeAllFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/file`, O.WRONLY | O.CREAT | O.EXCL);
+ * writeAllFd(fd, new TextEncoder().encode("hi\n"));
+ * closeFd(fd);
+ * assert.equal(Deno.readTextFileSync(`${dir}/file`), "hi\n");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function writeAllFd(fd: number, data: Uint8Array): void {

@@ -50,9 +50,20 @@ const tsSync = new BigInt64Array(16);
  * @throws {SysError} On EFAULT, EINVAL or ENOSYS.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { futexWait } from "./futex.ts";
- * futexWait(mapping.at(64), 0, 100);
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * assert.equal(futexWait(mapping.at(64), 0, 10), "timeout"); // holds 0: sleeps 10 ms
+ * assert.equal(futexWait(mapping.at(64), 1, 10), "changed"); // does not hold 1: returns at once
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function futexWait(
@@ -92,9 +103,25 @@ function waitResult(r: number, name: string): FutexWaitResult {
  * @returns The raw result: 0 when woken, negative otherwise.
  *
  * @example
- * ```ts ignore
- * import { futexWaitAsync } from "./futex.ts";
- * await futexWaitAsync(mapping.at(64), 0);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { futexWaitAsync, futexWake } from "./futex.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * const word = new Int32Array(mapping.buffer, 64, 1);
+ * const waiting = futexWaitAsync(mapping.at(64), 0);
+ * // Another process would store and wake; until the waiter sleeps, a wake may find nobody.
+ * Atomics.store(word, 0, 1);
+ * futexWake(mapping.at(64));
+ * await waiting; // it slept and was woken, or saw 1 and did not sleep
+ * assert.equal(Atomics.load(word, 0), 1);
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function futexWaitAsync(
@@ -118,9 +145,19 @@ export async function futexWaitAsync(
  * @returns How many were woken.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { futexWake } from "./futex.ts";
- * futexWake(mapping.at(64));
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * assert.equal(futexWake(mapping.at(64)), 0); // nobody waits
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function futexWake(addr: Deno.PointerObject, count = 0x7fffffff): number {
@@ -139,9 +176,20 @@ export function futexWake(addr: Deno.PointerObject, count = 0x7fffffff): number 
  * @returns How many were woken.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { futexAddAndWake } from "./futex.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
  * futexAddAndWake(mapping.at(64), 1);
+ * assert.equal(new Int32Array(mapping.buffer)[16], 1);
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function futexAddAndWake(addr: Deno.PointerObject, add: number): number {
@@ -196,9 +244,24 @@ function waitvArgs(items: readonly FutexWaitItem[], timeoutMs: number) {
  * @throws {SysError} ENOSYS on kernels without futex_waitv, and other unexpected errors.
  *
  * @example
- * ```ts ignore
- * import { futexWaitv } from "./futex.ts";
- * futexWaitv([{ addr: a.at(64), expected: 0 }, { addr: b.at(64), expected: 4 }], 1000);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { futexWaitv, futexWaitvSupported } from "./futex.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * if (futexWaitvSupported()) {
+ *   new Int32Array(mapping.buffer)[32] = 4;
+ *   const words = [{ addr: mapping.at(64), expected: 0 }, { addr: mapping.at(128), expected: 4 }];
+ *   assert.equal(futexWaitv(words, 10), "timeout");
+ *   assert.equal(futexWaitv([{ addr: mapping.at(128), expected: 0 }], 1000), "changed");
+ * }
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function futexWaitv(items: readonly FutexWaitItem[], timeoutMs = -1): FutexWaitResult {
@@ -217,9 +280,11 @@ let waitvSupported: boolean | undefined;
  * @returns True when {@linkcode futexWaitv} can be used.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { futexWaitvSupported } from "./futex.ts";
- * if (!futexWaitvSupported()) console.log("one wait per topic");
+ * // false before Linux 5.16: wait on one word per topic instead
+ * assert.equal(typeof futexWaitvSupported(), "boolean");
  * ```
  */
 export function futexWaitvSupported(): boolean {
@@ -240,9 +305,23 @@ export function futexWaitvSupported(): boolean {
  * @returns The raw result: the index of a woken word, or negative.
  *
  * @example
- * ```ts ignore
- * import { futexWaitvAsync } from "./futex.ts";
- * await futexWaitvAsync([{ addr: a.at(64), expected: 0 }]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { futexWaitvAsync, futexWaitvSupported } from "./futex.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * if (futexWaitvSupported()) {
+ *   // The word does not hold 1: the wait returns at once (re-check the words afterwards).
+ *   await futexWaitvAsync([{ addr: mapping.at(64), expected: 1 }]);
+ *   assert.equal(new Int32Array(mapping.buffer)[16], 0);
+ * }
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function futexWaitvAsync(
@@ -272,12 +351,25 @@ export async function futexWaitvAsync(
  * returns at once instead of sleeping forever.
  *
  * @example
- * ```ts ignore
- * import { CancelWord, futexWaitvAsync } from "./futex.ts";
- * const cancel = new CancelWord();
- * const pending = futexWaitvAsync([{ addr, expected }, cancel.item()]);
- * cancel.cancel(); // pending resolves
- * await pending;
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CancelWord, futexWaitvAsync, futexWaitvSupported } from "./futex.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * if (futexWaitvSupported()) {
+ *   const cancel = new CancelWord();
+ *   const pending = futexWaitvAsync([{ addr: mapping.at(64), expected: 0 }, cancel.item()]);
+ *   cancel.cancel(); // pending resolves, whether or not the wait had started yet
+ *   await pending;
+ *   assert.equal(new Int32Array(mapping.buffer)[16], 0);
+ * }
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class CancelWord {
@@ -306,13 +398,28 @@ export class CancelWord {
  * allocates nothing: set the expected values, then wait. One wait at a time per list.
  *
  * @example
- * ```ts ignore
- * import { CancelWord, WaitvList } from "./futex.ts";
- * const list = new WaitvList(2);
- * const cancel = new CancelWord();
- * list.set(0, { addr, expected });
- * list.set(1, cancel.item());
- * await list.waitAsync(2);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CancelWord, futexWaitvSupported, WaitvList } from "./futex.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * if (futexWaitvSupported()) {
+ *   const list = new WaitvList(2);
+ *   const cancel = new CancelWord();
+ *   list.set(0, { addr: mapping.at(64), expected: 0 });
+ *   list.set(1, cancel.item());
+ *   const pending = list.waitAsync(2);
+ *   cancel.cancel();
+ *   await pending;
+ *   assert.equal(new Int32Array(mapping.buffer)[16], 0);
+ * }
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class WaitvList {

@@ -14,8 +14,10 @@ import { Waiter, type WaitResult } from "./poll.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { IN } from "./inotify.ts";
  * const mask = IN.CLOSE_WRITE | IN.MOVED_TO;
+ * assert.equal(mask, 0x88);
  * ```
  */
 export const IN = {
@@ -51,8 +53,10 @@ const BUFFER_SIZE = 256 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { IN, type InotifyEvent } from "./inotify.ts";
  * const e: InotifyEvent = { wd: 1, mask: IN.CLOSE_WRITE, cookie: 0, name: "msg" };
+ * assert.ok(e.mask & IN.CLOSE_WRITE);
  * ```
  */
 export interface InotifyEvent {
@@ -86,22 +90,29 @@ function decodeName(buf: Uint8Array, start: number, len: number): string {
 /**
  * An inotify instance.
  *
- * @example Print the names of files closed after writing in /tmp, until one called "stop"
- * ```ts ignore
+ * @example Collect the names of files closed after writing, until one called "stop"
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { IN, Inotify } from "./inotify.ts";
- * const ino = new Inotify();
- * ino.add("/tmp", IN.CLOSE_WRITE);
- * loop: for (;;) {
- *   for (const e of ino.read()) {
- *     console.log(e.name);
- *     if (e.name === "stop") break loop;
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const names: string[] = [];
+ * {
+ *   await using ino = new Inotify();
+ *   ino.add(dir, IN.CLOSE_WRITE);
+ *   for (const name of ["a", "b", "stop"]) Deno.writeTextFileSync(`${dir}/${name}`, name);
+ *   loop: for (;;) {
+ *     for (const e of ino.read()) {
+ *       names.push(e.name);
+ *       if (e.name === "stop") break loop;
+ *     }
+ *     await ino.wait();
  *   }
- *   await ino.wait();
  * }
- * await ino.close();
+ * assert.deepEqual(names, ["a", "b", "stop"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
-export class Inotify {
+export class Inotify implements AsyncDisposable {
   /** The inotify file descriptor. */
   readonly fd: number;
   readonly #waiter: Waiter;
@@ -209,5 +220,10 @@ export class Inotify {
     this.#closed = true;
     await this.#waiter.close();
     libc().close(this.fd);
+  }
+
+  /** Closes the instance, as {@linkcode Inotify.close} does: `await using ino = new Inotify()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -124,8 +124,9 @@ let available: boolean | undefined;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ffiAvailable } from "./libc.ts";
- * if (!ffiAvailable()) console.error("falling back to Deno.watchFs");
+ * assert.equal(typeof ffiAvailable(), "boolean"); // false: fall back to Deno.watchFs
  * ```
  */
 export function ffiAvailable(): boolean {
@@ -153,10 +154,12 @@ export function ffiAvailable(): boolean {
  * @throws {Error} When FFI is not permitted or libc cannot be opened.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { libc } from "./libc.ts";
  * const fd = libc().eventfd(0, 0);
- * libc().close(fd);
+ * assert.ok(fd >= 0);
+ * assert.equal(libc().close(fd), 0);
  * ```
  */
 export function libc(): Libc {
@@ -187,9 +190,12 @@ function libcPath(): string {
  * @returns The errno value.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Errno } from "./errno.ts";
  * import { errno, libc } from "./libc.ts";
- * if (libc().close(-1) < 0) console.log(errno()); // 9 (EBADF)
+ * assert.equal(libc().close(-1), -1);
+ * assert.equal(errno(), Errno.EBADF);
  * ```
  */
 export function errno(): number {
@@ -206,9 +212,12 @@ export function errno(): number {
  * @returns The return value, as a number, when it is not negative.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { check, libc } from "./libc.ts";
  * const fd = check(libc().eventfd(0, 0), "eventfd");
+ * libc().close(fd);
+ * assert.throws(() => check(libc().close(-1), "close"), { code: "EBADF" });
  * ```
  */
 export function check(ret: number | bigint, syscall: string, path?: string): number {
@@ -229,9 +238,12 @@ const scratch = new Uint8Array(4096);
  * @returns A view of the scratch buffer (or a new buffer for very long paths).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { cpath, libc } from "./libc.ts";
- * const fd = libc().open(cpath("/etc/hostname"), 0, 0);
+ * const fd = libc().open(cpath("/dev/null"), 0, 0);
+ * assert.ok(fd >= 0);
+ * libc().close(fd);
  * ```
  */
 export function cpath(path: string): Uint8Array<ArrayBuffer> {
@@ -258,8 +270,9 @@ export function cpath(path: string): Uint8Array<ArrayBuffer> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cstring } from "./libc.ts";
- * cstring("/tmp"); // Uint8Array [47, 116, 109, 112, 0]
+ * assert.deepEqual([...cstring("/tmp")], [47, 116, 109, 112, 0]);
  * ```
  */
 export function cstring(path: string): Uint8Array<ArrayBuffer> {

@@ -22,11 +22,20 @@ const MAP_FAILED = 0xffffffffffffffffn;
  * process: drop every view before unmapping.
  *
  * @example
- * ```ts ignore
- * import { mapShared } from "./mman.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/ring`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
  * const m = mapShared(fd, 4096);
  * new Uint8Array(m.buffer)[0] = 1;
  * m.unmap();
+ * assert.ok(m.unmapped);
+ * assert.equal(Deno.readFileSync(`${dir}/ring`)[0], 1); // the file holds what was stored
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class Mapping {
@@ -82,15 +91,27 @@ export class Mapping {
  *
  * @param fd The descriptor, opened read-write.
  * @param length The number of bytes to map, from offset 0.
- * @param options `populate`: fault every page in now (MAP_POPULATE), so that first touches
+ * @param options `populate` (default false): fault every page in now (MAP_POPULATE), so that first touches
  *   do not cost page faults later.
  * @returns The mapping.
  * @throws {SysError} When mmap fails.
  *
  * @example
- * ```ts ignore
- * import { mapShared } from "./mman.ts";
- * const m = mapShared(fd, 65536);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/ring`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 65536);
+ * const a = mapShared(fd, 65536);
+ * const b = mapShared(fd, 65536, { populate: true });
+ * new Int32Array(a.buffer)[16] = 42;
+ * assert.equal(new Int32Array(b.buffer)[16], 42); // two mappings, the same bytes
+ * a.unmap();
+ * b.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function mapShared(
@@ -98,7 +119,8 @@ export function mapShared(
   length: number,
   options: { populate?: boolean } = {},
 ): Mapping {
-  const flags = MAP_SHARED | (options.populate ? MAP_POPULATE : 0);
+  const { populate = false } = options;
+  const flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
   const p = libc().mmap(null, BigInt(length), PROT_READ | PROT_WRITE, flags, fd, 0n);
   if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) {
     throw new SysError("mmap", errno());
@@ -114,9 +136,16 @@ export function mapShared(
  * @throws {SysError} When ftruncate fails.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { truncateFd } from "./mman.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/ring`, O.RDWR | O.CREAT);
  * truncateFd(fd, 65536);
+ * assert.equal(Deno.statSync(`${dir}/ring`).size, 65536);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function truncateFd(fd: number, length: number): void {
@@ -133,9 +162,16 @@ export function truncateFd(fd: number, length: number): void {
  * @throws {SysError} When neither call succeeds.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { allocateFd } from "./mman.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/ring`, O.RDWR | O.CREAT);
  * allocateFd(fd, 1 << 20);
+ * assert.equal(Deno.statSync(`${dir}/ring`).size, 1 << 20);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function allocateFd(fd: number, length: number): void {

@@ -27,15 +27,26 @@ export type WaitResult = "ready" | "woken" | "timeout";
  * times); `close()` wakes, waits for the worker thread to return, then frees the eventfd,
  * so no poll is ever left running on a closed descriptor.
  *
- * @example Wait for stdin to be readable, at most one second
- * ```ts ignore
+ * @example Wait for a descriptor to be readable, at most one second
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { POLL, Waiter } from "./poll.ts";
- * const w = new Waiter([0], POLL.IN);
- * console.log(await w.wait(1000)); // "ready" or "timeout"
- * await w.close();
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const fd = openFd("/dev/null", O.RDONLY); // always readable (at end of file)
+ * {
+ *   await using w = new Waiter([fd], POLL.IN);
+ *   assert.equal(await w.wait(1000), "ready");
+ * }
+ * {
+ *   await using idle = new Waiter([]); // nothing to watch: only wake() or the timeout end it
+ *   const pending = idle.wait(1000);
+ *   idle.wake();
+ *   assert.equal(await pending, "woken");
+ * }
+ * closeFd(fd);
  * ```
  */
-export class Waiter {
+export class Waiter implements AsyncDisposable {
   readonly #efd: number;
   readonly #pfds: Uint8Array<ArrayBuffer>;
   readonly #view: DataView;
@@ -167,6 +178,11 @@ export class Waiter {
     }
     libc().close(this.#efd);
   }
+
+  /** Closes the waiter, as {@linkcode Waiter.close} does: `await using w = new Waiter(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
 }
 
 /**
@@ -177,8 +193,12 @@ export class Waiter {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { yieldTurn } from "./poll.ts";
- * await yieldTurn();
+ * let ran = false;
+ * setTimeout(() => (ran = true), 0);
+ * while (!ran) await yieldTurn();
+ * assert.ok(ran);
  * ```
  */
 export function yieldTurn(): Promise<void> {

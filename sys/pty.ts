@@ -22,8 +22,10 @@ const TIOCSIG = 0x40045436n;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { WindowSize } from "./pty.ts";
  * const size: WindowSize = { rows: 24, cols: 80 };
+ * assert.equal(size.cols, 80);
  * ```
  */
 export interface WindowSize {
@@ -37,9 +39,13 @@ export interface WindowSize {
  * An open pseudo-terminal master and the path of its slave.
  *
  * @example
- * ```ts ignore
- * import { openPty } from "./pty.ts";
- * const pty: import("./pty.ts").Pty = openPty({ rows: 24, cols: 80 });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, type Pty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * const pty: Pty = openPty({ rows: 24, cols: 80 });
+ * assert.match(pty.path, /^\/dev\/pts\/\d+$/);
+ * closeFd(pty.fd);
  * ```
  */
 export interface Pty {
@@ -57,11 +63,13 @@ export interface Pty {
  * @throws {SysError} When no pseudo-terminal can be had.
  *
  * @example
- * ```ts ignore
- * import { openPty } from "./pty.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, windowSize } from "./pty.ts";
  * import { closeFd } from "./fs.ts";
  * const pty = openPty({ rows: 24, cols: 80 });
- * console.log(pty.path); // "/dev/pts/5"
+ * assert.match(pty.path, /^\/dev\/pts\/\d+$/); // such as "/dev/pts/5"
+ * assert.deepEqual(windowSize(pty.fd), { rows: 24, cols: 80 });
  * closeFd(pty.fd);
  * ```
  */
@@ -95,9 +103,14 @@ export function openPty(size: WindowSize = { rows: 24, cols: 80 }): Pty {
  * @param size The size; each side is clamped to 1..65535.
  *
  * @example
- * ```ts ignore
- * import { openPty, setWindowSize } from "./pty.ts";
- * setWindowSize(openPty().fd, { rows: 50, cols: 132 });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, setWindowSize, windowSize } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * const pty = openPty();
+ * setWindowSize(pty.fd, { rows: 50, cols: 132 });
+ * assert.deepEqual(windowSize(pty.fd), { rows: 50, cols: 132 });
+ * closeFd(pty.fd);
  * ```
  */
 export function setWindowSize(fd: number, size: WindowSize): void {
@@ -119,9 +132,16 @@ function clamp(n: number): number {
  * @throws {SysError} ENOTTY when `fd` is not a terminal.
  *
  * @example
- * ```ts ignore
- * import { windowSize } from "./pty.ts";
- * console.log(windowSize(0)); // { rows: 50, cols: 132 } when stdin is a terminal
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, windowSize } from "./pty.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const pty = openPty({ rows: 50, cols: 132 });
+ * assert.deepEqual(windowSize(pty.fd), { rows: 50, cols: 132 });
+ * closeFd(pty.fd);
+ * const notTerminal = openFd("/dev/null", O.RDONLY);
+ * assert.throws(() => windowSize(notTerminal), { code: "ENOTTY" });
+ * closeFd(notTerminal);
  * ```
  */
 export function windowSize(fd: number): WindowSize {
@@ -138,10 +158,24 @@ export function windowSize(fd: number): WindowSize {
  * @param signo The signal number (2 for SIGINT).
  * @returns False when the terminal has no foreground process group.
  *
- * @example
- * ```ts ignore
- * import { openPty, signalForeground } from "./pty.ts";
- * signalForeground(openPty().fd, 2); // SIGINT, as Ctrl-C would
+ * @example Stop a command as Ctrl-C would
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, readSome, signalForeground } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * import { spawnOnTerminal, waitExit } from "./spawn.ts";
+ * const pty = openPty();
+ * const pid = spawnOnTerminal(["sh", "-c", "echo ready; exec sleep 60"], { tty: pty.path });
+ * const buf = new Uint8Array(1024);
+ * let seen = "";
+ * while (!seen.includes("ready")) { // the command now owns the terminal
+ *   const r = readSome(pty.fd, buf);
+ *   if (typeof r === "number") seen += new TextDecoder().decode(buf.subarray(0, r));
+ *   else await new Promise((resolve) => setTimeout(resolve, 5));
+ * }
+ * assert.equal(signalForeground(pty.fd, 2), true); // SIGINT
+ * assert.deepEqual(await waitExit(pid), { code: 130, signal: "SIGINT" });
+ * closeFd(pty.fd);
  * ```
  */
 export function signalForeground(fd: number, signo: number): boolean {
@@ -161,10 +195,14 @@ export function signalForeground(fd: number, signo: number): boolean {
  *   slave open, and 0 at end of file).
  *
  * @example
- * ```ts ignore
- * import { readSome } from "./pty.ts";
- * const r = readSome(fd, new Uint8Array(65536));
- * if (typeof r === "number") console.log(`${r} bytes`);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, readSome } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * const pty = openPty();
+ * const r = readSome(pty.fd, new Uint8Array(65536));
+ * assert.equal(r, "again"); // nothing written on the slave side: nothing to read
+ * closeFd(pty.fd);
  * ```
  */
 export function readSome(fd: number, buf: Uint8Array): number | "again" | "closed" {
@@ -190,9 +228,14 @@ export function readSome(fd: number, buf: Uint8Array): number | "again" | "close
  *   other side has gone.
  *
  * @example
- * ```ts ignore
- * import { writeSome } from "./pty.ts";
- * const n = writeSome(fd, new TextEncoder().encode("ls\n"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty, writeSome } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * const pty = openPty();
+ * const n = writeSome(pty.fd, new TextEncoder().encode("ls\n"));
+ * assert.equal(n, 3); // typed into the terminal, for whatever runs there to read
+ * closeFd(pty.fd);
  * ```
  */
 export function writeSome(fd: number, data: Uint8Array): number | "closed" {

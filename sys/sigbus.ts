@@ -117,9 +117,11 @@ function install(): Guard | null {
  *   without FFI).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { installGuard } from "./sigbus.ts";
- * if (!installGuard()) console.error("a truncated mapping would kill this process");
+ * // false off x86_64 or without FFI: a truncated mapping would then kill this process
+ * assert.equal(typeof installGuard(), "boolean");
  * ```
  */
 export function installGuard(): boolean {
@@ -135,12 +137,27 @@ export function installGuard(): boolean {
  * @returns A slot to pass to {@linkcode unguardRange}, or -1 when the guard is not active
  *   or every slot is taken.
  *
- * @example
- * ```ts ignore
- * import { guardRange, unguardRange } from "./sigbus.ts";
- * const slot = guardRange(map.pointer, map.length);
- * // ... use the mapping ...
- * unguardRange(slot);
+ * @example A guarded mapping outlives the truncation of its file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { faultedIn, faultCount, guardRange, installGuard, unguardRange } from "./sigbus.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * if (installGuard()) {
+ *   const slot = guardRange(mapping.pointer, mapping.length);
+ *   const seen = faultCount();
+ *   truncateFd(fd, 0); // another process may do this at any time
+ *   assert.equal(new Uint8Array(mapping.buffer)[0], 0); // no SIGBUS death: reads zeros
+ *   assert.ok(faultedIn(mapping.pointer, mapping.length, seen));
+ *   unguardRange(slot);
+ * }
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function guardRange(pointer: Deno.PointerObject, length: number): number {
@@ -164,9 +181,22 @@ export function guardRange(pointer: Deno.PointerObject, length: number): number 
  * @param slot The slot; -1 is ignored.
  *
  * @example
- * ```ts ignore
- * import { unguardRange } from "./sigbus.ts";
- * unguardRange(slot);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { guardRange, unguardRange } from "./sigbus.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * const slot = guardRange(mapping.pointer, mapping.length);
+ * unguardRange(slot); // before unmapping; -1 (no guard) is ignored
+ * unguardRange(-1);
+ * assert.ok(slot >= -1);
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function unguardRange(slot: number): void {
@@ -184,9 +214,11 @@ export function unguardRange(slot: number): void {
  * @returns The count; always 0 when the guard is not active.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { faultCount } from "./sigbus.ts";
  * const before = faultCount();
+ * assert.equal(faultCount(), before); // nothing truncated meanwhile
  * ```
  */
 export function faultCount(): number {
@@ -201,10 +233,12 @@ export function faultCount(): number {
  * @returns A one-element view (a constant zero when the guard is not active).
  *
  * @example
- * ```ts ignore
- * import { faultCounter } from "./sigbus.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { faultCount, faultCounter } from "./sigbus.ts";
  * const faults = faultCounter();
  * const seen = faults[0];
+ * assert.equal(seen, faultCount());
  * ```
  */
 export function faultCounter(): Int32Array {
@@ -222,9 +256,23 @@ export function faultCounter(): Int32Array {
  * @returns True when the range lost a page since then.
  *
  * @example
- * ```ts ignore
- * import { faultedIn } from "./sigbus.ts";
- * if (faultedIn(map.pointer, map.length, seen)) throw new Error("truncated");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { faultCount, faultedIn, guardRange, unguardRange } from "./sigbus.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * import { mapShared, truncateFd } from "./mman.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const fd = openFd(`${dir}/words`, O.RDWR | O.CREAT);
+ * truncateFd(fd, 4096);
+ * const mapping = mapShared(fd, 4096);
+ * const slot = guardRange(mapping.pointer, mapping.length);
+ * const seen = faultCount();
+ * new Uint8Array(mapping.buffer)[0] = 1; // the file is intact: no fault
+ * assert.equal(faultedIn(mapping.pointer, mapping.length, seen), false);
+ * unguardRange(slot);
+ * mapping.unmap();
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function faultedIn(pointer: Deno.PointerObject, length: number, since: number): boolean {

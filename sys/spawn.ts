@@ -66,8 +66,10 @@ const SIGNALS: readonly string[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { signalName } from "./spawn.ts";
- * console.log(signalName(9)); // "SIGKILL"
+ * assert.equal(signalName(9), "SIGKILL");
+ * assert.equal(signalName(34), "SIG34");
  * ```
  */
 export function signalName(signo: number): string {
@@ -82,8 +84,10 @@ export function signalName(signo: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { signalNumber } from "./spawn.ts";
- * console.log(signalNumber("SIGHUP")); // 1
+ * assert.equal(signalNumber("SIGHUP"), 1);
+ * assert.equal(signalNumber("SIGNOPE"), undefined);
  * ```
  */
 export function signalNumber(name: string): number | undefined {
@@ -98,8 +102,10 @@ export function signalNumber(name: string): number | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ExitStatus } from "./spawn.ts";
  * const s: ExitStatus = { code: 3, signal: null };
+ * assert.equal(s.signal, null);
  * ```
  */
 export interface ExitStatus {
@@ -113,7 +119,11 @@ export interface ExitStatus {
 export interface SpawnOptions {
   /** The terminal (a pseudo-terminal's slave) to run on: descriptors 0, 1 and 2. */
   tty: string;
-  /** The environment, whole (default: this process's). */
+  /**
+   * The environment, whole.
+   *
+   * @default {Deno.env.toObject()}
+   */
   env?: Record<string, string>;
 }
 
@@ -129,12 +139,16 @@ export interface SpawnOptions {
  *   not exist, EACCES for one that cannot be run.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openPty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
  * import { spawnOnTerminal, waitExit } from "./spawn.ts";
  * const pty = openPty();
- * const pid = spawnOnTerminal(["bash", "-i"], { tty: pty.path });
- * console.log(await waitExit(pid));
+ * // "test -t 0": standard input is a terminal
+ * const pid = spawnOnTerminal(["sh", "-c", "test -t 0 && exit 3"], { tty: pty.path });
+ * assert.deepEqual(await waitExit(pid), { code: 3, signal: null });
+ * closeFd(pty.fd);
  * ```
  */
 export function spawnOnTerminal(argv: readonly string[], options: SpawnOptions): number {
@@ -152,18 +166,18 @@ export function spawnOnTerminal(argv: readonly string[], options: SpawnOptions):
     items.forEach((s, i) => (a[i] = cstr(s)));
     return a;
   };
-  const env = options.env ?? Deno.env.toObject();
+  const { tty: ttyPath, env = Deno.env.toObject() } = options;
   const argvC = array(argv);
   const envC = array(Object.entries(env).map(([k, v]) => `${k}=${v}`));
   const file = enc.encode(argv[0] + "\0");
-  const tty = enc.encode(options.tty + "\0");
+  const tty = enc.encode(ttyPath + "\0");
 
   const attr = new Uint8Array(ATTR_SIZE);
   const actions = new Uint8Array(ACTIONS_SIZE);
   const none = new Uint8Array(SIGSET_SIZE);
   const all = new Uint8Array(SIGSET_SIZE);
   const fail = (call: string, e: number): never => {
-    throw new SysError(call, e, call === "posix_spawnp" ? argv[0] : options.tty);
+    throw new SysError(call, e, call === "posix_spawnp" ? argv[0] : ttyPath);
   };
   c.sigemptyset(none);
   c.sigfillset(all);
@@ -225,10 +239,20 @@ function decode(status: number): ExitStatus {
  * @throws {SysError} ECHILD when `pid` is not an unreaped child of this process.
  *
  * @example
- * ```ts ignore
- * import { pollExit } from "./spawn.ts";
- * const status = pollExit(pid);
- * if (status) console.log(status.code);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * import { pollExit, spawnOnTerminal } from "./spawn.ts";
+ * const pty = openPty();
+ * const pid = spawnOnTerminal(["true"], { tty: pty.path });
+ * let status = pollExit(pid);
+ * while (status === undefined) { // a real caller does other work between checks
+ *   await new Promise((resolve) => setTimeout(resolve, 5));
+ *   status = pollExit(pid);
+ * }
+ * assert.equal(status.code, 0);
+ * closeFd(pty.fd);
  * ```
  */
 export function pollExit(pid: number): ExitStatus | undefined {
@@ -251,9 +275,16 @@ export function pollExit(pid: number): ExitStatus | undefined {
  * @throws {SysError} ECHILD when `pid` is not an unreaped child of this process.
  *
  * @example
- * ```ts ignore
- * import { waitExit } from "./spawn.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openPty } from "./pty.ts";
+ * import { closeFd } from "./fs.ts";
+ * import { spawnOnTerminal, waitExit } from "./spawn.ts";
+ * const pty = openPty();
+ * const pid = spawnOnTerminal(["sh", "-c", "kill -9 $$"], { tty: pty.path });
  * const { code, signal } = await waitExit(pid);
+ * assert.deepEqual([code, signal], [137, "SIGKILL"]);
+ * closeFd(pty.fd);
  * ```
  */
 export async function waitExit(pid: number): Promise<ExitStatus> {

@@ -34,7 +34,7 @@ async function touchLostPage(guarded: boolean): Promise<Deno.CommandOutput> {
   }).output();
 }
 
-Deno.test("sys/sigbus: a guarded mapping survives truncation, reads zeros and counts the faults", async () => {
+Deno.test("guardRange() keeps a truncated mapping alive: it reads zeros and counts the faults", async () => {
   if (Deno.build.arch !== "x86_64") return;
   const out = await touchLostPage(true);
   assert.equal(out.signal, null, new TextDecoder().decode(out.stderr));
@@ -43,7 +43,7 @@ Deno.test("sys/sigbus: a guarded mapping survives truncation, reads zeros and co
   assert.deepEqual(r, { read: 0, wrote: 3, faults: 2, hit: true });
 });
 
-Deno.test("sys/sigbus: a SIGBUS outside guarded ranges still kills the process (the guard passes it on)", async () => {
+Deno.test("installGuard() passes a SIGBUS outside guarded ranges on, so it still kills the process", async () => {
   const out = await touchLostPage(false);
   assert.equal(out.signal, "SIGBUS");
 });

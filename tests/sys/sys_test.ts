@@ -1,92 +1,206 @@
 import assert from "node:assert/strict";
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { POLL, Waiter } from "../../sys/poll.ts";
+import { FileLock } from "../../sys/flock.ts";
 import { closeFd, fstat, lstatPath, O, openFd, readAllFd, writeAllFd } from "../../sys/fs.ts";
 import { SysError } from "../../sys/errno.ts";
 import { cpath, cstring } from "../../sys/libc.ts";
 import { monotonicNs } from "../../sys/clock.ts";
-import { tempDir } from "../_helpers.ts";
+import { collect, sh, stop, tempDir, waitFor } from "../_helpers.ts";
 
-Deno.test("inotify: every event of a read, in order, with names", async () => {
+// --- Inotify ----------------------------------------------------------------------------------
+
+Deno.test("Inotify.read() returns every queued event, in order, with names", async () => {
   using dir = tempDir();
-  const ino = new Inotify();
-  try {
-    ino.add(dir.path, IN.CLOSE_WRITE | IN.MOVED_TO);
-    for (let i = 0; i < 50; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "x");
-    Deno.writeTextFileSync(`${dir.path}/.tmp`, "y");
-    Deno.renameSync(`${dir.path}/.tmp`, `${dir.path}/moved-é`);
-    assert.equal(await ino.wait(5000), "ready");
-    const events = ino.read();
-    assert.deepEqual(
-      events.map((e) => e.name),
-      [...Array.from({ length: 50 }, (_, i) => `f${i}`), ".tmp", "moved-é"],
-    );
-    assert.ok(events.slice(0, 51).every((e) => e.mask & IN.CLOSE_WRITE));
-    assert.ok(events[51]!.mask & IN.MOVED_TO);
-    assert.deepEqual(ino.read(), []);
-  } finally {
-    await ino.close();
-  }
+  await using ino = new Inotify();
+  ino.add(dir.path, IN.CLOSE_WRITE | IN.MOVED_TO);
+  for (let i = 0; i < 50; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "x");
+  Deno.writeTextFileSync(`${dir.path}/.tmp`, "y");
+  Deno.renameSync(`${dir.path}/.tmp`, `${dir.path}/moved-é`);
+  assert.equal(await ino.wait(5000), "ready");
+  const events = ino.read();
+  assert.deepEqual(
+    events.map((e) => e.name),
+    [...Array.from({ length: 50 }, (_, i) => `f${i}`), ".tmp", "moved-é"],
+  );
+  assert.ok(events.slice(0, 51).every((e) => e.mask & IN.CLOSE_WRITE));
+  assert.ok(events[51]!.mask & IN.MOVED_TO);
+  assert.deepEqual(ino.read(), []);
 });
 
-Deno.test("inotify: a full queue surfaces IN_Q_OVERFLOW", async () => {
+Deno.test("Inotify.read() surfaces IN_Q_OVERFLOW when the queue was full", async () => {
   using dir = tempDir();
   const max = Number(Deno.readTextFileSync("/proc/sys/fs/inotify/max_queued_events").trim());
-  const ino = new Inotify();
-  try {
-    ino.add(dir.path, IN.CREATE);
-    // One more file than the queue holds, with nobody reading.
-    for (let i = 0; i <= max; i++) Deno.writeFileSync(`${dir.path}/${i}`, new Uint8Array(0));
-    const events = ino.read();
-    assert.ok(events.length <= max + 1);
-    assert.ok(events.some((e) => e.mask & IN.Q_OVERFLOW), "an overflow event is reported");
-    assert.equal(events.find((e) => e.mask & IN.Q_OVERFLOW)!.wd, -1);
-  } finally {
-    await ino.close();
-  }
+  await using ino = new Inotify();
+  ino.add(dir.path, IN.CREATE);
+  // One more file than the queue holds, with nobody reading.
+  for (let i = 0; i <= max; i++) Deno.writeFileSync(`${dir.path}/${i}`, new Uint8Array(0));
+  const events = ino.read();
+  assert.ok(events.length <= max + 1);
+  assert.ok(events.some((e) => e.mask & IN.Q_OVERFLOW), "an overflow event is reported");
+  assert.equal(events.find((e) => e.mask & IN.Q_OVERFLOW)!.wd, -1);
 });
 
-Deno.test("inotify: a pending wait ends when woken or closed, so nothing hangs", async () => {
+Deno.test("Inotify.add() throws a SysError for a missing path", async () => {
   using dir = tempDir();
-  const ino = new Inotify();
-  ino.add(dir.path, IN.CLOSE_WRITE);
-  const waiting = ino.wait();
-  ino.wake();
-  assert.equal(await waiting, "woken");
-  assert.equal(await ino.wait(10), "timeout");
-  const pending = ino.wait();
-  await ino.close();
+  await using ino = new Inotify();
+  assert.throws(() => ino.add(`${dir.path}/nope`, IN.CLOSE_WRITE), { code: "ENOENT" });
+});
+
+Deno.test("Inotify.wait() ends without hanging", async (t) => {
+  using dir = tempDir();
+  await t.step("with 'woken' when Inotify.wake() is called", async () => {
+    await using ino = new Inotify();
+    ino.add(dir.path, IN.CLOSE_WRITE);
+    const waiting = ino.wait();
+    ino.wake();
+    assert.equal(await waiting, "woken");
+  });
+  await t.step("with 'timeout' when nothing happens", async () => {
+    await using ino = new Inotify();
+    ino.add(dir.path, IN.CLOSE_WRITE);
+    assert.equal(await ino.wait(10), "timeout");
+  });
+  await t.step("with 'woken' when the instance is closed", async () => {
+    const ino = new Inotify();
+    ino.add(dir.path, IN.CLOSE_WRITE);
+    const pending = ino.wait();
+    await ino.close();
+    assert.equal(await pending, "woken");
+  });
+});
+
+Deno.test("Inotify[Symbol.asyncDispose]() closes the instance and ends a pending wait", async () => {
+  let pending: Promise<string> | undefined;
+  let closed: Inotify | undefined;
+  {
+    await using ino = new Inotify();
+    closed = ino;
+    pending = ino.wait();
+  }
   assert.equal(await pending, "woken");
-  assert.throws(() => ino.add(`${dir.path}/nope`, IN.CLOSE_WRITE), SysError);
+  assert.equal(await closed.wait(), "woken", "a closed instance never waits");
+  assert.deepEqual(closed.read(), []);
 });
 
-Deno.test("poll waiter: ready when a watched descriptor is readable, timeout otherwise", async () => {
+// --- Waiter -----------------------------------------------------------------------------------
+
+Deno.test("Waiter.wait() reports 'ready' only once a watched descriptor is readable", async () => {
   using dir = tempDir();
-  const ino = new Inotify();
+  await using ino = new Inotify();
   ino.add(dir.path, IN.CLOSE_WRITE);
-  const w = new Waiter([ino.fd], POLL.IN);
+  await using w = new Waiter([ino.fd], POLL.IN);
+  assert.equal(await w.wait(20), "timeout");
+  Deno.writeTextFileSync(`${dir.path}/x`, "x");
+  assert.equal(await w.wait(5000), "ready");
+  assert.equal(w.revents(0) & POLL.IN, POLL.IN);
+});
+
+Deno.test("Waiter[Symbol.asyncDispose]() ends a pending wait and closes the waiter", async () => {
+  let pending: Promise<string> | undefined;
+  let waiter: Waiter | undefined;
+  {
+    await using w = new Waiter([], POLL.IN);
+    waiter = w;
+    pending = w.wait();
+  }
+  assert.equal(await pending, "woken");
+  assert.equal(waiter.closed, true);
+});
+
+// --- FileLock ---------------------------------------------------------------------------------
+
+/** Holds `path` locked with flock(1) until its stdin closes; resolves once it holds it. */
+async function holdWithFlock(path: string): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command("flock", {
+    args: [path, "-c", "echo held; read -r _"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const out = collect(child.stdout);
+  await waitFor(() => out.text().includes("held"), "flock(1) to hold the lock");
+  return child;
+}
+
+Deno.test("FileLock.tryLock() fails while flock(1) holds the lock", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/lock`;
+  const holder = await holdWithFlock(path);
   try {
-    assert.equal(await w.wait(20), "timeout");
-    Deno.writeTextFileSync(`${dir.path}/x`, "x");
-    assert.equal(await w.wait(5000), "ready");
-    assert.equal(w.revents(0) & POLL.IN, POLL.IN);
+    using lock = FileLock.open(path);
+    assert.equal(lock.tryLock(), false);
+    assert.equal(lock.held, false);
   } finally {
-    await w.close();
-    await ino.close();
+    await stop(holder);
   }
 });
 
-Deno.test("fs: O_NOFOLLOW refuses symlinks; statx and whole reads on descriptors", () => {
+Deno.test("FileLock.lock() waits without blocking the event loop", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/lock`;
+  const holder = await holdWithFlock(path);
+  try {
+    using lock = FileLock.open(path);
+    let granted = false;
+    const locking = lock.lock().then(() => (granted = true));
+    // Timers still fire while the lock is awaited.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.equal(granted, false);
+    await holder.stdin.close();
+    await locking;
+    assert.equal(lock.held, true);
+  } finally {
+    await stop(holder);
+  }
+});
+
+Deno.test("FileLock[Symbol.dispose]() releases the lock", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/lock`;
+  {
+    using lock = FileLock.open(path);
+    assert.equal(lock.tryLock(), true);
+    assert.equal((await sh(`flock -n "${path}" true`)).code, 1, "held while in scope");
+  }
+  assert.equal((await sh(`flock -n "${path}" true`)).code, 0, "free after the scope");
+});
+
+// --- fs ---------------------------------------------------------------------------------------
+
+Deno.test("openFd() with O.NOFOLLOW refuses a symlink with ELOOP", () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/file`, "x");
+  Deno.symlinkSync(`${dir.path}/file`, `${dir.path}/link`);
+  assert.throws(() => openFd(`${dir.path}/link`, O.RDONLY | O.NOFOLLOW), { code: "ELOOP" });
+  assert.equal(lstatPath(`${dir.path}/link`).kind, "symlink");
+});
+
+Deno.test("openFd() with O.EXCL refuses an existing file with EEXIST", () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/file`, "x");
+  assert.throws(() => openFd(`${dir.path}/file`, O.WRONLY | O.CREAT | O.EXCL), {
+    code: "EEXIST",
+  });
+});
+
+Deno.test("openFd() names the path and the errno's text in its SysError", () => {
+  using dir = tempDir();
+  assert.throws(() => openFd(`${dir.path}/missing`, O.RDONLY), (err: unknown) => {
+    assert.ok(err instanceof SysError);
+    assert.equal(err.code, "ENOENT");
+    assert.equal(err.message, `open "${dir.path}/missing": no such file or directory`);
+    return true;
+  });
+});
+
+Deno.test("fstat() and readAllFd() read back what writeAllFd() wrote", () => {
   using dir = tempDir();
   const file = `${dir.path}/file`;
   const data = new Uint8Array(100_000).map((_, i) => i % 251);
   const fd = openFd(file, O.WRONLY | O.CREAT | O.EXCL, 0o640);
   writeAllFd(fd, data);
   closeFd(fd);
-  assert.throws(() => openFd(file, O.WRONLY | O.CREAT | O.EXCL), { code: "EEXIST" });
-  Deno.symlinkSync(file, `${dir.path}/link`);
-  assert.throws(() => openFd(`${dir.path}/link`, O.RDONLY | O.NOFOLLOW), { code: "ELOOP" });
-  assert.equal(lstatPath(`${dir.path}/link`).kind, "symlink");
   const rfd = openFd(file, O.RDONLY | O.NOFOLLOW);
   try {
     const st = fstat(rfd);
@@ -98,24 +212,28 @@ Deno.test("fs: O_NOFOLLOW refuses symlinks; statx and whole reads on descriptors
   } finally {
     closeFd(rfd);
   }
-  const small = openFd(file, O.RDONLY);
-  try {
-    assert.equal(readAllFd(small, 0, 1000), undefined, "over the limit");
-  } finally {
-    closeFd(small);
-  }
-  assert.throws(() => openFd(`${dir.path}/missing`, O.RDONLY), (err: unknown) => {
-    assert.ok(err instanceof SysError);
-    assert.equal(err.code, "ENOENT");
-    assert.equal(err.message, `open "${dir.path}/missing": no such file or directory`);
-    return true;
-  });
 });
 
-Deno.test("C strings and the monotonic clock", () => {
+Deno.test("readAllFd() returns undefined for a file over the limit", () => {
+  using dir = tempDir();
+  Deno.writeFileSync(`${dir.path}/file`, new Uint8Array(2000));
+  const fd = openFd(`${dir.path}/file`, O.RDONLY);
+  try {
+    assert.equal(readAllFd(fd, 0, 1000), undefined);
+  } finally {
+    closeFd(fd);
+  }
+});
+
+// --- libc and clock ---------------------------------------------------------------------------
+
+Deno.test("cstring() and cpath() encode UTF-8 with a final NUL", () => {
   assert.deepEqual([...cstring("/é")], [47, 0xc3, 0xa9, 0]);
   assert.deepEqual([...cpath("/é")], [47, 0xc3, 0xa9, 0]);
   assert.deepEqual([...cpath("/tmp")], [47, 116, 109, 112, 0]);
+});
+
+Deno.test("monotonicNs() is positive and never goes back", () => {
   const a = monotonicNs();
   const b = monotonicNs();
   assert.ok(b >= a);

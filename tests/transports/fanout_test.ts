@@ -75,7 +75,7 @@ function checkRecords(text: string, writers: Record<string, number>): void {
   for (const [id, count] of Object.entries(writers)) assert.equal(next[id] ?? 0, count, id);
 }
 
-Deno.test("fanout ring: bytes written are read, a new reader starts at now", () => {
+Deno.test("RingReader.take() reads what was written since it opened (a new reader starts at now)", () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("t", { root });
@@ -90,7 +90,7 @@ Deno.test("fanout ring: bytes written are read, a new reader starts at now", () 
   assert.equal(w.maxWrite, 4096);
 });
 
-Deno.test("fanout ring: --from-oldest gets exactly what the ring still holds", () => {
+Deno.test("openReader() with fromOldest reads exactly what the ring still holds", () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("b", { root, size: 4096 });
@@ -120,7 +120,7 @@ Deno.test("fanout ring: --from-oldest gets exactly what the ring still holds", (
   assert.ok(held + written[written.length - msgs.length - 1]!.length + 4 > 4096);
 });
 
-Deno.test("fanout ring: a reader more than a ring behind is overrun until it resyncs", () => {
+Deno.test("RingReader.take() throws OverrunError a ring behind, until RingReader.resync()", () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("t", { root, size: 4096 });
@@ -139,7 +139,7 @@ Deno.test("fanout ring: a reader more than a ring behind is overrun until it res
   assert.equal(dec.decode(concat(r.take())), "fresh");
 });
 
-Deno.test("fanout ring: message mode keeps boundaries and binary data, limits sizes", () => {
+Deno.test("RingWriter.write() in message mode keeps boundaries and binary data, and limits sizes", () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("m", { root, size: 8192, messages: true });
@@ -158,7 +158,7 @@ Deno.test("fanout ring: message mode keeps boundaries and binary data, limits si
   );
 });
 
-Deno.test("fanout ring: byte-mode writes longer than a quarter ring are split", () => {
+Deno.test("RingWriter.write() in byte mode splits writes longer than a quarter ring", () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("t", { root, size: 65536 });
@@ -169,7 +169,7 @@ Deno.test("fanout ring: byte-mode writes longer than a quarter ring are split", 
   assert.deepEqual(concat(r.take(1 << 20)), big);
 });
 
-Deno.test("fanout ring: async subscription over several topics, closed by abort", async () => {
+Deno.test("subscribe() delivers several topics asynchronously and ends on abort", async () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("a", { root });
@@ -201,7 +201,7 @@ Deno.test("fanout ring: async subscription over several topics, closed by abort"
   assert.deepEqual(await pending, { value: undefined, done: true });
 });
 
-Deno.test("fanout ring: closing right after a wait starts never hangs", async () => {
+Deno.test("Subscriber.close() right after a wait starts never hangs", async () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("a", { root });
@@ -233,7 +233,7 @@ Deno.test("fanout ring: closing right after a wait starts never hangs", async ()
   }
 });
 
-Deno.test("fanout ring: 8 reader processes see the same stream from 2 concurrent writers", async () => {
+Deno.test("RingWriter: 8 reader processes see the same stream from 2 concurrent writer processes", async () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("t", { root, size: 8 << 20 });
@@ -274,7 +274,7 @@ Deno.test("fanout ring: 8 reader processes see the same stream from 2 concurrent
   }
 });
 
-Deno.test("fanout ring: a writer killed holding the lock mid-write stalls nobody", async () => {
+Deno.test("RingWriter.write() is not stalled by a writer killed holding the lock mid-write", async () => {
   using dir = tempDir();
   const root = dir.path;
   const path = createTopic("t", { root, size: 8192 });
@@ -299,7 +299,7 @@ Deno.test("fanout ring: a writer killed holding the lock mid-write stalls nobody
   assert.equal(dec.decode(concat(r.take())), "after\n");
 });
 
-Deno.test("fanout ring: writers killed at random moments leave the ring usable", async () => {
+Deno.test("RingWriter: writers killed at random moments leave the ring usable", async () => {
   using dir = tempDir();
   const root = dir.path;
   createTopic("t", { root, size: 1 << 20 });
@@ -344,7 +344,7 @@ Deno.test("fanout ring: writers killed at random moments leave the ring usable",
 });
 
 for (const c of [2 ** 30 - 8, 2 ** 31 - 8]) {
-  Deno.test(`fanout ring: the commit counter crosses ${c + 8} cleanly`, () => {
+  Deno.test(`RingReader.take() reads across the commit counter crossing ${c + 8}`, () => {
     using dir = tempDir();
     const root = dir.path;
     const path = createTopic("t", { root, size: 4096 });
@@ -373,46 +373,68 @@ for (const c of [2 ** 30 - 8, 2 ** 31 - 8]) {
   });
 }
 
-Deno.test("fanout topics: bad input gives clear errors", () => {
+Deno.test("fanout topics: bad input gives one clear error", async (t) => {
   using dir = tempDir();
   const root = dir.path;
-  assert.throws(
-    () => openReader("nope", { root }),
-    (e: unknown) =>
-      e instanceof FsbusError && e.code === "not_found" &&
-      /Topic "nope" does not exist/.test(e.message),
-  );
   Deno.writeTextFileSync(`${root}/file`, "x");
-  assert.throws(
-    () => openReader("t", { root: `${root}/file` }),
-    (e: unknown) =>
-      e instanceof FsbusError && /Topic root ".*file" is not a directory/.test(e.message),
-  );
-  assert.throws(
-    () => createTopic("t", { root: `${root}/file` }),
-    /is not a directory/,
-  );
-  Deno.writeTextFileSync(`${root}/junk`, "x".repeat(20000));
-  assert.throws(
-    () => openReader("junk", { root }),
-    /Cannot open topic ".*junk": not an fsbus ring \(bad magic\)/,
-  );
-  Deno.writeTextFileSync(`${root}/tiny`, "x");
-  assert.throws(() => openReader("tiny", { root }), /not an fsbus ring \(1 bytes is too small\)/);
-  const path = createTopic("cut", { root });
-  Deno.truncateSync(path, 10000);
-  assert.throws(() => openWriter("cut", { root }), /wrong size: 10000 bytes, expected 24576/);
-  assert.throws(() => createTopic("t", { root, size: 100 }), /Ring size "100" is out of range/);
-  assert.throws(() => createTopic("a/b", { root }), /Invalid topic name "a\/b"/);
-  assert.throws(() => createTopic("x.lock", { root }), /ends with "\.lock"/);
-  createTopic("dup", { root });
-  assert.throws(() => createTopic("dup", { root }), /Topic "dup" already exists/);
-  assert.equal(listTopics({ root }).find((t) => t.topic === "junk")?.backend, "invalid");
-  removeTopic("dup", { root });
-  assert.throws(() => removeTopic("dup", { root }), /Topic "dup" does not exist/);
+  await t.step("openReader() of a missing topic: not_found", () => {
+    assert.throws(
+      () => openReader("nope", { root }),
+      (e: unknown) =>
+        e instanceof FsbusError && e.code === "not_found" &&
+        /Topic "nope" does not exist/.test(e.message),
+    );
+  });
+  await t.step("openReader() and createTopic() under a root that is a file", () => {
+    assert.throws(
+      () => openReader("t", { root: `${root}/file` }),
+      (e: unknown) =>
+        e instanceof FsbusError && /Topic root ".*file" is not a directory/.test(e.message),
+    );
+    assert.throws(() => createTopic("t", { root: `${root}/file` }), /is not a directory/);
+  });
+  await t.step("openReader() of a file that is not a ring", () => {
+    Deno.writeTextFileSync(`${root}/junk`, "x".repeat(20000));
+    assert.throws(
+      () => openReader("junk", { root }),
+      /Cannot open topic ".*junk": not an fsbus ring \(bad magic\)/,
+    );
+    Deno.writeTextFileSync(`${root}/tiny`, "x");
+    assert.throws(
+      () => openReader("tiny", { root }),
+      /not an fsbus ring \(1 bytes is too small\)/,
+    );
+  });
+  await t.step("openWriter() of a truncated ring", () => {
+    const path = createTopic("cut", { root });
+    Deno.truncateSync(path, 10000);
+    assert.throws(() => openWriter("cut", { root }), /wrong size: 10000 bytes, expected 24576/);
+  });
+  await t.step("createTopic() with a bad size or name", () => {
+    assert.throws(() => createTopic("t", { root, size: 100 }), /Ring size "100" is out of range/);
+    assert.throws(() => createTopic("a/b", { root }), /Invalid topic name "a\/b"/);
+    assert.throws(() => createTopic("x.lock", { root }), /ends with "\.lock"/);
+  });
+  await t.step("createTopic() of an existing topic", () => {
+    createTopic("dup", { root });
+    assert.throws(
+      () => createTopic("dup", { root }),
+      /Cannot create topic "dup" in ".*": it already exists/,
+    );
+  });
+  await t.step("listTopics() marks a file that is not a ring invalid", () => {
+    assert.equal(listTopics({ root }).find((t) => t.topic === "junk")?.backend, "invalid");
+  });
+  await t.step("removeTopic() of a missing topic", () => {
+    removeTopic("dup", { root });
+    assert.throws(
+      () => removeTopic("dup", { root }),
+      /Cannot remove topic "dup" from ".*": it does not exist/,
+    );
+  });
 });
 
-Deno.test("fanout topics: creation on demand, permissions, counts of live readers and writers", () => {
+Deno.test("openReader() with create makes the topic; describeTopic() counts live readers and writers", () => {
   using dir = tempDir();
   const root = `${dir.path}/sub/root`;
   {
@@ -431,64 +453,82 @@ Deno.test("fanout topics: creation on demand, permissions, counts of live reader
   assert.deepEqual([info.readers, info.writers], [0, 0]);
 });
 
-Deno.test("fanout device backend: detection, ioctls unsupported, EPIPE as overrun, chunking", async () => {
+Deno.test("fanout device backend", async (t) => {
   using dir = tempDir();
   const root = dir.path;
   Deno.symlinkSync("/dev/null", `${root}/dev`);
   createTopic("ring", { root });
-  assert.equal(resolveTopic("dev", { root }).backend, "device");
-  assert.equal(resolveTopic("ring", { root }).backend, "ring");
-  assert.equal(resolveTopic("/dev/zero").backend, "device");
-  // /dev/null is a character device without fanout's ioctls: ENOTTY means "unsupported".
-  const fd = openFd("/dev/null", O.RDONLY);
-  try {
-    for (const req of Object.values(FANOUT_IOCTL)) assert.equal(fanoutIoctl(fd, req, 1), undefined);
-  } finally {
-    closeFd(fd);
-  }
-  assert.ok(isUnsupportedIoctl(25) && isUnsupportedIoctl(14) && !isUnsupportedIoctl(13));
-  const listed = listTopics({ root });
-  assert.deepEqual(listed.map((t) => [t.topic, t.backend]), [["dev", "device"], ["ring", "ring"]]);
-  assert.equal(listed[0]!.readers, undefined, "counts unknown without the fork's ioctls");
-  // EPIPE from read is an overrun; other errors are not.
-  assert.ok(readError(new SysError("read", 32), "t", "/dev/x") instanceof OverrunError);
-  assert.equal(readError(new SysError("read", 5), "t", "/dev/x").code, "io");
-  // Writes go out in pieces of at most a quarter ring.
-  using w = openWriter("dev", { root });
-  assert.ok(w instanceof DeviceWriter);
-  w.write(new Uint8Array(10000));
-  w.writeBatch([enc.encode("a"), new Uint8Array(5000)]);
-  assert.deepEqual(planWrites([10, 10, 30], 25), [
-    { start: 0, end: 20 },
-    { start: 20, end: 45 },
-    { start: 45, end: 50 },
-  ]);
-  assert.deepEqual(planWrites([4096, 1, 4095, 0, 8193], 4096), [
-    { start: 0, end: 4096 },
-    { start: 4096, end: 8192 },
-    { start: 8192, end: 12288 },
-    { start: 12288, end: 16384 },
-    { start: 16384, end: 16385 },
-  ]);
-  assert.deepEqual(splitChunks(new Uint8Array(10), 4).map((c) => c.length), [4, 4, 2]);
-  // Reading: poll + read. /dev/zero always has data; /dev/null's end of file is an error.
-  using z = new DeviceReader("z", "/dev/zero");
-  assert.ok(z.waitSync(1000));
-  const chunk = z.take(100);
-  assert.deepEqual(chunk, [new Uint8Array(100)]);
-  await z.wait(); // poll(2) on a worker thread: /dev/zero is always readable
-  assert.equal(z.waitSource(), undefined);
-  assert.equal(z.resync(), undefined); // reopens the device: "now" again
-  assert.equal(z.take(10)[0]!.length, 10);
-  using n = openReader("dev", { root });
-  assert.throws(() => n.take(), /reported end of file/);
-  assert.throws(
-    () => openReader("dev", { root, fromOldest: true }),
-    (e: unknown) => e instanceof FsbusError && e.code === "unsupported",
-  );
+  await t.step("resolveTopic() tells a character device from a ring", () => {
+    assert.equal(resolveTopic("dev", { root }).backend, "device");
+    assert.equal(resolveTopic("ring", { root }).backend, "ring");
+    assert.equal(resolveTopic("/dev/zero").backend, "device");
+  });
+  await t.step("fanoutIoctl() answers undefined for a device without the fork's ioctls", () => {
+    // /dev/null is a character device without fanout's ioctls: ENOTTY means "unsupported".
+    const fd = openFd("/dev/null", O.RDONLY);
+    try {
+      for (const req of Object.values(FANOUT_IOCTL)) {
+        assert.equal(fanoutIoctl(fd, req, 1), undefined);
+      }
+    } finally {
+      closeFd(fd);
+    }
+    assert.ok(isUnsupportedIoctl(25) && isUnsupportedIoctl(14) && !isUnsupportedIoctl(13));
+  });
+  await t.step("listTopics() lists devices, with counts unknown", () => {
+    const listed = listTopics({ root });
+    assert.deepEqual(listed.map((t) => [t.topic, t.backend]), [["dev", "device"], [
+      "ring",
+      "ring",
+    ]]);
+    assert.equal(listed[0]!.readers, undefined, "counts unknown without the fork's ioctls");
+  });
+  await t.step("readError() makes EPIPE an overrun, and nothing else", () => {
+    assert.ok(readError(new SysError("read", 32), "t", "/dev/x") instanceof OverrunError);
+    assert.equal(readError(new SysError("read", 5), "t", "/dev/x").code, "io");
+  });
+  await t.step("DeviceWriter.write() sends pieces of at most a quarter ring", () => {
+    using w = openWriter("dev", { root });
+    assert.ok(w instanceof DeviceWriter);
+    w.write(new Uint8Array(10000));
+    w.writeBatch([enc.encode("a"), new Uint8Array(5000)]);
+    assert.deepEqual(planWrites([10, 10, 30], 25), [
+      { start: 0, end: 20 },
+      { start: 20, end: 45 },
+      { start: 45, end: 50 },
+    ]);
+    assert.deepEqual(planWrites([4096, 1, 4095, 0, 8193], 4096), [
+      { start: 0, end: 4096 },
+      { start: 4096, end: 8192 },
+      { start: 8192, end: 12288 },
+      { start: 12288, end: 16384 },
+      { start: 16384, end: 16385 },
+    ]);
+    assert.deepEqual(splitChunks(new Uint8Array(10), 4).map((c) => c.length), [4, 4, 2]);
+  });
+  await t.step("DeviceReader waits with poll(2) and reads; resync() reopens", async () => {
+    // /dev/zero always has data.
+    using z = new DeviceReader("z", "/dev/zero");
+    assert.ok(z.waitSync(1000));
+    assert.deepEqual(z.take(100), [new Uint8Array(100)]);
+    await z.wait(); // poll(2) on a worker thread: /dev/zero is always readable
+    assert.equal(z.waitSource(), undefined);
+    assert.equal(z.resync(), undefined); // reopens the device: "now" again
+    assert.equal(z.take(10)[0]!.length, 10);
+  });
+  await t.step("DeviceReader.take() reports a device's end of file as an error", () => {
+    using n = openReader("dev", { root });
+    assert.throws(() => n.take(), /reported end of file/);
+  });
+  await t.step("openReader() with fromOldest is unsupported on a device", () => {
+    assert.throws(
+      () => openReader("dev", { root, fromOldest: true }),
+      (e: unknown) => e instanceof FsbusError && e.code === "unsupported",
+    );
+  });
 });
 
-Deno.test("sys/futex: futex_waitv sees a changed word at once and times out otherwise", () => {
+Deno.test("futexWaitv() sees a changed word at once and times out otherwise", () => {
   if (!futexWaitvSupported()) return;
   using dir = tempDir();
   const root = dir.path;

@@ -43,7 +43,7 @@ function feeder(): ByteReader & { push(s: string | Uint8Array): void; end(): voi
   };
 }
 
-Deno.test("filebus lossless: chunks in order, exactly once, EOF ends the consumer", async () => {
+Deno.test("consumer() in lossless mode takes each chunk once, in order, and ends at EOF", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   const got: string[] = [];
@@ -60,7 +60,7 @@ Deno.test("filebus lossless: chunks in order, exactly once, EOF ends the consume
   assert.deepEqual(Array.from(Deno.readDirSync(dir.path), (e) => e.name).sort(), ["bus.lock"]);
 });
 
-Deno.test("filebus lossless: the producer waits while FILE is unconsumed", async () => {
+Deno.test("FilebusProducer.write() in lossless mode waits while FILE is unconsumed", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   await using out = producer(file, { lossless: true });
@@ -81,7 +81,7 @@ Deno.test("filebus lossless: the producer waits while FILE is unconsumed", async
   assert.equal(Deno.readFileSync(file).length, 0, "EOF marker: an empty FILE");
 });
 
-Deno.test("filebus lossy: current chunk first, then each new chunk", async () => {
+Deno.test("consumer() in lossy mode yields the current chunk first, then each new one", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   await using out = producer(file);
@@ -98,7 +98,7 @@ Deno.test("filebus lossy: current chunk first, then each new chunk", async () =>
   assert.equal(Deno.readTextFileSync(file), "three");
 });
 
-Deno.test("filebus lossy: a new chunk on a reused inode number is not skipped (ext4)", async () => {
+Deno.test("consumer() in lossy mode does not skip a new chunk on a reused inode number (ext4)", async () => {
   using dir = tempDir("/tmp");
   const file = `${dir.path}/bus`;
   await using out = producer(file);
@@ -118,7 +118,7 @@ Deno.test("filebus lossy: a new chunk on a reused inode number is not skipped (e
   if (!reused) console.log("  (the file system did not reuse the inode number this time)");
 });
 
-Deno.test("filebus lossy: a shell rename that reuses the inode is seen", async () => {
+Deno.test("consumer() in lossy mode sees a shell rename that reuses the inode", async () => {
   using dir = tempDir("/tmp");
   const file = `${dir.path}/bus`;
   await using sub = consumer(file);
@@ -134,7 +134,7 @@ Deno.test("filebus lossy: a shell rename that reuses the inode is seen", async (
   assert.equal(text((await it.next()).value!), "zzzz");
 });
 
-Deno.test("filebus lossy and lossless side by side: eavesdroppers see chunks", async () => {
+Deno.test("consumer() in lossy mode eavesdrops on a lossless producer and consumer", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   const takers = [0, 1, 2].map(() => consumer(file, { lossless: true }));
@@ -166,7 +166,7 @@ Deno.test("filebus lossy and lossless side by side: eavesdroppers see chunks", a
   assert.ok(seen.every((s) => sent.includes(s)));
 });
 
-Deno.test("filebus: polling only (fileMonitoring false) still delivers", async () => {
+Deno.test("consumer() and producer() with fileMonitoring false still deliver, by polling", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   const sub = consumer(file, { lossless: true, fileMonitoring: false, sleepIntervalMs: 2 });
@@ -197,43 +197,47 @@ function watchFds(): number {
   return n;
 }
 
-Deno.test("filebus consumer: close, break and abort end the iteration", async () => {
+Deno.test("FilebusConsumer ends its iteration and releases its watch", async (t) => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   const before = watchFds();
-  // close() while waiting for a chunk
-  const a = consumer(file);
-  const ending = (async () => {
-    for await (const _ of a) throw new Error("no chunk expected");
-  })();
-  await a.close();
-  await ending;
-  // abort while waiting (lossless)
-  const ac = new AbortController();
-  const b = consumer(file, { lossless: true, signal: ac.signal });
-  const endingB = (async () => {
-    for await (const _ of b) throw new Error("no chunk expected");
-  })();
-  ac.abort();
-  await endingB;
-  // break after the first chunk releases everything (the test sanitizers check it)
+  await t.step("when close() is called while it waits for a chunk", async () => {
+    const a = consumer(file);
+    const ending = (async () => {
+      for await (const _ of a) throw new Error("no chunk expected");
+    })();
+    await a.close();
+    await ending;
+  });
+  await t.step("when its signal aborts while it waits (lossless)", async () => {
+    const ac = new AbortController();
+    const b = consumer(file, { lossless: true, signal: ac.signal });
+    const endingB = (async () => {
+      for await (const _ of b) throw new Error("no chunk expected");
+    })();
+    ac.abort();
+    await endingB;
+  });
   await using out = producer(file);
   await out.write("x");
-  for await (const c of consumer(file)) {
-    assert.equal(text(c), "x");
-    break;
-  }
-  // close() between chunks, without break
-  const d = consumer(file);
-  const it = d[Symbol.asyncIterator]();
-  assert.equal(text((await it.next()).value!), "x");
-  await d.close();
-  assert.equal((await it.next()).done, true);
+  await t.step("when the loop breaks after a chunk", async () => {
+    for await (const c of consumer(file)) {
+      assert.equal(text(c), "x");
+      break;
+    }
+  });
+  await t.step("when close() is called between chunks, without break", async () => {
+    const d = consumer(file);
+    const it = d[Symbol.asyncIterator]();
+    assert.equal(text((await it.next()).value!), "x");
+    await d.close();
+    assert.equal((await it.next()).done, true);
+  });
   await out.close();
   assert.equal(watchFds(), before, "every inotify instance and eventfd was closed");
 });
 
-Deno.test("filebus: bad paths are reported at once", () => {
+Deno.test("consumer() and producer() report a bad path at once", () => {
   using dir = tempDir();
   assert.throws(
     () => consumer(`${dir.path}/missing/bus`),
@@ -254,7 +258,7 @@ Deno.test("filebus: bad paths are reported at once", () => {
   }
 });
 
-Deno.test("filebus producer: a directory appearing at FILE fails the write", async () => {
+Deno.test("FilebusProducer.write() fails when a directory appears at FILE", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   await using out = producer(file);
@@ -265,7 +269,7 @@ Deno.test("filebus producer: a directory appearing at FILE fails the write", asy
   assert.equal(Deno.readTextFileSync(file), "y");
 });
 
-Deno.test("filebus lock file: created if missing, never deleted, works with flock(1)", async () => {
+Deno.test("FilebusProducer locks FILE.lock: made if missing, never deleted, shared with flock(1)", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   const out = producer(file);
@@ -295,31 +299,36 @@ Deno.test("filebus lock file: created if missing, never deleted, works with floc
   assert.ok(exists(`${file}.lock`));
 });
 
-Deno.test("readChunks: full blocks, idle flush, EOF flush, opaque bytes", async () => {
+Deno.test("readChunks() cuts a stream like the original producer", async (t) => {
   const src = feeder();
   const it = readChunks(src, { blockSize: 4, idleMs: 5 });
-  // Idle: what is buffered goes out once input stops.
-  src.push("ab");
-  assert.equal(text((await it.next()).value!), "ab");
-  // A full block goes out at once, and a read can make it exceed the block size.
-  src.push("cdef");
-  assert.equal(text((await it.next()).value!), "cdef");
-  src.push("g");
-  src.push("hijk");
-  assert.equal(text((await it.next()).value!), "ghijk");
-  // NUL bytes, binary data and a last line without a newline survive.
-  const bin = new Uint8Array([0, 255, 10, 0]);
-  src.push(bin);
-  assert.deepEqual((await it.next()).value, bin);
-  src.push("no newline");
-  src.end();
-  const rest: string[] = [];
-  for await (const c of it) rest.push(text(c));
-  assert.equal(rest.join(""), "no newline");
-  assert.ok(rest.every((c) => c.length >= 4 || c === rest.at(-1)));
+  await t.step("flushes what is buffered once input is idle", async () => {
+    src.push("ab");
+    assert.equal(text((await it.next()).value!), "ab");
+  });
+  await t.step("flushes a full block at once, which a read can make larger", async () => {
+    src.push("cdef");
+    assert.equal(text((await it.next()).value!), "cdef");
+    src.push("g");
+    src.push("hijk");
+    assert.equal(text((await it.next()).value!), "ghijk");
+  });
+  await t.step("keeps NUL bytes and binary data", async () => {
+    const bin = new Uint8Array([0, 255, 10, 0]);
+    src.push(bin);
+    assert.deepEqual((await it.next()).value, bin);
+  });
+  await t.step("flushes a last line without a newline at end of input", async () => {
+    src.push("no newline");
+    src.end();
+    const rest: string[] = [];
+    for await (const c of it) rest.push(text(c));
+    assert.equal(rest.join(""), "no newline");
+    assert.ok(rest.every((c) => c.length >= 4 || c === rest.at(-1)));
+  });
 });
 
-Deno.test("readChunks: without idle flush, only full blocks and EOF", async () => {
+Deno.test("readChunks() with idleMs Infinity flushes only full blocks and at end of input", async () => {
   const src = feeder();
   const it = readChunks(src, { blockSize: 8, idleMs: Infinity });
   src.push("abc");
@@ -336,7 +345,7 @@ Deno.test("readChunks: without idle flush, only full blocks and EOF", async () =
   assert.equal((await it.next()).done, true);
 });
 
-Deno.test("filebus: the lossless consumer waits for a file that appears later", async () => {
+Deno.test("consumer() in lossless mode waits for a FILE that appears later", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
   const sub = consumer(file, { lossless: true, sleepIntervalMs: 60_000 });
@@ -357,7 +366,7 @@ Deno.test("filebus: the lossless consumer waits for a file that appears later", 
 });
 
 Deno.test({
-  name: "filebus producer: a full disk leaves FILE as it was and no partial FILE.__new__",
+  name: "FilebusProducer.write() on a full disk leaves FILE as it was and no partial FILE.__new__",
   ignore: Deno.uid() !== 0, // mounting a small tmpfs needs root (CI runs as root)
   async fn() {
     using dir = tempDir();

@@ -65,9 +65,14 @@ export function isUnsupportedIoctl(errno: number): boolean {
  * @throws {SysError} For other failures.
  *
  * @example
- * ```ts ignore
- * import { FANOUT_IOCTL, fanoutIoctl } from "./device.ts";
- * const readers = fanoutIoctl(fd, FANOUT_IOCTL.GET_RD); // undefined on upstream fanout
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FANOUT_IOCTL, fanoutIoctl } from "@x/fsbus/fanout";
+ * import { closeFd, O, openFd } from "../../sys/fs.ts";
+ * // A device without the fork's requests (upstream fanout, or here /dev/null) answers undefined.
+ * const fd = openFd("/dev/null", O.RDONLY);
+ * assert.equal(fanoutIoctl(fd, FANOUT_IOCTL.GET_RD), undefined);
+ * closeFd(fd);
  * ```
  */
 export function fanoutIoctl(fd: number, request: number, value = 0): number | undefined {
@@ -110,9 +115,10 @@ export function readError(err: unknown, topic: string, path: string): FsbusError
  * @returns Bytes.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { deviceMaxWrite } from "./device.ts";
- * deviceMaxWrite(); // 4096 with the module's defaults
+ * assert.ok(deviceMaxWrite() >= 1); // 4096 with the module's defaults
  * ```
  */
 export function deviceMaxWrite(): number {
@@ -168,6 +174,8 @@ function openDevice(
  * @param path The device.
  * @returns The counts, or undefined when the driver does not answer.
  *
+ * The example needs a /dev/fanout device (the kernel module), so `deno test --doc` skips it.
+ *
  * @example
  * ```ts ignore
  * import { deviceCounts } from "./device.ts";
@@ -188,6 +196,8 @@ export function deviceCounts(path: string): { readers: number; writers: number }
 
 /**
  * A reader of a fanout device.
+ *
+ * The example needs a /dev/fanout device (the kernel module), so `deno test --doc` skips it.
  *
  * @example
  * ```ts ignore
@@ -227,10 +237,11 @@ export class DeviceReader implements TopicReader {
     path: string,
     options: { fromOldest?: boolean; expect?: FdStat } = {},
   ) {
+    const { fromOldest = false, expect } = options;
     this.topic = topic;
     this.path = path;
-    this.#fromOldest = options.fromOldest ?? false;
-    this.#stat = options.expect;
+    this.#fromOldest = fromOldest;
+    this.#stat = expect;
     this.#fd = this.#open(this.#fromOldest);
   }
 
@@ -268,7 +279,9 @@ export class DeviceReader implements TopicReader {
    */
   take(maxBytes: number = this.#buf.length): Uint8Array[] {
     if (this.#overrun) throw this.#overrun;
-    if (this.#closed) throw new FsbusError("closed", `Reader of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot read topic "${this.topic}": the reader is closed`);
+    }
     // read() blocks on fanout whatever O_NONBLOCK says: ask poll first.
     if (pollIn(this.#fd, 0) === 0) return [];
     const buf = maxBytes < this.#buf.length ? this.#buf.subarray(0, maxBytes) : this.#buf;
@@ -360,6 +373,8 @@ export class DeviceReader implements TopicReader {
  * A writer of a fanout device: every write call carries at most a quarter ring, which the
  * device applies atomically; longer data is split, as the device itself would.
  *
+ * The example needs a /dev/fanout device (the kernel module), so `deno test --doc` skips it.
+ *
  * @example
  * ```ts ignore
  * import { DeviceWriter } from "./device.ts";
@@ -402,7 +417,9 @@ export class DeviceWriter implements TopicWriter {
   }
 
   #writeAll(data: Uint8Array): void {
-    if (this.#closed) throw new FsbusError("closed", `Writer of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot write to topic "${this.topic}": the writer is closed`);
+    }
     let off = 0;
     while (off < data.length) {
       try {

@@ -23,15 +23,21 @@ export type WaitSource =
  * {@linkcode import("../../types.ts").OverrunError} from {@linkcode TopicReader.take}, and
  * again on every later call, until it calls {@linkcode TopicReader.resync}.
  *
- * @example Read whatever arrives for one second
- * ```ts ignore
- * import { openReader } from "./topics.ts";
- * using r = openReader("news");
- * const deadline = Date.now() + 1000;
+ * @example Read whatever arrives for a tenth of a second
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, publish } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using r = openReader("news", { root, create: true });
+ * publish("news", "hello\n", { root });
+ * const lengths: number[] = [];
+ * const deadline = Date.now() + 100;
  * while (Date.now() < deadline) {
- *   for (const chunk of r.take()) console.log(chunk.length);
- *   r.waitSync(deadline - Date.now());
+ *   for (const chunk of r.take()) lengths.push(chunk.length);
+ *   r.waitSync(Math.max(0, deadline - Date.now()));
  * }
+ * assert.deepEqual(lengths, [6]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface TopicReader extends Disposable {
@@ -82,11 +88,16 @@ export interface TopicReader extends Disposable {
  * One writer of one topic.
  *
  * @example Publish two messages
- * ```ts ignore
- * import { openWriter } from "./topics.ts";
- * using w = openWriter("news");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, openWriter } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using r = openReader("news", { root, create: { messages: true } });
+ * using w = openWriter("news", { root });
  * w.write("hello\n");
  * w.writeBatch([new TextEncoder().encode("a\n"), new TextEncoder().encode("b\n")]);
+ * assert.deepEqual(r.take().map((m) => new TextDecoder().decode(m)), ["hello\n", "a\n", "b\n"]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface TopicWriter extends Disposable {

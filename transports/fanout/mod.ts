@@ -10,27 +10,38 @@
  * - Message mode (rings only, opt-in per topic): readers get whole messages.
  *
  * @example Publish and subscribe
- * ```ts ignore
- * import { createTopic, openWriter, subscribe } from "./mod.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, openWriter, subscribe } from "@x/fsbus/fanout";
  *
- * createTopic("news", { messages: true, exclusive: false });
- * const sub = subscribe("news");
- * using w = openWriter("news");
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" }); // default: /dev/shm/fsbus
+ * createTopic("news", { root, messages: true, exclusive: false });
+ * const sub = subscribe("news", { root });
+ * using w = openWriter("news", { root });
  * w.write("hello");
  * for await (const m of sub) {
- *   console.log(new TextDecoder().decode(m.data)); // "hello"
+ *   assert.equal(new TextDecoder().decode(m.data), "hello");
  *   break;
  * }
+ * Deno.removeSync(root, { recursive: true });
  * ```
  *
  * @example A tight synchronous reader loop (lowest latency; blocks its thread)
- * ```ts ignore
- * import { openReader } from "./mod.ts";
- * using r = openReader("news");
- * for (;;) {
- *   for (const item of r.take()) Deno.stdout.writeSync(item);
- *   r.waitSync();
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, publish } from "@x/fsbus/fanout";
+ *
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using r = openReader("news", { root, create: true });
+ * publish("news", "one\n", { root });
+ * publish("news", "two\n", { root });
+ * let got = "";
+ * while (!got.endsWith("two\n")) { // a real reader loops for ever
+ *   for (const item of r.take()) got += new TextDecoder().decode(item);
+ *   r.waitSync(1000);
  * }
+ * assert.equal(got, "one\ntwo\n");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  *
  * @module
@@ -99,9 +110,14 @@ import { openWriter, type WriterOptions } from "./topics.ts";
  * @param options Root and creation.
  *
  * @example
- * ```ts ignore
- * import { publish } from "./mod.ts";
- * publish("news", "hello\n", { create: true });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, publish } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using r = openReader("news", { root, create: true });
+ * publish("news", "hello\n", { root });
+ * assert.equal(new TextDecoder().decode(r.take()[0]), "hello\n");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function publish(

@@ -332,6 +332,7 @@ export class Ring {
    * @throws {FsbusError} When the file is missing or not a valid ring.
    */
   static open(path: string, options: { populate?: boolean; expect?: FdStat } = {}): Ring {
+    const { populate = true, expect } = options;
     let fd: number;
     try {
       fd = openFd(path, O.RDWR | O.NOFOLLOW);
@@ -343,7 +344,7 @@ export class Ring {
       if (st.kind !== "file") {
         throw new FsbusError("invalid", `Cannot open topic "${path}": not a ring file`);
       }
-      if (options.expect && !sameFile(st, options.expect)) {
+      if (expect && !sameFile(st, expect)) {
         throw new FsbusError(
           "invalid",
           `Cannot open topic "${path}": it was replaced by another file since it was checked`,
@@ -366,7 +367,7 @@ export class Ring {
         throw new FsbusError("invalid", `Cannot open topic "${path}": ${g}`);
       }
       const length = HEADER_SIZE + g.capacity;
-      const map = mapShared(fd, length, { populate: options.populate ?? true });
+      const map = mapShared(fd, length, { populate });
       // Shrunk between the check and the mapping? Then say so now rather than at first use
       // (nothing has touched the mapping yet).
       try {

@@ -17,10 +17,15 @@ export const DEFAULT_TAKE_BYTES = 256 * 1024;
  * A reader of a ring.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, RingReader } from "@x/fsbus/fanout";
  * import { Ring } from "./ring.ts";
- * import { RingReader } from "./ring_endpoint.ts";
- * const r = new RingReader("news", Ring.open("/dev/shm/fsbus/news"));
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * using r = new RingReader("news", Ring.open(`${root}/news`));
+ * assert.deepEqual(r.take(), []); // a new reader starts at "now"
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class RingReader implements TopicReader {
@@ -48,11 +53,12 @@ export class RingReader implements TopicReader {
    * @param options `fromOldest`: start at the oldest data held instead of "now".
    */
   constructor(topic: string, ring: Ring, options: { fromOldest?: boolean } = {}) {
+    const { fromOldest = false } = options;
     this.topic = topic;
     this.#ring = ring;
     this.messages = ring.messages;
     const [, head, tail] = ring.committed();
-    this.#pos = options.fromOldest ? (ring.messages ? tail : Math.max(0, head - ring.size)) : head;
+    this.#pos = fromOldest ? (ring.messages ? tail : Math.max(0, head - ring.size)) : head;
     this.#slot = ring.register("reader");
   }
 
@@ -83,7 +89,9 @@ export class RingReader implements TopicReader {
    */
   take(maxBytes: number = DEFAULT_TAKE_BYTES): Uint8Array[] {
     if (this.#overrun) throw this.#overrun;
-    if (this.#closed) throw new FsbusError("closed", `Reader of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot read topic "${this.topic}": the reader is closed`);
+    }
     const ring = this.#ring;
     const head = ring.head();
     const pos = this.#pos;
@@ -117,7 +125,10 @@ export class RingReader implements TopicReader {
     const after = ring.head();
     if (pos < after - ring.size) this.#fail(after);
     if (bad && out.length === 0) {
-      throw new FsbusError("invalid", `Topic "${this.topic}" holds a corrupt record`);
+      throw new FsbusError(
+        "invalid",
+        `Cannot read topic "${this.topic}": it holds a corrupt record`,
+      );
     }
     this.#pos = p;
     return out;
@@ -223,11 +234,17 @@ export class RingReader implements TopicReader {
  * A writer of a ring.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, RingReader, RingWriter } from "@x/fsbus/fanout";
  * import { Ring } from "./ring.ts";
- * import { RingWriter } from "./ring_endpoint.ts";
- * const w = new RingWriter("news", Ring.open("/dev/shm/fsbus/news"));
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * using r = new RingReader("news", Ring.open(`${root}/news`));
+ * using w = new RingWriter("news", Ring.open(`${root}/news`));
  * w.write("hello\n");
+ * assert.equal(new TextDecoder().decode(r.take()[0]), "hello\n");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class RingWriter implements TopicWriter {
@@ -253,8 +270,9 @@ export class RingWriter implements TopicWriter {
    *   process before failing (default {@linkcode LOCK_TIMEOUT_MS}).
    */
   constructor(topic: string, ring: Ring, options: { lockTimeoutMs?: number } = {}) {
+    const { lockTimeoutMs = LOCK_TIMEOUT_MS } = options;
     this.topic = topic;
-    this.#lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
+    this.#lockTimeoutMs = lockTimeoutMs;
     this.#ring = ring;
     this.messages = ring.messages;
     this.maxWrite = ring.maxWrite;
@@ -344,7 +362,9 @@ export class RingWriter implements TopicWriter {
 
   /** One atomic commit of `parts` (records in message mode), `total` bytes in the ring. */
   #commit(parts: readonly Uint8Array[], total: number): void {
-    if (this.#closed) throw new FsbusError("closed", `Writer of topic "${this.topic}" is closed`);
+    if (this.#closed) {
+      throw new FsbusError("closed", `Cannot write to topic "${this.topic}": the writer is closed`);
+    }
     const ring = this.#ring;
     ring.lock(this.#lockTimeoutMs);
     try {

@@ -27,7 +27,11 @@ export interface SubscribeOptions extends ReaderOptions {
   onOverrun?: (error: OverrunError, topic: string) => void;
   /** Stops the subscription when aborted. */
   signal?: AbortSignal;
-  /** Most bytes taken from one topic per round (default 256 KiB). */
+  /**
+   * Most bytes taken from one topic per round (256 KiB).
+   *
+   * @default {262144}
+   */
   maxBytes?: number;
 }
 
@@ -36,13 +40,27 @@ export interface SubscribeOptions extends ReaderOptions {
  * one whole message on a message-mode ring), with synchronous twins for loops that own their
  * thread.
  *
- * @example Print every message of two topics
- * ```ts ignore
- * import { subscribe } from "./subscriber.ts";
- * await using sub = subscribe(["news", "weather"], {
- *   onOverrun: (err) => console.error(err.message),
- * });
- * for await (const m of sub) console.log(m.topic, new TextDecoder().decode(m.data));
+ * @example Collect the messages of two topics
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const got: string[] = [];
+ * {
+ *   await using sub = subscribe(["news", "weather"], {
+ *     root,
+ *     create: { messages: true },
+ *     onOverrun: (err) => console.error(err.message),
+ *   });
+ *   publish("news", "hello", { root });
+ *   publish("weather", "rain", { root });
+ *   for await (const m of sub) {
+ *     got.push(`${m.topic}: ${new TextDecoder().decode(m.data)}`);
+ *     if (got.length === 2) break;
+ *   }
+ * }
+ * assert.deepEqual(got.sort(), ["news: hello", "weather: rain"]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class Subscriber implements Subscription<Message> {
@@ -63,10 +81,11 @@ export class Subscriber implements Subscription<Message> {
    * @param options Overrun handling, abort signal, batch size.
    */
   constructor(readers: readonly TopicReader[], options: SubscribeOptions = {}) {
+    const { onOverrun, signal, maxBytes = 256 * 1024 } = options;
     this.#readers = [...readers];
-    this.#onOverrun = options.onOverrun;
-    this.#maxBytes = options.maxBytes ?? 256 * 1024;
-    this.#signal = options.signal;
+    this.#onOverrun = onOverrun;
+    this.#maxBytes = maxBytes;
+    this.#signal = signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
     if (this.#signal?.aborted) void this.close();
   }
@@ -291,11 +310,17 @@ export class Subscriber implements Subscription<Message> {
  * @throws {FsbusError} When a topic does not exist (without `create`) or is not usable.
  *
  * @example
- * ```ts ignore
- * import { subscribe } from "./subscriber.ts";
- * for await (const m of subscribe("news", { create: true })) {
- *   console.log(new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const sub = subscribe("news", { root, create: true });
+ * publish("news", "hello\n", { root });
+ * for await (const m of sub) {
+ *   assert.equal(new TextDecoder().decode(m.data), "hello\n");
+ *   break; // leaving the loop closes the subscription
  * }
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function subscribe(
@@ -303,7 +328,7 @@ export function subscribe(
   options: SubscribeOptions = {},
 ): Subscriber {
   const names = typeof topics === "string" ? [topics] : topics;
-  if (names.length === 0) throw new FsbusError("invalid", "No topics to subscribe to");
+  if (names.length === 0) throw new FsbusError("invalid", "Cannot subscribe: no topic given");
   const readers: TopicReader[] = [];
   try {
     for (const name of names) readers.push(openReader(name, options));

@@ -26,7 +26,11 @@ export const BAF_ROOT = "/dev/baf";
 
 /** Options naming the topic root. */
 export interface RootOptions {
-  /** The topic root (default: {@linkcode defaultRoot}). */
+  /**
+   * The topic root.
+   *
+   * @default {defaultRoot()}
+   */
   root?: string;
 }
 
@@ -38,9 +42,10 @@ export interface RootOptions {
  * @throws {FsbusError} When neither is available.
  *
  * @example
- * ```ts ignore
- * import { defaultRoot } from "./topics.ts";
- * defaultRoot(); // "/dev/shm/fsbus"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultRoot } from "@x/fsbus/fanout";
+ * assert.equal(defaultRoot(), "/dev/shm/fsbus"); // where /dev/shm exists
  * ```
  */
 export function defaultRoot(): string {
@@ -53,7 +58,7 @@ export function defaultRoot(): string {
   if (xdg) return `${xdg}/fsbus`;
   throw new FsbusError(
     "not_found",
-    "No topic root: /dev/shm is missing and XDG_RUNTIME_DIR is not set (give a root)",
+    "Cannot choose a topic root: /dev/shm is missing and XDG_RUNTIME_DIR is not set (give a root)",
   );
 }
 
@@ -63,9 +68,11 @@ export function defaultRoot(): string {
  * @returns The path.
  *
  * @example
- * ```ts ignore
- * import { defaultBafRoot } from "./topics.ts";
- * defaultBafRoot(); // "/dev/shm/fsbus" on a machine without baf
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BAF_ROOT, defaultBafRoot, defaultRoot } from "@x/fsbus/fanout";
+ * // "/dev/shm/fsbus" on a machine without baf
+ * assert.ok([BAF_ROOT, defaultRoot()].includes(defaultBafRoot()));
  * ```
  */
 export function defaultBafRoot(): string {
@@ -141,9 +148,15 @@ function topicName(name: string): string {
  *   not to be created.
  *
  * @example
- * ```ts ignore
- * import { ensureRoot } from "./topics.ts";
- * ensureRoot("/dev/shm/fsbus", true);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ensureRoot } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * ensureRoot(`${root}/topics`, true); // made, owned by this user
+ * assert.ok(Deno.statSync(`${root}/topics`).isDirectory);
+ * Deno.chmodSync(`${root}/topics`, 0o777); // others could swap its topics
+ * assert.throws(() => ensureRoot(`${root}/topics`, false), /not sticky/);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function ensureRoot(root: string, create: boolean): void {
@@ -159,7 +172,7 @@ export function ensureRoot(root: string, create: boolean): void {
       }
       if (code !== "ENOENT") throw fromFsError(err, "Cannot use topic root", root);
       if (!create || attempt > 0) {
-        throw new FsbusError("not_found", `Topic root "${root}" does not exist`);
+        throw new FsbusError("not_found", `Cannot use topic root "${root}": it does not exist`);
       }
       try {
         Deno.mkdirSync(root, { recursive: true, mode: 0o755 });
@@ -228,15 +241,31 @@ function checkRootStat(root: string, st: FdStat): void {
 
 /** Options of {@linkcode createTopic}. */
 export interface CreateOptions extends RootOptions {
-  /** History in bytes (default 16384, as the kernel module). */
+  /**
+   * History in bytes (as the kernel module).
+   *
+   * @default {16384}
+   */
   size?: number;
-  /** Message mode: readers get whole messages (the fsbus extension). */
+  /**
+   * Message mode: readers get whole messages (the fsbus extension).
+   *
+   * @default {false}
+   */
   messages?: boolean;
-  /** Permission bits (default 0o660). Readers need write permission too. */
+  /**
+   * Permission bits. Readers need write permission too.
+   *
+   * @default {0o660}
+   */
   mode?: number;
-  /** A group id to give the file. */
+  /** A group id to give the file (default: the creator's). */
   gid?: number;
-  /** Fail when the topic exists (default); false: keep the existing one. */
+  /**
+   * Fail when the topic exists; false: keep the existing one.
+   *
+   * @default {true}
+   */
   exclusive?: boolean;
 }
 
@@ -250,30 +279,41 @@ export interface CreateOptions extends RootOptions {
  * @throws {FsbusError} "already_exists" when it exists (unless `exclusive: false`).
  *
  * @example
- * ```ts ignore
- * import { createTopic } from "./topics.ts";
- * createTopic("news", { size: 1 << 20, messages: true, mode: 0o666 });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const path = createTopic("news", { root, size: 1 << 20, messages: true, mode: 0o666 });
+ * assert.equal(path, `${root}/news`);
+ * assert.throws(() => createTopic("news", { root }), { code: "already_exists" });
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function createTopic(name: string, options: CreateOptions = {}): string {
+  const {
+    root = defaultRoot(),
+    size = DEFAULT_RING_SIZE,
+    messages = false,
+    mode = DEFAULT_TOPIC_MODE,
+    gid,
+    exclusive = true,
+  } = options;
   checkTopicName(name);
-  const root = options.root ?? defaultRoot();
-  const size = options.size ?? DEFAULT_RING_SIZE;
   checkRingSize(size);
   ensureRoot(root, true);
   const path = `${root}/${name}`;
   const tmp = `${root}/.${name}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   let fd: number;
   try {
-    fd = openFd(tmp, O.RDWR | O.CREAT | O.EXCL | O.NOFOLLOW, options.mode ?? DEFAULT_TOPIC_MODE);
+    fd = openFd(tmp, O.RDWR | O.CREAT | O.EXCL | O.NOFOLLOW, mode);
   } catch (err) {
     throw sysToFsbus(err, "Cannot create topic", path);
   }
   try {
     try {
-      check(libc().fchmod(fd, options.mode ?? DEFAULT_TOPIC_MODE), "fchmod", tmp);
-      if (options.gid !== undefined) check(libc().fchown(fd, -1 >>> 0, options.gid), "fchown", tmp);
-      initRingFile(fd, size, options.messages ?? false);
+      check(libc().fchmod(fd, mode), "fchmod", tmp);
+      if (gid !== undefined) check(libc().fchown(fd, -1 >>> 0, gid), "fchown", tmp);
+      initRingFile(fd, size, messages);
     } finally {
       closeFd(fd);
     }
@@ -281,8 +321,11 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
       Deno.linkSync(tmp, path);
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) {
-        if (options.exclusive ?? true) {
-          throw new FsbusError("already_exists", `Topic "${name}" already exists in "${root}"`);
+        if (exclusive) {
+          throw new FsbusError(
+            "already_exists",
+            `Cannot create topic "${name}" in "${root}": it already exists`,
+          );
         }
       } else {
         throw err;
@@ -310,14 +353,19 @@ export function createTopic(name: string, options: CreateOptions = {}): string {
  * @throws {FsbusError} When the topic does not exist or is a device node.
  *
  * @example
- * ```ts ignore
- * import { removeTopic } from "./topics.ts";
- * removeTopic("news");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, removeTopic, topicNames } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * removeTopic("news", { root });
+ * assert.deepEqual(topicNames(root), []);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function removeTopic(name: string, options: RootOptions = {}): void {
+  const { root = defaultRoot() } = options;
   checkTopicName(name);
-  const root = options.root ?? defaultRoot();
   ensureRoot(root, false);
   const path = `${root}/${name}`;
   let st: Deno.FileInfo;
@@ -325,7 +373,10 @@ export function removeTopic(name: string, options: RootOptions = {}): void {
     st = Deno.lstatSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      throw new FsbusError("not_found", `Topic "${name}" does not exist in "${root}"`);
+      throw new FsbusError(
+        "not_found",
+        `Cannot remove topic "${name}" from "${root}": it does not exist`,
+      );
     }
     throw fromFsError(err, "Cannot remove topic", path);
   }
@@ -383,9 +434,16 @@ function deviceBufferSize(): number {
  * @throws {FsbusError} When it does not exist.
  *
  * @example
- * ```ts ignore
- * import { describeTopic } from "./topics.ts";
- * describeTopic("news").readers;
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, describeTopic, openReader } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * {
+ *   using _reader = openReader("news", { root });
+ *   assert.equal(describeTopic("news", { root }).readers, 1);
+ * }
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function describeTopic(name: string, options: RootOptions = {}): TopicInfo {
@@ -432,13 +490,18 @@ export function describeTopic(name: string, options: RootOptions = {}): TopicInf
  * @throws {FsbusError} When the root is not a directory.
  *
  * @example
- * ```ts ignore
- * import { listTopics } from "./topics.ts";
- * for (const t of listTopics()) console.log(t.topic, t.backend, t.readers);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, listTopics } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root, messages: true });
+ * const [t] = listTopics({ root });
+ * assert.deepEqual([t?.topic, t?.backend, t?.messages, t?.readers], ["news", "ring", true, 0]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function listTopics(options: RootOptions = {}): TopicInfo[] {
-  const root = options.root ?? defaultRoot();
+  const { root = defaultRoot() } = options;
   return topicNames(root).map((name) => describeTopic(name, { root }));
 }
 
@@ -451,9 +514,14 @@ export function listTopics(options: RootOptions = {}): TopicInfo[] {
  * @throws {FsbusError} When the root is not a directory.
  *
  * @example
- * ```ts ignore
- * import { topicNames } from "./topics.ts";
- * topicNames("/dev/baf"); // ["baf-test", "news"]
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, topicNames } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * createTopic("baf-test", { root });
+ * assert.deepEqual(topicNames(root).sort(), ["baf-test", "news"]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function topicNames(root: string): string[] {
@@ -507,9 +575,13 @@ export interface ResolvedTopic {
  * @throws {FsbusError} "not_found" when it does not exist; "invalid" for other kinds of file.
  *
  * @example
- * ```ts ignore
- * import { resolveTopic } from "./topics.ts";
- * resolveTopic("news").backend; // "ring"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, resolveTopic } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * assert.equal(resolveTopic("news", { root }).backend, "ring");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function resolveTopic(name: string, options: RootOptions = {}): ResolvedTopic {
@@ -555,9 +627,13 @@ export function resolveTopic(name: string, options: RootOptions = {}): ResolvedT
 
 /** Options of {@linkcode openReader}. */
 export interface ReaderOptions extends RootOptions {
-  /** Start at the oldest data the ring still holds instead of "now". */
+  /**
+   * Start at the oldest data the ring still holds instead of "now".
+   *
+   * @default {false}
+   */
   fromOldest?: boolean;
-  /** Create the topic (with default settings) when it does not exist. */
+  /** Create the topic (with default settings, or these when an object) when it does not exist. */
   create?: boolean | Omit<CreateOptions, "root" | "exclusive">;
 }
 
@@ -588,18 +664,24 @@ function maybeCreate(
  * @returns The reader.
  *
  * @example
- * ```ts ignore
- * import { openReader } from "./topics.ts";
- * using r = openReader("news", { create: true });
- * r.waitSync(1000);
- * for (const chunk of r.take()) console.log(new TextDecoder().decode(chunk));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, openWriter } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using r = openReader("news", { root, create: true });
+ * using w = openWriter("news", { root });
+ * w.write("hello\n");
+ * assert.ok(r.waitSync(1000));
+ * assert.deepEqual(r.take().map((c) => new TextDecoder().decode(c)), ["hello\n"]);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function openReader(name: string, options: ReaderOptions = {}): TopicReader {
   maybeCreate(name, options);
   const t = resolveTopic(name, options);
   const topic = topicName(name);
-  const from = options.fromOldest ? { fromOldest: true } : {};
+  const { fromOldest = false } = options;
+  const from = fromOldest ? { fromOldest: true } : {};
   if (t.backend === "device") {
     return new DeviceReader(topic, t.realPath, { ...from, expect: t.stat });
   }
@@ -621,7 +703,9 @@ function openRing(t: ResolvedTopic): Ring {
 export interface WriterOptions extends RootOptions {
   /**
    * How long a write waits for a ring's writer lock held by a live process before it fails
-   * with a "busy" error (default 3000 ms).
+   * with a "busy" error, in milliseconds.
+   *
+   * @default {3000}
    */
   lockTimeoutMs?: number;
   /** Create the topic when it does not exist (with these settings when an object). */
@@ -636,10 +720,15 @@ export interface WriterOptions extends RootOptions {
  * @returns The writer.
  *
  * @example
- * ```ts ignore
- * import { openWriter } from "./topics.ts";
- * using w = openWriter("news", { create: { size: 1 << 20 } });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openReader, openWriter } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * using w = openWriter("news", { root, create: { size: 1 << 20 } });
+ * using r = openReader("news", { root, fromOldest: true });
  * w.write("hello\n");
+ * assert.equal(new TextDecoder().decode(r.take()[0]), "hello\n");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function openWriter(name: string, options: WriterOptions = {}): TopicWriter {
@@ -678,14 +767,18 @@ export interface PublisherLock {
  *   does not exist.
  *
  * @example
- * ```ts ignore
- * import { lockPublisher } from "./topics.ts";
- * const lock = lockPublisher("news");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTopic, lockPublisher } from "@x/fsbus/fanout";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * createTopic("news", { root });
+ * const lock = lockPublisher("news", { root });
  * try {
- *   // publish
+ *   assert.throws(() => lockPublisher("news", { root })); // one publisher at a time
  * } finally {
  *   lock.close();
  * }
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function lockPublisher(name: string, options: RootOptions = {}): PublisherLock {

@@ -36,17 +36,24 @@ export function openEndpoint(
   wantsEvents: boolean,
   createLock: boolean,
 ): Endpoint {
-  const sleepMs = options.sleepIntervalMs ?? DEFAULT_SLEEP_INTERVAL_MS;
+  const {
+    sleepIntervalMs: sleepMs = DEFAULT_SLEEP_INTERVAL_MS,
+    fileMonitoring = true,
+    blockMs = 0,
+  } = options;
   if (!(sleepMs >= 0) || !Number.isFinite(sleepMs)) {
-    throw new FsbusError("invalid", `Invalid sleep interval "${sleepMs}" ms`);
+    throw new FsbusError(
+      "invalid",
+      `Cannot use a sleep interval of "${sleepMs}" ms: expected 0 or more`,
+    );
   }
   const files = new Files(path);
   const watch = new Watch(
     files.dir,
     files.base,
-    wantsEvents && (options.fileMonitoring ?? true) && files.ffi,
+    wantsEvents && fileMonitoring && files.ffi,
     sleepMs,
-    options.blockMs ?? 0,
+    blockMs,
   );
   try {
     files.check();

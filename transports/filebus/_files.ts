@@ -179,7 +179,9 @@ export class Files {
   readonly ffi: boolean;
 
   constructor(path: string) {
-    if (path === "") throw new FsbusError("invalid", "Cannot use an empty filebus file name");
+    if (path === "") {
+      throw new FsbusError("invalid", 'Cannot use the filebus file "": the name is empty');
+    }
     this.path = path;
     this.lockPath = `${path}.lock`;
     this.newPath = `${path}.__new__`;

@@ -11,9 +11,11 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_SLEEP_INTERVAL_MS } from "./options.ts";
  * Anything with an async `read` into a buffer, such as `Deno.stdin` or a `Deno.FsFile`.
  *
  * @example
- * ```ts ignore
- * import type { ByteReader } from "./chunks.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ByteReader } from "@x/fsbus/filebus";
  * const input: ByteReader = Deno.stdin;
+ * assert.equal(typeof input.read, "function");
  * ```
  */
 export interface ByteReader {
@@ -31,12 +33,18 @@ export interface ByteReader {
  * ```
  */
 export interface ChunkOptions {
-  /** The most bytes per read; a chunk is flushed once it holds at least this many. Default 4096. */
+  /**
+   * The most bytes per read; a chunk is flushed once it holds at least this many.
+   *
+   * @default {4096}
+   */
   blockSize?: number;
   /**
    * Flush what is buffered when no input arrived for this long, in milliseconds (the
-   * original's sleep interval, default 100). `Infinity` flushes only on a full block or at
-   * end of input (the original's `--blocking-read`, and its behaviour on regular files).
+   * original's sleep interval). `Infinity` flushes only on a full block or at end of input
+   * (the original's `--blocking-read`, and its behaviour on regular files).
+   *
+   * @default {100}
    */
   idleMs?: number;
 }
@@ -54,22 +62,35 @@ const TIMEOUT = Symbol("timeout");
  * @returns The chunks, in order; each a fresh array.
  *
  * @example Chunk a file the way `filebus producer` would
- * ```ts ignore
- * import { readChunks } from "./chunks.ts";
- * using file = await Deno.open("/etc/services");
- * for await (const chunk of readChunks(file, { blockSize: 4096 })) console.log(chunk.length);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readChunks } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeFileSync(`${dir}/input`, new Uint8Array(10_000));
+ * using file = await Deno.open(`${dir}/input`);
+ * const lengths: number[] = [];
+ * for await (const chunk of readChunks(file, { blockSize: 4096 })) lengths.push(chunk.length);
+ * assert.deepEqual(lengths, [4096, 4096, 1808]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function* readChunks(
   input: ByteReader,
   options: ChunkOptions = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
-  const idleMs = options.idleMs ?? DEFAULT_SLEEP_INTERVAL_MS;
+  const { blockSize = DEFAULT_BLOCK_SIZE, idleMs = DEFAULT_SLEEP_INTERVAL_MS } = options;
   if (!Number.isSafeInteger(blockSize) || blockSize < 1) {
-    throw new FsbusError("invalid", `Invalid block size "${blockSize}": expected at least 1`);
+    throw new FsbusError(
+      "invalid",
+      `Cannot use a block size of "${blockSize}": expected a whole number, at least 1`,
+    );
   }
-  if (!(idleMs >= 0)) throw new FsbusError("invalid", `Invalid idle time "${idleMs}" ms`);
+  if (!(idleMs >= 0)) {
+    throw new FsbusError(
+      "invalid",
+      `Cannot use an idle time of "${idleMs}" ms: expected 0 or more`,
+    );
+  }
   let buf = new Uint8Array(blockSize * 2);
   let len = 0;
   const readBuf = new Uint8Array(blockSize);

@@ -22,11 +22,25 @@ import type { FilebusOptions } from "./options.ts";
  * empty EOF chunk. Breaking out of the loop, `close()`, disposing or aborting the signal
  * ends the iteration and releases the lock file and the inotify watch.
  *
- * @example Print chunks as they arrive
- * ```ts ignore
- * import { consumer } from "./consumer.ts";
- * await using chunks = consumer("/dev/shm/stream");
- * for await (const chunk of chunks) console.log(chunk.length);
+ * @example Take chunks as they arrive
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consumer, producer } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const out = producer(`${dir}/stream`);
+ * await out.write("first chunk");
+ * const lengths: number[] = [];
+ * {
+ *   await using chunks = consumer(`${dir}/stream`); // starts with the chunk present now
+ *   for await (const chunk of chunks) {
+ *     lengths.push(chunk.length);
+ *     if (lengths.length === 1) await out.write("second");
+ *     else break;
+ *   }
+ * }
+ * await out.close();
+ * assert.deepEqual(lengths, [11, 6]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class FilebusConsumer implements Subscription<Uint8Array> {
@@ -51,15 +65,16 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
    * @param options The mode, sleep interval, file monitoring and abort signal.
    */
   constructor(path: string, options: FilebusOptions = {}) {
+    const { lossless = false, signal } = options;
     this.path = path;
-    this.lossless = options.lossless ?? false;
+    this.lossless = lossless;
     ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
       path,
       options,
       true,
       false,
     ));
-    this.#signal = options.signal;
+    this.#signal = signal;
     if (this.#signal?.aborted) this.#closed = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
@@ -80,7 +95,12 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
    * @returns The iterator.
    */
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    if (this.#iterator) throw new FsbusError("invalid", "A filebus consumer can be iterated once");
+    if (this.#iterator) {
+      throw new FsbusError(
+        "invalid",
+        `Cannot iterate the consumer of "${this.path}" again: it can be iterated once`,
+      );
+    }
     const gen = this.lossless ? this.#takeLoop() : this.#watchLoop();
     const finish = async <T>(r: T): Promise<T> => {
       await this.#release();
@@ -247,10 +267,23 @@ class Closed extends Error {}
  * @returns The consumer: iterate it for chunks.
  *
  * @example Take chunks until the producer's EOF marker
- * ```ts ignore
- * import { consumer } from "./consumer.ts";
- * const parts: Uint8Array[] = [];
- * for await (const chunk of consumer("/dev/shm/jobs", { lossless: true })) parts.push(chunk);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consumer, producer } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const jobs = `${dir}/jobs`;
+ * const writing = (async () => {
+ *   await using out = producer(jobs, { lossless: true });
+ *   await out.write("a");
+ *   await out.write("b");
+ * })(); // closing writes the EOF marker, which ends the consumer's loop
+ * const parts: string[] = [];
+ * for await (const chunk of consumer(jobs, { lossless: true })) {
+ *   parts.push(new TextDecoder().decode(chunk));
+ * }
+ * await writing;
+ * assert.deepEqual(parts, ["a", "b"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function consumer(path: string, options: FilebusOptions = {}): FilebusConsumer {

@@ -16,10 +16,12 @@
  * interval as the longest time between two checks; without FFI permission they poll.
  *
  * @example Lossless: a producer and a consumer in one program
- * ```ts ignore
- * import { consumer, producer } from "./mod.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consumer, producer } from "@x/fsbus/filebus";
  *
- * const file = "/dev/shm/jobs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const file = `${dir}/jobs`;
  * const taking = (async () => {
  *   const got: string[] = [];
  *   for await (const chunk of consumer(file, { lossless: true })) {
@@ -27,20 +29,30 @@
  *   }
  *   return got;
  * })();
- * await using out = producer(file, { lossless: true });
+ * const out = producer(file, { lossless: true });
  * await out.write("one");
  * await out.write("two");
  * await out.close(); // writes the EOF marker once "two" is taken
- * console.log(await taking); // ["one", "two"]
+ * assert.deepEqual(await taking, ["one", "two"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  *
- * @example Pipe stdin into a filebus, chunked like `filebus producer`
- * ```ts ignore
- * import { producer, readChunks } from "./mod.ts";
- * await using out = producer("/dev/shm/urandom");
- * for await (const chunk of readChunks(Deno.stdin, { blockSize: 4096, idleMs: 100 })) {
- *   await out.write(chunk);
+ * @example Pipe a stream into a filebus, chunked like `filebus producer`
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { producer, readChunks } from "@x/fsbus/filebus";
+ *
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/input`, "hello\n"); // Deno.stdin in a real program
+ * using input = await Deno.open(`${dir}/input`);
+ * {
+ *   await using out = producer(`${dir}/urandom`);
+ *   for await (const chunk of readChunks(input, { blockSize: 4096, idleMs: 100 })) {
+ *     await out.write(chunk);
+ *   }
  * }
+ * assert.equal(Deno.readTextFileSync(`${dir}/urandom`), "hello\n");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  *
  * @module

@@ -24,11 +24,19 @@ import type { FilebusOptions } from "./options.ts";
  * writes fail.
  *
  * @example Publish three chunks, losslessly, then EOF
- * ```ts ignore
- * import { producer } from "./producer.ts";
- * await using out = producer("/dev/shm/jobs", { lossless: true });
- * for (const job of ["a", "b", "c"]) await out.write(job);
- * // disposing (or close()) writes the EOF marker after "c" has been taken
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consumer, producer } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const jobs = `${dir}/jobs`;
+ * const taking = Array.fromAsync(consumer(jobs, { lossless: true }));
+ * {
+ *   await using out = producer(jobs, { lossless: true });
+ *   for (const job of ["a", "b", "c"]) await out.write(job);
+ * } // disposing (or close()) writes the EOF marker after "c" has been taken
+ * const taken = (await taking).map((chunk) => new TextDecoder().decode(chunk));
+ * assert.deepEqual(taken, ["a", "b", "c"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class FilebusProducer implements AsyncDisposable {
@@ -57,8 +65,9 @@ export class FilebusProducer implements AsyncDisposable {
    * @param options The mode, sleep interval, file monitoring and abort signal.
    */
   constructor(path: string, options: FilebusOptions = {}) {
+    const { lossless = false, signal } = options;
     this.path = path;
-    this.lossless = options.lossless ?? false;
+    this.lossless = lossless;
     // Lossy producers never wait for FILE, so their watch only sleeps.
     ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
       path,
@@ -66,7 +75,7 @@ export class FilebusProducer implements AsyncDisposable {
       this.lossless,
       true,
     ));
-    this.#signal = options.signal;
+    this.#signal = signal;
     if (this.#signal?.aborted) this.#aborted = true;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
@@ -89,7 +98,9 @@ export class FilebusProducer implements AsyncDisposable {
    */
   write(data: Uint8Array | string): Promise<void> {
     if (this.#closing) {
-      return Promise.reject(new FsbusError("closed", `Producer for "${this.path}" is closed`));
+      return Promise.reject(
+        new FsbusError("closed", `Cannot write to "${this.path}": the producer is closed`),
+      );
     }
     const bytes = toBytes(data);
     if (bytes.length === 0) return this.#tail;
@@ -131,7 +142,7 @@ export class FilebusProducer implements AsyncDisposable {
 
   #checkAborted(): void {
     if (this.#aborted) {
-      throw new FsbusError("closed", `Producer for "${this.path}" was aborted`);
+      throw new FsbusError("closed", `Cannot write to "${this.path}": the producer was aborted`);
     }
   }
 
@@ -238,11 +249,15 @@ export class FilebusProducer implements AsyncDisposable {
  * @returns The producer.
  *
  * @example Overwrite FILE with the latest reading, lossily
- * ```ts ignore
- * import { producer } from "./producer.ts";
- * const out = producer("/dev/shm/temperature");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { producer } from "@x/fsbus/filebus";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const out = producer(`${dir}/temperature`);
  * await out.write("21.5\n");
  * await out.close();
+ * assert.equal(Deno.readTextFileSync(`${dir}/temperature`), "21.5\n");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function producer(path: string, options: FilebusOptions = {}): FilebusProducer {

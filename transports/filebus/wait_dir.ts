@@ -61,7 +61,10 @@ export async function waitForDirectory(
 ): Promise<void> {
   const { signal, checkMs = 1000 } = options;
   const aborted = () =>
-    new FsbusError("closed", `Stopped waiting for the directory "${dir}" to appear`);
+    new FsbusError(
+      "closed",
+      `Cannot wait for the directory "${dir}" to appear: the wait was aborted`,
+    );
   while (!isDirectory(dir)) {
     if (signal?.aborted) throw aborted();
     let ino: Inotify | undefined;

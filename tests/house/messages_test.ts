@@ -1,0 +1,424 @@
+/**
+ * One voice for error messages: a test over the sources (cli.ts, cli/, transports/, sys/,
+ * types.ts) that reads every message literal given to `new FsbusError(...)` and
+ * `new UsageError(...)`, and every action given to `fromFsError(...)`/`sysToFsbus(...)`,
+ * and holds it to the house style (DESIGN.md, "The shared vocabulary"; the Deno standard
+ * library's error-message guide).
+ *
+ * (sys/ throws `SysError`, whose message is libc's own `<call> "<path>": <errno text>`; the
+ * transports turn it into this voice with `fromFsError`.)
+ *
+ * The voice: `Cannot <action> "<what>": <why>`, as in `Cannot subscribe to "/tmp/x": not a
+ * directory`.
+ * - It starts with "Cannot " and a lower-case verb: what failed.
+ * - It says why after `: ` (a colon and a space), in lower case.
+ * - Sentence case (a capital first letter and nothing else forced), no trailing period,
+ *   no trailing space.
+ *
+ * Accepted other shapes, for command-line (usage) errors only, because they name the thing
+ * the user must change rather than an action that failed (the wording of `node:util`
+ * parseArgs and of most command lines):
+ * - `Unknown <thing> "<what>" ...`: an option, command or argument fsbus does not know.
+ * - `Missing <thing> ...`: something the command line must give.
+ * - `Too many <things> ...`: more arguments than the command takes.
+ *
+ * A bad value on the command line is a failed action like any other: `Cannot use "x" for
+ * "--replay": expected off, last or all` (not "Invalid value ...").
+ *
+ * What is checked: string and template literals, and concatenations of them (`${...}` stands
+ * for "a value"). A message built elsewhere (a variable, a call) is not checked here; a
+ * message that starts with a value (`${action} "${path}": ...`) is checked only for its end.
+ *
+ * `TEMPORARY` lists messages in files that other engineers were editing when this test was
+ * written, to be brought into the voice by the lead; an entry that no longer matches
+ * anything fails the test, so the list only shrinks.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ROOT } from "../_helpers.ts";
+
+/** A message (or action) found in the sources. */
+interface Found {
+  /** Path relative to the repository root. */
+  file: string;
+  line: number;
+  /** The call: FsbusError, UsageError, fromFsError or sysToFsbus. */
+  call: string;
+  /** Whether it is a usage error (a UsageError, or an FsbusError with code "usage"). */
+  usage: boolean;
+  /** The literal text, with "${}" for each interpolated value. */
+  text: string;
+}
+
+/** A message that breaks the voice for now: file and message pattern, no line numbers. */
+interface Exception {
+  file: string;
+  message: RegExp;
+  /** Why it is not fixed yet. */
+  why: string;
+}
+
+const VALUE = "${}";
+
+/** Messages out of voice in files this branch may not edit (see the module doc). */
+const TEMPORARY: readonly Exception[] = [
+  { file: "cli/_args.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
+  { file: "cli/_args.ts", message: /^Invalid duration "/, why: "edited by cli meanwhile" },
+  { file: "cli/_args.ts", message: /^Invalid size "/, why: "edited by cli meanwhile" },
+  { file: "cli/_pin_attach.ts", message: /^Invalid detach key "/, why: "edited by cli meanwhile" },
+  { file: "cli/_pin_attach.ts", message: /^No pin session "/, why: "edited by cli meanwhile" },
+  { file: "cli/fanout.ts", message: /^Invalid mode "/, why: "edited by cli meanwhile" },
+  { file: "cli/fanout.ts", message: /^Topic "/, why: "edited by cli meanwhile" },
+  { file: "cli/fanout.ts", message: /^Invalid topic "/, why: "edited by cli meanwhile" },
+  {
+    file: "cli/fanout.ts",
+    message: /^No topics to subscribe to in "/,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/filebus.ts",
+    message: /^Missing action for "fsbus filebus": expe/,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/filebus.ts",
+    message: /^Option "--blocking-read" is for "fsbus f/,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/filebus.ts",
+    message: /^Missing required option "--filename FILE/,
+    why: "edited by cli meanwhile",
+  },
+  { file: "cli/filebus.ts", message: /^Invalid choice "/, why: "edited by cli meanwhile" },
+  { file: "cli/filebus.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
+  { file: "cli/filebus.ts", message: /^Ambiguous option "--/, why: "edited by cli meanwhile" },
+  { file: "cli/mq.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
+  {
+    file: "cli/mq.ts",
+    message: /^"--lines" reads standard input: give no /,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/mq.ts",
+    message: /^"order" is not a stream to merge \(use "f/,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/msgfs.ts",
+    message: /^Option "--lines" of "fsbus pub" reads st/,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/msgfs.ts",
+    message: /^Options "--lines" and "--json" cannot be/,
+    why: "edited by cli meanwhile",
+  },
+  { file: "cli/msgfs.ts", message: /^Invalid duration "/, why: "edited by cli meanwhile" },
+  {
+    file: "cli/msgfs.ts",
+    message: /^Options "--private" and "--shared"/,
+    why: "arrived with main (msgfs init), file edited by cli meanwhile",
+  },
+  { file: "cli/pin.ts", message: /^Invalid session id "/, why: "edited by cli meanwhile" },
+  { file: "cli/pin.ts", message: /^Option "/, why: "edited by cli meanwhile" },
+  {
+    file: "cli/pin.ts",
+    message: /^Give one of -c, -a, -w, -l, -k or -r to /,
+    why: "edited by cli meanwhile",
+  },
+  {
+    file: "cli/pin.ts",
+    message: /^Give TEXT as one argument to "fsbus pin /,
+    why: "edited by cli meanwhile",
+  },
+  { file: "cli/pin.ts", message: /^No pin session "/, why: "edited by cli meanwhile" },
+  {
+    file: "transports/fanout/ring.ts",
+    message: /^Topic "/,
+    why: "pinned by tests/security/fanout_test.ts and the README",
+  },
+  {
+    file: "transports/fanout/ring_endpoint.ts",
+    message: /^Message of /,
+    why: "pinned by tests/cli/fanout_test.ts",
+  },
+  {
+    file: "transports/fanout/topics.ts",
+    message: /^Invalid topic name /,
+    why: "pinned by tests/security/fanout_test.ts",
+  },
+  {
+    file: "transports/fanout/topics.ts",
+    message: /^Topic root "/,
+    why: "pinned by tests/cli/fanout_test.ts",
+  },
+  {
+    file: "transports/fanout/topics.ts",
+    message: /^Topic "/,
+    why: "pinned by tests/cli/fanout_test.ts",
+  },
+  {
+    file: "transports/mq/_ctl.ts",
+    message: /^Unknown control message "/,
+    why: "edited by sec-mq meanwhile",
+  },
+  {
+    file: "transports/mq/_names.ts",
+    message: /^Invalid stream name /,
+    why: "edited by sec-mq meanwhile",
+  },
+  { file: "transports/mq/_names.ts", message: /^"ctl" of "/, why: "edited by sec-mq meanwhile" },
+  { file: "transports/mq/group.ts", message: /^Group "/, why: "edited by sec-mq meanwhile" },
+  {
+    file: "transports/mq/reader.ts",
+    message: /^No stream to read in "/,
+    why: "edited by sec-mq meanwhile",
+  },
+  {
+    file: "transports/mq/reader.ts",
+    message: /^Cannot read "order" of "/,
+    why: "edited by sec-mq meanwhile",
+  },
+  {
+    file: "transports/mq/reader.ts",
+    message: /^This mq reader is already being read/,
+    why: "edited by sec-mq meanwhile",
+  },
+  {
+    file: "transports/bridge/_state.ts",
+    message: /^Position "/,
+    why: "arrived with main (bridge), file edited by bridge meanwhile",
+  },
+  {
+    file: "cli/bridge.ts",
+    message: /^Give either FROM TO or "--config FILE"/,
+    why: "arrived with main (bridge), file edited by cli meanwhile",
+  },
+  {
+    file: "transports/msgfs/access.ts",
+    message: /^Unknown group "/,
+    why: "edited by sec-msgfs meanwhile",
+  },
+  {
+    file: "transports/msgfs/names.ts",
+    message: /^Invalid topic "/,
+    why: "edited by sec-msgfs meanwhile",
+  },
+  {
+    file: "transports/msgfs/subscribe.ts",
+    message: /^Bus "\$\{\}" was removed or moved/,
+    why: "edited by sec-msgfs meanwhile",
+  },
+];
+
+function sourceFiles(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(`${ROOT}/${dir}`)) {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory) walk(rel);
+      else if (e.isFile && e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")) out.push(rel);
+    }
+  };
+  for (const dir of ["cli", "transports", "sys"]) walk(dir);
+  return [...out.sort(), "cli.ts", "types.ts"];
+}
+
+/** Skips a string or template literal starting at `i`; returns the index after it. */
+function skipLiteral(src: string, i: number): number {
+  const q = src[i]!;
+  i++;
+  while (i < src.length && src[i] !== q) {
+    if (src[i] === "\\") i += 2;
+    else if (q === "`" && src.startsWith("${", i)) i = skipBalanced(src, i + 1);
+    else i++;
+  }
+  return i + 1;
+}
+
+/** Skips a bracketed expression starting at an opening bracket; returns the index after it. */
+function skipBalanced(src: string, i: number): number {
+  const open = src[i]!;
+  const close = open === "(" ? ")" : open === "[" ? "]" : "}";
+  i++;
+  while (i < src.length && src[i] !== close) {
+    const c = src[i]!;
+    if (c === '"' || c === "'" || c === "`") i = skipLiteral(src, i);
+    else if (c === "(" || c === "[" || c === "{") i = skipBalanced(src, i);
+    else i++;
+  }
+  return i + 1;
+}
+
+/** Skips one argument (to the top-level "," or ")"); returns the index of that character. */
+function skipArgument(src: string, i: number): number {
+  while (i < src.length && src[i] !== "," && src[i] !== ")") {
+    const c = src[i]!;
+    if (c === '"' || c === "'" || c === "`") i = skipLiteral(src, i);
+    else if (c === "(" || c === "[" || c === "{") i = skipBalanced(src, i);
+    else i++;
+  }
+  return i;
+}
+
+function skipSpace(src: string, i: number): number {
+  for (;;) {
+    const m = /^(\s+|\/\/[^\n]*|\/\*[\s\S]*?\*\/)/.exec(src.slice(i, i + 2000));
+    if (!m) return i;
+    i += m[0].length;
+  }
+}
+
+/** The text of a literal starting at `i` (values as "${}"), and the index after it. */
+function readLiteral(src: string, i: number): [string, number] {
+  const q = src[i]!;
+  let text = "";
+  i++;
+  while (i < src.length && src[i] !== q) {
+    if (src[i] === "\\") {
+      const next = src[i + 1]!;
+      text += next === "n" ? "\n" : next;
+      i += 2;
+    } else if (q === "`" && src.startsWith("${", i)) {
+      text += VALUE;
+      i = skipBalanced(src, i + 1);
+    } else {
+      text += src[i]!;
+      i++;
+    }
+  }
+  return [text, i + 1];
+}
+
+/**
+ * The literal text of the expression starting at `i`: literals joined with "+", any other
+ * operand as "${}". Undefined when the expression does not start with a literal.
+ */
+function readMessage(src: string, i: number): string | undefined {
+  i = skipSpace(src, i);
+  if (!`"'\``.includes(src[i]!)) return undefined;
+  let text = "";
+  for (;;) {
+    i = skipSpace(src, i);
+    if (`"'\``.includes(src[i]!)) {
+      const [t, next] = readLiteral(src, i);
+      text += t;
+      i = skipSpace(src, next);
+    } else {
+      text += VALUE;
+      i = skipSpace(src, skipArgument(src, i));
+      return text;
+    }
+    if (src[i] !== "+") return text;
+    i++;
+  }
+}
+
+function lineOf(src: string, i: number): number {
+  return src.slice(0, i).split("\n").length;
+}
+
+function findMessages(): Found[] {
+  const found: Found[] = [];
+  for (const file of sourceFiles()) {
+    const src = Deno.readTextFileSync(`${ROOT}/${file}`);
+    const calls = /\bnew\s+(FsbusError|UsageError)\s*\(|\b(fromFsError|sysToFsbus)\s*\(/g;
+    for (const m of src.matchAll(calls)) {
+      const call = m[1] ?? m[2]!;
+      let i = m.index + m[0].length;
+      // FsbusError(code, message), fromFsError(err, action, ...): the text is the 2nd argument.
+      let usage = call === "UsageError";
+      if (call !== "UsageError") {
+        const end = skipArgument(src, i);
+        usage = call === "FsbusError" && src.slice(i, end).trim() === '"usage"';
+        i = end + 1;
+      }
+      const text = readMessage(src, i);
+      if (text !== undefined) found.push({ file, line: lineOf(src, m.index), call, usage, text });
+    }
+  }
+  return found;
+}
+
+/**
+ * What is wrong with a message, or undefined when it is in voice.
+ *
+ * @param call The call it was given to.
+ * @param text The literal text ("${}" for values).
+ * @param usage Whether it is a usage error.
+ */
+function problem(call: string, text: string, usage = call === "UsageError"): string | undefined {
+  if (/[.\s]$/.test(text) && !text.endsWith("...")) return "ends with a period or a space";
+  if (call === "fromFsError" || call === "sysToFsbus") {
+    // An action: the mapper adds ` "<path>": <why>`.
+    return /^Cannot [a-z]/.test(text) ? undefined : 'the action does not start with "Cannot "';
+  }
+  if (text.startsWith(VALUE)) return undefined;
+  if (/^Cannot [a-z]/.test(text)) {
+    return /: \S/.test(text) ? undefined : 'says what failed but not why (no ": <why>")';
+  }
+  if (usage && /^(Unknown|Missing|Too many) /.test(text)) return undefined;
+  return 'does not start with "Cannot <action>"';
+}
+
+function isTemporary(f: Found): boolean {
+  return TEMPORARY.some((e) => e.file === f.file && e.message.test(f.text));
+}
+
+const messages = findMessages();
+
+Deno.test("error messages: the scan finds the messages of every layer", () => {
+  // sys/ throws SysError, whose text is libc's ("open "/x": no such file or directory").
+  for (const dir of ["cli/", "transports/"]) {
+    assert.ok(messages.some((f) => f.file.startsWith(dir)), `no message found in ${dir}`);
+  }
+  assert.ok(messages.length > 100, `only ${messages.length} messages found`);
+});
+
+Deno.test('error messages: each says "Cannot <action> ...: <why>" or an accepted usage shape', () => {
+  const bad = messages
+    .filter((f) => problem(f.call, f.text, f.usage) !== undefined && !isTemporary(f))
+    .map((f) =>
+      `${f.file}:${f.line} ${f.call} ${JSON.stringify(f.text)}: ${problem(f.call, f.text, f.usage)}`
+    );
+  assert.deepEqual(bad, [], `messages out of voice:\n${bad.join("\n")}`);
+});
+
+Deno.test("error messages: every temporary exception still matches a message out of voice", () => {
+  const stale = TEMPORARY.filter((e) =>
+    !messages.some((f) =>
+      f.file === e.file && e.message.test(f.text) && problem(f.call, f.text, f.usage) !== undefined
+    )
+  ).map((e) => `${e.file} ${e.message}`);
+  assert.deepEqual(stale, [], `remove these from TEMPORARY:\n${stale.join("\n")}`);
+});
+
+Deno.test("error messages: the voice check itself", async (t) => {
+  await t.step("accepts an action, a value and a reason", () => {
+    assert.equal(problem("FsbusError", 'Cannot subscribe to "${}": not a directory'), undefined);
+  });
+  await t.step("refuses a message without a reason", () => {
+    assert.ok(problem("FsbusError", 'Cannot subscribe to "${}"'));
+  });
+  await t.step("refuses a trailing period", () => {
+    assert.ok(problem("FsbusError", 'Cannot subscribe to "${}": not a directory.'));
+  });
+  await t.step('refuses "Invalid ..." and "... is closed"', () => {
+    assert.ok(problem("UsageError", 'Invalid value "${}" for "--replay"'));
+    assert.ok(problem("FsbusError", 'Group "${}" is closed'));
+  });
+  await t.step("accepts the usage shapes for usage errors only", () => {
+    assert.equal(problem("UsageError", 'Unknown option "${}" for "sub"'), undefined);
+    assert.equal(problem("UsageError", 'Missing argument for "pub": expected BUS'), undefined);
+    assert.equal(problem("FsbusError", 'Missing action for "${}"', true), undefined);
+    assert.ok(problem("FsbusError", 'Unknown group "${}"'));
+  });
+  await t.step("reads concatenated literals, values and escapes", () => {
+    const src = 'new FsbusError("io", `Cannot x "${a}": ` +\n  "why \\"q\\"" + b)';
+    const i = src.indexOf("(") + 1;
+    assert.equal(readMessage(src, skipArgument(src, i) + 1), 'Cannot x "${}": why "q"${}');
+  });
+});
