@@ -101,7 +101,7 @@ export function parse(spec: CommandSpec, args: string[]): Parsed {
       values[name] = v as string[] | undefined;
     } else if (v.length > 1 && !spec.lastWins && !(o.type === "boolean")) {
       throw new UsageError(
-        `Option "--${name}" of "${spec.name}" takes one value, but was given ${v.length}`,
+        `Cannot use "--${name}" ${v.length} times with "${spec.name}": it takes one value`,
       );
     } else {
       values[name] = v[v.length - 1] as string | boolean;
@@ -515,7 +515,9 @@ export const READER_OUTPUT =
  */
 export function readerChoice(spec: CommandSpec, values: Values): ReaderChoice {
   if (values.raw && values.json) {
-    throw new UsageError(`Options "--raw" and "--json" of "${spec.name}" cannot be used together`);
+    throw new UsageError(
+      `Cannot use "--raw" and "--json" together with "${spec.name}": choose one format`,
+    );
   }
   const choice: ReaderChoice = { format: values.json ? "json" : values.raw ? "raw" : "lines" };
   const count = intOption(values, "count", 1);

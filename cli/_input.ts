@@ -146,7 +146,7 @@ export function checkMessageSource(
 ): void {
   if (message !== undefined && options.lines) {
     throw new UsageError(
-      `Option "--lines" of "${options.command}" reads standard input: give no MESSAGE`,
+      `Cannot use "--lines" with a MESSAGE in "${options.command}": --lines reads standard input`,
     );
   }
 }

@@ -448,7 +448,7 @@ function replayFrom(spec: CommandSpec, values: Values): boolean {
   if (replay === "all") return true;
   if (replay === "off") return false;
   throw new UsageError(
-    `Invalid value "${replay}" for "--replay" of "${spec.name}": expected off or all`,
+    `Cannot use "${replay}" for "--replay" of "${spec.name}": expected off or all`,
   );
 }
 
@@ -493,12 +493,14 @@ async function readLoop(
 async function sub(topics: string[], values: Values): Promise<number> {
   const spec = SPECS.sub!;
   if (values.newline && (values.raw || values.json)) {
-    throw new UsageError('Option "--newline" of "fsbus fanout sub" is the default: drop it');
+    throw new UsageError(
+      'Cannot use "--newline" with --raw or --json in "fsbus fanout sub": it is the default format',
+    );
   }
   const maxBytes = intOption(values, "bytes", 1);
   if (maxBytes !== undefined && (values.json || values.exec !== undefined)) {
     throw new UsageError(
-      'Option "--bytes" of "fsbus fanout sub" writes bytes: not with --json or --exec',
+      'Cannot use "--bytes" with --json or --exec in "fsbus fanout sub": it writes bytes',
     );
   }
   const choice = readerChoice(spec, maxBytes === undefined ? values : { ...values, raw: true });

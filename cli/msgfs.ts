@@ -196,7 +196,9 @@ export async function sub(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const dir = positionals[0]!;
   if (values.lines && (values.json || values.raw)) {
-    throw new UsageError('Option "--lines" of "fsbus sub" is the default: drop it');
+    throw new UsageError(
+      'Cannot use "--lines" with --raw or --json in "fsbus sub": it is the default format',
+    );
   }
   const choice = readerChoice(SUB, values);
   const maxSize = stringOption(values, "max-size");

@@ -157,7 +157,7 @@ Deno.test("writers take MESSAGE, stdin and --lines; -- ends options", async () =
   assert.match(r.stderr, /^fsbus: Unknown option "-dash" for "fsbus pub"; .*put "--" before it/);
   r = await fsbus(["pub", bus, "x", "--lines"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /"--lines" of "fsbus pub" reads standard input: give no MESSAGE/);
+  assert.match(r.stderr, /Cannot use "--lines" with a MESSAGE in "fsbus pub": --lines reads/);
 
   assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
   assert.equal((await fsbus(["mq", "write", g, "s", "--", "-1"])).code, 0);
@@ -166,7 +166,7 @@ Deno.test("writers take MESSAGE, stdin and --lines; -- ends options", async () =
   assert.equal(r.text, "-1\nx\ny\n");
   r = await fsbus(["mq", "write", g, "s", "x", "--lines"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /"--lines" of "fsbus mq write" reads standard input/);
+  assert.match(r.stderr, /Cannot use "--lines" with a MESSAGE in "fsbus mq write"/);
 
   const root = `${tmp.path}/rings`;
   assert.equal((await fsbus(["fanout", "create", "t", "--root", root])).code, 0);
@@ -273,7 +273,7 @@ Deno.test("sub --topic given twice is refused, not half-done (defect 5)", async 
   assert.equal(r.code, 2);
   assert.equal(
     r.stderr,
-    'fsbus: Option "--topic" of "fsbus sub" takes one value, but was given 2\n',
+    'fsbus: Cannot use "--topic" 2 times with "fsbus sub": it takes one value\n',
   );
   assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
 });
