@@ -5,9 +5,13 @@
  *   reader process (replay off), one clock (stamp/readStamp), first 1,000 not counted;
  * - replay-all rate: 100k × 1 KiB messages already in a group, read by a fresh process
  *   from the first to the last;
- * - the cost of the `order` bookkeeping per write: the same writes with and without it.
+ * - the cost of the `order` bookkeeping per write: the same writes with and without it;
+ * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
+ *   through the mount (unpaced rate), and live latency from write(2) to a read(2) blocked in
+ *   another process at 1k msgs/s; the same writer and reader over a FIFO in the same run, as
+ *   the lower bound of one kernel hop.
  *
- * Run: `deno run -A bench/mq.ts [--quick]`. Prints a table; writes bench/results/mq.json.
+ * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only]`. Prints a table; writes bench/results/mq.json.
  *
  * @module
  */
@@ -23,8 +27,10 @@ import {
   readStamp,
   type Result,
   roleArg,
+  roleArgs,
   spawnRole,
   stamp,
+  waitFor,
 } from "./_lib.ts";
 
 const SELF = new URL(import.meta.url).pathname;
@@ -123,6 +129,66 @@ async function replayReader(): Promise<void> {
     cpuMs: cpuTimeMs(),
   }));
   await Promise.resolve();
+}
+
+/** Writes `count` stamped messages to a file (a stream on the mount, or a FIFO), one
+ * write(2) each, paced or not; on the mount, ends with an end of file (`: > stream`). */
+async function fileWriter(): Promise<void> {
+  const path = roleArg("path");
+  const count = Number(roleArg("count"));
+  const rate = Number(roleArg("rate"));
+  const size = Number(roleArg("size"));
+  const f = Deno.openSync(path, { write: true });
+  const payload = new Uint8Array(size);
+  const t0 = monotonicNs();
+  await paced(rate, count, (seq, when) => {
+    stamp(payload, seq, rate > 0 ? when : monotonicNs());
+    if (f.writeSync(payload) !== size) throw new Error("short write");
+  });
+  const secs = Number(monotonicNs() - t0) / 1e9;
+  f.close();
+  if (roleArgs().eof === "true") Deno.openSync(path, { write: true, truncate: true }).close();
+  console.log(JSON.stringify({ cpuMs: cpuTimeMs(), rate: count / secs }));
+}
+
+/** Reads `count` messages from a file with blocking read(2)s (`exact`: `size` bytes make a
+ * message, for a FIFO; otherwise one read is one message). */
+function fileReader(): void {
+  const path = roleArg("path");
+  const count = Number(roleArg("count"));
+  const size = Number(roleArg("size"));
+  const exact = roleArgs().exact === "true";
+  const lat = new Float64Array(count);
+  const seqs: number[] = [];
+  const buf = new Uint8Array(65536);
+  if (exact) console.log("ready"); // a FIFO's open waits for the writer
+  const f = Deno.openSync(path, { read: true });
+  if (!exact) console.log("ready");
+  let n = 0;
+  let have = 0;
+  const t0 = monotonicNs();
+  while (n < count) {
+    const got = f.readSync(exact ? buf.subarray(have, size) : buf);
+    if (got === null || got === 0) break;
+    have += got;
+    if (exact && have < size) continue;
+    const now = monotonicNs();
+    const { sentNs, seq } = readStamp(buf);
+    lat[n++] = Number(now - sentNs) / 1000;
+    seqs.push(seq);
+    have = 0;
+  }
+  const secs = Number(monotonicNs() - t0) / 1e9;
+  f.close();
+  const check = checkSequence(seqs);
+  console.log(JSON.stringify({
+    delivered: n,
+    duplicates: check.duplicates,
+    order: check.order,
+    samples: Array.from(lat.subarray(Math.min(WARMUP, n >> 2), n)),
+    cpuMs: cpuTimeMs(),
+    rate: n / secs,
+  }));
 }
 
 // ---- scenarios ----------------------------------------------------------------------------
@@ -248,6 +314,111 @@ function orderCostPoint(count: number, size: number, reps: number): Result {
   }
 }
 
+/** A mounted group (`fsbus mq mount` in its own process) for the FUSE points. */
+async function mountedGroup(): Promise<
+  { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> }
+> {
+  const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-mqfs-" });
+  MqGroup.create(`${dir}/data/g`).close();
+  Deno.mkdirSync(`${dir}/mnt`);
+  const cli = new URL("../cli.ts", import.meta.url).pathname;
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", cli, "mq", "mount", `${dir}/data`, `${dir}/mnt`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const mounted = () => Deno.readTextFileSync("/proc/self/mountinfo").includes(` ${dir}/mnt `);
+  await waitFor(mounted, 20_000, "the mount");
+  const stream = `${dir}/mnt/g/s`;
+  await new Deno.Command("touch", { args: [stream] }).output();
+  return {
+    stream,
+    server,
+    async dispose() {
+      server.kill("SIGTERM");
+      await server.status;
+      Deno.removeSync(dir, { recursive: true });
+    },
+  };
+}
+
+async function fileLatencyPoint(
+  transport: "mq-fuse" | "fifo",
+  rate: number,
+  count: number,
+  size: number,
+): Promise<Result> {
+  const fuse = transport === "mq-fuse" ? await mountedGroup() : undefined;
+  const fifoDir = fuse ? undefined : Deno.makeTempDirSync({ prefix: "fsbus-bench-fifo-" });
+  const path = fuse?.stream ?? `${fifoDir}/fifo`;
+  try {
+    if (fifoDir) await new Deno.Command("mkfifo", { args: [path] }).output();
+    const serverCpu0 = fuse ? cpuTimeMs(fuse.server.pid) : 0;
+    const reader = spawnRole(SELF, "file-reader", {
+      path,
+      count,
+      size,
+      ...(fifoDir ? { exact: "true" } : {}),
+    });
+    const rl = lines(reader);
+    if ((await rl.next()).value !== "ready") throw new Error("reader did not start");
+    if (fuse) await waitForOpen(reader.pid, path);
+    const writer = spawnRole(SELF, "file-writer", {
+      path,
+      count,
+      rate,
+      size,
+      ...(fuse ? { eof: "true" } : {}),
+    });
+    const w = JSON.parse((await lines(writer).next()).value as string);
+    const r = JSON.parse((await rl.next()).value as string);
+    await writer.status;
+    await reader.status;
+    const serverCpu = fuse ? cpuTimeMs(fuse.server.pid) - serverCpu0 : 0;
+    return {
+      transport,
+      scenario: rate > 0 ? "latency" : "throughput",
+      size,
+      rate,
+      subscribers: 1,
+      fs: fuse ? "fuse" : "",
+      ...(rate > 0 ? percentiles(r.samples) : {}),
+      delivered: r.delivered,
+      expected: count,
+      duplicates: r.duplicates,
+      order_violations: r.order,
+      pub_rate: Math.round(w.rate),
+      sub_rate: Math.round(r.rate),
+      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / count) * 10) / 10,
+      notes: fuse
+        ? "write(2) per message through the mount, read(2) blocked in another process; " +
+          "cpu includes the server"
+        : "the same writer and reader over a FIFO: one kernel hop, the lower bound",
+    };
+  } finally {
+    await fuse?.dispose();
+    if (fifoDir) Deno.removeSync(fifoDir, { recursive: true });
+  }
+}
+
+async function waitForOpen(pid: number, path: string): Promise<void> {
+  await waitFor(
+    () => {
+      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`) === path) return true;
+        } catch {
+          // closed meanwhile
+        }
+      }
+      return false;
+    },
+    20_000,
+    "the reader's open",
+  );
+}
+
 function table(results: Result[]): string {
   const head = [
     "transport",
@@ -310,13 +481,23 @@ function medianBy(results: Result[], key: "p50_us" | "sub_rate"): Result {
  * const results = await run({ quick: true });
  * ```
  */
-export async function run(opts: { quick: boolean }): Promise<Result[]> {
+export async function run(opts: { quick: boolean; fuseOnly?: boolean }): Promise<Result[]> {
   const reps = opts.quick ? 1 : 3;
   const results: Result[] = [];
   const push = (r: Result) => {
     results.push(r);
     console.error(table([r]).split("\n")[1]);
   };
+  if (!opts.fuseOnly) await directoryPoints(opts, reps, push);
+  await fusePoints(opts, reps, push);
+  return results;
+}
+
+async function directoryPoints(
+  opts: { quick: boolean },
+  reps: number,
+  push: (r: Result) => void,
+): Promise<void> {
   for (const [rate, count] of opts.quick ? [[1000, 3000]] : [[1000, 11_000], [10_000, 21_000]]) {
     const runs: Result[] = [];
     for (let i = 0; i < reps; i++) runs.push(await latencyPoint(rate!, count!, 1024));
@@ -328,7 +509,32 @@ export async function run(opts: { quick: boolean }): Promise<Result[]> {
   }
   push(medianBy(replays, "sub_rate"));
   push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
-  return results;
+}
+
+async function fusePoints(
+  opts: { quick: boolean },
+  reps: number,
+  push: (r: Result) => void,
+): Promise<void> {
+  let fuse = true;
+  try {
+    Deno.statSync("/dev/fuse");
+  } catch {
+    fuse = false;
+    console.error("mq-fuse points skipped: /dev/fuse is missing");
+  }
+  if (fuse) {
+    for (const transport of ["mq-fuse", "fifo"] as const) {
+      const tput: Result[] = [];
+      const lat: Result[] = [];
+      for (let i = 0; i < reps; i++) {
+        tput.push(await fileLatencyPoint(transport, 0, opts.quick ? 5_000 : 20_000, 1024));
+        lat.push(await fileLatencyPoint(transport, 1000, opts.quick ? 3_000 : 6_000, 1024));
+      }
+      push(medianBy(tput, "sub_rate"));
+      push(medianBy(lat, "p50_us"));
+    }
+  }
 }
 
 if (import.meta.main) {
@@ -338,14 +544,20 @@ if (import.meta.main) {
     if (name === "latency-reader") await latencyReader();
     else if (name === "latency-writer") await latencyWriter();
     else if (name === "replay-reader") await replayReader();
+    else if (name === "file-writer") await fileWriter();
+    else if (name === "file-reader") fileReader();
     else throw new Error(`unknown role ${name}`);
   } else {
     const quick = Deno.args.includes("--quick");
-    const results = await run({ quick });
+    const fuseOnly = Deno.args.includes("--fuse-only");
+    const results = await run({ quick, fuseOnly });
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
-      new URL(`./results/mq${quick ? "-quick" : ""}.json`, import.meta.url),
+      new URL(
+        `./results/mq${fuseOnly ? "-fuse" : ""}${quick ? "-quick" : ""}.json`,
+        import.meta.url,
+      ),
       JSON.stringify(results, null, 2) + "\n",
     );
   }

@@ -24,6 +24,7 @@ import {
   writerOptions,
 } from "./_args.ts";
 import { checkMessageSource, messagesToWrite } from "./_input.ts";
+import { MOUNT, mountCommand, UMOUNT, umountCommand } from "./mq_mount.ts";
 import { MessageOutput, out, warn } from "./_output.ts";
 
 const REPLAY_HELP = "Where to start: off (new messages), last (the most recent), all (history)";
@@ -182,6 +183,8 @@ const SUBCOMMANDS: Record<
   write: { spec: WRITE, run: write },
   read: { spec: READ, run: read },
   cat: { spec: CAT, run: cat },
+  mount: { spec: MOUNT, run: mountCommand },
+  umount: { spec: UMOUNT, run: umountCommand },
   check: { spec: CHECK, run: check },
 };
 
@@ -197,6 +200,8 @@ function topHelp(): string {
     "  write GROUP STREAM   Write a message (argument or stdin; empty stdin = EOF)",
     "  read GROUP STREAM    Print a stream's messages",
     "  cat GROUP STREAM...  Print streams merged in write order (mq-cat)",
+    "  mount DIR MOUNTPOINT Serve DIR's groups as files for any program (FUSE)",
+    "  umount MOUNTPOINT    Unmount it",
     "  check GROUP          Check a group's files; --repair repairs what can be",
     "",
     'See "fsbus mq SUBCOMMAND --help".',

@@ -15,6 +15,7 @@
 
 import { MqGroup } from "../transports/mq/mod.ts";
 import { FsbusError, UsageError } from "../types.ts";
+import { resolveMounted } from "./mq_mount.ts";
 import { out } from "./_output.ts";
 import { attach, DEFAULT_DETACH, parseDetachKey } from "./_pin_attach.ts";
 import {
@@ -144,7 +145,7 @@ export async function pin(args: string[]): Promise<number> {
       throw new UsageError(`Unknown argument "${a}" for "fsbus pin" (see "fsbus pin --help")`);
     }
   }
-  root ??= defaultRoot();
+  root = root === undefined ? defaultRoot() : resolveMounted(root);
   if (action === undefined) {
     throw new UsageError('Missing action for "fsbus pin": give -c, -a, -w, -l, -k or -r');
   }

@@ -93,6 +93,12 @@ const SYMBOLS = {
   flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  // FUSE (sys/fuse): mounting, and the descriptor fusermount3 passes back.
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** sigaction(2) and mprotect(2): the SIGBUS guard of shared mappings (sigbus.ts). */
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },

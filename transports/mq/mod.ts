@@ -45,6 +45,13 @@ export {
   type WriteResult,
 } from "./group.ts";
 export { type MqMessage, MqReader, type ReadOptions } from "./reader.ts";
+export {
+  backingPath,
+  mountGroups,
+  MQ_SUBTYPE,
+  type MqMount,
+  type MqMountOptions,
+} from "./mount.ts";
 export { checkGroup, type CheckOptions, type CheckProblem, type CheckReport } from "./check.ts";
 export { status } from "./status.ts";
 export type { Message, Subscription } from "../../types.ts";

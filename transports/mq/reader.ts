@@ -56,6 +56,12 @@ export interface ReadOptions {
    * process run only between waits.
    */
   blockMs?: number;
+  /**
+   * Watch the group for changes (default true). False makes a reader that only
+   * {@linkcode MqReader.poll}s (no descriptor of its own): for a server that watches the
+   * group once for many readers (the FUSE mount).
+   */
+  watch?: boolean;
 }
 
 interface Want {
@@ -107,8 +113,8 @@ export class MqReader implements Subscription<MqMessage> {
   readonly #pending = new Map<string, number>();
   readonly #order: boolean;
   readonly #coalesce: boolean;
-  readonly #ino: Inotify;
-  readonly #dirWd: number;
+  readonly #ino: Inotify | undefined;
+  readonly #dirWd: number = -1;
   readonly #buf = new Uint8Array(CHUNK * RECORD);
   readonly #view = new DataView(this.#buf.buffer);
   readonly #dirty = new Set<string>();
@@ -155,16 +161,18 @@ export class MqReader implements Subscription<MqMessage> {
       );
     }
     // Watch first, then find where to start: nothing written in between is missed.
-    this.#ino = new Inotify();
+    this.#ino = options.watch === false ? undefined : new Inotify();
     try {
-      this.#dirWd = this.#ino.add(g.path, DIR_MASK | IN.ONLYDIR);
-      this.#ino.add(`${g.path}/.mq/index`, INDEX_MASK);
+      if (this.#ino) {
+        this.#dirWd = this.#ino.add(g.path, DIR_MASK | IN.ONLYDIR);
+        this.#ino.add(`${g.path}/.mq/index`, INDEX_MASK);
+      }
       const settings = g.settings;
       this.#coalesce = (options.data ?? settings.data) === "coalesce";
       const replay = options.replay ?? settings.replay;
       g.locked(() => this.#start(streams, replay, options.until));
     } catch (err) {
-      void this.#ino.close();
+      void this.#ino?.close();
       throw err;
     }
   }
@@ -429,6 +437,13 @@ export class MqReader implements Subscription<MqMessage> {
    */
   async *batches(): AsyncGenerator<MqMessage[]> {
     if (this.#iterating) throw new FsbusError("busy", "This mq reader is already being read");
+    const ino = this.#ino;
+    if (ino === undefined) {
+      throw new FsbusError(
+        "invalid",
+        `Cannot iterate the reader of "${this.#g.path}": it was opened with watch: false (use poll)`,
+      );
+    }
     this.#iterating = true;
     const onAbort = () => void this.close();
     this.#signal?.addEventListener("abort", onAbort, { once: true });
@@ -436,7 +451,7 @@ export class MqReader implements Subscription<MqMessage> {
       if (this.#signal?.aborted) return;
       for (;;) {
         if (this.#closed) return;
-        const events = this.#ino.read();
+        const events = ino.read();
         if (this.#classify(events)) this.#sync();
         if (this.#ctlEvent) {
           this.#ctlEvent = false;
@@ -460,10 +475,10 @@ export class MqReader implements Subscription<MqMessage> {
         let result;
         if (this.#blockMs > 0) {
           const ms = this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : this.#blockMs;
-          result = this.#ino.waitSync(Math.min(ms, this.#blockMs));
+          result = ino.waitSync(Math.min(ms, this.#blockMs));
           if (result !== "ready") await yieldTurn();
         } else {
-          result = await this.#ino.wait(this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : -1);
+          result = await ino.wait(this.#dirty.size > 0 ? FOREIGN_RECHECK_MS : -1);
         }
         // A write in progress that never completes belongs to a dead writer: sync.
         if (result === "timeout" && this.#dirty.size > 0) this.#forceSync = true;
@@ -487,7 +502,7 @@ export class MqReader implements Subscription<MqMessage> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#ino.close();
+    await this.#ino?.close();
     if (this.#ownsGroup) this.#g.close();
   }
 
