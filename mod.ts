@@ -61,3 +61,9 @@ export * as mq from "./transports/mq/mod.ts";
 export * as fanout from "./transports/fanout/mod.ts";
 export * as messagefs from "./transports/messagefs/mod.ts";
 export * as bridge from "./transports/bridge/mod.ts";
+
+// `deno run -A jsr:@x/fsbus sub DIR` runs the command; importing the library loads no CLI code.
+if (import.meta.main) {
+  const { main } = await import("./cli.ts");
+  Deno.exit(await main(Deno.args));
+}
