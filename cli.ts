@@ -17,6 +17,7 @@
 import denoJson from "./deno.json" with { type: "json" };
 import { FsbusError } from "./types.ts";
 import { isBrokenPipe, out, warn } from "./cli/_output.ts";
+import { unknownCommand } from "./cli/_args.ts";
 
 /** A command's entry point: takes the arguments after its name, returns the exit code. */
 type Entry = (args: string[]) => Promise<number>;
@@ -59,6 +60,10 @@ const COMMANDS: Record<string, CommandInfo> = {
     summary: "One-to-many ring buffers (/dev/fanout semantics)",
     load: async () => (await import("./cli/fanout.ts")).fanout,
   },
+  messagefs: {
+    summary: "Nodes and groups: direct messages and .all broadcasts, locally or over NATS",
+    load: async () => (await import("./cli/messagefs.ts")).messagefs,
+  },
   pubmsg: {
     summary: "Publish stdin lines to a topic (baf)",
     load: async () => (await import("./cli/fanout.ts")).pubmsg,
@@ -70,6 +75,20 @@ const COMMANDS: Record<string, CommandInfo> = {
   bridge: {
     summary: "Carry messages between any two buses, across machines over NATS/JetStream",
     load: async () => (await import("./cli/bridge.ts")).bridgeCommand,
+  },
+  status: {
+    summary: "Say what a path is (bus, group, file, topic), its settings, counts and size",
+    load: async () => (await import("./cli/status.ts")).status,
+  },
+  completions: {
+    summary: "Print a shell completion script (bash, zsh, fish)",
+    load: async () => {
+      const { completions } = await import("./cli/completions.ts");
+      const summaries = Object.fromEntries(
+        Object.entries(COMMANDS).map(([n, c]) => [n, c.summary]),
+      );
+      return (args) => completions(args, summaries);
+    },
   },
 };
 
@@ -92,12 +111,20 @@ function topHelp(): string {
     "  -h, --help     Show this help",
     "  -V, --version  Show the version",
     "",
+    "Readers (sub, mq read, mq cat, fanout sub, submsg) print one message per line; --raw",
+    "writes exact bytes, --json one object per message; -n N stops after N messages; --exec",
+    "CMD runs a command per message. Writers (pub, mq write, fanout pub, pubmsg) take a",
+    "MESSAGE argument, standard input, or --lines. Durations: 500ms, 30s, 5m, 1h30m, 2d; a",
+    "bare number is seconds. Put -- before an argument that starts with -.",
+    "",
     "Examples:",
     "  # Watch a directory bus and print each message as it arrives",
     "  fsbus sub /dev/shm/bus",
     "  # Publish from another terminal, or with plain shell",
     "  fsbus pub /dev/shm/bus 'hello'",
     "  echo hello > /dev/shm/bus/greeting",
+    "  # Help on one command",
+    "  fsbus help mq write",
     "",
   ].join("\n");
 }
@@ -118,10 +145,11 @@ function topHelp(): string {
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   try {
+    if (command === "help" && rest.length > 0) {
+      // "fsbus help mq write" is "fsbus mq write --help".
+      return await main([...rest, "--help"]);
+    }
     if (command === undefined || command === "-h" || command === "--help" || command === "help") {
-      if (command === "help" && rest[0] && COMMANDS[rest[0]]) {
-        return await (await COMMANDS[rest[0]]!.load())(["--help"]);
-      }
       out(topHelp());
       return command === undefined ? 2 : 0;
     }
@@ -130,10 +158,7 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const info = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-    if (!info) {
-      warn(`Unknown command "${command}" (see "fsbus --help")`);
-      return 2;
-    }
+    if (!info) throw unknownCommand("fsbus", command, Object.keys(COMMANDS));
     return await (await info.load())(rest);
   } catch (err) {
     return report(err);

@@ -74,6 +74,9 @@ if [ -n "${DENORT_BIN:-}" ]; then
   done
 fi
 
+# dist/ is made only for a build that succeeds: a failed run leaves no empty dist/ behind.
+made_dist=0
+[ -d dist ] || made_dist=1
 mkdir -p dist
 failed=0
 for target in "${targets[@]}"; do
@@ -92,4 +95,5 @@ for target in "${targets[@]}"; do
   fi
   echo "  $output ($(du -h "$output" | cut -f1))"
 done
+if [ "$made_dist" = 1 ]; then rmdir dist 2>/dev/null || true; fi
 exit $failed

@@ -6,6 +6,8 @@
  * - `filebus`: one regular file is a multicast named pipe (filebus 0.3.5 compatible).
  * - `mq`: groups of buffered message streams with `ctl`, `order` and replay (Plan 9's mq(4)).
  * - `fanout`: one-to-many ring buffers with topics (/dev/fanout semantics, baf's topics).
+ * - `messagefs`: nodes and groups: direct messages and broadcasts to a group's subtree, on one
+ *   machine with no server, or across machines over NATS.
  * - `bridge`: carries messages between any two buses, and across machines over NATS/JetStream.
  *
  * @example A directory bus
@@ -57,4 +59,11 @@ export * as msgfs from "./transports/msgfs/mod.ts";
 export * as filebus from "./transports/filebus/mod.ts";
 export * as mq from "./transports/mq/mod.ts";
 export * as fanout from "./transports/fanout/mod.ts";
+export * as messagefs from "./transports/messagefs/mod.ts";
 export * as bridge from "./transports/bridge/mod.ts";
+
+// `deno run -A jsr:@x/fsbus sub DIR` runs the command; importing the library loads no CLI code.
+if (import.meta.main) {
+  const { main } = await import("./cli.ts");
+  Deno.exit(await main(Deno.args));
+}

@@ -268,3 +268,35 @@ const encoder = new TextEncoder();
 export function toBytes(data: Uint8Array | string): Uint8Array {
   return typeof data === "string" ? encoder.encode(data) : data;
 }
+
+/**
+ * What `status()` of a transport says about one bus: what it is, its settings, its counts
+ * and its size. `fsbus status PATH` prints it.
+ *
+ * @example
+ * ```ts
+ * import type { Status } from "./types.ts";
+ * const s: Status = {
+ *   kind: "msgfs",
+ *   path: "/dev/shm/bus",
+ *   what: "directory bus",
+ *   settings: { ttl: "1h" },
+ *   counts: { messages: 3, topics: 0 },
+ *   bytes: 15,
+ * };
+ * ```
+ */
+export interface Status {
+  /** The protocol. */
+  kind: "msgfs" | "mq" | "filebus" | "fanout";
+  /** The path asked about. */
+  path: string;
+  /** What it is, in words: "directory bus", "mq group", "filebus file", "fanout topic". */
+  what: string;
+  /** Its settings (TTL, access, replay, ring size, ...), as the protocol names them. */
+  settings: Record<string, string | number | boolean>;
+  /** What it holds and who uses it, where known (messages, streams, topics, readers, ...). */
+  counts: Record<string, number>;
+  /** The bytes its messages take. */
+  bytes: number;
+}

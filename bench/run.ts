@@ -22,6 +22,7 @@ const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Pro
     filebus: () => import("./filebus.ts"),
     fanout: () => import("./fanout.ts"),
     mq: () => import("./mq.ts"),
+    messagefs: () => import("./messagefs.ts"),
     bridge: () => import("./bridge.ts"),
   };
 

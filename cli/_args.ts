@@ -23,6 +23,8 @@ export interface OptionSpec {
   help: string;
   /** The default, shown in help text (parsing does not apply it). */
   default?: string;
+  /** Accepted but not shown in help (an old spelling kept for scripts). */
+  hidden?: boolean;
 }
 
 /** What a command looks like from the outside: its usage, options and examples. */
@@ -39,6 +41,11 @@ export interface CommandSpec {
   examples: string[];
   /** How many positional arguments are allowed. */
   positionals: { min: number; max: number; names?: string };
+  /**
+   * Whether an option given twice keeps its last value, as argparse does (default: an
+   * option without `multiple` given twice is a usage error).
+   */
+  lastWins?: boolean;
 }
 
 /** Parsed options: strings, booleans and repeated strings, by long name. */
@@ -69,17 +76,37 @@ export function parse(spec: CommandSpec, args: string[]): Parsed {
     { type: "boolean" | "string"; short?: string; multiple?: boolean }
   > = { help: { type: "boolean", short: "h" } };
   for (const [name, o] of Object.entries(spec.options)) {
-    options[name] = { type: o.type };
+    options[name] = { type: o.type, multiple: true };
     if (o.short) options[name].short = o.short;
-    if (o.multiple) options[name].multiple = true;
   }
   let result;
   try {
-    result = parseArgs({ args, options, allowPositionals: true, strict: true });
+    result = parseArgs({
+      args: normalise(spec, args),
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(describeParseError(spec, err));
   }
   if (result.values.help) return { help: true };
+  const values: Values = {};
+  for (const [name, v] of Object.entries(result.values)) {
+    const o = spec.options[name];
+    if (!Array.isArray(v) || o === undefined) {
+      values[name] = v as Values[string];
+    } else if (o.multiple) {
+      values[name] = v as string[] | undefined;
+    } else if (v.length > 1 && !spec.lastWins && !(o.type === "boolean")) {
+      throw new UsageError(
+        `Cannot use "--${name}" ${v.length} times with "${spec.name}": it takes one value`,
+      );
+    } else {
+      values[name] = v[v.length - 1] as string | boolean;
+    }
+  }
   const { positionals } = result;
   const { min, max } = spec.positionals;
   if (positionals.length < min) {
@@ -91,7 +118,136 @@ export function parse(spec: CommandSpec, args: string[]): Parsed {
       `Too many arguments for "${spec.name}": unexpected "${positionals[max]}"`,
     );
   }
-  return { help: false, values: result.values as Values, positionals };
+  return { help: false, values, positionals };
+}
+
+/**
+ * Checks option names before `parseArgs` sees them (unknown ones get a suggestion), and
+ * joins each value-taking option with its value, so `--count -1` is a bad count rather than
+ * a missing one, as getopt reads it. Everything after `--` is left as it is.
+ */
+function normalise(spec: CommandSpec, args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (a === "-" || !a.startsWith("-")) {
+      out.push(a);
+      continue;
+    }
+    let name: string;
+    let inline = false;
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      name = a.slice(2, eq < 0 ? undefined : eq);
+      inline = eq >= 0;
+      if (name !== "help" && !Object.hasOwn(spec.options, name)) {
+        throw new UsageError(unknownOption(spec, a.slice(0, eq < 0 ? undefined : eq)));
+      }
+    } else {
+      const short = a[1]!;
+      const long = short === "h" ? "help" : longOf(spec, short);
+      if (long === short) throw new UsageError(unknownOption(spec, a));
+      name = long;
+      inline = a.length > 2;
+      if (inline && spec.options[name]?.type === "string") {
+        out.push(`--${name}=${a.slice(2)}`);
+        continue;
+      }
+    }
+    const o = spec.options[name];
+    if (o?.type === "string" && !inline && i + 1 < args.length) {
+      out.push(`--${name}=${args[++i]}`);
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+function unknownOption(spec: CommandSpec, flag: string): string {
+  const names = Object.entries(spec.options).filter(([, o]) => !o.hidden).map(([n]) => `--${n}`);
+  const near = flag.startsWith("--") ? closest(flag, [...names, "--help"]) : undefined;
+  const hint = near
+    ? ` (did you mean "${near}"?)`
+    : `; to give an argument that starts with "-", put "--" before it`;
+  return `Unknown option "${flag}" for "${spec.name}"${hint} (see "${spec.name} --help")`;
+}
+
+/**
+ * The candidate closest to a misspelt word: an unambiguous prefix, or one within a small
+ * edit distance.
+ *
+ * @param word What was typed.
+ * @param candidates The words that exist.
+ * @returns The suggestion, or undefined when nothing is close.
+ *
+ * @example
+ * ```ts
+ * import { closest } from "./_args.ts";
+ * closest("sbu", ["pub", "sub", "init"]); // "sub"
+ * ```
+ */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const prefixed = candidates.filter((c) => c.startsWith(word) && word.length >= 2);
+  if (prefixed.length === 1) return prefixed[0];
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  const limit = Math.max(1, Math.floor(word.replace(/^-+/, "").length / 3));
+  return bestDistance <= limit ? best : undefined;
+}
+
+/** Damerau-Levenshtein distance (adjacent swaps count as one edit). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) d.push([i]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      }
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * The usage error for a command or subcommand that does not exist, with the closest one.
+ *
+ * @param parent The command it was given to, such as "fsbus" or "fsbus mq".
+ * @param word What was typed.
+ * @param candidates The commands that exist.
+ * @returns The error, to throw.
+ *
+ * @example
+ * ```ts
+ * import { unknownCommand } from "./_args.ts";
+ * unknownCommand("fsbus", "sbu", ["pub", "sub"]).message;
+ * // 'Unknown command "sbu" for "fsbus" (did you mean "sub"?)'
+ * ```
+ */
+export function unknownCommand(
+  parent: string,
+  word: string,
+  candidates: readonly string[],
+): UsageError {
+  const near = closest(word, candidates);
+  const hint = near ? ` (did you mean "${near}"?)` : ` (see "${parent} --help")`;
+  return new UsageError(`Unknown command "${word}" for "${parent}"${hint}`);
 }
 
 function describeParseError(spec: CommandSpec, err: unknown): string {
@@ -99,7 +255,7 @@ function describeParseError(spec: CommandSpec, err: unknown): string {
   const code = (err as { code?: string }).code;
   const quoted = message.match(/'(-[^']*)'/)?.[1]?.split(" ")[0];
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && quoted) {
-    return `Unknown option "${quoted}" for "${spec.name}" (see "${spec.name} --help")`;
+    return unknownOption(spec, quoted);
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted) {
     const long = quoted.replace(/^-+/, "").replace(/^(\w)$/, (s) => longOf(spec, s));
@@ -131,6 +287,7 @@ export function helpText(spec: CommandSpec): string {
   const lines = [`Usage: ${spec.name} ${spec.usage}`, "", ...wrap(spec.summary, 78), ""];
   const rows: [string, string][] = [];
   for (const [name, o] of Object.entries(spec.options)) {
+    if (o.hidden) continue;
     const flag = `${o.short ? `-${o.short}, ` : "    "}--${name}${
       o.type === "string" ? ` ${o.value ?? "VALUE"}` : ""
     }`;
@@ -224,27 +381,36 @@ const DURATION_UNITS: Record<string, number> = {
 };
 
 /**
- * Parses a duration such as "500ms", "30s", "5m", "1h", "2d" or "1.5" (seconds).
+ * Parses a duration: a number with a unit (ms, s, m, h, d), several of them together
+ * ("1h30m", "2m30s"), or a bare number, which is seconds ("1.5" is 1500 ms).
  *
  * @param raw The text.
  * @param what What the duration is for, used in the error message.
  * @returns Milliseconds.
- * @throws {UsageError} When the text is not a duration.
+ * @throws {UsageError} When the text is not a duration (negative ones included).
  *
  * @example
  * ```ts
  * import { parseDuration } from "./_args.ts";
  * parseDuration("5m", "--ttl"); // 300000
+ * parseDuration("1h30m", "--ttl"); // 5400000
+ * parseDuration("2", "--ttl"); // 2000
  * ```
  */
 export function parseDuration(raw: string, what: string): number {
-  const m = raw.trim().match(/^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/);
-  if (!m) {
-    throw new UsageError(
-      `Invalid duration "${raw}" for "${what}": expected a number with ms, s, m, h or d`,
+  const text = raw.trim();
+  const bad = () =>
+    new UsageError(
+      `Invalid duration "${raw}" for "${what}": expected a number of seconds, or numbers ` +
+        "with units such as 500ms, 30s, 5m, 1h30m, 2d",
     );
+  if (/^\d+(?:\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/.test(text)) throw bad();
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) {
+    ms += Number(m[1]) * DURATION_UNITS[m[2]!]!;
   }
-  return Number(m[1]) * DURATION_UNITS[m[2] ?? "s"]!;
+  return ms;
 }
 
 const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
@@ -272,3 +438,112 @@ export function parseSize(raw: string, what: string): number {
   }
   return Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!;
 }
+
+/** How a reader prints messages: one per line, exact bytes, or JSON. */
+export type Format = "lines" | "raw" | "json";
+
+/** What a reader was asked for by the shared reader options. */
+export interface ReaderChoice {
+  /** One message per line (the default), exact bytes, or one JSON object per message. */
+  format: Format;
+  /** Exit after this many messages. */
+  count?: number;
+  /** Run this shell command once per message, the message on its standard input. */
+  exec?: string;
+}
+
+/**
+ * The options every reader takes, in the order help shows them: `--raw`, `--json`,
+ * `-n/--count`, then `history` (such as `--since` or `--replay`) where the protocol keeps
+ * history, then `--exec`. A command adds its own options after these.
+ *
+ * @param history The command's history options, if any.
+ * @param more Extra JSON fields (`json`) and `--exec` variables (`env`) this reader adds,
+ *   named in the help text.
+ * @returns Option specs to spread into a {@linkcode CommandSpec}.
+ *
+ * @example
+ * ```ts ignore
+ * const spec = { ..., options: { ...readerOptions({ since: SINCE }), topic: TOPIC } };
+ * ```
+ */
+export function readerOptions(
+  history: Record<string, OptionSpec> = {},
+  more: { json?: string; env?: string } = {},
+): Record<string, OptionSpec> {
+  return {
+    raw: {
+      type: "boolean",
+      help: "Write each message's bytes exactly, with nothing added between them",
+    },
+    json: {
+      type: "boolean",
+      help:
+        `One JSON object per line: id, topic, time, size${
+          more.json ? `, ${more.json}` : ""
+        }, data ` +
+        'and encoding ("utf-8", or "base64" for binary)',
+    },
+    count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
+    ...history,
+    exec: {
+      type: "string",
+      value: "CMD",
+      help: "Run CMD with sh once per message, the message on its standard input and " +
+        `FSBUS_ID, FSBUS_TOPIC, FSBUS_TIME${more.env ? `, ${more.env}` : ""} in its environment`,
+    },
+  };
+}
+
+/** The sentence every reader's help starts its output description with. */
+export const READER_OUTPUT =
+  "Each message is written on its own line (a newline is added when it has none); " +
+  "--raw writes the bytes exactly, --json one object per message.";
+
+/**
+ * Reads the shared reader options from parsed values.
+ *
+ * @param spec The command, for error messages.
+ * @param values The parsed values.
+ * @returns The format, count and command.
+ * @throws {UsageError} When `--raw` and `--json` are both given, or a count is not ≥ 1.
+ *
+ * @example
+ * ```ts ignore
+ * const { format, count, exec } = readerChoice(SUB, values);
+ * ```
+ */
+export function readerChoice(spec: CommandSpec, values: Values): ReaderChoice {
+  if (values.raw && values.json) {
+    throw new UsageError(
+      `Cannot use "--raw" and "--json" together with "${spec.name}": choose one format`,
+    );
+  }
+  const choice: ReaderChoice = { format: values.json ? "json" : values.raw ? "raw" : "lines" };
+  const count = intOption(values, "count", 1);
+  if (count !== undefined) choice.count = count;
+  const exec = stringOption(values, "exec");
+  if (exec !== undefined) choice.exec = exec;
+  return choice;
+}
+
+/**
+ * The option every writer takes besides its message argument and standard input.
+ *
+ * @param help What a line becomes, when it is not "its own message".
+ * @returns Option specs to spread into a {@linkcode CommandSpec}.
+ *
+ * @example
+ * ```ts ignore
+ * const spec = { ..., options: { ...writerOptions(), topic: TOPIC } };
+ * ```
+ */
+export function writerOptions(
+  help = "Read standard input line by line: each line is its own message",
+): Record<string, OptionSpec> {
+  return { lines: { type: "boolean", help } };
+}
+
+/** The sentence every writer's help uses for where the message comes from. */
+export const WRITER_INPUT = "The message is MESSAGE, or all of standard input, or with --lines " +
+  "each line of standard input (use -- before a MESSAGE that starts with -).";

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { UsageError } from "../types.ts";
+
 /**
  * Reads standard input to its end.
  *
@@ -57,4 +59,94 @@ export async function* stdinLines(
     if (batch.length > 0) yield batch;
   }
   if (pending.length > 0) yield [pending];
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Says on stderr that standard input is being read, when it is a terminal (so a writer
+ * given no MESSAGE does not seem to hang).
+ *
+ * @example
+ * ```ts ignore
+ * import { noticeTerminal } from "./_input.ts";
+ * noticeTerminal();
+ * ```
+ */
+export function noticeTerminal(): void {
+  let tty = false;
+  try {
+    tty = Deno.stdin.isTerminal();
+  } catch {
+    // no stdin
+  }
+  if (tty) {
+    try {
+      Deno.stderr.writeSync(
+        encoder.encode("fsbus: reading the message from standard input (end with Ctrl-D)\n"),
+      );
+    } catch {
+      // stderr closed
+    }
+  }
+}
+
+/**
+ * What every writer publishes, in batches: MESSAGE alone, all of standard input as one
+ * message, or with `lines` each line of standard input (as they arrive).
+ *
+ * @param message The MESSAGE argument, if given.
+ * @param options `lines`: one message per line; `keepNewline`: lines keep their newline;
+ *   `command`: the command's name, for the error when MESSAGE and `lines` meet.
+ * @returns Batches of messages.
+ * @throws {UsageError} When both MESSAGE and `lines` are given.
+ *
+ * @example
+ * ```ts ignore
+ * import { messagesToWrite } from "./_input.ts";
+ * for await (const batch of messagesToWrite(undefined, { lines: true, command: "fsbus pub" })) {
+ *   for (const m of batch) publish(m);
+ * }
+ * ```
+ */
+export async function* messagesToWrite(
+  message: string | undefined,
+  options: { lines: boolean; keepNewline?: boolean; command: string },
+): AsyncGenerator<Uint8Array[], void, undefined> {
+  checkMessageSource(message, options);
+  if (message !== undefined) {
+    yield [encoder.encode(message)];
+    return;
+  }
+  noticeTerminal();
+  if (options.lines) {
+    yield* stdinLines({ keepNewline: options.keepNewline ?? false });
+    return;
+  }
+  yield [await readStdin()];
+}
+
+/**
+ * Checks that a writer was not given both MESSAGE and `--lines` (call it before opening
+ * anything, so a usage error leaves nothing behind).
+ *
+ * @param message The MESSAGE argument, if given.
+ * @param options `lines`, and the command's name for the error.
+ * @throws {UsageError} When both are given.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkMessageSource } from "./_input.ts";
+ * checkMessageSource("hi", { lines: false, command: "fsbus pub" });
+ * ```
+ */
+export function checkMessageSource(
+  message: string | undefined,
+  options: { lines: boolean; command: string },
+): void {
+  if (message !== undefined && options.lines) {
+    throw new UsageError(
+      `Cannot use "--lines" with a MESSAGE in "${options.command}": --lines reads standard input`,
+    );
+  }
 }

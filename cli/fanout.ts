@@ -12,10 +12,17 @@ import {
   intOption,
   parse,
   parseSize,
+  READER_OUTPUT,
+  readerChoice,
+  readerOptions,
   stringOption,
+  unknownCommand,
   type Values,
+  WRITER_INPUT,
+  writerOptions,
 } from "./_args.ts";
-import { isBrokenPipe, jsonLine, out, warn, writeAll } from "./_output.ts";
+import { checkMessageSource, noticeTerminal } from "./_input.ts";
+import { isBrokenPipe, MessageOutput, out, warn } from "./_output.ts";
 import {
   type CreateOptions,
   createTopic,
@@ -24,11 +31,12 @@ import {
   defaultRoot,
   listTopics,
   lockPublisher,
+  openReader,
   openWriter,
   removeTopic,
   resolveTopic,
   subscribe,
-  type Subscriber,
+  Subscriber,
   topicNames,
   type TopicWriter,
 } from "../transports/fanout/mod.ts";
@@ -46,6 +54,12 @@ const BAF_ROOT_OPTION = {
   type: "string",
   value: "DIR",
   help: "The topic root (default: /dev/baf when it exists, else /dev/shm/fsbus)",
+} as const;
+
+const REPLAY_OPTION = {
+  type: "string",
+  value: "off|all",
+  help: 'Where to start: off ("now", the default) or all (the oldest data the ring holds)',
 } as const;
 
 const CREATE_OPTIONS = {
@@ -106,14 +120,13 @@ const SPECS: Record<string, CommandSpec> = {
   pub: {
     name: "fsbus fanout pub",
     usage: "TOPIC [MESSAGE] [options]",
-    summary:
-      "Write MESSAGE, or standard input, to a topic. Each write of at most a quarter ring is atomic; longer byte-stream writes are split. On a message-mode topic, MESSAGE (or all of standard input) is one message, or each line with --lines.",
+    summary: "Write to a topic. " + WRITER_INPUT + " Each write of at most a quarter ring is " +
+      "atomic. On a message-mode topic a message is one record; on a byte-stream topic a " +
+      "message is a line (MESSAGE gets a newline when it has none), and standard input " +
+      "without --lines is passed on as it arrives, in atomic pieces.",
     options: {
+      ...writerOptions("Read standard input line by line: each line is one write (one message)"),
       root: ROOT_OPTION,
-      lines: {
-        type: "boolean",
-        help: "Read standard input line by line: each line is one write (one message)",
-      },
       create: { type: "boolean", help: "Create the topic when it does not exist" },
       ...CREATE_OPTIONS,
     },
@@ -127,32 +140,27 @@ const SPECS: Record<string, CommandSpec> = {
   sub: {
     name: "fsbus fanout sub",
     usage: "TOPIC... [options]",
-    summary:
-      'Print what is written to topics, from "now" on (or from the oldest data the ring still holds). A reader that falls more than a ring behind says so on stderr and goes on from "now".',
+    summary: 'Print what is written to topics, from "now" on (or from the oldest data the ' +
+      "ring still holds). " + READER_OUTPUT + " On a byte-stream topic a message is a line " +
+      "(--raw passes the bytes on as they arrive; --count still counts lines). A reader that " +
+      'falls more than a ring behind says so on stderr and goes on from "now".',
     options: {
-      root: ROOT_OPTION,
-      count: {
+      ...readerOptions({ replay: REPLAY_OPTION }),
+      bytes: {
         type: "string",
         value: "N",
-        help: "Stop after N messages (message mode) or N lines (byte stream)",
+        help: "Exit after N bytes, written exactly (implies --raw)",
       },
-      bytes: { type: "string", value: "N", help: "Stop after N bytes" },
-      "from-oldest": { type: "boolean", help: "Start at the oldest data the ring holds" },
-      json: {
-        type: "boolean",
-        help: "One JSON object per message or chunk (binary data as base64)",
-      },
-      newline: {
-        type: "boolean",
-        help: "Add a newline after each message that does not end with one",
-      },
+      root: ROOT_OPTION,
       create: { type: "boolean", help: "Create missing topics" },
       ...CREATE_OPTIONS,
+      "from-oldest": { type: "boolean", hidden: true, help: "Same as --replay all" },
+      newline: { type: "boolean", hidden: true, help: "One message per line (the default)" },
     },
     examples: [
       "fsbus fanout sub news",
       "# Replay what the ring holds, then follow",
-      "fsbus fanout sub news --from-oldest",
+      "fsbus fanout sub news --replay all",
       "# Wait for one message on either topic",
       "fsbus fanout sub news events --count 1 --json",
     ],
@@ -172,12 +180,12 @@ const FANOUT_HELP = [
   "",
   "Commands:",
   "  create TOPIC...       Create topics (--size, --messages, --mode, --group)",
-  "  list                  List topics with backend, size, readers and writers",
+  "  list                  List topics with backend, size, kind, readers and writers",
   "  rm TOPIC...           Remove topics",
   "  pub TOPIC [MESSAGE]   Write a message, or standard input",
   "  sub TOPIC...          Print what is written to topics",
   "",
-  "Every command takes --root DIR (default /dev/shm/fsbus) and --help.",
+  "Every command takes --root DIR (default /dev/shm/fsbus, else $XDG_RUNTIME_DIR/fsbus) and --help.",
   "",
   "Examples:",
   "  fsbus fanout create news",
@@ -187,6 +195,7 @@ const FANOUT_HELP = [
   "  # baf's commands over the same topics",
   "  printf 'one\\ntwo\\n' | fsbus pubmsg news",
   "  fsbus submsg news,weather --prefix",
+  "  fsbus help fanout sub     # each command's options",
   "",
 ].join("\n");
 
@@ -232,11 +241,11 @@ function rootOf(values: Values, baf = false): string {
  * await fanout(["create", "news"]);
  * ```
  */
-export function fanout(args: string[]): Promise<number> {
-  return Promise.resolve(runFanout(args));
+export async function fanout(args: string[]): Promise<number> {
+  return await runFanout(args);
 }
 
-function runFanout(args: string[]): number {
+function runFanout(args: string[]): number | Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === "-h" || command === "--help" || command === "help") {
     out(FANOUT_HELP);
@@ -244,7 +253,7 @@ function runFanout(args: string[]): number {
   }
   const spec = Object.hasOwn(SPECS, command) ? SPECS[command] : undefined;
   if (!spec) {
-    throw new UsageError(`Unknown command "fanout ${command}" (see "fsbus fanout --help")`);
+    throw unknownCommand("fsbus fanout", command, Object.keys(SPECS));
   }
   const parsed = parse(spec, rest);
   if (parsed.help) {
@@ -277,26 +286,27 @@ function list(root: string, json: boolean): number {
   const topics = listTopics({ root });
   if (json) {
     out(topics.map((t) => JSON.stringify(t) + "\n").join(""));
-    return 0;
+  } else {
+    const rows = [["TOPIC", "BACKEND", "SIZE", "KIND", "READERS", "WRITERS"]];
+    for (const t of topics) {
+      rows.push([
+        t.topic,
+        t.backend,
+        t.size === undefined ? "?" : String(t.size),
+        t.messages === undefined ? "?" : t.messages ? "messages" : "bytes",
+        t.readers === undefined ? "?" : String(t.readers),
+        t.writers === undefined ? "?" : String(t.writers),
+      ]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    out(
+      rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n") +
+        "\n",
+    );
   }
-  const rows = [["TOPIC", "BACKEND", "SIZE", "MODE", "READERS", "WRITERS"]];
-  for (const t of topics) {
-    rows.push([
-      t.topic,
-      t.backend,
-      t.size === undefined ? "-" : String(t.size),
-      t.messages === undefined ? "-" : t.messages ? "messages" : "bytes",
-      t.readers === undefined ? "?" : String(t.readers),
-      t.writers === undefined ? "?" : String(t.writers),
-    ]);
-  }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  let text = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join(
-    "\n",
-  ) + "\n";
-  for (const t of topics) if (t.problem) text += `# ${t.topic}: ${t.problem}\n`;
-  out(text);
-  return 0;
+  const problems = topics.filter((t) => t.problem);
+  for (const t of problems) warn(`Cannot read topic "${t.topic}": ${t.problem}`);
+  return problems.length > 0 ? 1 : 0;
 }
 
 function openFor(topic: string, values: Values, root: string): TopicWriter {
@@ -331,6 +341,7 @@ function readStdin(): Uint8Array {
  * last line without one gets one), as many as one read delivered, until end of input.
  */
 function pumpLines(handle: (lines: Uint8Array[]) => void): void {
+  noticeTerminal();
   const buf = new Uint8Array(64 * 1024);
   let pending = new Uint8Array(0);
   for (;;) {
@@ -352,26 +363,29 @@ function pumpLines(handle: (lines: Uint8Array[]) => void): void {
     pending = data.slice(start);
     if (lines.length > 0) handle(lines);
   }
-  if (pending.length > 0) {
-    const last = new Uint8Array(pending.length + 1);
-    last.set(pending);
-    last[pending.length] = 10;
-    handle([last]);
-  }
+  if (pending.length > 0) handle([withNewline(pending)]);
+}
+
+function withNewline(data: Uint8Array): Uint8Array {
+  return data[data.length - 1] === 10 ? data : concat(data, NEWLINE);
 }
 
 function pub(positionals: string[], values: Values): number {
   const [topic, message] = positionals as [string, string | undefined];
+  checkMessageSource(message, { lines: values.lines === true, command: SPECS.pub!.name });
   const w = openFor(topic, values, rootOf(values));
   try {
     if (message !== undefined) {
-      w.write(message);
+      // On a byte stream, a message is a line.
+      w.write(w.messages ? message : withNewline(encoder.encode(message)));
     } else if (values.lines) {
       pumpLines((lines) => w.writeBatch(lines));
     } else if (w.messages) {
+      noticeTerminal();
       w.write(readStdin());
     } else {
       // A byte stream: pass each read on at once, in atomic pieces.
+      noticeTerminal();
       const buf = new Uint8Array(Math.max(1, w.maxWrite));
       for (;;) {
         const n = Deno.stdin.readSync(buf);
@@ -390,61 +404,83 @@ function overrunNotice(err: OverrunError, topic: string): void {
   warn(`Topic "${topic}" overrun${lost}: reading on from "now"`);
 }
 
-/** Writes output in as few system calls as possible, and counts what it wrote. */
-class Output {
-  #parts: Uint8Array[] = [];
-  #size = 0;
-  push(data: Uint8Array): void {
-    this.#parts.push(data);
-    this.#size += data.length;
+/**
+ * Cuts byte-stream topics into lines, each line one message (with its newline), keeping a
+ * partial line per topic until the rest arrives. Message-mode topics pass through.
+ */
+class LineFramer {
+  readonly #partial = new Map<string, Uint8Array>();
+  readonly messageTopics = new Set<string>();
+
+  /** Forgets a topic's partial line (after an overrun, it would join unrelated text). */
+  drop(topic: string): void {
+    this.#partial.delete(topic);
   }
-  flush(): void {
-    if (this.#size === 0) return;
-    let all: Uint8Array;
-    if (this.#parts.length === 1) {
-      all = this.#parts[0]!;
-    } else {
-      all = new Uint8Array(this.#size);
-      let off = 0;
-      for (const p of this.#parts) {
-        all.set(p, off);
-        off += p.length;
+
+  frame(batch: readonly Message[]): Message[] {
+    const out: Message[] = [];
+    for (const m of batch) {
+      const topic = m.topic ?? "";
+      if (this.messageTopics.has(topic)) {
+        out.push(m);
+        continue;
       }
+      let data = m.data;
+      const before = this.#partial.get(topic);
+      if (before) {
+        data = concat(before, data);
+        this.#partial.delete(topic);
+      }
+      let start = 0;
+      for (let nl = data.indexOf(10); nl !== -1; nl = data.indexOf(10, start)) {
+        out.push({ data: data.subarray(start, nl + 1), topic });
+        start = nl + 1;
+      }
+      if (start < data.length) this.#partial.set(topic, data.slice(start));
     }
-    this.#parts = [];
-    this.#size = 0;
-    writeAll(Deno.stdout, all);
+    return out;
   }
 }
 
-function countNewlines(data: Uint8Array, limit: number): { count: number; end: number } {
-  let count = 0;
-  for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) {
-    if (++count === limit) return { count, end: i + 1 };
-  }
-  return { count, end: data.length };
+function replayFrom(spec: CommandSpec, values: Values): boolean {
+  const replay = stringOption(values, "replay");
+  if (replay === undefined) return values["from-oldest"] === true;
+  if (replay === "all") return true;
+  if (replay === "off") return false;
+  throw new UsageError(
+    `Cannot use "${replay}" for "--replay" of "${spec.name}": expected off or all`,
+  );
 }
 
 function openSubscriber(
   topics: string[],
   values: Values,
   root: string,
+  fromOldest: boolean,
   onOverrun: (err: OverrunError, topic: string) => void,
 ): Subscriber {
   return subscribe(topics, {
     root,
-    ...(values["from-oldest"] ? { fromOldest: true } : {}),
+    ...(fromOldest ? { fromOldest: true } : {}),
     ...(values.create ? { create: createOptions(values) } : {}),
     onOverrun,
   });
 }
 
-function runLoop(s: Subscriber, each: (batch: Message[]) => boolean): number {
+/**
+ * Reads until `each` wants no more. `next` gives the next batch (empty when there is
+ * nothing yet). A closed stdout ends it quietly.
+ */
+async function readLoop(
+  s: Subscriber,
+  next: () => Promise<Message[]> | Message[],
+  each: (batch: Message[]) => Promise<boolean>,
+): Promise<number> {
   try {
     for (;;) {
-      const batch = s.nextSync();
+      const batch = await next();
       if (batch.length === 0) continue;
-      if (!each(batch)) return 0;
+      if (!await each(batch)) return 0;
     }
   } catch (err) {
     if (isBrokenPipe(err)) return 0;
@@ -454,46 +490,49 @@ function runLoop(s: Subscriber, each: (batch: Message[]) => boolean): number {
   }
 }
 
-function sub(topics: string[], values: Values): number {
-  const count = intOption(values, "count", 1);
+async function sub(topics: string[], values: Values): Promise<number> {
+  const spec = SPECS.sub!;
+  if (values.newline && (values.raw || values.json)) {
+    throw new UsageError(
+      'Cannot use "--newline" with --raw or --json in "fsbus fanout sub": it is the default format',
+    );
+  }
   const maxBytes = intOption(values, "bytes", 1);
-  const json = values.json === true;
-  const newline = values.newline === true;
-  const s = openSubscriber(topics, values, rootOf(values), overrunNotice);
-  let items = 0;
-  let bytes = 0;
-  const o = new Output();
-  return runLoop(s, (batch) => {
-    const byMessage = s.readers.every((r) => r.messages);
+  if (maxBytes !== undefined && (values.json || values.exec !== undefined)) {
+    throw new UsageError(
+      'Cannot use "--bytes" with --json or --exec in "fsbus fanout sub": it writes bytes',
+    );
+  }
+  const choice = readerChoice(spec, maxBytes === undefined ? values : { ...values, raw: true });
+  const fromOldest = replayFrom(spec, values);
+  const framer = new LineFramer();
+  const s = openSubscriber(topics, values, rootOf(values), fromOldest, (err, topic) => {
+    overrunNotice(err, topic);
+    framer.drop(topic);
+  });
+  for (const r of s.readers) if (r.messages) framer.messageTopics.add(r.topic);
+  const output = new MessageOutput(choice);
+  // --raw passes byte streams on as they arrive (counting lines); otherwise a line is a message.
+  const raw = choice.format === "raw" && !output.runs;
+  let bytesLeft = maxBytes ?? Infinity;
+  return await readLoop(s, () => s.nextSync(), async (batch) => {
+    if (!raw) return await output.deliver(framer.frame(batch));
     let more = true;
-    for (const m of batch) {
-      let data = m.data;
-      if (maxBytes !== undefined && bytes + data.length >= maxBytes) {
-        data = data.subarray(0, maxBytes - bytes);
+    for (let m of batch) {
+      if (m.data.length >= bytesLeft) {
+        m = { ...m, data: m.data.subarray(0, bytesLeft) };
         more = false;
       }
-      if (count !== undefined && !byMessage) {
-        const { count: n, end } = countNewlines(data, count - items);
-        if (items + n >= count) {
-          data = data.subarray(0, end);
-          more = false;
-        }
-        items += n;
-      } else if (count !== undefined && ++items >= count) {
+      bytesLeft -= m.data.length;
+      const wanted = framer.messageTopics.has(m.topic ?? "")
+        ? output.add(m)
+        : output.addStream(m.data);
+      if (!wanted || !more) {
         more = false;
+        break;
       }
-      bytes += data.length;
-      if (json) {
-        o.push(encoder.encode(jsonLine({ data, ...(m.topic ? { topic: m.topic } : {}) })));
-      } else {
-        o.push(data);
-        if (newline && (data.length === 0 || data[data.length - 1] !== 10)) {
-          o.push(new Uint8Array([10]));
-        }
-      }
-      if (!more) break;
     }
-    o.flush();
+    output.flush();
     return more;
   });
 }
@@ -502,28 +541,39 @@ function sub(topics: string[], values: Values): number {
 
 const PUBMSG_SPEC: CommandSpec = {
   name: "fsbus pubmsg",
-  usage: "TOPIC [options]",
-  summary:
-    "Publish each line of standard input to TOPIC, with a trailing newline, as baf's pubmsg does: one publisher per topic (an exclusive flock on ROOT/TOPIC.lock), each line one atomic write. Exits 0 at end of input.",
+  usage: "TOPIC [MESSAGE] [options]",
+  summary: "Publish lines to TOPIC as baf's pubmsg does: each line of standard input (or " +
+    "MESSAGE) with a trailing newline, one atomic write each; one publisher per topic (an " +
+    "exclusive flock on ROOT/TOPIC.lock). Exits 0 at end of input.",
   options: {
+    ...writerOptions(
+      "Each line of standard input is its own message (always so: accepted " +
+        "for the shared vocabulary)",
+    ),
     root: BAF_ROOT_OPTION,
     create: { type: "boolean", help: "Create the topic when it does not exist" },
     ...CREATE_OPTIONS,
   },
   examples: [
     "service-x | fsbus pubmsg test1",
+    "fsbus pubmsg test1 'one line'",
     "# Create the topic on first use",
     "journalctl -f | fsbus pubmsg logs --create --size 1M",
   ],
-  positionals: { min: 1, max: 1, names: "TOPIC" },
+  positionals: { min: 1, max: 2, names: "TOPIC" },
 };
 
 const SUBMSG_SPEC: CommandSpec = {
   name: "fsbus submsg",
   usage: "[TOPICS] [options]",
-  summary:
-    'Print the lines published to topics, interleaved line by line, as baf\'s submsg does. TOPICS is one comma-separated list (several arguments are joined); with none, every topic under the root. .lock files are never opened. A topic that overruns is reported on stderr and read on from "now".',
+  summary: "Print the lines published to topics, interleaved line by line, as baf's submsg " +
+    "does. TOPICS is one comma-separated list (several arguments are joined); with none, " +
+    "every topic under the root, and with -e every topic but those: both follow topics " +
+    "created later (within a second) and wait on an empty root. .lock files are never " +
+    'opened. A topic that overruns is reported on stderr and read on from "now". ' +
+    READER_OUTPUT,
   options: {
+    ...readerOptions({ replay: REPLAY_OPTION }),
     root: BAF_ROOT_OPTION,
     exclude: {
       type: "boolean",
@@ -531,17 +581,16 @@ const SUBMSG_SPEC: CommandSpec = {
       help: "Subscribe to every topic except those listed",
     },
     prefix: { type: "boolean", help: 'Start each line with its topic and ": "' },
-    count: { type: "string", value: "N", help: "Stop after N lines" },
-    "from-oldest": { type: "boolean", help: "Start at the oldest data each ring holds" },
     create: { type: "boolean", help: "Create the listed topics when missing" },
     ...CREATE_OPTIONS,
+    "from-oldest": { type: "boolean", hidden: true, help: "Same as --replay all" },
   },
   examples: [
     "fsbus submsg topic1,topic2 | service-y",
     "# Everything except topic1, each line tagged with its topic",
     "fsbus submsg -e topic1 --prefix",
-    "# Every topic, first 10 lines",
-    "fsbus submsg --count 10",
+    "# Every topic (also those made later), first 10 lines, as JSON",
+    "fsbus submsg --count 10 --json",
   ],
   positionals: { min: 0, max: Infinity, names: "[TOPICS]" },
 };
@@ -572,7 +621,8 @@ export function pubmsg(args: string[]): Promise<number> {
     return Promise.resolve(0);
   }
   const { values, positionals } = parsed;
-  const topic = positionals[0]!;
+  const [topic, message] = positionals as [string, string | undefined];
+  checkMessageSource(message, { lines: values.lines === true, command: PUBMSG_SPEC.name });
   const root = rootOf(values, true);
   try {
     requireTopic(topic, root, values);
@@ -586,7 +636,8 @@ export function pubmsg(args: string[]): Promise<number> {
   try {
     const w = openWriter(topic, { root });
     try {
-      pumpLines((lines) => w.writeBatch(lines));
+      if (message !== undefined) w.write(withNewline(encoder.encode(message)));
+      else pumpLines((lines) => w.writeBatch(lines));
     } finally {
       w.close();
     }
@@ -600,6 +651,9 @@ function splitTopics(args: string[]): string[] {
   return args.flatMap((a) => a.split(",")).map((t) => t.trim()).filter((t) => t !== "");
 }
 
+/** How often a following submsg looks for new topics while it waits. */
+const RESCAN_MS = 1000;
+
 /**
  * Runs `fsbus submsg [TOPICS] [-e]`: the lines of several topics, interleaved.
  *
@@ -611,11 +665,11 @@ function splitTopics(args: string[]): string[] {
  * await submsg(["news,weather", "--prefix"]);
  * ```
  */
-export function submsg(args: string[]): Promise<number> {
+export async function submsg(args: string[]): Promise<number> {
   const parsed = parse(SUBMSG_SPEC, args);
   if (parsed.help) {
     out(helpText(SUBMSG_SPEC));
-    return Promise.resolve(0);
+    return 0;
   }
   const { values, positionals } = parsed;
   const root = rootOf(values, true);
@@ -625,64 +679,75 @@ export function submsg(args: string[]): Promise<number> {
       throw new UsageError(`Invalid topic "${t}": .lock files are not topics`);
     }
   }
+  const choice = readerChoice(SUBMSG_SPEC, values);
+  const fromOldest = replayFrom(SUBMSG_SPEC, values);
+  // With no list, or -e, submsg follows the root: topics made later join.
+  const follow = values.exclude === true || listed.length === 0;
+  const skip = new Set(values.exclude ? listed : []);
   let topics: string[];
-  if (values.exclude) {
-    const skip = new Set(listed);
+  if (follow) {
     topics = topicNames(root).filter((t) => !skip.has(t));
-  } else if (listed.length > 0) {
+  } else {
     topics = [...new Set(listed)];
     if (values.create) { for (const t of topics) requireTopic(t, root, values); }
-  } else {
-    topics = topicNames(root);
   }
-  if (topics.length === 0) {
-    throw new FsbusError("not_found", `No topics to subscribe to in "${root}"`);
-  }
-  const count = intOption(values, "count", 1);
-  const prefix = values.prefix === true;
-  const partial = new Map<string, Uint8Array>();
-  const s = openSubscriber(topics, { ...values, create: false }, root, (err, topic) => {
+  const framer = new LineFramer();
+  const onOverrun = (err: OverrunError, topic: string) => {
     overrunNotice(err, topic);
-    // The stream is broken: a half line would join unrelated text.
-    partial.delete(topic);
-  });
-  const messageTopics = new Set(s.readers.filter((r) => r.messages).map((r) => r.topic));
-  let lines = 0;
-  const o = new Output();
-  const emit = (topic: string, line: Uint8Array): boolean => {
-    if (prefix) o.push(encoder.encode(`${topic}: `));
-    o.push(line);
-    return count === undefined || ++lines < count;
+    framer.drop(topic);
   };
-  return Promise.resolve(runLoop(s, (batch) => {
-    let more = true;
-    for (const m of batch) {
-      const topic = m.topic ?? "";
-      if (messageTopics.has(topic)) {
-        const d = m.data;
-        const line = d.length > 0 && d[d.length - 1] === 10 ? d : concat(d, NEWLINE);
-        more = emit(topic, line);
-        if (!more) break;
-        continue;
+  const s = topics.length > 0
+    ? openSubscriber(topics, { ...values, create: false }, root, fromOldest, onOverrun)
+    : new Subscriber([], { onOverrun });
+  for (const r of s.readers) if (r.messages) framer.messageTopics.add(r.topic);
+  const known = new Set(topics);
+  const broken = new Set<string>();
+  if (follow && topics.length === 0) warn(`No topics in "${root}" yet: waiting for one`);
+  let lastScan = performance.now();
+  const scan = () => {
+    lastScan = performance.now();
+    for (const name of topicNames(root)) {
+      if (known.has(name) || skip.has(name)) continue;
+      try {
+        // Everything a topic made after we started holds is new: read it from its start.
+        const r = openReader(name, { root, fromOldest: true });
+        known.add(name);
+        broken.delete(name);
+        if (r.messages) framer.messageTopics.add(name);
+        s.add(r);
+      } catch (err) {
+        // A topic still being made: look again next time; say so once.
+        if (!broken.has(name)) {
+          broken.add(name);
+          if (!(err instanceof FsbusError && err.code === "not_found")) {
+            warn(`Skipping topic "${name}" for now: ${(err as Error).message}`);
+          }
+        }
       }
-      let data = m.data;
-      const before = partial.get(topic);
-      if (before) {
-        data = concat(before, data);
-        partial.delete(topic);
-      }
-      let start = 0;
-      for (let nl = data.indexOf(10); nl !== -1; nl = data.indexOf(10, start)) {
-        more = emit(topic, data.subarray(start, nl + 1));
-        start = nl + 1;
-        if (!more) break;
-      }
-      if (!more) break;
-      if (start < data.length) partial.set(topic, data.slice(start));
     }
-    o.flush();
-    return more;
-  }));
+  };
+  const next = async (): Promise<Message[]> => {
+    if (!follow) return s.nextSync();
+    if (performance.now() - lastScan >= RESCAN_MS) scan();
+    if (s.readers.length === 0) {
+      await new Promise((r) => setTimeout(r, RESCAN_MS));
+      scan();
+      return [];
+    }
+    return s.nextSync(RESCAN_MS);
+  };
+  const prefix = values.prefix === true && choice.format !== "json";
+  const output = new MessageOutput(choice);
+  return await readLoop(s, next, (batch) => {
+    let lines = framer.frame(batch);
+    if (prefix) {
+      lines = lines.map((m) => ({
+        ...m,
+        data: concat(encoder.encode(`${m.topic}: `), withNewline(m.data)),
+      }));
+    }
+    return output.deliver(lines);
+  });
 }
 
 const NEWLINE = new Uint8Array([10]);
@@ -693,3 +758,10 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   c.set(b, a.length);
   return c;
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const COMPLETION_SPECS: Record<string, Record<string, CommandSpec>> = {
+  fanout: SPECS,
+  pubmsg: { "": PUBMSG_SPEC },
+  submsg: { "": SUBMSG_SPEC },
+};

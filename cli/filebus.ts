@@ -286,3 +286,6 @@ function expandPrefixes(args: string[]): string[] {
   }
   return result;
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = { filebus: { "": SPEC } };

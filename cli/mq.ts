@@ -12,14 +12,20 @@ import { lookupGroup } from "../sys/users.ts";
 import {
   type CommandSpec,
   helpText,
-  intOption,
   parse,
+  READER_OUTPUT,
+  type ReaderChoice,
+  readerChoice,
+  readerOptions,
   stringOption,
+  unknownCommand,
   type Values,
+  WRITER_INPUT,
+  writerOptions,
 } from "./_args.ts";
-import { readStdin, stdinLines } from "./_input.ts";
+import { checkMessageSource, messagesToWrite } from "./_input.ts";
 import { MOUNT, mountCommand, UMOUNT, umountCommand } from "./mq_mount.ts";
-import { jsonLine, out, warn, writeAll } from "./_output.ts";
+import { MessageOutput, out, warn } from "./_output.ts";
 
 const REPLAY_HELP = "Where to start: off (new messages), last (the most recent), all (history)";
 
@@ -91,12 +97,10 @@ const CTL: CommandSpec = {
 const WRITE: CommandSpec = {
   name: "fsbus mq write",
   usage: "GROUP STREAM [MESSAGE] [options]",
-  summary: "Write one message to STREAM of GROUP (the stream is made when missing): MESSAGE " +
-    "exactly as given, or all of standard input. Empty standard input writes a zero-length " +
-    "message, which is EOF for the stream's readers.",
-  options: {
-    lines: { type: "boolean", help: "Write each line of standard input as its own message" },
-  },
+  summary: "Write to STREAM of GROUP (the stream is made when missing). " + WRITER_INPUT +
+    " MESSAGE is written exactly as given; with --lines each line keeps its newline. Empty " +
+    "standard input writes a zero-length message, which is EOF for the stream's readers.",
+  options: writerOptions(),
   examples: [
     "fsbus mq write /dev/shm/chat alice 'hi'",
     "# End the stream: its readers stop",
@@ -107,15 +111,14 @@ const WRITE: CommandSpec = {
 };
 
 const READ_OPTIONS: CommandSpec["options"] = {
-  replay: { type: "string", value: "off|last|all", help: REPLAY_HELP },
+  ...readerOptions(
+    { replay: { type: "string", value: "off|last|all", help: REPLAY_HELP } },
+    { json: "stream, seq", env: "FSBUS_STREAM" },
+  ),
   data: {
     type: "string",
     value: "message|coalesce",
     help: "Whole messages, or consecutive messages joined (default: the group's ctl)",
-  },
-  json: {
-    type: "boolean",
-    help: "One JSON object per message: id, topic, time, size, stream, data, encoding",
   },
 };
 
@@ -123,15 +126,14 @@ const READ: CommandSpec = {
   name: "fsbus mq read",
   usage: "GROUP STREAM [options]",
   summary: "Print the messages of STREAM (or of order, the group's write order: each " +
-    "stream's name and a NUL per write) as their bytes, until EOF (a zero-length write, or " +
-    "the stream's removal) or --count messages. Replay defaults to the group's ctl.",
-  options: {
-    ...READ_OPTIONS,
-    count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
-  },
+    "stream's name and a NUL per write) until EOF (a zero-length write, or the stream's " +
+    "removal) or --count messages. " + READER_OUTPUT + " Replay defaults to the group's ctl.",
+  options: READ_OPTIONS,
   examples: [
     "fsbus mq read /dev/shm/chat alice --replay all",
-    "fsbus mq read /dev/shm/chat order --replay all | tr '\\0' '\\n'",
+    "# The last message as JSON, then exit",
+    "fsbus mq read /dev/shm/chat alice --replay last --json -n 1",
+    "fsbus mq read /dev/shm/chat order --replay all --raw | tr '\\0' '\\n'",
   ],
   positionals: { min: 2, max: 2, names: "GROUP STREAM" },
 };
@@ -141,10 +143,12 @@ const CAT: CommandSpec = {
   usage: "GROUP STREAM... [options]",
   summary: "mq-cat: print the named streams merged in the order they were written, history " +
     "first (replay all unless --replay says otherwise), then live. Ends when every named " +
-    "stream has reached EOF.",
+    "stream has reached EOF, or after --count messages. " + READER_OUTPUT,
   options: READ_OPTIONS,
   examples: [
     "fsbus mq cat /dev/shm/session 0 1 2",
+    "# A terminal session's bytes exactly, as written",
+    "fsbus mq cat /dev/shm/session 1 2 --raw",
   ],
   positionals: { min: 2, max: Infinity, names: "GROUP STREAM..." },
 };
@@ -225,7 +229,7 @@ export async function mq(args: string[]): Promise<number> {
   }
   const entry = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
   if (!entry) {
-    throw new UsageError(`Unknown subcommand "${sub}" for "fsbus mq" (see "fsbus mq --help")`);
+    throw unknownCommand("fsbus mq", sub, Object.keys(SUBCOMMANDS));
   }
   const parsed = parse(entry.spec, rest);
   if (parsed.help) {
@@ -320,17 +324,13 @@ function check(values: Values, [dir]: string[]): Promise<number> {
 }
 
 async function write(values: Values, [dir, stream, message]: string[]): Promise<number> {
-  if (values.lines && message !== undefined) {
-    throw new UsageError('"--lines" reads standard input: give no MESSAGE with it');
-  }
+  const lines = values.lines === true;
+  const source = { lines, keepNewline: true, command: WRITE.name };
+  checkMessageSource(message, source);
   const g = MqGroup.open(dir!);
   try {
-    if (message !== undefined) {
-      g.write(stream!, message);
-    } else if (values.lines) {
-      await writeLines(g, stream!);
-    } else {
-      g.write(stream!, await readStdin());
+    for await (const batch of messagesToWrite(message, source)) {
+      for (const m of batch) g.write(stream!, m);
     }
   } finally {
     g.close();
@@ -338,26 +338,23 @@ async function write(values: Values, [dir, stream, message]: string[]): Promise<
   return 0;
 }
 
-async function writeLines(g: MqGroup, stream: string): Promise<void> {
-  for await (const batch of stdinLines({ keepNewline: true })) {
-    for (const line of batch) g.write(stream, line);
-  }
-}
-
 async function read(values: Values, [dir, stream]: string[]): Promise<number> {
-  const count = intOption(values, "count", 1);
+  const choice = readerChoice(READ, values);
   // Nothing else runs in this process while it waits: block in poll(2) on this thread.
-  const reader = MqReader.open(dir!, [stream!], { ...readOptions(values), blockMs: 60_000 });
-  return await print(reader, values, count);
+  const blockMs = choice.exec === undefined ? 60_000 : 0;
+  const reader = MqReader.open(dir!, [stream!], { ...readOptions(values), blockMs });
+  return await print(reader, choice);
 }
 
 async function cat(values: Values, [dir, ...streams]: string[]): Promise<number> {
   if (streams.includes("order")) {
     throw new UsageError('"order" is not a stream to merge (use "fsbus mq read GROUP order")');
   }
+  const choice = readerChoice(CAT, values);
   const options = readOptions(values);
-  const reader = MqReader.open(dir!, streams, { replay: "all", ...options, blockMs: 60_000 });
-  return await print(reader, values, undefined);
+  const blockMs = choice.exec === undefined ? 60_000 : 0;
+  const reader = MqReader.open(dir!, streams, { replay: "all", ...options, blockMs });
+  return await print(reader, choice);
 }
 
 function readOptions(values: Values): { replay?: ReplayMode; data?: DataMode } {
@@ -366,16 +363,14 @@ function readOptions(values: Values): { replay?: ReplayMode; data?: DataMode } {
   return { ...(replay ? { replay } : {}), ...(data ? { data } : {}) };
 }
 
-async function print(reader: MqReader, values: Values, count: number | undefined): Promise<number> {
-  const json = values.json === true;
-  const encoder = new TextEncoder();
-  let left = count ?? Infinity;
+async function print(reader: MqReader, choice: ReaderChoice): Promise<number> {
+  const output = new MessageOutput(choice, (m) => {
+    const { stream, seq } = m as MqMessage;
+    return { json: { stream, seq }, env: { FSBUS_STREAM: stream } };
+  });
   try {
     for await (const batch of reader.batches()) {
-      const take = batch.length > left ? batch.slice(0, left) : batch;
-      left -= take.length;
-      writeAll(Deno.stdout, json ? encoder.encode(take.map(toJson).join("")) : concat(take));
-      if (left <= 0) break;
+      if (!await output.deliver(batch)) break;
     }
   } finally {
     await reader.close();
@@ -383,19 +378,7 @@ async function print(reader: MqReader, values: Values, count: number | undefined
   return 0;
 }
 
-function toJson(m: MqMessage): string {
-  return jsonLine(m, { stream: m.stream, seq: m.seq });
-}
-
-function concat(msgs: MqMessage[]): Uint8Array {
-  if (msgs.length === 1) return msgs[0]!.data;
-  let total = 0;
-  for (const m of msgs) total += m.data.length;
-  const outBuf = new Uint8Array(total);
-  let off = 0;
-  for (const m of msgs) {
-    outBuf.set(m.data, off);
-    off += m.data.length;
-  }
-  return outBuf;
-}
+/** The commands of this file, for shell completion: command → subcommand → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = {
+  mq: Object.fromEntries(Object.entries(SUBCOMMANDS).map(([name, s]) => [name, s.spec])),
+};

@@ -5,34 +5,37 @@
  */
 
 import * as msgfs from "../transports/msgfs/mod.ts";
-import { UsageError } from "../types.ts";
+import { FsbusError, UsageError } from "../types.ts";
 import {
   type CommandSpec,
   helpText,
-  intOption,
   parse,
   parseDuration,
   parseSize,
+  READER_OUTPUT,
+  readerChoice,
+  readerOptions,
   stringOption,
   type Values,
+  WRITER_INPUT,
+  writerOptions,
 } from "./_args.ts";
-import { readStdin, stdinLines } from "./_input.ts";
-import { isBrokenPipe, jsonLine, out, warn, writeAll } from "./_output.ts";
+import { checkMessageSource, messagesToWrite } from "./_input.ts";
+import { isBrokenPipe, MessageOutput, out, warn } from "./_output.ts";
 
 const PUB: CommandSpec = {
   name: "fsbus pub",
   usage: "DIR [MESSAGE] [options]",
-  summary: "Publish a message to the directory bus DIR: MESSAGE exactly as given (no newline is " +
-    "added), or all of standard input as one message. Each message is a new file, created, " +
-    "written and closed once, so plain inotify listeners see exactly one close_write per message. " +
-    "Silent on success.",
+  summary: "Publish to the directory bus DIR. " + WRITER_INPUT + " MESSAGE is written exactly " +
+    "as given (no newline is added). Each message is a new file, created, written and closed " +
+    "once, so plain inotify listeners see exactly one close_write per message. Silent on success.",
   options: {
+    ...writerOptions(),
     topic: {
       type: "string",
       value: "NAME",
       help: "Publish to a topic (a subdirectory, made when missing)",
     },
-    lines: { type: "boolean", help: "Publish each line of standard input as its own message" },
     atomic: {
       type: "boolean",
       help:
@@ -46,6 +49,8 @@ const PUB: CommandSpec = {
     "fsbus pub /dev/shm/bus --topic images < cat.jpg",
     "# Every line of a log as its own message",
     "tail -f app.log | fsbus pub /dev/shm/bus --lines",
+    "# A message that starts with a dash",
+    "fsbus pub /dev/shm/bus -- '-1'",
   ],
   positionals: { min: 1, max: 2, names: "DIR" },
 };
@@ -53,27 +58,18 @@ const PUB: CommandSpec = {
 const SUB: CommandSpec = {
   name: "fsbus sub",
   usage: "DIR [options]",
-  summary: "Subscribe to the directory bus DIR and write each message to standard output, " +
-    "exactly as its bytes (use --lines or --json to separate messages). Messages written by " +
-    "any program count: fsbus pub, echo hi > DIR/x, cp, mv. Runs until interrupted, or until " +
-    "--count messages have arrived.",
+  summary: "Subscribe to the directory bus DIR and write its messages to standard output. " +
+    READER_OUTPUT + " Messages written by any program count: fsbus pub, echo hi > DIR/x, cp, " +
+    "mv. Runs until interrupted, or until --count messages have arrived.",
   options: {
-    lines: {
-      type: "boolean",
-      help: "One message per line: a newline is added unless it ends with one",
-    },
-    json: {
-      type: "boolean",
-      help:
-        'One JSON object per line: id, topic, time, size, data and encoding ("utf-8" or "base64")',
-    },
-    count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
-    since: {
-      type: "string",
-      value: "all|DURATION",
-      help:
-        "First replay messages already in the bus: all of them, or those of the last DURATION (30s, 5m, 1h)",
-    },
+    ...readerOptions({
+      since: {
+        type: "string",
+        value: "all|DURATION",
+        help: "First replay messages already in the bus: all of them, or those of the last " +
+          "DURATION (30s, 5m, 1h30m; a bare number is seconds)",
+      },
+    }, { env: "FSBUS_PATH" }),
     recursive: {
       type: "boolean",
       short: "r",
@@ -84,26 +80,23 @@ const SUB: CommandSpec = {
       value: "NAME",
       help: "Subscribe to one topic (subdirectory) of the bus",
     },
-    exec: {
-      type: "string",
-      value: "CMD",
-      help: "Run CMD with sh once per message, the message on its standard input and " +
-        "FSBUS_ID, FSBUS_TOPIC, FSBUS_PATH and FSBUS_TIME in its environment",
-    },
     "max-size": {
       type: "string",
       value: "BYTES",
       help: "Skip (and report) messages larger than this",
       default: "256M",
     },
+    lines: { type: "boolean", hidden: true, help: "One message per line (the default)" },
   },
   examples: [
-    "# Print messages as they arrive",
+    "# Print messages as they arrive, one per line",
     "fsbus sub /dev/shm/bus",
     "# Everything already in the bus, then live, one JSON object per line",
     "fsbus sub /dev/shm/bus --since all --json",
     "# Wait for one message and exit",
     "msg=$(fsbus sub /dev/shm/bus --count 1)",
+    "# Copy binary messages byte for byte",
+    "fsbus sub /dev/shm/bus --raw -n 1 > photo.jpg",
     "# Run a command for each message in any topic",
     "fsbus sub /dev/shm/bus -r --exec 'wc -c'",
   ],
@@ -169,23 +162,14 @@ export async function pub(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const [dir, message] = positionals as [string, string | undefined];
   const topic = stringOption(values, "topic");
-  if (message !== undefined && values.lines) {
-    throw new UsageError('Option "--lines" of "fsbus pub" reads standard input: give no MESSAGE');
-  }
+  const source = { lines: values.lines === true, command: PUB.name };
+  checkMessageSource(message, source);
   // Waits, when closed, for the sweep of expired messages that a publish may start.
   await using publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
   const options = topic === undefined ? {} : { topic };
-  if (message !== undefined) {
-    publisher.publish(message, options);
-    return 0;
+  for await (const batch of messagesToWrite(message, source)) {
+    for (const m of batch) publisher.publish(m, options);
   }
-  if (values.lines) {
-    for await (const batch of stdinLines({ keepNewline: false })) {
-      for (const line of batch) publisher.publish(line, options);
-    }
-    return 0;
-  }
-  publisher.publish(await readStdin(), options);
   return 0;
 }
 
@@ -211,19 +195,20 @@ export async function sub(args: string[]): Promise<number> {
   if (parsed.help) return help(SUB);
   const { values, positionals } = parsed;
   const dir = positionals[0]!;
-  if (values.lines && values.json) {
-    throw new UsageError('Options "--lines" and "--json" cannot be used together');
+  if (values.lines && (values.json || values.raw)) {
+    throw new UsageError(
+      'Cannot use "--lines" with --raw or --json in "fsbus sub": it is the default format',
+    );
   }
-  const count = intOption(values, "count", 1);
+  const choice = readerChoice(SUB, values);
   const maxSize = stringOption(values, "max-size");
-  const exec = stringOption(values, "exec");
   const topic = stringOption(values, "topic");
   const since = sinceOption(values);
   const options: msgfs.SubscribeOptions = {
     recursive: values.recursive === true,
     // Nothing else runs in this process while it waits (unless --exec runs commands), so it
     // waits in poll(2) on its own thread: one thread hand-off less per message.
-    blockMs: exec === undefined ? 60_000 : 0,
+    blockMs: choice.exec === undefined ? 60_000 : 0,
     onSkip: (s) => warn(`Skipped "${s.path}": ${s.reason}`),
   };
   if (topic !== undefined) options.topic = topic;
@@ -235,19 +220,13 @@ export async function sub(args: string[]): Promise<number> {
       "FFI is not permitted (run with --allow-ffi or -A): watching with Deno.watchFs plus rescans",
     );
   }
-  const newline = new Uint8Array([10]);
-  let n = 0;
+  const output = new MessageOutput(choice, (m) => {
+    const path = (m as msgfs.BusMessage).path;
+    return { env: { FSBUS_PATH: path } };
+  });
   try {
     for await (const m of subscription) {
-      if (exec !== undefined) {
-        await runExec(exec, m);
-      } else if (values.json) {
-        out(jsonLine(m));
-      } else {
-        writeAll(Deno.stdout, m.data);
-        if (values.lines && m.data[m.data.length - 1] !== 10) writeAll(Deno.stdout, newline);
-      }
-      if (count !== undefined && ++n >= count) break;
+      if (!await output.deliver([m])) break;
     }
   } catch (err) {
     if (isBrokenPipe(err)) return 0;
@@ -256,30 +235,6 @@ export async function sub(args: string[]): Promise<number> {
     await subscription.close();
   }
   return 0;
-}
-
-async function runExec(cmd: string, m: msgfs.BusMessage): Promise<void> {
-  const child = new Deno.Command("sh", {
-    args: ["-c", cmd],
-    stdin: "piped",
-    stdout: "inherit",
-    stderr: "inherit",
-    env: {
-      FSBUS_ID: m.id,
-      FSBUS_TOPIC: m.topic,
-      FSBUS_PATH: m.path,
-      FSBUS_TIME: m.time.toISOString(),
-    },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  try {
-    await writer.write(m.data);
-    await writer.close();
-  } catch {
-    // the command did not read its input: that is its choice
-  }
-  const status = await child.status;
-  if (!status.success) warn(`Command for message "${m.id}" exited with status ${status.code}`);
 }
 
 /**
@@ -311,7 +266,17 @@ export function init(args: string[]): Promise<number> {
   else if (values.private) options.access = "private";
   if (group !== undefined) options.group = group;
   if (ttl !== undefined) options.ttlMs = positiveDuration(ttl, "--ttl");
-  msgfs.init(positionals[0]!, options);
+  const dir = positionals[0]!;
+  let existing: Deno.FileInfo | undefined;
+  try {
+    existing = Deno.statSync(dir);
+  } catch {
+    // absent (or unreadable): init says why
+  }
+  if (existing && !existing.isDirectory) {
+    throw new FsbusError("not_a_directory", `Cannot create a bus at "${dir}": not a directory`);
+  }
+  msgfs.init(dir, options);
   return Promise.resolve(0);
 }
 
@@ -344,11 +309,11 @@ export async function gc(args: string[]): Promise<number> {
     dir,
     ttl === undefined ? {} : { ttlMs: parseDuration(ttl, "--ttl") },
   );
-  out(
-    `removed ${result.removed}, kept ${result.kept}${
-      result.failed ? `, could not remove ${result.failed}` : ""
-    }\n`,
-  );
+  out(`removed ${result.removed}, kept ${result.kept}\n`);
+  if (result.failed) {
+    warn(`Cannot remove ${result.failed} of the expired messages in "${dir}"`);
+    return 1;
+  }
   return 0;
 }
 
@@ -356,3 +321,11 @@ function help(spec: CommandSpec): number {
   out(helpText(spec));
   return 0;
 }
+
+/** The commands of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = {
+  pub: { "": PUB },
+  sub: { "": SUB },
+  init: { "": INIT },
+  gc: { "": GC },
+};

@@ -270,6 +270,29 @@ export function lockFd(fd: number, exclusive = true): void {
 }
 
 /**
+ * Takes a `flock(2)` lock if it is free, without waiting.
+ *
+ * @param fd The lock file's descriptor (read-only is enough).
+ * @param exclusive Exclusive (default) or shared.
+ * @returns True when the lock is now held, false when another descriptor holds it.
+ *
+ * @example
+ * ```ts ignore
+ * import { tryLockFd } from "./fd_io.ts";
+ * if (tryLockFd(fd)) console.log("nobody holds it");
+ * ```
+ */
+export function tryLockFd(fd: number, exclusive = true): boolean {
+  const c = libc();
+  for (;;) {
+    if (c.flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | 4 /* LOCK_NB */) === 0) return true;
+    const e = errno();
+    if (e === Errno.EAGAIN) return false;
+    if (e !== Errno.EINTR) throw new SysError("flock", e);
+  }
+}
+
+/**
  * Releases a `flock(2)` lock.
  *
  * @param fd The lock file's descriptor.

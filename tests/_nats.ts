@@ -10,11 +10,19 @@ const NATS_SERVER = "/usr/sbin/nats-server";
 
 /** A free TCP port on `host` (127.0.0.1 by default), found by binding port 0. */
 export function freePort(host = "127.0.0.1"): number {
-  const l = Deno.listen({ hostname: host, port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  // A port just closed may be handed out again: never give the same one twice (a server's
+  // client and cluster ports once collided that way).
+  for (;;) {
+    const l = Deno.listen({ hostname: host, port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    if (given.has(port)) continue;
+    given.add(port);
+    return port;
+  }
 }
+
+const given = new Set<number>();
 
 /** How to start one server. */
 export interface NatsServerOptions {
@@ -267,9 +275,9 @@ export class Netns {
   }
 
   /** Makes the namespace, the veth pair and the addresses; both ends up, loopback up. */
-  static async create(): Promise<Netns> {
+  static async create(prefix = "fsbt-br-"): Promise<Netns> {
     const tag = `${Deno.pid % 100000}${nsCounter++}`;
-    const name = `fsbt-br-${tag}`;
+    const name = `${prefix}${tag}`;
     const veth = `fbr${tag}`.slice(0, 13);
     const used = new TextDecoder().decode(
       (await new Deno.Command("ip", { args: ["-4", "-o", "addr"], stdout: "piped" }).output())

@@ -37,3 +37,30 @@ Deno.test("compile.sh rejects unknown options and a DENORT_BIN for another targe
   assert.equal(r.code, 1);
   assert.match(r.stderr, /DENORT_BIN is a runtime for this machine .* cannot build/);
 });
+
+Deno.test("compile.sh that cannot build leaves no empty dist/", async () => {
+  const copy = Deno.makeTempDirSync({ prefix: "fsbus-compile-" });
+  try {
+    for (const f of ["compile.sh", "deno.json", "deno.lock", "cli.ts", "types.ts"]) {
+      Deno.copyFileSync(`${ROOT}/${f}`, `${copy}/${f}`);
+    }
+    const host = Deno.build.arch === "x86_64"
+      ? "x86_64-unknown-linux-gnu"
+      : "aarch64-unknown-linux-gnu";
+    // A runtime that does not exist: deno compile fails at once, without the network.
+    const r = await sh(`DENORT_BIN=${copy}/no-denort bash ${copy}/compile.sh ${host}`);
+    assert.equal(r.code, 1, r.text);
+    assert.ok(!existsSync(`${copy}/dist`), "dist/ is left behind");
+  } finally {
+    Deno.removeSync(copy, { recursive: true });
+  }
+});
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -62,7 +62,17 @@ Deno.test("fsbus mq: 4 writer processes, 100k writes over 4 streams: cat and ord
   for (let i = 1; i < lines.length; i++) if (lines[i]![1] !== lines[i - 1]![1]) switches++;
   assert.ok(switches > 100, `only ${switches} switches between writers`);
   // `fsbus mq read GROUP order` is the raw order.
-  const rawOrder = await fsbus(["mq", "read", g, "order", "--replay", "all", "--count", "40004"]);
+  const rawOrder = await fsbus([
+    "mq",
+    "read",
+    g,
+    "order",
+    "--replay",
+    "all",
+    "--raw",
+    "--count",
+    "40004",
+  ]);
   assert.equal(rawOrder.code, 0, rawOrder.stderr);
   assert.deepEqual(rawOrder.stdout, Deno.readFileSync(`${g}/order`).subarray(0, 40004 * 2));
 });
@@ -141,7 +151,7 @@ Deno.test("fsbus mq: bad input gives clear errors and writes nothing", async () 
     [["mq", "read", `${tmp.path}/nope`, "0"], /Cannot open group ".*\/nope": no such/, 1],
     [["mq", "mkgroup", g, "--replay", "all"], /already a group with other settings/, 1],
     [["mq", "mkgroup", `${tmp.path}/h`, "--replay", "sometimes"], /Invalid value "sometimes"/, 2],
-    [["mq", "frob"], /Unknown subcommand "frob"/, 2],
+    [["mq", "frob"], /Unknown command "frob" for "fsbus mq"/, 2],
   ];
   for (const [args, re, code] of cases) {
     const r = await fsbus(args);

@@ -97,7 +97,7 @@ Deno.test("payloads with NUL bytes, empty messages and 64 MiB messages arrive by
   assert.equal(b.data, "");
 
   // 64 MiB, raw to stdout.
-  const sub2 = await startSub([bus.path, "--count", "1"]);
+  const sub2 = await startSub([bus.path, "--raw", "--count", "1"]);
   const pub = await sh(
     `${Deno.execPath()} run -A --quiet ${CLI} pub ${bus.path} < ${files.path}/big`,
   );
@@ -124,7 +124,7 @@ Deno.test("--lines on both sides, --count, --since all, topics and --recursive",
     "deep",
   ]]);
   const topic = await fsbus(["sub", bus.path, "--since", "1h", "--topic", "t/u", "--count", "1"]);
-  assert.equal(topic.text, "deep");
+  assert.equal(topic.text, "deep\n");
 });
 
 Deno.test("--exec runs a command per message with the message on stdin and its metadata", async () => {
@@ -168,7 +168,7 @@ Deno.test("bad input: missing directory, a file, unknown flags, bad values: one 
   assert.equal(r.code, 2);
   assert.equal(
     r.stderr,
-    `fsbus: Unknown option "--nope" for "fsbus sub" (see "fsbus sub --help")\n`,
+    `fsbus: Unknown option "--nope" for "fsbus sub"; to give an argument that starts with "-", put "--" before it (see "fsbus sub --help")\n`,
   );
   r = await fsbus(["sub", dir.path, "--count", "many"]);
   assert.equal(r.code, 2);
@@ -181,7 +181,7 @@ Deno.test("bad input: missing directory, a file, unknown flags, bad values: one 
   assert.match(r.stderr, /^fsbus: Missing argument for "fsbus sub": expected DIR\n$/);
   r = await fsbus(["nope"]);
   assert.equal(r.code, 2);
-  assert.equal(r.stderr, `fsbus: Unknown command "nope" (see "fsbus --help")\n`);
+  assert.equal(r.stderr, `fsbus: Unknown command "nope" for "fsbus" (see "fsbus --help")\n`);
 });
 
 Deno.test("permission denied, as a user who may not read or write the bus", async () => {
@@ -249,7 +249,7 @@ Deno.test("without FFI permission, sub falls back to Deno.watchFs and says so on
   assert.equal((await child.status).code, 0);
   await stdout.done;
   await stderr.done;
-  assert.equal(stdout.text(), "fallback");
+  assert.equal(stdout.text(), "fallback\n");
   assert.match(stderr.text(), /^fsbus: FFI is not permitted .*Deno\.watchFs plus rescans\n$/);
 });
 

@@ -136,6 +136,8 @@ Deno.test("fsbus pin: a bash session on a terminal, piped attaches, history, exi
     const late = attach(root, "s1");
     try {
       await waitFor(() => late.out.text().includes("oops\r\n"), "the late attach to catch up");
+      // The shell's next prompt may still be on its way to either attach: wait until they agree.
+      await waitFor(() => late.out.text() === a1.out.text(), "both attaches to show the same");
       assert.equal(late.out.text(), a1.out.text());
     } finally {
       await stop(late);

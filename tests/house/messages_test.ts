@@ -73,11 +73,6 @@ const TEMPORARY: readonly Exception[] = [
   { file: "cli/fanout.ts", message: /^Topic "/, why: "edited by cli meanwhile" },
   { file: "cli/fanout.ts", message: /^Invalid topic "/, why: "edited by cli meanwhile" },
   {
-    file: "cli/fanout.ts",
-    message: /^No topics to subscribe to in "/,
-    why: "edited by cli meanwhile",
-  },
-  {
     file: "cli/filebus.ts",
     message: /^Missing action for "fsbus filebus": expe/,
     why: "edited by cli meanwhile",
@@ -98,22 +93,7 @@ const TEMPORARY: readonly Exception[] = [
   { file: "cli/mq.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
   {
     file: "cli/mq.ts",
-    message: /^"--lines" reads standard input: give no /,
-    why: "edited by cli meanwhile",
-  },
-  {
-    file: "cli/mq.ts",
     message: /^"order" is not a stream to merge \(use "f/,
-    why: "edited by cli meanwhile",
-  },
-  {
-    file: "cli/msgfs.ts",
-    message: /^Option "--lines" of "fsbus pub" reads st/,
-    why: "edited by cli meanwhile",
-  },
-  {
-    file: "cli/msgfs.ts",
-    message: /^Options "--lines" and "--json" cannot be/,
     why: "edited by cli meanwhile",
   },
   { file: "cli/msgfs.ts", message: /^Invalid duration "/, why: "edited by cli meanwhile" },

@@ -136,7 +136,7 @@ Deno.test({
     );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /fifo": not a regular file/);
-    r = await fsbus(["mq", "read", g, "s", "-n", "2"]);
+    r = await fsbus(["mq", "read", g, "s", "-n", "2", "--raw"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.text, "hello\nmember");
     assert.ok(sameBytes(secret, copy), "the secret was changed");

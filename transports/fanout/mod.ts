@@ -81,6 +81,7 @@ export {
   type WriterOptions,
 } from "./topics.ts";
 export { subscribe, type SubscribeOptions, Subscriber } from "./subscriber.ts";
+export { status } from "./status.ts";
 export {
   DEFAULT_RING_SIZE,
   MAX_RING_SIZE,

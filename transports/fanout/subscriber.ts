@@ -64,8 +64,7 @@ export interface SubscribeOptions extends ReaderOptions {
  * ```
  */
 export class Subscriber implements Subscription<Message> {
-  /** The readers, one per topic. */
-  readonly readers: readonly TopicReader[];
+  readonly #readers: TopicReader[];
   readonly #onOverrun: SubscribeOptions["onOverrun"];
   readonly #maxBytes: number;
   readonly #signal: AbortSignal | undefined;
@@ -83,12 +82,39 @@ export class Subscriber implements Subscription<Message> {
    */
   constructor(readers: readonly TopicReader[], options: SubscribeOptions = {}) {
     const { onOverrun, signal, maxBytes = 256 * 1024 } = options;
-    this.readers = readers;
+    this.#readers = [...readers];
     this.#onOverrun = onOverrun;
     this.#maxBytes = maxBytes;
     this.#signal = signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
     if (this.#signal?.aborted) void this.close();
+  }
+
+  /** The readers, one per topic. */
+  get readers(): readonly TopicReader[] {
+    return this.#readers;
+  }
+
+  /**
+   * Adds a reader (a topic found later); the subscriber owns and closes it. Call it between
+   * waits, from the thread that waits.
+   *
+   * @param reader The open reader.
+   *
+   * @example Follow a topic created after subscribing
+   * ```ts ignore
+   * import { openReader, subscribe } from "./mod.ts";
+   * const sub = subscribe(["news"]);
+   * sub.add(openReader("weather"));
+   * ```
+   */
+  add(reader: TopicReader): void {
+    if (this.#closed) {
+      reader.close();
+      return;
+    }
+    this.#readers.push(reader);
+    this.#waitv = undefined;
   }
 
   /** Whether the subscription has been closed. */

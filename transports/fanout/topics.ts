@@ -471,10 +471,12 @@ export function describeTopic(name: string, options: RootOptions = {}): TopicInf
       writers: r.writers,
     };
   } catch (err) {
+    // A ring this user may not open is still a ring: only damaged files are "invalid".
+    const denied = err instanceof FsbusError && err.code === "permission_denied";
     return {
       topic,
       path,
-      backend: "invalid",
+      backend: denied ? backend : "invalid",
       problem: err instanceof Error ? err.message : String(err),
     };
   }

@@ -63,4 +63,5 @@ export { FilebusProducer, producer } from "./producer.ts";
 export { type ByteReader, type ChunkOptions, readChunks } from "./chunks.ts";
 export { waitForDirectory, type WaitForDirectoryOptions } from "./wait_dir.ts";
 export { DEFAULT_BLOCK_SIZE, DEFAULT_SLEEP_INTERVAL_MS, type FilebusOptions } from "./options.ts";
+export { status } from "./status.ts";
 export type { Subscription } from "../../types.ts";

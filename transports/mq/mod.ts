@@ -53,6 +53,7 @@ export {
   type MqMountOptions,
 } from "./mount.ts";
 export { checkGroup, type CheckOptions, type CheckProblem, type CheckReport } from "./check.ts";
+export { status } from "./status.ts";
 export type { Message, Subscription } from "../../types.ts";
 
 /**

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { fromFsError, FsbusError } from "../../types.ts";
 import { readConfig } from "./config.ts";
 import { markSwept, sweep, type SweepResult } from "./retention.ts";
 
@@ -36,6 +37,7 @@ export {
 export { init, type InitOptions } from "./access.ts";
 export { type BusConfig, DEFAULT_TTL_MS, readConfig } from "./config.ts";
 export { idTime, newId } from "./names.ts";
+export { status } from "./status.ts";
 export type { SweepResult } from "./retention.ts";
 
 /**
@@ -57,6 +59,15 @@ export type { SweepResult } from "./retention.ts";
  * ```
  */
 export async function gc(dir: string, options: { ttlMs?: number } = {}): Promise<SweepResult> {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch (err) {
+    throw fromFsError(err, "Cannot sweep", dir);
+  }
+  if (!info.isDirectory) {
+    throw new FsbusError("not_a_directory", `Cannot sweep "${dir}": not a directory`);
+  }
   const ttlMs = options.ttlMs ?? readConfig(dir).ttlMs;
   const result = await sweep(dir, ttlMs);
   markSwept(dir);
