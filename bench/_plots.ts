@@ -9,8 +9,6 @@
  * @module
  */
 
-import * as vega from "vega";
-import * as vl from "vega-lite";
 import type { Result } from "./_lib.ts";
 
 /** The results of each bench, by name ("msgfs", "filebus", "mq", "fanout"). */
@@ -60,12 +58,27 @@ export function label(bench: string, transport: string): string {
   return transport;
 }
 
-async function render(spec: vl.TopLevelSpec): Promise<string> {
-  const compiled = vl.compile(spec).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: "none" });
-  const svg = await view.toSVG();
-  view.finalize();
-  return svg + "\n";
+/** A Vega-Lite specification (checked by Vega-Lite itself, in bench/_render.ts). */
+type Spec = Record<string, unknown>;
+
+const RENDER = new URL("./_render.ts", import.meta.url).pathname;
+const LOCK = new URL("./plots.lock", import.meta.url).pathname;
+
+/** Renders a spec to SVG in a separate Deno process (see bench/_render.ts for why). */
+async function render(spec: Spec): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-config", `--lock=${LOCK}`, "--allow-read", "--allow-env", RENDER],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(spec)));
+  await writer.close();
+  const { success, stdout } = await child.output();
+  if (!success) throw new Error("bench/_render.ts could not draw a plot");
+  return new TextDecoder().decode(stdout);
 }
 
 /** The latency points of one bench plotted: one subscriber, tmpfs (or no file system). */
@@ -129,7 +142,6 @@ export async function latencyPlot(
     axis: { labelFontSize: 12, labelLimit: 200 },
   } as const;
   const spec = {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
       text: `${p.title}: latency at ${p.rate / 1000}k msgs/s, ${p.size} B, one subscriber`,
       subtitle: `p50 · p90 · p99 · p99.9, one-way, separate processes, tmpfs${
@@ -189,7 +201,7 @@ export async function latencyPlot(
       },
     ],
   };
-  return await render(spec as unknown as vl.TopLevelSpec);
+  return await render(spec as Spec);
 }
 
 /** One bar of the throughput plot: fsbus's rate ÷ the floor's at one unpaced point. */
@@ -264,7 +276,6 @@ export async function floorPlot(all: AllResults, date = ""): Promise<string | un
     axis: { labelFontSize: 12, labelLimit: 320 },
   } as const;
   const spec = {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
       text: "Throughput as a ratio to the C floor (1.0 = the kernel's floor, same syscalls)",
       subtitle: `unpaced, tmpfs, same run; the dashed line is the directory bus goal (0.85×)${
@@ -309,5 +320,5 @@ export async function floorPlot(all: AllResults, date = ""): Promise<string | un
       },
     ],
   };
-  return await render(spec as unknown as vl.TopLevelSpec);
+  return await render(spec as Spec);
 }
