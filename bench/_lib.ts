@@ -346,3 +346,34 @@ export function roleArg(name: string): string {
   if (v === undefined) throw new Error(`missing --${name}`);
   return v;
 }
+
+/**
+ * Reads one line (without its newline) from a role's stdout.
+ *
+ * @param reader The stdout reader.
+ * @param state What was read past the last line (kept between calls).
+ * @returns The line; the last unterminated bytes at end of output.
+ * @throws {Error} When the role ended with nothing more to read.
+ */
+export async function readLine(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  state: { buf: string },
+): Promise<string> {
+  const dec = new TextDecoder();
+  for (;;) {
+    const nl = state.buf.indexOf("\n");
+    if (nl >= 0) {
+      const line = state.buf.slice(0, nl);
+      state.buf = state.buf.slice(nl + 1);
+      return line;
+    }
+    const { value, done } = await reader.read();
+    if (done) {
+      if (state.buf === "") throw new Error("a role ended early");
+      const rest = state.buf;
+      state.buf = "";
+      return rest;
+    }
+    state.buf += dec.decode(value);
+  }
+}

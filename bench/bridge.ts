@@ -24,6 +24,7 @@ import {
   monotonicNs,
   paced,
   percentiles,
+  readLine,
   readStamp,
   type Result,
   roleArgs,
@@ -166,28 +167,6 @@ async function pubRole(args: Record<string, string>): Promise<void> {
   }
   const elapsed = performance.now() - t0;
   console.log(JSON.stringify({ pubRate: count / (elapsed / 1000) }));
-}
-
-async function readLine(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  state: { buf: string },
-): Promise<string> {
-  const dec = new TextDecoder();
-  for (;;) {
-    const nl = state.buf.indexOf("\n");
-    if (nl >= 0) {
-      const line = state.buf.slice(0, nl);
-      state.buf = state.buf.slice(nl + 1);
-      return line;
-    }
-    const { value, done } = await reader.read();
-    if (done) {
-      const rest = state.buf;
-      state.buf = "";
-      return rest;
-    }
-    state.buf += dec.decode(value);
-  }
 }
 
 function startBridge(args: string[]): { child: Deno.ChildProcess; ready: Promise<void> } {

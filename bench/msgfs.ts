@@ -22,6 +22,7 @@ import {
   monotonicNs,
   paced,
   percentiles,
+  readLine,
   readStamp,
   type Result,
   roleArgs,
@@ -211,28 +212,6 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
-
-async function readLine(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  state: { buf: string },
-): Promise<string> {
-  const dec = new TextDecoder();
-  for (;;) {
-    const nl = state.buf.indexOf("\n");
-    if (nl >= 0) {
-      const line = state.buf.slice(0, nl);
-      state.buf = state.buf.slice(nl + 1);
-      return line;
-    }
-    const { value, done } = await reader.read();
-    if (done) {
-      const rest = state.buf;
-      state.buf = "";
-      return rest;
-    }
-    state.buf += dec.decode(value);
-  }
-}
 
 interface Point {
   transport: Transport;

@@ -24,6 +24,7 @@ import {
   cpuTimeMs,
   monotonicNs,
   paced,
+  readLine,
   readStamp,
   type Result,
   roleArgs,
@@ -146,24 +147,6 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
-
-async function readLine(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  state: { buf: string },
-): Promise<string> {
-  const dec = new TextDecoder();
-  for (;;) {
-    const nl = state.buf.indexOf("\n");
-    if (nl >= 0) {
-      const line = state.buf.slice(0, nl);
-      state.buf = state.buf.slice(nl + 1);
-      return line;
-    }
-    const { value, done } = await reader.read();
-    if (done) throw new Error("a role ended early");
-    state.buf += dec.decode(value);
-  }
-}
 
 /** Options of one soak point. */
 export interface SoakOptions {
