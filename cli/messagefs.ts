@@ -19,6 +19,22 @@ import {
 import { readStdin, stdinLines } from "./_input.ts";
 import { jsonLine, out, warn, writeAll } from "./_output.ts";
 
+/** The options of the commands that run a node (join, mount): its name, groups and network. */
+const NODE_OPTIONS: CommandSpec["options"] = {
+  name: {
+    type: "string",
+    value: "NAME",
+    help: "The node's name (default: 6 hex digits of its UUID)",
+  },
+  group: {
+    type: "string",
+    short: "g",
+    multiple: true,
+    value: "GROUP",
+    help: "Join GROUP (repeatable)",
+  },
+};
+
 const NETWORK_OPTIONS: CommandSpec["options"] = {
   network: { type: "string", value: "NET", help: "The network's name", default: "default" },
   root: {
@@ -43,18 +59,7 @@ const JOIN: CommandSpec = {
     "the groups below it ('@/ text' to everyone). '/join GROUP', '/leave GROUP' and '/peers' " +
     "act on the node. Runs until interrupted (or --count messages).",
   options: {
-    name: {
-      type: "string",
-      value: "NAME",
-      help: "The node's name (default: 6 hex digits of its UUID)",
-    },
-    group: {
-      type: "string",
-      short: "g",
-      multiple: true,
-      value: "GROUP",
-      help: "Join GROUP (repeatable)",
-    },
+    ...NODE_OPTIONS,
     ...NETWORK_OPTIONS,
     json: {
       type: "boolean",
@@ -115,18 +120,7 @@ const MOUNT: CommandSpec = {
     ".inbox blocks and gives one received message per read. Unmounts and leaves on " +
     "Ctrl-C, SIGTERM or umount.",
   options: {
-    name: {
-      type: "string",
-      value: "NAME",
-      help: "The node's name (default: 6 hex digits of its UUID)",
-    },
-    group: {
-      type: "string",
-      short: "g",
-      multiple: true,
-      value: "GROUP",
-      help: "Join GROUP (repeatable)",
-    },
+    ...NODE_OPTIONS,
     ...NETWORK_OPTIONS,
   },
   examples: [
