@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { CLI, fsbus, tempDir, waitFor } from "../_helpers.ts";
+import { alive, ensureGone, readState, sessionProcesses } from "./_pin.ts";
 
 /** The tmux server's socket: in the test's temp dir, so nothing is left behind. */
 let socket = "";
@@ -48,57 +49,6 @@ async function until(
 async function typeLine(target: string, text: string): Promise<void> {
   await tmux("send-keys", "-t", target, "-l", text);
   await tmux("send-keys", "-t", target, "Enter");
-}
-
-function readState(root: string, id: string): Record<string, unknown> | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${root}/${id}/.pin.json`));
-  } catch {
-    return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) Z /.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
-  } catch {
-    return false;
-  }
-}
-
-/** Processes in session `sid`, with their command lines. */
-function sessionProcesses(sid: number): { pid: number; cmd: string }[] {
-  const found: { pid: number; cmd: string }[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[3]) !== sid || fields[0] === "Z") continue;
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0").join(" ").trim();
-      found.push({ pid: Number(e.name), cmd });
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
-
-async function ensureGone(root: string, id: string): Promise<void> {
-  const st = readState(root, id);
-  const pids = [st?.supervisor, st?.pid].filter((p): p is number => typeof p === "number");
-  if (typeof st?.pid === "number") pids.push(...sessionProcesses(st.pid).map((p) => p.pid));
-  try {
-    await waitFor(() => pids.every((p) => !alive(p)), "the session's processes to exit", 5000);
-  } catch {
-    for (const p of pids) {
-      try {
-        Deno.kill(p, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  }
 }
 
 /** A file's text once it has been written (it ends with a newline). */

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { collect, fsbus, sh, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
+import { collect, fsbus, sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
 
 /** Runs a shell command as nobody (uid/gid 65534, no supplementary groups). */
 async function asNobody(command: string): Promise<void> {
@@ -71,12 +71,7 @@ Deno.test("filebus consumer: a symlink renamed in while running is not followed"
     assert.doesNotMatch(out.text(), /TOPSECRET/);
     assert.match(err.text(), /is a symbolic link/);
   } finally {
-    try {
-      child.kill();
-    } catch {
-      // already gone
-    }
-    await child.status;
+    await stop(child);
   }
 });
 
@@ -155,12 +150,6 @@ Deno.test("filebus producer: a FILE.lock swapped for a symlink after start is no
     assert.match(err.text(), /chan\.lock" as a filebus file: is a symbolic link/);
     assert.equal(exists(created), false);
   } finally {
-    try {
-      child.kill();
-    } catch {
-      // already gone
-    }
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
+    await stop(child);
   }
 });

@@ -290,14 +290,7 @@ export class Files {
       }
       throw fromFsError(err, "Cannot read", this.path);
     }
-    const kind = st.isFile
-      ? "file"
-      : st.isDirectory
-      ? "directory"
-      : st.isSymlink
-      ? "symlink"
-      : "special file";
-    return { kind, id: denoIdentity(st) };
+    return { kind: denoKind(st), id: denoIdentity(st) };
   }
 
   /**
@@ -461,18 +454,22 @@ export class Files {
   }
 }
 
+/** The kind of file Deno's (l)stat saw, in the names sys/fs.ts's statx gives. */
+function denoKind(st: Deno.FileInfo): string {
+  return st.isFile
+    ? "file"
+    : st.isDirectory
+    ? "directory"
+    : st.isSymlink
+    ? "symlink"
+    : "special file";
+}
+
 /** What is at `path` (never following a symlink), or undefined when nothing is. */
 function kindOf(path: string, ffi: boolean): string | undefined {
   try {
     if (ffi) return statPath(path)?.kind;
-    const st = Deno.lstatSync(path);
-    return st.isFile
-      ? "file"
-      : st.isDirectory
-      ? "directory"
-      : st.isSymlink
-      ? "symlink"
-      : "special file";
+    return denoKind(Deno.lstatSync(path));
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw fromFsError(err, "Cannot open", path);
