@@ -8,12 +8,19 @@
  * set up first, so there is no gap, and delivered files are remembered (by name, inode, size
  * and modification time), so there is no duplicate at the seam.
  *
- * Memory stays bounded however long a subscription runs: the subscription knows a time before
- * which every file has been handled (the last inotify read that lost nothing, or the start of
- * the last complete listing), and remembers only the files changed after it, less a slack of
- * {@linkcode SEEN_SLACK_MS}. A listing skips files whose last change (ctime) is older than that,
- * so a forgotten file is never delivered twice. (A writer that keeps a file open longer than the
- * slack after its last write, and whose close event is lost in a queue overflow, is missed.)
+ * Memory stays bounded however long a subscription runs. A file is forgotten once no event
+ * and no listing can bring it back: when the watcher has found its queue empty at a time T
+ * and every event read before T has been handled, files last changed (ctime) before T, less a
+ * slack of {@linkcode SEEN_SLACK_MS}, have had their last event; and a listing skips files
+ * changed before that time or before the start of the last complete listing (less the slack).
+ * So a subscription remembers the files changed in the last few seconds while it keeps up, and
+ * everything it delivered since it last caught up while it is behind (a burst). Not forgotten
+ * at a listing: events for the files it found may still wait in the queue behind an overflow.
+ * (Limits, for writers other than fsbus, which creates each file once and closes it at once: a
+ * writer that keeps a file open longer than the slack after its last write may have it
+ * delivered twice, when a listing took it before its close, or missed, when its close event is
+ * lost in a queue overflow. The `Deno.watchFs` fallback cannot tell when it has caught up: it
+ * forgets at listings, so an event it reports more than the slack late may repeat a message.)
  *
  * Files are opened with `O_NOFOLLOW|O_NONBLOCK`: a symlink, FIFO or device planted in the
  * bus is never read, and nothing larger than `maxSize` is read.
@@ -196,8 +203,12 @@ export class BusSubscription implements Subscription<BusMessage> {
   readonly #cutoffMs: number;
   /** Files delivered or skipped, by path below the base, oldest first (roughly). */
   readonly #seen = new Map<string, Seen>();
-  /** Every file whose ctime is before this (wall-clock ms) has been handled. */
+  /** Every file whose ctime is before this (wall-clock ms) has been handled: a listing may
+   * skip it. */
   #handledBefore = -Infinity;
+  /** Every file whose ctime is before this has had its last event handled: it may be
+   * forgotten. */
+  #forgetBefore = -Infinity;
   #sincePrune = 0;
   readonly #files: MessageFiles;
   readonly #ffi: boolean;
@@ -385,15 +396,14 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (recursive) this.#watchTree("");
       if (this.#options.since !== undefined) yield* this.#rescan(recursive);
       for (;;) {
+        // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
+        // place): a batch is finished before the next is read, so every event queued before the
+        // watcher last found its queue empty has been handled now. (Not when a batch is read:
+        // its events may be seconds old, for files a rescan has delivered.) The fallback
+        // watcher loses events silently and cannot tell.
+        if (watcher.backend === "inotify") this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
         const batch = await watcher.next();
         if (batch === null || this.#closed) return;
-        // inotify loses nothing without saying so (IN_Q_OVERFLOW): every file changed before
-        // this read has had its event by now. The fallback watcher does lose events silently.
-        if (watcher.backend === "inotify" && !batch.some((e) => e.kind === "rescan")) {
-          this.#handledBefore = Date.now() - SEEN_SLACK_MS;
-          const oldest = this.#seen.values().next().value;
-          if (oldest !== undefined && oldest.ctimeMs < this.#handledBefore) this.#prune();
-        }
         for (const e of batch) {
           if (this.#closed) return;
           switch (e.kind) {
@@ -473,14 +483,28 @@ export class BusSubscription implements Subscription<BusMessage> {
     }
     if (only === undefined) {
       this.#handledBefore = Math.max(this.#handledBefore, listedAt - SEEN_SLACK_MS);
-      this.#prune();
+      // inotify may still hold events for the files just listed (queued behind the overflow):
+      // they are forgotten only once it has caught up (#caughtUp).
+      if (this.#watcher?.backend !== "inotify") {
+        this.#forgetBefore = this.#handledBefore;
+        this.#prune();
+      }
     }
   }
 
-  /** Forgets files changed before everything was handled: a listing skips them anyway. */
+  /** Every event for files changed before `before` has been handled: forget those files. */
+  #caughtUp(before: number): void {
+    if (!(before > this.#forgetBefore)) return;
+    this.#forgetBefore = before;
+    if (before > this.#handledBefore) this.#handledBefore = before;
+    const oldest = this.#seen.values().next().value;
+    if (oldest !== undefined && oldest.ctimeMs < before) this.#prune();
+  }
+
+  /** Forgets files whose last event has been handled: a listing skips them anyway. */
   #prune(): void {
     this.#sincePrune = 0;
-    const before = this.#handledBefore;
+    const before = this.#forgetBefore;
     for (const [rel, seen] of this.#seen) {
       if (seen.ctimeMs >= before) break;
       this.#seen.delete(rel);

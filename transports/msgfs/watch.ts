@@ -69,6 +69,12 @@ export interface Watcher {
    * @returns False when the directory could not be watched (gone, or a symlink).
    */
   watch(dir: string, fd?: number): boolean;
+  /**
+   * When the watcher last found no event waiting (wall-clock milliseconds): every event from
+   * before then is in a batch already returned by `next()`. `-Infinity` when the watcher
+   * cannot tell (the fallback).
+   */
+  readonly drainedAt: number;
   /** The next batch of events (empty after `wake()`); `null` once the watcher is closed. */
   next(): Promise<WatchEvent[] | null>;
   /** Makes a pending `next()` return at once (with `null` once closed). */
@@ -95,6 +101,10 @@ class InotifyWatcher implements Watcher {
     this.#root = root;
     this.#mask = recursive ? DIR_MASK | IN.CREATE : DIR_MASK;
     this.#blockMs = blockMs;
+  }
+
+  get drainedAt(): number {
+    return this.#ino.drainedAt;
   }
 
   watch(dir: string, fd?: number): boolean {
@@ -182,6 +192,7 @@ const FALLBACK_RESCAN_MS = 1000;
 
 class WatchFsWatcher implements Watcher {
   readonly backend = "watchfs";
+  readonly drainedAt = -Infinity;
   readonly #root: string;
   readonly #fs: Deno.FsWatcher;
   readonly #iter: AsyncIterator<Deno.FsEvent>;
