@@ -32,7 +32,7 @@ import { fromFsError, FsbusError, type Message, type Subscription } from "../../
 import { ffiAvailable } from "../../sys/libc.ts";
 import { closeFd, statAt } from "../../sys/fs.ts";
 import { openDir, readDirFd } from "../../sys/dirfd.ts";
-import { MessageFiles } from "./read.ts";
+import { type FileState, MessageFiles, sameFile } from "./read.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher } from "./watch.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
@@ -53,10 +53,16 @@ const NAME_SLACK_MS = 60_000;
 const PRUNE_EVERY = 512;
 
 interface Seen {
-  /** The file's state key when delivered, or "skip:..." when skipped. */
-  key: string;
+  /** The file's inode, size and modification time when delivered or skipped (inode -1 when
+   * skipped without a state). */
+  ino: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
   /** Its ctime then. */
   ctimeMs: number;
+  /** Why it was skipped; undefined when delivered. */
+  skip: string | undefined;
 }
 
 interface Entry {
@@ -512,9 +518,21 @@ export class BusSubscription implements Subscription<BusMessage> {
     this.stats.remembered = this.#seen.size;
   }
 
-  #remember(rel: string, key: string, ctimeMs: number): void {
+  #remember(rel: string, state: FileState | undefined, skip?: string): void {
     this.#seen.delete(rel); // keep the map in the order of delivery
-    this.#seen.set(rel, { key, ctimeMs });
+    this.#seen.set(
+      rel,
+      state
+        ? {
+          ino: state.ino,
+          size: state.size,
+          mtimeSec: state.mtimeSec,
+          mtimeNsec: state.mtimeNsec,
+          ctimeMs: state.ctimeMs,
+          skip,
+        }
+        : { ino: -1, size: -1, mtimeSec: 0, mtimeNsec: 0, ctimeMs: Date.now(), skip },
+    );
     this.stats.remembered = this.#seen.size;
     if (++this.#sincePrune >= PRUNE_EVERY) this.#prune();
   }
@@ -561,7 +579,7 @@ export class BusSubscription implements Subscription<BusMessage> {
         }
         continue;
       }
-      const seen = this.#seen.get(rel)?.key;
+      const seen = this.#seen.get(rel);
       const idMs = idTime(entry.name);
       if (idMs !== undefined) {
         // fsbus names are created once (O_EXCL) and never rewritten: no need to look again,
@@ -578,7 +596,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (st === undefined) continue;
       if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
       if (st.ctimeMs < handled) continue; // handled, and perhaps forgotten
-      if (seen === st.key || seen === `skip:${st.key}`) continue;
+      if (seen !== undefined && sameFile(seen, st)) continue; // delivered, or skipped
       out.push({
         dir,
         name: entry.name,
@@ -613,12 +631,13 @@ export class BusSubscription implements Subscription<BusMessage> {
     const path = `${this.#base}/${rel}`;
     const fd = this.#ffi ? this.#dirFd(dir) : -1;
     if (fd === undefined) return undefined; // the topic is gone, or was swapped for a symlink
+    const prev = this.#seen.get(rel);
     const r = this.#files.read(
       fd,
       name,
       path,
       this.#maxSize,
-      (st) => this.#seen.get(rel)?.key === st.key,
+      prev === undefined || prev.skip !== undefined ? undefined : prev,
     );
     if (r === undefined) return undefined;
     if (!r.ok) {
@@ -627,14 +646,18 @@ export class BusSubscription implements Subscription<BusMessage> {
         if (this.#seen.delete(rel)) this.stats.remembered--;
         return undefined;
       }
-      const mark = `skip:${r.state?.key ?? r.reason}`;
-      if (this.#seen.get(rel)?.key === mark) return undefined;
-      this.#remember(rel, mark, r.state?.ctimeMs ?? Date.now());
+      if (
+        prev?.skip !== undefined &&
+        (r.state ? sameFile(prev, r.state) : prev.ino === -1 && prev.skip === r.reason)
+      ) {
+        return undefined;
+      }
+      this.#remember(rel, r.state, r.reason);
       this.stats.skipped++;
       this.#options.onSkip?.({ path, reason: r.reason });
       return undefined;
     }
-    this.#remember(rel, r.state.key, r.state.ctimeMs);
+    this.#remember(rel, r.state);
     this.stats.delivered++;
     const topic = this.topic ? (dir ? `${this.topic}/${dir}` : this.topic) : dir;
     const t = idTime(name) ?? r.state.mtimeMs;
