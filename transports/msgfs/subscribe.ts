@@ -10,12 +10,13 @@
  *
  * Memory stays bounded however long a subscription runs. A file is forgotten once no event
  * and no listing can bring it back: when the watcher has found its queue empty at a time T
- * and every event read before T has been handled, files last changed (ctime) before T, less a
- * slack of {@linkcode SEEN_SLACK_MS}, have had their last event; and a listing skips files
- * changed before that time or before the start of the last complete listing (less the slack).
- * So a subscription remembers the files changed in the last few seconds while it keeps up, and
- * everything it delivered since it last caught up while it is behind (a burst). Not forgotten
- * at a listing: events for the files it found may still wait in the queue behind an overflow.
+ * (every inotify read empties it) and every event read before T has been handled, files last
+ * changed (ctime) before T, less a slack of {@linkcode SEEN_SLACK_MS}, have had their last
+ * event; and a listing skips files changed before that time or before the start of the last
+ * complete listing (less the slack). So a subscription remembers a few seconds of messages
+ * (after an overflow, also what the listing delivered, until the next read). Nothing is
+ * forgotten at a listing: events for the files it found may still wait in the queue behind an
+ * overflow, and a file forgotten then would be delivered again.
  * (Limits, for writers other than fsbus, which creates each file once and closes it at once: a
  * writer that keeps a file open longer than the slack after its last write may have it
  * delivered twice, when a listing took it before its close, or missed, when its close event is
