@@ -35,7 +35,7 @@ import { closeFd, statAt } from "../../sys/fs.ts";
 import { openDir, readDirFd } from "../../sys/dirfd.ts";
 import { type FileState, MessageFiles, sameFile } from "./read.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
-import { openWatcher, type Watcher } from "./watch.ts";
+import { openWatcher, type Watcher, type WatchEvent } from "./watch.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
@@ -50,6 +50,10 @@ export const SEEN_SLACK_MS = 2000;
 /** fsbus messages (UUIDv7 names) are taken as complete this long after the time in their
  * name: older ones are skipped by a listing without looking at their ctime. */
 const NAME_SLACK_MS = 60_000;
+/** Deliveries between two reads of the watcher while a long batch or listing is delivered. */
+const READ_EVERY = 512;
+/** Events a subscription holds at most; beyond, the kernel's queue may overflow. */
+const MAX_QUEUED = 65_536;
 /** Deliveries between two prunings of what a subscription remembers. */
 const PRUNE_EVERY = 512;
 
@@ -225,6 +229,11 @@ export class BusSubscription implements Subscription<BusMessage> {
   /** Descriptors of topic directories below it, least recently used first. */
   readonly #dirFds = new Map<string, number>();
   #watcher: Watcher | undefined;
+  /** Events read and not handled yet: `#queue` from index `#queued` on. */
+  #queue: WatchEvent[] = [];
+  #queued = 0;
+  /** Messages delivered since the watcher was last read. */
+  #sinceRead = 0;
   #closed = false;
   #abort: (() => void) | undefined;
 
@@ -403,19 +412,26 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (recursive) this.#watchTree("");
       if (this.#options.since !== undefined) yield* this.#rescan(recursive);
       for (;;) {
-        // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
-        // place): a batch is finished before the next is read, so every event queued before the
-        // watcher last found its queue empty has been handled now. (Not when a batch is read:
-        // its events may be seconds old, for files a rescan has delivered.) The fallback
-        // watcher loses events silently and cannot tell.
-        if (watcher.backend === "inotify") this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
-        const batch = await watcher.next();
-        if (batch === null || this.#closed) return;
-        for (const e of batch) {
+        if (this.#queued === this.#queue.length) {
+          // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
+          // place): every event read is handled before the next wait, so every event queued
+          // before the watcher last found its queue empty has been handled now. (Not when a
+          // batch is read: its events may be seconds old, for files a rescan has delivered.)
+          // The fallback watcher loses events silently and cannot tell.
+          if (watcher.backend === "inotify") this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
+          const batch = await watcher.next();
+          if (batch === null || this.#closed) return;
+          this.#queue = batch;
+          this.#queued = 0;
+        }
+        // Events read meanwhile (#readMore) are appended to the queue.
+        while (this.#queued < this.#queue.length) {
+          const e = this.#queue[this.#queued++]!;
           if (this.#closed) return;
           switch (e.kind) {
             case "file": {
               const m = this.#deliver(e.dir, e.name);
+              if (++this.#sinceRead >= READ_EVERY) this.#readMore();
               if (m) yield m;
               break;
             }
@@ -485,6 +501,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       for (const c of candidates) {
         if (this.#closed) return;
         const m = this.#deliver(c.dir, c.name);
+        if (++this.#sinceRead >= READ_EVERY) this.#readMore();
         if (m) yield m;
       }
     }
@@ -497,6 +514,24 @@ export class BusSubscription implements Subscription<BusMessage> {
         this.#prune();
       }
     }
+  }
+
+  /**
+   * Moves the events the kernel holds now to the end of this subscription's queue, while a
+   * long batch or listing is being delivered: the kernel's queue then does not overflow (no
+   * listing, no lost event) as long as this one stays below {@linkcode MAX_QUEUED}.
+   */
+  #readMore(): void {
+    this.#sinceRead = 0;
+    const watcher = this.#watcher;
+    if (watcher === undefined || this.#queue.length - this.#queued >= MAX_QUEUED) return;
+    const more = watcher.poll();
+    if (more.length === 0) return;
+    if (this.#queued >= READ_EVERY) {
+      this.#queue = this.#queue.slice(this.#queued); // drop what was handled
+      this.#queued = 0;
+    }
+    for (const e of more) this.#queue.push(e);
   }
 
   /** Every event for files changed before `before` has been handled: forget those files. */

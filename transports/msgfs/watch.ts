@@ -77,6 +77,8 @@ export interface Watcher {
   readonly drainedAt: number;
   /** The next batch of events (empty after `wake()`); `null` once the watcher is closed. */
   next(): Promise<WatchEvent[] | null>;
+  /** The events queued now, without waiting (none from the fallback, which has no queue). */
+  poll(): WatchEvent[];
   /** Makes a pending `next()` return at once (with `null` once closed). */
   wake(): void;
   /** Stops watching and frees everything. */
@@ -140,6 +142,10 @@ class InotifyWatcher implements Watcher {
       }
       if ((await this.#ino.wait()) === "woken") return [];
     }
+  }
+
+  poll(): WatchEvent[] {
+    return this.#closed ? [] : this.#translate(this.#ino.read());
   }
 
   #translate(raw: ReturnType<Inotify["read"]>): WatchEvent[] {
@@ -237,6 +243,10 @@ class WatchFsWatcher implements Watcher {
       this.#armRescan();
       if (events.length > 0) return events;
     }
+  }
+
+  poll(): WatchEvent[] {
+    return [];
   }
 
   /** After activity, rescan once a second later: Deno.watchFs loses events under bursts. */
