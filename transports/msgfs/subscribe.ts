@@ -4,7 +4,10 @@
  * Live messages come from the watcher (`IN_CLOSE_WRITE` and `IN_MOVED_TO`), every event of
  * every read. When events may have been lost (`IN_Q_OVERFLOW`, or the fallback watcher's
  * rescan), the directory is listed again and every message not yet delivered is delivered
- * once, in time order. Replay (`since`) uses the same listing before going live; the watch is
+ * once, in time order. While a long batch or listing is delivered, the events the kernel holds
+ * are moved to the subscription's own queue every few hundred messages, so that a burst does
+ * not overflow the kernel's queue again and again. Replay (`since`) uses the same listing
+ * before going live; the watch is
  * set up first, so there is no gap, and delivered files are remembered (by name, inode, size
  * and modification time), so there is no duplicate at the seam.
  *
