@@ -16,6 +16,7 @@
  * @module
  */
 
+import { cpuUsage } from "node:process";
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
 import { addRatios, repeatFloor } from "./_floor.ts";
 import {
@@ -109,8 +110,10 @@ async function latencyWriter(): Promise<void> {
 
 async function replayReader(): Promise<void> {
   const group = roleArg("group");
+  const verify = roleArg("verify") === "true";
   const t0 = monotonicNs();
-  const r = MqReader.open(group, ["s"], { replay: "all", blockMs: 250 });
+  const cpu0 = cpuUsage();
+  const r = MqReader.open(group, ["s"], { replay: "all", blockMs: 250, verify });
   const seqs: number[] = [];
   let bytes = 0;
   for await (const batch of r.batches()) {
@@ -120,8 +123,10 @@ async function replayReader(): Promise<void> {
     }
   }
   const secs = Number(monotonicNs() - t0) / 1e9;
+  const cpu1 = cpuUsage(cpu0);
   const check = checkSequence(seqs);
   console.log(JSON.stringify({
+    loopCpuUs: cpu1.user + cpu1.system,
     delivered: seqs.length,
     duplicates: check.duplicates,
     order: check.order,
@@ -239,7 +244,11 @@ async function latencyPoint(rate: number, count: number, size: number): Promise<
   }
 }
 
-async function replayPoint(count: number, size: number): Promise<Result> {
+/**
+ * Replays `count` messages of `size` bytes in a fresh process, checking each message's CRC
+ * (`verify`, the default) or not (to measure what the check costs, in the same run).
+ */
+async function replayPoint(count: number, size: number, verify: boolean): Promise<Result> {
   const g = freshGroup();
   try {
     const w = MqGroup.open(g.path);
@@ -250,12 +259,12 @@ async function replayPoint(count: number, size: number): Promise<Result> {
     }
     w.write("s", new Uint8Array());
     w.close();
-    const reader = spawnRole(SELF, "replay-reader", { group: g.path });
+    const reader = spawnRole(SELF, "replay-reader", { group: g.path, verify: String(verify) });
     const r = JSON.parse((await lines(reader).next()).value as string);
     await reader.status;
     return {
       transport: "mq",
-      scenario: "replay-all",
+      scenario: verify ? "replay-all" : "replay-all-unverified",
       size,
       rate: 0,
       subscribers: 1,
@@ -266,7 +275,9 @@ async function replayPoint(count: number, size: number): Promise<Result> {
       order_violations: r.order,
       sub_rate: Math.round(r.rate),
       cpu_us_per_msg: Math.round((r.cpuMs * 1000 / count) * 100) / 100,
-      notes: `fresh process, open to last message; ${Math.round(r.mbps)} MB/s`,
+      notes: `fresh process, open to last message; ${Math.round(r.mbps)} MB/s; read loop ${
+        (r.loopCpuUs / count).toFixed(2)
+      } us/msg CPU; ${verify ? "each message's CRC checked" : "no CRC check (for comparison)"}`,
     };
   } finally {
     g.dispose();
@@ -515,11 +526,25 @@ async function directoryPoints(
     });
     if (f) push(f);
   }
+  // Replay with and without the readers' CRC check, interleaved: what the check costs.
   const replays: Result[] = [];
-  for (let i = 0; i < reps; i++) {
-    replays.push(await replayPoint(opts.quick ? 20_000 : 100_000, 1024));
+  const unverified: Result[] = [];
+  const loops: [number[], number[]] = [[], []];
+  const count = opts.quick ? 20_000 : 100_000;
+  for (let i = 0; i < Math.max(reps, 3); i++) {
+    for (const verify of [true, false]) {
+      const r = await replayPoint(count, 1024, verify);
+      (verify ? replays : unverified).push(r);
+      loops[verify ? 0 : 1].push(Number(/read loop ([\d.]+)/.exec(r.notes ?? "")?.[1]));
+    }
   }
-  push(medianBy(replays, "sub_rate"));
+  const on = median(loops[0]);
+  const off = median(loops[1]);
+  const verified = medianBy(replays, "sub_rate");
+  verified.notes += `; the CRC check costs ${(on - off).toFixed(2)} us/msg (read loop, medians ` +
+    `${on.toFixed(2)} vs ${off.toFixed(2)})`;
+  push(verified);
+  push(medianBy(unverified, "sub_rate"));
   push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { checkGroup, MqGroup, MqReader } from "../../transports/mq/mod.ts";
 import { encodeRecord, HEADER, MAGIC_V1, R, RECORD, u64 } from "../../transports/mq/_layout.ts";
+import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
 import { sh, tempDir } from "../_helpers.ts";
 
@@ -345,4 +346,194 @@ Deno.test("mq: random damage to the index and streams table gives right data or 
   }
   // Both outcomes occur: damage is found, and damage that misses what matters is harmless.
   assert.ok(outcomes.errors > 0 && outcomes.exact > 0, JSON.stringify(outcomes));
+});
+
+const MSG = 512;
+
+/** The `i`th message of a trimmed group: its number, then a byte pattern of its own. */
+function numbered(i: number): Uint8Array {
+  const m = new Uint8Array(MSG).fill(33 + (i % 90));
+  m.set(new TextEncoder().encode(`m${i}:`));
+  return m;
+}
+
+/** Makes a group of 1,500 numbered messages in "s" with depth 300 (so history is trimmed,
+ * stream pages are freed and a checkpoint is written); returns its cutoff. */
+function makeTrimmed(path: string): number {
+  using g = MqGroup.create(path, { replay: "all", depth: 300 });
+  for (let i = 0; i < 1500; i++) g.write("s", numbered(i));
+  return cutoffOf(path);
+}
+
+function cutoffOf(path: string): number {
+  const word = new Uint8Array(8);
+  const f = Deno.openSync(`${path}/.mq/index`);
+  try {
+    f.seekSync(8, Deno.SeekMode.Start);
+    f.readSync(word);
+  } finally {
+    f.close();
+  }
+  return u64(new DataView(word.buffer), 0);
+}
+
+/** The message numbers of "s" readable now (replay all), each checked to be whole. */
+async function readNumbers(path: string): Promise<number[]> {
+  using g = MqGroup.open(path, { readOnly: true });
+  const r = MqReader.open(g, ["s"], { replay: "all" });
+  try {
+    return r.poll().map((m) => {
+      const i = Number(/^m(\d+):/.exec(new TextDecoder().decode(m.data.subarray(0, 12)))![1]);
+      assert.deepEqual(m.data, numbered(i), `message ${i} is not whole`);
+      assert.equal(m.seq, i);
+      return i;
+    });
+  } finally {
+    await r.close();
+  }
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from }, (_, k) => from + k);
+}
+
+Deno.test("checkGroup() sets a damaged cutoff again, just after the last message trimming freed", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const cutoff = makeTrimmed(g);
+  assert.ok(cutoff >= 1200, `cutoff ${cutoff}`);
+  assert.deepEqual(await readNumbers(g), range(cutoff, 1500));
+  patch(`${g}/.mq/index`, 9, new Uint8Array([0xff])); // the cutoff's second byte
+  await assert.rejects(
+    () => readNumbers(g),
+    /Cannot read group ".*": ".mq\/index" cutoff is damaged \(checksum mismatch\)/,
+  );
+  const report = checkGroup(g);
+  assert.equal(report.problems.length, 1, JSON.stringify(report.problems));
+  assert.match(report.problems[0]!.problem, /^the cutoff's checksum does not match/);
+  const guess = Number(/^repair would: set it to (\d+),/.exec(report.problems[0]!.repair!)![1]);
+  // Pages are freed 64 KiB at a time: the guess is at most that far below the real cutoff.
+  assert.ok(guess <= cutoff && cutoff - guess <= (64 * 1024) / MSG + 8, `${guess} vs ${cutoff}`);
+  assert.ok(checkGroup(g, { repair: true }).repaired);
+  assert.deepEqual(checkGroup(g).problems, []);
+  assert.deepEqual(await readNumbers(g), range(guess, 1500));
+  {
+    using w = MqGroup.open(g);
+    w.write("s", numbered(1500)); // the next write trims to the depth again
+  }
+  assert.deepEqual(await readNumbers(g), range(1201, 1501));
+});
+
+Deno.test("checkGroup() sets a cutoff past the last record again (format 1 too)", async () => {
+  for (const version of [2, 1]) {
+    using tmp = tempDir();
+    const g = `${tmp.path}/g`;
+    const cutoff = makeTrimmed(g);
+    if (version === 1) {
+      // Format 1: the position in place of the checksums, no CRC on the cutoff or lines.
+      const index = Deno.readFileSync(`${g}/.mq/index`);
+      const v = new DataView(index.buffer);
+      index.set(MAGIC_V1, 0);
+      index.fill(0, 16, 24);
+      for (let seq = 0; seq < 1500; seq++) {
+        const at = HEADER + seq * RECORD;
+        if (index.subarray(at, at + RECORD).every((b) => b === 0)) continue; // freed
+        v.setUint32(at + R.SEQ, seq, true);
+        v.setUint32(at + R.SEQ + 4, 0, true);
+      }
+      Deno.writeFileSync(`${g}/.mq/index`, index);
+      const lines = Deno.readTextFileSync(`${g}/.mq/streams`).replace(/\t[0-9a-f]{8}\n/g, "\n");
+      Deno.writeTextFileSync(`${g}/.mq/streams`, lines);
+    }
+    const word = new Uint8Array(12);
+    const wv = new DataView(word.buffer);
+    wv.setUint32(0, 1_000_000, true);
+    wv.setUint32(8, crc32(0, word, 0, 8), true);
+    patch(`${g}/.mq/index`, 8, word.subarray(0, version === 1 ? 8 : 12));
+    await assert.rejects(() => readNumbers(g), /cutoff is damaged \(it is past the last record/);
+    const report = checkGroup(g, { repair: true });
+    assert.equal(report.version, version);
+    assert.match(report.problems[0]!.problem, /^the cutoff \(1000000\) is past its last record/);
+    assert.deepEqual(checkGroup(g).problems, []);
+    const got = await readNumbers(g);
+    assert.ok(got[0]! <= cutoff, `${version}: ${got[0]} vs ${cutoff}`);
+    assert.deepEqual(got, range(got[0]!, 1500));
+  }
+});
+
+Deno.test("checkGroup() with repair: random damage to the cutoff is found and set right (seeded)", async () => {
+  const SEED = 0x5eed_c0f;
+  const CASES = 40;
+  const rand = prng(SEED);
+  const int = (n: number) => Math.floor(rand() * n);
+  using tmp = tempDir();
+  const pristine = `${tmp.path}/pristine`;
+  const cutoff = makeTrimmed(pristine);
+  const files = ["ctl", "order", "s", ".mq/index", ".mq/streams", ".mq/settings", ".mq/checkpoint"];
+  let found = 0;
+  for (let c = 0; c < CASES; c++) {
+    const g = `${tmp.path}/c${c}`;
+    Deno.mkdirSync(`${g}/.mq`, { recursive: true });
+    for (const f of files) Deno.copyFileSync(`${pristine}/${f}`, `${g}/${f}`);
+    Deno.writeFileSync(`${g}/.mq/intent`, new Uint8Array(0));
+    // Random bytes over the cutoff and its CRC (header bytes 8..15 and 16..19).
+    const bytes = new Uint8Array(1 + int(4)).map(() => int(256));
+    const at = 8 + int(12);
+    patch(`${g}/.mq/index`, at, bytes);
+    const label = `case ${c} (seed ${SEED}), at ${at}: ${bytes}`;
+    // Before: every reader reads a whole tail of the history, or fails clearly.
+    try {
+      const got = await readNumbers(g);
+      assert.deepEqual(got, range(got[0] ?? 1500, 1500), label);
+    } catch (err) {
+      assert.ok(isClear(err), `${label}: ${err instanceof Error ? err.stack : err}`);
+    }
+    const report = checkGroup(g, { repair: true });
+    console.log(label, cutoff, JSON.stringify(report.problems));
+    if (report.problems.length > 0) found++;
+    assert.ok(report.problems.every((p) => p.repair !== undefined), `${label}: ${report.problems}`);
+    // After: sound, and the kept history reads whole, from at most the real cutoff.
+    assert.deepEqual(checkGroup(g).problems, [], label);
+    const got = await readNumbers(g);
+    assert.ok(got[0]! <= cutoff, `${label}: starts at ${got[0]}, past ${cutoff}`);
+    assert.deepEqual(got, range(got[0]!, 1500), label);
+    Deno.removeSync(g, { recursive: true });
+  }
+  assert.ok(found > CASES / 4, `only ${found} of ${CASES} cases damaged the cutoff`);
+});
+
+Deno.test("MqReader.poll() refuses a message whose bytes changed in its stream file, naming it", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  // s1 holds messages 1, 4, 7, 10; message 4 ("m4-xxxx\n") starts at offset 5.
+  patch(`${g}/s1`, 5, new Uint8Array([0x21]));
+  const why = new RegExp(
+    `^Cannot read stream "${g}/s1": its message 4 \\(8 bytes at offset 5\\) differs from ` +
+      `what was written \\(checksum mismatch\\); see "fsbus mq check ${g}"$`,
+  );
+  for (const readOnly of [true, false]) {
+    await assert.rejects(() => readNow(g, readOnly), (e) => {
+      assert.ok(e instanceof FsbusError && e.code === "damaged", String(e));
+      assert.match(e.message, why);
+      return true;
+    });
+  }
+  // The other streams read on.
+  {
+    using ro = MqGroup.open(g, { readOnly: true });
+    const r = MqReader.open(ro, ["s0", "s2"], { replay: "all" });
+    try {
+      const got = r.poll().map((m) => new TextDecoder().decode(m.data));
+      assert.deepEqual(got.sort(), [...expected.s0!, ...expected.s2!].sort());
+    } finally {
+      await r.close();
+    }
+  }
+  // check names it; repair cannot make the lost bytes whole, so it leaves them an error.
+  const report = checkGroup(g, { repair: true });
+  assert.equal(report.repaired, false);
+  assert.deepEqual(report.problems.map((p) => [p.file, p.repair]), [["s1", undefined]]);
+  assert.match(report.problems[0]!.problem, /message 4 \(8 bytes at offset 5\) differ/);
+  await assert.rejects(() => readNow(g), why);
 });

@@ -17,6 +17,7 @@ import { ffiAvailable } from "../../sys/libc.ts";
 import { fdSize, preadFull } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
 import { R, RECORD, recordProblem, u64 } from "./_layout.ts";
+import { crc32 } from "./_crc32.ts";
 import { MqGroup } from "./group.ts";
 import { checkStreamName } from "./_names.ts";
 import { damaged, type GroupIndex } from "./_index.ts";
@@ -62,6 +63,15 @@ export interface ReadOptions {
    * group once for many readers (the FUSE mount).
    */
   watch?: boolean;
+  /**
+   * Check each message's bytes against the CRC-32 its writer recorded before delivering it
+   * (groups in format 2). A message whose bytes differ is an error of code `damaged` naming
+   * the group, stream, message and offset, never delivered. False only to measure what the
+   * check costs (bench/mq.ts).
+   *
+   * @default {true}
+   */
+  verify?: boolean;
 }
 
 interface Want {
@@ -120,6 +130,7 @@ export class MqReader implements Subscription<MqMessage> {
   readonly #dirty = new Set<string>();
   readonly #signal: AbortSignal | undefined;
   readonly #blockMs: number;
+  readonly #verify: boolean;
   #pos = 0;
   #gone = false;
   #closed = false;
@@ -137,8 +148,9 @@ export class MqReader implements Subscription<MqMessage> {
     this.#parts = internalsOf(g);
     this.#index = this.#parts.index;
     this.#ownsGroup = owns;
-    this.#signal = options.signal;
-    this.#blockMs = Math.max(0, options.blockMs ?? 0);
+    const { signal, blockMs = 0, verify = true, watch = true } = options;
+    this.#signal = signal;
+    this.#blockMs = Math.max(0, blockMs);
     if (streams.length === 0) {
       throw new FsbusError("invalid", `No stream to read in "${g.path}"`);
     }
@@ -161,7 +173,7 @@ export class MqReader implements Subscription<MqMessage> {
       );
     }
     // Watch first, then find where to start: nothing written in between is missed.
-    this.#ino = options.watch === false ? undefined : new Inotify();
+    this.#ino = watch ? new Inotify() : undefined;
     try {
       if (this.#ino) {
         this.#dirWd = this.#ino.add(g.path, DIR_MASK | IN.ONLYDIR);
@@ -171,6 +183,7 @@ export class MqReader implements Subscription<MqMessage> {
       this.#coalesce = (options.data ?? settings.data) === "coalesce";
       const replay = options.replay ?? settings.replay;
       g.locked(() => this.#start(streams, replay, options.until));
+      this.#verify = verify && this.#index.version === 2;
     } catch (err) {
       void this.#ino?.close();
       throw err;
@@ -303,13 +316,29 @@ export class MqReader implements Subscription<MqMessage> {
         if (w === undefined || w.eof || seq < w.from) continue;
         const local = u64(v, o + R.LOCAL);
         if (local > w.k) this.#overrun(w, local - w.k);
-        w.k = local + 1;
         const length = u64(v, o + R.LENGTH);
         if (length === 0) {
+          w.k = local + 1;
           w.eof = true;
           continue;
         }
-        const data = readData(g.path, w, u64(v, o + R.OFFSET), length);
+        const offset = u64(v, o + R.OFFSET);
+        const data = readData(g.path, w, offset, length);
+        if (this.#verify && crc32(0, data) !== v.getUint32(o + R.DATA_CRC, true)) {
+          // Bytes freed by trimming since the cutoff was read read as zeros: an overrun.
+          if (seq < index.readCutoff()) {
+            freed = true;
+            n = i;
+            break;
+          }
+          throw new FsbusError(
+            "damaged",
+            `Cannot read stream "${g.path}/${w.s.name}": its message ${seq} (${length} bytes ` +
+              `at offset ${offset}) differs from what was written (checksum mismatch); ` +
+              `see "fsbus mq check ${g.path}"`,
+          );
+        }
+        w.k = local + 1;
         out.push(message(data, w.s.name, seq, u64(v, o + R.TIME)));
       }
       this.#pos += n;
