@@ -414,7 +414,9 @@ export class MqGroup {
   }
 
   #assertOpen(): void {
-    if (this.#fds.disposed) throw new FsbusError("closed", `Group "${this.path}" is closed`);
+    if (this.#fds.disposed) {
+      throw new FsbusError("closed", `Cannot use group "${this.path}": it is closed`);
+    }
   }
 
   /**

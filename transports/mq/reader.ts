@@ -152,7 +152,7 @@ export class MqReader implements Subscription<MqMessage> {
     this.#signal = signal;
     this.#blockMs = Math.max(0, blockMs);
     if (streams.length === 0) {
-      throw new FsbusError("invalid", `No stream to read in "${g.path}"`);
+      throw new FsbusError("invalid", `Cannot read group "${g.path}": no stream given`);
     }
     this.#order = streams.length === 1 && streams[0] === "order";
     if (!this.#order) {
@@ -161,7 +161,7 @@ export class MqReader implements Subscription<MqMessage> {
         if (name === "order") {
           throw new FsbusError(
             "invalid",
-            `Cannot read "order" of "${g.path}" together with streams`,
+            `Cannot read "order" of "${g.path}" together with streams: it is read on its own`,
           );
         }
       }
@@ -465,7 +465,12 @@ export class MqReader implements Subscription<MqMessage> {
    * @returns An async iterable of arrays of messages; it ends at EOF or on close.
    */
   async *batches(): AsyncGenerator<MqMessage[]> {
-    if (this.#iterating) throw new FsbusError("busy", "This mq reader is already being read");
+    if (this.#iterating) {
+      throw new FsbusError(
+        "busy",
+        `Cannot iterate the reader of "${this.#g.path}": it is already being iterated`,
+      );
+    }
     const ino = this.#ino;
     if (ino === undefined) {
       throw new FsbusError(
