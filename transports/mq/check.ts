@@ -61,7 +61,11 @@ import { parseStreamLine, renderStreamLine } from "./_streams.ts";
 
 /** Options for {@linkcode checkGroup}. */
 export interface CheckOptions {
-  /** Repair what can be repaired (default false: only report). */
+  /**
+   * Repair what can be repaired (false: only report, writing nothing).
+   *
+   * @default {false}
+   */
   repair?: boolean;
 }
 

@@ -124,31 +124,55 @@ export interface WriteResult {
 
 /** Options for {@linkcode MqGroup.create}. */
 export interface CreateOptions {
-  /** Where readers start unless they choose (default "off"). */
+  /**
+   * Where readers start unless they choose.
+   *
+   * @default {"off"}
+   */
   replay?: Settings["replay"];
-  /** How readers see messages (default "message"). */
+  /**
+   * How readers see messages.
+   *
+   * @default {"message"}
+   */
   data?: Settings["data"];
-  /** Depth: a count, a size such as "64K", or 0 for unlimited. */
+  /**
+   * Depth: a count, a size such as "64K", or 0 for unlimited.
+   *
+   * @default {0}
+   */
   depth?: string | number;
   /**
    * Succeed, changing nothing, when the group exists already, whatever its settings (by
    * default a group that exists is opened when it has the settings given here, and refused
    * when one of them differs).
+   *
+   * @default {false}
    */
   existOk?: boolean;
   /**
    * Permission bits of the group's directory, such as `0o2770` for a group shared with the
    * directory's group (setgid keeps new files in it). Its files get the same bits without
-   * execute (`0o660`). Default: as the umask makes them.
+   * execute (`0o660`).
+   *
+   * @default {as the umask makes them}
    */
   mode?: number;
-  /** The group id to give the group's directory (and so, with setgid, its files). */
+  /**
+   * The group id to give the group's directory (and so, with setgid, its files).
+   *
+   * @default {the user's, or the parent directory's when it is setgid}
+   */
   gid?: number;
 }
 
 /** Options for {@linkcode MqGroup.write}. */
 export interface WriteOptions {
-  /** Whether to append to `order` (default true; false only for measuring its cost). */
+  /**
+   * Whether to append to `order` (false only for measuring its cost).
+   *
+   * @default {true}
+   */
   order?: boolean;
 }
 
@@ -158,6 +182,8 @@ export interface OpenOptions {
    * Open for reading only: no lock, nothing written (readers of a group they cannot
    * write). By default a group is opened for writing, and for reading only when this user
    * may not write it.
+   *
+   * @default {false}
    */
   readOnly?: boolean;
 }

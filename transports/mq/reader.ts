@@ -42,25 +42,41 @@ export interface MqMessage extends Message {
 
 /** Options for reading. */
 export interface ReadOptions {
-  /** Where to start: new messages only, the most recent, or all history (default: ctl's). */
+  /**
+   * Where to start: new messages only, the most recent, or all history.
+   *
+   * @default {the group's ctl setting}
+   */
   replay?: ReplayMode;
-  /** One message per item, or consecutive messages of a stream joined (default: ctl's). */
+  /**
+   * One message per item, or consecutive messages of a stream joined.
+   *
+   * @default {the group's ctl setting}
+   */
   data?: DataMode;
-  /** When several streams are read: end once these have reached EOF (default: all). */
+  /**
+   * When several streams are read: end once these have reached EOF.
+   *
+   * @default {every stream read}
+   */
   until?: string[];
   /** Stops the reader. */
   signal?: AbortSignal;
   /**
    * Wait by blocking this thread in `poll(2)` for up to this many milliseconds at a time,
-   * with an event-loop turn in between (default 0: wait on a worker thread). One thread
-   * hand-off less per wake-up, for processes that only read; timers and other I/O of the
-   * process run only between waits.
+   * with an event-loop turn in between (0: wait on a worker thread). One thread hand-off
+   * less per wake-up, for processes that only read; timers and other I/O of the process run
+   * only between waits.
+   *
+   * @default {0}
    */
   blockMs?: number;
   /**
-   * Watch the group for changes (default true). False makes a reader that only
+   * Watch the group for changes. False makes a reader that only
    * {@linkcode MqReader.poll}s (no descriptor of its own): for a server that watches the
    * group once for many readers (the FUSE mount).
+   *
+   * @default {true}
    */
   watch?: boolean;
   /**
@@ -148,7 +164,7 @@ export class MqReader implements Subscription<MqMessage> {
     this.#parts = internalsOf(g);
     this.#index = this.#parts.index;
     this.#ownsGroup = owns;
-    const { signal, blockMs = 0, verify = true, watch = true } = options;
+    const { signal, until, blockMs = 0, verify = true, watch = true } = options;
     this.#signal = signal;
     this.#blockMs = Math.max(0, blockMs);
     if (streams.length === 0) {
@@ -182,7 +198,7 @@ export class MqReader implements Subscription<MqMessage> {
       const settings = g.settings;
       this.#coalesce = (options.data ?? settings.data) === "coalesce";
       const replay = options.replay ?? settings.replay;
-      g.locked(() => this.#start(streams, replay, options.until));
+      g.locked(() => this.#start(streams, replay, until));
       this.#verify = verify && this.#index.version === 2;
     } catch (err) {
       void this.#ino?.close();
