@@ -18,8 +18,12 @@ import { FsbusError } from "../../types.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkStreamName } from "./_names.ts";
  * checkStreamName("/dev/shm/g", "0", true);
+ * assert.throws(() => checkStreamName("/dev/shm/g", "a/b", true), /cannot contain "\/"/);
+ * assert.throws(() => checkStreamName("/dev/shm/g", "order", true), /written by the group/);
+ * checkStreamName("/dev/shm/g", "order", false); // "order" may be read
  * ```
  */
 export function checkStreamName(group: string, name: string, forWrite: boolean): void {

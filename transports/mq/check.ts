@@ -121,10 +121,25 @@ const decoder = new TextDecoder();
  * @throws {FsbusError} When the directory is not a group at all, or cannot be read.
  *
  * @example Check a group, and repair it when something is wrong
- * ```ts ignore
- * import { checkGroup } from "./check.ts";
- * const report = checkGroup("/dev/shm/g");
- * if (report.problems.length > 0) checkGroup("/dev/shm/g", { repair: true });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkGroup, MqGroup } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`);
+ * g.write("0", "one\n");
+ * g.write("0", "two\n");
+ * g.close();
+ * assert.deepEqual(checkGroup(`${dir}/g`).problems, []);
+ * // One flipped byte in the first index record: found, then rebuilt from its neighbours.
+ * const index = Deno.openSync(`${dir}/g/.mq/index`, { read: true, write: true });
+ * index.seekSync(4096, Deno.SeekMode.Start);
+ * index.writeSync(new Uint8Array([7]));
+ * index.close();
+ * const report = checkGroup(`${dir}/g`);
+ * assert.match(report.problems[0]!.problem, /^record 0: checksum mismatch/);
+ * assert.ok(checkGroup(`${dir}/g`, { repair: true }).repaired);
+ * assert.deepEqual(checkGroup(`${dir}/g`).problems, []);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function checkGroup(path: string, options: CheckOptions = {}): CheckReport {

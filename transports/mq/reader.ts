@@ -28,9 +28,18 @@ import type { StreamState } from "./_streams.ts";
  * A message read from an mq group.
  *
  * @example
- * ```ts ignore
- * import type { MqMessage } from "./reader.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MqGroup, type MqMessage, MqReader } from "@x/fsbus/mq";
  * const show = (m: MqMessage) => `${m.seq} ${m.stream}: ${new TextDecoder().decode(m.data)}`;
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`);
+ * g.write("0", "hi");
+ * const r = MqReader.open(g, ["0"], { replay: "all" });
+ * assert.deepEqual(r.poll().map(show), ["0 0: hi"]);
+ * await r.close();
+ * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface MqMessage extends Message {
@@ -121,10 +130,19 @@ const FOREIGN_RECHECK_MS = 50;
  * ends when every stream read (or every one in `until`) has reached EOF.
  *
  * @example Print stream "1" of a group, history first
- * ```ts ignore
- * import { MqReader } from "./reader.ts";
- * await using r = MqReader.open("/dev/shm/g", ["1"], { replay: "all" });
- * for await (const m of r) console.log(new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MqGroup, MqReader } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`, { replay: "all" });
+ * g.write("1", "a\n");
+ * g.write("1", "b\n");
+ * g.write("1", new Uint8Array()); // EOF: the loop below ends there
+ * const got: string[] = [];
+ * for await (const m of MqReader.open(g, ["1"])) got.push(new TextDecoder().decode(m.data));
+ * assert.deepEqual(got, ["a\n", "b\n"]);
+ * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class MqReader implements Subscription<MqMessage> {
@@ -217,9 +235,19 @@ export class MqReader implements Subscription<MqMessage> {
    * @throws {FsbusError} `not_found` for a group or stream that does not exist.
    *
    * @example
-   * ```ts ignore
-   * import { MqReader } from "./reader.ts";
-   * const r = MqReader.open("/dev/shm/g", ["0", "1"], { replay: "all" });
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup, MqReader } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("0", "a");
+   * g.write("1", "b");
+   * g.write("0", "c");
+   * const r = MqReader.open(`${dir}/g`, ["0", "1"], { replay: "all" }); // merged in write order
+   * assert.deepEqual(r.poll().map((m) => m.stream), ["0", "1", "0"]);
+   * await r.close();
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static open(group: MqGroup | string, streams: string[], options: ReadOptions = {}): MqReader {
