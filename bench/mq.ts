@@ -4,14 +4,16 @@
  * - live write-to-reader latency, 1 KiB, at 1k and 10k msgs/s: a writer process and a
  *   reader process (replay off), one clock (stamp/readStamp), first 1,000 not counted;
  * - replay-all rate: 100k × 1 KiB messages already in a group, read by a fresh process
- *   from the first to the last;
+ *   from the first to the last, with each message's CRC checked (as readers do) and, in the
+ *   same run and interleaved, without (`verify: false`): what the check costs per message;
  * - the cost of the `order` bookkeeping per write: the same writes with and without it;
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
  *   through the mount (unpaced rate), and live latency from write(2) to a read(2) blocked in
  *   another process at 1k msgs/s; the same writer and reader over a FIFO in the same run, as
  *   the lower bound of one kernel hop.
  *
- * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only]`. Prints a table; writes bench/results/mq.json.
+ * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only]`. Prints a table;
+ * writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial runs).
  *
  * @module
  */
@@ -493,15 +495,21 @@ function medianBy(results: Result[], key: "p50_us" | "sub_rate"): Result {
  * const results = await run({ quick: true });
  * ```
  */
-export async function run(opts: { quick: boolean; fuseOnly?: boolean }): Promise<Result[]> {
+export async function run(
+  opts: { quick: boolean; fuseOnly?: boolean; replayOnly?: boolean },
+): Promise<Result[]> {
   const reps = opts.quick ? 1 : 3;
   const results: Result[] = [];
   const push = (r: Result) => {
     results.push(r);
     console.error(table([r]).split("\n")[1]);
   };
-  if (!opts.fuseOnly) await directoryPoints(opts, reps, push);
-  await fusePoints(opts, reps, push);
+  if (opts.replayOnly) {
+    await replayPoints(opts, reps, push);
+  } else {
+    if (!opts.fuseOnly) await directoryPoints(opts, reps, push);
+    await fusePoints(opts, reps, push);
+  }
   addRatios(results, "mq");
   return results;
 }
@@ -526,6 +534,15 @@ async function directoryPoints(
     });
     if (f) push(f);
   }
+  await replayPoints(opts, reps, push);
+  push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
+}
+
+async function replayPoints(
+  opts: { quick: boolean },
+  reps: number,
+  push: (r: Result) => void,
+): Promise<void> {
   // Replay with and without the readers' CRC check, interleaved: what the check costs.
   const replays: Result[] = [];
   const unverified: Result[] = [];
@@ -545,7 +562,6 @@ async function directoryPoints(
     `${on.toFixed(2)} vs ${off.toFixed(2)})`;
   push(verified);
   push(medianBy(unverified, "sub_rate"));
-  push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
 }
 
 async function fusePoints(
@@ -587,12 +603,15 @@ if (import.meta.main) {
   } else {
     const quick = Deno.args.includes("--quick");
     const fuseOnly = Deno.args.includes("--fuse-only");
-    const results = await run({ quick, fuseOnly });
+    const replayOnly = Deno.args.includes("--replay-only");
+    const results = await run({ quick, fuseOnly, replayOnly });
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
       new URL(
-        `./results/mq${fuseOnly ? "-fuse" : ""}${quick ? "-quick" : ""}.json`,
+        `./results/mq${fuseOnly ? "-fuse" : replayOnly ? "-replay" : ""}${
+          quick ? "-quick" : ""
+        }.json`,
         import.meta.url,
       ),
       JSON.stringify(results, null, 2) + "\n",

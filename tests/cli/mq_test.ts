@@ -296,3 +296,23 @@ Deno.test("fsbus mq: echo three > G/s (a stream rewritten in place) is never mis
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.text.trim().split("\n").map((l) => JSON.parse(l).data), ["three\n", "five\n"]);
 });
+
+Deno.test("fsbus mq read fails naming a message whose bytes changed; check --repair cannot make it whole (exit 1)", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  for (const m of ["one\n", "two\n"]) await fsbus(["mq", "write", g, "s", m]);
+  await sh(`printf 'T' | dd of=${g}/s bs=1 seek=4 conv=notrunc 2>/dev/null`); // "two" → "Two"
+  let r = await fsbus(["mq", "read", g, "s", "-n", "2"]);
+  assert.equal(r.code, 1);
+  assert.equal(r.text, "one\n"); // what is whole comes first, the damaged message never
+  assert.equal(
+    r.stderr,
+    `fsbus: Cannot read stream "${g}/s": its message 1 (4 bytes at offset 4) differs from ` +
+      `what was written (checksum mismatch); see "fsbus mq check ${g}"\n`,
+  );
+  r = await fsbus(["mq", "check", g, "--repair"]);
+  assert.equal(r.code, 1);
+  assert.match(r.text, /\/s: the bytes of message 1 \(4 bytes at offset 4\) differ from those/);
+  assert.match(r.text, /: 1 problems, 1 of them cannot be repaired\n$/);
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkGroup, MqGroup, MqReader } from "../../transports/mq/mod.ts";
+import { checkGroup, MqGroup, type MqMessage, MqReader } from "../../transports/mq/mod.ts";
 import { encodeRecord, HEADER, MAGIC_V1, R, RECORD, u64 } from "../../transports/mq/_layout.ts";
 import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
@@ -29,7 +29,10 @@ async function readNow(
   const r = MqReader.open(g, STREAMS, { replay: "all" });
   try {
     const got: Record<string, string[]> = { s0: [], s1: [], s2: [] };
-    for (const m of r.poll()) got[m.stream]!.push(new TextDecoder().decode(m.data));
+    // Until nothing more is readable: what is whole comes first, then damage is an error.
+    for (let batch = r.poll(); batch.length > 0; batch = r.poll()) {
+      for (const m of batch) got[m.stream]!.push(new TextDecoder().decode(m.data));
+    }
     return got;
   } finally {
     await r.close();
@@ -382,7 +385,9 @@ async function readNumbers(path: string): Promise<number[]> {
   using g = MqGroup.open(path, { readOnly: true });
   const r = MqReader.open(g, ["s"], { replay: "all" });
   try {
-    return r.poll().map((m) => {
+    const all: MqMessage[] = [];
+    for (let batch = r.poll(); batch.length > 0; batch = r.poll()) all.push(...batch);
+    return all.map((m) => {
       const i = Number(/^m(\d+):/.exec(new TextDecoder().decode(m.data.subarray(0, 12)))![1]);
       assert.deepEqual(m.data, numbered(i), `message ${i} is not whole`);
       assert.equal(m.seq, i);

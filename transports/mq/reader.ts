@@ -348,6 +348,11 @@ export class MqReader implements Subscription<MqMessage> {
             n = i;
             break;
           }
+          // What came before is whole: deliver it; the next poll stops here.
+          if (out.length > 0) {
+            n = i;
+            break;
+          }
           throw damaged(g.path, `".mq/index" record ${seq}`, why);
         }
         const id = v.getUint32(o + R.STREAM, true);
@@ -372,6 +377,10 @@ export class MqReader implements Subscription<MqMessage> {
           // Bytes freed by trimming since the cutoff was read read as zeros: an overrun.
           if (seq < index.readCutoff()) {
             freed = true;
+            n = i;
+            break;
+          }
+          if (out.length > 0) {
             n = i;
             break;
           }
