@@ -3,6 +3,11 @@
  * `order` meta-stream, with replay off/last/all, message or coalesce mode, EOF by a
  * zero-length write or by removal, and an error for a reader the depth cutoff overtook.
  *
+ * Every message's bytes are checked against the CRC-32 its writer recorded (format 2 groups)
+ * before it is delivered: bytes changed in a stream file are an error of code `damaged` naming
+ * the group, stream, message and offset (the whole messages before it are delivered first),
+ * never wrong data.
+ *
  * Readers take no lock to read: they follow the index's committed records. They sleep in
  * inotify on the group directory (for streams created, removed or appended to by other
  * programs) and on `.mq` (for the index), so an idle reader uses no CPU.
