@@ -14,18 +14,13 @@
  * @module
  */
 
-import {
-  AckPolicy,
-  connect,
-  type Consumer,
-  DeliverPolicy,
-  type JetStreamClient,
-  type JetStreamManager,
-  type MsgHdrs,
-  nanos,
-  type NatsConnection,
-  type PubAck,
-  StorageType,
+import type {
+  Consumer,
+  JetStreamClient,
+  JetStreamManager,
+  MsgHdrs,
+  NatsConnection,
+  PubAck,
 } from "nats";
 import { FsbusError } from "../types.ts";
 
@@ -38,7 +33,29 @@ export type {
   MsgHdrs,
   NatsConnection,
 } from "nats";
-export { ConsumerEvents, headers } from "nats";
+
+/** The `nats` client module's values (what is used at run time, not only as types). */
+export type NatsLib = typeof import("nats");
+
+let lib: Promise<NatsLib> | undefined;
+
+/**
+ * Loads the `nats` client on first use (a dynamic import), so that programs importing fsbus
+ * without using NATS never load it. Every later call returns the same module.
+ *
+ * @returns The module.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadNats } from "./_nats.ts";
+ * const { headers } = await loadNats();
+ * const h = headers();
+ * ```
+ */
+export function loadNats(): Promise<NatsLib> {
+  lib ??= import("nats");
+  return lib;
+}
 
 /** The state of a NATS connection, as reported to {@linkcode ConnectOptions.onStatus}. */
 export type NatsState = "connecting" | "connected" | "disconnected" | "reconnecting" | "closed";
@@ -195,6 +212,7 @@ export async function connectNats(
   const list = typeof servers === "string" ? parseServers(servers) : servers;
   const report = options.onStatus ?? (() => {});
   const retryMs = options.retryMs ?? 1000;
+  const { connect } = await loadNats();
   for (let attempt = 1;; attempt++) {
     if (options.signal?.aborted) {
       throw new FsbusError("closed", `Cannot connect to "${list.join(",")}": aborted`);
@@ -357,6 +375,7 @@ export async function ensureStream(
       }
     }
   }
+  const { nanos, StorageType } = await loadNats();
   const base = {
     name,
     subjects: [subject],
@@ -477,6 +496,7 @@ export async function durableConsumer(
   if (!/^[^\s.*>/\\]+$/.test(durable)) {
     throw new FsbusError("invalid", `Cannot use JetStream consumer "${durable}": not a valid name`);
   }
+  const { AckPolicy, DeliverPolicy, nanos } = await loadNats();
   const jsm = await nc.jetstreamManager();
   let start = after === undefined ? undefined : after + 1;
   try {

@@ -10,14 +10,14 @@
 import {
   checkPayload,
   type Consumer,
-  ConsumerEvents,
   type ConsumerMessages,
   durableConsumer,
   ensureStream,
-  headers,
   type JsMsg,
+  loadNats,
   type MsgHdrs,
   type NatsConnection,
+  type NatsLib,
   publishOnce,
   subjectToken,
 } from "../_nats.ts";
@@ -45,7 +45,7 @@ function filterOf(base: string, wide: boolean): string {
   return wide ? `${base}.>` : base;
 }
 
-function toHeaders(e: Envelope): MsgHdrs {
+function toHeaders(headers: NatsLib["headers"], e: Envelope): MsgHdrs {
   const h = headers();
   h.set(HEADER.origin, e.origin);
   h.set(HEADER.id, e.id);
@@ -94,12 +94,13 @@ function fromMsg(
  * @returns The sink.
  */
 export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): Promise<Sink> {
+  const { headers } = await loadNats();
   if (e.kind === "nats") {
     return {
       write(m, delivered) {
         const subject = subjectOf(e.subject, ctx.wide, m.topic);
         checkPayload(nc, subject, m.data.length + headerSize(m));
-        nc.publish(subject, m.data, { headers: toHeaders(m) });
+        nc.publish(subject, m.data, { headers: toHeaders(headers, m) });
         delivered();
       },
       flush: () => nc.flush(),
@@ -117,7 +118,7 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
     delivered: () => void;
   }[] = [];
   const send = (m: Envelope, subject: string) =>
-    publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(m));
+    publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(headers, m));
   // Acks are taken in order as they come. A failed publish (a server down, a stream leader
   // moving, a timeout) sends it and everything after it again, in order and with the same
   // ids, so the stream keeps one copy of each; repeated until the stream has them.
@@ -201,6 +202,7 @@ export async function remoteSource(
   durable: string,
 ): Promise<Source> {
   const filter = filterOf(e.subject, ctx.wide);
+  const { ConsumerEvents } = await loadNats();
   if (e.kind === "nats") {
     const sub = nc.subscribe(filter);
     let n = 0;
