@@ -52,6 +52,7 @@ function toHeaders(headers: NatsLib["headers"], e: Envelope): MsgHdrs {
   h.set(HEADER.topic, encodeURIComponent(e.topic));
   h.set(HEADER.time, e.time.toISOString());
   h.set(HEADER.host, e.host);
+  if (e.pinState) h.set(HEADER.pin, "1");
   return h;
 }
 
@@ -76,6 +77,7 @@ function fromMsg(
   }
   const t = Date.parse(h?.get(HEADER.time) ?? "");
   return {
+    ...(h?.get(HEADER.pin) ? { pinState: true } : {}),
     data,
     id: h?.get(HEADER.id) || fallbackId,
     topic,
@@ -106,6 +108,7 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
       flush: () => nc.flush(),
       pending: () => 0,
       close: () => nc.isClosed() ? Promise.resolve() : nc.flush(),
+      pinStates: ctx.wide,
     };
   }
   await ensureStream(await nc.jetstreamManager(), e.stream, filterOf(e.subject, ctx.wide));
@@ -179,6 +182,7 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
     },
     flush,
     pending: () => queue.length,
+    pinStates: ctx.wide,
     async close() {
       if (!nc.isClosed()) await flush().catch(() => {});
     },
@@ -210,7 +214,7 @@ export async function remoteSource(
       async *[Symbol.asyncIterator]() {
         for await (const msg of sub) {
           const env = fromMsg(msg.data, msg.subject, msg.headers, e.subject, `nats-${n++}`);
-          if (env.origin === ctx.identity) continue;
+          if (env.origin === ctx.origin) continue;
           yield env;
         }
       },
@@ -281,7 +285,7 @@ export async function remoteSource(
               if (++handled % 64 === 0) ackNow();
               else ackTimer ??= setTimeout(ackNow, 100);
             };
-            if (env.origin === ctx.identity) env.skip = true;
+            if (env.origin === ctx.origin) env.skip = true;
             yield env;
           }
         } catch (err) {

@@ -8,6 +8,7 @@
  */
 
 import { fromFsError, FsbusError } from "../../types.ts";
+import { FileLock } from "../../sys/flock.ts";
 
 const POS_WIDTH = 160;
 const SEEN_KEEP = 50_000;
@@ -56,56 +57,208 @@ export class Position implements Disposable {
   }
 }
 
-/** Ids a bridge has written locally or sent out: an append-only log with a memory set. */
+/** Options of {@linkcode Seen}. */
+export interface SeenOptions {
+  /** How many ids to keep (the file holds at most twice as many; default 50,000). */
+  keep?: number;
+}
+
+/**
+ * Ids written into one local bus by any bridge of this machine (and ids sent out), shared
+ * through an append-only file: a bridge that writes into the bus records the id under the
+ * file's lock before releasing it, so a bridge reading the bus that meets an id it does not
+ * know takes the lock and reads what the others appended — a message another bridge wrote
+ * is never sent out again (no loop through two one-way bridges). The file is compacted to
+ * the last `keep` ids whenever it holds twice as many (by whichever bridge notices first;
+ * the others reopen it), so it stays bounded however long the bridges run.
+ */
 export class Seen implements Disposable {
   readonly #set = new Set<string>();
   readonly #order: string[] = [];
-  readonly #file: Deno.FsFile | undefined;
+  readonly #path: string | undefined;
+  readonly #lock: FileLock | undefined;
+  readonly #keep: number;
   readonly #enc = new TextEncoder();
+  readonly #dec = new TextDecoder();
+  readonly #pendingAdds: string[] = [];
+  #file: Deno.FsFile | undefined;
+  #ino = 0;
+  #offset = 0;
+  #lines = 0;
+  #partial = "";
+  #waiters = 0;
+  #tail: Promise<void> = Promise.resolve();
 
-  constructor(path: string | undefined) {
+  constructor(path: string | undefined, options: SeenOptions = {}) {
+    this.#keep = options.keep ?? SEEN_KEEP;
+    this.#path = path;
     if (path === undefined) return;
     try {
-      let lines: string[] = [];
-      try {
-        lines = Deno.readTextFileSync(path).split("\n").filter((l) => l !== "");
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      this.#lock = FileLock.open(`${path}.lock`);
+      while (!this.#lock.tryLock()) {
+        // Another bridge holds it for a moment (one write).
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       }
-      if (lines.length > SEEN_KEEP) {
-        lines = lines.slice(-SEEN_KEEP);
-        Deno.writeTextFileSync(`${path}.tmp`, lines.join("\n") + "\n", { mode: 0o600 });
-        Deno.renameSync(`${path}.tmp`, path);
-      }
-      for (const l of lines) this.#remember(l);
-      this.#file = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+      this.#section(() => {});
     } catch (err) {
+      this.#lock?.close();
+      this.#file?.close();
       throw fromFsError(err, "Cannot open bridge state", path);
     }
+  }
+
+  /** Lines in the file now (it stays under twice `keep`). */
+  get fileLines(): number {
+    return this.#lines;
+  }
+
+  /** Ids held in memory (it stays under twice `keep`). */
+  get size(): number {
+    return this.#set.size;
+  }
+
+  #reopen(): void {
+    this.#file?.close();
+    this.#file = undefined;
+    this.#file = Deno.openSync(this.#path!, {
+      read: true,
+      append: true,
+      create: true,
+      mode: 0o600,
+    });
+    this.#ino = this.#file.statSync().ino ?? 0;
+    this.#offset = 0;
+    this.#lines = 0;
+    this.#partial = "";
+  }
+
+  /** Under the lock: follows a compaction by another bridge, reads what was appended. */
+  #catchUp(): void {
+    if (this.#file === undefined) this.#reopen();
+    let ino = this.#ino;
+    try {
+      ino = Deno.statSync(this.#path!).ino ?? 0;
+    } catch {
+      // removed: keep the open file
+    }
+    if (ino !== this.#ino) this.#reopen();
+    const f = this.#file!;
+    const size = f.statSync().size;
+    if (size <= this.#offset) return;
+    const buf = new Uint8Array(size - this.#offset);
+    f.seekSync(this.#offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < buf.length) {
+      const n = f.readSync(buf.subarray(got));
+      if (n === null || n === 0) break;
+      got += n;
+    }
+    this.#offset += got;
+    const lines = (this.#partial + this.#dec.decode(buf.subarray(0, got))).split("\n");
+    this.#partial = lines.pop() ?? "";
+    for (const l of lines) {
+      if (l === "") continue;
+      this.#lines++;
+      this.#remember(l);
+    }
+  }
+
+  #append(id: string): void {
+    if (this.#file === undefined) return;
+    const bytes = this.#enc.encode(id + "\n");
+    this.#file.writeSync(bytes);
+    this.#offset += bytes.length;
+    this.#lines++;
+  }
+
+  /** Under the lock: rewrites the file with the last `keep` ids when it holds twice as many. */
+  #compactIfLarge(): void {
+    if (this.#lines < 2 * this.#keep) return;
+    const tmp = `${this.#path}.tmp`;
+    Deno.writeTextFileSync(tmp, this.#order.slice(-this.#keep).join("\n") + "\n", {
+      mode: 0o600,
+    });
+    Deno.renameSync(tmp, this.#path!);
+    this.#reopen();
+    this.#catchUp();
   }
 
   #remember(id: string): void {
     if (this.#set.has(id)) return;
     this.#set.add(id);
     this.#order.push(id);
-    if (this.#order.length > 2 * SEEN_KEEP) {
-      for (const old of this.#order.splice(0, SEEN_KEEP)) this.#set.delete(old);
+    if (this.#order.length > 2 * this.#keep) {
+      for (const old of this.#order.splice(0, this.#keep)) this.#set.delete(old);
     }
   }
 
-  /** Whether `id` was recorded. */
+  /** With the lock held: catch up, run `fn`, compact when large, release. */
+  #section<T>(fn: () => T): T {
+    try {
+      this.#catchUp();
+      const r = fn();
+      this.#compactIfLarge();
+      return r;
+    } finally {
+      this.#lock!.unlock();
+    }
+  }
+
+  /** Runs `fn` holding the file's lock (in turn, waiting while another process holds it). */
+  #locked<T>(fn: () => T): T | Promise<T> {
+    const lock = this.#lock!;
+    if (this.#waiters === 0 && lock.tryLock()) return this.#section(fn);
+    this.#waiters++;
+    const run = this.#tail.then(async () => {
+      await lock.lock();
+      return this.#section(fn);
+    });
+    this.#tail = run.then(() => {}, () => {}).finally(() => this.#waiters--);
+    return run;
+  }
+
+  /** Whether `id` was recorded by this bridge (in memory; see {@linkcode Seen.known}). */
   has(id: string): boolean {
     return this.#set.has(id);
   }
 
-  /** Records `id`. */
+  /** Whether `id` was recorded by any bridge sharing the file (reads what others added). */
+  async known(id: string): Promise<boolean> {
+    if (this.#set.has(id)) return true;
+    if (!this.#lock) return false;
+    await this.#locked(() => {});
+    return this.#set.has(id);
+  }
+
+  /**
+   * Runs `write` (which writes a message into the bus and {@linkcode Seen.add}s its id)
+   * holding the file's lock, so that no other bridge can read the message before its id.
+   */
+  guard<T>(write: () => T): T | Promise<T> {
+    return this.#lock ? this.#locked(write) : write();
+  }
+
+  /** Records `id` (inside {@linkcode Seen.guard} when it names a message written locally). */
   add(id: string): void {
     if (this.#set.has(id)) return;
     this.#remember(id);
-    this.#file?.writeSync(this.#enc.encode(id + "\n"));
+    if (!this.#lock) return;
+    if (this.#lock.held) {
+      this.#append(id);
+      return;
+    }
+    // An id sent out: recorded under the lock too (a compaction may be under way).
+    this.#pendingAdds.push(id);
+    if (this.#pendingAdds.length === 1) {
+      Promise.resolve(this.#locked(() => {
+        for (const p of this.#pendingAdds.splice(0)) this.#append(p);
+      })).catch(() => {}); // closed meanwhile
+    }
   }
 
   [Symbol.dispose](): void {
     this.#file?.close();
+    this.#file = undefined;
+    this.#lock?.close();
   }
 }
