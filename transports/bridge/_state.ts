@@ -12,6 +12,8 @@ import { FileLock } from "../../sys/flock.ts";
 
 const POS_WIDTH = 160;
 const SEEN_KEEP = 50_000;
+/** The last line of a seen list that was compacted into a new file. */
+const MOVED = "#moved";
 
 /**
  * One direction's persisted position: a short line rewritten in place. Before a message is
@@ -42,9 +44,45 @@ export class Position implements Disposable {
     }
   }
 
-  /** Records `value`, or `value` with a message about to be written (`key`). */
+  #value = "";
+  #key: string | undefined;
+  #since = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Records, at once, `value` with a message about to be written (`key`): the write ahead.
+   * Without `key`, the same as {@linkcode Position.saveSoon} followed by a flush.
+   */
   save(value: string, key?: string): void {
-    const line = key === undefined ? value : `${value}\t${key}\t${Date.now()}`;
+    this.#value = value;
+    this.#key = key;
+    this.#since = Date.now();
+    this.#write();
+  }
+
+  /**
+   * Records `value` (the message being written, if any, is now written) within 100 ms: one
+   * write for many messages. A crash loses at most those 100 ms of positions, so messages
+   * after the saved one come again: a local bus's write ahead finds the one that matters,
+   * JetStream's message ids absorb the others.
+   */
+  saveSoon(value: string): void {
+    this.#value = value;
+    this.#key = undefined;
+    this.#timer ??= setTimeout(() => this.flush(), 100);
+  }
+
+  /** Writes what is recorded now. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#value !== "" || this.#key !== undefined) this.#write();
+  }
+
+  #write(): void {
+    const line = this.#key === undefined
+      ? this.#value
+      : `${this.#value}\t${this.#key}\t${this.#since}`;
     const text = line.padEnd(POS_WIDTH, " ");
     if (text.length > POS_WIDTH) throw new FsbusError("invalid", `Position "${line}" too long`);
     this.#file.seekSync(0, Deno.SeekMode.Start);
@@ -53,7 +91,11 @@ export class Position implements Disposable {
   }
 
   [Symbol.dispose](): void {
-    this.#file.close();
+    try {
+      this.flush();
+    } finally {
+      this.#file.close();
+    }
   }
 }
 
@@ -82,7 +124,6 @@ export class Seen implements Disposable {
   readonly #dec = new TextDecoder();
   readonly #pendingAdds: string[] = [];
   #file: Deno.FsFile | undefined;
-  #ino = 0;
   #offset = 0;
   #lines = 0;
   #partial = "";
@@ -126,7 +167,6 @@ export class Seen implements Disposable {
       create: true,
       mode: 0o600,
     });
-    this.#ino = this.#file.statSync().ino ?? 0;
     this.#offset = 0;
     this.#lines = 0;
     this.#partial = "";
@@ -135,13 +175,6 @@ export class Seen implements Disposable {
   /** Under the lock: follows a compaction by another bridge, reads what was appended. */
   #catchUp(): void {
     if (this.#file === undefined) this.#reopen();
-    let ino = this.#ino;
-    try {
-      ino = Deno.statSync(this.#path!).ino ?? 0;
-    } catch {
-      // removed: keep the open file
-    }
-    if (ino !== this.#ino) this.#reopen();
     const f = this.#file!;
     const size = f.statSync().size;
     if (size <= this.#offset) return;
@@ -157,6 +190,12 @@ export class Seen implements Disposable {
     const lines = (this.#partial + this.#dec.decode(buf.subarray(0, got))).split("\n");
     this.#partial = lines.pop() ?? "";
     for (const l of lines) {
+      if (l === MOVED) {
+        // Compacted by another bridge: the list goes on in a new file at the same path.
+        this.#reopen();
+        this.#catchUp();
+        return;
+      }
       if (l === "") continue;
       this.#lines++;
       this.#remember(l);
@@ -178,6 +217,7 @@ export class Seen implements Disposable {
     Deno.writeTextFileSync(tmp, this.#order.slice(-this.#keep).join("\n") + "\n", {
       mode: 0o600,
     });
+    this.#file!.writeSync(this.#enc.encode(MOVED + "\n"));
     Deno.renameSync(tmp, this.#path!);
     this.#reopen();
     this.#catchUp();
@@ -247,16 +287,35 @@ export class Seen implements Disposable {
       this.#append(id);
       return;
     }
-    // An id sent out: recorded under the lock too (a compaction may be under way).
+    // An id sent out (it only spares a resend after a restart): recorded within 100 ms,
+    // many at a time, under the lock too (a compaction may be under way).
     this.#pendingAdds.push(id);
-    if (this.#pendingAdds.length === 1) {
-      Promise.resolve(this.#locked(() => {
-        for (const p of this.#pendingAdds.splice(0)) this.#append(p);
-      })).catch(() => {}); // closed meanwhile
-    }
+    if (this.#pendingAdds.length >= 1024) this.#flushAdds();
+    else this.#addTimer ??= setTimeout(() => this.#flushAdds(), 100);
+  }
+
+  #addTimer: ReturnType<typeof setTimeout> | undefined;
+
+  #flushAdds(): void {
+    clearTimeout(this.#addTimer);
+    this.#addTimer = undefined;
+    if (this.#pendingAdds.length === 0 || this.#file === undefined) return;
+    Promise.resolve(this.#locked(() => {
+      for (const p of this.#pendingAdds.splice(0)) this.#append(p);
+    })).catch(() => {}); // closed meanwhile
   }
 
   [Symbol.dispose](): void {
+    clearTimeout(this.#addTimer);
+    if (this.#pendingAdds.length > 0 && this.#file && this.#lock?.tryLock()) {
+      try {
+        this.#section(() => {
+          for (const p of this.#pendingAdds.splice(0)) this.#append(p);
+        });
+      } catch {
+        // kept as far as it went
+      }
+    }
     this.#file?.close();
     this.#file = undefined;
     this.#lock?.close();

@@ -461,7 +461,7 @@ async function pump(
   for await (const m of source) {
     d.received++;
     const finish = () => {
-      if (m.position !== undefined) pos?.save(saved = m.position);
+      if (m.position !== undefined) pos?.saveSoon(saved = m.position);
       if (m.seenId !== undefined) sent.add(m.seenId);
       m.done?.();
     };
