@@ -414,6 +414,49 @@ Deno.test("bridge: two separate one-way bridges on one bus and subject do not lo
   }
 });
 
+Deno.test("bridge: a chain carries a message on (A to B to C), once even when it arrives by two ways", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats` });
+  const [a, b, c, d] = ["a", "b", "c", "d"].map((m) => `${dir.path}/${m}`) as [
+    string,
+    string,
+    string,
+    string,
+  ];
+  for (const m of [a, b, c, d]) Deno.mkdirSync(m);
+  const one = `jetstream://${server.address}/S1/one`;
+  const two = `jetstream://${server.address}/S2/two`;
+  const state = (m: string) => ["--state", `${dir.path}/state-${m}`];
+  // A -> S1 -> B -> S2 -> C and D; S1 -> C directly as well.
+  await using p1 = new BridgeProc([`dir:${a}`, one, ...state("a")]);
+  await using p2 = new BridgeProc([one, `dir:${b}`, ...state("b")]);
+  await using p3 = new BridgeProc([`dir:${b}`, two, ...state("b")]);
+  await using p4 = new BridgeProc([two, `dir:${c}`, ...state("c")]);
+  await using p5 = new BridgeProc([one, `dir:${c}`, ...state("c")]);
+  await using p6 = new BridgeProc([two, `dir:${d}`, ...state("d")]);
+  for (const p of [p1, p2, p3, p4, p5, p6]) await p.ready();
+  await using onB = new Watch(b);
+  await using onC = new Watch(c);
+  await using onD = new Watch(d);
+  await publishPaced(a, "c-", 100);
+  await onB.until(100, "c-");
+  await onC.until(100, "c-");
+  await onD.until(100, "c-");
+  // A marker by the longer way (B to C through S2) after the rest: the copies have come.
+  msgfs.publish(b, "end");
+  await onC.until(1, "end");
+  await new Promise((r) => setTimeout(r, 500));
+  assertExactly(onB.got, "c-", 100, "B");
+  assertExactly(onD.got, "c-", 100, "D (only by the chain)");
+  // C: each once (by two ways, the first copy wins: the order is each way's own).
+  const onlyC = onC.got.filter((t) => t !== "end");
+  assert.deepEqual(
+    [...onlyC].sort(),
+    Array.from({ length: 100 }, (_, i) => `c-${i}`).sort(),
+    "C: every message once",
+  );
+});
+
 Deno.test("bridge: bad input gives one clear line", async () => {
   using dir = tempDir();
   const bus = `${dir.path}/bus`;

@@ -100,6 +100,11 @@ export interface Context {
   /** This host's name. */
   host: string;
   /**
+   * The other endpoint of this direction (see `peerKey` in bridge.ts): a sink records it as
+   * where the messages it writes came from; a source does not send back what came from it.
+   */
+  peer: string;
+  /**
    * Ids written into the local bus this context's endpoint is (by any bridge of this
    * machine sharing the state directory): a source never sends them out.
    */

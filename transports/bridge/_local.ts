@@ -78,15 +78,18 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
   let high = last ?? 0;
   return source(async function* () {
     for await (const m of sub) {
-      if (ctx.sent.has(m.id) || await ctx.written.known(m.id)) continue;
+      if (ctx.sent.has(m.id)) continue;
+      // Written by a bridge: never back where it came from; elsewhere with its origin.
+      const w = await ctx.written.lookup(m.id);
+      if (w === null || w?.from === ctx.peer) continue;
       high = Math.max(high, m.time.getTime());
       yield {
         data: m.data,
-        id: m.id,
+        id: w ? w.id : m.id,
         topic: e.topic === undefined ? m.topic : "",
         time: m.time,
-        origin: ctx.origin,
-        host: ctx.host,
+        origin: w ? w.origin : ctx.origin,
+        host: w ? w.host : ctx.host,
         position: String(high),
         seenId: m.id,
       };
@@ -156,7 +159,8 @@ function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
         await st.reader.close();
         streams.delete(name);
       }
-      if (await ctx.written.known(`mq:${seq}`)) continue;
+      const w = await ctx.written.lookup(`mq:${seq}`);
+      if (w === null || w?.from === ctx.peer) continue;
       // A session records how it ended before its EOFs: the state goes first.
       if (pin && data.length === 0) {
         const s2 = pinEnvelope();
@@ -165,11 +169,11 @@ function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
       }
       yield {
         data,
-        id: String(seq),
+        id: w ? w.id : String(seq),
         topic: e.stream === undefined ? name : "",
         time: entry.time ?? new Date(),
-        origin: ctx.origin,
-        host: ctx.host,
+        origin: w ? w.origin : ctx.origin,
+        host: w ? w.host : ctx.host,
         position: String(seq),
       };
     }
@@ -238,6 +242,7 @@ function filebusSource(e: Extract<Endpoint, { kind: "filebus" }>, ctx: Context):
  * @returns The sink.
  */
 export function localSink(e: Local, ctx: Context): Sink {
+  const from = (m: Envelope) => ({ from: ctx.peer, origin: m.origin, id: m.id, host: m.host });
   let write: (m: Envelope) => Promise<void> | void;
   let close: () => Promise<void> | void = () => {};
   let has: ((m: Envelope, since: number) => boolean | Promise<boolean>) | undefined;
@@ -248,9 +253,11 @@ export function localSink(e: Local, ctx: Context): Sink {
       // Under the shared list's lock: no bridge reads the message before its id is there.
       write = (m) =>
         ctx.written.guard(() => {
+          // Already in the bus (it came by another way): once is enough.
+          if (ctx.written.hasOrigin(m.origin, m.id)) return;
           const topic = e.topic ?? m.topic;
           const p = pub.publish(m.data, topic === "" ? {} : { topic });
-          ctx.written.add(p.id);
+          ctx.written.add(p.id, from(m));
         });
       has = (m, since) => {
         const topic = e.topic ?? m.topic;
@@ -275,8 +282,9 @@ export function localSink(e: Local, ctx: Context): Sink {
         if (m.pinState) return writeMirror(e.group, g, m.data, m.host);
         const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
         return ctx.written.guard(() => {
+          if (ctx.written.hasOrigin(m.origin, m.id)) return;
           const r = g.write(stream, m.data, {});
-          ctx.written.add(`mq:${r.seq}`);
+          ctx.written.add(`mq:${r.seq}`, from(m));
         });
       };
       has = async (m) => {

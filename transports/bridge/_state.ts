@@ -99,6 +99,35 @@ export class Position implements Disposable {
   }
 }
 
+/** Where a message a bridge wrote into a bus came from, kept beside its id. */
+export interface WrittenFrom {
+  /** The endpoint it came from (see `peerKey` in bridge.ts): not sent back there. */
+  from: string;
+  /** Its origin, kept when it is carried on to another endpoint. */
+  origin: string;
+  /** Its id at the origin. */
+  id: string;
+  /** The host it was published on. */
+  host: string;
+}
+
+function formatLine(id: string, w: WrittenFrom | null): string {
+  if (w === null) return id;
+  const f = (t: string) => encodeURIComponent(t);
+  return `${id}\t${f(w.from)}\t${f(w.origin)}\t${f(w.id)}\t${f(w.host)}`;
+}
+
+function parseLine(line: string): [string, WrittenFrom | null] {
+  const [id, from, origin, oid, host] = line.split("\t");
+  if (from === undefined || origin === undefined || oid === undefined) return [id!, null];
+  try {
+    const d = decodeURIComponent;
+    return [id!, { from: d(from), origin: d(origin), id: d(oid), host: d(host ?? "") }];
+  } catch {
+    return [id!, null];
+  }
+}
+
 /** Options of {@linkcode Seen}. */
 export interface SeenOptions {
   /** How many ids to keep (the file holds at most twice as many; default 50,000). */
@@ -115,7 +144,9 @@ export interface SeenOptions {
  * the others reopen it), so it stays bounded however long the bridges run.
  */
 export class Seen implements Disposable {
-  readonly #set = new Set<string>();
+  readonly #set = new Map<string, WrittenFrom | null>();
+  /** `ORIGIN<TAB>ID` of every id recorded with where it came from. */
+  readonly #origins = new Set<string>();
   readonly #order: string[] = [];
   readonly #path: string | undefined;
   readonly #lock: FileLock | undefined;
@@ -198,13 +229,13 @@ export class Seen implements Disposable {
       }
       if (l === "") continue;
       this.#lines++;
-      this.#remember(l);
+      this.#remember(...parseLine(l));
     }
   }
 
   #append(id: string): void {
     if (this.#file === undefined) return;
-    const bytes = this.#enc.encode(id + "\n");
+    const bytes = this.#enc.encode(formatLine(id, this.#set.get(id) ?? null) + "\n");
     this.#file.writeSync(bytes);
     this.#offset += bytes.length;
     this.#lines++;
@@ -214,21 +245,27 @@ export class Seen implements Disposable {
   #compactIfLarge(): void {
     if (this.#lines < 2 * this.#keep) return;
     const tmp = `${this.#path}.tmp`;
-    Deno.writeTextFileSync(tmp, this.#order.slice(-this.#keep).join("\n") + "\n", {
-      mode: 0o600,
-    });
+    const kept = this.#order.slice(-this.#keep).map((id) =>
+      formatLine(id, this.#set.get(id) ?? null)
+    );
+    Deno.writeTextFileSync(tmp, kept.join("\n") + "\n", { mode: 0o600 });
     this.#file!.writeSync(this.#enc.encode(MOVED + "\n"));
     Deno.renameSync(tmp, this.#path!);
     this.#reopen();
     this.#catchUp();
   }
 
-  #remember(id: string): void {
+  #remember(id: string, from: WrittenFrom | null = null): void {
     if (this.#set.has(id)) return;
-    this.#set.add(id);
+    this.#set.set(id, from);
+    if (from) this.#origins.add(`${from.origin}\t${from.id}`);
     this.#order.push(id);
     if (this.#order.length > 2 * this.#keep) {
-      for (const old of this.#order.splice(0, this.#keep)) this.#set.delete(old);
+      for (const old of this.#order.splice(0, this.#keep)) {
+        const from = this.#set.get(old);
+        if (from) this.#origins.delete(`${from.origin}\t${from.id}`);
+        this.#set.delete(old);
+      }
     }
   }
 
@@ -262,12 +299,28 @@ export class Seen implements Disposable {
     return this.#set.has(id);
   }
 
+  /**
+   * Whether `id` was recorded by any bridge sharing the file (reading what others added):
+   * undefined when not, else where it came from (null when that was not recorded).
+   */
+  async lookup(id: string): Promise<WrittenFrom | null | undefined> {
+    if (this.#set.has(id)) return this.#set.get(id);
+    if (!this.#lock) return undefined;
+    await this.#locked(() => {});
+    return this.#set.get(id);
+  }
+
+  /**
+   * Whether a message of `origin` with id `id` was written into the bus already (it can
+   * arrive by two ways). Call inside {@linkcode Seen.guard}, which reads what others added.
+   */
+  hasOrigin(origin: string, id: string): boolean {
+    return origin !== "" && this.#origins.has(`${origin}\t${id}`);
+  }
+
   /** Whether `id` was recorded by any bridge sharing the file (reads what others added). */
   async known(id: string): Promise<boolean> {
-    if (this.#set.has(id)) return true;
-    if (!this.#lock) return false;
-    await this.#locked(() => {});
-    return this.#set.has(id);
+    return (await this.lookup(id)) !== undefined;
   }
 
   /**
@@ -278,10 +331,13 @@ export class Seen implements Disposable {
     return this.#lock ? this.#locked(write) : write();
   }
 
-  /** Records `id` (inside {@linkcode Seen.guard} when it names a message written locally). */
-  add(id: string): void {
+  /**
+   * Records `id` (inside {@linkcode Seen.guard} when it names a message written locally,
+   * with where it came from).
+   */
+  add(id: string, from?: WrittenFrom): void {
     if (this.#set.has(id)) return;
-    this.#remember(id);
+    this.#remember(id, from ?? null);
     if (!this.#lock) return;
     if (this.#lock.held) {
       this.#append(id);

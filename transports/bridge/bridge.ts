@@ -157,6 +157,16 @@ function busOf(e: Endpoint): string {
   return canonical(e);
 }
 
+/**
+ * What a bridge records as where a message came from: a NATS subject or JetStream stream
+ * whichever server it was reached through, a local bus by its real path.
+ */
+function peerKey(e: Endpoint): string {
+  if (e.kind === "jetstream") return `jetstream:${e.stream}/${e.subject}`;
+  if (e.kind === "nats") return `nats:${e.subject}`;
+  return canonical(e);
+}
+
 function short(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 16);
 }
@@ -364,7 +374,7 @@ export async function bridge(
       if (pos) held.push(pos);
       const sent = new Seen(stateDir === undefined ? undefined : `${stateDir}/sent-${key}`);
       held.push(sent);
-      const base: Omit<Context, "wide" | "written"> = {
+      const base: Omit<Context, "wide" | "written" | "peer"> = {
         origin,
         host,
         sent,
@@ -377,8 +387,8 @@ export async function bridge(
         onNotice: (text) => options.onNotice?.(text),
       };
       // Local ends first: a missing bus fails before any network wait.
-      const srcCtx = { ...base, written: writtenFor(src), wide: isWide(dst) };
-      const dstCtx = { ...base, written: writtenFor(dst), wide: isWide(src) };
+      const srcCtx = { ...base, written: writtenFor(src), wide: isWide(dst), peer: peerKey(dst) };
+      const dstCtx = { ...base, written: writtenFor(dst), wide: isWide(src), peer: peerKey(src) };
       const sink = isRemote(dst) ? undefined : localSink(dst, dstCtx);
       if (sink) sinks.push(sink);
       const source = isRemote(src) ? undefined : localSource(src, srcCtx);
