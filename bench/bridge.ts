@@ -247,7 +247,7 @@ async function runPoint(
       size,
       rate,
       subscribers: 1,
-      fs: kind === "msgfs" || kind === "bridge" ? "tmpfs" : "",
+      fs: kind === "msgfs" || kind.startsWith("bridge") ? "tmpfs" : "",
       ...(rep.latencies.length ? percentiles(rep.latencies) : {}),
       delivered: c.distinct,
       expected: count,
