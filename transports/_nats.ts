@@ -23,6 +23,7 @@ import type {
   PubAck,
 } from "nats";
 import { FsbusError } from "../types.ts";
+import { denoTransport } from "./_nats_transport.ts";
 
 export type {
   Consumer,
@@ -55,6 +56,17 @@ let lib: Promise<NatsLib> | undefined;
 export function loadNats(): Promise<NatsLib> {
   lib ??= import("nats");
   return lib;
+}
+
+let internals: Promise<typeof import("nats/lib/nats-base-client/internal_mod.js")> | undefined;
+
+/** Connects with fsbus's transport over Deno's sockets (see _nats_transport.ts). */
+async function connectDeno(options: import("nats").ConnectionOptions): Promise<NatsConnection> {
+  internals ??= import("nats/lib/nats-base-client/internal_mod.js");
+  const nats = await internals;
+  // The package's own connect() sets its Node transport each time: set ours each time too.
+  nats.setTransportFactory({ factory: denoTransport(nats) });
+  return await nats.NatsConnectionImpl.connect(options);
 }
 
 /** The state of a NATS connection, as reported to {@linkcode ConnectOptions.onStatus}. */
@@ -212,14 +224,13 @@ export async function connectNats(
   const list = typeof servers === "string" ? parseServers(servers) : servers;
   const report = options.onStatus ?? (() => {});
   const retryMs = options.retryMs ?? 1000;
-  const { connect } = await loadNats();
   for (let attempt = 1;; attempt++) {
     if (options.signal?.aborted) {
       throw new FsbusError("closed", `Cannot connect to "${list.join(",")}": aborted`);
     }
     report({ state: "connecting", server: list.join(","), detail: "" });
     try {
-      const nc = await connect({
+      const nc = await connectDeno({
         servers: list,
         name: options.name ?? "fsbus",
         reconnect: true,
