@@ -157,6 +157,49 @@ function busOf(e: Endpoint): string {
   return canonical(e);
 }
 
+function directionKey(src: Endpoint, dst: Endpoint): string {
+  return short(`${canonical(src)}\n${canonical(dst)}`).slice(0, 12);
+}
+
+/**
+ * Takes over the state an earlier fsbus kept per direction number (`pos-0`, `pos-1`) and in
+ * one list (`seen`): the positions move to their direction's name, and the ids join the
+ * local buses' lists (as messages not to send again).
+ */
+async function migrateState(
+  stateDir: string,
+  pairs: [Endpoint, Endpoint][],
+  writtenFor: (e: Endpoint) => Seen,
+): Promise<void> {
+  for (const [i, [src, dst]] of pairs.entries()) {
+    const old = `${stateDir}/pos-${i}`;
+    const now = `${stateDir}/pos-${directionKey(src, dst)}`;
+    try {
+      Deno.lstatSync(now);
+    } catch {
+      try {
+        if (Deno.lstatSync(old).isFile) Deno.renameSync(old, now);
+      } catch {
+        // nothing to take over
+      }
+    }
+  }
+  let ids: string[];
+  try {
+    ids = Deno.readTextFileSync(`${stateDir}/seen`).split("\n").filter((l) => l !== "");
+  } catch {
+    return;
+  }
+  for (const e of pairs.flat()) {
+    if (isRemote(e)) continue;
+    const list = writtenFor(e);
+    await list.guard(() => {
+      for (const id of ids) list.add(id);
+    });
+  }
+  Deno.renameSync(`${stateDir}/seen`, `${stateDir}/seen.migrated`);
+}
+
 /**
  * What a bridge records as where a message came from: a NATS subject or JetStream stream
  * whichever server it was reached through, a local bus by its real path.
@@ -367,9 +410,10 @@ export async function bridge(
       pos: Position | undefined;
       sent: Seen;
     }[] = [];
+    if (stateDir !== undefined) await migrateState(stateDir, pairs, (e) => writtenFor(e));
     for (const [src, dst] of pairs) {
       // Files and consumers per direction: bridges of one bus share an identity.
-      const key = short(`${canonical(src)}\n${canonical(dst)}`).slice(0, 12);
+      const key = directionKey(src, dst);
       const pos = stateDir === undefined ? undefined : new Position(`${stateDir}/pos-${key}`);
       if (pos) held.push(pos);
       const sent = new Seen(stateDir === undefined ? undefined : `${stateDir}/sent-${key}`);
