@@ -117,7 +117,7 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
   const queue: {
     m: Envelope;
     subject: string;
-    ack: Promise<unknown>;
+    ack: Promise<unknown> | undefined;
     delivered: () => void;
   }[] = [];
   const send = (m: Envelope, subject: string) =>
@@ -125,6 +125,9 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
   // Acks are taken in order as they come. A failed publish (a server down, a stream leader
   // moving, a timeout) sends it and everything after it again, in order and with the same
   // ids, so the stream keeps one copy of each; repeated until the stream has them.
+  // While a failed publish waits to be sent again, later messages wait too (not sent): the
+  // stream must not store them before it.
+  let recovering = false;
   let failure: unknown;
   let draining: Promise<void> | undefined;
   let room: (() => void) | undefined;
@@ -132,11 +135,14 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
     const q = queue[0]!;
     for (let attempt = 0;; attempt++) {
       try {
+        q.ack ??= send(q.m, q.subject);
         await q.ack;
         break;
       } catch (err) {
         if (nc.isClosed()) throw err;
+        recovering = true;
         await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+        recovering = false;
         for (const p of queue) {
           p.ack = send(p.m, p.subject);
           p.ack.catch(() => {});
@@ -171,8 +177,8 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
       if (failure) throw failure;
       const subject = subjectOf(e.subject, ctx.wide, m.topic);
       checkPayload(nc, subject, m.data.length + headerSize(m));
-      const ack = send(m, subject);
-      ack.catch(() => {});
+      const ack = recovering ? undefined : send(m, subject);
+      ack?.catch(() => {});
       queue.push({ m, subject, ack, delivered });
       drain();
       while (queue.length >= window && !failure) {
