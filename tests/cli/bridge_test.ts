@@ -82,6 +82,15 @@ function assertExactly(got: string[], prefix: string, n: number, where: string):
   assert.deepEqual(mine, expected, `${where}: every "${prefix}*" once, in publisher order`);
 }
 
+/** Every `${prefix}N` for N < n arrived exactly once, in any order. */
+function assertOnce(got: string[], prefix: string, n: number, where: string): void {
+  const mine = got.filter((t) => t.startsWith(prefix));
+  const expected = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  const byNumber = (x: string, y: string) =>
+    Number(x.slice(prefix.length)) - Number(y.slice(prefix.length));
+  assert.deepEqual(mine.toSorted(byNumber), expected, `${where}: every "${prefix}*" exactly once`);
+}
+
 async function publishPaced(dir: string, prefix: string, n: number, from = 0): Promise<void> {
   for (let i = from; i < n; i++) {
     msgfs.publish(dir, `${prefix}${i}`);
@@ -205,7 +214,9 @@ Deno.test("bridge: B's bridge killed and restarted mid-stream, then B's server k
     await onB.until(400, "n-");
     await new Promise((r) => setTimeout(r, 300));
     assertExactly(onB.got, "m-", 600, "B");
-    assertExactly(onB.got, "n-", 400, "B");
+    // Publishes in flight when the stream's leader dies may be stored after later ones (see the
+    // README's bridge limits): exactly once is guaranteed across the failover, order is not.
+    assertOnce(onB.got, "n-", 400, "B");
   });
 });
 
