@@ -84,6 +84,8 @@ interface Node {
   id: number;
   rel: string;
   kind: Kind;
+  /** Lookups the kernel holds (FORGET gives them back; at 0 the node is dropped). */
+  lookups: number;
 }
 
 interface GroupState {
@@ -199,7 +201,7 @@ export class MqTree implements FileSystem {
   constructor(dir: string, onLog: (line: string) => void = () => {}) {
     this.dir = dir;
     this.#log = onLog;
-    const root: Node = { id: 1, rel: "", kind: "dir" };
+    const root: Node = { id: 1, rel: "", kind: "dir", lookups: 1 };
     if (this.#isGroupDir("")) root.kind = "group";
     this.#nodes.set(1, root);
     this.#byRel.set("", root);
@@ -234,7 +236,7 @@ export class MqTree implements FileSystem {
   #node(rel: string, kind: Kind): Node {
     let n = this.#byRel.get(rel);
     if (n === undefined) {
-      n = { id: this.#nextNode++, rel, kind };
+      n = { id: this.#nextNode++, rel, kind, lookups: 0 };
       this.#nodes.set(n.id, n);
       this.#byRel.set(rel, n);
     } else {
@@ -304,6 +306,7 @@ export class MqTree implements FileSystem {
     if (n.id === 1 && backing === undefined) throw new FuseError(E.EIO, "the directory is gone");
     if (backing === undefined) throw new FuseError(E.ENOENT);
     const base = {
+      ino: Number(backing.ino),
       uid: backing.uid,
       mtimeMs: Number(backing.mtimeNs / 1_000_000n),
     };
@@ -328,11 +331,33 @@ export class MqTree implements FileSystem {
     return { node: n.id, attr: this.#attr(n) };
   }
 
+  /** An entry given to the kernel: one more lookup it holds until it forgets it. */
+  #ref(n: Node): FuseEntry {
+    const e = this.#entry(n);
+    n.lookups++;
+    return e;
+  }
+
+  /** How many nodes the tree holds (the root, and those the kernel has not forgotten). */
+  get nodeCount(): number {
+    return this.#nodes.size;
+  }
+
+  /** {@inheritDoc FileSystem.forget} */
+  forget(node: number, nlookup: number): void {
+    const n = this.#nodes.get(node);
+    if (n === undefined || n.id === 1) return;
+    n.lookups -= nlookup;
+    if (n.lookups > 0) return;
+    this.#nodes.delete(n.id);
+    if (this.#byRel.get(n.rel) === n) this.#byRel.delete(n.rel);
+  }
+
   /** {@inheritDoc FileSystem.lookup} */
   lookup(parent: number, name: string): FuseEntry {
     const p = this.#get(parent);
     if (p.kind !== "dir" && p.kind !== "group") throw new FuseError(E.ENOTDIR);
-    return this.#entry(this.#classify(p, name));
+    return this.#ref(this.#classify(p, name));
   }
 
   /** {@inheritDoc FileSystem.getattr} */
@@ -352,9 +377,12 @@ export class MqTree implements FileSystem {
     if (n.kind !== "dir" && n.kind !== "group") throw new FuseError(E.ENOTDIR);
     const out: FuseDirEntry[] = [];
     const group = n.kind === "group";
+    // Inode numbers are the files' own (as getattr gives): listing makes no nodes, which
+    // the kernel would never forget.
+    const ino = (rel: string) => Number(this.#stat(rel)?.ino ?? 0n);
     if (group) {
-      out.push({ name: "ctl", ino: this.#node(join(n.rel, "ctl"), "ctl").id, mode: S_IFREG });
-      out.push({ name: "order", ino: this.#node(join(n.rel, "order"), "order").id, mode: S_IFREG });
+      out.push({ name: "ctl", ino: ino(join(n.rel, "ctl")), mode: S_IFREG });
+      out.push({ name: "order", ino: ino(join(n.rel, "order")), mode: S_IFREG });
     }
     let entries: Deno.DirEntry[];
     try {
@@ -367,10 +395,9 @@ export class MqTree implements FileSystem {
       if (e.name.startsWith(".")) continue;
       const rel = join(n.rel, e.name);
       if (e.isDirectory) {
-        const kind = this.#isGroupDir(rel) ? "group" : "dir";
-        out.push({ name: e.name, ino: this.#node(rel, kind).id, mode: S_IFDIR });
+        out.push({ name: e.name, ino: ino(rel), mode: S_IFDIR });
       } else if (group && e.isFile && e.name !== "ctl" && e.name !== "order") {
-        out.push({ name: e.name, ino: this.#node(rel, "stream").id, mode: S_IFREG });
+        out.push({ name: e.name, ino: ino(rel), mode: S_IFREG });
       }
     }
     return out;
@@ -436,7 +463,7 @@ export class MqTree implements FileSystem {
     }
     const n = this.#node(join(p.rel, name), "stream");
     const f = this.#openFile(n, flags);
-    return { ...this.#entry(n), fh: f.fh, directIo: true };
+    return { ...this.#ref(n), fh: f.fh, directIo: true };
   }
 
   #take(f: OpenFile, size: number): Uint8Array | undefined {
@@ -595,7 +622,7 @@ export class MqTree implements FileSystem {
     } catch (err) {
       throw new FuseError(errnoOf(err));
     }
-    return this.#entry(this.#node(rel, "group"));
+    return this.#ref(this.#node(rel, "group"));
   }
 
   /** {@inheritDoc FileSystem.unlink} */
@@ -699,6 +726,8 @@ export interface MqMount {
   done: Promise<void>;
   /** Unmounts: blocked readers get end of file. */
   stop(): Promise<void>;
+  /** How many nodes the server holds (the root and those the kernel still knows). */
+  nodeCount(): number;
 }
 
 /**
@@ -768,6 +797,7 @@ export async function mountGroups(
     mountpoint: server.connection.mountpoint,
     done: server.done,
     stop: () => server.stop(),
+    nodeCount: () => tree.nodeCount,
   };
 }
 
