@@ -51,3 +51,79 @@ Deno.test({
     });
   },
 });
+
+/** Waits on a stream with select, poll and epoll in turn (python3), printing what it saw. */
+const POLLER = `
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+r, _, _ = select.select([fd], [], [], 0)
+print("select-now", len(r), flush=True)
+r, _, _ = select.select([fd], [], [], 30)
+print("select", len(r), os.read(fd, 100).decode().strip(), flush=True)
+p = select.poll(); p.register(fd, select.POLLIN)
+print("poll-now", len(p.poll(0)), flush=True)
+print("poll", len(p.poll(30000)), os.read(fd, 100).decode().strip(), flush=True)
+e = select.epoll(); e.register(fd, select.EPOLLIN)
+print("epoll-now", len(e.poll(0)), flush=True)
+print("epoll", len(e.poll(30)), os.read(fd, 100).decode().strip(), flush=True)
+print("eof", len(p.poll(30000)), len(os.read(fd, 100)), flush=True)
+`;
+
+Deno.test({
+  name: "mountGroups: select, poll and epoll on a stream wait for the next message, and EOF",
+  ignore: !HAVE_FUSE,
+  async fn() {
+    await withMount(async (_m, mp) => {
+      const s = `${mp}/g/s`;
+      const made = await sh(`: > '${s}'`);
+      assert.equal(made.code, 0, made.stderr);
+      const child = new Deno.Command("python3", {
+        args: ["-c", POLLER, s],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      const expect = async (line: string) => {
+        const deadline = Date.now() + 20_000;
+        while (!seen.includes(`${line}\n`)) {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const late = new Promise<never>((_, fail) => {
+            timer = setTimeout(
+              () => fail(new Error(`no "${line}" from the poller; saw:\n${seen}`)),
+              Math.max(0, deadline - Date.now()),
+            );
+          });
+          try {
+            const { value, done } = await Promise.race([reader.read(), late]);
+            if (done) assert.fail(`poller ended; saw:\n${seen}`);
+            seen += value;
+          } finally {
+            clearTimeout(timer);
+          }
+        }
+      };
+      let ok = false;
+      try {
+        await expect("select-now 0"); // nothing yet: not readable
+        await sh(`echo one > '${s}'`);
+        await expect("select 1 one");
+        await expect("poll-now 0");
+        await sh(`echo two > '${s}'`);
+        await expect("poll 1 two");
+        await expect("epoll-now 0");
+        await sh(`echo three > '${s}'`);
+        await expect("epoll 1 three");
+        await sh(`: > '${s}'`); // end of file: readable, read returns nothing
+        await expect("eof 1 0");
+        ok = true;
+      } finally {
+        if (!ok) child.kill("SIGKILL");
+        await reader.cancel();
+        const err = await new Response(child.stderr).text();
+        const st = await child.status;
+        if (ok) assert.equal(st.code, 0, err);
+      }
+    });
+  },
+});

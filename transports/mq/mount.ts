@@ -68,6 +68,11 @@ const E = {
   ENOTEMPTY: 39,
 } as const;
 
+const POLLIN = 0x1;
+const POLLOUT = 0x4;
+const POLLHUP = 0x10;
+const POLLRDNORM = 0x40;
+const POLLWRNORM = 0x100;
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
 const O_TRUNC = 0o1000;
@@ -112,6 +117,8 @@ interface OpenFile {
   trunc: boolean;
   wrote: boolean;
   failed: string | undefined;
+  /** A poll(2) waiting for this file to become readable. */
+  pollWake: (() => void) | undefined;
 }
 
 /** Options for {@linkcode mountGroups}. */
@@ -426,6 +433,7 @@ export class MqTree implements FileSystem {
       trunc: (flags & O_TRUNC) !== 0,
       wrote: false,
       failed: undefined,
+      pollWake: undefined,
     };
     this.#files.set(f.fh, f);
     gs.files.add(f);
@@ -466,7 +474,8 @@ export class MqTree implements FileSystem {
     return { ...this.#ref(n), fh: f.fh, directIo: true };
   }
 
-  #take(f: OpenFile, size: number): Uint8Array | undefined {
+  /** Takes the messages that came for an open file, if it has none queued. */
+  #fill(f: OpenFile): void {
     if (f.queue.length === 0 && f.reader !== undefined && f.failed === undefined) {
       try {
         for (const m of f.reader.poll()) if (m.data.length > 0) f.queue.push(m.data);
@@ -476,6 +485,18 @@ export class MqTree implements FileSystem {
         this.#log(err.message);
       }
     }
+  }
+
+  /** Whether a read(2) of an open file would return now (data, end of file or an error). */
+  #readable(f: OpenFile): boolean {
+    if (f.kind === "ctl") return true;
+    this.#fill(f);
+    return f.queue.length > 0 || f.failed !== undefined || f.reader === undefined ||
+      f.reader.done;
+  }
+
+  #take(f: OpenFile, size: number): Uint8Array | undefined {
+    this.#fill(f);
     if (f.queue.length === 0) {
       if (f.failed !== undefined) throw new FuseError(E.EIO, f.failed);
       return f.reader === undefined || f.reader.done ? EMPTY : undefined;
@@ -547,7 +568,26 @@ export class MqTree implements FileSystem {
   }
 
   #serveGroup(gs: GroupState): void {
-    for (const f of gs.files) if (f.waiting.length > 0) this.#serve(f);
+    for (const f of gs.files) {
+      if (f.waiting.length > 0) this.#serve(f);
+      if (f.pollWake !== undefined && this.#readable(f)) this.#wakePoll(f);
+    }
+  }
+
+  #wakePoll(f: OpenFile): void {
+    const wake = f.pollWake;
+    f.pollWake = undefined;
+    wake?.();
+  }
+
+  /** {@inheritDoc FileSystem.poll} */
+  poll(_node: number, fh: number, events: number, wake: (() => void) | undefined): number {
+    const f = this.#files.get(fh);
+    if (f === undefined) return POLLIN | POLLHUP;
+    let revents = POLLOUT | POLLWRNORM;
+    if (this.#readable(f)) revents |= POLLIN | POLLRDNORM;
+    else if (wake !== undefined && (events & (POLLIN | POLLRDNORM))) f.pollWake = wake;
+    return revents;
   }
 
   /** {@inheritDoc FileSystem.write} */
@@ -596,6 +636,7 @@ export class MqTree implements FileSystem {
 
   #finish(f: OpenFile): void {
     for (const w of f.waiting.splice(0)) w.d.resolve(EMPTY);
+    this.#wakePoll(f);
     void f.reader?.close();
     f.reader = undefined;
     this.#files.delete(f.fh);
@@ -692,7 +733,10 @@ export class MqTree implements FileSystem {
         sync.add(gs);
       }
       if (e.mask & (IN.DELETE_SELF | IN.MOVE_SELF)) {
-        for (const f of gs.files) for (const w of f.waiting.splice(0)) w.d.resolve(EMPTY);
+        for (const f of gs.files) {
+          for (const w of f.waiting.splice(0)) w.d.resolve(EMPTY);
+          this.#wakePoll(f);
+        }
       }
     }
     for (const gs of sync) {
