@@ -19,6 +19,8 @@
  *   input, or through the mount by opening a stream with truncation and closing it (the last
  *   descriptor) without writing: `: > grp/0` (Linux never passes a zero-length write(2) to a
  *   file system); or from the stream's removal (`rm grp/0`);
+ * - `select(2)`, `poll(2)` and epoll on a stream or `order` wait until a read would return
+ *   (a message, end of file or an error);
  * - `order` reads as the name of each written stream and a NUL, blocking likewise;
  * - `ctl` reads as the group's settings and takes mq's commands; a bad command fails with
  *   EINVAL (its usage message goes to the server's log);
