@@ -366,6 +366,7 @@ export class FuseServer {
   readonly #pending = new Map<number, { d: Deferred<unknown>; op: number }>();
   readonly #dirs = new Map<number, DirHandle>();
   readonly #watches: Watch[] = [];
+  readonly #idle: (() => void)[] = [];
   readonly #uid = Deno.uid() ?? 0;
   readonly #gid = Deno.gid() ?? 0;
   readonly #started = Date.now();
@@ -428,6 +429,21 @@ export class FuseServer {
       const i = this.#watches.indexOf(w);
       if (i >= 0) this.#watches.splice(i, 1);
       this.#pfdsDirty = true;
+    };
+  }
+
+  /**
+   * Runs `fn` on the server's thread each time it has handled every request there is, before
+   * it waits for more: work that can wait for the end of a burst (one call for many requests).
+   *
+   * @param fn What to run.
+   * @returns A function that removes it.
+   */
+  idle(fn: () => void): () => void {
+    this.#idle.push(fn);
+    return () => {
+      const i = this.#idle.indexOf(fn);
+      if (i >= 0) this.#idle.splice(i, 1);
     };
   }
 
@@ -541,6 +557,13 @@ export class FuseServer {
       while (!this.#closed) {
         this.#drain();
         if (this.#closed) break;
+        for (const fn of this.#idle) {
+          try {
+            fn();
+          } catch (err) {
+            this.#onError(err, "idle");
+          }
+        }
         if (this.#stopping && performance.now() > this.#graceUntil) break;
         if (this.#pfdsDirty) this.#buildPfds();
         const pfds = this.#pfds;

@@ -199,6 +199,9 @@ export class MqTree implements FileSystem {
   #nextNode = 2;
   #nextFh = 1;
   #unwatch: (() => void) | undefined;
+  #unidle: (() => void) | undefined;
+  /** Writes through the mount queued index events not yet taken. */
+  #eventsDue = false;
   #down = false;
 
   /**
@@ -224,6 +227,13 @@ export class MqTree implements FileSystem {
    */
   attach(server: FuseServer): void {
     this.#unwatch = server.watch(this.#ino.fd, () => this.#onEvents());
+    // The index events of this server's own writes are taken once per burst of requests,
+    // before the server waits (so it is not woken for them).
+    this.#unidle = server.idle(() => {
+      if (!this.#eventsDue) return;
+      this.#eventsDue = false;
+      this.#onEvents();
+    });
   }
 
   #path(rel: string): string {
@@ -615,10 +625,8 @@ export class MqTree implements FileSystem {
       throw new FuseError(errnoOf(err));
     }
     f.wrote = true;
-    // Answer readers now, and take the index event this write queued, so the server is not
-    // woken again for it (and other programs' changes are not left waiting).
-    this.#serveGroup(f.group);
-    this.#onEvents();
+    this.#serveGroup(f.group); // answer readers now
+    this.#eventsDue = true;
     return data.length;
   }
 
@@ -757,6 +765,7 @@ export class MqTree implements FileSystem {
     this.#down = true;
     for (const f of [...this.#files.values()]) this.#finish(f);
     this.#unwatch?.();
+    this.#unidle?.();
     for (const rel of [...this.#groups.keys()]) this.#dropGroup(rel);
     void this.#ino.close();
   }
