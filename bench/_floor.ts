@@ -14,7 +14,7 @@
 import { checkSequence, median, percentiles, type Ratios, type Result, waitFor } from "./_lib.ts";
 
 /** The floors: one C program each. */
-export type FloorKind = "dirbus" | "filebus" | "mq" | "ring" | "fifo";
+export type FloorKind = "dirbus" | "filebus" | "mq" | "ring" | "fifo" | "fuse";
 
 const SOURCES = new URL("./floor/", import.meta.url);
 const built = new Map<FloorKind, string | null>();

@@ -9,8 +9,9 @@
  * - the cost of the `order` bookkeeping per write: the same writes with and without it;
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
  *   through the mount (unpaced rate), and live latency from write(2) to a read(2) blocked in
- *   another process at 1k msgs/s; the same writer and reader over a FIFO in the same run, as
- *   the lower bound of one kernel hop.
+ *   another process at 1k msgs/s; the same writer and reader through the C FUSE floor
+ *   (bench/floor/fuse.c: the least any FUSE server does per message) and over a FIFO (one
+ *   kernel hop) in the same run.
  *
  * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only]`. Prints a table;
  * writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial runs).
@@ -20,7 +21,7 @@
 
 import { cpuUsage } from "node:process";
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
-import { addRatios, repeatFloor } from "./_floor.ts";
+import { addRatios, floorBinary, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
@@ -357,13 +358,50 @@ async function mountedGroup(): Promise<
   };
 }
 
+/** The C FUSE floor (bench/floor/fuse.c) serving one stream on a fresh mount point. */
+async function floorMount(): Promise<
+  { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> } | undefined
+> {
+  const exe = await floorBinary("fuse");
+  if (exe === undefined) return undefined;
+  const mp = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-fusefloor-" });
+  const server = new Deno.Command(exe, {
+    args: ["--role", "serve", "--path", mp],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = lines(server);
+  const first = await out.next();
+  if (first.value !== "ready") {
+    await server.status;
+    Deno.removeSync(mp);
+    console.error("the C FUSE floor could not mount (it needs root): its points are skipped");
+    return undefined;
+  }
+  return {
+    stream: `${mp}/s`,
+    server,
+    async dispose() {
+      server.kill("SIGTERM");
+      await server.status;
+      Deno.removeSync(mp);
+    },
+  };
+}
+
 async function fileLatencyPoint(
-  transport: "mq-fuse" | "fifo",
+  transport: "mq-fuse" | "floor" | "fifo",
   rate: number,
   count: number,
   size: number,
-): Promise<Result> {
-  const fuse = transport === "mq-fuse" ? await mountedGroup() : undefined;
+): Promise<Result | undefined> {
+  const fuse = transport === "mq-fuse"
+    ? await mountedGroup()
+    : transport === "floor"
+    ? await floorMount()
+    : undefined;
+  if (transport === "floor" && fuse === undefined) return undefined;
   const fifoDir = fuse ? undefined : Deno.makeTempDirSync({ prefix: "fsbus-bench-fifo-" });
   const path = fuse?.stream ?? `${fifoDir}/fifo`;
   try {
@@ -405,8 +443,11 @@ async function fileLatencyPoint(
       pub_rate: Math.round(w.rate),
       sub_rate: Math.round(r.rate),
       cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / count) * 10) / 10,
-      notes: fuse
+      notes: transport === "mq-fuse"
         ? "write(2) per message through the mount, read(2) blocked in another process; " +
+          "cpu includes the server"
+        : transport === "floor"
+        ? "the same writer and reader through the C FUSE floor (bench/floor/fuse.c); " +
           "cpu includes the server"
         : "the same writer and reader over a FIFO: one kernel hop, the lower bound",
     };
@@ -471,7 +512,7 @@ function table(results: Result[]): string {
   return all.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join("  ")).join("\n") + "\n";
 }
 
-function medianBy(results: Result[], key: "p50_us" | "sub_rate"): Result {
+function medianBy(results: Result[], key: "p50_us" | "sub_rate" | "pub_rate"): Result {
   const sorted = [...results].sort((a, b) => (a[key] ?? 0) - (b[key] ?? 0));
   const mid = sorted[Math.floor(sorted.length / 2)]!;
   if (results.length === 1) return mid;
@@ -511,6 +552,7 @@ export async function run(
     await fusePoints(opts, reps, push);
   }
   addRatios(results, "mq");
+  addRatios(results, "mq-fuse"); // ÷ the C FUSE floor
   return results;
 }
 
@@ -577,15 +619,17 @@ async function fusePoints(
     console.error("mq-fuse points skipped: /dev/fuse is missing");
   }
   if (fuse) {
-    for (const transport of ["mq-fuse", "fifo"] as const) {
+    for (const transport of ["mq-fuse", "floor", "fifo"] as const) {
       const tput: Result[] = [];
       const lat: Result[] = [];
       for (let i = 0; i < reps; i++) {
-        tput.push(await fileLatencyPoint(transport, 0, opts.quick ? 5_000 : 20_000, 1024));
-        lat.push(await fileLatencyPoint(transport, 1000, opts.quick ? 3_000 : 6_000, 1024));
+        const t = await fileLatencyPoint(transport, 0, opts.quick ? 5_000 : 20_000, 1024);
+        const l = await fileLatencyPoint(transport, 1000, opts.quick ? 3_000 : 6_000, 1024);
+        if (t) tput.push(t);
+        if (l) lat.push(l);
       }
-      push(medianBy(tput, "sub_rate"));
-      push(medianBy(lat, "p50_us"));
+      if (tput.length) push(medianBy(tput, "pub_rate"));
+      if (lat.length) push(medianBy(lat, "p50_us"));
     }
   }
 }

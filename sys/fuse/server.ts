@@ -49,6 +49,8 @@ const MAX_PAGES = 256;
 const BUF_SIZE = MAX_WRITE + 4096;
 const YIELD_EVERY_MS = 20;
 const GRACE_MS = 2000;
+const POLL_SCHEDULE_NOTIFY = 1;
+const NOTIFY_POLL = 1;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 
@@ -284,6 +286,20 @@ export interface FileSystem {
   rmdir?(parent: number, name: string, ctx: FuseContext): Maybe<void>;
   /** File system statistics. */
   statfs?(ctx: FuseContext): FuseStatfs;
+  /**
+   * `poll(2)`, `select(2)` and epoll on an open file: returns the ready `POLL*` bits among
+   * `events`. When `wake` is given, the kernel waits: call it once when the file becomes
+   * ready (it asks again then, with a new `wake`).
+   */
+  poll?(
+    node: number,
+    fh: number,
+    events: number,
+    wake: (() => void) | undefined,
+    ctx: FuseContext,
+  ): Maybe<
+    number
+  >;
   /** The server is stopping: answer parked requests now (those left get EOF or EIO). */
   shutdown?(): void;
 }
@@ -350,6 +366,7 @@ export class FuseServer {
   readonly #pending = new Map<number, { d: Deferred<unknown>; op: number }>();
   readonly #dirs = new Map<number, DirHandle>();
   readonly #watches: Watch[] = [];
+  readonly #idle: (() => void)[] = [];
   readonly #uid = Deno.uid() ?? 0;
   readonly #gid = Deno.gid() ?? 0;
   readonly #started = Date.now();
@@ -412,6 +429,21 @@ export class FuseServer {
       const i = this.#watches.indexOf(w);
       if (i >= 0) this.#watches.splice(i, 1);
       this.#pfdsDirty = true;
+    };
+  }
+
+  /**
+   * Runs `fn` on the server's thread each time it has handled every request there is, before
+   * it waits for more: work that can wait for the end of a burst (one call for many requests).
+   *
+   * @param fn What to run.
+   * @returns A function that removes it.
+   */
+  idle(fn: () => void): () => void {
+    this.#idle.push(fn);
+    return () => {
+      const i = this.#idle.indexOf(fn);
+      if (i >= 0) this.#idle.splice(i, 1);
     };
   }
 
@@ -525,6 +557,13 @@ export class FuseServer {
       while (!this.#closed) {
         this.#drain();
         if (this.#closed) break;
+        for (const fn of this.#idle) {
+          try {
+            fn();
+          } catch (err) {
+            this.#onError(err, "idle");
+          }
+        }
         if (this.#stopping && performance.now() > this.#graceUntil) break;
         if (this.#pfdsDirty) this.#buildPfds();
         const pfds = this.#pfds;
@@ -675,6 +714,19 @@ export class FuseServer {
       if (e === Errno.EINTR) continue;
       // ENOENT: the request was interrupted meanwhile; ENODEV: unmounted.
       return;
+    }
+  }
+
+  /** Tells the kernel that the file polled with handle `kh` is ready (FUSE_NOTIFY_POLL). */
+  #notifyPoll(kh: number): void {
+    if (this.#closed) return;
+    const buf = new Uint8Array(SIZE.OUT_HEADER + 8);
+    const v = new DataView(buf.buffer);
+    writeOutHeader(v, buf.length, NOTIFY_POLL, 0);
+    setU64(v, SIZE.OUT_HEADER, kh);
+    const c = libc();
+    while (Number(c.write(this.#fd, buf, BigInt(buf.length))) < 0 && errno() === Errno.EINTR) {
+      // again
     }
   }
 
@@ -897,6 +949,20 @@ export class FuseServer {
         p.d._drop();
         this.#safe(op, () => p.d.onInterrupt?.());
         return this.#send(target, -Errno.EINTR, 0);
+      }
+      case OP.POLL: {
+        const poll = fs.poll;
+        if (!poll) return this.#send(unique, -Errno.ENOSYS, 0);
+        const fh = getU64(v, B);
+        const kh = getU64(v, B + 8);
+        const flags = v.getUint32(B + 16, true);
+        const events = v.getUint32(B + 20, true);
+        const wake = flags & POLL_SCHEDULE_NOTIFY ? () => this.#notifyPoll(kh) : undefined;
+        return this.#call(unique, op, (u, revents: number) => {
+          this.#outView.setUint32(16, revents & events, true);
+          this.#outView.setUint32(20, 0, true);
+          this.#send(u, 0, 8);
+        }, (ctx) => poll.call(fs, node, fh, events, wake, ctx));
       }
       case OP.FSYNC:
       case OP.FSYNCDIR:

@@ -19,6 +19,8 @@
  *   input, or through the mount by opening a stream with truncation and closing it (the last
  *   descriptor) without writing: `: > grp/0` (Linux never passes a zero-length write(2) to a
  *   file system); or from the stream's removal (`rm grp/0`);
+ * - `select(2)`, `poll(2)` and epoll on a stream or `order` wait until a read would return
+ *   (a message, end of file or an error);
  * - `order` reads as the name of each written stream and a NUL, blocking likewise;
  * - `ctl` reads as the group's settings and takes mq's commands; a bad command fails with
  *   EINVAL (its usage message goes to the server's log);
@@ -68,6 +70,11 @@ const E = {
   ENOTEMPTY: 39,
 } as const;
 
+const POLLIN = 0x1;
+const POLLOUT = 0x4;
+const POLLHUP = 0x10;
+const POLLRDNORM = 0x40;
+const POLLWRNORM = 0x100;
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
 const O_TRUNC = 0o1000;
@@ -84,6 +91,8 @@ interface Node {
   id: number;
   rel: string;
   kind: Kind;
+  /** Lookups the kernel holds (FORGET gives them back; at 0 the node is dropped). */
+  lookups: number;
 }
 
 interface GroupState {
@@ -110,6 +119,8 @@ interface OpenFile {
   trunc: boolean;
   wrote: boolean;
   failed: string | undefined;
+  /** A poll(2) waiting for this file to become readable. */
+  pollWake: (() => void) | undefined;
 }
 
 /** Options for {@linkcode mountGroups}. */
@@ -188,6 +199,9 @@ export class MqTree implements FileSystem {
   #nextNode = 2;
   #nextFh = 1;
   #unwatch: (() => void) | undefined;
+  #unidle: (() => void) | undefined;
+  /** Writes through the mount queued index events not yet taken. */
+  #eventsDue = false;
   #down = false;
 
   /**
@@ -199,7 +213,7 @@ export class MqTree implements FileSystem {
   constructor(dir: string, onLog: (line: string) => void = () => {}) {
     this.dir = dir;
     this.#log = onLog;
-    const root: Node = { id: 1, rel: "", kind: "dir" };
+    const root: Node = { id: 1, rel: "", kind: "dir", lookups: 1 };
     if (this.#isGroupDir("")) root.kind = "group";
     this.#nodes.set(1, root);
     this.#byRel.set("", root);
@@ -213,6 +227,13 @@ export class MqTree implements FileSystem {
    */
   attach(server: FuseServer): void {
     this.#unwatch = server.watch(this.#ino.fd, () => this.#onEvents());
+    // The index events of this server's own writes are taken once per burst of requests,
+    // before the server waits (so it is not woken for them).
+    this.#unidle = server.idle(() => {
+      if (!this.#eventsDue) return;
+      this.#eventsDue = false;
+      this.#onEvents();
+    });
   }
 
   #path(rel: string): string {
@@ -234,7 +255,7 @@ export class MqTree implements FileSystem {
   #node(rel: string, kind: Kind): Node {
     let n = this.#byRel.get(rel);
     if (n === undefined) {
-      n = { id: this.#nextNode++, rel, kind };
+      n = { id: this.#nextNode++, rel, kind, lookups: 0 };
       this.#nodes.set(n.id, n);
       this.#byRel.set(rel, n);
     } else {
@@ -304,6 +325,7 @@ export class MqTree implements FileSystem {
     if (n.id === 1 && backing === undefined) throw new FuseError(E.EIO, "the directory is gone");
     if (backing === undefined) throw new FuseError(E.ENOENT);
     const base = {
+      ino: Number(backing.ino),
       uid: backing.uid,
       mtimeMs: Number(backing.mtimeNs / 1_000_000n),
     };
@@ -328,11 +350,33 @@ export class MqTree implements FileSystem {
     return { node: n.id, attr: this.#attr(n) };
   }
 
+  /** An entry given to the kernel: one more lookup it holds until it forgets it. */
+  #ref(n: Node): FuseEntry {
+    const e = this.#entry(n);
+    n.lookups++;
+    return e;
+  }
+
+  /** How many nodes the tree holds (the root, and those the kernel has not forgotten). */
+  get nodeCount(): number {
+    return this.#nodes.size;
+  }
+
+  /** {@inheritDoc FileSystem.forget} */
+  forget(node: number, nlookup: number): void {
+    const n = this.#nodes.get(node);
+    if (n === undefined || n.id === 1) return;
+    n.lookups -= nlookup;
+    if (n.lookups > 0) return;
+    this.#nodes.delete(n.id);
+    if (this.#byRel.get(n.rel) === n) this.#byRel.delete(n.rel);
+  }
+
   /** {@inheritDoc FileSystem.lookup} */
   lookup(parent: number, name: string): FuseEntry {
     const p = this.#get(parent);
     if (p.kind !== "dir" && p.kind !== "group") throw new FuseError(E.ENOTDIR);
-    return this.#entry(this.#classify(p, name));
+    return this.#ref(this.#classify(p, name));
   }
 
   /** {@inheritDoc FileSystem.getattr} */
@@ -352,9 +396,12 @@ export class MqTree implements FileSystem {
     if (n.kind !== "dir" && n.kind !== "group") throw new FuseError(E.ENOTDIR);
     const out: FuseDirEntry[] = [];
     const group = n.kind === "group";
+    // Inode numbers are the files' own (as getattr gives): listing makes no nodes, which
+    // the kernel would never forget.
+    const ino = (rel: string) => Number(this.#stat(rel)?.ino ?? 0n);
     if (group) {
-      out.push({ name: "ctl", ino: this.#node(join(n.rel, "ctl"), "ctl").id, mode: S_IFREG });
-      out.push({ name: "order", ino: this.#node(join(n.rel, "order"), "order").id, mode: S_IFREG });
+      out.push({ name: "ctl", ino: ino(join(n.rel, "ctl")), mode: S_IFREG });
+      out.push({ name: "order", ino: ino(join(n.rel, "order")), mode: S_IFREG });
     }
     let entries: Deno.DirEntry[];
     try {
@@ -367,10 +414,9 @@ export class MqTree implements FileSystem {
       if (e.name.startsWith(".")) continue;
       const rel = join(n.rel, e.name);
       if (e.isDirectory) {
-        const kind = this.#isGroupDir(rel) ? "group" : "dir";
-        out.push({ name: e.name, ino: this.#node(rel, kind).id, mode: S_IFDIR });
+        out.push({ name: e.name, ino: ino(rel), mode: S_IFDIR });
       } else if (group && e.isFile && e.name !== "ctl" && e.name !== "order") {
-        out.push({ name: e.name, ino: this.#node(rel, "stream").id, mode: S_IFREG });
+        out.push({ name: e.name, ino: ino(rel), mode: S_IFREG });
       }
     }
     return out;
@@ -399,6 +445,7 @@ export class MqTree implements FileSystem {
       trunc: (flags & O_TRUNC) !== 0,
       wrote: false,
       failed: undefined,
+      pollWake: undefined,
     };
     this.#files.set(f.fh, f);
     gs.files.add(f);
@@ -436,10 +483,11 @@ export class MqTree implements FileSystem {
     }
     const n = this.#node(join(p.rel, name), "stream");
     const f = this.#openFile(n, flags);
-    return { ...this.#entry(n), fh: f.fh, directIo: true };
+    return { ...this.#ref(n), fh: f.fh, directIo: true };
   }
 
-  #take(f: OpenFile, size: number): Uint8Array | undefined {
+  /** Takes the messages that came for an open file, if it has none queued. */
+  #fill(f: OpenFile): void {
     if (f.queue.length === 0 && f.reader !== undefined && f.failed === undefined) {
       try {
         for (const m of f.reader.poll()) if (m.data.length > 0) f.queue.push(m.data);
@@ -449,6 +497,18 @@ export class MqTree implements FileSystem {
         this.#log(err.message);
       }
     }
+  }
+
+  /** Whether a read(2) of an open file would return now (data, end of file or an error). */
+  #readable(f: OpenFile): boolean {
+    if (f.kind === "ctl") return true;
+    this.#fill(f);
+    return f.queue.length > 0 || f.failed !== undefined || f.reader === undefined ||
+      f.reader.done;
+  }
+
+  #take(f: OpenFile, size: number): Uint8Array | undefined {
+    this.#fill(f);
     if (f.queue.length === 0) {
       if (f.failed !== undefined) throw new FuseError(E.EIO, f.failed);
       return f.reader === undefined || f.reader.done ? EMPTY : undefined;
@@ -520,7 +580,26 @@ export class MqTree implements FileSystem {
   }
 
   #serveGroup(gs: GroupState): void {
-    for (const f of gs.files) if (f.waiting.length > 0) this.#serve(f);
+    for (const f of gs.files) {
+      if (f.waiting.length > 0) this.#serve(f);
+      if (f.pollWake !== undefined && this.#readable(f)) this.#wakePoll(f);
+    }
+  }
+
+  #wakePoll(f: OpenFile): void {
+    const wake = f.pollWake;
+    f.pollWake = undefined;
+    wake?.();
+  }
+
+  /** {@inheritDoc FileSystem.poll} */
+  poll(_node: number, fh: number, events: number, wake: (() => void) | undefined): number {
+    const f = this.#files.get(fh);
+    if (f === undefined) return POLLIN | POLLHUP;
+    let revents = POLLOUT | POLLWRNORM;
+    if (this.#readable(f)) revents |= POLLIN | POLLRDNORM;
+    else if (wake !== undefined && (events & (POLLIN | POLLRDNORM))) f.pollWake = wake;
+    return revents;
   }
 
   /** {@inheritDoc FileSystem.write} */
@@ -546,10 +625,8 @@ export class MqTree implements FileSystem {
       throw new FuseError(errnoOf(err));
     }
     f.wrote = true;
-    // Answer readers now, and take the index event this write queued, so the server is not
-    // woken again for it (and other programs' changes are not left waiting).
-    this.#serveGroup(f.group);
-    this.#onEvents();
+    this.#serveGroup(f.group); // answer readers now
+    this.#eventsDue = true;
     return data.length;
   }
 
@@ -569,6 +646,7 @@ export class MqTree implements FileSystem {
 
   #finish(f: OpenFile): void {
     for (const w of f.waiting.splice(0)) w.d.resolve(EMPTY);
+    this.#wakePoll(f);
     void f.reader?.close();
     f.reader = undefined;
     this.#files.delete(f.fh);
@@ -595,7 +673,7 @@ export class MqTree implements FileSystem {
     } catch (err) {
       throw new FuseError(errnoOf(err));
     }
-    return this.#entry(this.#node(rel, "group"));
+    return this.#ref(this.#node(rel, "group"));
   }
 
   /** {@inheritDoc FileSystem.unlink} */
@@ -665,7 +743,10 @@ export class MqTree implements FileSystem {
         sync.add(gs);
       }
       if (e.mask & (IN.DELETE_SELF | IN.MOVE_SELF)) {
-        for (const f of gs.files) for (const w of f.waiting.splice(0)) w.d.resolve(EMPTY);
+        for (const f of gs.files) {
+          for (const w of f.waiting.splice(0)) w.d.resolve(EMPTY);
+          this.#wakePoll(f);
+        }
       }
     }
     for (const gs of sync) {
@@ -684,6 +765,7 @@ export class MqTree implements FileSystem {
     this.#down = true;
     for (const f of [...this.#files.values()]) this.#finish(f);
     this.#unwatch?.();
+    this.#unidle?.();
     for (const rel of [...this.#groups.keys()]) this.#dropGroup(rel);
     void this.#ino.close();
   }
@@ -699,6 +781,8 @@ export interface MqMount {
   done: Promise<void>;
   /** Unmounts: blocked readers get end of file. */
   stop(): Promise<void>;
+  /** How many nodes the server holds (the root and those the kernel still knows). */
+  nodeCount(): number;
 }
 
 /**
@@ -768,6 +852,7 @@ export async function mountGroups(
     mountpoint: server.connection.mountpoint,
     done: server.done,
     stop: () => server.stop(),
+    nodeCount: () => tree.nodeCount,
   };
 }
 
