@@ -150,23 +150,23 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     let first = true;
     let emitCurrent = true; // the first look emits what FILE holds
     let timedOut = false;
-    let arrived = false;
+    let again = false; // look again at once (FILE.lock was replaced during a look)
+    let carried = false; // a chunk arrived during that look
     try {
       while (!this.#closed) {
-        // Cheap checks outside the lock: only look under it when something may have changed.
-        // At the start, look (and lock) only when FILE is there: a lossy consumer makes no
-        // FILE.lock before there is a chunk, as the original.
-        let look = first && files.stat() !== undefined;
-        if (!first) {
-          const pre = watch.drain();
-          if (pre.lockReplaced) this.#lock.replaced();
-          arrived = pre.arrived;
-          if (pre.arrived) look = true;
-          else if (pre.unsure || timedOut) {
-            const st = files.stat();
-            look = st !== undefined && !sameIdentity(st.id, last);
-          }
-        }
+        // When to look under the lock: at the start only when FILE is there (a lossy consumer
+        // makes no FILE.lock before there is a chunk, as the original); after a wake-up by
+        // events, always (they are read under the lock, once); after a timeout or when
+        // polling, only when FILE's identity changed.
+        let look: boolean;
+        let changed = false;
+        if (again) look = true;
+        else if (first) look = files.stat() !== undefined;
+        else if (timedOut || watch.mode === "polling") {
+          const st = files.stat();
+          look = changed = st !== undefined && !sameIdentity(st.id, last);
+        } else look = true;
+        again = false;
         let chunk: Uint8Array | undefined;
         if (look) {
           // Shared: lossy consumers only read, so they need not wait for each other; the
@@ -177,24 +177,30 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
             // Under the lock no protocol producer can rename: the events queued now account
             // for every chunk since the last read, even when an inode number is reused.
             const changes = watch.drain();
-            if (changes.lockReplaced) this.#lock.replaced();
-            const r = files.read();
-            if (
-              r !== undefined &&
-              (emitCurrent || !sameIdentity(r.id, last) || arrived || changes.arrived)
-            ) {
-              chunk = r.data;
+            const arrived: boolean = changes.arrived || carried;
+            carried = false;
+            if (changes.lockReplaced) {
+              // This lock may not be the one producers take now: reopen it and look again.
+              this.#lock.replaced();
+              again = true;
+              carried = arrived;
+            } else if (emitCurrent || changed || arrived || changes.unsure) {
+              const r = files.read();
+              if (r !== undefined && (emitCurrent || !sameIdentity(r.id, last) || arrived)) {
+                chunk = r.data;
+              }
+              if (r !== undefined) last = r.id;
+              emitCurrent = false;
             }
-            if (r !== undefined) last = r.id;
           } finally {
             lock.unlock();
           }
-          emitCurrent = false;
+          if (!again) emitCurrent = false;
         }
         first = false;
         if (chunk !== undefined && chunk.length > 0) yield chunk;
         if (this.#closed) break;
-        timedOut = await watch.wait();
+        if (!again) timedOut = await watch.wait();
       }
     } catch (err) {
       if (!(err instanceof Closed)) throw err;
