@@ -10,7 +10,6 @@ import { check, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 import { O, openFd } from "./fs.ts";
 
-const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
@@ -100,16 +99,13 @@ export class FileLock implements Disposable {
   /**
    * Takes the lock if it is free, without waiting.
    *
-   * @param shared Take it shared (`LOCK_SH`: other shared holders may hold it too) rather
-   *   than exclusive.
    * @returns True when the lock is now held.
    */
-  tryLock(shared = false): boolean {
+  tryLock(): boolean {
     if (this.#held) return true;
     const c = libc();
-    const op = (shared ? LOCK_SH : LOCK_EX) | LOCK_NB;
     for (;;) {
-      if (c.flock(this.fd, op) === 0) return (this.#held = true);
+      if (c.flock(this.fd, LOCK_EX | LOCK_NB) === 0) return (this.#held = true);
       const e = errno();
       if (e === Errno.EINTR) continue;
       if (e === EWOULDBLOCK) return false;
@@ -123,17 +119,16 @@ export class FileLock implements Disposable {
    * far less than a wait on a worker thread.
    *
    * @param spinUs How long to keep trying.
-   * @param shared Take it shared (`LOCK_SH`) rather than exclusive.
    * @returns True when the lock is now held.
    */
-  trySoon(spinUs: number, shared = false): boolean {
-    if (this.tryLock(shared)) return true;
+  trySoon(spinUs: number): boolean {
+    if (this.tryLock()) return true;
     if (!(spinUs > 0)) return false;
     const c = libc();
     const deadline = performance.now() + spinUs / 1000;
     do {
       c.sched_yield();
-      if (this.tryLock(shared)) return true;
+      if (this.tryLock()) return true;
     } while (performance.now() < deadline);
     return false;
   }
@@ -144,14 +139,13 @@ export class FileLock implements Disposable {
    * A wait cannot be interrupted: {@linkcode FileLock.close} during a wait closes the
    * descriptor once the lock has been granted.
    *
-   * @param shared Take it shared (`LOCK_SH`) rather than exclusive.
    * @returns A promise that resolves when the lock is held.
    */
-  lock(shared = false): Promise<void> {
-    if (this.tryLock(shared)) return Promise.resolve();
+  lock(): Promise<void> {
+    if (this.tryLock()) return Promise.resolve();
     const waiting = (async () => {
       for (;;) {
-        const ret = await libc().flock_async(this.fd, shared ? LOCK_SH : LOCK_EX);
+        const ret = await libc().flock_async(this.fd, LOCK_EX);
         // errno is not readable after an async call: retry (EINTR in practice).
         if (ret === 0) break;
         if (this.#closed) throw new SysError("flock", Errno.EBADF, this.path);

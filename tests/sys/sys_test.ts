@@ -176,20 +176,6 @@ Deno.test("FileLock[Symbol.dispose]() releases the lock", async () => {
   assert.equal((await sh(`flock -n "${path}" true`)).code, 0, "free after the scope");
 });
 
-Deno.test("FileLock shared holders exclude writers, not each other", async () => {
-  using dir = tempDir();
-  const path = `${dir.path}/lock`;
-  using a = FileLock.open(path);
-  using b = FileLock.open(path);
-  assert.equal(a.tryLock(true), true);
-  assert.equal(b.tryLock(true), true, "a second shared holder");
-  assert.equal((await sh(`flock -n -s "${path}" true`)).code, 0, "flock(1) -s shares it too");
-  assert.equal((await sh(`flock -n -x "${path}" true`)).code, 1, "a writer is kept out");
-  a.unlock();
-  b.unlock();
-  assert.equal((await sh(`flock -n -x "${path}" true`)).code, 0, "free once both let go");
-});
-
 Deno.test("FileLock.trySoon() gives up after its time while flock(1) holds the lock", async () => {
   using dir = tempDir();
   const path = `${dir.path}/lock`;

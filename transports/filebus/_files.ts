@@ -46,11 +46,11 @@ export function sameIdentity(a: Identity | undefined, b: Identity | undefined): 
 /** A lock file, locked with flock(2) LOCK_EX. */
 export interface Lock {
   /** Takes the lock if free; false when another holder has it (or trying is not possible). */
-  tryLock(shared?: boolean): boolean;
+  tryLock(): boolean;
   /** Takes the lock if free now or within `spinUs` microseconds of retrying. */
-  trySoon(spinUs: number, shared?: boolean): boolean;
-  /** Takes the lock (shared: `LOCK_SH`), waiting without blocking the event loop. */
-  lock(shared?: boolean): Promise<void>;
+  trySoon(spinUs: number): boolean;
+  /** Takes the lock, waiting without blocking the event loop. */
+  lock(): Promise<void>;
   /** Releases the lock. */
   unlock(): void;
   /** Closes the lock file (releasing the lock). */
@@ -69,8 +69,8 @@ class DenoLock implements Lock {
   trySoon(): boolean {
     return false;
   }
-  lock(shared = false): Promise<void> {
-    return this.#file.lock(!shared);
+  lock(): Promise<void> {
+    return this.#file.lock(true);
   }
   unlock(): void {
     this.#file.unlockSync();
@@ -143,25 +143,22 @@ export class LockFile {
    * Takes the lock without waiting on another thread: when it is free, or comes free after a
    * short retry on this thread (holders keep it for one write or read).
    *
-   * @param shared Take it shared (`LOCK_SH`), as lossy consumers may: readers then do not
-   *   wait for each other, and every writer (`LOCK_EX`) is still kept out.
    * @returns The held lock, or undefined when it is still busy: then use
    *   {@linkcode LockFile.take}.
    */
-  takeNow(shared = false): Lock | undefined {
+  takeNow(): Lock | undefined {
     const lock = this.#current();
-    return lock.trySoon(LOCK_SPIN_US, shared) ? lock : undefined;
+    return lock.trySoon(LOCK_SPIN_US) ? lock : undefined;
   }
 
   /**
    * Takes the lock, opening FILE.lock first when needed.
    *
-   * @param shared Take it shared (`LOCK_SH`) rather than exclusive.
    * @returns The held lock: release it with `unlock()`.
    */
-  async take(shared = false): Promise<Lock> {
+  async take(): Promise<Lock> {
     const lock = this.#current();
-    if (!lock.trySoon(LOCK_SPIN_US, shared)) await lock.lock(shared);
+    if (!lock.trySoon(LOCK_SPIN_US)) await lock.lock();
     return lock;
   }
 

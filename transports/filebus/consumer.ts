@@ -134,8 +134,8 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     return this.#iterator;
   }
 
-  async #lockNow(shared: boolean): Promise<Lock> {
-    const lock = await this.#lock.take(shared);
+  async #lockNow(): Promise<Lock> {
+    const lock = await this.#lock.take();
     if (this.#closed) {
       lock.unlock();
       throw new Closed();
@@ -169,10 +169,10 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
         again = false;
         let chunk: Uint8Array | undefined;
         if (look) {
-          // Shared: lossy consumers only read, so they need not wait for each other; the
-          // lock still keeps every producer out while FILE is read. Taken on this thread
-          // when it is free or soon is (no promise to settle), else waited for.
-          const lock = this.#lock.takeNow(true) ?? await this.#lockNow(true);
+          // Taken on this thread when it is free or soon is (no promise to settle), else
+          // waited for. Exclusive, as the protocol says: shared reader locks were tried, and
+          // a stream of overlapping readers then starved the producer for up to seconds.
+          const lock = this.#lock.takeNow() ?? await this.#lockNow();
           try {
             // Under the lock no protocol producer can rename: the events queued now account
             // for every chunk since the last read, even when an inode number is reused.
@@ -218,7 +218,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
           await watch.wait();
           continue;
         }
-        const lock = this.#lock.takeNow() ?? await this.#lockNow(false);
+        const lock = this.#lock.takeNow() ?? await this.#lockNow();
         try {
           const r = files.read();
           if (r === undefined) continue; // another consumer took it
