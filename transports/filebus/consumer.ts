@@ -150,57 +150,51 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     let first = true;
     let emitCurrent = true; // the first look emits what FILE holds
     let timedOut = false;
-    let again = false; // look again at once (FILE.lock was replaced during a look)
-    let carried = false; // a chunk arrived during that look
+    let arrived = false;
     try {
       while (!this.#closed) {
-        // When to look under the lock: at the start only when FILE is there (a lossy consumer
-        // makes no FILE.lock before there is a chunk, as the original); after a wake-up by
-        // events, always (they are read under the lock, once); after a timeout or when
-        // polling, only when FILE's identity changed.
-        let look: boolean;
-        let changed = false;
-        if (again) look = true;
-        else if (first) look = files.stat() !== undefined;
-        else if (timedOut || watch.mode === "polling") {
-          const st = files.stat();
-          look = changed = st !== undefined && !sameIdentity(st.id, last);
-        } else look = true;
-        again = false;
+        // Cheap checks outside the lock: only look under it when something may have changed.
+        // At the start, look (and lock) only when FILE is there: a lossy consumer makes no
+        // FILE.lock before there is a chunk, as the original.
+        let look = first && files.stat() !== undefined;
+        if (!first) {
+          const pre = watch.drain();
+          if (pre.lockReplaced) this.#lock.replaced();
+          arrived = pre.arrived;
+          if (pre.arrived) look = true;
+          else if (pre.unsure || timedOut) {
+            const st = files.stat();
+            look = st !== undefined && !sameIdentity(st.id, last);
+          }
+        }
         let chunk: Uint8Array | undefined;
         if (look) {
           // Taken on this thread when it is free or soon is (no promise to settle), else
-          // waited for. Exclusive, as the protocol says: shared reader locks were tried, and
-          // a stream of overlapping readers then starved the producer for up to seconds.
+          // waited for. Only once a chunk arrived (events were read before locking), so
+          // that consumers do not contend with the producer for the lock on every wake-up.
           const lock = this.#lock.takeNow() ?? await this.#lockNow();
           try {
             // Under the lock no protocol producer can rename: the events queued now account
             // for every chunk since the last read, even when an inode number is reused.
             const changes = watch.drain();
-            const arrived: boolean = changes.arrived || carried;
-            carried = false;
-            if (changes.lockReplaced) {
-              // This lock may not be the one producers take now: reopen it and look again.
-              this.#lock.replaced();
-              again = true;
-              carried = arrived;
-            } else if (emitCurrent || changed || arrived || changes.unsure) {
-              const r = files.read();
-              if (r !== undefined && (emitCurrent || !sameIdentity(r.id, last) || arrived)) {
-                chunk = r.data;
-              }
-              if (r !== undefined) last = r.id;
-              emitCurrent = false;
+            if (changes.lockReplaced) this.#lock.replaced();
+            const r = files.read();
+            if (
+              r !== undefined &&
+              (emitCurrent || !sameIdentity(r.id, last) || arrived || changes.arrived)
+            ) {
+              chunk = r.data;
             }
+            if (r !== undefined) last = r.id;
           } finally {
             lock.unlock();
           }
-          if (!again) emitCurrent = false;
+          emitCurrent = false;
         }
         first = false;
         if (chunk !== undefined && chunk.length > 0) yield chunk;
         if (this.#closed) break;
-        if (!again) timedOut = await watch.wait();
+        timedOut = await watch.wait();
       }
     } catch (err) {
       if (!(err instanceof Closed)) throw err;
