@@ -91,8 +91,6 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   /** flock(2) on a worker thread, for a lock that may be held for a while. */
   flock_async: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
-  /** sched_yield(2): lets a lock holder on this CPU run while a lock is retried. */
-  sched_yield: { parameters: [], result: "i32" },
   /** fallocate(2), for FALLOC_FL_PUNCH_HOLE (mq trims history). */
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   // FUSE (sys/fuse): mounting, and the descriptor fusermount3 passes back.

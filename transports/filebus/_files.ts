@@ -27,7 +27,7 @@ export const MAX_CHUNK = 1 << 30;
 
 /** How long a busy lock is retried on the calling thread before waiting on a worker thread:
  * protocol holders keep it for one write or read, a few microseconds to tens. */
-const LOCK_SPIN_US = 200;
+const LOCK_SPIN_US = 100;
 
 /** What identifies one chunk's file well enough to tell it from the previous one. */
 export interface Identity {
@@ -158,7 +158,7 @@ export class LockFile {
    */
   async take(): Promise<Lock> {
     const lock = this.#current();
-    if (!lock.trySoon(LOCK_SPIN_US)) await lock.lock();
+    await lock.lock();
     return lock;
   }
 
