@@ -6,6 +6,7 @@
  *   deno task bench msgfs fanout    # only these
  *   deno task bench --report        # no run: regenerate the README's tables and plots from
  *                                   # bench/results/*.json (bench/report.ts)
+ *   deno task bench --report filebus mq   # only these benches' blocks (and the floor plot)
  *
  * Each benchmark module exports `run({ quick })`; results are written to
  * bench/results/NAME.json for each bench run (NAME-quick.json with --quick) and
@@ -28,7 +29,8 @@ const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Pro
 
 if (import.meta.main && Deno.args.includes("--report")) {
   const { report } = await import("./report.ts");
-  for (const f of await report()) console.log(f);
+  const names = Deno.args.filter((a) => !a.startsWith("-"));
+  for (const f of await report(undefined, names)) console.log(f);
 } else if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
   const names = Deno.args.filter((a) => !a.startsWith("-"));
