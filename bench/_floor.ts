@@ -11,7 +11,7 @@
  * @module
  */
 
-import { checkSequence, median, percentiles, type Ratios, type Result, waitFor } from "./_lib.ts";
+import { median, type Ratios, type Result, waitFor } from "./_lib.ts";
 
 /** The floors: one C program each. */
 export type FloorKind = "dirbus" | "filebus" | "mq" | "ring" | "fifo" | "fuse";
@@ -101,14 +101,56 @@ export interface FloorPoint {
   slots?: number;
 }
 
+/** A floor reader's own summary (floor.h sub_report): counts, checks and a histogram. */
 interface SubOut {
   received: number;
+  /** Distinct sequence numbers seen. */
+  distinct: number;
+  /** Sequence numbers seen before (or never sent). */
+  duplicates: number;
+  /** Arrivals below the one before. */
+  order: number;
+  /** Arrivals with seq >= warmup. */
+  counted: number;
   overflows: number;
   cpu_ms: number;
   first_ns: number;
   last_ns: number;
-  seqs: number[];
-  lat_us: number[];
+  /** Latency (seq >= warmup): sorted [tenths of a µs, count] pairs. */
+  lat_hist: [number, number][];
+}
+
+/**
+ * Latency percentiles from floor readers' histograms, merged: the same ranks as
+ * `percentiles()` takes from the samples (exact below 1 ms, four significant digits above).
+ *
+ * @param hists One histogram per reader: [tenths of a µs, count] pairs.
+ * @returns p50, p90, p99, p99.9 and max in µs; empty when there are no samples.
+ */
+export function histPercentiles(
+  hists: [number, number][][],
+): Pick<Result, "p50_us" | "p90_us" | "p99_us" | "p999_us" | "max_us"> {
+  const merged = new Map<number, number>();
+  for (const h of hists) for (const [v, n] of h) merged.set(v, (merged.get(v) ?? 0) + n);
+  const bins = [...merged].sort((a, b) => a[0] - b[0]);
+  const total = bins.reduce((t, [, n]) => t + n, 0);
+  if (total === 0) return {};
+  const at = (rank: number) => {
+    let seen = 0;
+    for (const [v, n] of bins) {
+      seen += n;
+      if (rank < seen) return v / 10;
+    }
+    return bins.at(-1)![0] / 10;
+  };
+  const q = (x: number) => at(Math.min(total - 1, Math.floor(x * total)));
+  return {
+    p50_us: q(0.5),
+    p90_us: q(0.9),
+    p99_us: q(0.99),
+    p999_us: q(0.999),
+    max_us: at(total - 1),
+  };
 }
 
 interface PubOut {
@@ -221,7 +263,6 @@ export async function runFloor(kind: FloorKind, p: FloorPoint): Promise<Result |
 }
 
 function summarise(p: FloorPoint, pub: PubOut, subs: SubOut[]): Result {
-  const lat: number[] = [];
   let duplicates = 0;
   let order = 0;
   let delivered = 0;
@@ -229,13 +270,11 @@ function summarise(p: FloorPoint, pub: PubOut, subs: SubOut[]): Result {
   const rates: number[] = [];
   let overflows = 0;
   for (const s of subs) {
-    const c = checkSequence(s.seqs);
-    duplicates += c.duplicates;
-    order += c.order;
-    delivered += p.lossy ? s.seqs.filter((q) => q >= p.warmup).length : c.distinct;
+    duplicates += s.duplicates;
+    order += s.order;
+    delivered += p.lossy ? s.counted : s.distinct;
     cpu += s.cpu_ms;
     overflows += s.overflows;
-    for (const x of s.lat_us) lat.push(x);
     const secs = (s.last_ns - s.first_ns) / 1e9;
     if (secs > 0) rates.push((s.received - 1) / secs);
   }
@@ -247,7 +286,7 @@ function summarise(p: FloorPoint, pub: PubOut, subs: SubOut[]): Result {
     rate: p.rate,
     subscribers: p.subscribers,
     fs: p.fs ?? "tmpfs",
-    ...(p.rate > 0 && lat.length ? percentiles(lat) : {}),
+    ...(p.rate > 0 ? histPercentiles(subs.map((s) => s.lat_hist)) : {}),
     delivered: p.subscribers === 0 ? pub.sent : delivered,
     expected: p.subscribers === 0 ? p.count : expected,
     duplicates,

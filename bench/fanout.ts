@@ -353,7 +353,7 @@ function role(name: string, args: Record<string, string | number>): Proc {
   return spawn(Deno.execPath(), ["run", "-A", "--quiet", SELF, "--role", name, ...flat]);
 }
 
-async function finish(p: Proc, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+async function finish(p: Proc, timeoutMs = 300_000): Promise<Record<string, unknown>> {
   const timer = setTimeout(() => {
     try {
       p.child.kill("SIGKILL");

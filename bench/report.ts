@@ -71,7 +71,11 @@ function rate(x: number | undefined): string {
 
 function pointName(r: Result): string {
   const size = r.size >= 1024 ? `${r.size / 1024} KiB` : `${r.size} B`;
-  const load = r.rate ? `${num(r.rate / 1000)}k msgs/s` : "unpaced";
+  const load = r.rate >= 1000
+    ? `${num(r.rate / 1000)}k msgs/s`
+    : r.rate
+    ? `${num(r.rate)} msgs/s`
+    : "unpaced";
   const n = r.subscribers === 0 ? "no reader" : `N=${r.subscribers}`;
   const b = batchOf(r) !== "1" && r.rate === 0 ? `, batch ${batchOf(r)}` : "";
   const fs = r.fs && r.fs !== "tmpfs" ? `, ${r.fs}` : "";
@@ -164,6 +168,18 @@ export function benchTable(name: string, results: Result[]): string {
     "better).",
   ];
   if (also.length) text.push("", `Also in this run: ${also.join(". ")}.`);
+  const lossy = results.filter((r) =>
+    r.transport === p.fsbus && r.scenario === "lossy" && r.notes?.includes("last chunk")
+  );
+  if (lossy.length) {
+    // Lossy filebus: what fraction each consumer saw, and when the latest chunk reached them.
+    text.push(
+      "",
+      `Lossy points, as the consumers saw them: ${
+        lossy.map((r) => `${pointName(r)}: ${r.notes!.split(";")[0]}`).join("; ")
+      }.`,
+    );
+  }
   text.push(
     "",
     bad.length === 0
@@ -245,9 +261,14 @@ export function replaceBlock(doc: string, name: string, body: string): string {
  * Writes the plots and the README's generated blocks.
  *
  * @param readmePath The README to update (default: the repository's).
+ * @param only The benches whose blocks and latency plots to regenerate (default: all); the
+ *   floor plot, which shows every bench, is always redrawn.
  * @returns The files written.
  */
-export async function report(readmePath = new URL("README.md", ROOT)): Promise<string[]> {
+export async function report(
+  readmePath: URL | string = new URL("README.md", ROOT),
+  only: readonly string[] = [],
+): Promise<string[]> {
   const all: AllResults = {};
   const dates: Record<string, string> = {};
   const loads: Record<string, string> = {};
@@ -264,6 +285,7 @@ export async function report(readmePath = new URL("README.md", ROOT)): Promise<s
   const written: string[] = [];
   let doc = Deno.readTextFileSync(readmePath);
   for (const [name, results] of Object.entries(all)) {
+    if (only.length > 0 && !only.includes(name)) continue;
     const svg = await latencyPlot(name, results, dates[name] ? `${dates[name]} UTC` : "");
     let body = benchTable(name, results);
     if (svg) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { check, cpath, errno, libc } from "./libc.ts";
+import { check, cpath, cstring, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 
 const ARM = Deno.build.arch === "aarch64";
@@ -371,4 +371,53 @@ export function writeAllFd(fd: number, data: Uint8Array): void {
     }
     off += n;
   }
+}
+
+/**
+ * Removes a name (`unlink(2)`; a symlink is removed itself, never followed), without the
+ * exception Deno's `removeSync` makes for a name that is not there.
+ *
+ * @param path The path.
+ * @returns False when nothing was there.
+ * @throws {SysError} For other failures (EISDIR, EACCES, ...).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unlinkPath } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "x");
+ * assert.equal(unlinkPath(`${dir}/file`), true);
+ * assert.equal(unlinkPath(`${dir}/file`), false);
+ * Deno.removeSync(dir);
+ * ```
+ */
+export function unlinkPath(path: string): boolean {
+  if (libc().unlinkat(AT_FDCWD, cpath(path), 0) === 0) return true;
+  const e = errno();
+  if (e === Errno.ENOENT) return false;
+  throw new SysError("unlink", e, path);
+}
+
+/**
+ * Renames `from` over `to` (`rename(2)`: atomic, replacing what `to` named; neither path's
+ * last component is followed if it is a symlink).
+ *
+ * @param from The current path.
+ * @param to The new path.
+ * @throws {SysError} When the rename fails (ENOENT, EISDIR, EXDEV, ...).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { renamePath } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/new`, "x");
+ * renamePath(`${dir}/new`, `${dir}/file`);
+ * assert.equal(Deno.readTextFileSync(`${dir}/file`), "x");
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function renamePath(from: string, to: string): void {
+  check(libc().renameat(AT_FDCWD, cstring(from), AT_FDCWD, cstring(to)), "rename", to);
 }

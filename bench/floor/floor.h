@@ -6,10 +6,14 @@
  * - Open-loop pacing: message i is due at start + i / rate; the publisher sleeps (absolute
  *   clock_nanosleep) to within a short spin of its due time, and stamps the due time, so a
  *   late send shows as latency. rate 0: unpaced, stamped with the actual send time.
- * - Subscribers print "ready" once watching, then one JSON line:
- *   {"received","seqs":[...],"lat_us":[...],"cpu_ms","first_ns","last_ns","overflows"}
- *   with latencies only for seq >= warmup; publishers print
- *   {"sent","elapsed_ns","cpu_ms","max_lag_us"}.
+ * - Subscribers print "ready" once watching, then one JSON line that sums up what they saw
+ *   (a few hundred bytes, however many messages: the 8-reader, 2M-message points stay cheap):
+ *   {"received","distinct","duplicates","order","counted","overflows","cpu_ms","first_ns",
+ *    "last_ns","lat_hist":[[t,n],...]}
+ *   where duplicates are sequence numbers seen before, order counts arrivals below the one
+ *   before, counted is arrivals with seq >= warmup, and lat_hist is the latency distribution
+ *   (only seq >= warmup) as sorted [tenths of a µs, count] pairs, exact below 1 ms and to four
+ *   significant digits above; publishers print {"sent","elapsed_ns","cpu_ms","max_lag_us"}.
  * - CPU time: user + system ticks from /proc/self/stat (USER_HZ = 100), as the bench reads
  *   it for Deno processes.
  *
@@ -152,22 +156,21 @@ static void pub_report(long sent, uint64_t t0, double cpu0, double max_lag_us) {
 
 struct tally {
   long count, warmup, received, nlat, overflows;
-  uint64_t *seqs;
-  double *lat;
+  int64_t *lat; /* latencies in tenths of a microsecond, seq >= warmup */
   uint64_t first_ns, last_ns;
   double cpu0;
-  unsigned char *seen; /* one byte per sequence number, for the "all in" test */
-  long distinct;
+  unsigned char *seen; /* one byte per sequence number: distinct and duplicates */
+  long distinct, duplicates, order, counted;
+  uint64_t last_seq;
 };
 
 static struct tally tally_new(long count, long warmup) {
   struct tally t = {0};
   t.count = count;
   t.warmup = warmup;
-  t.seqs = malloc(sizeof(uint64_t) * (size_t)(count * 2 + 16));
-  t.lat = malloc(sizeof(double) * (size_t)(count + 16));
+  t.lat = malloc(sizeof(int64_t) * (size_t)(count + 16));
   t.seen = calloc((size_t)count + 1, 1);
-  if (!t.seqs || !t.lat || !t.seen) die("malloc");
+  if (!t.lat || !t.seen) die("malloc");
   t.cpu0 = cpu_ms();
   return t;
 }
@@ -176,17 +179,43 @@ static struct tally tally_new(long count, long warmup) {
 static int tally_add(struct tally *t, const unsigned char *payload, uint64_t at) {
   uint64_t sent = get_u64(payload), seq = get_u64(payload + 8);
   if (t->received == 0) t->first_ns = at;
+  else if (seq < t->last_seq) t->order++;
+  t->last_seq = seq;
   t->last_ns = at;
-  if (t->received < t->count * 2 + 16) t->seqs[t->received] = seq;
   t->received++;
-  if (seq >= (uint64_t)t->warmup && t->nlat < t->count + 16) {
-    t->lat[t->nlat++] = (double)(int64_t)(at - sent) / 1000.0;
+  if (seq >= (uint64_t)t->warmup) {
+    t->counted++;
+    if (t->nlat < t->count + 16) {
+      /* Rounded to 0.1 µs, as the bench's own percentiles are. */
+      int64_t d = (int64_t)(at - sent);
+      t->lat[t->nlat++] = d >= 0 ? (d + 50) / 100 : -((-d + 50) / 100);
+    }
   }
-  if (seq < (uint64_t)t->count && !t->seen[seq]) {
-    t->seen[seq] = 1;
-    t->distinct++;
+  if (seq < (uint64_t)t->count) {
+    if (t->seen[seq]) t->duplicates++;
+    else {
+      t->seen[seq] = 1;
+      t->distinct++;
+    }
+  } else {
+    t->duplicates++; /* never sent: as wrong as a duplicate */
   }
   return t->distinct >= t->count;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Keeps four significant digits of a latency in tenths of a µs (exact below 1 ms). */
+static int64_t coarse(int64_t v) {
+  int64_t scale = 1, a = v < 0 ? -v : v;
+  while (a >= 10000) {
+    a /= 10;
+    scale *= 10;
+  }
+  return (v < 0 ? -a : a) * scale;
 }
 
 static void ready(void) {
@@ -196,14 +225,19 @@ static void ready(void) {
 
 static void sub_report(struct tally *t) {
   double cpu = cpu_ms() - t->cpu0;
-  long n = t->received < t->count * 2 + 16 ? t->received : t->count * 2 + 16;
-  printf("{\"received\":%ld,\"overflows\":%ld,\"cpu_ms\":%.1f,\"first_ns\":%llu,\"last_ns\":%llu,"
-         "\"seqs\":[",
-         t->received, t->overflows, cpu, (unsigned long long)t->first_ns,
-         (unsigned long long)t->last_ns);
-  for (long i = 0; i < n; i++) printf(i ? ",%llu" : "%llu", (unsigned long long)t->seqs[i]);
-  fputs("],\"lat_us\":[", stdout);
-  for (long i = 0; i < t->nlat; i++) printf(i ? ",%.1f" : "%.1f", t->lat[i]);
+  printf("{\"received\":%ld,\"distinct\":%ld,\"duplicates\":%ld,\"order\":%ld,\"counted\":%ld,"
+         "\"overflows\":%ld,\"cpu_ms\":%.1f,\"first_ns\":%llu,\"last_ns\":%llu,\"lat_hist\":[",
+         t->received, t->distinct, t->duplicates, t->order, t->counted, t->overflows, cpu,
+         (unsigned long long)t->first_ns, (unsigned long long)t->last_ns);
+  for (long i = 0; i < t->nlat; i++) t->lat[i] = coarse(t->lat[i]);
+  qsort(t->lat, (size_t)t->nlat, sizeof *t->lat, cmp_i64);
+  for (long i = 0, first = 1; i < t->nlat;) {
+    long j = i;
+    while (j < t->nlat && t->lat[j] == t->lat[i]) j++;
+    printf(first ? "[%lld,%ld]" : ",[%lld,%ld]", (long long)t->lat[i], j - i);
+    first = 0;
+    i = j;
+  }
   fputs("]}\n", stdout);
   fflush(stdout);
 }

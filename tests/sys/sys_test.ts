@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { POLL, Waiter } from "../../sys/poll.ts";
 import { FileLock } from "../../sys/flock.ts";
-import { closeFd, fstat, lstatPath, O, openFd, readAllFd, writeAllFd } from "../../sys/fs.ts";
+import {
+  closeFd,
+  fstat,
+  lstatPath,
+  O,
+  openFd,
+  readAllFd,
+  renamePath,
+  unlinkPath,
+  writeAllFd,
+} from "../../sys/fs.ts";
 import { SysError } from "../../sys/errno.ts";
 import { cpath, cstring } from "../../sys/libc.ts";
 import { monotonicNs } from "../../sys/clock.ts";
@@ -166,6 +176,22 @@ Deno.test("FileLock[Symbol.dispose]() releases the lock", async () => {
   assert.equal((await sh(`flock -n "${path}" true`)).code, 0, "free after the scope");
 });
 
+Deno.test("FileLock.trySoon() gives up after its time while flock(1) holds the lock", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/lock`;
+  const holder = await holdWithFlock(path);
+  try {
+    using lock = FileLock.open(path);
+    assert.equal(lock.trySoon(2000), false);
+    assert.equal(lock.held, false);
+    await holder.stdin.close();
+    await holder.status;
+    assert.equal(lock.trySoon(2000), true, "free once flock(1) ended");
+  } finally {
+    await stop(holder);
+  }
+});
+
 // --- fs ---------------------------------------------------------------------------------------
 
 Deno.test("openFd() with O.NOFOLLOW refuses a symlink with ELOOP", () => {
@@ -238,4 +264,27 @@ Deno.test("monotonicNs() is positive and never goes back", () => {
   const b = monotonicNs();
   assert.ok(b >= a);
   assert.ok(a > 0n);
+});
+
+Deno.test("unlinkPath() removes a symlink itself and says false when nothing is there", () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/target`, "kept");
+  Deno.symlinkSync(`${dir.path}/target`, `${dir.path}/link`);
+  assert.equal(unlinkPath(`${dir.path}/link`), true);
+  assert.equal(Deno.readTextFileSync(`${dir.path}/target`), "kept");
+  assert.equal(unlinkPath(`${dir.path}/link`), false);
+  Deno.mkdirSync(`${dir.path}/sub`);
+  assert.throws(() => unlinkPath(`${dir.path}/sub`), { code: "EISDIR" });
+});
+
+Deno.test("renamePath() replaces the target, and names it in its SysError", () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/new`, "fresh");
+  Deno.writeTextFileSync(`${dir.path}/file`, "old");
+  renamePath(`${dir.path}/new`, `${dir.path}/file`);
+  assert.equal(Deno.readTextFileSync(`${dir.path}/file`), "fresh");
+  assert.throws(
+    () => renamePath(`${dir.path}/new`, `${dir.path}/file`),
+    (e) => e instanceof SysError && e.code === "ENOENT" && e.message.includes("/file"),
+  );
 });

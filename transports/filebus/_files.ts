@@ -10,10 +10,24 @@ import { fromFsError, FsbusError } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { SysError } from "../../sys/errno.ts";
 import { FileLock } from "../../sys/flock.ts";
-import { closeFd, fstat, O, openFd, readAllFd, statPath, writeAllFd } from "../../sys/fs.ts";
+import {
+  closeFd,
+  fstat,
+  O,
+  openFd,
+  readAllFd,
+  renamePath,
+  statPath,
+  unlinkPath,
+  writeAllFd,
+} from "../../sys/fs.ts";
 
 /** The largest chunk a consumer accepts (the file is read whole into memory). */
 export const MAX_CHUNK = 1 << 30;
+
+/** How long a busy lock is retried on the calling thread before waiting on a worker thread:
+ * protocol holders keep it for one write or read, a few microseconds to tens. */
+const LOCK_SPIN_US = 100;
 
 /** What identifies one chunk's file well enough to tell it from the previous one. */
 export interface Identity {
@@ -33,6 +47,8 @@ export function sameIdentity(a: Identity | undefined, b: Identity | undefined): 
 export interface Lock {
   /** Takes the lock if free; false when another holder has it (or trying is not possible). */
   tryLock(): boolean;
+  /** Takes the lock if free now or within `spinUs` microseconds of retrying. */
+  trySoon(spinUs: number): boolean;
   /** Takes the lock, waiting without blocking the event loop. */
   lock(): Promise<void>;
   /** Releases the lock. */
@@ -48,6 +64,9 @@ class DenoLock implements Lock {
     this.#file = file;
   }
   tryLock(): boolean {
+    return false;
+  }
+  trySoon(): boolean {
     return false;
   }
   lock(): Promise<void> {
@@ -110,20 +129,36 @@ export class LockFile {
     this.#stale = true;
   }
 
-  /**
-   * Takes the lock, opening FILE.lock first when needed.
-   *
-   * @returns The held lock: release it with `unlock()`.
-   */
-  async take(): Promise<Lock> {
+  #current(): Lock {
     if (this.#lock === undefined || this.#stale) {
       const fresh = this.#files.openLock();
       this.#lock?.close();
       this.#lock = fresh;
       this.#stale = false;
     }
-    const lock = this.#lock;
-    if (!lock.tryLock()) await lock.lock();
+    return this.#lock;
+  }
+
+  /**
+   * Takes the lock without waiting on another thread: when it is free, or comes free after a
+   * short retry on this thread (holders keep it for one write or read).
+   *
+   * @returns The held lock, or undefined when it is still busy: then use
+   *   {@linkcode LockFile.take}.
+   */
+  takeNow(): Lock | undefined {
+    const lock = this.#current();
+    return lock.trySoon(LOCK_SPIN_US) ? lock : undefined;
+  }
+
+  /**
+   * Takes the lock, opening FILE.lock first when needed.
+   *
+   * @returns The held lock: release it with `unlock()`.
+   */
+  async take(): Promise<Lock> {
+    const lock = this.#current();
+    await lock.lock();
     return lock;
   }
 
@@ -372,7 +407,8 @@ export class Files {
   write(data: Uint8Array): void {
     this.#writeNew(data);
     try {
-      Deno.renameSync(this.newPath, this.path);
+      if (this.ffi) renamePath(this.newPath, this.path);
+      else Deno.renameSync(this.newPath, this.path);
     } catch (err) {
       this.#removeNew();
       const st = this.stat();
@@ -383,14 +419,20 @@ export class Files {
 
   #writeNew(data: Uint8Array): void {
     for (let attempt = 0;; attempt++) {
-      this.#removeNew();
       if (this.ffi) {
+        // O_EXCL first: FILE.__new__ is normally absent (each write renames it away), and
+        // whatever is there (a stale temp file, a planted symlink) fails the open and is
+        // removed before the next try.
         let fd: number;
         try {
           fd = openFd(this.newPath, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW | O.NOCTTY, 0o666);
         } catch (err) {
-          // Someone made the name again between the removal and the open: try again, a few times.
-          if (err instanceof SysError && err.code === "EEXIST" && attempt < 3) continue;
+          // Something is at the name (or was made again after the removal): remove it and
+          // try again, a few times.
+          if (err instanceof SysError && err.code === "EEXIST" && attempt < 4) {
+            this.#removeNew();
+            continue;
+          }
           throw openError(err, "Cannot write", this.newPath);
         }
         try {
@@ -403,6 +445,7 @@ export class Files {
         closeFd(fd);
         return;
       }
+      this.#removeNew();
       let file: Deno.FsFile;
       try {
         file = Deno.openSync(this.newPath, { write: true, createNew: true });
@@ -430,6 +473,17 @@ export class Files {
 
   /** Removes FILE.__new__ if present (a symlink there is removed, never followed). */
   #removeNew(): void {
+    if (this.ffi) {
+      try {
+        unlinkPath(this.newPath);
+        return;
+      } catch (err) {
+        // A directory there: remove it as Deno does (when empty), below.
+        if (!(err instanceof SysError && err.code === "EISDIR")) {
+          throw fromFsError(err, "Cannot remove", this.newPath);
+        }
+      }
+    }
     try {
       Deno.removeSync(this.newPath);
     } catch (err) {

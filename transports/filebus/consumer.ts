@@ -169,7 +169,10 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
         }
         let chunk: Uint8Array | undefined;
         if (look) {
-          const lock = await this.#lockNow();
+          // Taken on this thread when it is free or soon is (no promise to settle), else
+          // waited for. Only once a chunk arrived (events were read before locking), so
+          // that consumers do not contend with the producer for the lock on every wake-up.
+          const lock = this.#lock.takeNow() ?? await this.#lockNow();
           try {
             // Under the lock no protocol producer can rename: the events queued now account
             // for every chunk since the last read, even when an inode number is reused.
@@ -209,7 +212,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
           await watch.wait();
           continue;
         }
-        const lock = await this.#lockNow();
+        const lock = this.#lock.takeNow() ?? await this.#lockNow();
         try {
           const r = files.read();
           if (r === undefined) continue; // another consumer took it

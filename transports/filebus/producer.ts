@@ -161,7 +161,8 @@ export class FilebusProducer implements AsyncDisposable {
     this.#checkAborted();
     const files = this.#files;
     if (!this.lossless) {
-      const lock = await this.#takeLock();
+      // Taken on this thread when free (or soon free): no promise to settle per chunk.
+      const lock = this.#lock.takeNow() ?? await this.#takeLock();
       try {
         files.write(bytes);
       } finally {
