@@ -279,6 +279,23 @@ export class Subscriber implements Subscription<Message> {
     }
   }
 
+  /**
+   * Ends a pending {@linkcode Subscriber.wait} at once (it returns as if data may have come),
+   * for a caller that waits on something else too, such as new topics in the root.
+   *
+   * @example Wait for data or for one second, whichever comes first
+   * ```ts ignore
+   * const timer = setTimeout(() => sub.wake(), 1000);
+   * await sub.wait();
+   * clearTimeout(timer);
+   * ```
+   */
+  wake(): void {
+    if (this.#closed) return;
+    this.#cancel.cancel();
+    for (const r of this.readers) r.wake();
+  }
+
   /** Resynchronises every reader to "now" (after an overrun was thrown). */
   resync(): void {
     for (const r of this.readers) r.resync();
