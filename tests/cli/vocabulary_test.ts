@@ -194,3 +194,51 @@ Deno.test("submsg follows the root with inotify: a topic made later is opened on
     await stop(child);
   }
 });
+
+Deno.test("filebus consumer: chunks exactly by default (as the original); -n, --json, --exec", async () => {
+  using tmp = tempDir();
+  const lossy = `${tmp.path}/stream`;
+  // A chunk placed with plain shell: printed exactly, no newline added.
+  Deno.writeTextFileSync(lossy, "x");
+  let r = await fsbus(["filebus", "--filename", lossy, "consumer", "-n", "1"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.text, "x");
+  r = await fsbus(["filebus", "--filename", lossy, "producer", "--json"]);
+  assert.equal(r.code, 2);
+  assert.match(
+    r.stderr,
+    /Cannot use "--json" with "fsbus filebus producer": it is a consumer's option/,
+  );
+
+  // A lossless queue of three one-byte chunks: -n 1 takes one and leaves the rest.
+  const jobs = `${tmp.path}/jobs`;
+  const producer = spawnFsbus([
+    "filebus",
+    "--lossless",
+    "--filename",
+    jobs,
+    "producer",
+    "--block-size",
+    "1",
+    "--blocking-read",
+  ]);
+  const w = producer.stdin.getWriter();
+  await w.write(new TextEncoder().encode("abc"));
+  await w.close();
+  try {
+    r = await fsbus(["filebus", "--loss", "--filename", jobs, "consumer", "-n", "1"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.text, "a");
+    r = await fsbus(["filebus", "--loss", "--filename", jobs, "consumer", "--json", "-n", "1"]);
+    assert.equal(r.code, 0, r.stderr);
+    const o = JSON.parse(r.text);
+    assert.deepEqual([o.id, o.topic, o.size, o.data, o.encoding], ["1", jobs, 1, "b", "utf-8"]);
+    const script = `cat; printf ' %s\\n' "$FSBUS_ID"`;
+    r = await fsbus(["filebus", "--loss", "--filename", jobs, "consumer", "--exec", script]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.text, "c 1\n", "the last chunk, then the EOF marker ends the consumer");
+    assert.equal((await producer.status).code, 0);
+  } finally {
+    await stop(producer);
+  }
+});
