@@ -134,6 +134,10 @@ Deno.test("messagefs and bridge: usage errors, suggestions, help order and compl
     /Unknown option "--stauts" for "fsbus bridge" \(did you mean "--status"\?\)/,
   );
 
+  r = await fsbus(["pin", "--hlep"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Unknown argument "--hlep" for "fsbus pin" \(did you mean "--help"\?\)/);
+
   r = await fsbus(["help", "messagefs", "join"]);
   assert.equal(r.code, 0);
   const help = r.text.slice(r.text.indexOf("Options:"));
