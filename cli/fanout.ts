@@ -101,7 +101,7 @@ const SPECS: Record<string, CommandSpec> = {
     name: "fsbus fanout list",
     usage: "[options]",
     summary:
-      "List the topics under the root: backend (ring or device), ring size, mode, and the live readers and writers where known.",
+      "List the topics under the root: backend (ring or device), ring size, kind (bytes or messages), and the live readers and writers where known.",
     options: {
       root: ROOT_OPTION,
       json: { type: "boolean", help: "One JSON object per topic" },
