@@ -570,7 +570,8 @@ const SUBMSG_SPEC: CommandSpec = {
   summary: "Print the lines published to topics, interleaved line by line, as baf's submsg " +
     "does. TOPICS is one comma-separated list (several arguments are joined); with none, " +
     "every topic under the root, and with -e every topic but those: both follow topics " +
-    "created later (at once: the root is watched with inotify) and wait on an empty root. .lock files are never " +
+    "created later (at once: the root is watched with inotify) and wait on an empty root. " +
+    ".lock files are never " +
     'opened. A topic that overruns is reported on stderr and read on from "now". ' +
     READER_OUTPUT,
   options: {
