@@ -141,33 +141,6 @@ const TEMPORARY: readonly Exception[] = [
     why: "pinned by tests/cli/fanout_test.ts",
   },
   {
-    file: "transports/mq/_ctl.ts",
-    message: /^Unknown control message "/,
-    why: "edited by sec-mq meanwhile",
-  },
-  {
-    file: "transports/mq/_names.ts",
-    message: /^Invalid stream name /,
-    why: "edited by sec-mq meanwhile",
-  },
-  { file: "transports/mq/_names.ts", message: /^"ctl" of "/, why: "edited by sec-mq meanwhile" },
-  { file: "transports/mq/group.ts", message: /^Group "/, why: "edited by sec-mq meanwhile" },
-  {
-    file: "transports/mq/reader.ts",
-    message: /^No stream to read in "/,
-    why: "edited by sec-mq meanwhile",
-  },
-  {
-    file: "transports/mq/reader.ts",
-    message: /^Cannot read "order" of "/,
-    why: "edited by sec-mq meanwhile",
-  },
-  {
-    file: "transports/mq/reader.ts",
-    message: /^This mq reader is already being read/,
-    why: "edited by sec-mq meanwhile",
-  },
-  {
     file: "transports/bridge/_state.ts",
     message: /^Position "/,
     why: "arrived with main (bridge), file edited by bridge meanwhile",
