@@ -398,17 +398,6 @@ export class GroupIndex {
   }
 
   /**
-   * When a stream's last message was committed (format 2; undefined when that cannot be
-   * known, as below the cutoff).
-   *
-   * @param s The stream.
-   * @returns Its record's time in microseconds since the epoch.
-   */
-  lastMessageTimeUs(s: StreamState): number | undefined {
-    return this.#lastRecord(s)?.timeUs;
-  }
-
-  /**
    * Whether a file holds a stream's last message, byte for byte (format 2): a stream file
    * copied or restored under a new inode is still the same stream.
    *

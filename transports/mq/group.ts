@@ -101,7 +101,7 @@ import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { closeFd, fstat, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
 import { fchgrp, fchmod } from "../../sys/dirfd.ts";
 import { GroupDir, type Place } from "./_files.ts";
-import { fdMtimeUs, fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
+import { fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
 import { COMMITTED } from "./_layout.ts";
 import { checkStreamName } from "./_names.ts";
@@ -514,7 +514,7 @@ export class MqGroup {
    */
   #catchUp(s: StreamState): StreamState {
     const size = fdSize(s.fd);
-    if (size === s.end && !this.#rewrittenSameSize(s)) return s;
+    if (size === s.end) return s;
     if (size > s.end && !this.#index.lastMessageChanged(s)) {
       this.#index.commitForeign(s, s.end, size - s.end);
       return s;
@@ -522,17 +522,6 @@ export class MqGroup {
     const fresh = this.#streams.renew(s);
     if (size > 0) this.#index.commitForeign(fresh, 0, size);
     return fresh;
-  }
-
-  /**
-   * Whether a stream whose size is what its index says was rewritten in place after its
-   * last message (`echo three > group/s` over "one" and "two"): only a file modified after
-   * that message was committed has its bytes compared.
-   */
-  #rewrittenSameSize(s: StreamState): boolean {
-    const committed = this.#index.lastMessageTimeUs(s);
-    if (committed === undefined || fdMtimeUs(s.fd) <= committed) return false;
-    return this.#index.lastMessageChanged(s);
   }
 
   /**
