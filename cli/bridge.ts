@@ -162,3 +162,6 @@ export async function bridgeCommand(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGTERM", stop);
   }
 }
+
+/** The command of this file, for shell completion: command → subcommand ("" for none) → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = { bridge: { "": SPEC } };

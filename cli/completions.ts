@@ -46,6 +46,8 @@ async function loadSpecs(): Promise<Specs> {
     import("./fanout.ts").then((m) => m.COMPLETION_SPECS),
     import("./filebus.ts").then((m) => m.SPECS),
     import("./status.ts").then((m) => m.SPECS),
+    import("./messagefs.ts").then((m) => m.SPECS),
+    import("./bridge.ts").then((m) => m.SPECS),
   ]);
   return Object.assign({}, ...modules);
 }

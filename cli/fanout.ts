@@ -35,6 +35,7 @@ import {
   openWriter,
   removeTopic,
   resolveTopic,
+  RootWatch,
   subscribe,
   Subscriber,
   topicNames,
@@ -100,7 +101,7 @@ const SPECS: Record<string, CommandSpec> = {
     name: "fsbus fanout list",
     usage: "[options]",
     summary:
-      "List the topics under the root: backend (ring or device), ring size, mode, and the live readers and writers where known.",
+      "List the topics under the root: backend (ring or device), ring size, kind (bytes or messages), and the live readers and writers where known.",
     options: {
       root: ROOT_OPTION,
       json: { type: "boolean", help: "One JSON object per topic" },
@@ -569,7 +570,8 @@ const SUBMSG_SPEC: CommandSpec = {
   summary: "Print the lines published to topics, interleaved line by line, as baf's submsg " +
     "does. TOPICS is one comma-separated list (several arguments are joined); with none, " +
     "every topic under the root, and with -e every topic but those: both follow topics " +
-    "created later (within a second) and wait on an empty root. .lock files are never " +
+    "created later (at once: the root is watched with inotify) and wait on an empty root. " +
+    ".lock files are never " +
     'opened. A topic that overruns is reported on stderr and read on from "now". ' +
     READER_OUTPUT,
   options: {
@@ -651,9 +653,6 @@ function splitTopics(args: string[]): string[] {
   return args.flatMap((a) => a.split(",")).map((t) => t.trim()).filter((t) => t !== "");
 }
 
-/** How often a following submsg looks for new topics while it waits. */
-const RESCAN_MS = 1000;
-
 /**
  * Runs `fsbus submsg [TOPICS] [-e]`: the lines of several topics, interleaved.
  *
@@ -703,9 +702,10 @@ export async function submsg(args: string[]): Promise<number> {
   const known = new Set(topics);
   const broken = new Set<string>();
   if (follow && topics.length === 0) warn(`No topics in "${root}" yet: waiting for one`);
-  let lastScan = performance.now();
+  // A following submsg watches the root with inotify: a topic is linked into place whole, so
+  // its creation event is the moment to open it.
+  const watch = follow ? new RootWatch(root) : undefined;
   const scan = () => {
-    lastScan = performance.now();
     for (const name of topicNames(root)) {
       if (known.has(name) || skip.has(name)) continue;
       try {
@@ -716,7 +716,7 @@ export async function submsg(args: string[]): Promise<number> {
         if (r.messages) framer.messageTopics.add(name);
         s.add(r);
       } catch (err) {
-        // A topic still being made: look again next time; say so once.
+        // Not readable yet (a chmod or a new link is an event too: look again then); say so once.
         if (!broken.has(name)) {
           broken.add(name);
           if (!(err instanceof FsbusError && err.code === "not_found")) {
@@ -726,28 +726,45 @@ export async function submsg(args: string[]): Promise<number> {
       }
     }
   };
+  // Events queued between the first listing and the watch are covered by listing once more.
+  if (watch) scan();
   const next = async (): Promise<Message[]> => {
-    if (!follow) return s.nextSync();
-    if (performance.now() - lastScan >= RESCAN_MS) scan();
-    if (s.readers.length === 0) {
-      await new Promise((r) => setTimeout(r, RESCAN_MS));
-      scan();
-      return [];
+    if (!watch) return s.nextSync();
+    for (;;) {
+      if (watch.changed()) scan();
+      const batch = s.takeNow();
+      if (batch.length > 0 || s.closed) return batch;
+      if (s.readers.length === 0) {
+        await watch.wait();
+        continue;
+      }
+      // Sleep on the rings and the root together; whichever ends first cuts the other short.
+      let ringsDone = false;
+      let rootDone = false;
+      const rings = s.wait().finally(() => (ringsDone = true));
+      const topics = watch.wait().finally(() => (rootDone = true));
+      await Promise.race([rings, topics]);
+      if (!ringsDone) s.wake();
+      if (!rootDone) watch.wake();
+      await Promise.all([rings, topics]);
     }
-    return s.nextSync(RESCAN_MS);
   };
   const prefix = values.prefix === true && choice.format !== "json";
   const output = new MessageOutput(choice);
-  return await readLoop(s, next, (batch) => {
-    let lines = framer.frame(batch);
-    if (prefix) {
-      lines = lines.map((m) => ({
-        ...m,
-        data: concat(encoder.encode(`${m.topic}: `), withNewline(m.data)),
-      }));
-    }
-    return output.deliver(lines);
-  });
+  try {
+    return await readLoop(s, next, (batch) => {
+      let lines = framer.frame(batch);
+      if (prefix) {
+        lines = lines.map((m) => ({
+          ...m,
+          data: concat(encoder.encode(`${m.topic}: `), withNewline(m.data)),
+        }));
+      }
+      return output.deliver(lines);
+    });
+  } finally {
+    await watch?.close();
+  }
 }
 
 const NEWLINE = new Uint8Array([10]);

@@ -12,9 +12,11 @@ import {
   parse,
   parseDuration,
   parseSize,
+  readerChoice,
+  readerOptions,
   stringOption,
 } from "./_args.ts";
-import { isBrokenPipe, out, warn, writeAll } from "./_output.ts";
+import { isBrokenPipe, MessageOutput, out, warn, writeAll } from "./_output.ts";
 import {
   consumer,
   DEFAULT_BLOCK_SIZE,
@@ -25,6 +27,32 @@ import {
   waitForDirectory,
 } from "../transports/filebus/mod.ts";
 
+/** The shared reader options, worded for chunks, with --raw as the (original's) default. */
+function consumerOptions(): CommandSpec["options"] {
+  const shared = readerOptions();
+  return {
+    raw: {
+      ...shared.raw!,
+      help: "consumer: write each chunk's bytes exactly (the default, as the original)",
+    },
+    json: {
+      ...shared.json!,
+      help: "consumer: one JSON object per chunk: id (a running number), topic (FILE), " +
+        'time (received), size, data and encoding ("utf-8", or "base64" for binary)',
+    },
+    count: {
+      ...shared.count!,
+      help: "consumer: exit after N chunks (lossless: N chunks taken, the rest left for " +
+        "other consumers)",
+    },
+    exec: {
+      ...shared.exec!,
+      help: "consumer: run CMD with sh once per chunk, the chunk on its standard input and " +
+        "FSBUS_ID, FSBUS_TOPIC, FSBUS_TIME in its environment",
+    },
+  };
+}
+
 const SPEC: CommandSpec = {
   name: "fsbus filebus",
   usage: "[--back-pressure] [--block-size N] [--lossless] [--no-file-monitoring]\n" +
@@ -32,7 +60,10 @@ const SPEC: CommandSpec = {
   summary: "A regular file as a multicast named pipe, compatible with filebus 0.3.5 (Python and " +
     "bash) on disk and on the command line. The producer reads stdin and publishes it in " +
     "chunks to FILE (written to FILE.__new__ and renamed over FILE under an flock(2) on " +
-    "FILE.lock); each consumer writes the chunks it sees to stdout. Lossy by default: " +
+    "FILE.lock); each consumer writes the chunks it sees to stdout exactly as they are, as " +
+    "the original does: unlike fsbus's other readers no newline is added (a chunk is any " +
+    "piece of a stream, not a line), so --raw is the default; --json, -n/--count and --exec " +
+    "work as for the other readers. Lossy by default: " +
     "consumers see the latest chunk and may miss some. With --back-pressure each chunk goes " +
     "to exactly one consumer, the producer waits for it to be taken, and EOF is passed on. " +
     "Options may come before or after producer/consumer.",
@@ -81,6 +112,9 @@ const SPEC: CommandSpec = {
       help: "bash or python: accepted for compatibility (both speak the same protocol here)",
     },
     implementation: { type: "string", value: "NAME", help: "Same as --impl" },
+    // The shared reader options, for the consumer. Raw is the default here, as the original
+    // writes chunks exactly: a chunk is any piece of a stream, not a line.
+    ...consumerOptions(),
   },
   examples: [
     "# Multicast a stream: one producer, any number of consumers",
@@ -89,6 +123,10 @@ const SPEC: CommandSpec = {
     "# A lossless queue of one chunk: each chunk to exactly one consumer, then EOF",
     "fsbus filebus --back-pressure --filename /dev/shm/jobs consumer > out.bin &",
     "fsbus filebus --back-pressure --filename /dev/shm/jobs producer < in.bin",
+    "# Take one chunk from the queue and exit (the next one stays for others)",
+    "fsbus filebus --lossless --filename /dev/shm/jobs consumer -n 1",
+    "# Each chunk as one JSON object",
+    "fsbus filebus --filename /dev/shm/urandom.filebus consumer --json",
     "# Make scripts written for the original run unchanged",
     "alias filebus='fsbus filebus'",
   ],
@@ -103,7 +141,8 @@ A consumer whose directory does not exist yet waits for it (saying so on stderr)
 A lossless consumer removes a chunk only after writing it out: if its output is
 closed (... consumer | head -c1), the chunk stays for the next consumer.
 
-Exit status: 0 at end of input (producer) or at the EOF marker (lossless consumer);
+Exit status: 0 at end of input (producer), at the EOF marker (lossless consumer) or
+after --count chunks;
 1 on errors, including a missing --filename or action (as the original); 2 on
 other usage errors; 141 when the consumer's output is closed (as the original,
 killed by SIGPIPE). A lossy consumer runs until interrupted.
@@ -151,6 +190,17 @@ export async function filebus(args: string[]): Promise<number> {
   if (role === "consumer" && values["blocking-read"]) {
     throw new UsageError('Option "--blocking-read" is for "fsbus filebus producer" only');
   }
+  if (role === "producer") {
+    for (const name of ["raw", "json", "count", "exec"]) {
+      if (values[name] !== undefined) {
+        throw new UsageError(
+          `Cannot use "--${name}" with "fsbus filebus producer": it is a consumer's option`,
+        );
+      }
+    }
+  }
+  // As the original, chunks are written exactly unless --json asks otherwise.
+  const choice = { ...readerChoice(SPEC, values), format: values.json ? "json" : "raw" } as const;
   const filename = stringOption(values, "filename");
   if (filename === undefined || filename === "") {
     throw new FsbusError(
@@ -198,12 +248,18 @@ export async function filebus(args: string[]): Promise<number> {
       warn(`filebus: ${mode} consumer of "${filename}" (${bus.monitoring})`);
     }
     let n = 0;
+    const output = new MessageOutput(choice);
+    const plain = choice.format === "raw" && !output.runs && choice.count === undefined;
     try {
       for await (const chunk of bus) {
-        // A lossless chunk is removed only when the loop asks for the next one: a failed
-        // write leaves it in FILE for the next consumer.
-        writeAll(Deno.stdout, chunk);
+        // A lossless chunk is removed only once written out (or when the loop asks for the
+        // next one): a failed write leaves it in FILE for the next consumer.
+        let more = true;
+        if (plain) writeAll(Deno.stdout, chunk);
+        else more = await output.deliver([{ data: chunk, topic: filename }]);
+        bus.consumed();
         if (verbosity > 1) warn(`filebus: chunk ${++n}: ${chunk.length} bytes`);
+        if (!more) return 0;
       }
     } catch (err) {
       if (isBrokenPipe(err)) return SIGPIPE_EXIT;

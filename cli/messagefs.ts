@@ -11,13 +11,17 @@ import { UsageError } from "../types.ts";
 import {
   type CommandSpec,
   helpText,
-  intOption,
   parse,
+  readerChoice,
+  readerOptions,
   stringOption,
+  unknownCommand,
   type Values,
+  WRITER_INPUT,
+  writerOptions,
 } from "./_args.ts";
-import { readStdin, stdinLines } from "./_input.ts";
-import { jsonLine, out, warn, writeAll } from "./_output.ts";
+import { checkMessageSource, messagesToWrite, stdinLines } from "./_input.ts";
+import { isBrokenPipe, type MessageExtras, MessageOutput, out, warn } from "./_output.ts";
 
 /** The options of the commands that run a node (join, mount): its name, groups and network. */
 const NODE_OPTIONS: CommandSpec["options"] = {
@@ -53,26 +57,33 @@ const NETWORK_OPTIONS: CommandSpec["options"] = {
 const JOIN: CommandSpec = {
   name: "fsbus messagefs join",
   usage: "[options]",
-  summary: "Join a network as a node and print what it receives: a direct message as " +
-    "'FROM: text', a broadcast as 'FROM @GROUP: text'; joins and leaves go to stderr. Each " +
-    "line of standard input is sent: 'NAME: text' to one node, '@GROUP text' to a group and " +
-    "the groups below it ('@/ text' to everyone). '/join GROUP', '/leave GROUP' and '/peers' " +
-    "act on the node. Runs until interrupted (or --count messages).",
+  summary: "Join a network as a node and print what it receives, each message on its own " +
+    "line after its sender: a direct message as 'FROM: text', a broadcast as " +
+    "'FROM @/GROUP: text' (a newline is added when the message has none); --raw writes " +
+    "the messages' bytes exactly, with no sender and nothing added; --json one object per " +
+    "message and per presence event (event: present, join, leave or update; name, id, " +
+    "groups). Joins and leaves go to stderr. messagefs keeps no history: a node gets what " +
+    "is sent while it is in the network. Each line of standard input is sent: 'NAME: text' " +
+    "to one node, '@GROUP text' to a group and the groups below it ('@/ text' to everyone). " +
+    "'/join GROUP', '/leave GROUP' and '/peers' act on the node. Runs until interrupted " +
+    "(or --count messages).",
   options: {
+    ...readerOptions({}, {
+      json: "from, from_id, group (null for a direct message), seq",
+      env: "FSBUS_FROM, FSBUS_GROUP",
+    }),
     ...NODE_OPTIONS,
     ...NETWORK_OPTIONS,
-    json: {
-      type: "boolean",
-      help: "One JSON object per message (id, topic, time, size, from, from_id, group, seq, " +
-        "data, encoding) and per presence event (event: present, join, leave or update; name, id, groups)",
-    },
-    count: { type: "string", short: "n", value: "N", help: "Exit after N messages" },
   },
   examples: [
     "# Two terminals",
     "fsbus messagefs join --name alice --group ops",
     "fsbus messagefs join --name bob --group ops/db",
     "# then type in alice's: 'bob: hi', or '@ops deploying'",
+    "# Wait for one message, print it as JSON and leave",
+    "fsbus messagefs join --name waiter --json -n 1",
+    "# Run a command for each message",
+    "fsbus messagefs join --name logger --exec 'logger -t \"$FSBUS_FROM\"' < /dev/null",
     "# Across machines",
     "fsbus messagefs join --name alice --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222",
   ],
@@ -82,17 +93,21 @@ const JOIN: CommandSpec = {
 const SEND: CommandSpec = {
   name: "fsbus messagefs send",
   usage: "NAME|@GROUP [MESSAGE] [options]",
-  summary: "Join as a one-shot node, send MESSAGE (or all of standard input) to the node NAME " +
-    "or to every node in GROUP and the groups below it ('@/' for everyone), then leave.",
+  summary: "Join as a one-shot node, send to the node NAME or to every node in GROUP and the " +
+    "groups below it ('@/' for everyone), then leave. " + WRITER_INPUT +
+    " MESSAGE is sent exactly as given; with --lines each line without its newline.",
   options: {
+    ...writerOptions("Send each line of standard input as its own message"),
     name: { type: "string", value: "NAME", help: "The sending node's name" },
     ...NETWORK_OPTIONS,
-    lines: { type: "boolean", help: "Send each line of standard input as its own message" },
   },
   examples: [
     "fsbus messagefs send bob 'hi bob'",
     "fsbus messagefs send @ops/db 'restarting'",
+    "# All of standard input as one message, from a node named clock",
     "date | fsbus messagefs send @/ --name clock",
+    "# Each line its own message",
+    "tail -f app.log | fsbus messagefs send @ops --lines",
   ],
   positionals: { min: 1, max: 2, names: "NAME|@GROUP" },
 };
@@ -173,26 +188,13 @@ function networkOptions(values: Values) {
  */
 export async function messagefs(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  switch (sub) {
-    case "join":
-      return await joinCommand(rest);
-    case "send":
-      return await sendCommand(rest);
-    case "ls":
-      return await lsCommand(rest);
-    case "mount":
-      return await mountCommand(rest);
-    case undefined:
-      out(HELP);
-      return 2;
-    case "-h":
-    case "--help":
-    case "help":
-      out(HELP);
-      return 0;
-    default:
-      throw new UsageError(`Unknown command "messagefs ${sub}" (see "fsbus messagefs --help")`);
+  if (sub === undefined || sub === "-h" || sub === "--help" || sub === "help") {
+    out(HELP);
+    return sub === undefined ? 2 : 0;
   }
+  const run = Object.hasOwn(COMMANDS, sub) ? COMMANDS[sub] : undefined;
+  if (!run) throw unknownCommand("fsbus messagefs", sub, Object.keys(COMMANDS));
+  return await run(rest);
 }
 
 const decoder = new TextDecoder();
@@ -202,21 +204,24 @@ function showGroup(g: string): string {
   return `/${g}`;
 }
 
-function printMessage(m: NodeMessage, json: boolean): void {
-  if (json) {
-    out(jsonLine(m, {
-      from: m.from,
-      from_id: m.fromId,
-      group: m.group === undefined ? null : showGroup(m.group),
-      seq: m.seq,
-    }));
-    return;
-  }
-  const prefix = m.group === undefined ? `${m.from}: ` : `${m.from} @${showGroup(m.group)}: `;
-  const body = m.data.length > 0 && m.data[m.data.length - 1] === 10 ? m.data : undefined;
-  writeAll(Deno.stdout, encoder.encode(prefix));
-  writeAll(Deno.stdout, m.data);
-  if (body === undefined) writeAll(Deno.stdout, encoder.encode("\n"));
+/** What a received message adds to the shared JSON fields and `--exec` environment. */
+function extras(m: NodeMessage): MessageExtras {
+  const group = m.group === undefined ? undefined : showGroup(m.group);
+  return {
+    json: { from: m.from, from_id: m.fromId, group: group ?? null, seq: m.seq },
+    env: { FSBUS_FROM: m.from, FSBUS_GROUP: group ?? "" },
+  };
+}
+
+/** A message with its sender in front, for the default one-per-line format. */
+function withSender(m: NodeMessage): NodeMessage {
+  const prefix = encoder.encode(
+    m.group === undefined ? `${m.from}: ` : `${m.from} @${showGroup(m.group)}: `,
+  );
+  const data = new Uint8Array(prefix.length + m.data.length);
+  data.set(prefix);
+  data.set(m.data, prefix.length);
+  return { ...m, data };
 }
 
 function peerJson(p: Peer) {
@@ -266,8 +271,9 @@ async function joinCommand(args: string[]): Promise<number> {
     return 0;
   }
   const { values } = parsed;
-  const json = values.json === true;
-  const limit = intOption(values, "count", 1);
+  const choice = readerChoice(JOIN, values);
+  const json = choice.format === "json";
+  const labelled = choice.format === "lines" && choice.exec === undefined;
   const name = stringOption(values, "name");
   const node = await join({
     ...networkOptions(values),
@@ -314,11 +320,12 @@ async function joinCommand(args: string[]): Promise<number> {
         // stdin unreadable: keep receiving
       }
     })();
-    let n = 0;
+    const output = new MessageOutput(choice, (m) => extras(m as NodeMessage));
     for await (const m of messages) {
-      printMessage(m, json);
-      if (limit !== undefined && ++n >= limit) break;
+      if (!await output.deliver([labelled ? withSender(m) : m])) break;
     }
+  } catch (err) {
+    if (!isBrokenPipe(err)) throw err;
   } finally {
     Deno.removeSignalListener("SIGINT", stopNow);
     Deno.removeSignalListener("SIGTERM", stopNow);
@@ -334,7 +341,9 @@ async function sendCommand(args: string[]): Promise<number> {
     return 0;
   }
   const { values, positionals } = parsed;
-  const target = positionals[0]!;
+  const [target, message] = positionals as [string, string | undefined];
+  const source = { lines: values.lines === true, command: SEND.name };
+  checkMessageSource(message, source);
   const group = target.startsWith("@") ? target.slice(1) : undefined;
   if (group === undefined && target === "") throw new UsageError('Missing node name for "send"');
   if (group !== undefined) checkGroup(group);
@@ -345,14 +354,12 @@ async function sendCommand(args: string[]): Promise<number> {
     connectTimeoutMs: 10_000,
   });
   try {
-    const sendOne = (data: Uint8Array) =>
-      group === undefined ? node.send(target, data) : node.broadcast(group, data);
-    if (positionals[1] !== undefined) await sendOne(encoder.encode(positionals[1]));
-    else if (values.lines) {
-      for await (const batch of stdinLines({ keepNewline: false })) {
-        for (const line of batch) await sendOne(line);
+    for await (const batch of messagesToWrite(message, source)) {
+      for (const data of batch) {
+        if (group === undefined) await node.send(target, data);
+        else await node.broadcast(group, data);
       }
-    } else await sendOne(await readStdin());
+    }
     await node.flush(10_000);
   } finally {
     await node.leave();
@@ -426,3 +433,15 @@ async function mountCommand(args: string[]): Promise<number> {
   }
   return 0;
 }
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  join: joinCommand,
+  send: sendCommand,
+  ls: lsCommand,
+  mount: mountCommand,
+};
+
+/** The commands of this file, for shell completion: command → subcommand → spec. */
+export const SPECS: Record<string, Record<string, CommandSpec>> = {
+  messagefs: { join: JOIN, send: SEND, ls: LS, mount: MOUNT },
+};

@@ -17,6 +17,7 @@ import { MqGroup } from "../transports/mq/mod.ts";
 import { FsbusError, UsageError } from "../types.ts";
 import { resolveMounted } from "./mq_mount.ts";
 import { out } from "./_output.ts";
+import { closest } from "./_args.ts";
 import { attach, DEFAULT_DETACH, parseDetachKey } from "./_pin_attach.ts";
 import {
   attachedCount,
@@ -142,7 +143,9 @@ export async function pin(args: string[]): Promise<number> {
       id = need(a);
       takeRest();
     } else {
-      throw new UsageError(`Unknown argument "${a}" for "fsbus pin" (see "fsbus pin --help")`);
+      const near = a.startsWith("--") ? closest(a, ["--help"]) : undefined;
+      const hint = near ? `did you mean "${near}"?` : 'see "fsbus pin --help"';
+      throw new UsageError(`Unknown argument "${a}" for "fsbus pin" (${hint})`);
     }
   }
   root = root === undefined ? defaultRoot() : resolveMounted(root);

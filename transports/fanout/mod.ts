@@ -82,6 +82,7 @@ export {
 } from "./topics.ts";
 export { subscribe, type SubscribeOptions, Subscriber } from "./subscriber.ts";
 export { status } from "./status.ts";
+export { RootWatch } from "./root_watch.ts";
 export {
   DEFAULT_RING_SIZE,
   MAX_RING_SIZE,

@@ -279,6 +279,30 @@ export class Subscriber implements Subscription<Message> {
     }
   }
 
+  /**
+   * Ends a pending {@linkcode Subscriber.wait} at once (it returns as if data may have come),
+   * for a caller that waits on something else too, such as new topics in the root.
+   *
+   * @example End a wait from elsewhere
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { subscribe } from "@x/fsbus/fanout";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const sub = subscribe(["news", "weather"], { root, create: true });
+   * const timer = setTimeout(() => sub.wake(), 10); // say, a new topic turned up
+   * await sub.wait(); // ends although nothing was published
+   * clearTimeout(timer);
+   * assert.deepEqual(sub.takeNow(), []);
+   * await sub.close();
+   * Deno.removeSync(root, { recursive: true });
+   * ```
+   */
+  wake(): void {
+    if (this.#closed) return;
+    this.#cancel.cancel();
+    for (const r of this.readers) r.wake();
+  }
+
   /** Resynchronises every reader to "now" (after an overrun was thrown). */
   resync(): void {
     for (const r of this.readers) r.resync();

@@ -57,6 +57,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
   #iterator: AsyncIterator<Uint8Array> | undefined;
   #inNext: Promise<IteratorResult<Uint8Array>> | undefined;
   #released = false;
+  #consumed: (() => void) | undefined;
 
   /**
    * Opens the lock file and starts watching; {@linkcode consumer} is the usual way in.
@@ -221,17 +222,54 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
             return; // the EOF marker
           }
           // As the original: hand the chunk out, and remove FILE ("consumed") only once the
-          // caller comes back for the next one. A caller that stops here (its output closed)
-          // leaves the chunk for the next consumer.
+          // caller comes back for the next one (or calls consumed()). A caller that stops
+          // here (its output closed) leaves the chunk for the next consumer.
+          let removed = false;
+          this.#consumed = () => {
+            if (removed) return;
+            removed = true;
+            files.unlink();
+          };
           yield r.data;
-          files.unlink();
+          this.#consumed();
         } finally {
+          this.#consumed = undefined;
           lock.unlock();
         }
       }
     } catch (err) {
       if (!(err instanceof Closed)) throw err;
     }
+  }
+
+  /**
+   * Lossless: says that the chunk just yielded was used (written out), so FILE is removed
+   * now, under the lock still held, rather than when the loop asks for the next chunk. A
+   * loop that stops after a chunk it has used (a count reached) then leaves nothing behind
+   * for the next consumer. Lossy, or with no chunk pending, it does nothing.
+   *
+   * @example Take exactly one chunk of a queue
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { consumer, producer } from "@x/fsbus/filebus";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const out = producer(`${dir}/jobs`, { lossless: true });
+   * const writing = out.write("job 1");
+   * {
+   *   await using jobs = consumer(`${dir}/jobs`, { lossless: true });
+   *   for await (const chunk of jobs) {
+   *     assert.equal(new TextDecoder().decode(chunk), "job 1");
+   *     jobs.consumed(); // used: FILE goes now, not when the loop comes back
+   *     break;
+   *   }
+   * }
+   * await writing; // the producer saw it taken
+   * await out.abort();
+   * Deno.removeSync(dir, { recursive: true });
+   * ```
+   */
+  consumed(): void {
+    this.#consumed?.();
   }
 
   async #release(): Promise<void> {
