@@ -366,7 +366,7 @@ export function intOption(values: Values, name: string, min = 0): number | undef
   const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(n) || n < min) {
     throw new UsageError(
-      `Invalid value "${raw}" for "--${name}": expected a whole number ≥ ${min}`,
+      `Cannot use "${raw}" for "--${name}": expected a whole number ≥ ${min}`,
     );
   }
   return n;
@@ -401,7 +401,7 @@ export function parseDuration(raw: string, what: string): number {
   const text = raw.trim();
   const bad = () =>
     new UsageError(
-      `Invalid duration "${raw}" for "${what}": expected a number of seconds, or numbers ` +
+      `Cannot use "${raw}" for "${what}": expected a number of seconds, or numbers ` +
         "with units such as 500ms, 30s, 5m, 1h30m, 2d",
     );
   if (/^\d+(?:\.\d+)?$/.test(text)) return Number(text) * 1000;
@@ -433,7 +433,7 @@ export function parseSize(raw: string, what: string): number {
   const m = raw.trim().match(/^(\d+)\s*([KMG]?)(?:i?B)?$/i);
   if (!m) {
     throw new UsageError(
-      `Invalid size "${raw}" for "${what}": expected bytes, or a number with K, M or G`,
+      `Cannot use "${raw}" for "${what}": expected bytes, or a number with K, M or G`,
     );
   }
   return Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!;

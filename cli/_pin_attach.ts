@@ -56,7 +56,7 @@ export function parseDetachKey(text: string): number | undefined {
   if (text.length === 1 && text.charCodeAt(0) < 0x80) return text.charCodeAt(0);
   throw new FsbusError(
     "usage",
-    `Invalid detach key "${text}": give ^X (caret notation), one ASCII character, or none`,
+    `Cannot use "${text}" as the detach key: give ^X (caret notation), one ASCII character, or none`,
   );
 }
 
@@ -89,7 +89,10 @@ export async function attach(
 ): Promise<number> {
   const dir = sessionDir(root, id);
   if (!sessionExists(dir) || readState(dir) === undefined) {
-    throw new FsbusError("not_found", `No pin session "${id}" in "${root}"`);
+    throw new FsbusError(
+      "not_found",
+      `Cannot find pin session "${id}" in "${root}": no such session`,
+    );
   }
   const g = MqGroup.open(dir);
   const unmark = markAttached(dir);

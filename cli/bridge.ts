@@ -90,7 +90,9 @@ export async function bridgeCommand(args: string[]): Promise<number> {
   let specs: BridgeSpec[];
   if (config !== undefined) {
     if (positionals.length > 0) {
-      throw new UsageError('Give either FROM TO or "--config FILE" to "fsbus bridge", not both');
+      throw new UsageError(
+        'Cannot use FROM TO together with "--config FILE" in "fsbus bridge": give one or the other',
+      );
     }
     let text: string;
     try {

@@ -202,7 +202,7 @@ const FANOUT_HELP = [
 function parseMode(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   if (!/^0?[0-7]{1,4}$/.test(raw)) {
-    throw new UsageError(`Invalid mode "${raw}" for "--mode": expected octal permission bits`);
+    throw new UsageError(`Cannot use "${raw}" for "--mode": expected octal permission bits`);
   }
   return parseInt(raw, 8);
 }
@@ -628,7 +628,7 @@ export function pubmsg(args: string[]): Promise<number> {
     requireTopic(topic, root, values);
   } catch (err) {
     if (err instanceof FsbusError && err.code === "not_found") {
-      throw new FsbusError("not_found", `Topic "${topic}" does not exist in "${root}"`);
+      throw new FsbusError("not_found", `Cannot open topic "${topic}" in "${root}": no such topic`);
     }
     throw err;
   }
@@ -676,7 +676,7 @@ export async function submsg(args: string[]): Promise<number> {
   const listed = splitTopics(positionals);
   for (const t of listed) {
     if (t.endsWith(".lock")) {
-      throw new UsageError(`Invalid topic "${t}": .lock files are not topics`);
+      throw new UsageError(`Cannot use "${t}" as a topic: .lock files are not topics`);
     }
   }
   const choice = readerChoice(SUBMSG_SPEC, values);

@@ -140,7 +140,7 @@ export async function filebus(args: string[]): Promise<number> {
     // The original exits 1 here (argparse's own errors exit 2).
     throw new FsbusError(
       "invalid",
-      'Missing action for "fsbus filebus": expected producer or consumer (see "fsbus filebus --help")',
+      'Cannot run "fsbus filebus": expected an action, producer or consumer (see "fsbus filebus --help")',
     );
   }
   if (role !== "producer" && role !== "consumer") {
@@ -149,19 +149,21 @@ export async function filebus(args: string[]): Promise<number> {
     );
   }
   if (role === "consumer" && values["blocking-read"]) {
-    throw new UsageError('Option "--blocking-read" is for "fsbus filebus producer" only');
+    throw new UsageError(
+      'Cannot use "--blocking-read" with "fsbus filebus consumer": it is for the producer only',
+    );
   }
   const filename = stringOption(values, "filename");
   if (filename === undefined || filename === "") {
     throw new FsbusError(
       "invalid",
-      'Missing required option "--filename FILE" for "fsbus filebus"',
+      'Cannot run "fsbus filebus": the option "--filename FILE" is required',
     );
   }
   for (const name of ["impl", "implementation"]) {
     const impl = stringOption(values, name);
     if (impl !== undefined && impl !== "bash" && impl !== "python") {
-      throw new UsageError(`Invalid choice "${impl}" for "--${name}": expected bash or python`);
+      throw new UsageError(`Cannot use "${impl}" for "--${name}": expected bash or python`);
     }
   }
   const rawBlock = stringOption(values, "block-size");
@@ -169,7 +171,7 @@ export async function filebus(args: string[]): Promise<number> {
     ? DEFAULT_BLOCK_SIZE
     : parseSize(rawBlock, "--block-size");
   if (blockSize < 1) {
-    throw new UsageError(`Invalid value "${rawBlock}" for "--block-size": expected at least 1`);
+    throw new UsageError(`Cannot use "${rawBlock}" for "--block-size": expected at least 1`);
   }
   const rawSleep = stringOption(values, "sleep-interval");
   const sleepMs = rawSleep === undefined
@@ -277,7 +279,7 @@ function expandPrefixes(args: string[]): string[] {
     const matches = names.filter((n) => n.startsWith(m[1]!));
     if (matches.length > 1) {
       throw new UsageError(
-        `Ambiguous option "--${m[1]}" for "fsbus filebus": could be ${
+        `Cannot tell which option "--${m[1]}" means in "fsbus filebus": could be ${
           matches.map((n) => `--${n}`).join(", ")
         }`,
       );

@@ -257,7 +257,7 @@ export function init(args: string[]): Promise<number> {
   const shared = values.shared === true || group !== undefined;
   if (shared && values.private) {
     throw new UsageError(
-      'Options "--private" and "--shared" (or "--group") cannot be used together',
+      'Cannot use "--private" together with "--shared" (or "--group"): choose one',
     );
   }
   // On an existing bus, only what is named changes.
@@ -283,7 +283,7 @@ export function init(args: string[]): Promise<number> {
 function positiveDuration(raw: string, what: string): number {
   const ms = parseDuration(raw, what);
   if (!(ms > 0)) {
-    throw new UsageError(`Invalid duration "${raw}" for "${what}": must be more than zero`);
+    throw new UsageError(`Cannot use "${raw}" for "${what}": expected more than zero`);
   }
   return ms;
 }

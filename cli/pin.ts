@@ -78,7 +78,7 @@ const KILL_GRACE_MS = 3000;
 
 function checkId(id: string): void {
   if (id === "" || id.includes("/") || id.startsWith(".") || /[\0\n]/.test(id)) {
-    throw new UsageError(`Invalid session id "${id}": no "/", and not starting with "."`);
+    throw new UsageError(`Cannot use "${id}" as a session id: no "/", and not starting with "."`);
   }
 }
 
@@ -105,13 +105,13 @@ export async function pin(args: string[]): Promise<number> {
   let i = 0;
   const need = (flag: string): string => {
     const v = args[++i];
-    if (v === undefined) throw new UsageError(`Option "${flag}" of "fsbus pin" needs a value`);
+    if (v === undefined) throw new UsageError(`Missing value for option "${flag}" of "fsbus pin"`);
     return v;
   };
   const setAction = (a: Action) => {
     if (action !== undefined) {
       throw new UsageError(
-        'Give one of -c, -a, -w, -l, -k or -r to "fsbus pin" (see "fsbus pin --help")',
+        'Too many actions for "fsbus pin": give one of -c, -a, -w, -l, -k or -r (see "fsbus pin --help")',
       );
     }
     action = a;
@@ -159,7 +159,9 @@ export async function pin(args: string[]): Promise<number> {
       return await attach(root, id!, detachKey);
     case "w":
       if (rest.length > 1) {
-        throw new UsageError('Give TEXT as one argument to "fsbus pin -w ID TEXT" (quote it)');
+        throw new UsageError(
+          'Too many arguments for "fsbus pin -w ID TEXT": give TEXT as one argument (quote it)',
+        );
       }
       return await writeInput(root, id!, rest[0]);
     case "l":
@@ -177,7 +179,12 @@ export async function pin(args: string[]): Promise<number> {
 function existing(root: string, id: string): { dir: string; st: SessionState } {
   const dir = sessionDir(root, id);
   const st = checkRoot(root, false) && sessionExists(dir) ? readState(dir) : undefined;
-  if (st === undefined) throw new FsbusError("not_found", `No pin session "${id}" in "${root}"`);
+  if (st === undefined) {
+    throw new FsbusError(
+      "not_found",
+      `Cannot find pin session "${id}" in "${root}": no such session`,
+    );
+  }
   return { dir, st };
 }
 

@@ -45,7 +45,12 @@ export class Position implements Disposable {
   save(value: string, key?: string): void {
     const line = key === undefined ? value : `${value}\t${key}\t${Date.now()}`;
     const text = line.padEnd(POS_WIDTH, " ");
-    if (text.length > POS_WIDTH) throw new FsbusError("invalid", `Position "${line}" too long`);
+    if (text.length > POS_WIDTH) {
+      throw new FsbusError(
+        "invalid",
+        `Cannot save position "${line}": longer than ${POS_WIDTH} characters`,
+      );
+    }
     this.#file.seekSync(0, Deno.SeekMode.Start);
     this.#buf.set(new TextEncoder().encode(text));
     this.#file.writeSync(this.#buf);

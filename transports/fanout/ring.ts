@@ -319,7 +319,7 @@ export class Ring {
   /** Throws a clear error about a value in shared memory that cannot be right. */
   corrupt(what: string): never {
     this.checkIntact();
-    throw new FsbusError("invalid", `Topic "${this.path}" is corrupt: ${what}`);
+    throw new FsbusError("invalid", `Cannot use topic "${this.path}": it is corrupt: ${what}`);
   }
 
   /**

@@ -421,7 +421,10 @@ export class BusSubscription implements Subscription<BusMessage> {
               break;
             case "removed":
               if (e.dir === "") {
-                throw new FsbusError("not_found", `Bus "${this.#base}" was removed or moved`);
+                throw new FsbusError(
+                  "not_found",
+                  `Cannot watch bus "${this.#base}": it was removed or moved`,
+                );
               }
               this.#dropDirs(e.dir);
               break;
