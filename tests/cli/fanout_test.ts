@@ -303,7 +303,11 @@ Deno.test("fanout CLI: bad input gives clear errors and exit codes", async () =>
       1,
       /Cannot use topic root ".*file": not a directory/,
     ],
-    [["pubmsg", "t", "--root", `${root}/file`], 1, /is not a directory/],
+    [
+      ["pubmsg", "t", "--root", `${root}/file`],
+      1,
+      /Cannot use topic root ".*file": not a directory/,
+    ],
     [["fanout", "sub", "junk", "--root", root], 1, /not an fsbus ring \(bad magic\)/],
     [["fanout", "pub", "cut", "x", "--root", root], 1, /wrong size: 10000 bytes, expected 24576/],
     [

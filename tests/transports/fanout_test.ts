@@ -392,7 +392,10 @@ Deno.test("fanout topics: bad input gives one clear error", async (t) => {
         e instanceof FsbusError &&
         /Cannot use topic root ".*file": not a directory/.test(e.message),
     );
-    assert.throws(() => createTopic("t", { root: `${root}/file` }), /is not a directory/);
+    assert.throws(
+      () => createTopic("t", { root: `${root}/file` }),
+      /Cannot use topic root ".*file": not a directory/,
+    );
   });
   await t.step("openReader() of a file that is not a ring", () => {
     Deno.writeTextFileSync(`${root}/junk`, "x".repeat(20000));

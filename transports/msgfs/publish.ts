@@ -43,8 +43,17 @@ export interface PublisherOptions {
  * What {@linkcode Publisher.publish} wrote.
  *
  * @example
- * ```ts ignore
- * const { id, path } = publisher.publish("hello");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Publisher } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const publisher = new Publisher(dir);
+ * const { id, topic, path } = publisher.publish("hello");
+ * assert.equal(path, `${dir}/${id}`);
+ * assert.equal(topic, "");
+ * assert.equal(Deno.readTextFileSync(path), "hello");
+ * await publisher.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface Published {

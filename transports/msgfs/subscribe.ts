@@ -62,10 +62,19 @@ interface Entry {
  * A message from a directory bus.
  *
  * @example
- * ```ts ignore
- * for await (const m of subscribe("/dev/shm/bus")) {
- *   console.log(m.id, m.topic, m.time, new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "hello", { topic: "greetings" });
+ * for await (const m of subscribe(dir, { since: "all", recursive: true })) {
+ *   assert.equal(m.topic, "greetings");
+ *   assert.equal(new TextDecoder().decode(m.data), "hello");
+ *   assert.equal(m.path, `${dir}/greetings/${m.id}`);
+ *   assert.ok(Date.now() - m.time.getTime() < 60_000);
+ *   break;
  * }
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface BusMessage extends Message {
@@ -140,8 +149,18 @@ export interface SubscribeOptions {
  * Counters kept by a subscription.
  *
  * @example
- * ```ts ignore
- * console.log(subscription.stats.delivered);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "one");
+ * publish(dir, "two");
+ * await using subscription = subscribe(dir, { since: "all" });
+ * let n = 0;
+ * for await (const _ of subscription) if (++n === 2) break;
+ * assert.equal(subscription.stats.delivered, 2);
+ * assert.equal(subscription.stats.skipped, 0);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface SubscriptionStats {
@@ -171,10 +190,19 @@ interface Candidate {
  * A running subscription to a directory bus: an async iterable of {@linkcode BusMessage}s.
  *
  * @example
- * ```ts ignore
- * import { BusSubscription } from "./subscribe.ts";
- * await using sub = new BusSubscription("/dev/shm/bus", { since: "all" });
- * for await (const m of sub) console.log(m.id);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BusSubscription, publish } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const { id } = publish(dir, "hello");
+ * {
+ *   await using sub = new BusSubscription(dir, { since: "all" });
+ *   for await (const m of sub) {
+ *     assert.equal(m.id, id);
+ *     break;
+ *   }
+ * } // leaving the block closes the subscription
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class BusSubscription implements Subscription<BusMessage> {
@@ -649,13 +677,20 @@ export class BusSubscription implements Subscription<BusMessage> {
  * @throws {FsbusError} When `dir` is missing, not a directory, or not readable.
  *
  * @example Print messages until one says "stop"
- * ```ts ignore
- * import { subscribe } from "./subscribe.ts";
- * for await (const m of subscribe("/dev/shm/bus", { since: "all" })) {
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "hello");
+ * publish(dir, "stop");
+ * const seen: string[] = [];
+ * for await (const m of subscribe(dir, { since: "all" })) {
  *   const text = new TextDecoder().decode(m.data);
- *   console.log(m.topic, text);
+ *   seen.push(text);
  *   if (text === "stop") break;
  * }
+ * assert.deepEqual(seen, ["hello", "stop"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function subscribe(dir: string, options: SubscribeOptions = {}): BusSubscription {
