@@ -61,8 +61,11 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FuseError } from "./server.ts";
- * throw new FuseError(2, "no such stream"); // ENOENT
+ * const err = new FuseError(2, "no such stream"); // thrown by a method: the caller gets ENOENT
+ * assert.equal(err.errno, 2);
+ * assert.equal(err.message, "no such stream");
  * ```
  */
 export class FuseError extends Error {
@@ -175,14 +178,41 @@ export interface FuseContext {
  * `onInterrupt` and answers EINTR itself.
  *
  * @example Park a read until data comes
- * ```ts ignore
- * read(node, fh, offset, size, ctx) {
- *   const later = ctx.defer<Uint8Array>();
- *   waiting.add(later);
- *   later.onInterrupt = () => waiting.delete(later);
- *   return later;
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Deferred, type FileSystem, mount } from "./mod.ts";
+ * const waiting = new Set<Deferred<Uint8Array>>();
+ * const news: FileSystem = {
+ *   lookup: () => ({ node: 2, attr: { mode: 0o100444 } }),
+ *   getattr: (node) => node === 1 ? { mode: 0o040755 } : { mode: 0o100444 },
+ *   readdir: () => [{ name: "news", ino: 2, mode: 0o100444 }],
+ *   open: () => ({ fh: 1, directIo: true, stream: true }), // every read reaches the server
+ *   read(_node, _fh, _offset, _size, ctx) {
+ *     const later = ctx.defer<Uint8Array>();
+ *     waiting.add(later);
+ *     later.onInterrupt = () => waiting.delete(later);
+ *     return later;
+ *   },
+ * };
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const server = await mount(dir, news, { fsname: "news", subtype: "demo" });
+ * try {
+ *   // A reader in another process (a read of this process's own mount would wait on itself).
+ *   const cat = new Deno.Command("cat", { args: [`${dir}/news`], stdout: "piped" }).spawn();
+ *   for (const end = Date.now() + 5000; waiting.size === 0;) {
+ *     if (Date.now() > end) throw new Error("the read never reached the server");
+ *     await new Promise((r) => setTimeout(r, 1));
+ *   }
+ *   for (const w of waiting) w.resolve(new TextEncoder().encode("extra")); // data came
+ *   waiting.clear();
+ *   const out = await cat.stdout.getReader().read();
+ *   assert.equal(new TextDecoder().decode(out.value), "extra");
+ *   cat.kill();
+ *   await cat.status;
+ * } finally {
+ *   await server.stop();
  * }
- * // later: for (const w of waiting) w.resolve(data);
+ * Deno.removeSync(dir);
  * ```
  */
 export class Deferred<T> {
@@ -325,11 +355,26 @@ const OP_NAMES: Record<number, string> = Object.fromEntries(
  * Serves a {@linkcode FileSystem} on a mounted FUSE connection until it is unmounted.
  *
  * @example
- * ```ts ignore
- * import { fuseMount } from "./mount.ts";
- * import { FuseServer } from "./server.ts";
- * const server = new FuseServer(await fuseMount("/mnt/x", { fsname: "x", subtype: "x" }), fs);
- * await server.done; // until unmounted (or server.stop())
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fuseMount, mountAt } from "./mount.ts";
+ * import { type FileSystem, FuseError, FuseServer } from "./server.ts";
+ * const empty: FileSystem = {
+ *   lookup: () => {
+ *     throw new FuseError(2); // ENOENT
+ *   },
+ *   getattr: () => ({ mode: 0o040755 }),
+ *   readdir: () => [],
+ * };
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const server = new FuseServer(await fuseMount(dir, { fsname: "x", subtype: "x" }), empty);
+ * const ls = await new Deno.Command("ls", { args: ["-A", dir] }).output(); // served
+ * assert.equal(ls.code, 0);
+ * assert.equal(ls.stdout.length, 0);
+ * await new Deno.Command("umount", { args: [dir] }).output(); // as root; or server.stop()
+ * await server.done; // until unmounted
+ * assert.equal(mountAt(dir), undefined);
+ * Deno.removeSync(dir);
  * ```
  */
 export class FuseServer {

@@ -37,6 +37,7 @@
  *     await new Promise((r) => setTimeout(r, 10));
  *   }
  *   assert.equal(out.delivered, 1);
+ *   assert.equal(b.status.directions.length, 2); // and back, with "both"
  *   assert.match(statusLine(b.status), /^connected 127\.0\.0\.1:/);
  * } // leaving the block stops the bridge
  *
