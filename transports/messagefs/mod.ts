@@ -105,10 +105,19 @@ function carrierFor(options: JoinOptions, network: string, maxSize: number): Car
  *   cannot be reached within `connectTimeoutMs`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { join } from "./mod.ts";
- * await using node = await join({ name: "alice", groups: ["ops"] });
- * for (const p of node.peers()) console.log(p.name, p.groups);
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * {
+ *   await using alice = await join({ root, name: "alice", groups: ["ops"] });
+ *   const arrivals = alice.presence();
+ *   await using bob = await join({ root, name: "bob" });
+ *   for await (const e of arrivals) if (e.kind === "join" && e.peer.name === "bob") break;
+ *   assert.deepEqual(alice.peers().map((p) => [p.name, p.groups]), [["bob", []]]);
+ *   assert.deepEqual(bob.peers().map((p) => [p.name, p.groups]), [["alice", ["ops"]]]);
+ * } // leaving the block leaves the network
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function join(options: JoinOptions = {}): Promise<Node> {
@@ -138,9 +147,15 @@ export async function join(options: JoinOptions = {}): Promise<Node> {
  * @returns The nodes, by name.
  *
  * @example
- * ```ts ignore
- * import { list } from "./mod.ts";
- * for (const p of await list()) console.log(p.name, p.groups.join(" "));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join, list } from "./mod.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice", groups: ["ops/db"] });
+ * const peers = await list({ root });
+ * assert.deepEqual(peers.map((p) => `${p.name} ${p.groups.join(" ")}`), ["alice ops/db"]);
+ * await alice.leave();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function list(
