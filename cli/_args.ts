@@ -65,9 +65,21 @@ export type Parsed =
  * @throws {UsageError} On unknown options, missing values, or a wrong number of arguments.
  *
  * @example
- * ```ts ignore
- * import { parse } from "./_args.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandSpec, parse } from "./_args.ts";
+ * const spec: CommandSpec = {
+ *   name: "fsbus sub",
+ *   usage: "DIR [options]",
+ *   summary: "Print messages as they arrive.",
+ *   options: { count: { type: "string", short: "n", value: "N", help: "Exit after N messages" } },
+ *   examples: ["fsbus sub /tmp/bus -n 1"],
+ *   positionals: { min: 1, max: 1, names: "DIR" },
+ * };
  * const parsed = parse(spec, ["--count", "3", "/tmp/bus"]);
+ * assert.deepEqual(parsed, { help: false, values: { count: "3" }, positionals: ["/tmp/bus"] });
+ * assert.deepEqual(parse(spec, ["-h"]), { help: true });
+ * assert.throws(() => parse(spec, ["--size", "1", "/tmp/bus"]), /Unknown option "--size"/);
  * ```
  */
 export function parse(spec: CommandSpec, args: string[]): Parsed {
@@ -278,9 +290,20 @@ function longOf(spec: CommandSpec, short: string): string {
  * @returns The text, ending in a newline.
  *
  * @example
- * ```ts ignore
- * import { helpText } from "./_args.ts";
- * console.log(helpText(spec));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandSpec, helpText } from "./_args.ts";
+ * const spec: CommandSpec = {
+ *   name: "fsbus sub",
+ *   usage: "DIR [options]",
+ *   summary: "Print messages as they arrive.",
+ *   options: { count: { type: "string", short: "n", value: "N", help: "Exit after N messages" } },
+ *   examples: ["fsbus sub /tmp/bus -n 1"],
+ *   positionals: { min: 1, max: 1, names: "DIR" },
+ * };
+ * const text = helpText(spec);
+ * assert.match(text, /fsbus sub DIR \[options\]/);
+ * assert.match(text, /-n, --count N +Exit after N messages/);
  * ```
  */
 export function helpText(spec: CommandSpec): string {
@@ -336,8 +359,11 @@ function wrap(text: string, width: number): string[] {
  * @returns The value, or undefined when absent.
  *
  * @example
- * ```ts ignore
- * const topic = stringOption(values, "topic");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { stringOption } from "./_args.ts";
+ * assert.equal(stringOption({ topic: "news" }, "topic"), "news");
+ * assert.equal(stringOption({}, "topic"), undefined);
  * ```
  */
 export function stringOption(values: Values, name: string): string | undefined {
@@ -356,8 +382,12 @@ export function stringOption(values: Values, name: string): string | undefined {
  * @throws {UsageError} When the value is not a whole number of at least `min`.
  *
  * @example
- * ```ts ignore
- * const count = intOption(values, "count", 1);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { intOption } from "./_args.ts";
+ * assert.equal(intOption({ count: "3" }, "count", 1), 3);
+ * assert.equal(intOption({}, "count", 1), undefined);
+ * assert.throws(() => intOption({ count: "0" }, "count", 1), /Cannot use "0" for "--count"/);
  * ```
  */
 export function intOption(values: Values, name: string, min = 0): number | undefined {
@@ -463,8 +493,12 @@ export interface ReaderChoice {
  * @returns Option specs to spread into a {@linkcode CommandSpec}.
  *
  * @example
- * ```ts ignore
- * const spec = { ..., options: { ...readerOptions({ since: SINCE }), topic: TOPIC } };
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readerOptions } from "./_args.ts";
+ * const SINCE = { type: "string", value: "WHEN", help: "Replay messages since WHEN" } as const;
+ * const options = { ...readerOptions({ since: SINCE }) };
+ * assert.deepEqual(Object.keys(options), ["raw", "json", "count", "since", "exec"]); // help order
  * ```
  */
 export function readerOptions(
@@ -509,8 +543,19 @@ export const READER_OUTPUT =
  * @throws {UsageError} When `--raw` and `--json` are both given, or a count is not ≥ 1.
  *
  * @example
- * ```ts ignore
- * const { format, count, exec } = readerChoice(SUB, values);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandSpec, readerChoice, readerOptions } from "./_args.ts";
+ * const SUB: CommandSpec = {
+ *   name: "fsbus sub",
+ *   usage: "DIR [options]",
+ *   summary: "Print messages as they arrive.",
+ *   options: readerOptions(),
+ *   examples: [],
+ *   positionals: { min: 1, max: 1 },
+ * };
+ * assert.deepEqual(readerChoice(SUB, { json: true, count: "2" }), { format: "json", count: 2 });
+ * assert.throws(() => readerChoice(SUB, { raw: true, json: true }), /choose one format/);
  * ```
  */
 export function readerChoice(spec: CommandSpec, values: Values): ReaderChoice {
@@ -534,8 +579,11 @@ export function readerChoice(spec: CommandSpec, values: Values): ReaderChoice {
  * @returns Option specs to spread into a {@linkcode CommandSpec}.
  *
  * @example
- * ```ts ignore
- * const spec = { ..., options: { ...writerOptions(), topic: TOPIC } };
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writerOptions } from "./_args.ts";
+ * const options = { ...writerOptions() };
+ * assert.equal(options.lines?.type, "boolean");
  * ```
  */
 export function writerOptions(

@@ -102,11 +102,15 @@ export function noticeTerminal(): void {
  * @throws {UsageError} When both MESSAGE and `lines` are given.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { messagesToWrite } from "./_input.ts";
- * for await (const batch of messagesToWrite(undefined, { lines: true, command: "fsbus pub" })) {
- *   for (const m of batch) publish(m);
+ * // With a MESSAGE argument; without one, standard input is read (whole, or with --lines).
+ * const got: string[] = [];
+ * for await (const batch of messagesToWrite("hello", { lines: false, command: "fsbus pub" })) {
+ *   for (const m of batch) got.push(new TextDecoder().decode(m));
  * }
+ * assert.deepEqual(got, ["hello"]);
  * ```
  */
 export async function* messagesToWrite(
@@ -135,9 +139,11 @@ export async function* messagesToWrite(
  * @throws {UsageError} When both are given.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { checkMessageSource } from "./_input.ts";
- * checkMessageSource("hi", { lines: false, command: "fsbus pub" });
+ * checkMessageSource("hi", { lines: false, command: "fsbus pub" }); // a message: fine
+ * assert.throws(() => checkMessageSource("hi", { lines: true, command: "fsbus pub" }));
  * ```
  */
 export function checkMessageSource(

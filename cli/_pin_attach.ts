@@ -25,9 +25,10 @@ import { signalNumber } from "../sys/spawn.ts";
 
 /** The default detach key, Ctrl-\ as dtach's. *
  * @example
- * ```ts ignore
- * import { DEFAULT_DETACH } from "./_pin_attach.ts";
- * console.log(DEFAULT_DETACH); // 28
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_DETACH, parseDetachKey } from "./_pin_attach.ts";
+ * assert.equal(DEFAULT_DETACH, parseDetachKey("^\\")); // Ctrl-\\
  * ```
  */
 export const DEFAULT_DETACH = 0x1c;
@@ -40,9 +41,12 @@ export const DEFAULT_DETACH = 0x1c;
  * @throws {FsbusError} `usage` when it is not a single byte.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { parseDetachKey } from "./_pin_attach.ts";
- * parseDetachKey("^]"); // 0x1d
+ * assert.equal(parseDetachKey("^]"), 0x1d);
+ * assert.equal(parseDetachKey("none"), undefined);
+ * assert.throws(() => parseDetachKey("ctrl-x"), /Cannot use "ctrl-x" as the detach key/);
  * ```
  */
 export function parseDetachKey(text: string): number | undefined {

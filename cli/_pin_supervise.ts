@@ -27,9 +27,10 @@ const SIGINT = 2;
  * @returns What it asks, or undefined when it is not understood.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { parseNote } from "./_pin_supervise.ts";
- * parseNote("winsize 50 132"); // { kind: "winsize", rows: 50, cols: 132 }
+ * assert.deepEqual(parseNote("winsize 50 132"), { kind: "winsize", rows: 50, cols: 132 });
  * ```
  */
 export function parseNote(

@@ -237,8 +237,13 @@ function rootOf(values: Values, baf = false): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await fanout(["create", "news"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout } from "./fanout.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await fanout(["create", "news", "--root", root]), 0);
+ * assert.ok(Deno.statSync(`${root}/news`).isFile);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function fanout(args: string[]): Promise<number> {
@@ -610,8 +615,13 @@ function requireTopic(topic: string, root: string, values: Values): void {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await pubmsg(["news", "--create"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pubmsg } from "./fanout.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await pubmsg(["news", "hello", "--create", "--root", root]), 0);
+ * assert.ok(Deno.statSync(`${root}/news`).isFile);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function pubmsg(args: string[]): Promise<number> {
@@ -661,8 +671,16 @@ const RESCAN_MS = 1000;
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await submsg(["news,weather", "--prefix"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout, submsg } from "./fanout.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * await fanout(["create", "news", "--root", root]);
+ * await fanout(["create", "weather", "--root", root]);
+ * await fanout(["pub", "news", "extra", "--root", root]);
+ * // From the oldest data the rings hold (the default is from now on): prints "news: extra".
+ * assert.equal(await submsg(["news,weather", "--prefix", "--replay", "all", "-n", "1", "--root", root]), 0);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function submsg(args: string[]): Promise<number> {

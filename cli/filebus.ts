@@ -123,9 +123,15 @@ or, for scripts that run "filebus" from PATH, create an executable ~/.local/bin/
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { filebus } from "./filebus.ts";
- * const code = await filebus(["--filename", "/dev/shm/bus", "consumer"]);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * // A consumer runs until stopped; the producer writes standard input (here a message).
+ * const code = await filebus(["--filename", `${dir}/bus`, "producer", "--help"]);
+ * assert.equal(code, 0);
+ * await assert.rejects(filebus(["--filename", `${dir}/bus`, "both"]), /Unknown action "both"/);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function filebus(args: string[]): Promise<number> {

@@ -216,9 +216,13 @@ function topHelp(): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { mq } from "./mq.ts";
- * await mq(["mkgroup", "/dev/shm/g", "--replay", "all"]);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await mq(["mkgroup", `${dir}/g`, "--replay", "all"]), 0);
+ * assert.ok(Deno.statSync(`${dir}/g/ctl`).isFile);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function mq(args: string[]): Promise<number> {

@@ -91,9 +91,13 @@ type Action = "c" | "a" | "w" | "l" | "k" | "r" | "supervise";
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { pin } from "./pin.ts";
- * await pin(["-c", "work", "bash"]);
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * // `pin -c work bash` starts a session, `pin -a work` attaches to it; here, list none.
+ * assert.equal(await pin(["-m", root, "-l"]), 0);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function pin(args: string[]): Promise<number> {
