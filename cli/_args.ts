@@ -199,8 +199,10 @@ function unknownOption(spec: CommandSpec, flag: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closest } from "./_args.ts";
- * closest("sbu", ["pub", "sub", "init"]); // "sub"
+ * assert.equal(closest("sbu", ["pub", "sub", "init"]), "sub");
+ * assert.equal(closest("xyzzy", ["pub", "sub", "init"]), undefined);
  * ```
  */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
@@ -247,9 +249,12 @@ function editDistance(a: string, b: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { unknownCommand } from "./_args.ts";
- * unknownCommand("fsbus", "sbu", ["pub", "sub"]).message;
- * // 'Unknown command "sbu" for "fsbus" (did you mean "sub"?)'
+ * assert.equal(
+ *   unknownCommand("fsbus", "sbu", ["pub", "sub"]).message,
+ *   'Unknown command "sbu" for "fsbus" (did you mean "sub"?)',
+ * );
  * ```
  */
 export function unknownCommand(
@@ -421,10 +426,12 @@ const DURATION_UNITS: Record<string, number> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseDuration } from "./_args.ts";
- * parseDuration("5m", "--ttl"); // 300000
- * parseDuration("1h30m", "--ttl"); // 5400000
- * parseDuration("2", "--ttl"); // 2000
+ * assert.equal(parseDuration("5m", "--ttl"), 300_000);
+ * assert.equal(parseDuration("1h30m", "--ttl"), 5_400_000);
+ * assert.equal(parseDuration("2", "--ttl"), 2000);
+ * assert.throws(() => parseDuration("soon", "--ttl"), /Cannot use "soon" for "--ttl"/);
  * ```
  */
 export function parseDuration(raw: string, what: string): number {
@@ -455,8 +462,10 @@ const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 10
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSize } from "./_args.ts";
- * parseSize("64K", "--size"); // 65536
+ * assert.equal(parseSize("64K", "--size"), 65536);
+ * assert.throws(() => parseSize("lots", "--size"), /Cannot use "lots" for "--size"/);
  * ```
  */
 export function parseSize(raw: string, what: string): number {
