@@ -156,7 +156,7 @@ Deno.test("bad input: missing directory, a file, unknown flags, bad values: one 
   const missing = `${dir.path}/missing`;
   let r = await fsbus(["sub", missing]);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `fsbus: Cannot subscribe to "${missing}": no such directory\n`);
+  assert.equal(r.stderr, `fsbus: Cannot subscribe to "${missing}": no such file or directory\n`);
   r = await fsbus(["pub", missing, "x"]);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, `fsbus: Cannot publish to "${missing}": no such file or directory\n`);

@@ -211,7 +211,7 @@ Deno.test("errors: missing bus, a file instead of a directory", () => {
   assert.throws(() => msgfs.subscribe(`${dir.path}/nope`), {
     name: "FsbusError",
     code: "not_found",
-    message: `Cannot subscribe to "${dir.path}/nope": no such directory`,
+    message: `Cannot subscribe to "${dir.path}/nope": no such file or directory`,
   });
   Deno.writeTextFileSync(`${dir.path}/file`, "");
   assert.throws(() => msgfs.subscribe(`${dir.path}/file`), { code: "not_a_directory" });

@@ -285,15 +285,6 @@ export class BusSubscription implements Subscription<BusMessage> {
     try {
       info = Deno.statSync(this.dir);
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) {
-        throw new FsbusError("not_found", `Cannot subscribe to "${this.dir}": no such directory`);
-      }
-      if (err instanceof Deno.errors.PermissionDenied) {
-        throw new FsbusError(
-          "permission_denied",
-          `Cannot subscribe to "${this.dir}": permission denied`,
-        );
-      }
       throw fromFsError(err, "Cannot subscribe to", this.dir);
     }
     if (!info.isDirectory) {
