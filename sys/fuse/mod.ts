@@ -74,7 +74,23 @@ export {
 
 /** Options for {@linkcode mount}. */
 export interface MountServeOptions extends ServeOptions, Partial<MountOptions> {
-  /** Unmount on SIGINT and SIGTERM (the process then carries on; `done` resolves). */
+  /**
+   * The source shown in the mount table.
+   *
+   * @default {"fsbus"}
+   */
+  fsname?: string;
+  /**
+   * The type's suffix: the mount shows as `fuse.SUBTYPE`.
+   *
+   * @default {"fsbus"}
+   */
+  subtype?: string;
+  /**
+   * Unmount on SIGINT and SIGTERM (the process then carries on; `done` resolves).
+   *
+   * @default {false}
+   */
   handleSignals?: boolean;
 }
 
@@ -113,9 +129,10 @@ export async function mount(
   fs: FileSystem,
   options: MountServeOptions = {},
 ): Promise<FuseServer> {
+  const { fsname = "fsbus", subtype = "fsbus" } = options;
   const conn = await fuseMount(mountpoint, {
-    fsname: options.fsname ?? "fsbus",
-    subtype: options.subtype ?? "fsbus",
+    fsname,
+    subtype,
     ...(options.allowOther !== undefined ? { allowOther: options.allowOther } : {}),
     ...(options.onNotice ? { onNotice: options.onNotice } : {}),
     ...(options.useFusermount ? { useFusermount: true } : {}),

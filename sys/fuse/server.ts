@@ -323,12 +323,22 @@ export interface ServeOptions {
   /**
    * Wait for requests by blocking this thread in `poll(2)` for up to this many milliseconds
    * at a time, with an event-loop turn in between (and at least every 20 ms when busy).
-   * Default 0: wait on a worker thread, leaving the event loop free.
+   * 0: wait on a worker thread, leaving the event loop free.
+   *
+   * @default {0}
    */
   blockMs?: number;
-  /** How long the kernel may cache names (default 1000 ms). */
+  /**
+   * How long the kernel may cache names, in milliseconds.
+   *
+   * @default {1000}
+   */
   entryTtlMs?: number;
-  /** How long the kernel may cache attributes (default 1000 ms). */
+  /**
+   * How long the kernel may cache attributes, in milliseconds.
+   *
+   * @default {1000}
+   */
   attrTtlMs?: number;
   /** Told about unexpected errors in methods (answered EIO) and in the server. */
   onError?: (err: unknown, op: string) => void;
@@ -419,10 +429,11 @@ export class FuseServer {
     this.connection = connection;
     this.#fs = fs;
     this.#fd = connection.fd;
-    this.#blockMs = Math.max(0, options.blockMs ?? 0);
-    this.#entryTtl = options.entryTtlMs ?? 1000;
-    this.#attrTtl = options.attrTtlMs ?? 1000;
-    this.#onError = options.onError ?? (() => {});
+    const { blockMs = 0, entryTtlMs = 1000, attrTtlMs = 1000, onError = () => {} } = options;
+    this.#blockMs = Math.max(0, blockMs);
+    this.#entryTtl = entryTtlMs;
+    this.#attrTtl = attrTtlMs;
+    this.#onError = onError;
     this.#efd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     let mfd = -1;
     try {

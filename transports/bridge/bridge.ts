@@ -31,7 +31,11 @@ import {
  * ```
  */
 export interface BridgeOptions extends EndpointOptions {
-  /** Carry messages both ways (default: FROM to TO only). */
+  /**
+   * Carry messages both ways (false: FROM to TO only).
+   *
+   * @default {false}
+   */
   both?: boolean;
   /** This bridge's identity (default: derived from the host name and the local endpoints). */
   name?: string;
@@ -40,9 +44,17 @@ export interface BridgeOptions extends EndpointOptions {
    * `$XDG_STATE_HOME/fsbus/bridge`, or `~/.local/state/fsbus/bridge`); `false` keeps nothing.
    */
   stateDir?: string | false;
-  /** On a first run, also carry the history a local bus already holds (default false). */
+  /**
+   * On a first run, also carry the history a local bus already holds.
+   *
+   * @default {false}
+   */
   history?: boolean;
-  /** filebus endpoints in lossless (back-pressure) mode (default false). */
+  /**
+   * filebus endpoints in lossless (back-pressure) mode.
+   *
+   * @default {false}
+   */
   lossless?: boolean;
   /** Called with a one-line notice on each NATS connection change or retry. */
   onNotice?: (text: string) => void;
@@ -283,6 +295,7 @@ export async function bridge(
   to: string | Endpoint,
   options: BridgeOptions = {},
 ): Promise<Bridge> {
+  const { both = false, history = false, lossless = false } = options;
   const endpointOptions = options.root === undefined ? {} : { root: options.root };
   const a = typeof from === "string" ? parseEndpoint(from, endpointOptions) : from;
   const b = typeof to === "string" ? parseEndpoint(to, endpointOptions) : to;
@@ -334,7 +347,7 @@ export async function bridge(
     const seen = new Seen(stateDir === undefined ? undefined : `${stateDir}/seen`);
     held.push(seen);
     const echo = new Echo();
-    const pairs: [Endpoint, Endpoint][] = options.both ? [[a, b], [b, a]] : [[a, b]];
+    const pairs: [Endpoint, Endpoint][] = both ? [[a, b], [b, a]] : [[a, b]];
     const connect = async (e: Extract<Endpoint, { kind: "nats" | "jetstream" }>) => {
       const key = e.servers.join(",");
       let nc = conns.get(key);
@@ -364,8 +377,8 @@ export async function bridge(
         seen,
         echo,
         position: pos?.initial,
-        history: options.history ?? false,
-        lossless: options.lossless ?? false,
+        history,
+        lossless,
         signal,
         onError,
         onNotice: (text) => options.onNotice?.(text),

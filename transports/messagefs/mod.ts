@@ -56,11 +56,19 @@ export const DEFAULT_MAX_SIZE: number = 1024 * 1024;
  * ```
  */
 export interface JoinOptions {
-  /** The network (default "default"). */
+  /**
+   * The network.
+   *
+   * @default {"default"}
+   */
   network?: string;
   /** The node's name, unique in the network (default: 6 hex characters of its UUID). */
   name?: string;
-  /** Groups to join at once. */
+  /**
+   * Groups to join at once.
+   *
+   * @default {[]}
+   */
   groups?: string[];
   /**
    * The directory holding local networks (default: `$XDG_RUNTIME_DIR/fsbus/messagefs`, or
@@ -69,7 +77,12 @@ export interface JoinOptions {
   root?: string;
   /** NATS server URLs (or one comma-separated string): the network is on NATS. */
   nats?: string | string[];
-  /** The largest message, in bytes (default 1 MiB; over NATS also the server's limit). */
+  /**
+   * The largest message, in bytes ({@linkcode DEFAULT_MAX_SIZE}, 1 MiB; over NATS also the
+   * server's limit).
+   *
+   * @default {1048576}
+   */
   maxSize?: number;
   /**
    * Over NATS: how long to keep trying to reach a server before failing (default: forever,
@@ -121,11 +134,12 @@ function carrierFor(options: JoinOptions, network: string, maxSize: number): Car
  * ```
  */
 export async function join(options: JoinOptions = {}): Promise<Node> {
-  const network = checkNetworkName(options.network ?? "default");
+  const { network: networkName = "default", groups: given = [], maxSize = DEFAULT_MAX_SIZE } =
+    options;
+  const network = checkNetworkName(networkName);
   const id = crypto.randomUUID();
   const name = options.name === undefined ? defaultName(id) : checkNodeName(options.name);
-  const groups = [...new Set((options.groups ?? []).map(checkGroup).filter((g) => g !== ""))];
-  const maxSize = options.maxSize ?? DEFAULT_MAX_SIZE;
+  const groups = [...new Set(given.map(checkGroup).filter((g) => g !== ""))];
   if (!Number.isSafeInteger(maxSize) || maxSize < 0) {
     throw new FsbusError(
       "invalid",

@@ -116,31 +116,47 @@ export interface SkippedFile {
 export interface SubscribeOptions {
   /** Subscribe to this topic (a subdirectory, created when missing) instead of the root. */
   topic?: string;
-  /** Include every topic below, including topics created later. */
+  /**
+   * Include every topic below, including topics created later.
+   *
+   * @default {false}
+   */
   recursive?: boolean;
   /**
    * Replay messages already in the bus before the live ones: "all", those from the last
    * N milliseconds (a number), or those since a Date.
    */
   since?: "all" | number | Date;
-  /** Skip messages larger than this many bytes (default 256 MiB). */
+  /**
+   * Skip messages larger than this many bytes ({@linkcode DEFAULT_MAX_SIZE}, 256 MiB).
+   *
+   * @default {268435456}
+   */
   maxSize?: number;
   /** Stops the subscription when aborted. */
   signal?: AbortSignal;
   /** Called for each file that is skipped rather than delivered. */
   onSkip?: (skipped: SkippedFile) => void;
-  /** Force a watcher backend (default "auto": inotify through FFI when permitted). */
+  /**
+   * Force a watcher backend ("auto": inotify through FFI when permitted).
+   *
+   * @default {"auto"}
+   */
   backend?: "auto" | "inotify" | "watchfs";
   /**
    * Wait for events by blocking this thread in `poll(2)` for up to this many milliseconds at a
-   * time, with an event-loop turn in between (default 0: wait on a worker thread). Saves one
+   * time, with an event-loop turn in between (0: wait on a worker thread). Saves one
    * thread hand-off per wake-up, for processes that only subscribe; timers and other I/O of
    * the process run only between waits.
+   *
+   * @default {0}
    */
   blockMs?: number;
   /**
    * How long a file found by a rescan must have been left unmodified before it is taken as
-   * complete (its writer may still hold it open). Default 30 ms.
+   * complete (its writer may still hold it open), in milliseconds.
+   *
+   * @default {30}
    */
   settleMs?: number;
 }
@@ -178,6 +194,9 @@ export interface SubscriptionStats {
 
 /** The default message size limit: 256 MiB. */
 export const DEFAULT_MAX_SIZE: number = 256 * 1024 * 1024;
+
+/** The options {@linkcode BusSubscription} gives a default. */
+type Defaulted = "recursive" | "maxSize" | "backend" | "blockMs" | "settleMs";
 
 interface Candidate {
   dir: string;
@@ -219,7 +238,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     remembered: 0,
   };
   readonly #base: string;
-  readonly #options: SubscribeOptions;
+  readonly #options: SubscribeOptions & Required<Pick<SubscribeOptions, Defaulted>>;
   readonly #maxSize: number;
   readonly #cutoffMs: number;
   /** Files delivered or skipped, by path below the base, oldest first (roughly). */
@@ -248,8 +267,15 @@ export class BusSubscription implements Subscription<BusMessage> {
     this.dir = dir.replace(/(.)\/+$/, "$1");
     this.topic = options.topic ? checkTopic(options.topic) : "";
     this.#base = this.topic ? `${this.dir}/${this.topic}` : this.dir;
-    this.#options = options;
-    this.#maxSize = options.maxSize ?? DEFAULT_MAX_SIZE;
+    const {
+      recursive = false,
+      maxSize = DEFAULT_MAX_SIZE,
+      backend = "auto",
+      blockMs = 0,
+      settleMs = 30,
+    } = options;
+    this.#options = { ...options, recursive, maxSize, backend, blockMs, settleMs };
+    this.#maxSize = maxSize;
     const since = options.since;
     const now = Date.now();
     this.#cutoffMs = since === undefined
@@ -392,11 +418,11 @@ export class BusSubscription implements Subscription<BusMessage> {
   async *#run(): AsyncGenerator<BusMessage, void, undefined> {
     if (this.#closed) return;
     if (this.#ffi) this.#baseFd = this.#openBase();
-    const recursive = this.#options.recursive ?? false;
+    const recursive = this.#options.recursive;
     const watcher = openWatcher(this.#base, {
       recursive,
-      backend: this.#options.backend ?? "auto",
-      blockMs: this.#options.blockMs ?? 0,
+      backend: this.#options.backend,
+      blockMs: this.#options.blockMs,
     });
     this.#watcher = watcher;
     try {
@@ -591,7 +617,7 @@ export class BusSubscription implements Subscription<BusMessage> {
    * may still be open for writing, and its close event (if not lost) comes later.
    */
   async #settle(candidates: Candidate[]): Promise<void> {
-    const settleMs = this.#options.settleMs ?? 30;
+    const settleMs = this.#options.settleMs;
     for (let round = 0; round < 20; round++) {
       let newest = -Infinity;
       for (const c of candidates) if (c.mtimeMs > newest) newest = c.mtimeMs;

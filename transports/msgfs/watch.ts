@@ -335,9 +335,9 @@ export function openWatcher(
   root: string,
   options: { recursive: boolean; backend?: "auto" | "inotify" | "watchfs"; blockMs?: number },
 ): Watcher {
-  const backend = options.backend ?? "auto";
+  const { recursive, backend = "auto", blockMs = 0 } = options;
   if (backend === "inotify" || (backend === "auto" && ffiAvailable())) {
-    return new InotifyWatcher(root, options.recursive, options.blockMs ?? 0);
+    return new InotifyWatcher(root, recursive, blockMs);
   }
-  return new WatchFsWatcher(root, options.recursive);
+  return new WatchFsWatcher(root, recursive);
 }
