@@ -12,8 +12,7 @@ import { Errno, SysError } from "../errno.ts";
 import { closeFd, O, openFd, statPath } from "../fs.ts";
 import { FsbusError } from "../../types.ts";
 
-const ENOTCONN = 107;
-const ECONNABORTED = 103;
+const { ENOTCONN, ECONNABORTED } = Errno;
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_STATX_FORCE_SYNC = 0x2000;

@@ -38,9 +38,7 @@ import {
 } from "./_wire.ts";
 import { type FuseConnection, mountTable, unmountPath } from "./mount.ts";
 
-const ENODEV = 19;
-const ENOENT = 2;
-const EPROTO = 71;
+const { ENODEV, ENOENT, EPROTO } = Errno;
 const POLLIN = 1;
 const POLLPRI = 2;
 const POLLERR = 8;

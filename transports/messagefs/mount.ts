@@ -26,19 +26,12 @@ import {
   FuseError,
   mount as fuseMount,
 } from "../../sys/fuse/mod.ts";
+import { Errno } from "../../sys/errno.ts";
 import { FsbusError } from "../../types.ts";
 import { checkGroup, heardGroups } from "./names.ts";
 import type { Node, NodeMessage } from "./node.ts";
 
-const ENOENT = 2;
-const EIO = 5;
-const EACCES = 13;
-const EEXIST = 17;
-const ENOTDIR = 20;
-const EISDIR = 21;
-const EINVAL = 22;
-const EMSGSIZE = 90;
-const ENOTEMPTY = 39;
+const { ENOENT, EIO, EACCES, EEXIST, ENOTDIR, EISDIR, EINVAL, EMSGSIZE, ENOTEMPTY } = Errno;
 
 const DIR = 0o040755;
 const FILE = 0o100644;
