@@ -224,8 +224,8 @@ async function create(root: string, id: string, command: string[]): Promise<numb
     throw new FsbusError(
       "already_exists",
       how?.ended
-        ? `Pin session "${id}" exists already in "${root}" (${how.text}; remove it with "fsbus pin -r ${id}")`
-        : `Pin session "${id}" exists already in "${root}"`,
+        ? `Cannot create pin session "${id}" in "${root}": it exists already (${how.text}; remove it with "fsbus pin -r ${id}")`
+        : `Cannot create pin session "${id}" in "${root}": it exists already`,
     );
   }
   const g = MqGroup.create(dir, { replay: "all" });

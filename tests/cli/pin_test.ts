@@ -221,7 +221,7 @@ Deno.test("fsbus pin: errors are clear, and a command that cannot start leaves n
   try {
     const again = await fsbus(["pin", "-m", root, "-c", "x", "true"]);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, /Pin session "x" exists already/);
+    assert.match(again.stderr, /Cannot create pin session "x" in ".*": it exists already/);
     const busy = await fsbus(["pin", "-m", root, "-r", "x"]);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /Cannot remove pin session "x": it is running/);
