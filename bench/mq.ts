@@ -4,18 +4,21 @@
  * - live write-to-reader latency, 1 KiB, at 1k and 10k msgs/s: a writer process and a
  *   reader process (replay off), one clock (stamp/readStamp), first 1,000 not counted;
  * - replay-all rate: 100k × 1 KiB messages already in a group, read by a fresh process
- *   from the first to the last;
+ *   from the first to the last, with each message's CRC checked (as readers do) and, in the
+ *   same run and interleaved, without (`verify: false`): what the check costs per message;
  * - the cost of the `order` bookkeeping per write: the same writes with and without it;
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
  *   through the mount (unpaced rate), and live latency from write(2) to a read(2) blocked in
  *   another process at 1k msgs/s; the same writer and reader over a FIFO in the same run, as
  *   the lower bound of one kernel hop.
  *
- * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only]`. Prints a table; writes bench/results/mq.json.
+ * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only]`. Prints a table;
+ * writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial runs).
  *
  * @module
  */
 
+import { cpuUsage } from "node:process";
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
 import { addRatios, repeatFloor } from "./_floor.ts";
 import {
@@ -109,8 +112,10 @@ async function latencyWriter(): Promise<void> {
 
 async function replayReader(): Promise<void> {
   const group = roleArg("group");
+  const verify = roleArg("verify") === "true";
   const t0 = monotonicNs();
-  const r = MqReader.open(group, ["s"], { replay: "all", blockMs: 250 });
+  const cpu0 = cpuUsage();
+  const r = MqReader.open(group, ["s"], { replay: "all", blockMs: 250, verify });
   const seqs: number[] = [];
   let bytes = 0;
   for await (const batch of r.batches()) {
@@ -120,8 +125,10 @@ async function replayReader(): Promise<void> {
     }
   }
   const secs = Number(monotonicNs() - t0) / 1e9;
+  const cpu1 = cpuUsage(cpu0);
   const check = checkSequence(seqs);
   console.log(JSON.stringify({
+    loopCpuUs: cpu1.user + cpu1.system,
     delivered: seqs.length,
     duplicates: check.duplicates,
     order: check.order,
@@ -239,7 +246,11 @@ async function latencyPoint(rate: number, count: number, size: number): Promise<
   }
 }
 
-async function replayPoint(count: number, size: number): Promise<Result> {
+/**
+ * Replays `count` messages of `size` bytes in a fresh process, checking each message's CRC
+ * (`verify`, the default) or not (to measure what the check costs, in the same run).
+ */
+async function replayPoint(count: number, size: number, verify: boolean): Promise<Result> {
   const g = freshGroup();
   try {
     const w = MqGroup.open(g.path);
@@ -250,12 +261,12 @@ async function replayPoint(count: number, size: number): Promise<Result> {
     }
     w.write("s", new Uint8Array());
     w.close();
-    const reader = spawnRole(SELF, "replay-reader", { group: g.path });
+    const reader = spawnRole(SELF, "replay-reader", { group: g.path, verify: String(verify) });
     const r = JSON.parse((await lines(reader).next()).value as string);
     await reader.status;
     return {
       transport: "mq",
-      scenario: "replay-all",
+      scenario: verify ? "replay-all" : "replay-all-unverified",
       size,
       rate: 0,
       subscribers: 1,
@@ -266,7 +277,9 @@ async function replayPoint(count: number, size: number): Promise<Result> {
       order_violations: r.order,
       sub_rate: Math.round(r.rate),
       cpu_us_per_msg: Math.round((r.cpuMs * 1000 / count) * 100) / 100,
-      notes: `fresh process, open to last message; ${Math.round(r.mbps)} MB/s`,
+      notes: `fresh process, open to last message; ${Math.round(r.mbps)} MB/s; read loop ${
+        (r.loopCpuUs / count).toFixed(2)
+      } us/msg CPU; ${verify ? "each message's CRC checked" : "no CRC check (for comparison)"}`,
     };
   } finally {
     g.dispose();
@@ -482,15 +495,21 @@ function medianBy(results: Result[], key: "p50_us" | "sub_rate"): Result {
  * const results = await run({ quick: true });
  * ```
  */
-export async function run(opts: { quick: boolean; fuseOnly?: boolean }): Promise<Result[]> {
+export async function run(
+  opts: { quick: boolean; fuseOnly?: boolean; replayOnly?: boolean },
+): Promise<Result[]> {
   const reps = opts.quick ? 1 : 3;
   const results: Result[] = [];
   const push = (r: Result) => {
     results.push(r);
     console.error(table([r]).split("\n")[1]);
   };
-  if (!opts.fuseOnly) await directoryPoints(opts, reps, push);
-  await fusePoints(opts, reps, push);
+  if (opts.replayOnly) {
+    await replayPoints(opts, reps, push);
+  } else {
+    if (!opts.fuseOnly) await directoryPoints(opts, reps, push);
+    await fusePoints(opts, reps, push);
+  }
   addRatios(results, "mq");
   return results;
 }
@@ -515,12 +534,34 @@ async function directoryPoints(
     });
     if (f) push(f);
   }
-  const replays: Result[] = [];
-  for (let i = 0; i < reps; i++) {
-    replays.push(await replayPoint(opts.quick ? 20_000 : 100_000, 1024));
-  }
-  push(medianBy(replays, "sub_rate"));
+  await replayPoints(opts, reps, push);
   push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));
+}
+
+async function replayPoints(
+  opts: { quick: boolean },
+  reps: number,
+  push: (r: Result) => void,
+): Promise<void> {
+  // Replay with and without the readers' CRC check, interleaved: what the check costs.
+  const replays: Result[] = [];
+  const unverified: Result[] = [];
+  const loops: [number[], number[]] = [[], []];
+  const count = opts.quick ? 20_000 : 100_000;
+  for (let i = 0; i < Math.max(reps, 3); i++) {
+    for (const verify of [true, false]) {
+      const r = await replayPoint(count, 1024, verify);
+      (verify ? replays : unverified).push(r);
+      loops[verify ? 0 : 1].push(Number(/read loop ([\d.]+)/.exec(r.notes ?? "")?.[1]));
+    }
+  }
+  const on = median(loops[0]);
+  const off = median(loops[1]);
+  const verified = medianBy(replays, "sub_rate");
+  verified.notes += `; the CRC check costs ${(on - off).toFixed(2)} us/msg (read loop, medians ` +
+    `${on.toFixed(2)} vs ${off.toFixed(2)})`;
+  push(verified);
+  push(medianBy(unverified, "sub_rate"));
 }
 
 async function fusePoints(
@@ -562,12 +603,15 @@ if (import.meta.main) {
   } else {
     const quick = Deno.args.includes("--quick");
     const fuseOnly = Deno.args.includes("--fuse-only");
-    const results = await run({ quick, fuseOnly });
+    const replayOnly = Deno.args.includes("--replay-only");
+    const results = await run({ quick, fuseOnly, replayOnly });
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
       new URL(
-        `./results/mq${fuseOnly ? "-fuse" : ""}${quick ? "-quick" : ""}.json`,
+        `./results/mq${fuseOnly ? "-fuse" : replayOnly ? "-replay" : ""}${
+          quick ? "-quick" : ""
+        }.json`,
         import.meta.url,
       ),
       JSON.stringify(results, null, 2) + "\n",

@@ -159,10 +159,12 @@ const CHECK: CommandSpec = {
   summary: "Check a group's files: every index record (checksum, place, that it follows the " +
     "one before, that its bytes are in its stream), .mq/streams, the checkpoint, the " +
     "settings and order. Prints what is wrong and what --repair does about it; exits 0 " +
-    "when the group is sound (or was repaired), 1 when something is wrong. --repair " +
+    "when the group is sound (or everything wrong was repaired), 1 otherwise. --repair " +
     "rebuilds a damaged record from its neighbours, order and stream, drops a torn tail, " +
-    "rebuilds .mq/streams lines from order, and where nothing else can be done cuts the " +
-    "index at the damage (saying how many messages are lost). Repair while the group is idle.",
+    "rebuilds .mq/streams lines from order, sets a damaged cutoff just after the last " +
+    "message trimming freed, and where nothing else can be done cuts the index at the " +
+    "damage (saying how many messages are lost). A message whose bytes changed cannot be " +
+    "repaired (its readers fail at it, naming it). Repair while the group is idle.",
   options: {
     repair: { type: "boolean", help: "Repair what can be repaired (holds the group's lock)" },
     json: { type: "boolean", help: "Print the report as one JSON object" },
@@ -312,6 +314,7 @@ function ctl(_values: Values, [dir, ...words]: string[]): Promise<number> {
 function check(values: Values, [dir]: string[]): Promise<number> {
   const repair = values.repair === true;
   const report = checkGroup(dir!, { repair });
+  const unrepairable = report.problems.filter((p) => p.repair === undefined).length;
   if (values.json === true) {
     out(JSON.stringify(report) + "\n");
   } else {
@@ -320,11 +323,14 @@ function check(values: Values, [dir]: string[]): Promise<number> {
     }
     const summary = `${report.group}: ${report.messages} messages, ${report.streams} streams, ` +
       `format ${report.version}`;
-    if (report.problems.length === 0) out(`${summary}: sound\n`);
-    else if (repair) out(`${summary}: ${report.problems.length} problems, repaired\n`);
-    else out(`${summary}: ${report.problems.length} problems\n`);
+    const n = report.problems.length;
+    if (n === 0) out(`${summary}: sound\n`);
+    else if (!repair) out(`${summary}: ${n} problems\n`);
+    else if (unrepairable === 0) out(`${summary}: ${n} problems, repaired\n`);
+    else out(`${summary}: ${n} problems, ${unrepairable} of them cannot be repaired\n`);
   }
-  return Promise.resolve(report.problems.length === 0 || report.repaired ? 0 : 1);
+  const sound = report.problems.length === 0 || (repair && unrepairable === 0);
+  return Promise.resolve(sound ? 0 : 1);
 }
 
 async function write(values: Values, [dir, stream, message]: string[]): Promise<number> {

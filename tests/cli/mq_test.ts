@@ -146,7 +146,7 @@ Deno.test("fsbus mq: bad input gives clear errors and writes nothing", async () 
     [["mq", "ctl", g, "data", "lines"], /^fsbus: usage: data message\|coalesce\n$/, 1],
     [["mq", "ctl", g, "depth", "many"], /^fsbus: usage: depth count\|size\[K\|M\|G\]\n$/, 1],
     [["mq", "write", g, "order", "x"], /Cannot write to "order" of ".*": order is written by/, 1],
-    [["mq", "write", g, "a/b", "x"], /Invalid stream name "a\/b".*cannot contain "\/"/, 1],
+    [["mq", "write", g, "a/b", "x"], /Cannot use "a\/b" as a stream name .*cannot contain "\/"/, 1],
     [["mq", "write", `${tmp.path}/nope`, "0", "x"], /Cannot open group ".*\/nope": no such/, 1],
     [["mq", "read", `${tmp.path}/nope`, "0"], /Cannot open group ".*\/nope": no such/, 1],
     [["mq", "mkgroup", g, "--replay", "all"], /already a group with other settings/, 1],
@@ -299,4 +299,24 @@ Deno.test("fsbus mq: echo three > G/s (a stream rewritten in place) is never mis
   const r = await fsbus(["mq", "read", g, "s", "--json", "-n", "2"]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.text.trim().split("\n").map((l) => JSON.parse(l).data), ["three\n", "five\n"]);
+});
+
+Deno.test("fsbus mq read fails naming a message whose bytes changed; check --repair cannot make it whole (exit 1)", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
+  for (const m of ["one\n", "two\n"]) await fsbus(["mq", "write", g, "s", m]);
+  await sh(`printf 'T' | dd of=${g}/s bs=1 seek=4 conv=notrunc 2>/dev/null`); // "two" → "Two"
+  let r = await fsbus(["mq", "read", g, "s", "-n", "2"]);
+  assert.equal(r.code, 1);
+  assert.equal(r.text, "one\n"); // what is whole comes first, the damaged message never
+  assert.equal(
+    r.stderr,
+    `fsbus: Cannot read stream "${g}/s": its message 1 (4 bytes at offset 4) differs from ` +
+      `what was written (checksum mismatch); see "fsbus mq check ${g}"\n`,
+  );
+  r = await fsbus(["mq", "check", g, "--repair"]);
+  assert.equal(r.code, 1);
+  assert.match(r.text, /\/s: the bytes of message 1 \(4 bytes at offset 4\) differ from those/);
+  assert.match(r.text, /: 1 problems, 1 of them cannot be repaired\n$/);
 });

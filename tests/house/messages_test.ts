@@ -29,10 +29,6 @@
  * for "a value"), and each branch of a conditional (`ok ? "..." : "..."`). A message built elsewhere (a variable, a call) is not checked here; a
  * message that starts with a value (`${action} "${path}": ...`) is checked only for its end.
  *
- * `TEMPORARY` lists the messages of transports/mq still to be brought into the voice (by the
- * engineer working there); an entry that no longer matches anything fails the test, so the
- * list only shrinks, and the mechanism goes once it is empty.
- *
  * @module
  */
 
@@ -52,54 +48,7 @@ interface Found {
   text: string;
 }
 
-/** A message that breaks the voice for now: file and message pattern, no line numbers. */
-interface Exception {
-  file: string;
-  message: RegExp;
-  /** Why it is not fixed yet. */
-  why: string;
-}
-
 const VALUE = "${}";
-
-/** Messages out of voice in files this branch may not edit (see the module doc). */
-const TEMPORARY: readonly Exception[] = [
-  {
-    file: "transports/mq/_ctl.ts",
-    message: /^Unknown control message "/,
-    why: "transports/mq is reworded by engineer mq",
-  },
-  {
-    file: "transports/mq/_names.ts",
-    message: /^Invalid stream name /,
-    why: "transports/mq is reworded by engineer mq",
-  },
-  {
-    file: "transports/mq/_names.ts",
-    message: /^"ctl" of "/,
-    why: "transports/mq is reworded by engineer mq",
-  },
-  {
-    file: "transports/mq/group.ts",
-    message: /^Group "/,
-    why: "transports/mq is reworded by engineer mq",
-  },
-  {
-    file: "transports/mq/reader.ts",
-    message: /^No stream to read in "/,
-    why: "transports/mq is reworded by engineer mq",
-  },
-  {
-    file: "transports/mq/reader.ts",
-    message: /^Cannot read "order" of "/,
-    why: "transports/mq is reworded by engineer mq",
-  },
-  {
-    file: "transports/mq/reader.ts",
-    message: /^This mq reader is already being read/,
-    why: "transports/mq is reworded by engineer mq",
-  },
-];
 
 function sourceFiles(): string[] {
   const out: string[] = [];
@@ -279,10 +228,6 @@ function problem(call: string, text: string, usage = call === "UsageError"): str
   return 'does not start with "Cannot <action>"';
 }
 
-function isTemporary(f: Found): boolean {
-  return TEMPORARY.some((e) => e.file === f.file && e.message.test(f.text));
-}
-
 const messages = findMessages();
 
 Deno.test("error messages: the scan finds the messages of every layer", () => {
@@ -295,20 +240,11 @@ Deno.test("error messages: the scan finds the messages of every layer", () => {
 
 Deno.test('error messages: each says "Cannot <action> ...: <why>" or an accepted usage shape', () => {
   const bad = messages
-    .filter((f) => problem(f.call, f.text, f.usage) !== undefined && !isTemporary(f))
+    .filter((f) => problem(f.call, f.text, f.usage) !== undefined)
     .map((f) =>
       `${f.file}:${f.line} ${f.call} ${JSON.stringify(f.text)}: ${problem(f.call, f.text, f.usage)}`
     );
   assert.deepEqual(bad, [], `messages out of voice:\n${bad.join("\n")}`);
-});
-
-Deno.test("error messages: every temporary exception still matches a message out of voice", () => {
-  const stale = TEMPORARY.filter((e) =>
-    !messages.some((f) =>
-      f.file === e.file && e.message.test(f.text) && problem(f.call, f.text, f.usage) !== undefined
-    )
-  ).map((e) => `${e.file} ${e.message}`);
-  assert.deepEqual(stale, [], `remove these from TEMPORARY:\n${stale.join("\n")}`);
 });
 
 Deno.test("error messages: the voice check itself", async (t) => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { checkGroup, MqGroup, MqReader } from "../../transports/mq/mod.ts";
+import { checkGroup, MqGroup, type MqMessage, MqReader } from "../../transports/mq/mod.ts";
 import { encodeRecord, HEADER, MAGIC_V1, R, RECORD, u64 } from "../../transports/mq/_layout.ts";
+import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
 import { sh, tempDir } from "../_helpers.ts";
 
@@ -28,7 +29,10 @@ async function readNow(
   const r = MqReader.open(g, STREAMS, { replay: "all" });
   try {
     const got: Record<string, string[]> = { s0: [], s1: [], s2: [] };
-    for (const m of r.poll()) got[m.stream]!.push(new TextDecoder().decode(m.data));
+    // Until nothing more is readable: what is whole comes first, then damage is an error.
+    for (let batch = r.poll(); batch.length > 0; batch = r.poll()) {
+      for (const m of batch) got[m.stream]!.push(new TextDecoder().decode(m.data));
+    }
     return got;
   } finally {
     await r.close();
@@ -50,7 +54,7 @@ function isClear(err: unknown): boolean {
     !/undefined|NaN|BigInt/.test(err.message);
 }
 
-Deno.test("mq check: a sound group is reported sound", () => {
+Deno.test("checkGroup() reports a sound group as sound", () => {
   using tmp = tempDir();
   makeGroup(`${tmp.path}/g`);
   const report = checkGroup(`${tmp.path}/g`);
@@ -60,7 +64,7 @@ Deno.test("mq check: a sound group is reported sound", () => {
   assert.equal(report.version, 2);
 });
 
-Deno.test("mq: one flipped state byte is refused, and check --repair rebuilds the record", async () => {
+Deno.test("MqReader refuses an index record with one flipped byte; checkGroup() with repair rebuilds it", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const expected = makeGroup(g);
@@ -76,7 +80,7 @@ Deno.test("mq: one flipped state byte is refused, and check --repair rebuilds th
   assert.deepEqual(await readNow(g), expected);
 });
 
-Deno.test("mq check --repair: a damaged last record is dropped and its bytes indexed again", async () => {
+Deno.test("checkGroup() with repair drops a damaged last record and its bytes are indexed again", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const expected = makeGroup(g);
@@ -88,7 +92,7 @@ Deno.test("mq check --repair: a damaged last record is dropped and its bytes ind
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
-Deno.test("mq check --repair: where nothing can be rebuilt, the index and streams are cut back", async () => {
+Deno.test("checkGroup() with repair cuts the index and streams back where nothing can be rebuilt", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const expected = makeGroup(g);
@@ -105,7 +109,7 @@ Deno.test("mq check --repair: where nothing can be rebuilt, the index and stream
   assert.deepEqual((await readNow(g)).s0, [...expected.s0!.slice(0, 2), "after\n"]);
 });
 
-Deno.test("mq: a bad .mq/streams line names the file and line; repair rebuilds it from order", async () => {
+Deno.test("MqGroup.open() names a bad .mq/streams line; checkGroup() with repair rebuilds it from order", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const expected = makeGroup(g);
@@ -124,7 +128,7 @@ Deno.test("mq: a bad .mq/streams line names the file and line; repair rebuilds i
   assert.deepEqual(await readNow(g), expected);
 });
 
-Deno.test("mq: an emptied .mq/streams is refused (no double delivery); repair restores it", async () => {
+Deno.test("MqGroup.open() refuses an emptied .mq/streams (no double delivery); checkGroup() restores it", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const expected = makeGroup(g);
@@ -138,7 +142,7 @@ Deno.test("mq: an emptied .mq/streams is refused (no double delivery); repair re
   assert.deepEqual((await readNow(g)).s2, [...expected.s2!, "new\n"]);
 });
 
-Deno.test("mq: a truncated stream is an error naming it, never zeros or other bytes", async () => {
+Deno.test("MqReader.poll() fails naming a truncated stream, never reads zeros or other bytes", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   makeGroup(g);
@@ -153,7 +157,7 @@ Deno.test("mq: a truncated stream is an error naming it, never zeros or other by
   assert.match(checkGroup(g).problems.map((p) => p.problem).join("\n"), /s1" holds 3 bytes/);
 });
 
-Deno.test("mq: an absurd record length is refused before anything is allocated for it", async () => {
+Deno.test("MqReader.poll() refuses an absurd record length before allocating for it", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   makeGroup(g, 3);
@@ -184,7 +188,7 @@ Deno.test("mq: an absurd record length is refused before anything is allocated f
   }
 });
 
-Deno.test("mq: a group trimmed by depth keeps its history across a reopen (checkpoint)", async () => {
+Deno.test("MqGroup.open() of a group trimmed by depth keeps its history (checkpoint)", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const data = new Uint8Array(1024).fill(65);
@@ -208,7 +212,7 @@ Deno.test("mq: a group trimmed by depth keeps its history across a reopen (check
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
-Deno.test("mq: a group made by an earlier version (format 1) is still read and written", async () => {
+Deno.test("MqGroup reads and writes a group made by an earlier version (format 1)", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   const expected = makeGroup(g);
@@ -235,7 +239,7 @@ Deno.test("mq: a group made by an earlier version (format 1) is still read and w
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
-Deno.test("mq: a stream truncated or rewritten in place becomes a new incarnation, never mis-split", async () => {
+Deno.test("MqGroup.sync() makes a stream truncated or rewritten in place a new incarnation, never mis-split", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   using w = MqGroup.create(g, { replay: "all" });
@@ -285,7 +289,7 @@ function isPrefix(got: string[], want: string[]): boolean {
   return got.length <= want.length && got.every((m, i) => m === want[i]);
 }
 
-Deno.test("mq: random damage to the index and streams table gives right data or a clear error (seeded)", async () => {
+Deno.test("MqGroup and MqReader give right data or a clear error after random damage to the index (seeded)", async () => {
   const SEED = 0x5eed_0015;
   const CASES = 300;
   const rand = prng(SEED);
@@ -345,4 +349,193 @@ Deno.test("mq: random damage to the index and streams table gives right data or 
   }
   // Both outcomes occur: damage is found, and damage that misses what matters is harmless.
   assert.ok(outcomes.errors > 0 && outcomes.exact > 0, JSON.stringify(outcomes));
+});
+
+const MSG = 512;
+
+/** The `i`th message of a trimmed group: its number, then a byte pattern of its own. */
+function numbered(i: number): Uint8Array {
+  const m = new Uint8Array(MSG).fill(33 + (i % 90));
+  m.set(new TextEncoder().encode(`m${i}:`));
+  return m;
+}
+
+/** Makes a group of 1,500 numbered messages in "s" with depth 300 (so history is trimmed,
+ * stream pages are freed and a checkpoint is written); returns its cutoff. */
+function makeTrimmed(path: string): number {
+  using g = MqGroup.create(path, { replay: "all", depth: 300 });
+  for (let i = 0; i < 1500; i++) g.write("s", numbered(i));
+  return cutoffOf(path);
+}
+
+function cutoffOf(path: string): number {
+  const word = new Uint8Array(8);
+  const f = Deno.openSync(`${path}/.mq/index`);
+  try {
+    f.seekSync(8, Deno.SeekMode.Start);
+    f.readSync(word);
+  } finally {
+    f.close();
+  }
+  return u64(new DataView(word.buffer), 0);
+}
+
+/** The message numbers of "s" readable now (replay all), each checked to be whole. */
+async function readNumbers(path: string): Promise<number[]> {
+  using g = MqGroup.open(path, { readOnly: true });
+  const r = MqReader.open(g, ["s"], { replay: "all" });
+  try {
+    const all: MqMessage[] = [];
+    for (let batch = r.poll(); batch.length > 0; batch = r.poll()) all.push(...batch);
+    return all.map((m) => {
+      const i = Number(/^m(\d+):/.exec(new TextDecoder().decode(m.data.subarray(0, 12)))![1]);
+      assert.deepEqual(m.data, numbered(i), `message ${i} is not whole`);
+      assert.equal(m.seq, i);
+      return i;
+    });
+  } finally {
+    await r.close();
+  }
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from }, (_, k) => from + k);
+}
+
+Deno.test("checkGroup() sets a damaged cutoff again, just after the last message trimming freed", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const cutoff = makeTrimmed(g);
+  assert.ok(cutoff >= 1200, `cutoff ${cutoff}`);
+  assert.deepEqual(await readNumbers(g), range(cutoff, 1500));
+  patch(`${g}/.mq/index`, 9, new Uint8Array([0xff])); // the cutoff's second byte
+  await assert.rejects(
+    () => readNumbers(g),
+    /Cannot read group ".*": ".mq\/index" cutoff is damaged \(checksum mismatch\)/,
+  );
+  const report = checkGroup(g);
+  assert.equal(report.problems.length, 1, JSON.stringify(report.problems));
+  assert.match(report.problems[0]!.problem, /^the cutoff's checksum does not match/);
+  const guess = Number(/^repair would: set it to (\d+),/.exec(report.problems[0]!.repair!)![1]);
+  // Pages are freed 64 KiB at a time: the guess is at most that far below the real cutoff.
+  assert.ok(guess <= cutoff && cutoff - guess <= (64 * 1024) / MSG + 8, `${guess} vs ${cutoff}`);
+  assert.ok(checkGroup(g, { repair: true }).repaired);
+  assert.deepEqual(checkGroup(g).problems, []);
+  assert.deepEqual(await readNumbers(g), range(guess, 1500));
+  {
+    using w = MqGroup.open(g);
+    w.write("s", numbered(1500)); // the next write trims to the depth again
+  }
+  assert.deepEqual(await readNumbers(g), range(1201, 1501));
+});
+
+Deno.test("checkGroup() sets a cutoff past the last record again (format 1 too)", async () => {
+  for (const version of [2, 1]) {
+    using tmp = tempDir();
+    const g = `${tmp.path}/g`;
+    const cutoff = makeTrimmed(g);
+    if (version === 1) {
+      // Format 1: the position in place of the checksums, no CRC on the cutoff or lines.
+      const index = Deno.readFileSync(`${g}/.mq/index`);
+      const v = new DataView(index.buffer);
+      index.set(MAGIC_V1, 0);
+      index.fill(0, 16, 24);
+      for (let seq = 0; seq < 1500; seq++) {
+        const at = HEADER + seq * RECORD;
+        if (index.subarray(at, at + RECORD).every((b) => b === 0)) continue; // freed
+        v.setUint32(at + R.SEQ, seq, true);
+        v.setUint32(at + R.SEQ + 4, 0, true);
+      }
+      Deno.writeFileSync(`${g}/.mq/index`, index);
+      const lines = Deno.readTextFileSync(`${g}/.mq/streams`).replace(/\t[0-9a-f]{8}\n/g, "\n");
+      Deno.writeTextFileSync(`${g}/.mq/streams`, lines);
+    }
+    const word = new Uint8Array(12);
+    const wv = new DataView(word.buffer);
+    wv.setUint32(0, 1_000_000, true);
+    wv.setUint32(8, crc32(0, word, 0, 8), true);
+    patch(`${g}/.mq/index`, 8, word.subarray(0, version === 1 ? 8 : 12));
+    await assert.rejects(() => readNumbers(g), /cutoff is damaged \(it is past the last record/);
+    const report = checkGroup(g, { repair: true });
+    assert.equal(report.version, version);
+    assert.match(report.problems[0]!.problem, /^the cutoff \(1000000\) is past its last record/);
+    assert.deepEqual(checkGroup(g).problems, []);
+    const got = await readNumbers(g);
+    assert.ok(got[0]! <= cutoff, `${version}: ${got[0]} vs ${cutoff}`);
+    assert.deepEqual(got, range(got[0]!, 1500));
+  }
+});
+
+Deno.test("checkGroup() with repair: random damage to the cutoff is found and set right (seeded)", async () => {
+  const SEED = 0x5eed_c0f;
+  const CASES = 60;
+  const rand = prng(SEED);
+  const int = (n: number) => Math.floor(rand() * n);
+  using tmp = tempDir();
+  // One group, damaged and repaired in turn (a copy would be another inode, which the check
+  // does not bind to the stream's line); its header is put back after each case.
+  const g = `${tmp.path}/g`;
+  const cutoff = makeTrimmed(g);
+  const header = Deno.readFileSync(`${g}/.mq/index`).subarray(0, 32);
+  let found = 0;
+  for (let c = 0; c < CASES; c++) {
+    // Random bytes over the cutoff and its CRC (header bytes 8..15 and 16..19).
+    const bytes = new Uint8Array(1 + int(4)).map(() => int(256));
+    const at = 8 + int(12);
+    patch(`${g}/.mq/index`, at, bytes);
+    const label = `case ${c} (seed ${SEED}), at ${at}: ${bytes}`;
+    // Before: every reader reads a whole tail of the history, or fails clearly.
+    try {
+      const got = await readNumbers(g);
+      assert.deepEqual(got, range(got[0] ?? 1500, 1500), label);
+    } catch (err) {
+      assert.ok(isClear(err), `${label}: ${err instanceof Error ? err.stack : err}`);
+    }
+    const report = checkGroup(g, { repair: true });
+    if (report.problems.length > 0) found++;
+    assert.ok(report.problems.every((p) => p.repair !== undefined), `${label}: ${report.problems}`);
+    // After: sound, and the kept history reads whole, from at most the real cutoff.
+    assert.deepEqual(checkGroup(g).problems, [], label);
+    const got = await readNumbers(g);
+    assert.ok(got[0]! <= cutoff, `${label}: starts at ${got[0]}, past ${cutoff}`);
+    assert.deepEqual(got, range(got[0]!, 1500), label);
+    patch(`${g}/.mq/index`, 0, header);
+  }
+  assert.ok(found > CASES / 4, `only ${found} of ${CASES} cases damaged the cutoff`);
+});
+
+Deno.test("MqReader.poll() refuses a message whose bytes changed in its stream file, naming it", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  const expected = makeGroup(g);
+  // s1 holds messages 1, 4, 7, 10; message 4 ("m4-xxxx\n") starts at offset 5.
+  patch(`${g}/s1`, 5, new Uint8Array([0x21]));
+  const why = new RegExp(
+    `^Cannot read stream "${g}/s1": its message 4 \\(8 bytes at offset 5\\) differs from ` +
+      `what was written \\(checksum mismatch\\); see "fsbus mq check ${g}"$`,
+  );
+  for (const readOnly of [true, false]) {
+    await assert.rejects(() => readNow(g, readOnly), (e) => {
+      assert.ok(e instanceof FsbusError && e.code === "damaged", String(e));
+      assert.match(e.message, why);
+      return true;
+    });
+  }
+  // The other streams read on.
+  {
+    using ro = MqGroup.open(g, { readOnly: true });
+    const r = MqReader.open(ro, ["s0", "s2"], { replay: "all" });
+    try {
+      const got = r.poll().map((m) => new TextDecoder().decode(m.data));
+      assert.deepEqual(got.sort(), [...expected.s0!, ...expected.s2!].sort());
+    } finally {
+      await r.close();
+    }
+  }
+  // check names it; repair cannot make the lost bytes whole, so it leaves them an error.
+  const report = checkGroup(g, { repair: true });
+  assert.equal(report.repaired, false);
+  assert.deepEqual(report.problems.map((p) => [p.file, p.repair]), [["s1", undefined]]);
+  assert.match(report.problems[0]!.problem, /message 4 \(8 bytes at offset 5\) differ/);
+  await assert.rejects(() => readNow(g), (e) => e instanceof FsbusError && why.test(e.message));
 });

@@ -23,7 +23,7 @@ async function take(r: MqReader, n: number): Promise<MqMessage[]> {
   return got;
 }
 
-Deno.test("mq: ctl reads raw as mq's, commands change it, bad ones are rejected", () => {
+Deno.test("MqGroup.ctl() changes the settings ctl shows as mq's, and rejects bad commands", () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`);
   try {
@@ -47,14 +47,17 @@ Deno.test("mq: ctl reads raw as mq's, commands change it, bad ones are rejected"
     ) {
       assert.throws(() => g.ctl(bad!), (e) => e instanceof FsbusError && e.message === msg);
     }
-    assert.throws(() => g.ctl("frobnicate 1"), /Unknown control message "frobnicate 1"/);
+    assert.throws(
+      () => g.ctl("frobnicate 1"),
+      /Cannot apply control message "frobnicate 1": unknown/,
+    );
     assert.equal(Deno.readTextFileSync(`${g.path}/ctl`), "data coalesce\nreplay all\n");
   } finally {
     g.close();
   }
 });
 
-Deno.test("mq: a shell's write to ctl is applied, or rejected and restored", async () => {
+Deno.test("MqGroup.settings applies a shell's write to ctl, or rejects it and restores ctl", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`);
   try {
@@ -73,7 +76,7 @@ Deno.test("mq: a shell's write to ctl is applied, or rejected and restored", asy
   }
 });
 
-Deno.test("mq: replay off, last and all", async () => {
+Deno.test("MqReader.open() starts where replay off, last and all say", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`);
   try {
@@ -97,7 +100,7 @@ Deno.test("mq: replay off, last and all", async () => {
   }
 });
 
-Deno.test("mq: message mode keeps messages whole, coalesce joins them", async () => {
+Deno.test("MqReader keeps messages whole in message mode and joins them in coalesce mode", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`, { replay: "all" });
   try {
@@ -125,7 +128,7 @@ Deno.test("mq: message mode keeps messages whole, coalesce joins them", async ()
   }
 });
 
-Deno.test("mq: a zero-length write is EOF; a removed stream gives its readers EOF", async () => {
+Deno.test("MqReader ends at a zero-length write and at the removal of its stream", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`);
   try {
@@ -153,7 +156,7 @@ Deno.test("mq: a zero-length write is EOF; a removed stream gives its readers EO
   }
 });
 
-Deno.test("mq: plain appends are messages, in the order, cat shows the raw bytes", async () => {
+Deno.test("MqGroup.sync() indexes plain appends as messages, in the order", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`, { replay: "all" });
   try {
@@ -180,7 +183,7 @@ Deno.test("mq: plain appends are messages, in the order, cat shows the raw bytes
   }
 });
 
-Deno.test("mq: history survives a restart, in order", async () => {
+Deno.test("MqGroup.open() finds the history again after a restart, in order", async () => {
   using tmp = tempDir();
   const path = `${tmp.path}/g`;
   const g = MqGroup.create(path);
@@ -208,7 +211,7 @@ Deno.test("mq: history survives a restart, in order", async () => {
   );
 });
 
-Deno.test("mq: depth trims history, bounds disk use, and overruns a reader behind", async () => {
+Deno.test("MqGroup.write() trims history to the depth, bounds disk use, and overruns a reader behind", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`, { depth: 100 });
   try {
@@ -245,7 +248,7 @@ Deno.test("mq: depth trims history, bounds disk use, and overruns a reader behin
   }
 });
 
-Deno.test("mq: bad input gives clear errors and writes nothing", () => {
+Deno.test("MqGroup refuses bad input with clear errors and writes nothing", () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`);
   try {
@@ -274,7 +277,7 @@ Deno.test("mq: bad input gives clear errors and writes nothing", () => {
   }
 });
 
-Deno.test("mq: nested groups are independent", async () => {
+Deno.test("MqGroup.create() makes nested groups that are independent", async () => {
   using tmp = tempDir();
   const outer = MqGroup.create(`${tmp.path}/g`, { replay: "all" });
   const inner = MqGroup.create(`${tmp.path}/g/sub`, { replay: "all" });
@@ -290,7 +293,7 @@ Deno.test("mq: nested groups are independent", async () => {
   }
 });
 
-Deno.test("mq: a writer killed mid-write leaves no torn message", async () => {
+Deno.test("MqGroup.write() leaves no torn message when the writer is killed", async () => {
   using tmp = tempDir();
   const path = `${tmp.path}/g`;
   MqGroup.create(path).close();

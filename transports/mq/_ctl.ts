@@ -99,7 +99,7 @@ export function applyCommands(text: string, base: Settings): Settings {
       default:
         throw new FsbusError(
           "invalid",
-          `Unknown control message "${raw.trim()}": expected data, replay or depth`,
+          `Cannot apply control message "${raw.trim()}": unknown, expected data, replay or depth`,
         );
     }
   }

@@ -18,36 +18,45 @@ import { FsbusError } from "../../types.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkStreamName } from "./_names.ts";
  * checkStreamName("/dev/shm/g", "0", true);
+ * assert.throws(() => checkStreamName("/dev/shm/g", "a/b", true), /cannot contain "\/"/);
+ * assert.throws(() => checkStreamName("/dev/shm/g", "order", true), /written by the group/);
+ * checkStreamName("/dev/shm/g", "order", false); // "order" may be read
  * ```
  */
 export function checkStreamName(group: string, name: string, forWrite: boolean): void {
   if (name === "" || name === "." || name === "..") {
-    throw new FsbusError("invalid", `Invalid stream name "${name}" in "${group}"`);
+    throw new FsbusError(
+      "invalid",
+      `Cannot use "${name}" as a stream name in "${group}": a stream needs a file name`,
+    );
   }
   if (name.includes("/")) {
     throw new FsbusError(
       "invalid",
-      `Invalid stream name "${name}" in "${group}": a stream name cannot contain "/"`,
+      `Cannot use "${name}" as a stream name in "${group}": a stream name cannot contain "/"`,
     );
   }
   if (/[\0\n\t]/.test(name)) {
     throw new FsbusError(
       "invalid",
-      `Invalid stream name ${JSON.stringify(name)} in "${group}": no NUL, tab or newline`,
+      `Cannot use ${
+        JSON.stringify(name)
+      } as a stream name in "${group}": a stream name cannot contain a NUL, tab or newline`,
     );
   }
   if (name.startsWith(".")) {
     throw new FsbusError(
       "invalid",
-      `Invalid stream name "${name}" in "${group}": names starting with "." are reserved`,
+      `Cannot use "${name}" as a stream name in "${group}": names starting with "." are reserved`,
     );
   }
   if (name === "ctl") {
     throw new FsbusError(
       "invalid",
-      `"ctl" of "${group}" is the control file, not a stream (use "fsbus mq ctl")`,
+      `Cannot use "ctl" of "${group}" as a stream: it is the control file (use "fsbus mq ctl")`,
     );
   }
   if (name === "order" && forWrite) {

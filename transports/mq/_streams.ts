@@ -77,9 +77,16 @@ export function parseStreamLine(line: string, id: number, version: number): Stre
  * What a group knows about one of its streams.
  *
  * @example
- * ```ts ignore
- * import type { StreamInfo } from "./_streams.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MqGroup, type StreamInfo } from "@x/fsbus/mq";
  * const show = (s: StreamInfo) => `${s.name}: ${s.count} messages, ${s.end} bytes`;
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`);
+ * g.write("0", "hi");
+ * assert.equal(show(g.stream("0")!), "0: 1 messages, 2 bytes");
+ * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface StreamInfo {

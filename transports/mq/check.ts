@@ -2,19 +2,34 @@
  * Checking a group's files, and repairing what can be repaired: `fsbus mq check GROUP
  * [--repair]`.
  *
- * What is checked: the index header; every record kept (its checksum or position, that it
- * follows the one before, that its stream is listed in `.mq/streams` and its bytes are in
- * the stream file, with the CRC the writer recorded); each `.mq/streams` line; the
- * checkpoint; `.mq/settings`; the `order` entries; the stream files against their index.
+ * What is checked: the index header and its cutoff; every record kept (its checksum or
+ * position, that it follows the one before, that its stream is listed in `.mq/streams` and
+ * its bytes are in the stream file, with the CRC the writer recorded); each `.mq/streams`
+ * line; the checkpoint; `.mq/settings`; the `order` entries; the stream files against their
+ * index.
  *
  * What is repaired (with the lock held, so writers wait): a damaged record between sound
  * ones is rebuilt from its neighbours, the `order` file and the stream's bytes; a damaged
  * last record is dropped and its bytes indexed again as the message they are; where neither
  * can be done, the index is cut at the damage and the streams and `order` are cut back to
- * match (those messages are lost, and the report says how many); a torn partial record, a
- * damaged `.mq/streams` line (rebuilt from `order`), wrong `order` entries and unreadable
- * settings are fixed. A stream file shorter than its index cannot be repaired: its readers
- * fail with an error naming it rather than read other bytes.
+ * match (those messages are lost, and the report says how many); a damaged cutoff (its
+ * checksum does not match, or it points past the last record or below the checkpoint) is
+ * set again just after the last message whose bytes trimming freed, so every message from
+ * there on reads whole (the next write moves it on by the group's depth); a torn partial
+ * record, a damaged `.mq/streams` line (rebuilt from `order`), wrong `order` entries and
+ * unreadable settings are fixed.
+ *
+ * What cannot be repaired, and is only reported: a message whose bytes differ from those
+ * written (its CRC) or a stream file shorter than its index. The bytes are lost; a record
+ * made to match what is there would deliver it as if it were whole, so readers fail at that
+ * message with an error naming it instead (remove the stream to go on without it).
+ *
+ * Groups in format 1 (made before checksums) are checked but not upgraded to format 2:
+ * every record, the cutoff and each `.mq/streams` line would be rewritten, and processes
+ * that have the group open (writers between two writes hold no lock, and readers never do)
+ * keep reading and appending in the format they opened it with, so a rewrite under them
+ * would make them fail; there is no way to know that none has it open. Format 1 groups keep
+ * every check but the checksums.
  *
  * @module
  */
@@ -38,6 +53,7 @@ import {
   RECORD,
   type RecordFields,
   recordProblem,
+  setU64,
   u64,
 } from "./_layout.ts";
 import { isStreamName } from "./_names.ts";
@@ -45,7 +61,11 @@ import { parseStreamLine, renderStreamLine } from "./_streams.ts";
 
 /** Options for {@linkcode checkGroup}. */
 export interface CheckOptions {
-  /** Repair what can be repaired (default false: only report). */
+  /**
+   * Repair what can be repaired (false: only report, writing nothing).
+   *
+   * @default {false}
+   */
   repair?: boolean;
 }
 
@@ -87,6 +107,7 @@ interface Incarnation {
 const MAX_SETTINGS = 64 * 1024;
 const MAX_STREAMS = 64 * 1024 * 1024;
 const CHUNK = 1024;
+const PAGE = 4096;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -100,10 +121,25 @@ const decoder = new TextDecoder();
  * @throws {FsbusError} When the directory is not a group at all, or cannot be read.
  *
  * @example Check a group, and repair it when something is wrong
- * ```ts ignore
- * import { checkGroup } from "./check.ts";
- * const report = checkGroup("/dev/shm/g");
- * if (report.problems.length > 0) checkGroup("/dev/shm/g", { repair: true });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkGroup, MqGroup } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`);
+ * g.write("0", "one\n");
+ * g.write("0", "two\n");
+ * g.close();
+ * assert.deepEqual(checkGroup(`${dir}/g`).problems, []);
+ * // One flipped byte in the first index record: found, then rebuilt from its neighbours.
+ * const index = Deno.openSync(`${dir}/g/.mq/index`, { read: true, write: true });
+ * index.seekSync(4096, Deno.SeekMode.Start);
+ * index.writeSync(new Uint8Array([7]));
+ * index.close();
+ * const report = checkGroup(`${dir}/g`);
+ * assert.match(report.problems[0]!.problem, /^record 0: checksum mismatch/);
+ * assert.ok(checkGroup(`${dir}/g`, { repair: true }).repaired);
+ * assert.deepEqual(checkGroup(`${dir}/g`).problems, []);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function checkGroup(path: string, options: CheckOptions = {}): CheckReport {
@@ -151,6 +187,8 @@ class Checker {
   readonly #incs: (Incarnation | undefined)[] = [];
   #index = -1;
   #order = -1;
+  /** The cutoff (repaired when it was damaged): messages from here on are kept. */
+  #cutoffSeq = 0;
 
   constructor(
     g: GroupDir,
@@ -276,18 +314,6 @@ class Checker {
     const index = this.#index;
     const total = Math.floor((fdSize(index) - HEADER) / RECORD);
     const tail = (fdSize(index) - HEADER) % RECORD;
-    const word = new Uint8Array(12);
-    preadFull(index, word, H_CUTOFF);
-    const wv = new DataView(word.buffer);
-    const cutoff = u64(wv, 0);
-    const crc = wv.getUint32(8, true);
-    if (this.version === 2 && (cutoff !== 0 || crc !== 0) && crc !== crc32(0, word, 0, 8)) {
-      this.#report(
-        ".mq/index",
-        "the cutoff's checksum does not match: which history was trimmed cannot be told",
-      );
-      return;
-    }
     let start = 0;
     const cp = readCheckpoint(this.#g);
     if (cp !== undefined) {
@@ -308,7 +334,7 @@ class Checker {
       this.#cum = cp.cum;
       this.#orderEnd = cp.order;
     }
-    if (cutoff > total) this.#report(".mq/index", `the cutoff (${cutoff}) is past its last record`);
+    const cutoff = this.#cutoffSeq = this.#cutoff(start, total);
     const buf = new Uint8Array(CHUNK * RECORD);
     const v = new DataView(buf.buffer);
     for (let seq = start; seq < total;) {
@@ -317,7 +343,9 @@ class Checker {
         const why = recordProblem(v, i * RECORD, seq, this.version) ??
           this.#fits(decodeRecord(v, i * RECORD, seq, this.version), seq >= cutoff);
         if (why === undefined) {
-          this.#apply(decodeRecord(v, i * RECORD, seq, this.version));
+          const r = decodeRecord(v, i * RECORD, seq, this.version);
+          this.#checkBytes(r, seq >= cutoff);
+          this.#apply(r);
           continue;
         }
         this.#damaged(seq, total, why);
@@ -329,6 +357,74 @@ class Checker {
       this.#report(".mq/index", `a torn partial record at the end (${tail} bytes)`, "drop it");
       if (this.#repair) truncateTo(index, HEADER + total * RECORD);
     }
+  }
+
+  /**
+   * The cutoff in the index header. A damaged one (its checksum does not match, or it is
+   * past the last record or below the checkpoint) is set again, with repair, to where the
+   * kept history provably starts: just after the last message whose bytes trimming has freed
+   * (see #guessCutoff).
+   */
+  #cutoff(start: number, total: number): number {
+    const word = new Uint8Array(12);
+    const wv = new DataView(word.buffer);
+    preadFull(this.#index, word, H_CUTOFF);
+    const cutoff = u64(wv, 0);
+    const crc = wv.getUint32(8, true);
+    let why: string | undefined;
+    if (this.version === 2 && (cutoff !== 0 || crc !== 0) && crc !== crc32(0, word, 0, 8)) {
+      why = "the cutoff's checksum does not match";
+    } else if (cutoff > total) {
+      why = `the cutoff (${cutoff}) is past its last record (${total})`;
+    } else if (cutoff < start) {
+      why = `the cutoff (${cutoff}) is below ".mq/checkpoint" (${start})`;
+    } else {
+      return cutoff;
+    }
+    const guess = this.#guessCutoff(start, total);
+    this.#report(
+      ".mq/index",
+      `${why}: where the kept history starts cannot be read from it`,
+      `set it to ${guess}, just after the last message whose bytes were freed by trimming`,
+    );
+    if (this.#repair) {
+      setU64(wv, 0, guess);
+      wv.setUint32(8, crc32(0, word, 0, 8), true);
+      pwriteAll(this.#index, word.subarray(0, this.version === 1 ? 8 : 12), H_CUTOFF);
+    }
+    return guess;
+  }
+
+  /**
+   * Where the kept history starts, for a group whose cutoff is lost: one past the last
+   * message (from the checkpoint on) whose bytes were freed by trimming. Trimming frees a
+   * stream's pages from its start up to a page boundary below the cutoff, so a freed message
+   * reads as zeros from its first byte to the next page boundary (and, in format 2, does not
+   * match its CRC); every message after the last freed one is whole. A message of zeros that
+   * was never freed moves the guess up too: less history, never wrong bytes.
+   */
+  #guessCutoff(start: number, total: number): number {
+    let guess = start;
+    const buf = new Uint8Array(CHUNK * RECORD);
+    const v = new DataView(buf.buffer);
+    for (let seq = start; seq < total;) {
+      const n = Math.floor(preadFull(this.#index, buf, HEADER + seq * RECORD) / RECORD);
+      if (n === 0) break;
+      for (let i = 0; i < n; i++, seq++) {
+        if (recordProblem(v, i * RECORD, seq, this.version)) continue;
+        const r = decodeRecord(v, i * RECORD, seq, this.version);
+        const inc = this.#incs[r.stream];
+        if (inc === undefined || inc.fd < 0 || r.length === 0) continue;
+        if (r.offset + r.length > inc.size) continue;
+        const head = Math.min(r.length, PAGE - (r.offset % PAGE));
+        const first = new Uint8Array(head);
+        preadFull(inc.fd, first, r.offset);
+        if (!first.every((b) => b === 0)) continue;
+        if (this.version === 2 && fileCrc(inc.fd, r.offset, r.length) === r.dataCrc) continue;
+        guess = seq + 1;
+      }
+    }
+    return guess;
   }
 
   /** Why record `r` does not follow what came before, or undefined when it does. */
@@ -349,11 +445,26 @@ class Checker {
           r.offset + r.length
         } its message ${r.seq} needs (truncated or rewritten by another program)`;
       }
-      if (this.version === 2 && r.length > 0 && fileCrc(inc.fd, r.offset, r.length) !== r.dataCrc) {
-        return `the bytes of message ${r.seq} in stream "${inc.name}" differ from those written`;
-      }
     }
     return undefined;
+  }
+
+  /**
+   * Reports a kept message whose bytes differ from those written (format 2). That cannot be
+   * repaired: the bytes are lost, and a record made to match them would deliver them as if
+   * whole. Its readers fail at it with an error naming it.
+   */
+  #checkBytes(r: RecordFields, kept: boolean): void {
+    const inc = this.#incs[r.stream];
+    if (this.version !== 2 || !kept || inc === undefined || inc.fd < 0 || r.length === 0) return;
+    if (r.offset + r.length > inc.size) return; // reported by #fits
+    if (fileCrc(inc.fd, r.offset, r.length) === r.dataCrc) return;
+    this.#report(
+      inc.name,
+      `the bytes of message ${r.seq} (${r.length} bytes at offset ${r.offset}) differ from ` +
+        "those written (checksum mismatch); they cannot be repaired: its readers fail at it " +
+        "with an error naming it (remove the stream to go on without it)",
+    );
   }
 
   #apply(r: RecordFields): void {
@@ -462,10 +573,13 @@ class Checker {
     const v = new DataView(buf.buffer);
     for (let seq = from; seq < total; seq++) {
       preadFull(this.#index, buf, HEADER + seq * RECORD);
+      const kept = seq >= this.#cutoffSeq;
       const why = recordProblem(v, 0, seq, this.version) ??
-        this.#fits(decodeRecord(v, 0, seq, this.version), true);
+        this.#fits(decodeRecord(v, 0, seq, this.version), kept);
       if (why !== undefined) return this.#damaged(seq, total, why);
-      this.#apply(decodeRecord(v, 0, seq, this.version));
+      const r = decodeRecord(v, 0, seq, this.version);
+      this.#checkBytes(r, kept);
+      this.#apply(r);
     }
   }
 

@@ -124,31 +124,55 @@ export interface WriteResult {
 
 /** Options for {@linkcode MqGroup.create}. */
 export interface CreateOptions {
-  /** Where readers start unless they choose (default "off"). */
+  /**
+   * Where readers start unless they choose.
+   *
+   * @default {"off"}
+   */
   replay?: Settings["replay"];
-  /** How readers see messages (default "message"). */
+  /**
+   * How readers see messages.
+   *
+   * @default {"message"}
+   */
   data?: Settings["data"];
-  /** Depth: a count, a size such as "64K", or 0 for unlimited. */
+  /**
+   * Depth: a count, a size such as "64K", or 0 for unlimited.
+   *
+   * @default {0}
+   */
   depth?: string | number;
   /**
    * Succeed, changing nothing, when the group exists already, whatever its settings (by
    * default a group that exists is opened when it has the settings given here, and refused
    * when one of them differs).
+   *
+   * @default {false}
    */
   existOk?: boolean;
   /**
    * Permission bits of the group's directory, such as `0o2770` for a group shared with the
    * directory's group (setgid keeps new files in it). Its files get the same bits without
-   * execute (`0o660`). Default: as the umask makes them.
+   * execute (`0o660`).
+   *
+   * @default {as the umask makes them}
    */
   mode?: number;
-  /** The group id to give the group's directory (and so, with setgid, its files). */
+  /**
+   * The group id to give the group's directory (and so, with setgid, its files).
+   *
+   * @default {the user's, or the parent directory's when it is setgid}
+   */
   gid?: number;
 }
 
 /** Options for {@linkcode MqGroup.write}. */
 export interface WriteOptions {
-  /** Whether to append to `order` (default true; false only for measuring its cost). */
+  /**
+   * Whether to append to `order` (false only for measuring its cost).
+   *
+   * @default {true}
+   */
   order?: boolean;
 }
 
@@ -158,6 +182,8 @@ export interface OpenOptions {
    * Open for reading only: no lock, nothing written (readers of a group they cannot
    * write). By default a group is opened for writing, and for reading only when this user
    * may not write it.
+   *
+   * @default {false}
    */
   readOnly?: boolean;
 }
@@ -178,13 +204,16 @@ function denied(err: unknown): boolean {
  * same time; one instance is meant for one thread.
  *
  * @example Make a group, write to two streams, list them
- * ```ts ignore
- * import { MqGroup } from "./group.ts";
- * const g = MqGroup.create("/dev/shm/g", { replay: "all" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MqGroup } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`, { replay: "all" });
  * g.write("0", "hello\n");
  * g.write("1", "world\n");
- * console.log(g.streamNames()); // ["0", "1"]
+ * assert.deepEqual(g.streamNames(), ["0", "1"]);
  * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class MqGroup {
@@ -239,9 +268,19 @@ export class MqGroup {
    *   files are not sound, `invalid` when others may write its directory.
    *
    * @example
-   * ```ts ignore
-   * import { MqGroup } from "./group.ts";
-   * const g = MqGroup.open("/dev/shm/g");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * MqGroup.create(`${dir}/g`).close();
+   * const g = MqGroup.open(`${dir}/g`);
+   * assert.equal(g.writable, true);
+   * g.close();
+   * const reader = MqGroup.open(`${dir}/g`, { readOnly: true }); // no lock, writes nothing
+   * assert.equal(reader.writable, false);
+   * reader.close();
+   * assert.throws(() => MqGroup.open(dir), /not an mq group/);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static open(path: string, options: OpenOptions = {}): MqGroup {
@@ -307,9 +346,16 @@ export class MqGroup {
    *   than those given (unless `existOk`), `invalid` for a bad depth.
    *
    * @example
-   * ```ts ignore
-   * import { MqGroup } from "./group.ts";
-   * const g = MqGroup.create("/dev/shm/g", { replay: "all", depth: "64K" });
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * MqGroup.create(`${dir}/g`, { replay: "all", depth: "64K" }).close();
+   * assert.equal(Deno.readTextFileSync(`${dir}/g/ctl`), "data message\nreplay all\ndepth 64K\n");
+   * // The same settings again open it; other settings are refused.
+   * MqGroup.create(`${dir}/g`, { replay: "all" }).close();
+   * assert.throws(() => MqGroup.create(`${dir}/g`, { replay: "off" }), /other settings/);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static create(path: string, options: CreateOptions = {}): MqGroup {
@@ -414,7 +460,9 @@ export class MqGroup {
   }
 
   #assertOpen(): void {
-    if (this.#fds.disposed) throw new FsbusError("closed", `Group "${this.path}" is closed`);
+    if (this.#fds.disposed) {
+      throw new FsbusError("closed", `Cannot use group "${this.path}": it is closed`);
+    }
   }
 
   /**
@@ -422,8 +470,18 @@ export class MqGroup {
    * undoes torn writes of dead writers, applies a `ctl` rewritten by a shell.
    *
    * @example
-   * ```ts ignore
-   * g.sync(); // after `echo hi >> group/0`, the message is now in the order
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("0", "one\n");
+   * Deno.writeTextFileSync(`${dir}/g/0`, "two\n", { append: true }); // as `echo two >> g/0`
+   * g.sync(); // the plain append is a message now, in the order
+   * assert.equal(g.next, 2);
+   * assert.equal(g.stream("0")?.count, 2);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   sync(): void {
@@ -473,8 +531,16 @@ export class MqGroup {
    * @returns What `fn` returns.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("0", "one\n");
    * const n = g.locked(() => g.next); // no write can happen in between
+   * assert.equal(n, 1);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   locked<T>(fn: () => T): T {
@@ -492,9 +558,19 @@ export class MqGroup {
    * Reads records committed since the last look, without the lock (for readers).
    *
    * @example
-   * ```ts ignore
-   * g.refresh();
-   * console.log(g.next);
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const writer = MqGroup.create(`${dir}/g`);
+   * const reader = MqGroup.open(`${dir}/g`, { readOnly: true });
+   * writer.write("0", "one\n");
+   * assert.equal(reader.next, 0); // not looked yet
+   * reader.refresh();
+   * assert.equal(reader.next, 1);
+   * reader.close();
+   * writer.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   refresh(): void {
@@ -520,9 +596,17 @@ export class MqGroup {
    * @throws {FsbusError} For a bad stream name (`order`, names with "/", ...).
    *
    * @example
-   * ```ts ignore
-   * g.write("0", "ls\n");
-   * g.write("0", new Uint8Array()); // EOF for readers of "0"
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * assert.deepEqual(g.write("0", "ls\n"), { seq: 0, stream: "0" });
+   * assert.deepEqual(g.write("0", new Uint8Array()), { seq: 1, stream: "0" }); // EOF for readers of "0"
+   * assert.equal(Deno.readTextFileSync(`${dir}/g/0`), "ls\n");
+   * assert.equal(Deno.readTextFileSync(`${dir}/g/order`), "0\u00000\u0000");
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   write(stream: string, data: Uint8Array | string, options: WriteOptions = {}): WriteResult {
@@ -544,8 +628,16 @@ export class MqGroup {
    * @throws {FsbusError} For a bad stream name.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
    * g.createStream("note");
+   * assert.deepEqual(g.streamNames(), ["note"]);
+   * assert.equal(g.stream("note")?.count, 0);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   createStream(stream: string): void {
@@ -603,8 +695,17 @@ export class MqGroup {
    * to it), applies it under the lock, or rejects it (restoring `ctl`) when mq would.
    *
    * @example
-   * ```ts ignore
-   * g.checkCtl(); // picks up `echo replay all > group/ctl`
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * Deno.writeTextFileSync(`${dir}/g/ctl`, "replay all\n"); // as `echo replay all > g/ctl`
+   * g.checkCtl();
+   * assert.equal(g.settings.replay, "all");
+   * assert.equal(Deno.readTextFileSync(`${dir}/g/ctl`), "data message\nreplay all\n");
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   checkCtl(): void {
@@ -623,9 +724,16 @@ export class MqGroup {
    *   is changed then.
    *
    * @example
-   * ```ts ignore
-   * g.ctl("replay all");
-   * g.ctl("depth 64K");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * assert.equal(g.ctl("replay all").replay, "all");
+   * assert.deepEqual(g.ctl("depth 100").depth, { kind: "count", count: 100 });
+   * assert.throws(() => g.ctl("replay sometimes"), /usage: replay off\|last\|all/);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   ctl(commands: string): Settings {
@@ -644,8 +752,18 @@ export class MqGroup {
    * @returns The message, or undefined when nothing was rejected.
    *
    * @example
-   * ```ts ignore
-   * const why = g.takeRejected(); // '"replay sometimes": usage: replay off|last|all'
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * Deno.writeTextFileSync(`${dir}/g/ctl`, "replay sometimes\n"); // a shell's bad write
+   * g.checkCtl(); // rejected: ctl is restored
+   * assert.equal(g.takeRejected(), '"replay sometimes": usage: replay off|last|all');
+   * assert.equal(g.takeRejected(), undefined);
+   * assert.equal(g.settings.replay, "off");
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   takeRejected(): string | undefined {
@@ -660,8 +778,16 @@ export class MqGroup {
    * @returns The names, sorted.
    *
    * @example
-   * ```ts ignore
-   * console.log(g.streamNames()); // ["0", "1"]
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("1", "b");
+   * g.write("0", "a");
+   * assert.deepEqual(g.streamNames(), ["0", "1"]);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   streamNames(): string[] {
@@ -676,8 +802,18 @@ export class MqGroup {
    * @returns Its size, message count, last sequence number.
    *
    * @example
-   * ```ts ignore
-   * console.log(g.stream("0")?.count);
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("0", "a");
+   * g.write("0", "bc");
+   * assert.equal(g.stream("0")?.count, 2);
+   * assert.equal(g.stream("0")?.end, 3);
+   * assert.equal(g.stream("1"), undefined);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   stream(name: string): StreamInfo | undefined {
@@ -692,8 +828,17 @@ export class MqGroup {
    * @throws {FsbusError} When there is no such stream.
    *
    * @example
-   * ```ts ignore
-   * g.remove("0");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("0", "x");
+   * g.remove("0"); // its readers get EOF
+   * assert.deepEqual(g.streamNames(), []);
+   * assert.throws(() => g.remove("0"), /no such file or directory/);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   remove(name: string): void {

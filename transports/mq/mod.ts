@@ -12,18 +12,22 @@
  * repairs it.
  *
  * @example Write to two streams and merge them in write order (mq-cat)
- * ```ts ignore
- * import { mkgroup, read } from "./mod.ts";
- *
- * const g = mkgroup("/dev/shm/chat", { replay: "all" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup, read } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = mkgroup(`${dir}/chat`, { replay: "all" });
  * g.write("alice", "hi\n");
  * g.write("bob", "hello\n");
  * g.write("alice", new Uint8Array()); // EOF for alice's readers
  * g.write("bob", new Uint8Array());
+ * const lines: string[] = [];
  * for await (const m of read(g, ["alice", "bob"])) {
- *   console.log(m.seq, m.stream, new TextDecoder().decode(m.data));
+ *   lines.push(`${m.seq} ${m.stream} ${new TextDecoder().decode(m.data)}`);
  * }
+ * assert.deepEqual(lines, ["0 alice hi\n", "1 bob hello\n"]);
  * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  *
  * @module
@@ -65,11 +69,15 @@ export type { Message, Subscription } from "../../types.ts";
  * @throws {FsbusError} `already_exists` when it is a group already (unless `existOk`).
  *
  * @example
- * ```ts ignore
- * import { mkgroup } from "./mod.ts";
- * const g = mkgroup("/dev/shm/chat", { replay: "all", depth: "16M" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = mkgroup(`${dir}/chat`, { replay: "all", depth: "16M" });
  * g.write("alice", "hi\n");
+ * assert.deepEqual(g.settings.depth, { kind: "size", bytes: 16 * 1024 * 1024, text: "16M" });
  * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function mkgroup(path: string, options: CreateOptions = {}): MqGroup {
@@ -84,10 +92,16 @@ export function mkgroup(path: string, options: CreateOptions = {}): MqGroup {
  * @throws {FsbusError} `not_found` when there is no such group.
  *
  * @example
- * ```ts ignore
- * import { openGroup } from "./mod.ts";
- * using g = openGroup("/dev/shm/chat");
- * console.log(g.settings.replay);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup, openGroup } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * mkgroup(`${dir}/chat`, { replay: "all" }).close();
+ * {
+ *   using g = openGroup(`${dir}/chat`);
+ *   assert.equal(g.settings.replay, "all");
+ * }
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function openGroup(path: string): MqGroup {
@@ -104,9 +118,14 @@ export function openGroup(path: string): MqGroup {
  * @returns The message's place in the group's order.
  *
  * @example
- * ```ts ignore
- * import { write } from "./mod.ts";
- * write("/dev/shm/chat", "alice", "hi\n");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup, write } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * mkgroup(`${dir}/chat`).close();
+ * assert.deepEqual(write(`${dir}/chat`, "alice", "hi\n"), { seq: 0, stream: "alice" });
+ * assert.equal(Deno.readTextFileSync(`${dir}/chat/alice`), "hi\n");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function write(group: string, stream: string, data: Uint8Array | string): WriteResult {
@@ -128,11 +147,21 @@ export function write(group: string, stream: string, data: Uint8Array | string):
  * @returns The reader.
  *
  * @example
- * ```ts ignore
- * import { read } from "./mod.ts";
- * for await (const m of read("/dev/shm/chat", ["alice", "bob"], { replay: "all" })) {
- *   console.log(m.stream, new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup, read, write } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * mkgroup(`${dir}/chat`).close();
+ * write(`${dir}/chat`, "alice", "hi\n");
+ * write(`${dir}/chat`, "bob", "hello\n");
+ * write(`${dir}/chat`, "alice", ""); // EOF
+ * write(`${dir}/chat`, "bob", "");
+ * const got: string[] = [];
+ * for await (const m of read(`${dir}/chat`, ["alice", "bob"], { replay: "all" })) {
+ *   got.push(`${m.stream}: ${new TextDecoder().decode(m.data)}`);
  * }
+ * assert.deepEqual(got, ["alice: hi\n", "bob: hello\n"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function read(

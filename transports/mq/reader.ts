@@ -3,6 +3,11 @@
  * `order` meta-stream, with replay off/last/all, message or coalesce mode, EOF by a
  * zero-length write or by removal, and an error for a reader the depth cutoff overtook.
  *
+ * Every message's bytes are checked against the CRC-32 its writer recorded (format 2 groups)
+ * before it is delivered: bytes changed in a stream file are an error of code `damaged` naming
+ * the group, stream, message and offset (the whole messages before it are delivered first),
+ * never wrong data.
+ *
  * Readers take no lock to read: they follow the index's committed records. They sleep in
  * inotify on the group directory (for streams created, removed or appended to by other
  * programs) and on `.mq` (for the index), so an idle reader uses no CPU.
@@ -17,6 +22,7 @@ import { ffiAvailable } from "../../sys/libc.ts";
 import { fdSize, preadFull } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
 import { R, RECORD, recordProblem, u64 } from "./_layout.ts";
+import { crc32 } from "./_crc32.ts";
 import { MqGroup } from "./group.ts";
 import { checkStreamName } from "./_names.ts";
 import { damaged, type GroupIndex } from "./_index.ts";
@@ -27,9 +33,18 @@ import type { StreamState } from "./_streams.ts";
  * A message read from an mq group.
  *
  * @example
- * ```ts ignore
- * import type { MqMessage } from "./reader.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MqGroup, type MqMessage, MqReader } from "@x/fsbus/mq";
  * const show = (m: MqMessage) => `${m.seq} ${m.stream}: ${new TextDecoder().decode(m.data)}`;
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`);
+ * g.write("0", "hi");
+ * const r = MqReader.open(g, ["0"], { replay: "all" });
+ * assert.deepEqual(r.poll().map(show), ["0 0: hi"]);
+ * await r.close();
+ * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface MqMessage extends Message {
@@ -41,27 +56,52 @@ export interface MqMessage extends Message {
 
 /** Options for reading. */
 export interface ReadOptions {
-  /** Where to start: new messages only, the most recent, or all history (default: ctl's). */
+  /**
+   * Where to start: new messages only, the most recent, or all history.
+   *
+   * @default {the group's ctl setting}
+   */
   replay?: ReplayMode;
-  /** One message per item, or consecutive messages of a stream joined (default: ctl's). */
+  /**
+   * One message per item, or consecutive messages of a stream joined.
+   *
+   * @default {the group's ctl setting}
+   */
   data?: DataMode;
-  /** When several streams are read: end once these have reached EOF (default: all). */
+  /**
+   * When several streams are read: end once these have reached EOF.
+   *
+   * @default {every stream read}
+   */
   until?: string[];
   /** Stops the reader. */
   signal?: AbortSignal;
   /**
    * Wait by blocking this thread in `poll(2)` for up to this many milliseconds at a time,
-   * with an event-loop turn in between (default 0: wait on a worker thread). One thread
-   * hand-off less per wake-up, for processes that only read; timers and other I/O of the
-   * process run only between waits.
+   * with an event-loop turn in between (0: wait on a worker thread). One thread hand-off
+   * less per wake-up, for processes that only read; timers and other I/O of the process run
+   * only between waits.
+   *
+   * @default {0}
    */
   blockMs?: number;
   /**
-   * Watch the group for changes (default true). False makes a reader that only
+   * Watch the group for changes. False makes a reader that only
    * {@linkcode MqReader.poll}s (no descriptor of its own): for a server that watches the
    * group once for many readers (the FUSE mount).
+   *
+   * @default {true}
    */
   watch?: boolean;
+  /**
+   * Check each message's bytes against the CRC-32 its writer recorded before delivering it
+   * (groups in format 2). A message whose bytes differ is an error of code `damaged` naming
+   * the group, stream, message and offset, never delivered. False only to measure what the
+   * check costs (bench/mq.ts).
+   *
+   * @default {true}
+   */
+  verify?: boolean;
 }
 
 interface Want {
@@ -95,10 +135,19 @@ const FOREIGN_RECHECK_MS = 50;
  * ends when every stream read (or every one in `until`) has reached EOF.
  *
  * @example Print stream "1" of a group, history first
- * ```ts ignore
- * import { MqReader } from "./reader.ts";
- * await using r = MqReader.open("/dev/shm/g", ["1"], { replay: "all" });
- * for await (const m of r) console.log(new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MqGroup, MqReader } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const g = MqGroup.create(`${dir}/g`, { replay: "all" });
+ * g.write("1", "a\n");
+ * g.write("1", "b\n");
+ * g.write("1", new Uint8Array()); // EOF: the loop below ends there
+ * const got: string[] = [];
+ * for await (const m of MqReader.open(g, ["1"])) got.push(new TextDecoder().decode(m.data));
+ * assert.deepEqual(got, ["a\n", "b\n"]);
+ * g.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class MqReader implements Subscription<MqMessage> {
@@ -120,6 +169,7 @@ export class MqReader implements Subscription<MqMessage> {
   readonly #dirty = new Set<string>();
   readonly #signal: AbortSignal | undefined;
   readonly #blockMs: number;
+  readonly #verify: boolean;
   #pos = 0;
   #gone = false;
   #closed = false;
@@ -137,10 +187,11 @@ export class MqReader implements Subscription<MqMessage> {
     this.#parts = internalsOf(g);
     this.#index = this.#parts.index;
     this.#ownsGroup = owns;
-    this.#signal = options.signal;
-    this.#blockMs = Math.max(0, options.blockMs ?? 0);
+    const { signal, until, blockMs = 0, verify = true, watch = true } = options;
+    this.#signal = signal;
+    this.#blockMs = Math.max(0, blockMs);
     if (streams.length === 0) {
-      throw new FsbusError("invalid", `No stream to read in "${g.path}"`);
+      throw new FsbusError("invalid", `Cannot read group "${g.path}": no stream given`);
     }
     this.#order = streams.length === 1 && streams[0] === "order";
     if (!this.#order) {
@@ -149,7 +200,7 @@ export class MqReader implements Subscription<MqMessage> {
         if (name === "order") {
           throw new FsbusError(
             "invalid",
-            `Cannot read "order" of "${g.path}" together with streams`,
+            `Cannot read "order" of "${g.path}" together with streams: it is read on its own`,
           );
         }
       }
@@ -161,7 +212,7 @@ export class MqReader implements Subscription<MqMessage> {
       );
     }
     // Watch first, then find where to start: nothing written in between is missed.
-    this.#ino = options.watch === false ? undefined : new Inotify();
+    this.#ino = watch ? new Inotify() : undefined;
     try {
       if (this.#ino) {
         this.#dirWd = this.#ino.add(g.path, DIR_MASK | IN.ONLYDIR);
@@ -170,7 +221,8 @@ export class MqReader implements Subscription<MqMessage> {
       const settings = g.settings;
       this.#coalesce = (options.data ?? settings.data) === "coalesce";
       const replay = options.replay ?? settings.replay;
-      g.locked(() => this.#start(streams, replay, options.until));
+      g.locked(() => this.#start(streams, replay, until));
+      this.#verify = verify && this.#index.version === 2;
     } catch (err) {
       void this.#ino?.close();
       throw err;
@@ -188,9 +240,19 @@ export class MqReader implements Subscription<MqMessage> {
    * @throws {FsbusError} `not_found` for a group or stream that does not exist.
    *
    * @example
-   * ```ts ignore
-   * import { MqReader } from "./reader.ts";
-   * const r = MqReader.open("/dev/shm/g", ["0", "1"], { replay: "all" });
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup, MqReader } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.write("0", "a");
+   * g.write("1", "b");
+   * g.write("0", "c");
+   * const r = MqReader.open(`${dir}/g`, ["0", "1"], { replay: "all" }); // merged in write order
+   * assert.deepEqual(r.poll().map((m) => m.stream), ["0", "1", "0"]);
+   * await r.close();
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static open(group: MqGroup | string, streams: string[], options: ReadOptions = {}): MqReader {
@@ -291,6 +353,11 @@ export class MqReader implements Subscription<MqMessage> {
             n = i;
             break;
           }
+          // What came before is whole: deliver it; the next poll stops here.
+          if (out.length > 0) {
+            n = i;
+            break;
+          }
           throw damaged(g.path, `".mq/index" record ${seq}`, why);
         }
         const id = v.getUint32(o + R.STREAM, true);
@@ -303,13 +370,33 @@ export class MqReader implements Subscription<MqMessage> {
         if (w === undefined || w.eof || seq < w.from) continue;
         const local = u64(v, o + R.LOCAL);
         if (local > w.k) this.#overrun(w, local - w.k);
-        w.k = local + 1;
         const length = u64(v, o + R.LENGTH);
         if (length === 0) {
+          w.k = local + 1;
           w.eof = true;
           continue;
         }
-        const data = readData(g.path, w, u64(v, o + R.OFFSET), length);
+        const offset = u64(v, o + R.OFFSET);
+        const data = readData(g.path, w, offset, length);
+        if (this.#verify && crc32(0, data) !== v.getUint32(o + R.DATA_CRC, true)) {
+          // Bytes freed by trimming since the cutoff was read read as zeros: an overrun.
+          if (seq < index.readCutoff()) {
+            freed = true;
+            n = i;
+            break;
+          }
+          if (out.length > 0) {
+            n = i;
+            break;
+          }
+          throw new FsbusError(
+            "damaged",
+            `Cannot read stream "${g.path}/${w.s.name}": its message ${seq} (${length} bytes ` +
+              `at offset ${offset}) differs from what was written (checksum mismatch); ` +
+              `see "fsbus mq check ${g.path}"`,
+          );
+        }
+        w.k = local + 1;
         out.push(message(data, w.s.name, seq, u64(v, o + R.TIME)));
       }
       this.#pos += n;
@@ -436,7 +523,12 @@ export class MqReader implements Subscription<MqMessage> {
    * @returns An async iterable of arrays of messages; it ends at EOF or on close.
    */
   async *batches(): AsyncGenerator<MqMessage[]> {
-    if (this.#iterating) throw new FsbusError("busy", "This mq reader is already being read");
+    if (this.#iterating) {
+      throw new FsbusError(
+        "busy",
+        `Cannot iterate the reader of "${this.#g.path}": it is already being iterated`,
+      );
+    }
     const ino = this.#ino;
     if (ino === undefined) {
       throw new FsbusError(

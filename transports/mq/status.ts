@@ -18,12 +18,13 @@ import { MqGroup } from "./group.ts";
  *
  * @example
  * ```ts
- * import { mkgroup, status } from "./mod.ts";
- * const dir = Deno.makeTempDirSync();
+ * import assert from "node:assert/strict";
+ * import { mkgroup, status } from "@x/fsbus/mq";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
  * const g = mkgroup(`${dir}/g`);
  * g.write("a", "hi");
  * g.close();
- * console.log(status(`${dir}/g`).counts); // { streams: 1, messages: 1 }
+ * assert.deepEqual(status(`${dir}/g`).counts, { streams: 1, messages: 1 });
  * Deno.removeSync(dir, { recursive: true });
  * ```
  */
