@@ -21,6 +21,7 @@ import { startCluster } from "../tests/_nats.ts";
 import {
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   monotonicNs,
   paced,
   percentiles,
@@ -37,7 +38,7 @@ const SELF = new URL(import.meta.url).pathname;
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const WARMUP = 1000;
 
-type Kind = "msgfs" | "nats" | "js" | "bridge";
+type Kind = "msgfs" | "nats" | "js" | "bridge" | "bridge-nats";
 
 interface SubReport {
   latencies: number[];
@@ -133,7 +134,7 @@ async function pubRole(args: Record<string, string>): Promise<void> {
   const rate = Number(args.rate);
   const payload = new Uint8Array(Number(args.size));
   const t0 = performance.now();
-  if (args.kind === "msgfs" || args.kind === "bridge") {
+  if (args.kind === "msgfs" || args.kind?.startsWith("bridge")) {
     const pub = new msgfs.Publisher(args.dir!, { sweep: false });
     await paced(rate, count, (seq, at) => {
       stamp(payload, seq, at);
@@ -209,20 +210,16 @@ async function runPoint(
     if (kind === "msgfs") {
       subArgs = { ...subArgs, dir: a };
       pubArgs = { ...pubArgs, dir: a };
-    } else if (kind === "bridge") {
+    } else if (kind === "bridge" || kind === "bridge-nats") {
       const subject = `bench.br${Math.floor(Math.random() * 1e9)}`;
-      const up = startBridge([
-        `dir:${a}`,
-        `jetstream://${servers[0]}/BENCH/${subject}`,
-        "--state",
-        `${root}/sa`,
-      ]);
-      const down = startBridge([
-        `jetstream://${servers[1]}/BENCH/${subject}`,
-        `dir:${b}`,
-        "--state",
-        `${root}/sb`,
-      ]);
+      const [out, inn] = kind === "bridge"
+        ? [
+          `jetstream://${servers[0]}/BENCH/${subject}`,
+          `jetstream://${servers[1]}/BENCH/${subject}`,
+        ]
+        : [`nats://${servers[0]}/${subject}`, `nats://${servers[1]}/${subject}`];
+      const up = startBridge([`dir:${a}`, out!, "--state", `${root}/sa`]);
+      const down = startBridge([inn!, `dir:${b}`, "--state", `${root}/sb`]);
       bridges.push(up.child, down.child);
       await Promise.all([up.ready, down.ready]);
       subArgs = { ...subArgs, kind: "msgfs", dir: b };
@@ -231,6 +228,7 @@ async function runPoint(
       subArgs = { ...subArgs, server: servers[1]! };
       pubArgs = { ...pubArgs, server: servers[0]! };
     }
+    const cpu0 = bridges.map((c) => cpuTimeMs(c.pid));
     const sub = spawnRole(SELF, "sub", subArgs);
     const subReader = { r: sub.stdout.getReader(), state: { buf: "" } };
     const hello = await readLine(subReader.r, subReader.state);
@@ -240,6 +238,8 @@ async function runPoint(
     await pub.status;
     const rep: SubReport = JSON.parse(await readLine(subReader.r, subReader.state));
     await sub.status;
+    // CPU of each bridge process over the point, per message.
+    const perMsg = bridges.map((c, i) => Math.round((cpuTimeMs(c.pid) - cpu0[i]!) * 1000 / count));
     const c = checkSequence(rep.seqs);
     return {
       transport: kind === "js" ? "jetstream" : kind,
@@ -247,7 +247,7 @@ async function runPoint(
       size,
       rate,
       subscribers: 1,
-      fs: kind === "msgfs" || kind === "bridge" ? "tmpfs" : "",
+      fs: kind === "msgfs" || kind.startsWith("bridge") ? "tmpfs" : "",
       ...(rep.latencies.length ? percentiles(rep.latencies) : {}),
       delivered: c.distinct,
       expected: count,
@@ -255,7 +255,20 @@ async function runPoint(
       order_violations: c.order,
       pub_rate: Math.round(pubOut.pubRate),
       sub_rate: Math.round(rep.received / (rep.elapsedMs / 1000)),
-      ...(kind === "bridge" ? { notes: "dir A -> JetStream (s0) -> (s1) -> dir B" } : {}),
+      ...(bridges.length ? { cpu_us_per_msg: perMsg[0]! + perMsg[1]! } : {}),
+      ...(kind === "bridge"
+        ? {
+          notes: `dir A -> JetStream (s0) -> (s1) -> dir B; CPU µs/msg up ${perMsg[0]}, down ${
+            perMsg[1]
+          }`,
+        }
+        : kind === "bridge-nats"
+        ? {
+          notes: `dir A -> core NATS (s0) -> (s1) -> dir B; CPU µs/msg up ${perMsg[0]}, down ${
+            perMsg[1]
+          }`,
+        }
+        : {}),
     };
   } finally {
     for (const c of bridges) {
@@ -284,6 +297,7 @@ export async function run(
   const unpaced = quick ? 5000 : 20_000;
   const runs = opts.runs ?? (quick ? 1 : 3);
   const size = 1024;
+  const load0 = loadAverage();
   const natsDir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-nats-" });
   const cluster = await startCluster(natsDir);
   const servers = cluster.servers.map((s) => s.address);
@@ -293,7 +307,7 @@ export async function run(
     await ensureStream(await nc.jetstreamManager(), "BENCH", "bench.>");
     await nc.close();
     for (const [rate, count] of [[1000, paced1k], [0, unpaced]] as const) {
-      for (const kind of ["msgfs", "nats", "js", "bridge"] as const) {
+      for (const kind of ["msgfs", "nats", "js", "bridge", "bridge-nats"] as const) {
         if (args.only && !args.only.split(",").includes(kind)) continue;
         const points: Result[] = [];
         for (let i = 0; i < runs; i++) {
@@ -321,6 +335,7 @@ export async function run(
   const ratio = get("bridge", 0).sub_rate! / get("jetstream", 0).pub_rate!;
   const summary = {
     bridge_p50_us: bridgeP50,
+    bridge_core_nats_p50_us: get("bridge-nats", 1000).p50_us,
     goal_p50_us: Math.round(goalLatency * 10) / 10,
     latency_goal_met: bridgeP50 <= goalLatency,
     bridge_unpaced_msgs_s: get("bridge", 0).sub_rate,
@@ -328,6 +343,7 @@ export async function run(
     throughput_ratio: Math.round(ratio * 100) / 100,
     throughput_goal_met: ratio >= 0.5,
     median_of: runs,
+    load: `${load0}–${loadAverage()}`,
     when: new Date().toISOString(),
     machine: `${navigator.hardwareConcurrency} cores, shared`,
   };

@@ -228,6 +228,8 @@ async function watchSupervisor(
   done: () => boolean,
   lost: () => void,
 ): Promise<void> {
+  // A bridge's mirror of a session on another machine: its state says when it ends.
+  if (readState(dir)?.mirror !== undefined) return;
   const lock = supervisorLock(dir);
   try {
     for (;;) {

@@ -45,6 +45,11 @@ export interface SessionState {
   error?: string;
   /** When it ended (ISO 8601). */
   ended?: string;
+  /**
+   * Set by a bridge that mirrors a session running on another machine (that machine's host
+   * name): its supervisor is not here, so the state alone says whether it runs.
+   */
+  mirror?: string;
 }
 
 const STATE_FILE = ".pin.json";
@@ -391,7 +396,7 @@ export function describe(dir: string, st: SessionState): { text: string; ended: 
       return { text: `failed: ${st.error ?? "unknown error"}`, ended: true };
     case "running":
     case "starting":
-      if (supervisorAlive(dir)) return { text: st.state, ended: false };
+      if (st.mirror !== undefined || supervisorAlive(dir)) return { text: st.state, ended: false };
       // A supervisor takes its lock a moment after the session is made.
       if (st.state === "starting" && Date.now() - Date.parse(st.created) < STARTING_MS) {
         return { text: st.state, ended: false };

@@ -361,3 +361,187 @@ export function* readDirFd(fd: number): Generator<DirEntryAt[], void, undefined>
 export function fdPath(fd: number): string {
   return `/proc/self/fd/${fd}`;
 }
+
+/**
+ * What a reader checks about a file, from `statx(2)`, in plain numbers: no BigInt, no
+ * strings, so that checking a file costs no more than the call (the 64-bit inode, size and
+ * seconds are exact below 2^53).
+ *
+ * @example
+ * ```ts
+ * import type { FileStatus } from "./dirfd.ts";
+ * const s: FileStatus = {
+ *   kind: "file", size: 5, ino: 42, nlink: 1, mtimeSec: 1700000000, mtimeNsec: 0, ctimeMs: 0,
+ * };
+ * ```
+ */
+export interface FileStatus {
+  /** The kind of file. */
+  kind: FileKind;
+  /** Size in bytes. */
+  size: number;
+  /** Inode number. */
+  ino: number;
+  /** Hard links (0 once the file is removed). */
+  nlink: number;
+  /** Modification time: whole seconds since the epoch. */
+  mtimeSec: number;
+  /** Modification time: nanoseconds within the second. */
+  mtimeNsec: number;
+  /** Status change time in milliseconds since the epoch (with a fraction). */
+  ctimeMs: number;
+}
+
+const AT_EMPTY_PATH = 0x1000;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const STATX_BASIC_STATS = 0x7ff;
+const EMPTY_PATH = new Uint8Array(1);
+const statxBuf = new Uint8Array(256);
+const statxView = new DataView(statxBuf.buffer);
+
+function kindOfMode(mode: number): FileKind {
+  switch (mode & 0o170000) {
+    case 0o100000:
+      return "file";
+    case 0o040000:
+      return "directory";
+    case 0o120000:
+      return "symlink";
+    case 0o010000:
+      return "fifo";
+    case 0o140000:
+      return "socket";
+    case 0o020000:
+      return "char";
+    case 0o060000:
+      return "block";
+    default:
+      return "file";
+  }
+}
+
+function u64(offset: number): number {
+  return statxView.getUint32(offset + 4, true) * 0x1_0000_0000 +
+    statxView.getUint32(offset, true);
+}
+
+function i64(offset: number): number {
+  return statxView.getInt32(offset + 4, true) * 0x1_0000_0000 + statxView.getUint32(offset, true);
+}
+
+function decodeStatus(): FileStatus {
+  return {
+    kind: kindOfMode(statxView.getUint16(28, true)),
+    size: u64(40),
+    ino: u64(32),
+    nlink: statxView.getUint32(16, true),
+    mtimeSec: i64(112),
+    mtimeNsec: statxView.getUint32(120, true),
+    ctimeMs: i64(96) * 1000 + statxView.getUint32(104, true) / 1e6,
+  };
+}
+
+/**
+ * `statx(2)` on an open descriptor, in plain numbers.
+ *
+ * @param fd The descriptor.
+ * @returns Its status.
+ * @throws {SysError} When the call fails.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openAt, openDir, statusFd } from "./dirfd.ts";
+ * import { closeFd, O } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const dirFd = openDir(dir);
+ * const fd = openAt(dirFd, "file", O.RDONLY);
+ * assert.equal(statusFd(fd).size, 5);
+ * closeFd(fd);
+ * closeFd(dirFd);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function statusFd(fd: number): FileStatus {
+  check(libc().statx(fd, EMPTY_PATH, AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuf), "statx");
+  return decodeStatus();
+}
+
+/**
+ * `statx(2)` of a name inside an open directory, without following a symlink, in plain
+ * numbers; `undefined` when nothing is there.
+ *
+ * @param dirfd The directory's descriptor.
+ * @param name One path segment.
+ * @returns Its status, or undefined for ENOENT.
+ * @throws {SysError} For other failures.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openDir, statusAt } from "./dirfd.ts";
+ * import { closeFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.symlinkSync("/etc/hostname", `${dir}/link`);
+ * const dirFd = openDir(dir);
+ * assert.equal(statusAt(dirFd, "link")?.kind, "symlink");
+ * assert.equal(statusAt(dirFd, "missing"), undefined);
+ * closeFd(dirFd);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function statusAt(dirfd: number, name: string): FileStatus | undefined {
+  const c = libc();
+  const path = cpath(segment(name));
+  for (;;) {
+    if (c.statx(dirfd, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf) === 0) {
+      return decodeStatus();
+    }
+    const e = errno();
+    if (e === Errno.EINTR) continue;
+    if (e === Errno.ENOENT) return undefined;
+    throw new SysError("statx", e, name);
+  }
+}
+
+/**
+ * Reads up to `size` bytes from a descriptor into a new array of exactly that size: one
+ * allocation, and no `read(2)` past the end when the file holds what its status said.
+ *
+ * @param fd The descriptor.
+ * @param size How many bytes to read (the file's size from its status).
+ * @returns The bytes; shorter than `size` when the file ended first.
+ * @throws {SysError} When a read fails.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openAt, openDir, readExact, statusFd } from "./dirfd.ts";
+ * import { closeFd, O } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/file`, "hello");
+ * const dirFd = openDir(dir);
+ * const fd = openAt(dirFd, "file", O.RDONLY);
+ * assert.equal(new TextDecoder().decode(readExact(fd, statusFd(fd).size)), "hello");
+ * closeFd(fd);
+ * closeFd(dirFd);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function readExact(fd: number, size: number): Uint8Array {
+  const buf = new Uint8Array(size);
+  const c = libc();
+  let len = 0;
+  while (len < size) {
+    const n = Number(c.read(fd, len === 0 ? buf : buf.subarray(len), BigInt(size - len)));
+    if (n < 0) {
+      const e = errno();
+      if (e === Errno.EINTR) continue;
+      throw new SysError("read", e);
+    }
+    if (n === 0) return buf.slice(0, len);
+    len += n;
+  }
+  return buf;
+}

@@ -119,6 +119,12 @@ export class Inotify implements AsyncDisposable {
   readonly #buf = new Uint8Array(BUFFER_SIZE);
   readonly #view = new DataView(this.#buf.buffer);
   #closed = false;
+  /**
+   * When a {@linkcode Inotify.read} last found the queue empty (wall-clock milliseconds, taken
+   * just before the `read(2)` that emptied it): every event queued before then has been
+   * returned by a read. `-Infinity` before the first such read.
+   */
+  drainedAt = -Infinity;
 
   /** Makes an inotify instance (non-blocking, close-on-exec). */
   constructor() {
@@ -164,14 +170,21 @@ export class Inotify implements AsyncDisposable {
     const buf = this.#buf;
     const view = this.#view;
     for (;;) {
+      const at = Date.now();
       const n = Number(c.read(this.fd, buf, BigInt(buf.length)));
       if (n < 0) {
         const e = errno();
-        if (e === Errno.EAGAIN) break;
+        if (e === Errno.EAGAIN) {
+          this.drainedAt = at;
+          break;
+        }
         if (e === Errno.EINTR) continue;
         throw new SysError("read", e);
       }
-      if (n === 0) break;
+      if (n === 0) {
+        this.drainedAt = at;
+        break;
+      }
       let off = 0;
       while (off + 16 <= n) {
         const len = view.getUint32(off + 12, true);
@@ -184,7 +197,10 @@ export class Inotify implements AsyncDisposable {
         off += 16 + len;
       }
       // A short read means the queue is empty now.
-      if (n < buf.length - 4096) break;
+      if (n < buf.length - 4096) {
+        this.drainedAt = at;
+        break;
+      }
     }
     return events;
   }

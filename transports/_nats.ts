@@ -32,20 +32,16 @@
  * @module
  */
 
-import {
-  AckPolicy,
-  connect,
-  type Consumer,
-  DeliverPolicy,
-  type JetStreamClient,
-  type JetStreamManager,
-  type MsgHdrs,
-  nanos,
-  type NatsConnection,
-  type PubAck,
-  StorageType,
+import type {
+  Consumer,
+  JetStreamClient,
+  JetStreamManager,
+  MsgHdrs,
+  NatsConnection,
+  PubAck,
 } from "nats";
 import { FsbusError } from "../types.ts";
+import { denoTransport } from "./_nats_transport.ts";
 
 export type {
   Consumer,
@@ -56,7 +52,40 @@ export type {
   MsgHdrs,
   NatsConnection,
 } from "nats";
-export { ConsumerEvents, headers } from "nats";
+
+/** The `nats` client module's values (what is used at run time, not only as types). */
+export type NatsLib = typeof import("nats");
+
+let lib: Promise<NatsLib> | undefined;
+
+/**
+ * Loads the `nats` client on first use (a dynamic import), so that programs importing fsbus
+ * without using NATS never load it. Every later call returns the same module.
+ *
+ * @returns The module.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadNats } from "./_nats.ts";
+ * const { headers } = await loadNats();
+ * const h = headers();
+ * ```
+ */
+export function loadNats(): Promise<NatsLib> {
+  lib ??= import("nats");
+  return lib;
+}
+
+let internals: Promise<typeof import("nats/lib/nats-base-client/internal_mod.js")> | undefined;
+
+/** Connects with fsbus's transport over Deno's sockets (see _nats_transport.ts). */
+async function connectDeno(options: import("nats").ConnectionOptions): Promise<NatsConnection> {
+  internals ??= import("nats/lib/nats-base-client/internal_mod.js");
+  const nats = await internals;
+  // The package's own connect() sets its Node transport each time: set ours each time too.
+  nats.setTransportFactory({ factory: denoTransport(nats) });
+  return await nats.NatsConnectionImpl.connect(options);
+}
 
 /** The state of a NATS connection, as reported to {@linkcode ConnectOptions.onStatus}. */
 export type NatsState = "connecting" | "connected" | "disconnected" | "reconnecting" | "closed";
@@ -235,7 +264,7 @@ export async function connectNats(
     }
     report({ state: "connecting", server: list.join(","), detail: "" });
     try {
-      const nc = await connect({
+      const nc = await connectDeno({
         servers: list,
         name: options.name ?? "fsbus",
         reconnect: true,
@@ -442,6 +471,7 @@ export async function ensureStream(
       }
     }
   }
+  const { nanos, StorageType } = await loadNats();
   const base = {
     name,
     subjects: [subject],
@@ -602,6 +632,7 @@ export async function durableConsumer(
   if (!/^[^\s.*>/\\]+$/.test(durable)) {
     throw new FsbusError("invalid", `Cannot use JetStream consumer "${durable}": not a valid name`);
   }
+  const { AckPolicy, DeliverPolicy, nanos } = await loadNats();
   const jsm = await nc.jetstreamManager();
   let start = after === undefined ? undefined : after + 1;
   try {

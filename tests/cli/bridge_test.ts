@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as msgfs from "../../transports/msgfs/mod.ts";
 import * as mq from "../../transports/mq/mod.ts";
 import { CLI, collect, fsbus, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
+import { ensureGone, readState } from "./_pin.ts";
 import {
   canMakeNetns,
   freePort,
@@ -81,12 +82,24 @@ function assertExactly(got: string[], prefix: string, n: number, where: string):
   assert.deepEqual(mine, expected, `${where}: every "${prefix}*" once, in publisher order`);
 }
 
+/** Every `${prefix}N` for N < n arrived exactly once, in any order. */
+function assertOnce(got: string[], prefix: string, n: number, where: string): void {
+  const mine = got.filter((t) => t.startsWith(prefix));
+  const expected = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  const byNumber = (x: string, y: string) =>
+    Number(x.slice(prefix.length)) - Number(y.slice(prefix.length));
+  assert.deepEqual(mine.toSorted(byNumber), expected, `${where}: every "${prefix}*" exactly once`);
+}
+
 async function publishPaced(dir: string, prefix: string, n: number, from = 0): Promise<void> {
   for (let i = from; i < n; i++) {
     msgfs.publish(dir, `${prefix}${i}`);
     if (i % 10 === 9) await new Promise((r) => setTimeout(r, 2));
   }
 }
+
+/** Network namespaces made by these tests ("machine B") are named with this prefix. */
+const NS_PREFIX = "fsbt-bridge-";
 
 /** Two "machines": bus roots A and B, B's bridge in its own network namespace when possible. */
 async function twoMachines(
@@ -103,7 +116,7 @@ async function twoMachines(
     },
   ) => Promise<void>,
 ): Promise<void> {
-  const ns = canMakeNetns() ? await Netns.create() : undefined;
+  const ns = canMakeNetns() ? await Netns.create(NS_PREFIX) : undefined;
   try {
     const host = ns?.hostAddr ?? "127.0.0.1";
     const cluster = await startCluster(`${root}/nats`, { host: () => host });
@@ -177,7 +190,7 @@ Deno.test("bridge: two machines on a JetStream cluster get every message once, i
       assertExactly(w.got, "x-", 150, where);
       assertExactly(w.got, "y-", 150, where);
     }
-    if (ns) assert.ok(ns.name.startsWith("fsbt-br-"));
+    if (ns) assert.ok(ns.name.startsWith(NS_PREFIX));
   });
 });
 
@@ -201,7 +214,9 @@ Deno.test("bridge: B's bridge killed and restarted mid-stream, then B's server k
     await onB.until(400, "n-");
     await new Promise((r) => setTimeout(r, 300));
     assertExactly(onB.got, "m-", 600, "B");
-    assertExactly(onB.got, "n-", 400, "B");
+    // Publishes in flight when the stream's leader dies may be stored after later ones (see the
+    // README's bridge limits): exactly once is guaranteed across the failover, order is not.
+    assertOnce(onB.got, "n-", 400, "B");
   });
 });
 
@@ -277,6 +292,180 @@ Deno.test("bridge: an mq group across machines keeps A's order (mq cat on B)", a
   assert.equal(status.code, 0);
   assert.equal(outB.text(), onA.text);
   assert.equal(outB.text().split("\n").length, 61);
+});
+
+Deno.test("bridge: pin attach on B to a session running on A (input, output, its end)", async () => {
+  using dir = tempDir();
+  await using ns = canMakeNetns() ? await Netns.create(NS_PREFIX) : undefined;
+  const host = ns?.hostAddr ?? "127.0.0.1";
+  await using cluster = await startCluster(`${dir.path}/nats`, { host: () => host });
+  const rootA = `${dir.path}/pin-a`;
+  const rootB = `${dir.path}/pin-b`;
+  Deno.mkdirSync(rootA, { mode: 0o700 });
+  Deno.mkdirSync(rootB, { mode: 0o700 });
+  // The session runs on A; B has only a group, which its bridge fills.
+  const made = await fsbus(["pin", "-m", rootA, "-c", "s1", "cat"]);
+  assert.equal(made.code, 0, made.stderr);
+  try {
+    assert.equal((await fsbus(["mq", "mkgroup", `${rootB}/s1`, "--replay", "all"])).code, 0);
+    await using bridgeA = new BridgeProc([
+      `mq:${rootA}/s1`,
+      `jetstream://${cluster.servers[0]!.address}/PIN/pin.s1`,
+      "--both",
+      "--history",
+      "--state",
+      `${dir.path}/sa`,
+    ]);
+    await using bridgeB = new BridgeProc([
+      `jetstream://${cluster.servers[1]!.address}/PIN/pin.s1`,
+      `mq:${rootB}/s1`,
+      "--both",
+      "--state",
+      `${dir.path}/sb`,
+    ], ns);
+    await bridgeA.ready();
+    await bridgeB.ready();
+    await waitFor(
+      () => readState(rootB, "s1")?.state === "running",
+      "the session's state mirrored on B",
+      30_000,
+    );
+    assert.equal(typeof readState(rootB, "s1")?.mirror, "string");
+    const list = await fsbus(["pin", "-m", rootB, "-l"]);
+    assert.match(list.text, /^s1 +running +\d+ .* cat$/m);
+
+    // Attach on B: a line typed there reaches cat on A's terminal, its output comes back.
+    const att = spawnFsbus(["pin", "-m", rootB, "-a", "s1"]);
+    const out = collect(att.stdout);
+    const err = collect(att.stderr);
+    const input = att.stdin.getWriter();
+    try {
+      await input.write(new TextEncoder().encode("hello from B\n"));
+      // The terminal's echo and cat's copy, both made on A.
+      await waitFor(
+        () => out.text().split("hello from B").length >= 3,
+        "the line echoed and copied by the session on A",
+        30_000,
+      );
+      {
+        using g = mq.openGroup(`${rootA}/s1`);
+        const r = mq.read(g, ["0"], { replay: "all" });
+        const typed = r.poll().map((m) => dec.decode(m.data)).join("");
+        await r.close();
+        assert.equal(typed, "hello from B\n", "stream 0 on A holds what was typed on B");
+      }
+      // Ended from B: the hangup travels to A, the session's end comes back.
+      const killed = await fsbus(["pin", "-m", rootB, "-k", "s1"]);
+      assert.equal(killed.code, 0, killed.stderr);
+      const status = await att.status;
+      await out.done;
+      await err.done;
+      assert.equal(status.code, 129);
+      assert.match(err.text(), /session "s1" killed by SIGHUP/);
+      assert.equal(readState(rootA, "s1")?.state, "exited");
+    } finally {
+      await input.close().catch(() => {});
+      try {
+        att.kill("SIGKILL");
+      } catch {
+        // ended
+      }
+      await att.status;
+    }
+  } finally {
+    await ensureGone(rootA, "s1");
+  }
+});
+
+Deno.test("bridge: two separate one-way bridges on one bus and subject do not loop", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats` });
+  const a = `${dir.path}/a`;
+  const b = `${dir.path}/b`;
+  Deno.mkdirSync(a);
+  Deno.mkdirSync(b);
+  const js = `jetstream://${server.address}/APP/app`;
+  // Machine A: out and in through two bridges (names of their own, one state directory).
+  await using out = new BridgeProc([
+    `dir:${a}`,
+    js,
+    "--name",
+    "a-out",
+    "--state",
+    `${dir.path}/state-a`,
+  ]);
+  await using inn = new BridgeProc([
+    js,
+    `dir:${a}`,
+    "--name",
+    "a-in",
+    "--state",
+    `${dir.path}/state-a`,
+  ]);
+  // Machine B: one bridge both ways.
+  await using both = new BridgeProc([js, `dir:${b}`, "--both", "--state", `${dir.path}/state-b`]);
+  await out.ready();
+  await inn.ready();
+  await both.ready();
+  await using onA = new Watch(a);
+  await using onB = new Watch(b);
+  await Promise.all([publishPaced(a, "p-", 150), publishPaced(b, "q-", 150)]);
+  await onA.until(150, "q-");
+  await onB.until(150, "p-");
+  // A marker after the rest: once it crossed, anything looping would have come back too.
+  msgfs.publish(b, "end");
+  await onA.until(1, "end");
+  msgfs.publish(a, "end2");
+  await onB.until(1, "end2");
+  await new Promise((r) => setTimeout(r, 500));
+  for (const [w, where] of [[onA, "A"], [onB, "B"]] as const) {
+    assertExactly(w.got, "p-", 150, where);
+    assertExactly(w.got, "q-", 150, where);
+    assert.equal(w.got.length, 302, `${where}: nothing else arrived`);
+  }
+});
+
+Deno.test("bridge: a chain carries a message on (A to B to C), once even when it arrives by two ways", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats` });
+  const [a, b, c, d] = ["a", "b", "c", "d"].map((m) => `${dir.path}/${m}`) as [
+    string,
+    string,
+    string,
+    string,
+  ];
+  for (const m of [a, b, c, d]) Deno.mkdirSync(m);
+  const one = `jetstream://${server.address}/S1/one`;
+  const two = `jetstream://${server.address}/S2/two`;
+  const state = (m: string) => ["--state", `${dir.path}/state-${m}`];
+  // A -> S1 -> B -> S2 -> C and D; S1 -> C directly as well.
+  await using p1 = new BridgeProc([`dir:${a}`, one, ...state("a")]);
+  await using p2 = new BridgeProc([one, `dir:${b}`, ...state("b")]);
+  await using p3 = new BridgeProc([`dir:${b}`, two, ...state("b")]);
+  await using p4 = new BridgeProc([two, `dir:${c}`, ...state("c")]);
+  await using p5 = new BridgeProc([one, `dir:${c}`, ...state("c")]);
+  await using p6 = new BridgeProc([two, `dir:${d}`, ...state("d")]);
+  for (const p of [p1, p2, p3, p4, p5, p6]) await p.ready();
+  await using onB = new Watch(b);
+  await using onC = new Watch(c);
+  await using onD = new Watch(d);
+  await publishPaced(a, "c-", 100);
+  await onB.until(100, "c-");
+  await onC.until(100, "c-");
+  await onD.until(100, "c-");
+  // A marker by the longer way (B to C through S2) after the rest: the copies have come.
+  msgfs.publish(b, "end");
+  await onC.until(1, "end");
+  await new Promise((r) => setTimeout(r, 500));
+  assertExactly(onB.got, "c-", 100, "B");
+  assertExactly(onD.got, "c-", 100, "D (only by the chain)");
+  // C: each once (by two ways, the first copy wins: the order is each way's own).
+  const onlyC = onC.got.filter((t) => t !== "end");
+  assert.deepEqual(
+    [...onlyC].sort(),
+    Array.from({ length: 100 }, (_, i) => `c-${i}`).sort(),
+    "C: every message once",
+  );
 });
 
 Deno.test("bridge: bad input gives one clear line", async () => {

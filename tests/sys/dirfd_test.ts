@@ -6,7 +6,10 @@ import {
   openAt,
   openDir,
   readDirFd,
+  readExact,
   renameAt,
+  statusAt,
+  statusFd,
   touchFd,
   unlinkAt,
 } from "../../sys/dirfd.ts";
@@ -82,5 +85,35 @@ Deno.test("dirfd: readDirFd lists a big directory in batches, each name once, wi
     assert.equal(again, n + 1);
   } finally {
     closeFd(fd);
+  }
+});
+
+Deno.test("dirfd: statusFd and statusAt report what lstat does, in plain numbers; readExact reads what is there", () => {
+  using dir = tempDir();
+  const data = new Uint8Array(3000).map((_, i) => i & 0xff);
+  Deno.writeFileSync(`${dir.path}/file`, data);
+  Deno.symlinkSync(`${dir.path}/file`, `${dir.path}/link`);
+  const info = Deno.lstatSync(`${dir.path}/file`);
+  const dfd = openDir(dir.path);
+  const fd = openAt(dfd, "file", O.RDONLY);
+  try {
+    const st = statusFd(fd);
+    assert.deepEqual([st.kind, st.size, st.ino, st.nlink], ["file", 3000, info.ino, 1]);
+    assert.equal(st.mtimeSec * 1000 + Math.floor(st.mtimeNsec / 1e6), info.mtime!.getTime());
+    assert.equal(Math.floor(st.ctimeMs / 1000), Math.floor(info.ctime!.getTime() / 1000));
+    assert.deepEqual(statusAt(dfd, "file"), st);
+    assert.equal(statusAt(dfd, "link")?.kind, "symlink");
+    assert.equal(statusAt(dfd, "missing"), undefined);
+    assert.deepEqual(readExact(fd, 3000), data);
+    // A file shorter than its status said (truncated meanwhile): what is there.
+    Deno.truncateSync(`${dir.path}/file`, 100);
+    const again = openAt(dfd, "file", O.RDONLY);
+    assert.deepEqual(readExact(again, 3000), data.subarray(0, 100));
+    closeFd(again);
+    Deno.removeSync(`${dir.path}/file`);
+    assert.equal(statusFd(fd).nlink, 0);
+  } finally {
+    closeFd(fd);
+    closeFd(dfd);
   }
 });

@@ -179,3 +179,28 @@ Deno.test("bridge() over core NATS: live messages, headers carry the metadata", 
   assert.deepEqual(Deno.readFileSync(`${b}/t/u/${first.name}`), bytes);
   assert.equal(down.status.directions[0]!.delivered, 2);
 });
+
+Deno.test("bridge() takes over an earlier version's state: ids it had listed are not carried again", async () => {
+  using dir = tempDir();
+  const p = `${dir.path}/p`;
+  const q = `${dir.path}/q`;
+  Deno.mkdirSync(p);
+  Deno.mkdirSync(q);
+  const old = msgfs.publish(p, "carried before");
+  msgfs.publish(p, "new");
+  // The earlier layout: one "seen" list in the bridge's own state directory.
+  const state = `${dir.path}/state`;
+  Deno.mkdirSync(`${state}/mig`, { recursive: true });
+  Deno.writeTextFileSync(`${state}/mig/seen`, `${old.id}\n`);
+  await using onQ = watch(q);
+  {
+    await using _b = await bridge(`dir:${p}`, `dir:${q}`, {
+      name: "mig",
+      stateDir: state,
+      history: true,
+    });
+    await waitFor(() => onQ.texts().includes("new"), "the new message");
+  }
+  assert.deepEqual(onQ.texts(), ["new"]);
+  assert.ok(Deno.statSync(`${state}/mig/seen.migrated`).isFile);
+});

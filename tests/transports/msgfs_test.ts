@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as msgfs from "../../transports/msgfs/mod.ts";
 import { idTime, newId } from "../../transports/msgfs/names.ts";
+import { SEEN_SLACK_MS } from "../../transports/msgfs/subscribe.ts";
 import { CLI, fsbus, inotifyWatches, openWatchFds, tempDir, waitFor } from "../_helpers.ts";
 
 const dec = new TextDecoder();
@@ -350,6 +351,50 @@ Deno.test({
     for (let i = 0; i < N; i++) if (got[i] !== i) assert.fail(`message ${i} was ${got[i]}`);
     assert.ok(sub.stats.rescans >= 1, "the queue overflowed at least once");
   },
+});
+
+Deno.test("events queued after an overflow for files a rescan delivered seconds earlier are not delivered again: no duplicate, order kept", async () => {
+  using bus = tempDir();
+  const max = Number(Deno.readTextFileSync("/proc/sys/fs/inotify/max_queued_events").trim());
+  const sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  const first = it.next(); // the watch is set up now; nothing is read until we await
+  const sent = [pub.publish("0").id];
+  const got = [(await first).value!.id];
+  // The subscription does not read while this overflows its queue (a local overflow: the
+  // queue is this subscription's own, whatever the system's limit).
+  for (let i = 0; i <= max; i++) sent.push(pub.publish("filler").id);
+  // Taking one message makes the watcher read the whole queue, overflow included; the files
+  // published now have their events queued behind it, and the rescan will find them too.
+  got.push((await it.next()).value!.id);
+  const late = Date.now();
+  for (let i = 0; i < 50; i++) sent.push(pub.publish("late").id);
+  // Let those files grow older than the time a subscription remembers by (its slack).
+  while (Date.now() < late + SEEN_SLACK_MS + 1000) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const deadline = setTimeout(() => void sub.close(), 60_000); // ends the loop, not the test
+  let end: string | undefined;
+  for (;;) {
+    const r = await it.next();
+    if (r.done) break;
+    got.push(r.value.id);
+    if (r.value.id === end) break;
+    if (end === undefined && got.length >= sent.length) {
+      // Everything published arrived (the late ones through the rescan): a last message
+      // follows whatever the subscription still had to read.
+      end = pub.publish("end").id;
+      sent.push(end);
+    }
+  }
+  clearTimeout(deadline);
+  await sub.close();
+  await pub.close();
+  assert.ok(sub.stats.rescans >= 1, "the queue overflowed");
+  assert.equal(new Set(got).size, got.length, `${got.length - new Set(got).size} duplicates`);
+  for (let i = 1; i < got.length; i++) assert.ok(got[i - 1]! < got[i]!, `order broken at ${i}`);
+  assert.deepEqual(got, sent);
 });
 
 /** A small tmpfs mounted for one test, unmounted (and its mountpoint removed) when disposed. */

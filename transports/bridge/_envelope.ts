@@ -30,6 +30,8 @@ export interface Envelope {
   skip?: boolean;
   /** Called once the message is delivered (acknowledges it at the source). */
   done?: () => void;
+  /** Not a message: a pin session's state (see _pin.ts), kept only by whole mq groups. */
+  pinState?: boolean;
 }
 
 /** Messages coming out of an endpoint. */
@@ -58,6 +60,9 @@ export interface Sink {
   has?(e: Envelope, since: number): boolean | Promise<boolean>;
   /** Flushes and releases the sink. */
   close(): Promise<void>;
+  /** Whether it takes pin session states (whole mq groups, and NATS on their way); else
+   * they are skipped. */
+  pinStates?: boolean;
 }
 
 /** Payloads a sink wrote to a bus without ids (fanout, filebus), to recognise their echo. */
@@ -86,12 +91,26 @@ export function equal(a: Uint8Array, b: Uint8Array): boolean {
 
 /** What every source and sink of one bridge shares. */
 export interface Context {
-  /** This bridge's identity (origin of the messages it carries out). */
-  identity: string;
+  /**
+   * The origin this bridge marks the messages it carries out with: one per local bus (the
+   * host and the bus), shared by every bridge of that bus, so that none of them carries a
+   * message back into the bus it came from.
+   */
+  origin: string;
   /** This host's name. */
   host: string;
-  /** Ids written locally or already sent. */
-  seen: Seen;
+  /**
+   * The other endpoint of this direction (see `peerKey` in bridge.ts): a sink records it as
+   * where the messages it writes came from; a source does not send back what came from it.
+   */
+  peer: string;
+  /**
+   * Ids written into the local bus this context's endpoint is (by any bridge of this
+   * machine sharing the state directory): a source never sends them out.
+   */
+  written: Seen;
+  /** Ids of this direction's source already sent (so that a restart does not resend them). */
+  sent: Seen;
   /** Payloads written to id-less buses. */
   echo: Echo;
   /** The persisted position of this direction's source, if any. */
@@ -119,6 +138,7 @@ export const HEADER = {
   topic: "Fsbus-Topic",
   time: "Fsbus-Time",
   host: "Fsbus-Host",
+  pin: "Fsbus-Pin-State",
 } as const;
 
 /** The byte size of the headers a message carries (for the max_payload check). */

@@ -12,6 +12,7 @@ import * as filebus from "../filebus/mod.ts";
 import { FsbusError } from "../../types.ts";
 import { type Context, type Envelope, equal, type Sink, type Source } from "./_envelope.ts";
 import type { Endpoint } from "./endpoint.ts";
+import { PinWatch, writeMirror } from "./_pin.ts";
 
 type Local = Extract<Endpoint, { kind: "dir" | "mq" | "fanout" | "filebus" }>;
 
@@ -77,15 +78,18 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
   let high = last ?? 0;
   return source(async function* () {
     for await (const m of sub) {
-      if (ctx.seen.has(m.id)) continue;
+      if (ctx.sent.has(m.id)) continue;
+      // Written by a bridge: never back where it came from; elsewhere with its origin.
+      const w = await ctx.written.lookup(m.id);
+      if (w === null || w?.from === ctx.peer) continue;
       high = Math.max(high, m.time.getTime());
       yield {
         data: m.data,
-        id: m.id,
+        id: w ? w.id : m.id,
         topic: e.topic === undefined ? m.topic : "",
         time: m.time,
-        origin: ctx.identity,
-        host: ctx.host,
+        origin: w ? w.origin : ctx.origin,
+        host: w ? w.host : ctx.host,
         position: String(high),
         seenId: m.id,
       };
@@ -106,8 +110,36 @@ function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
   });
   const streams = new Map<string, { reader: mq.MqReader; buf: mq.MqMessage[] }>();
   const dec = new TextDecoder();
+  // A whole group that is a pin session also carries its state (see _pin.ts).
+  const pin = e.stream === undefined ? PinWatch.open(e.group, g) : undefined;
+  const pinEnvelope = (): Envelope | undefined => {
+    const c = pin?.changed();
+    return c && {
+      data: c.data,
+      id: c.id,
+      topic: "",
+      time: new Date(),
+      origin: ctx.origin,
+      host: ctx.host,
+      pinState: true,
+    };
+  };
   return source(async function* () {
-    for await (const entry of order) {
+    const it = order[Symbol.asyncIterator]();
+    let next = it.next();
+    let checked = 0;
+    for (;;) {
+      if (pin && Date.now() - checked >= 250) {
+        const state = pinEnvelope();
+        if (state) yield state;
+        checked = Date.now();
+      }
+      // While the group is quiet, look at the state twice a second.
+      const got = pin ? await within(next, 500) : await next;
+      if (got === undefined) continue;
+      if (got.done) break;
+      next = it.next();
+      const entry = got.value;
       const seq = entry.seq;
       const name = dec.decode(entry.data).replace(/\0$/, "");
       if (e.stream !== undefined && name !== e.stream) continue;
@@ -127,14 +159,21 @@ function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
         await st.reader.close();
         streams.delete(name);
       }
-      if (ctx.seen.has(`mq:${seq}`)) continue;
+      const w = await ctx.written.lookup(`mq:${seq}`);
+      if (w === null || w?.from === ctx.peer) continue;
+      // A session records how it ended before its EOFs: the state goes first.
+      if (pin && data.length === 0) {
+        const s2 = pinEnvelope();
+        if (s2) yield s2;
+        checked = Date.now();
+      }
       yield {
         data,
-        id: String(seq),
+        id: w ? w.id : String(seq),
         topic: e.stream === undefined ? name : "",
         time: entry.time ?? new Date(),
-        origin: ctx.identity,
-        host: ctx.host,
+        origin: w ? w.origin : ctx.origin,
+        host: w ? w.host : ctx.host,
         position: String(seq),
       };
     }
@@ -143,6 +182,13 @@ function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
     for (const st of streams.values()) await st.reader.close();
     g.close();
   });
+}
+
+/** `p`'s result, or undefined when it takes longer than `ms` (`p` runs on). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)));
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 function fanoutSource(e: Extract<Endpoint, { kind: "fanout" }>, ctx: Context): Source {
@@ -160,7 +206,7 @@ function fanoutSource(e: Extract<Endpoint, { kind: "fanout" }>, ctx: Context): S
         id: `${start}-${n++}`,
         topic: "",
         time: new Date(),
-        origin: ctx.identity,
+        origin: ctx.origin,
         host: ctx.host,
       };
     }
@@ -181,7 +227,7 @@ function filebusSource(e: Extract<Endpoint, { kind: "filebus" }>, ctx: Context):
         id: `${start}-${n++}`,
         topic: "",
         time: new Date(),
-        origin: ctx.identity,
+        origin: ctx.origin,
         host: ctx.host,
       };
     }
@@ -196,6 +242,7 @@ function filebusSource(e: Extract<Endpoint, { kind: "filebus" }>, ctx: Context):
  * @returns The sink.
  */
 export function localSink(e: Local, ctx: Context): Sink {
+  const from = (m: Envelope) => ({ from: ctx.peer, origin: m.origin, id: m.id, host: m.host });
   let write: (m: Envelope) => Promise<void> | void;
   let close: () => Promise<void> | void = () => {};
   let has: ((m: Envelope, since: number) => boolean | Promise<boolean>) | undefined;
@@ -203,11 +250,15 @@ export function localSink(e: Local, ctx: Context): Sink {
     case "dir": {
       checkDir(e.path, "directory bus");
       const pub = new msgfs.Publisher(e.path, { atomic: true });
-      write = (m) => {
-        const topic = e.topic ?? m.topic;
-        const p = pub.publish(m.data, topic === "" ? {} : { topic });
-        ctx.seen.add(p.id);
-      };
+      // Under the shared list's lock: no bridge reads the message before its id is there.
+      write = (m) =>
+        ctx.written.guard(() => {
+          // Already in the bus (it came by another way): once is enough.
+          if (ctx.written.hasOrigin(m.origin, m.id)) return;
+          const topic = e.topic ?? m.topic;
+          const p = pub.publish(m.data, topic === "" ? {} : { topic });
+          ctx.written.add(p.id, from(m));
+        });
       has = (m, since) => {
         const topic = e.topic ?? m.topic;
         const dir = topic === "" ? e.path : `${e.path}/${topic}`;
@@ -228,9 +279,13 @@ export function localSink(e: Local, ctx: Context): Sink {
       checkDir(e.group, "mq group");
       const g = mq.openGroup(e.group);
       write = (m) => {
+        if (m.pinState) return writeMirror(e.group, g, m.data, m.host);
         const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
-        const r = g.write(stream, m.data, {});
-        ctx.seen.add(`mq:${r.seq}`);
+        return ctx.written.guard(() => {
+          if (ctx.written.hasOrigin(m.origin, m.id)) return;
+          const r = g.write(stream, m.data, {});
+          ctx.written.add(`mq:${r.seq}`, from(m));
+        });
       };
       has = async (m) => {
         const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);
@@ -273,6 +328,7 @@ export function localSink(e: Local, ctx: Context): Sink {
     flush: () => Promise.resolve(),
     pending: () => 0,
     ...(has ? { has } : {}),
+    pinStates: e.kind === "mq" && e.stream === undefined,
     async close() {
       await close();
     },

@@ -10,14 +10,14 @@
 import {
   checkPayload,
   type Consumer,
-  ConsumerEvents,
   type ConsumerMessages,
   durableConsumer,
   ensureStream,
-  headers,
   type JsMsg,
+  loadNats,
   type MsgHdrs,
   type NatsConnection,
+  type NatsLib,
   publishOnce,
   subjectToken,
 } from "../_nats.ts";
@@ -45,13 +45,14 @@ function filterOf(base: string, wide: boolean): string {
   return wide ? `${base}.>` : base;
 }
 
-function toHeaders(e: Envelope): MsgHdrs {
+function toHeaders(headers: NatsLib["headers"], e: Envelope): MsgHdrs {
   const h = headers();
   h.set(HEADER.origin, e.origin);
   h.set(HEADER.id, e.id);
   h.set(HEADER.topic, encodeURIComponent(e.topic));
   h.set(HEADER.time, e.time.toISOString());
   h.set(HEADER.host, e.host);
+  if (e.pinState) h.set(HEADER.pin, "1");
   return h;
 }
 
@@ -76,6 +77,7 @@ function fromMsg(
   }
   const t = Date.parse(h?.get(HEADER.time) ?? "");
   return {
+    ...(h?.get(HEADER.pin) ? { pinState: true } : {}),
     data,
     id: h?.get(HEADER.id) || fallbackId,
     topic,
@@ -94,17 +96,19 @@ function fromMsg(
  * @returns The sink.
  */
 export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): Promise<Sink> {
+  const { headers } = await loadNats();
   if (e.kind === "nats") {
     return {
       write(m, delivered) {
         const subject = subjectOf(e.subject, ctx.wide, m.topic);
         checkPayload(nc, subject, m.data.length + headerSize(m));
-        nc.publish(subject, m.data, { headers: toHeaders(m) });
+        nc.publish(subject, m.data, { headers: toHeaders(headers, m) });
         delivered();
       },
       flush: () => nc.flush(),
       pending: () => 0,
       close: () => nc.isClosed() ? Promise.resolve() : nc.flush(),
+      pinStates: ctx.wide,
     };
   }
   await ensureStream(await nc.jetstreamManager(), e.stream, filterOf(e.subject, ctx.wide));
@@ -113,14 +117,17 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
   const queue: {
     m: Envelope;
     subject: string;
-    ack: Promise<unknown>;
+    ack: Promise<unknown> | undefined;
     delivered: () => void;
   }[] = [];
   const send = (m: Envelope, subject: string) =>
-    publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(m));
+    publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(headers, m));
   // Acks are taken in order as they come. A failed publish (a server down, a stream leader
   // moving, a timeout) sends it and everything after it again, in order and with the same
   // ids, so the stream keeps one copy of each; repeated until the stream has them.
+  // While a failed publish waits to be sent again, later messages wait too (not sent): the
+  // stream must not store them before it.
+  let recovering = false;
   let failure: unknown;
   let draining: Promise<void> | undefined;
   let room: (() => void) | undefined;
@@ -128,11 +135,14 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
     const q = queue[0]!;
     for (let attempt = 0;; attempt++) {
       try {
+        q.ack ??= send(q.m, q.subject);
         await q.ack;
         break;
       } catch (err) {
         if (nc.isClosed()) throw err;
+        recovering = true;
         await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+        recovering = false;
         for (const p of queue) {
           p.ack = send(p.m, p.subject);
           p.ack.catch(() => {});
@@ -167,8 +177,8 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
       if (failure) throw failure;
       const subject = subjectOf(e.subject, ctx.wide, m.topic);
       checkPayload(nc, subject, m.data.length + headerSize(m));
-      const ack = send(m, subject);
-      ack.catch(() => {});
+      const ack = recovering ? undefined : send(m, subject);
+      ack?.catch(() => {});
       queue.push({ m, subject, ack, delivered });
       drain();
       while (queue.length >= window && !failure) {
@@ -178,6 +188,7 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
     },
     flush,
     pending: () => queue.length,
+    pinStates: ctx.wide,
     async close() {
       if (!nc.isClosed()) await flush().catch(() => {});
     },
@@ -201,6 +212,7 @@ export async function remoteSource(
   durable: string,
 ): Promise<Source> {
   const filter = filterOf(e.subject, ctx.wide);
+  const { ConsumerEvents } = await loadNats();
   if (e.kind === "nats") {
     const sub = nc.subscribe(filter);
     let n = 0;
@@ -208,7 +220,7 @@ export async function remoteSource(
       async *[Symbol.asyncIterator]() {
         for await (const msg of sub) {
           const env = fromMsg(msg.data, msg.subject, msg.headers, e.subject, `nats-${n++}`);
-          if (env.origin === ctx.identity) continue;
+          if (env.origin === ctx.origin) continue;
           yield env;
         }
       },
@@ -279,7 +291,7 @@ export async function remoteSource(
               if (++handled % 64 === 0) ackNow();
               else ackTimer ??= setTimeout(ackNow, 100);
             };
-            if (env.origin === ctx.identity) env.skip = true;
+            if (env.origin === ctx.origin) env.skip = true;
             yield env;
           }
         } catch (err) {

@@ -8,9 +8,12 @@
  */
 
 import { fromFsError, FsbusError } from "../../types.ts";
+import { FileLock } from "../../sys/flock.ts";
 
 const POS_WIDTH = 160;
 const SEEN_KEEP = 50_000;
+/** The last line of a seen list that was compacted into a new file. */
+const MOVED = "#moved";
 
 /**
  * One direction's persisted position: a short line rewritten in place. Before a message is
@@ -41,9 +44,45 @@ export class Position implements Disposable {
     }
   }
 
-  /** Records `value`, or `value` with a message about to be written (`key`). */
+  #value = "";
+  #key: string | undefined;
+  #since = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Records, at once, `value` with a message about to be written (`key`): the write ahead.
+   * Without `key`, the same as {@linkcode Position.saveSoon} followed by a flush.
+   */
   save(value: string, key?: string): void {
-    const line = key === undefined ? value : `${value}\t${key}\t${Date.now()}`;
+    this.#value = value;
+    this.#key = key;
+    this.#since = Date.now();
+    this.#write();
+  }
+
+  /**
+   * Records `value` (the message being written, if any, is now written) within 100 ms: one
+   * write for many messages. A crash loses at most those 100 ms of positions, so messages
+   * after the saved one come again: a local bus's write ahead finds the one that matters,
+   * JetStream's message ids absorb the others.
+   */
+  saveSoon(value: string): void {
+    this.#value = value;
+    this.#key = undefined;
+    this.#timer ??= setTimeout(() => this.flush(), 100);
+  }
+
+  /** Writes what is recorded now. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#value !== "" || this.#key !== undefined) this.#write();
+  }
+
+  #write(): void {
+    const line = this.#key === undefined
+      ? this.#value
+      : `${this.#value}\t${this.#key}\t${this.#since}`;
     const text = line.padEnd(POS_WIDTH, " ");
     if (text.length > POS_WIDTH) {
       throw new FsbusError(
@@ -57,60 +96,289 @@ export class Position implements Disposable {
   }
 
   [Symbol.dispose](): void {
-    this.#file.close();
+    try {
+      this.flush();
+    } finally {
+      this.#file.close();
+    }
   }
 }
 
-/** Ids a bridge has written locally or sent out: an append-only log with a memory set. */
-export class Seen implements Disposable {
-  readonly #set = new Set<string>();
-  readonly #order: string[] = [];
-  readonly #file: Deno.FsFile | undefined;
-  readonly #enc = new TextEncoder();
+/** Where a message a bridge wrote into a bus came from, kept beside its id. */
+export interface WrittenFrom {
+  /** The endpoint it came from (see `peerKey` in bridge.ts): not sent back there. */
+  from: string;
+  /** Its origin, kept when it is carried on to another endpoint. */
+  origin: string;
+  /** Its id at the origin. */
+  id: string;
+  /** The host it was published on. */
+  host: string;
+}
 
-  constructor(path: string | undefined) {
+function formatLine(id: string, w: WrittenFrom | null): string {
+  if (w === null) return id;
+  const f = (t: string) => encodeURIComponent(t);
+  return `${id}\t${f(w.from)}\t${f(w.origin)}\t${f(w.id)}\t${f(w.host)}`;
+}
+
+function parseLine(line: string): [string, WrittenFrom | null] {
+  const [id, from, origin, oid, host] = line.split("\t");
+  if (from === undefined || origin === undefined || oid === undefined) return [id!, null];
+  try {
+    const d = decodeURIComponent;
+    return [id!, { from: d(from), origin: d(origin), id: d(oid), host: d(host ?? "") }];
+  } catch {
+    return [id!, null];
+  }
+}
+
+/** Options of {@linkcode Seen}. */
+export interface SeenOptions {
+  /** How many ids to keep (the file holds at most twice as many; default 50,000). */
+  keep?: number;
+}
+
+/**
+ * Ids written into one local bus by any bridge of this machine (and ids sent out), shared
+ * through an append-only file: a bridge that writes into the bus records the id under the
+ * file's lock before releasing it, so a bridge reading the bus that meets an id it does not
+ * know takes the lock and reads what the others appended — a message another bridge wrote
+ * is never sent out again (no loop through two one-way bridges). The file is compacted to
+ * the last `keep` ids whenever it holds twice as many (by whichever bridge notices first;
+ * the others reopen it), so it stays bounded however long the bridges run.
+ */
+export class Seen implements Disposable {
+  readonly #set = new Map<string, WrittenFrom | null>();
+  /** `ORIGIN<TAB>ID` of every id recorded with where it came from. */
+  readonly #origins = new Set<string>();
+  readonly #order: string[] = [];
+  readonly #path: string | undefined;
+  readonly #lock: FileLock | undefined;
+  readonly #keep: number;
+  readonly #enc = new TextEncoder();
+  readonly #dec = new TextDecoder();
+  readonly #pendingAdds: string[] = [];
+  #file: Deno.FsFile | undefined;
+  #offset = 0;
+  #lines = 0;
+  #partial = "";
+  #waiters = 0;
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(path: string | undefined, options: SeenOptions = {}) {
+    this.#keep = options.keep ?? SEEN_KEEP;
+    this.#path = path;
     if (path === undefined) return;
     try {
-      let lines: string[] = [];
-      try {
-        lines = Deno.readTextFileSync(path).split("\n").filter((l) => l !== "");
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      this.#lock = FileLock.open(`${path}.lock`);
+      while (!this.#lock.tryLock()) {
+        // Another bridge holds it for a moment (one write).
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       }
-      if (lines.length > SEEN_KEEP) {
-        lines = lines.slice(-SEEN_KEEP);
-        Deno.writeTextFileSync(`${path}.tmp`, lines.join("\n") + "\n", { mode: 0o600 });
-        Deno.renameSync(`${path}.tmp`, path);
-      }
-      for (const l of lines) this.#remember(l);
-      this.#file = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+      this.#section(() => {});
     } catch (err) {
+      this.#lock?.close();
+      this.#file?.close();
       throw fromFsError(err, "Cannot open bridge state", path);
     }
   }
 
-  #remember(id: string): void {
-    if (this.#set.has(id)) return;
-    this.#set.add(id);
-    this.#order.push(id);
-    if (this.#order.length > 2 * SEEN_KEEP) {
-      for (const old of this.#order.splice(0, SEEN_KEEP)) this.#set.delete(old);
+  /** Lines in the file now (it stays under twice `keep`). */
+  get fileLines(): number {
+    return this.#lines;
+  }
+
+  /** Ids held in memory (it stays under twice `keep`). */
+  get size(): number {
+    return this.#set.size;
+  }
+
+  #reopen(): void {
+    this.#file?.close();
+    this.#file = undefined;
+    this.#file = Deno.openSync(this.#path!, {
+      read: true,
+      append: true,
+      create: true,
+      mode: 0o600,
+    });
+    this.#offset = 0;
+    this.#lines = 0;
+    this.#partial = "";
+  }
+
+  /** Under the lock: follows a compaction by another bridge, reads what was appended. */
+  #catchUp(): void {
+    if (this.#file === undefined) this.#reopen();
+    const f = this.#file!;
+    const size = f.statSync().size;
+    if (size <= this.#offset) return;
+    const buf = new Uint8Array(size - this.#offset);
+    f.seekSync(this.#offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < buf.length) {
+      const n = f.readSync(buf.subarray(got));
+      if (n === null || n === 0) break;
+      got += n;
+    }
+    this.#offset += got;
+    const lines = (this.#partial + this.#dec.decode(buf.subarray(0, got))).split("\n");
+    this.#partial = lines.pop() ?? "";
+    for (const l of lines) {
+      if (l === MOVED) {
+        // Compacted by another bridge: the list goes on in a new file at the same path.
+        this.#reopen();
+        this.#catchUp();
+        return;
+      }
+      if (l === "") continue;
+      this.#lines++;
+      this.#remember(...parseLine(l));
     }
   }
 
-  /** Whether `id` was recorded. */
+  #append(id: string): void {
+    if (this.#file === undefined) return;
+    const bytes = this.#enc.encode(formatLine(id, this.#set.get(id) ?? null) + "\n");
+    this.#file.writeSync(bytes);
+    this.#offset += bytes.length;
+    this.#lines++;
+  }
+
+  /** Under the lock: rewrites the file with the last `keep` ids when it holds twice as many. */
+  #compactIfLarge(): void {
+    if (this.#lines < 2 * this.#keep) return;
+    const tmp = `${this.#path}.tmp`;
+    const kept = this.#order.slice(-this.#keep).map((id) =>
+      formatLine(id, this.#set.get(id) ?? null)
+    );
+    Deno.writeTextFileSync(tmp, kept.join("\n") + "\n", { mode: 0o600 });
+    this.#file!.writeSync(this.#enc.encode(MOVED + "\n"));
+    Deno.renameSync(tmp, this.#path!);
+    this.#reopen();
+    this.#catchUp();
+  }
+
+  #remember(id: string, from: WrittenFrom | null = null): void {
+    if (this.#set.has(id)) return;
+    this.#set.set(id, from);
+    if (from) this.#origins.add(`${from.origin}\t${from.id}`);
+    this.#order.push(id);
+    if (this.#order.length > 2 * this.#keep) {
+      for (const old of this.#order.splice(0, this.#keep)) {
+        const from = this.#set.get(old);
+        if (from) this.#origins.delete(`${from.origin}\t${from.id}`);
+        this.#set.delete(old);
+      }
+    }
+  }
+
+  /** With the lock held: catch up, run `fn`, compact when large, release. */
+  #section<T>(fn: () => T): T {
+    try {
+      this.#catchUp();
+      const r = fn();
+      this.#compactIfLarge();
+      return r;
+    } finally {
+      this.#lock!.unlock();
+    }
+  }
+
+  /** Runs `fn` holding the file's lock (in turn, waiting while another process holds it). */
+  #locked<T>(fn: () => T): T | Promise<T> {
+    const lock = this.#lock!;
+    if (this.#waiters === 0 && lock.tryLock()) return this.#section(fn);
+    this.#waiters++;
+    const run = this.#tail.then(async () => {
+      await lock.lock();
+      return this.#section(fn);
+    });
+    this.#tail = run.then(() => {}, () => {}).finally(() => this.#waiters--);
+    return run;
+  }
+
+  /** Whether `id` was recorded by this bridge (in memory; see {@linkcode Seen.known}). */
   has(id: string): boolean {
     return this.#set.has(id);
   }
 
-  /** Records `id`. */
-  add(id: string): void {
+  /**
+   * Whether `id` was recorded by any bridge sharing the file (reading what others added):
+   * undefined when not, else where it came from (null when that was not recorded).
+   */
+  async lookup(id: string): Promise<WrittenFrom | null | undefined> {
+    if (this.#set.has(id)) return this.#set.get(id);
+    if (!this.#lock) return undefined;
+    await this.#locked(() => {});
+    return this.#set.get(id);
+  }
+
+  /**
+   * Whether a message of `origin` with id `id` was written into the bus already (it can
+   * arrive by two ways). Call inside {@linkcode Seen.guard}, which reads what others added.
+   */
+  hasOrigin(origin: string, id: string): boolean {
+    return origin !== "" && this.#origins.has(`${origin}\t${id}`);
+  }
+
+  /** Whether `id` was recorded by any bridge sharing the file (reads what others added). */
+  async known(id: string): Promise<boolean> {
+    return (await this.lookup(id)) !== undefined;
+  }
+
+  /**
+   * Runs `write` (which writes a message into the bus and {@linkcode Seen.add}s its id)
+   * holding the file's lock, so that no other bridge can read the message before its id.
+   */
+  guard<T>(write: () => T): T | Promise<T> {
+    return this.#lock ? this.#locked(write) : write();
+  }
+
+  /**
+   * Records `id` (inside {@linkcode Seen.guard} when it names a message written locally,
+   * with where it came from).
+   */
+  add(id: string, from?: WrittenFrom): void {
     if (this.#set.has(id)) return;
-    this.#remember(id);
-    this.#file?.writeSync(this.#enc.encode(id + "\n"));
+    this.#remember(id, from ?? null);
+    if (!this.#lock) return;
+    if (this.#lock.held) {
+      this.#append(id);
+      return;
+    }
+    // An id sent out (it only spares a resend after a restart): recorded within 100 ms,
+    // many at a time, under the lock too (a compaction may be under way).
+    this.#pendingAdds.push(id);
+    if (this.#pendingAdds.length >= 1024) this.#flushAdds();
+    else this.#addTimer ??= setTimeout(() => this.#flushAdds(), 100);
+  }
+
+  #addTimer: ReturnType<typeof setTimeout> | undefined;
+
+  #flushAdds(): void {
+    clearTimeout(this.#addTimer);
+    this.#addTimer = undefined;
+    if (this.#pendingAdds.length === 0 || this.#file === undefined) return;
+    Promise.resolve(this.#locked(() => {
+      for (const p of this.#pendingAdds.splice(0)) this.#append(p);
+    })).catch(() => {}); // closed meanwhile
   }
 
   [Symbol.dispose](): void {
+    clearTimeout(this.#addTimer);
+    if (this.#pendingAdds.length > 0 && this.#file && this.#lock?.tryLock()) {
+      try {
+        this.#section(() => {
+          for (const p of this.#pendingAdds.splice(0)) this.#append(p);
+        });
+      } catch {
+        // kept as far as it went
+      }
+    }
     this.#file?.close();
+    this.#file = undefined;
+    this.#lock?.close();
   }
 }

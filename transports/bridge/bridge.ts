@@ -184,6 +184,70 @@ function canonical(e: Endpoint): string {
   }
 }
 
+/** The bus an endpoint is part of: a topic's directory bus, a stream's group. */
+function busOf(e: Endpoint): string {
+  if (e.kind === "dir") return canonical({ kind: "dir", path: e.path, text: e.text });
+  if (e.kind === "mq") return canonical({ kind: "mq", group: e.group, text: e.text });
+  return canonical(e);
+}
+
+function directionKey(src: Endpoint, dst: Endpoint): string {
+  return short(`${canonical(src)}\n${canonical(dst)}`).slice(0, 12);
+}
+
+/**
+ * Takes over the state an earlier fsbus kept per direction number (`pos-0`, `pos-1`) and in
+ * one list (`seen`): the positions move to their direction's name, and the ids join the
+ * local buses' lists (as messages not to send again).
+ */
+async function migrateState(
+  stateDir: string,
+  pairs: [Endpoint, Endpoint][],
+  writtenFor: (e: Endpoint) => Seen,
+): Promise<void> {
+  for (const [i, [src, dst]] of pairs.entries()) {
+    const old = `${stateDir}/pos-${i}`;
+    const now = `${stateDir}/pos-${directionKey(src, dst)}`;
+    try {
+      Deno.lstatSync(now);
+    } catch {
+      try {
+        if (Deno.lstatSync(old).isFile) Deno.renameSync(old, now);
+      } catch {
+        // nothing to take over
+      }
+    }
+  }
+  let ids: string[];
+  try {
+    ids = Deno.readTextFileSync(`${stateDir}/seen`).split("\n").filter((l) => l !== "");
+  } catch {
+    return;
+  }
+  for (const e of pairs.flat()) {
+    if (isRemote(e)) continue;
+    const list = writtenFor(e);
+    await list.guard(() => {
+      for (const id of ids) list.add(id);
+    });
+  }
+  Deno.renameSync(`${stateDir}/seen`, `${stateDir}/seen.migrated`);
+}
+
+/**
+ * What a bridge records as where a message came from: a NATS subject or JetStream stream
+ * whichever server it was reached through, a local bus by its real path.
+ */
+function peerKey(e: Endpoint): string {
+  if (e.kind === "jetstream") return `jetstream:${e.stream}/${e.subject}`;
+  if (e.kind === "nats") return `nats:${e.subject}`;
+  return canonical(e);
+}
+
+function short(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+}
+
 function defaultStateDir(): string {
   const xdg = Deno.env.get("XDG_STATE_HOME");
   const home = Deno.env.get("HOME") ?? "/tmp";
@@ -194,7 +258,7 @@ function defaultStateDir(): string {
 export class Bridge implements AsyncDisposable {
   /** The live status. */
   readonly status: BridgeStatus;
-  /** This bridge's identity (its messages' origin, its durable consumers' name). */
+  /** This bridge's identity (its state directory's and durable consumers' name). */
   readonly identity: string;
   /** Resolves when every direction's source has ended; rejects when a direction fails. */
   readonly done: Promise<void>;
@@ -302,8 +366,10 @@ export async function bridge(
   const host = Deno.hostname();
   const locals = [a, b].filter((e) => !isRemote(e));
   const basis = (locals.length > 0 ? locals : [a, b]).map(canonical).join("\n");
-  const identity = options.name ??
-    createHash("sha256").update(`${host}\n${basis}`).digest("hex").slice(0, 16);
+  const identity = options.name ?? short(`${host}\n${basis}`);
+  // One origin per local bus, whatever the bridge's name: no bridge of the bus carries a
+  // message back into it.
+  const origin = locals.length === 1 ? short(`${host}\n${busOf(locals[0]!)}`) : identity;
   if (!/^[A-Za-z0-9_-]+$/.test(identity)) {
     throw new FsbusError(
       "usage",
@@ -344,8 +410,31 @@ export async function bridge(
         throw new FsbusError("io", `Cannot make bridge state "${stateDir}": ${String(err)}`);
       }
     }
-    const seen = new Seen(stateDir === undefined ? undefined : `${stateDir}/seen`);
-    held.push(seen);
+    // Every bridge of a local bus (this machine, this state directory) shares one list of
+    // the ids written into it, and one origin.
+    const stateRoot = options.stateDir === false
+      ? undefined
+      : options.stateDir ?? defaultStateDir();
+    const lists = new Map<string, Seen>();
+    const writtenFor = (e: Endpoint): Seen => {
+      const bus = isRemote(e) ? "" : busOf(e);
+      let list = lists.get(bus);
+      if (list) return list;
+      if (isRemote(e) || stateRoot === undefined) {
+        list = new Seen(undefined);
+      } else {
+        const dir = `${stateRoot}/bus-${short(`${host}\n${bus}`)}`;
+        try {
+          Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        } catch (err) {
+          throw new FsbusError("io", `Cannot make bridge state "${dir}": ${String(err)}`);
+        }
+        list = new Seen(`${dir}/written`);
+      }
+      held.push(list);
+      lists.set(bus, list);
+      return list;
+    };
     const echo = new Echo();
     const pairs: [Endpoint, Endpoint][] = both ? [[a, b], [b, a]] : [[a, b]];
     const connect = async (e: Extract<Endpoint, { kind: "nats" | "jetstream" }>) => {
@@ -367,14 +456,25 @@ export async function bridge(
       return nc;
     };
     const pumps: Promise<void>[] = [];
-    const opened: { src: Source; sink: Sink; d: DirectionStatus; pos: Position | undefined }[] = [];
-    for (const [i, [src, dst]] of pairs.entries()) {
-      const pos = stateDir === undefined ? undefined : new Position(`${stateDir}/pos-${i}`);
+    const opened: {
+      src: Source;
+      sink: Sink;
+      d: DirectionStatus;
+      pos: Position | undefined;
+      sent: Seen;
+    }[] = [];
+    if (stateDir !== undefined) await migrateState(stateDir, pairs, (e) => writtenFor(e));
+    for (const [src, dst] of pairs) {
+      // Files and consumers per direction: bridges of one bus share an identity.
+      const key = directionKey(src, dst);
+      const pos = stateDir === undefined ? undefined : new Position(`${stateDir}/pos-${key}`);
       if (pos) held.push(pos);
-      const base: Omit<Context, "wide"> = {
-        identity,
+      const sent = new Seen(stateDir === undefined ? undefined : `${stateDir}/sent-${key}`);
+      held.push(sent);
+      const base: Omit<Context, "wide" | "written" | "peer"> = {
+        origin,
         host,
-        seen,
+        sent,
         echo,
         position: pos?.initial,
         history,
@@ -384,9 +484,11 @@ export async function bridge(
         onNotice: (text) => options.onNotice?.(text),
       };
       // Local ends first: a missing bus fails before any network wait.
-      const sink = isRemote(dst) ? undefined : localSink(dst, { ...base, wide: isWide(src) });
+      const srcCtx = { ...base, written: writtenFor(src), wide: isWide(dst), peer: peerKey(dst) };
+      const dstCtx = { ...base, written: writtenFor(dst), wide: isWide(src), peer: peerKey(src) };
+      const sink = isRemote(dst) ? undefined : localSink(dst, dstCtx);
       if (sink) sinks.push(sink);
-      const source = isRemote(src) ? undefined : localSource(src, { ...base, wide: isWide(dst) });
+      const source = isRemote(src) ? undefined : localSource(src, srcCtx);
       if (source) sources.push(source);
       const s2 = source ??
         await remoteSource(
@@ -394,15 +496,15 @@ export async function bridge(
           await connect(
             src as Extract<Endpoint, { kind: "nats" | "jetstream" }>,
           ),
-          { ...base, wide: isWide(dst) },
-          `fsbus_${identity}_${i}`,
+          srcCtx,
+          `fsbus_${identity}_${key}`,
         );
       if (!source) sources.push(s2);
       const k2 = sink ??
         await remoteSink(
           dst as Extract<Endpoint, { kind: "nats" | "jetstream" }>,
           await connect(dst as Extract<Endpoint, { kind: "nats" | "jetstream" }>),
-          { ...base, wide: isWide(src) },
+          dstCtx,
         );
       if (!sink) sinks.push(k2);
       const d: DirectionStatus = {
@@ -416,9 +518,9 @@ export async function bridge(
         done: false,
       };
       status.directions.push(d);
-      opened.push({ src: s2, sink: k2, d, pos });
+      opened.push({ src: s2, sink: k2, d, pos, sent });
     }
-    for (const o of opened) pumps.push(pump(o.src, o.sink, o.d, o.pos, seen, onError, signal));
+    for (const o of opened) pumps.push(pump(o.src, o.sink, o.d, o.pos, o.sent, onError, signal));
     const measure = () => {
       for (const o of opened) o.d.lag = o.src.lag() + o.sink.pending();
     };
@@ -457,7 +559,7 @@ async function pump(
   sink: Sink,
   d: DirectionStatus,
   pos: Position | undefined,
-  seen: Seen,
+  sent: Seen,
   onError: (err: FsbusError) => void,
   signal: AbortSignal,
 ): Promise<void> {
@@ -466,11 +568,11 @@ async function pump(
   for await (const m of source) {
     d.received++;
     const finish = () => {
-      if (m.position !== undefined) pos?.save(saved = m.position);
-      if (m.seenId !== undefined) seen.add(m.seenId);
+      if (m.position !== undefined) pos?.saveSoon(saved = m.position);
+      if (m.seenId !== undefined) sent.add(m.seenId);
       m.done?.();
     };
-    if (m.skip) {
+    if (m.skip || (m.pinState && !sink.pinStates)) {
       d.skipped++;
       finish();
       continue;

@@ -7,18 +7,20 @@
  * @module
  */
 
-import { closeFd, type FdStat, type FileKind, fstat, O, readAllFd, statAt } from "../../sys/fs.ts";
-import { openAt } from "../../sys/dirfd.ts";
+import { closeFd, type FileKind, O } from "../../sys/fs.ts";
+import { type FileStatus, openAt, readExact, statusAt, statusFd } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
 
 /**
- * What a message file looks like: its kind, size, modification time, and a key that changes
- * whenever the file is replaced or rewritten.
+ * What a message file looks like: its kind, size, times, and what tells a rewrite or a
+ * replacement apart ({@linkcode sameFile}: inode, size and modification time).
  *
  * @example
  * ```ts
  * import type { FileState } from "./read.ts";
- * const s: FileState = { kind: "file", size: 2, mtimeMs: 0, ctimeMs: 0, key: "1:2:0" };
+ * const s: FileState = {
+ *   kind: "file", size: 2, mtimeMs: 0, ctimeMs: 0, ino: 7, mtimeSec: 0, mtimeNsec: 0,
+ * };
  * ```
  */
 export interface FileState {
@@ -30,8 +32,35 @@ export interface FileState {
   mtimeMs: number;
   /** Status change time in milliseconds: the last write, or when it was created or renamed. */
   ctimeMs: number;
-  /** Inode, size and modification time together. */
-  key: string;
+  /** Inode number. */
+  ino: number;
+  /** Modification time: whole seconds. */
+  mtimeSec: number;
+  /** Modification time: nanoseconds within the second. */
+  mtimeNsec: number;
+}
+
+type Known = Pick<FileState, "ino" | "size" | "mtimeSec" | "mtimeNsec">;
+
+/**
+ * Whether two states are of the same file, unchanged: same inode, size and modification time.
+ *
+ * @param a A state.
+ * @param b Another.
+ * @returns True when neither was rewritten or replaced in between.
+ *
+ * @example
+ * ```ts
+ * import { type FileState, sameFile } from "./read.ts";
+ * const a: FileState = {
+ *   kind: "file", size: 2, mtimeMs: 0, ctimeMs: 0, ino: 7, mtimeSec: 0, mtimeNsec: 0,
+ * };
+ * console.log(sameFile(a, { ...a, size: 3 })); // false
+ * ```
+ */
+export function sameFile(a: Known, b: Known): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeSec === b.mtimeSec &&
+    a.mtimeNsec === b.mtimeNsec;
 }
 
 /**
@@ -90,8 +119,8 @@ export class MessageFiles {
   state(dirfd: number, name: string, path: string): FileState | undefined {
     try {
       if (this.#ffi) {
-        const st = statAt(dirfd, name);
-        return st && fromFdStat(st);
+        const st = statusAt(dirfd, name);
+        return st && fromStatus(st);
       }
       return fromFileInfo(Deno.lstatSync(path));
     } catch {
@@ -106,28 +135,34 @@ export class MessageFiles {
    * @param name The file's name in it.
    * @param path The file's path (without FFI).
    * @param maxSize The largest message accepted.
-   * @param skipIf Returns true for a state not to read (already delivered).
-   * @returns The bytes and state, or why not; undefined when `skipIf` said so, or when the
-   *   file changed while it was read (a writer still at work: its close comes later).
+   * @param delivered The state it had when delivered before, if it was: the file is not read
+   *   again while unchanged.
+   * @returns The bytes and state, or why not; undefined when it is unchanged since
+   *   `delivered`, or when the file changed while it was read (a writer still at work: its
+   *   close comes later).
    */
   read(
     dirfd: number,
     name: string,
     path: string,
     maxSize: number,
-    skipIf?: (state: FileState) => boolean,
+    delivered?: Known,
   ): ReadOutcome | undefined {
-    return this.#ffi ? readFfi(dirfd, name, maxSize, skipIf) : readDeno(path, maxSize, skipIf);
+    return this.#ffi
+      ? readFfi(dirfd, name, maxSize, delivered)
+      : readDeno(path, maxSize, delivered);
   }
 }
 
-function fromFdStat(st: FdStat): FileState {
+function fromStatus(st: FileStatus): FileState {
   return {
     kind: st.kind,
     size: st.size,
-    mtimeMs: Number(st.mtimeNs / 1000n) / 1000,
-    ctimeMs: Number(st.ctimeNs / 1000n) / 1000,
-    key: `${st.ino}:${st.size}:${st.mtimeNs}`,
+    mtimeMs: st.mtimeSec * 1000 + st.mtimeNsec / 1e6,
+    ctimeMs: st.ctimeMs,
+    ino: st.ino,
+    mtimeSec: st.mtimeSec,
+    mtimeNsec: st.mtimeNsec,
   };
 }
 
@@ -147,7 +182,16 @@ function fromFileInfo(info: Deno.FileInfo): FileState {
     : "socket";
   const mtimeMs = info.mtime?.getTime() ?? 0;
   const ctimeMs = info.ctime?.getTime() ?? mtimeMs;
-  return { kind, size: info.size, mtimeMs, ctimeMs, key: `${info.ino}:${info.size}:${mtimeMs}` };
+  const mtimeSec = Math.floor(mtimeMs / 1000);
+  return {
+    kind,
+    size: info.size,
+    mtimeMs,
+    ctimeMs,
+    ino: info.ino ?? 0,
+    mtimeSec,
+    mtimeNsec: (mtimeMs - mtimeSec * 1000) * 1e6,
+  };
 }
 
 function tooLarge(maxSize: number, state: FileState): ReadOutcome {
@@ -158,7 +202,7 @@ function readFfi(
   dirfd: number,
   name: string,
   maxSize: number,
-  skipIf?: (state: FileState) => boolean,
+  delivered?: Known,
 ): ReadOutcome | undefined {
   let fd: number;
   try {
@@ -170,22 +214,20 @@ function readFfi(
     return { ok: false, why: "skip", reason: err.reason };
   }
   try {
-    const st = fstat(fd);
-    const mtimeNs = st.mtimeNs;
-    const state = fromFdStat(st);
+    const st = statusFd(fd);
+    const state = fromStatus(st);
     if (state.kind !== "file") {
       return { ok: false, why: "skip", reason: "not a regular file", state };
     }
-    if (skipIf?.(state)) return undefined;
-    const data = readAllFd(fd, state.size, maxSize);
-    if (data === undefined) return tooLarge(maxSize, state);
+    if (delivered !== undefined && sameFile(delivered, state)) return undefined;
+    if (state.size > maxSize) return tooLarge(maxSize, state);
+    const data = readExact(fd, state.size);
     // Changed while read (still being written: its close comes later), or removed (a failed
-    // publish is removed before its close): not a message, or not yet.
-    const after = fstat(fd);
+    // publish is removed before its close): not a message, or not yet. A file that grew
+    // shows a new size here.
+    const after = statusFd(fd);
     if (after.nlink === 0) return { ok: false, why: "gone" };
-    if (data.length !== state.size || after.size !== state.size || after.mtimeNs !== mtimeNs) {
-      return undefined;
-    }
+    if (data.length !== state.size || !sameFile(after, st)) return undefined;
     return { ok: true, state, data };
   } catch (err) {
     if (!(err instanceof SysError)) throw err;
@@ -198,7 +240,7 @@ function readFfi(
 function readDeno(
   path: string,
   maxSize: number,
-  skipIf?: (state: FileState) => boolean,
+  delivered?: Known,
 ): ReadOutcome | undefined {
   let state: FileState;
   try {
@@ -209,13 +251,13 @@ function readDeno(
   }
   if (state.kind === "symlink") return { ok: false, why: "skip", reason: "a symbolic link", state };
   if (state.kind !== "file") return { ok: false, why: "skip", reason: "not a regular file", state };
-  if (skipIf?.(state)) return undefined;
+  if (delivered !== undefined && sameFile(delivered, state)) return undefined;
   if (state.size > maxSize) return tooLarge(maxSize, state);
   try {
     const data = Deno.readFileSync(path);
     if (data.length > maxSize) return tooLarge(maxSize, state);
     const after = fromFileInfo(Deno.lstatSync(path));
-    if (data.length !== state.size || after.key !== state.key) return undefined; // changed
+    if (data.length !== state.size || !sameFile(after, state)) return undefined; // changed
     return { ok: true, state, data };
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return { ok: false, why: "gone" };

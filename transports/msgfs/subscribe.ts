@@ -4,16 +4,27 @@
  * Live messages come from the watcher (`IN_CLOSE_WRITE` and `IN_MOVED_TO`), every event of
  * every read. When events may have been lost (`IN_Q_OVERFLOW`, or the fallback watcher's
  * rescan), the directory is listed again and every message not yet delivered is delivered
- * once, in time order. Replay (`since`) uses the same listing before going live; the watch is
+ * once, in time order. While a long batch or listing is delivered, the events the kernel holds
+ * are moved to the subscription's own queue every few hundred messages, so that a burst does
+ * not overflow the kernel's queue again and again. Replay (`since`) uses the same listing
+ * before going live; the watch is
  * set up first, so there is no gap, and delivered files are remembered (by name, inode, size
  * and modification time), so there is no duplicate at the seam.
  *
- * Memory stays bounded however long a subscription runs: the subscription knows a time before
- * which every file has been handled (the last inotify read that lost nothing, or the start of
- * the last complete listing), and remembers only the files changed after it, less a slack of
- * {@linkcode SEEN_SLACK_MS}. A listing skips files whose last change (ctime) is older than that,
- * so a forgotten file is never delivered twice. (A writer that keeps a file open longer than the
- * slack after its last write, and whose close event is lost in a queue overflow, is missed.)
+ * Memory stays bounded however long a subscription runs. A file is forgotten once no event
+ * and no listing can bring it back: when the watcher has found its queue empty at a time T
+ * (every inotify read empties it) and every event read before T has been handled, files last
+ * changed (ctime) before T, less a slack of {@linkcode SEEN_SLACK_MS}, have had their last
+ * event; and a listing skips files changed before that time or before the start of the last
+ * complete listing (less the slack). So a subscription remembers a few seconds of messages
+ * (after an overflow, also what the listing delivered, until the next read). Nothing is
+ * forgotten at a listing: events for the files it found may still wait in the queue behind an
+ * overflow, and a file forgotten then would be delivered again.
+ * (Limits, for writers other than fsbus, which creates each file once and closes it at once: a
+ * writer that keeps a file open longer than the slack after its last write may have it
+ * delivered twice, when a listing took it before its close, or missed, when its close event is
+ * lost in a queue overflow. The `Deno.watchFs` fallback cannot tell when it has caught up: it
+ * forgets at listings, so an event it reports more than the slack late may repeat a message.)
  *
  * Files are opened with `O_NOFOLLOW|O_NONBLOCK`: a symlink, FIFO or device planted in the
  * bus is never read, and nothing larger than `maxSize` is read.
@@ -25,9 +36,9 @@ import { fromFsError, FsbusError, type Message, type Subscription } from "../../
 import { ffiAvailable } from "../../sys/libc.ts";
 import { closeFd, statAt } from "../../sys/fs.ts";
 import { openDir, readDirFd } from "../../sys/dirfd.ts";
-import { MessageFiles } from "./read.ts";
+import { type FileState, MessageFiles, sameFile } from "./read.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
-import { openWatcher, type Watcher } from "./watch.ts";
+import { openWatcher, type Watcher, type WatchEvent } from "./watch.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
@@ -42,14 +53,24 @@ export const SEEN_SLACK_MS = 2000;
 /** fsbus messages (UUIDv7 names) are taken as complete this long after the time in their
  * name: older ones are skipped by a listing without looking at their ctime. */
 const NAME_SLACK_MS = 60_000;
+/** Deliveries between two reads of the watcher while a long batch or listing is delivered. */
+const READ_EVERY = 512;
+/** Events a subscription holds at most; beyond, the kernel's queue may overflow. */
+const MAX_QUEUED = 65_536;
 /** Deliveries between two prunings of what a subscription remembers. */
 const PRUNE_EVERY = 512;
 
 interface Seen {
-  /** The file's state key when delivered, or "skip:..." when skipped. */
-  key: string;
+  /** The file's inode, size and modification time when delivered or skipped (inode -1 when
+   * skipped without a state). */
+  ino: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
   /** Its ctime then. */
   ctimeMs: number;
+  /** Why it was skipped; undefined when delivered. */
+  skip: string | undefined;
 }
 
 interface Entry {
@@ -243,8 +264,12 @@ export class BusSubscription implements Subscription<BusMessage> {
   readonly #cutoffMs: number;
   /** Files delivered or skipped, by path below the base, oldest first (roughly). */
   readonly #seen = new Map<string, Seen>();
-  /** Every file whose ctime is before this (wall-clock ms) has been handled. */
+  /** Every file whose ctime is before this (wall-clock ms) has been handled: a listing may
+   * skip it. */
   #handledBefore = -Infinity;
+  /** Every file whose ctime is before this has had its last event handled: it may be
+   * forgotten. */
+  #forgetBefore = -Infinity;
   #sincePrune = 0;
   readonly #files: MessageFiles;
   readonly #ffi: boolean;
@@ -254,6 +279,11 @@ export class BusSubscription implements Subscription<BusMessage> {
   /** Descriptors of topic directories below it, least recently used first. */
   readonly #dirFds = new Map<string, number>();
   #watcher: Watcher | undefined;
+  /** Events read and not handled yet: `#queue` from index `#queued` on. */
+  #queue: WatchEvent[] = [];
+  #queued = 0;
+  /** Messages delivered since the watcher was last read. */
+  #sinceRead = 0;
   #closed = false;
   #abort: (() => void) | undefined;
 
@@ -430,20 +460,26 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (recursive) this.#watchTree("");
       if (this.#options.since !== undefined) yield* this.#rescan(recursive);
       for (;;) {
-        const batch = await watcher.next();
-        if (batch === null || this.#closed) return;
-        // inotify loses nothing without saying so (IN_Q_OVERFLOW): every file changed before
-        // this read has had its event by now. The fallback watcher does lose events silently.
-        if (watcher.backend === "inotify" && !batch.some((e) => e.kind === "rescan")) {
-          this.#handledBefore = Date.now() - SEEN_SLACK_MS;
-          const oldest = this.#seen.values().next().value;
-          if (oldest !== undefined && oldest.ctimeMs < this.#handledBefore) this.#prune();
+        if (this.#queued === this.#queue.length) {
+          // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
+          // place): every event read is handled before the next wait, so every event queued
+          // before the watcher last found its queue empty has been handled now. (Not when a
+          // batch is read: its events may be seconds old, for files a rescan has delivered.)
+          // The fallback watcher loses events silently and cannot tell.
+          if (watcher.backend === "inotify") this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
+          const batch = await watcher.next();
+          if (batch === null || this.#closed) return;
+          this.#queue = batch;
+          this.#queued = 0;
         }
-        for (const e of batch) {
+        // Events read meanwhile (#readMore) are appended to the queue.
+        while (this.#queued < this.#queue.length) {
+          const e = this.#queue[this.#queued++]!;
           if (this.#closed) return;
           switch (e.kind) {
             case "file": {
               const m = this.#deliver(e.dir, e.name);
+              if (++this.#sinceRead >= READ_EVERY) this.#readMore();
               if (m) yield m;
               break;
             }
@@ -516,19 +552,52 @@ export class BusSubscription implements Subscription<BusMessage> {
       for (const c of candidates) {
         if (this.#closed) return;
         const m = this.#deliver(c.dir, c.name);
+        if (++this.#sinceRead >= READ_EVERY) this.#readMore();
         if (m) yield m;
       }
     }
     if (only === undefined) {
       this.#handledBefore = Math.max(this.#handledBefore, listedAt - SEEN_SLACK_MS);
-      this.#prune();
+      // inotify may still hold events for the files just listed (queued behind the overflow):
+      // they are forgotten only once it has caught up (#caughtUp).
+      if (this.#watcher?.backend !== "inotify") {
+        this.#forgetBefore = this.#handledBefore;
+        this.#prune();
+      }
     }
   }
 
-  /** Forgets files changed before everything was handled: a listing skips them anyway. */
+  /**
+   * Moves the events the kernel holds now to the end of this subscription's queue, while a
+   * long batch or listing is being delivered: the kernel's queue then does not overflow (no
+   * listing, no lost event) as long as this one stays below {@linkcode MAX_QUEUED}.
+   */
+  #readMore(): void {
+    this.#sinceRead = 0;
+    const watcher = this.#watcher;
+    if (watcher === undefined || this.#queue.length - this.#queued >= MAX_QUEUED) return;
+    const more = watcher.poll();
+    if (more.length === 0) return;
+    if (this.#queued >= READ_EVERY) {
+      this.#queue = this.#queue.slice(this.#queued); // drop what was handled
+      this.#queued = 0;
+    }
+    for (const e of more) this.#queue.push(e);
+  }
+
+  /** Every event for files changed before `before` has been handled: forget those files. */
+  #caughtUp(before: number): void {
+    if (!(before > this.#forgetBefore)) return;
+    this.#forgetBefore = before;
+    if (before > this.#handledBefore) this.#handledBefore = before;
+    const oldest = this.#seen.values().next().value;
+    if (oldest !== undefined && oldest.ctimeMs < before) this.#prune();
+  }
+
+  /** Forgets files whose last event has been handled: a listing skips them anyway. */
   #prune(): void {
     this.#sincePrune = 0;
-    const before = this.#handledBefore;
+    const before = this.#forgetBefore;
     for (const [rel, seen] of this.#seen) {
       if (seen.ctimeMs >= before) break;
       this.#seen.delete(rel);
@@ -536,9 +605,21 @@ export class BusSubscription implements Subscription<BusMessage> {
     this.stats.remembered = this.#seen.size;
   }
 
-  #remember(rel: string, key: string, ctimeMs: number): void {
+  #remember(rel: string, state: FileState | undefined, skip?: string): void {
     this.#seen.delete(rel); // keep the map in the order of delivery
-    this.#seen.set(rel, { key, ctimeMs });
+    this.#seen.set(
+      rel,
+      state
+        ? {
+          ino: state.ino,
+          size: state.size,
+          mtimeSec: state.mtimeSec,
+          mtimeNsec: state.mtimeNsec,
+          ctimeMs: state.ctimeMs,
+          skip,
+        }
+        : { ino: -1, size: -1, mtimeSec: 0, mtimeNsec: 0, ctimeMs: Date.now(), skip },
+    );
     this.stats.remembered = this.#seen.size;
     if (++this.#sincePrune >= PRUNE_EVERY) this.#prune();
   }
@@ -585,7 +666,7 @@ export class BusSubscription implements Subscription<BusMessage> {
         }
         continue;
       }
-      const seen = this.#seen.get(rel)?.key;
+      const seen = this.#seen.get(rel);
       const idMs = idTime(entry.name);
       if (idMs !== undefined) {
         // fsbus names are created once (O_EXCL) and never rewritten: no need to look again,
@@ -602,7 +683,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (st === undefined) continue;
       if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
       if (st.ctimeMs < handled) continue; // handled, and perhaps forgotten
-      if (seen === st.key || seen === `skip:${st.key}`) continue;
+      if (seen !== undefined && sameFile(seen, st)) continue; // delivered, or skipped
       out.push({
         dir,
         name: entry.name,
@@ -637,12 +718,13 @@ export class BusSubscription implements Subscription<BusMessage> {
     const path = `${this.#base}/${rel}`;
     const fd = this.#ffi ? this.#dirFd(dir) : -1;
     if (fd === undefined) return undefined; // the topic is gone, or was swapped for a symlink
+    const prev = this.#seen.get(rel);
     const r = this.#files.read(
       fd,
       name,
       path,
       this.#maxSize,
-      (st) => this.#seen.get(rel)?.key === st.key,
+      prev === undefined || prev.skip !== undefined ? undefined : prev,
     );
     if (r === undefined) return undefined;
     if (!r.ok) {
@@ -651,14 +733,18 @@ export class BusSubscription implements Subscription<BusMessage> {
         if (this.#seen.delete(rel)) this.stats.remembered--;
         return undefined;
       }
-      const mark = `skip:${r.state?.key ?? r.reason}`;
-      if (this.#seen.get(rel)?.key === mark) return undefined;
-      this.#remember(rel, mark, r.state?.ctimeMs ?? Date.now());
+      if (
+        prev?.skip !== undefined &&
+        (r.state ? sameFile(prev, r.state) : prev.ino === -1 && prev.skip === r.reason)
+      ) {
+        return undefined;
+      }
+      this.#remember(rel, r.state, r.reason);
       this.stats.skipped++;
       this.#options.onSkip?.({ path, reason: r.reason });
       return undefined;
     }
-    this.#remember(rel, r.state.key, r.state.ctimeMs);
+    this.#remember(rel, r.state);
     this.stats.delivered++;
     const topic = this.topic ? (dir ? `${this.topic}/${dir}` : this.topic) : dir;
     const t = idTime(name) ?? r.state.mtimeMs;

@@ -75,8 +75,16 @@ export interface Watcher {
    * @returns False when the directory could not be watched (gone, or a symlink).
    */
   watch(dir: string, fd?: number): boolean;
+  /**
+   * When the watcher last found no event waiting (wall-clock milliseconds): every event from
+   * before then is in a batch already returned by `next()`. `-Infinity` when the watcher
+   * cannot tell (the fallback).
+   */
+  readonly drainedAt: number;
   /** The next batch of events (empty after `wake()`); `null` once the watcher is closed. */
   next(): Promise<WatchEvent[] | null>;
+  /** The events queued now, without waiting (none from the fallback, which has no queue). */
+  poll(): WatchEvent[];
   /** Makes a pending `next()` return at once (with `null` once closed). */
   wake(): void;
   /** Stops watching and frees everything. */
@@ -101,6 +109,10 @@ class InotifyWatcher implements Watcher {
     this.#root = root;
     this.#mask = recursive ? DIR_MASK | IN.CREATE : DIR_MASK;
     this.#blockMs = blockMs;
+  }
+
+  get drainedAt(): number {
+    return this.#ino.drainedAt;
   }
 
   watch(dir: string, fd?: number): boolean {
@@ -136,6 +148,10 @@ class InotifyWatcher implements Watcher {
       }
       if ((await this.#ino.wait()) === "woken") return [];
     }
+  }
+
+  poll(): WatchEvent[] {
+    return this.#closed ? [] : this.#translate(this.#ino.read());
   }
 
   #translate(raw: ReturnType<Inotify["read"]>): WatchEvent[] {
@@ -188,6 +204,7 @@ const FALLBACK_RESCAN_MS = 1000;
 
 class WatchFsWatcher implements Watcher {
   readonly backend = "watchfs";
+  readonly drainedAt = -Infinity;
   readonly #root: string;
   readonly #fs: Deno.FsWatcher;
   readonly #iter: AsyncIterator<Deno.FsEvent>;
@@ -232,6 +249,10 @@ class WatchFsWatcher implements Watcher {
       this.#armRescan();
       if (events.length > 0) return events;
     }
+  }
+
+  poll(): WatchEvent[] {
+    return [];
   }
 
   /** After activity, rescan once a second later: Deno.watchFs loses events under bursts. */

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { Seen } from "../../transports/bridge/_state.ts";
+import { tempDir } from "../_helpers.ts";
+
+function fileLines(path: string): number {
+  return Deno.readTextFileSync(path).split("\n").filter((l) => l !== "").length;
+}
+
+Deno.test("Seen: bridges sharing a list see each other's ids, and the list stays bounded while running", async (t) => {
+  using dir = tempDir();
+  const path = `${dir.path}/written`;
+  const keep = 100;
+  using writer = new Seen(path, { keep });
+  using reader = new Seen(path, { keep });
+
+  await t.step("an id added under guard by one is known to the other", async () => {
+    await writer.guard(() => writer.add("first"));
+    assert.equal(reader.has("first"), false, "not yet read");
+    assert.equal(await reader.known("first"), true);
+    assert.equal(await reader.known("never"), false);
+  });
+
+  await t.step("10,000 ids later the file and memory are bounded, recent ids known", async () => {
+    let maxFile = 0;
+    for (let i = 0; i < 10_000; i++) {
+      await writer.guard(() => writer.add(`id-${i}`));
+      if (i % 7 === 0) {
+        // The other side follows, across compactions (a new file each time).
+        assert.equal(await reader.known(`id-${i}`), true, `id-${i} seen by the reader`);
+      }
+      if (i % 500 === 0) maxFile = Math.max(maxFile, fileLines(path));
+      // Sent ids (outside guard) are recorded too.
+      if (i % 100 === 0) reader.add(`sent-${i}`);
+    }
+    maxFile = Math.max(maxFile, fileLines(path));
+    assert.ok(maxFile <= 2 * keep + 1, `file held ${maxFile} ids`);
+    assert.ok(writer.size <= 2 * keep, `writer held ${writer.size} ids`);
+    assert.ok(reader.size <= 2 * keep, `reader held ${reader.size} ids`);
+    assert.equal(await reader.known("id-9999"), true);
+    using fresh = new Seen(path, { keep });
+    for (let i = 10_000 - keep / 2; i < 10_000; i++) {
+      assert.equal(fresh.has(`id-${i}`), true, `id-${i} kept`);
+    }
+    assert.equal(fresh.has("id-0"), false, "the oldest were dropped");
+  });
+});
