@@ -65,10 +65,14 @@ let lib: Promise<NatsLib> | undefined;
  * @returns The module.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadNats } from "./_nats.ts";
  * const { headers } = await loadNats();
  * const h = headers();
+ * h.set("fsbus-id", "1");
+ * assert.equal(h.get("fsbus-id"), "1");
+ * assert.equal(await loadNats(), await loadNats()); // loaded once
  * ```
  */
 export function loadNats(): Promise<NatsLib> {
