@@ -6,9 +6,14 @@
  * loaded only when used, so a one-shot `fsbus pub` starts fast.
  *
  * @example Run the CLI from a program
- * ```ts ignore
- * import { main } from "jsr:@x/fsbus/cli";
- * const code = await main(["pub", "/tmp/bus", "hello"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { main } from "@x/fsbus/cli";
+ * const bus = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const code = await main(["pub", bus, "hello"]); // as `fsbus pub BUS hello`
+ * assert.equal(code, 0);
+ * assert.equal([...Deno.readDirSync(bus)].filter((e) => !e.name.startsWith(".")).length, 1);
+ * Deno.removeSync(bus, { recursive: true });
  * ```
  *
  * @module
@@ -139,9 +144,11 @@ function topHelp(): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { main } from "./cli.ts";
- * Deno.exit(await main(["--version"]));
+ * assert.equal(await main(["--version"]), 0); // prints the version; a program would Deno.exit it
+ * assert.equal(await main(["no-such-command"]), 2); // a usage error, said on stderr
  * ```
  */
 export async function main(args: string[]): Promise<number> {
@@ -174,9 +181,12 @@ export async function main(args: string[]): Promise<number> {
  * @returns The exit code: the error's own for an FsbusError, 0 for a closed stdout, else 1.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { report } from "./cli.ts";
- * const code = report(new Error("boom")); // prints "fsbus: boom", returns 1
+ * import { UsageError } from "./types.ts";
+ * assert.equal(report(new Error("boom")), 1); // prints "fsbus: boom"
+ * assert.equal(report(new UsageError('Missing argument for "fsbus pub": expected BUS')), 2);
  * ```
  */
 export function report(err: unknown): number {

@@ -65,9 +65,21 @@ export type Parsed =
  * @throws {UsageError} On unknown options, missing values, or a wrong number of arguments.
  *
  * @example
- * ```ts ignore
- * import { parse } from "./_args.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandSpec, parse } from "./_args.ts";
+ * const spec: CommandSpec = {
+ *   name: "fsbus sub",
+ *   usage: "DIR [options]",
+ *   summary: "Print messages as they arrive.",
+ *   options: { count: { type: "string", short: "n", value: "N", help: "Exit after N messages" } },
+ *   examples: ["fsbus sub /tmp/bus -n 1"],
+ *   positionals: { min: 1, max: 1, names: "DIR" },
+ * };
  * const parsed = parse(spec, ["--count", "3", "/tmp/bus"]);
+ * assert.deepEqual(parsed, { help: false, values: { count: "3" }, positionals: ["/tmp/bus"] });
+ * assert.deepEqual(parse(spec, ["-h"]), { help: true });
+ * assert.throws(() => parse(spec, ["--size", "1", "/tmp/bus"]), /Unknown option "--size"/);
  * ```
  */
 export function parse(spec: CommandSpec, args: string[]): Parsed {
@@ -187,8 +199,10 @@ function unknownOption(spec: CommandSpec, flag: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closest } from "./_args.ts";
- * closest("sbu", ["pub", "sub", "init"]); // "sub"
+ * assert.equal(closest("sbu", ["pub", "sub", "init"]), "sub");
+ * assert.equal(closest("xyzzy", ["pub", "sub", "init"]), undefined);
  * ```
  */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
@@ -235,9 +249,12 @@ function editDistance(a: string, b: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { unknownCommand } from "./_args.ts";
- * unknownCommand("fsbus", "sbu", ["pub", "sub"]).message;
- * // 'Unknown command "sbu" for "fsbus" (did you mean "sub"?)'
+ * assert.equal(
+ *   unknownCommand("fsbus", "sbu", ["pub", "sub"]).message,
+ *   'Unknown command "sbu" for "fsbus" (did you mean "sub"?)',
+ * );
  * ```
  */
 export function unknownCommand(
@@ -278,9 +295,20 @@ function longOf(spec: CommandSpec, short: string): string {
  * @returns The text, ending in a newline.
  *
  * @example
- * ```ts ignore
- * import { helpText } from "./_args.ts";
- * console.log(helpText(spec));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandSpec, helpText } from "./_args.ts";
+ * const spec: CommandSpec = {
+ *   name: "fsbus sub",
+ *   usage: "DIR [options]",
+ *   summary: "Print messages as they arrive.",
+ *   options: { count: { type: "string", short: "n", value: "N", help: "Exit after N messages" } },
+ *   examples: ["fsbus sub /tmp/bus -n 1"],
+ *   positionals: { min: 1, max: 1, names: "DIR" },
+ * };
+ * const text = helpText(spec);
+ * assert.match(text, /fsbus sub DIR \[options\]/);
+ * assert.match(text, /-n, --count N +Exit after N messages/);
  * ```
  */
 export function helpText(spec: CommandSpec): string {
@@ -336,8 +364,11 @@ function wrap(text: string, width: number): string[] {
  * @returns The value, or undefined when absent.
  *
  * @example
- * ```ts ignore
- * const topic = stringOption(values, "topic");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { stringOption } from "./_args.ts";
+ * assert.equal(stringOption({ topic: "news" }, "topic"), "news");
+ * assert.equal(stringOption({}, "topic"), undefined);
  * ```
  */
 export function stringOption(values: Values, name: string): string | undefined {
@@ -356,8 +387,12 @@ export function stringOption(values: Values, name: string): string | undefined {
  * @throws {UsageError} When the value is not a whole number of at least `min`.
  *
  * @example
- * ```ts ignore
- * const count = intOption(values, "count", 1);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { intOption } from "./_args.ts";
+ * assert.equal(intOption({ count: "3" }, "count", 1), 3);
+ * assert.equal(intOption({}, "count", 1), undefined);
+ * assert.throws(() => intOption({ count: "0" }, "count", 1), /Cannot use "0" for "--count"/);
  * ```
  */
 export function intOption(values: Values, name: string, min = 0): number | undefined {
@@ -366,7 +401,7 @@ export function intOption(values: Values, name: string, min = 0): number | undef
   const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(n) || n < min) {
     throw new UsageError(
-      `Invalid value "${raw}" for "--${name}": expected a whole number ≥ ${min}`,
+      `Cannot use "${raw}" for "--${name}": expected a whole number ≥ ${min}`,
     );
   }
   return n;
@@ -391,17 +426,19 @@ const DURATION_UNITS: Record<string, number> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseDuration } from "./_args.ts";
- * parseDuration("5m", "--ttl"); // 300000
- * parseDuration("1h30m", "--ttl"); // 5400000
- * parseDuration("2", "--ttl"); // 2000
+ * assert.equal(parseDuration("5m", "--ttl"), 300_000);
+ * assert.equal(parseDuration("1h30m", "--ttl"), 5_400_000);
+ * assert.equal(parseDuration("2", "--ttl"), 2000);
+ * assert.throws(() => parseDuration("soon", "--ttl"), /Cannot use "soon" for "--ttl"/);
  * ```
  */
 export function parseDuration(raw: string, what: string): number {
   const text = raw.trim();
   const bad = () =>
     new UsageError(
-      `Invalid duration "${raw}" for "${what}": expected a number of seconds, or numbers ` +
+      `Cannot use "${raw}" for "${what}": expected a number of seconds, or numbers ` +
         "with units such as 500ms, 30s, 5m, 1h30m, 2d",
     );
   if (/^\d+(?:\.\d+)?$/.test(text)) return Number(text) * 1000;
@@ -425,15 +462,17 @@ const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 10
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSize } from "./_args.ts";
- * parseSize("64K", "--size"); // 65536
+ * assert.equal(parseSize("64K", "--size"), 65536);
+ * assert.throws(() => parseSize("lots", "--size"), /Cannot use "lots" for "--size"/);
  * ```
  */
 export function parseSize(raw: string, what: string): number {
   const m = raw.trim().match(/^(\d+)\s*([KMG]?)(?:i?B)?$/i);
   if (!m) {
     throw new UsageError(
-      `Invalid size "${raw}" for "${what}": expected bytes, or a number with K, M or G`,
+      `Cannot use "${raw}" for "${what}": expected bytes, or a number with K, M or G`,
     );
   }
   return Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!;
@@ -463,8 +502,12 @@ export interface ReaderChoice {
  * @returns Option specs to spread into a {@linkcode CommandSpec}.
  *
  * @example
- * ```ts ignore
- * const spec = { ..., options: { ...readerOptions({ since: SINCE }), topic: TOPIC } };
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readerOptions } from "./_args.ts";
+ * const SINCE = { type: "string", value: "WHEN", help: "Replay messages since WHEN" } as const;
+ * const options = { ...readerOptions({ since: SINCE }) };
+ * assert.deepEqual(Object.keys(options), ["raw", "json", "count", "since", "exec"]); // help order
  * ```
  */
 export function readerOptions(
@@ -509,8 +552,19 @@ export const READER_OUTPUT =
  * @throws {UsageError} When `--raw` and `--json` are both given, or a count is not ≥ 1.
  *
  * @example
- * ```ts ignore
- * const { format, count, exec } = readerChoice(SUB, values);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandSpec, readerChoice, readerOptions } from "./_args.ts";
+ * const SUB: CommandSpec = {
+ *   name: "fsbus sub",
+ *   usage: "DIR [options]",
+ *   summary: "Print messages as they arrive.",
+ *   options: readerOptions(),
+ *   examples: [],
+ *   positionals: { min: 1, max: 1 },
+ * };
+ * assert.deepEqual(readerChoice(SUB, { json: true, count: "2" }), { format: "json", count: 2 });
+ * assert.throws(() => readerChoice(SUB, { raw: true, json: true }), /choose one format/);
  * ```
  */
 export function readerChoice(spec: CommandSpec, values: Values): ReaderChoice {
@@ -534,8 +588,11 @@ export function readerChoice(spec: CommandSpec, values: Values): ReaderChoice {
  * @returns Option specs to spread into a {@linkcode CommandSpec}.
  *
  * @example
- * ```ts ignore
- * const spec = { ..., options: { ...writerOptions(), topic: TOPIC } };
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writerOptions } from "./_args.ts";
+ * const options = { ...writerOptions() };
+ * assert.equal(options.lines?.type, "boolean");
  * ```
  */
 export function writerOptions(

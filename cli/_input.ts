@@ -13,9 +13,21 @@ import { UsageError } from "../types.ts";
  * @returns All the bytes.
  *
  * @example
- * ```ts ignore
- * import { readStdin } from "./_input.ts";
- * const message = await readStdin();
+ * ```ts
+ * import assert from "node:assert/strict";
+ * // A process whose standard input is "hello": it reads it whole and prints its length.
+ * const self = import.meta.resolve("./_input.ts");
+ * const code = `import { readStdin } from "${self}"; console.log((await readStdin()).length);`;
+ * const child = new Deno.Command(Deno.execPath(), {
+ *   args: ["eval", code],
+ *   stdin: "piped",
+ *   stdout: "piped",
+ * }).spawn();
+ * const w = child.stdin.getWriter();
+ * await w.write(new TextEncoder().encode("hello"));
+ * await w.close();
+ * const { stdout } = await child.output();
+ * assert.equal(new TextDecoder().decode(stdout), "5\n");
  * ```
  */
 export async function readStdin(): Promise<Uint8Array> {
@@ -30,11 +42,24 @@ export async function readStdin(): Promise<Uint8Array> {
  * @returns Batches of lines, each line its own copy.
  *
  * @example Publish each line as it arrives
- * ```ts ignore
- * import { stdinLines } from "./_input.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * // A process that prints each line of its standard input in brackets.
+ * const self = import.meta.resolve("./_input.ts");
+ * const code = `import { stdinLines } from "${self}";
  * for await (const batch of stdinLines({ keepNewline: false })) {
- *   for (const line of batch) console.log(new TextDecoder().decode(line));
- * }
+ *   for (const line of batch) console.log("[" + new TextDecoder().decode(line) + "]");
+ * }`;
+ * const child = new Deno.Command(Deno.execPath(), {
+ *   args: ["eval", code],
+ *   stdin: "piped",
+ *   stdout: "piped",
+ * }).spawn();
+ * const w = child.stdin.getWriter();
+ * await w.write(new TextEncoder().encode("one\ntwo\nlast without newline"));
+ * await w.close();
+ * const { stdout } = await child.output();
+ * assert.equal(new TextDecoder().decode(stdout), "[one]\n[two]\n[last without newline]\n");
  * ```
  */
 export async function* stdinLines(
@@ -68,9 +93,11 @@ const encoder = new TextEncoder();
  * given no MESSAGE does not seem to hang).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { noticeTerminal } from "./_input.ts";
- * noticeTerminal();
+ * // Says nothing here unless standard input is a terminal.
+ * if (!Deno.stdin.isTerminal()) assert.equal(noticeTerminal(), undefined);
  * ```
  */
 export function noticeTerminal(): void {
@@ -102,11 +129,15 @@ export function noticeTerminal(): void {
  * @throws {UsageError} When both MESSAGE and `lines` are given.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { messagesToWrite } from "./_input.ts";
- * for await (const batch of messagesToWrite(undefined, { lines: true, command: "fsbus pub" })) {
- *   for (const m of batch) publish(m);
+ * // With a MESSAGE argument; without one, standard input is read (whole, or with --lines).
+ * const got: string[] = [];
+ * for await (const batch of messagesToWrite("hello", { lines: false, command: "fsbus pub" })) {
+ *   for (const m of batch) got.push(new TextDecoder().decode(m));
  * }
+ * assert.deepEqual(got, ["hello"]);
  * ```
  */
 export async function* messagesToWrite(
@@ -135,9 +166,11 @@ export async function* messagesToWrite(
  * @throws {UsageError} When both are given.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { checkMessageSource } from "./_input.ts";
- * checkMessageSource("hi", { lines: false, command: "fsbus pub" });
+ * checkMessageSource("hi", { lines: false, command: "fsbus pub" }); // a message: fine
+ * assert.throws(() => checkMessageSource("hi", { lines: true, command: "fsbus pub" }));
  * ```
  */
 export function checkMessageSource(

@@ -82,9 +82,12 @@ function base64(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { jsonLine } from "./_output.ts";
- * jsonLine({ data: new TextEncoder().encode("hi"), id: "1", topic: "" });
- * // {"id":"1","topic":"","time":"2026-…Z","size":2,"data":"hi","encoding":"utf-8"}\n
+ * const line = jsonLine({ data: new TextEncoder().encode("hi"), id: "1", topic: "" });
+ * assert.ok(line.endsWith("}\n"));
+ * const { time, ...rest } = JSON.parse(line);
+ * assert.deepEqual(rest, { id: "1", topic: "", size: 2, data: "hi", encoding: "utf-8" });
  * ```
  */
 export function jsonLine(m: Message, extra: Record<string, unknown> = {}): string {
@@ -116,8 +119,10 @@ export function jsonLine(m: Message, extra: Record<string, unknown> = {}): strin
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isBrokenPipe } from "./_output.ts";
- * isBrokenPipe(new Deno.errors.BrokenPipe()); // true
+ * assert.equal(isBrokenPipe(new Deno.errors.BrokenPipe()), true);
+ * assert.equal(isBrokenPipe(new Error("boom")), false);
  * ```
  */
 export function isBrokenPipe(err: unknown): boolean {

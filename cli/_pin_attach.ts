@@ -25,9 +25,10 @@ import { signalNumber } from "../sys/spawn.ts";
 
 /** The default detach key, Ctrl-\ as dtach's. *
  * @example
- * ```ts ignore
- * import { DEFAULT_DETACH } from "./_pin_attach.ts";
- * console.log(DEFAULT_DETACH); // 28
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_DETACH, parseDetachKey } from "./_pin_attach.ts";
+ * assert.equal(DEFAULT_DETACH, parseDetachKey("^\\")); // Ctrl-\\
  * ```
  */
 export const DEFAULT_DETACH = 0x1c;
@@ -40,9 +41,12 @@ export const DEFAULT_DETACH = 0x1c;
  * @throws {FsbusError} `usage` when it is not a single byte.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { parseDetachKey } from "./_pin_attach.ts";
- * parseDetachKey("^]"); // 0x1d
+ * assert.equal(parseDetachKey("^]"), 0x1d);
+ * assert.equal(parseDetachKey("none"), undefined);
+ * assert.throws(() => parseDetachKey("ctrl-x"), /Cannot use "ctrl-x" as the detach key/);
  * ```
  */
 export function parseDetachKey(text: string): number | undefined {
@@ -56,7 +60,7 @@ export function parseDetachKey(text: string): number | undefined {
   if (text.length === 1 && text.charCodeAt(0) < 0x80) return text.charCodeAt(0);
   throw new FsbusError(
     "usage",
-    `Invalid detach key "${text}": give ^X (caret notation), one ASCII character, or none`,
+    `Cannot use "${text}" as the detach key: give ^X (caret notation), one ASCII character, or none`,
   );
 }
 
@@ -89,7 +93,10 @@ export async function attach(
 ): Promise<number> {
   const dir = sessionDir(root, id);
   if (!sessionExists(dir) || readState(dir) === undefined) {
-    throw new FsbusError("not_found", `No pin session "${id}" in "${root}"`);
+    throw new FsbusError(
+      "not_found",
+      `Cannot find pin session "${id}" in "${root}": no such session`,
+    );
   }
   const g = MqGroup.open(dir);
   const unmark = markAttached(dir);

@@ -13,9 +13,11 @@ import { FileLock } from "../sys/flock.ts";
 
 /** What `.pin.json` records about a session. *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import type { SessionState } from "./_pin_session.ts";
  * const st: SessionState = { id: "b", command: ["bash"], state: "running", created: "" };
+ * assert.equal(st.state, "running");
  * ```
  */
 export interface SessionState {
@@ -56,9 +58,10 @@ const ATTACH_DIR = ".pin-attach";
 const STATE_LIMIT = 1 << 20;
 /** How long a session may take to start before it counts as lost. *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { STARTING_MS } from "./_pin_session.ts";
- * console.log(STARTING_MS); // 30000
+ * assert.equal(STARTING_MS, 30_000);
  * ```
  */
 export const STARTING_MS = 30_000;
@@ -70,9 +73,12 @@ export const STARTING_MS = 30_000;
  * @returns The path.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultRoot } from "./_pin_session.ts";
- * console.log(defaultRoot()); // "/run/user/1000/fsbus-pin"
+ * const xdg = Deno.env.get("XDG_RUNTIME_DIR");
+ * if (xdg) assert.equal(defaultRoot(), `${xdg}/fsbus-pin`);
+ * else assert.match(defaultRoot(), /\/fsbus-pin-\d+$/);
  * ```
  */
 export function defaultRoot(): string {
@@ -97,9 +103,16 @@ function modeText(mode: number): string {
  * @throws {FsbusError} `permission_denied` naming the path, its owner and mode.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { checkRoot } from "./_pin_session.ts";
- * checkRoot("/run/user/1000/fsbus-pin", true);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(checkRoot(`${dir}/pin`, false), false); // missing
+ * assert.equal(checkRoot(`${dir}/pin`, true), true); // made, mode 0700
+ * assert.equal(Deno.statSync(`${dir}/pin`).mode! & 0o777, 0o700);
+ * Deno.chmodSync(`${dir}/pin`, 0o777);
+ * assert.throws(() => checkRoot(`${dir}/pin`, false), /Cannot use session root/);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function checkRoot(root: string, create: boolean): boolean {
@@ -159,9 +172,10 @@ export function checkRoot(root: string, create: boolean): boolean {
  * @returns The path.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { sessionDir } from "./_pin_session.ts";
- * sessionDir("/run/user/1000/fsbus-pin", "build"); // "/run/user/1000/fsbus-pin/build"
+ * assert.equal(sessionDir("/run/user/1000/fsbus-pin", "build"), "/run/user/1000/fsbus-pin/build");
  * ```
  */
 export function sessionDir(root: string, id: string): string {
@@ -176,9 +190,14 @@ export function sessionDir(root: string, id: string): string {
  * @throws {FsbusError} When it is a symlink, not a directory, or someone else's.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { sessionExists } from "./_pin_session.ts";
- * if (!sessionExists("/run/user/1000/fsbus-pin/build")) console.log("no such session");
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(sessionExists(`${dir}/build`), false);
+ * Deno.mkdirSync(`${dir}/build`);
+ * assert.equal(sessionExists(`${dir}/build`), true);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function sessionExists(dir: string): boolean {
@@ -214,9 +233,16 @@ export function sessionExists(dir: string): boolean {
  * @returns The state, or undefined when missing or unreadable.
  *
  * @example
- * ```ts ignore
- * import { readState } from "./_pin_session.ts";
- * console.log(readState("/run/user/1000/fsbus-pin/build")?.state);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readState, sessionDir, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * assert.equal(readState(dir)?.state, "exited");
+ * assert.equal(readState(`${root}/nope`), undefined);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function readState(dir: string): SessionState | undefined {
@@ -253,9 +279,16 @@ export function readState(dir: string): SessionState | undefined {
  * @param state The new state.
  *
  * @example
- * ```ts ignore
- * import { readState, writeState } from "./_pin_session.ts";
- * writeState("/run/user/1000/fsbus-pin/build", { ...readState("/run/user/1000/fsbus-pin/build")!, state: "running" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readState, sessionDir, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * writeState(dir, { ...readState(dir)!, state: "running" });
+ * assert.equal(readState(dir)?.state, "running");
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function writeState(dir: string, state: SessionState): void {
@@ -282,9 +315,18 @@ export function writeState(dir: string, state: SessionState): void {
  * @returns The lock, not held.
  *
  * @example
- * ```ts ignore
- * import { supervisorLock } from "./_pin_session.ts";
- * await supervisorLock("/run/user/1000/fsbus-pin/build").lock(); // held until this process ends
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sessionDir, supervisorAlive, supervisorLock, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * using lock = supervisorLock(dir);
+ * await lock.lock(); // a supervisor holds it until it ends
+ * assert.equal(supervisorAlive(dir), true);
+ * lock.unlock();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function supervisorLock(dir: string): FileLock {
@@ -298,9 +340,15 @@ export function supervisorLock(dir: string): FileLock {
  * @returns True while it runs.
  *
  * @example
- * ```ts ignore
- * import { supervisorAlive } from "./_pin_session.ts";
- * console.log(supervisorAlive("/run/user/1000/fsbus-pin/build"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sessionDir, supervisorAlive, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * assert.equal(supervisorAlive(dir), false); // no supervisor holds the lock
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function supervisorAlive(dir: string): boolean {
@@ -326,9 +374,15 @@ export function supervisorAlive(dir: string): boolean {
  * @returns The words, and whether it has ended (nothing more will happen in it).
  *
  * @example
- * ```ts ignore
- * import { describe, readState } from "./_pin_session.ts";
- * console.log(describe("/run/user/1000/fsbus-pin/build", readState("/run/user/1000/fsbus-pin/build")!).text); // "exited 3"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describe, readState, sessionDir, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * assert.deepEqual(describe(dir, readState(dir)!), { text: "exited 3", ended: true });
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function describe(dir: string, st: SessionState): { text: string; ended: boolean } {
@@ -367,10 +421,18 @@ export function describe(dir: string, st: SessionState): { text: string; ended: 
  * @returns A function that removes the marker.
  *
  * @example
- * ```ts ignore
- * import { markAttached } from "./_pin_session.ts";
- * const unmark = markAttached("/run/user/1000/fsbus-pin/build");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { attachedCount, markAttached, sessionDir, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * const unmark = markAttached(dir);
+ * assert.equal(attachedCount(dir), 1);
  * unmark();
+ * assert.equal(attachedCount(dir), 0);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function markAttached(dir: string): () => void {
@@ -400,9 +462,15 @@ export function markAttached(dir: string): () => void {
  * @returns The count.
  *
  * @example
- * ```ts ignore
- * import { attachedCount } from "./_pin_session.ts";
- * console.log(attachedCount("/run/user/1000/fsbus-pin/build"));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { attachedCount, sessionDir, writeState } from "./_pin_session.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = sessionDir(root, "build");
+ * Deno.mkdirSync(dir, { mode: 0o700 });
+ * writeState(dir, { id: "build", command: ["make"], state: "exited", code: 3, created: "" });
+ * assert.equal(attachedCount(dir), 0); // nobody attached
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function attachedCount(dir: string): number {

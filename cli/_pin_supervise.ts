@@ -27,9 +27,10 @@ const SIGINT = 2;
  * @returns What it asks, or undefined when it is not understood.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { parseNote } from "./_pin_supervise.ts";
- * parseNote("winsize 50 132"); // { kind: "winsize", rows: 50, cols: 132 }
+ * assert.deepEqual(parseNote("winsize 50 132"), { kind: "winsize", rows: 50, cols: 132 });
  * ```
  */
 export function parseNote(
@@ -70,9 +71,18 @@ function whyNotStarted(err: unknown): string {
  * @returns The supervisor's exit code: 0, or 1 when the command could not start.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { supervise } from "./_pin_supervise.ts";
- * await supervise("/run/user/1000/fsbus-pin", "build", ["bash"]);
+ * import { readState } from "./_pin_session.ts";
+ * import { mq } from "./mq.ts";
+ * // What `fsbus pin -c build sh -c "exit 3"` starts in the background: the session is an mq group.
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * await mq(["mkgroup", `${root}/build`, "--replay", "all"]);
+ * assert.equal(await supervise(root, "build", ["sh", "-c", "exit 3"]), 0);
+ * assert.equal(readState(`${root}/build`)?.state, "exited");
+ * assert.equal(readState(`${root}/build`)?.code, 3);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function supervise(root: string, id: string, command: string[]): Promise<number> {

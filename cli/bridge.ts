@@ -74,9 +74,12 @@ const SPEC: CommandSpec = {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { bridgeCommand } from "./bridge.ts";
- * await bridgeCommand(["dir:/dev/shm/a", "dir:/dev/shm/b"]);
+ * // It runs until stopped (SIGINT or SIGTERM); bad input fails at once.
+ * await assert.rejects(bridgeCommand(["dir:/dev/shm/a"]), /Missing/);
+ * assert.equal(await bridgeCommand(["--help"]), 0);
  * ```
  */
 export async function bridgeCommand(args: string[]): Promise<number> {
@@ -90,7 +93,9 @@ export async function bridgeCommand(args: string[]): Promise<number> {
   let specs: BridgeSpec[];
   if (config !== undefined) {
     if (positionals.length > 0) {
-      throw new UsageError('Give either FROM TO or "--config FILE" to "fsbus bridge", not both');
+      throw new UsageError(
+        'Cannot use FROM TO together with "--config FILE" in "fsbus bridge": give one or the other',
+      );
     }
     let text: string;
     try {

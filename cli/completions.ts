@@ -158,8 +158,11 @@ function fish(commands: Record<string, string>, specs: Specs): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await completions(["bash"], { pub: "Publish", sub: "Subscribe" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { completions } from "./completions.ts";
+ * assert.equal(await completions(["bash"], { pub: "Publish", sub: "Subscribe" }), 0); // prints it
+ * await assert.rejects(completions(["tcsh"], {}));
  * ```
  */
 export async function completions(

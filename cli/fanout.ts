@@ -203,7 +203,7 @@ const FANOUT_HELP = [
 function parseMode(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   if (!/^0?[0-7]{1,4}$/.test(raw)) {
-    throw new UsageError(`Invalid mode "${raw}" for "--mode": expected octal permission bits`);
+    throw new UsageError(`Cannot use "${raw}" for "--mode": expected octal permission bits`);
   }
   return parseInt(raw, 8);
 }
@@ -238,8 +238,13 @@ function rootOf(values: Values, baf = false): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await fanout(["create", "news"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout } from "./fanout.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await fanout(["create", "news", "--root", root]), 0);
+ * assert.ok(Deno.statSync(`${root}/news`).isFile);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function fanout(args: string[]): Promise<number> {
@@ -612,8 +617,13 @@ function requireTopic(topic: string, root: string, values: Values): void {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await pubmsg(["news", "--create"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pubmsg } from "./fanout.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await pubmsg(["news", "hello", "--create", "--root", root]), 0);
+ * assert.ok(Deno.statSync(`${root}/news`).isFile);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function pubmsg(args: string[]): Promise<number> {
@@ -630,7 +640,7 @@ export function pubmsg(args: string[]): Promise<number> {
     requireTopic(topic, root, values);
   } catch (err) {
     if (err instanceof FsbusError && err.code === "not_found") {
-      throw new FsbusError("not_found", `Topic "${topic}" does not exist in "${root}"`);
+      throw new FsbusError("not_found", `Cannot open topic "${topic}" in "${root}": no such topic`);
     }
     throw err;
   }
@@ -660,8 +670,16 @@ function splitTopics(args: string[]): string[] {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await submsg(["news,weather", "--prefix"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fanout, submsg } from "./fanout.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * await fanout(["create", "news", "--root", root]);
+ * await fanout(["create", "weather", "--root", root]);
+ * await fanout(["pub", "news", "extra", "--root", root]);
+ * // From the oldest data the rings hold (the default is from now on): prints "news: extra".
+ * assert.equal(await submsg(["news,weather", "--prefix", "--replay", "all", "-n", "1", "--root", root]), 0);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function submsg(args: string[]): Promise<number> {
@@ -675,7 +693,7 @@ export async function submsg(args: string[]): Promise<number> {
   const listed = splitTopics(positionals);
   for (const t of listed) {
     if (t.endsWith(".lock")) {
-      throw new UsageError(`Invalid topic "${t}": .lock files are not topics`);
+      throw new UsageError(`Cannot use "${t}" as a topic: .lock files are not topics`);
     }
   }
   const choice = readerChoice(SUBMSG_SPEC, values);

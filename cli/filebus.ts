@@ -162,9 +162,15 @@ or, for scripts that run "filebus" from PATH, create an executable ~/.local/bin/
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { filebus } from "./filebus.ts";
- * const code = await filebus(["--filename", "/dev/shm/bus", "consumer"]);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * // A consumer runs until stopped; the producer writes standard input (here a message).
+ * const code = await filebus(["--filename", `${dir}/bus`, "producer", "--help"]);
+ * assert.equal(code, 0);
+ * await assert.rejects(filebus(["--filename", `${dir}/bus`, "both"]), /Unknown action "both"/);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function filebus(args: string[]): Promise<number> {
@@ -179,7 +185,7 @@ export async function filebus(args: string[]): Promise<number> {
     // The original exits 1 here (argparse's own errors exit 2).
     throw new FsbusError(
       "invalid",
-      'Missing action for "fsbus filebus": expected producer or consumer (see "fsbus filebus --help")',
+      'Cannot run "fsbus filebus": expected an action, producer or consumer (see "fsbus filebus --help")',
     );
   }
   if (role !== "producer" && role !== "consumer") {
@@ -188,7 +194,9 @@ export async function filebus(args: string[]): Promise<number> {
     );
   }
   if (role === "consumer" && values["blocking-read"]) {
-    throw new UsageError('Option "--blocking-read" is for "fsbus filebus producer" only');
+    throw new UsageError(
+      'Cannot use "--blocking-read" with "fsbus filebus consumer": it is for the producer only',
+    );
   }
   if (role === "producer") {
     for (const name of ["raw", "json", "count", "exec"]) {
@@ -205,13 +213,13 @@ export async function filebus(args: string[]): Promise<number> {
   if (filename === undefined || filename === "") {
     throw new FsbusError(
       "invalid",
-      'Missing required option "--filename FILE" for "fsbus filebus"',
+      'Cannot run "fsbus filebus": the option "--filename FILE" is required',
     );
   }
   for (const name of ["impl", "implementation"]) {
     const impl = stringOption(values, name);
     if (impl !== undefined && impl !== "bash" && impl !== "python") {
-      throw new UsageError(`Invalid choice "${impl}" for "--${name}": expected bash or python`);
+      throw new UsageError(`Cannot use "${impl}" for "--${name}": expected bash or python`);
     }
   }
   const rawBlock = stringOption(values, "block-size");
@@ -219,7 +227,7 @@ export async function filebus(args: string[]): Promise<number> {
     ? DEFAULT_BLOCK_SIZE
     : parseSize(rawBlock, "--block-size");
   if (blockSize < 1) {
-    throw new UsageError(`Invalid value "${rawBlock}" for "--block-size": expected at least 1`);
+    throw new UsageError(`Cannot use "${rawBlock}" for "--block-size": expected at least 1`);
   }
   const rawSleep = stringOption(values, "sleep-interval");
   const sleepMs = rawSleep === undefined
@@ -333,7 +341,7 @@ function expandPrefixes(args: string[]): string[] {
     const matches = names.filter((n) => n.startsWith(m[1]!));
     if (matches.length > 1) {
       throw new UsageError(
-        `Ambiguous option "--${m[1]}" for "fsbus filebus": could be ${
+        `Cannot tell which option "--${m[1]}" means in "fsbus filebus": could be ${
           matches.map((n) => `--${n}`).join(", ")
         }`,
       );

@@ -181,9 +181,12 @@ function networkOptions(values: Values) {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { messagefs } from "./messagefs.ts";
- * await messagefs(["ls"]);
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await messagefs(["ls", "--root", root]), 0); // prints the nodes: none here
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function messagefs(args: string[]): Promise<number> {

@@ -218,9 +218,13 @@ function topHelp(): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { mq } from "./mq.ts";
- * await mq(["mkgroup", "/dev/shm/g", "--replay", "all"]);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await mq(["mkgroup", `${dir}/g`, "--replay", "all"]), 0);
+ * assert.ok(Deno.statSync(`${dir}/g/ctl`).isFile);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function mq(args: string[]): Promise<number> {
@@ -246,14 +250,14 @@ function replayOption(values: Values): ReplayMode | undefined {
   if (raw === undefined) return undefined;
   if (raw === "on") return "all";
   if (raw === "off" || raw === "last" || raw === "all") return raw;
-  throw new UsageError(`Invalid value "${raw}" for "--replay": expected off, last or all`);
+  throw new UsageError(`Cannot use "${raw}" for "--replay": expected off, last or all`);
 }
 
 function dataOption(values: Values): DataMode | undefined {
   const raw = stringOption(values, "data");
   if (raw === undefined) return undefined;
   if (raw === "message" || raw === "coalesce") return raw;
-  throw new UsageError(`Invalid value "${raw}" for "--data": expected message or coalesce`);
+  throw new UsageError(`Cannot use "${raw}" for "--data": expected message or coalesce`);
 }
 
 function mkgroup(values: Values, [dir]: string[]): Promise<number> {
@@ -262,17 +266,17 @@ function mkgroup(values: Values, [dir]: string[]): Promise<number> {
   const depth = stringOption(values, "depth");
   if (depth !== undefined && !/^\d+[KMGkmg]?$/.test(depth)) {
     throw new UsageError(
-      `Invalid value "${depth}" for "--depth": expected a count or a size such as 64K, 16M, 1G`,
+      `Cannot use "${depth}" for "--depth": expected a count or a size such as 64K, 16M, 1G`,
     );
   }
   const modeText = stringOption(values, "mode");
   if (modeText !== undefined && !/^[0-7]{3,4}$/.test(modeText)) {
-    throw new UsageError(`Invalid value "${modeText}" for "--mode": expected octal, as 2770`);
+    throw new UsageError(`Cannot use "${modeText}" for "--mode": expected octal, as 2770`);
   }
   const groupName = stringOption(values, "group");
   const gid = groupName === undefined ? undefined : lookupGroup(groupName);
   if (groupName !== undefined && gid === undefined) {
-    throw new UsageError(`Invalid value "${groupName}" for "--group": no such group`);
+    throw new UsageError(`Cannot use "${groupName}" for "--group": no such group`);
   }
   const mode = modeText !== undefined
     ? parseInt(modeText, 8)
@@ -354,7 +358,9 @@ async function read(values: Values, [dir, stream]: string[]): Promise<number> {
 
 async function cat(values: Values, [dir, ...streams]: string[]): Promise<number> {
   if (streams.includes("order")) {
-    throw new UsageError('"order" is not a stream to merge (use "fsbus mq read GROUP order")');
+    throw new UsageError(
+      'Cannot merge "order" with streams: it is not a stream (use "fsbus mq read GROUP order")',
+    );
   }
   const choice = readerChoice(CAT, values);
   const options = readOptions(values);

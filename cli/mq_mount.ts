@@ -64,8 +64,22 @@ function selfCommand(): string[] {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await mountCommand({}, ["/dev/shm/mq", "/mnt/mq"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mountCommand, umountCommand } from "./mq_mount.ts";
+ * import { mountAt } from "../sys/fuse/mod.ts";
+ * import { mq } from "./mq.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.mkdirSync(`${dir}/mnt`);
+ * await mq(["mkgroup", `${dir}/g`]);
+ * const serving = mountCommand({}, [`${dir}/g`, `${dir}/mnt`]); // serves until unmounted
+ * for (const end = Date.now() + 10_000; mountAt(`${dir}/mnt`) === undefined;) {
+ *   if (Date.now() > end) throw new Error("not mounted");
+ *   await new Promise((r) => setTimeout(r, 10));
+ * }
+ * assert.equal(await umountCommand({}, [`${dir}/mnt`]), 0);
+ * assert.equal(await serving, 0);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function mountCommand(values: Values, [dir, mp]: string[]): Promise<number> {
@@ -147,8 +161,12 @@ async function daemonize(dir: string, mp: string, pidFile: string | undefined): 
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await umountCommand({}, ["/mnt/mq"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { umountCommand } from "./mq_mount.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.throws(() => umountCommand({}, [dir]), /nothing is mounted there/);
+ * Deno.removeSync(dir);
  * ```
  */
 export function umountCommand(_values: Values, [mp]: string[]): Promise<number> {
@@ -171,8 +189,11 @@ export function umountCommand(_values: Values, [mp]: string[]): Promise<number> 
  * @returns Where to work on disk.
  *
  * @example
- * ```ts ignore
- * const root = resolveMounted("/mnt/mq");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveMounted } from "./mq_mount.ts";
+ * // A path in an mq mount resolves to the group directory behind it; others stay as they are.
+ * assert.equal(resolveMounted("/dev/shm/not-a-mount"), "/dev/shm/not-a-mount");
  * ```
  */
 export function resolveMounted(path: string): string {

@@ -152,8 +152,14 @@ const GC: CommandSpec = {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await pub(["/dev/shm/bus", "hello"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pub } from "./msgfs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await pub([dir, "hello"]), 0);
+ * const [file] = [...Deno.readDirSync(dir)].filter((e) => !e.name.startsWith("."));
+ * assert.equal(Deno.readTextFileSync(`${dir}/${file!.name}`), "hello");
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function pub(args: string[]): Promise<number> {
@@ -186,8 +192,13 @@ function sinceOption(values: Values): "all" | number | undefined {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await sub(["/dev/shm/bus", "--count", "1"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pub, sub } from "./msgfs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * await pub([dir, "hello"]);
+ * assert.equal(await sub([dir, "--count", "1", "--since", "all"]), 0); // prints "hello"
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function sub(args: string[]): Promise<number> {
@@ -244,8 +255,14 @@ export async function sub(args: string[]): Promise<number> {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await init(["/dev/shm/bus", "--ttl", "10m"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { init } from "./msgfs.ts";
+ * import { readConfig } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await init([`${dir}/bus`, "--ttl", "10m"]), 0);
+ * assert.equal(readConfig(`${dir}/bus`).ttlMs, 600_000);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function init(args: string[]): Promise<number> {
@@ -257,7 +274,7 @@ export function init(args: string[]): Promise<number> {
   const shared = values.shared === true || group !== undefined;
   if (shared && values.private) {
     throw new UsageError(
-      'Options "--private" and "--shared" (or "--group") cannot be used together',
+      'Cannot use "--private" together with "--shared" (or "--group"): choose one',
     );
   }
   // On an existing bus, only what is named changes.
@@ -283,7 +300,7 @@ export function init(args: string[]): Promise<number> {
 function positiveDuration(raw: string, what: string): number {
   const ms = parseDuration(raw, what);
   if (!(ms > 0)) {
-    throw new UsageError(`Invalid duration "${raw}" for "${what}": must be more than zero`);
+    throw new UsageError(`Cannot use "${raw}" for "${what}": expected more than zero`);
   }
   return ms;
 }
@@ -295,8 +312,14 @@ function positiveDuration(raw: string, what: string): number {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await gc(["/dev/shm/bus"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gc, pub } from "./msgfs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * await pub([dir, "hello"]);
+ * assert.equal(await gc([dir, "--ttl", "1h"]), 0); // nothing is an hour old: kept
+ * assert.equal([...Deno.readDirSync(dir)].filter((e) => !e.name.startsWith(".")).length, 1);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function gc(args: string[]): Promise<number> {

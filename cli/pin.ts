@@ -79,7 +79,7 @@ const KILL_GRACE_MS = 3000;
 
 function checkId(id: string): void {
   if (id === "" || id.includes("/") || id.startsWith(".") || /[\0\n]/.test(id)) {
-    throw new UsageError(`Invalid session id "${id}": no "/", and not starting with "."`);
+    throw new UsageError(`Cannot use "${id}" as a session id: no "/", and not starting with "."`);
   }
 }
 
@@ -92,9 +92,13 @@ type Action = "c" | "a" | "w" | "l" | "k" | "r" | "supervise";
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { pin } from "./pin.ts";
- * await pin(["-c", "work", "bash"]);
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * // `pin -c work bash` starts a session, `pin -a work` attaches to it; here, list none.
+ * assert.equal(await pin(["-m", root, "-l"]), 0);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function pin(args: string[]): Promise<number> {
@@ -106,13 +110,13 @@ export async function pin(args: string[]): Promise<number> {
   let i = 0;
   const need = (flag: string): string => {
     const v = args[++i];
-    if (v === undefined) throw new UsageError(`Option "${flag}" of "fsbus pin" needs a value`);
+    if (v === undefined) throw new UsageError(`Missing value for option "${flag}" of "fsbus pin"`);
     return v;
   };
   const setAction = (a: Action) => {
     if (action !== undefined) {
       throw new UsageError(
-        'Give one of -c, -a, -w, -l, -k or -r to "fsbus pin" (see "fsbus pin --help")',
+        'Too many actions for "fsbus pin": give one of -c, -a, -w, -l, -k or -r (see "fsbus pin --help")',
       );
     }
     action = a;
@@ -162,7 +166,9 @@ export async function pin(args: string[]): Promise<number> {
       return await attach(root, id!, detachKey);
     case "w":
       if (rest.length > 1) {
-        throw new UsageError('Give TEXT as one argument to "fsbus pin -w ID TEXT" (quote it)');
+        throw new UsageError(
+          'Too many arguments for "fsbus pin -w ID TEXT": give TEXT as one argument (quote it)',
+        );
       }
       return await writeInput(root, id!, rest[0]);
     case "l":
@@ -180,7 +186,12 @@ export async function pin(args: string[]): Promise<number> {
 function existing(root: string, id: string): { dir: string; st: SessionState } {
   const dir = sessionDir(root, id);
   const st = checkRoot(root, false) && sessionExists(dir) ? readState(dir) : undefined;
-  if (st === undefined) throw new FsbusError("not_found", `No pin session "${id}" in "${root}"`);
+  if (st === undefined) {
+    throw new FsbusError(
+      "not_found",
+      `Cannot find pin session "${id}" in "${root}": no such session`,
+    );
+  }
   return { dir, st };
 }
 
@@ -216,8 +227,8 @@ async function create(root: string, id: string, command: string[]): Promise<numb
     throw new FsbusError(
       "already_exists",
       how?.ended
-        ? `Pin session "${id}" exists already in "${root}" (${how.text}; remove it with "fsbus pin -r ${id}")`
-        : `Pin session "${id}" exists already in "${root}"`,
+        ? `Cannot create pin session "${id}" in "${root}": it exists already (${how.text}; remove it with "fsbus pin -r ${id}")`
+        : `Cannot create pin session "${id}" in "${root}": it exists already`,
     );
   }
   const g = MqGroup.create(dir, { replay: "all" });

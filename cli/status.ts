@@ -105,8 +105,12 @@ function text(s: Status): string {
  * @returns The exit code.
  *
  * @example
- * ```ts ignore
- * await status(["/dev/shm/bus", "--json"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { status } from "./status.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(await status([dir, "--json"]), 0); // prints what the bus holds, as JSON
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function status(args: string[]): Promise<number> {

@@ -35,11 +35,15 @@ function segment(name: string): string {
  * @throws {SysError} ELOOP for a symlink, ENOENT, EEXIST with `O.EXCL`, and so on.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openAt, openDir } from "./dirfd.ts";
- * import { O } from "./fs.ts";
+ * import { closeFd, fstat, O } from "./fs.ts";
  * const dir = openDir("/etc");
  * const fd = openAt(dir, "hostname", O.RDONLY | O.NONBLOCK);
+ * assert.equal(fstat(fd).kind, "file");
+ * closeFd(fd);
+ * closeFd(dir);
  * ```
  */
 export function openAt(dirfd: number, name: string, flags: number, mode = 0o600): number {
@@ -61,10 +65,18 @@ export function openAt(dirfd: number, name: string, flags: number, mode = 0o600)
  * @throws {SysError} ENOTDIR for a non-directory, ELOOP for a symlink inside `dirfd`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openDir } from "./dirfd.ts";
- * const bus = openDir("/dev/shm/bus");
+ * import { closeFd, fstat } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.mkdirSync(`${path}/sensors`);
+ * const bus = openDir(path);
  * const topic = openDir("sensors", bus);
+ * assert.equal(fstat(topic).kind, "directory");
+ * closeFd(topic);
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function openDir(path: string, dirfd?: number): number {
@@ -89,9 +101,16 @@ export function openDir(path: string, dirfd?: number): number {
  * @throws {SysError} For other failures.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { mkdirAt, openDir } from "./dirfd.ts";
- * mkdirAt(openDir("/dev/shm/bus"), "sensors", 0o700);
+ * import { closeFd } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const bus = openDir(path);
+ * assert.equal(mkdirAt(bus, "sensors", 0o700), true);
+ * assert.equal(mkdirAt(bus, "sensors", 0o700), false); // already there
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function mkdirAt(dirfd: number, name: string, mode: number): boolean {
@@ -111,9 +130,17 @@ export function mkdirAt(dirfd: number, name: string, mode: number): boolean {
  * @throws {SysError} EPERM under the sticky bit, EISDIR, and so on.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openDir, unlinkAt } from "./dirfd.ts";
- * unlinkAt(openDir("/dev/shm/bus"), "0190a1b2-...");
+ * import { closeFd } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${path}/0190a1b2`, "hello");
+ * const bus = openDir(path);
+ * assert.equal(unlinkAt(bus, "0190a1b2"), true);
+ * assert.equal(unlinkAt(bus, "0190a1b2"), false); // already gone
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function unlinkAt(dirfd: number, name: string, dir = false): boolean {
@@ -133,10 +160,20 @@ export function unlinkAt(dirfd: number, name: string, dir = false): boolean {
  * @throws {SysError} When the rename fails.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openDir, renameAt } from "./dirfd.ts";
- * const bus = openDir("/dev/shm/bus");
- * renameAt(openDir(".fsbus-tmp", bus), "msg", bus, "msg");
+ * import { closeFd } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.mkdirSync(`${path}/.fsbus-tmp`);
+ * Deno.writeTextFileSync(`${path}/.fsbus-tmp/msg`, "hello");
+ * const bus = openDir(path);
+ * const tmp = openDir(".fsbus-tmp", bus);
+ * renameAt(tmp, "msg", bus, "msg");
+ * assert.equal(Deno.readTextFileSync(`${path}/msg`), "hello");
+ * closeFd(tmp);
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function renameAt(fromDir: number, from: string, toDir: number, to: string): void {
@@ -155,9 +192,16 @@ export function renameAt(fromDir: number, from: string, toDir: number, to: strin
  * @throws {SysError} EPERM when not the owner.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { fchmod, openDir } from "./dirfd.ts";
- * fchmod(openDir("/dev/shm/bus"), 0o3770);
+ * import { closeFd, fstat } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const bus = openDir(path);
+ * fchmod(bus, 0o3770);
+ * assert.equal(fstat(bus).mode, 0o3770);
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function fchmod(fd: number, mode: number): void {
@@ -172,9 +216,16 @@ export function fchmod(fd: number, mode: number): void {
  * @throws {SysError} EPERM when not allowed.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { fchgrp, openDir } from "./dirfd.ts";
- * fchgrp(openDir("/dev/shm/bus"), 50);
+ * import { closeFd, fstat } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const bus = openDir(path);
+ * fchgrp(bus, Deno.gid()!); // one's own group is always allowed
+ * assert.equal(fstat(bus).gid, Deno.gid());
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function fchgrp(fd: number, gid: number): void {
@@ -189,9 +240,17 @@ export function fchgrp(fd: number, gid: number): void {
  * @throws {SysError} When not allowed.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openDir, touchFd } from "./dirfd.ts";
- * touchFd(openDir("/dev/shm/bus/.fsbus-gc"));
+ * import { closeFd, fstat } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = openDir(path);
+ * Deno.utimeSync(path, 0, 0); // back to 1970
+ * touchFd(dir);
+ * assert.ok(fstat(dir).mtimeNs > 1_000_000_000n * 1_000_000_000n); // now, not 1970
+ * closeFd(dir);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function touchFd(fd: number): void {
@@ -236,11 +295,21 @@ const decoder = new TextDecoder();
  * @throws {SysError} When the directory cannot be read.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openDir, readDirFd } from "./dirfd.ts";
- * for (const batch of readDirFd(openDir("/dev/shm/bus"))) {
- *   for (const e of batch) console.log(e.name, e.kind);
+ * import { closeFd } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${path}/msg`, "hello");
+ * Deno.mkdirSync(`${path}/sensors`);
+ * const bus = openDir(path);
+ * const seen: string[] = [];
+ * for (const batch of readDirFd(bus)) {
+ *   for (const e of batch) seen.push(`${e.name} ${e.kind}`);
  * }
+ * assert.deepEqual(seen.sort(), ["msg file", "sensors directory"]);
+ * closeFd(bus);
+ * Deno.removeSync(path, { recursive: true });
  * ```
  */
 export function* readDirFd(fd: number): Generator<DirEntryAt[], void, undefined> {
@@ -279,9 +348,14 @@ export function* readDirFd(fd: number): Generator<DirEntryAt[], void, undefined>
  * @returns The path.
  *
  * @example
- * ```ts ignore
- * import { fdPath } from "./dirfd.ts";
- * fdPath(3); // "/proc/self/fd/3"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fdPath, openDir } from "./dirfd.ts";
+ * import { closeFd } from "./fs.ts";
+ * const fd = openDir("/etc");
+ * assert.equal(fdPath(fd), `/proc/self/fd/${fd}`);
+ * assert.equal(Deno.realPathSync(fdPath(fd)), "/etc");
+ * closeFd(fd);
  * ```
  */
 export function fdPath(fd: number): string {

@@ -26,6 +26,7 @@ export const Errno = {
   EFAULT: 14,
   EBUSY: 16,
   EEXIST: 17,
+  ENODEV: 19,
   ENOTDIR: 20,
   EISDIR: 21,
   EINVAL: 22,
@@ -38,8 +39,13 @@ export const Errno = {
   EPIPE: 32,
   ERANGE: 34,
   ENOSYS: 38,
+  ENOTEMPTY: 39,
   ELOOP: 40,
+  EPROTO: 71,
+  EMSGSIZE: 90,
   ENOTSUP: 95,
+  ECONNABORTED: 103,
+  ENOTCONN: 107,
   ETIMEDOUT: 110,
 } as const;
 
@@ -69,8 +75,13 @@ const NAMES: Record<number, [string, string]> = {
   32: ["EPIPE", "broken pipe"],
   34: ["ERANGE", "numerical result out of range"],
   38: ["ENOSYS", "function not implemented"],
+  39: ["ENOTEMPTY", "directory not empty"],
   40: ["ELOOP", "too many levels of symbolic links"],
+  71: ["EPROTO", "protocol error"],
+  90: ["EMSGSIZE", "message too long"],
   95: ["ENOTSUP", "operation not supported"],
+  103: ["ECONNABORTED", "software caused connection abort"],
+  107: ["ENOTCONN", "transport endpoint is not connected"],
   110: ["ETIMEDOUT", "connection timed out"],
 };
 

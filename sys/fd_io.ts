@@ -277,9 +277,20 @@ export function lockFd(fd: number, exclusive = true): void {
  * @returns True when the lock is now held, false when another descriptor holds it.
  *
  * @example
- * ```ts ignore
- * import { tryLockFd } from "./fd_io.ts";
- * if (tryLockFd(fd)) console.log("nobody holds it");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tryLockFd, unlockFd } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const a = openFd(`${dir}/lock`, O.RDONLY | O.CREAT, 0o600);
+ * const b = openFd(`${dir}/lock`, O.RDONLY);
+ * assert.equal(tryLockFd(a), true); // nobody held it
+ * assert.equal(tryLockFd(b), false); // held through the other descriptor
+ * unlockFd(a);
+ * assert.equal(tryLockFd(b), true);
+ * closeFd(a);
+ * closeFd(b);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function tryLockFd(fd: number, exclusive = true): boolean {

@@ -4,11 +4,29 @@
  * JetStream helpers both need (ensure a stream, publish with a message id, durable consumers).
  *
  * @example Connect, publish, close
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connectNats } from "./_nats.ts";
- * const nc = await connectNats("127.0.0.1:4222", { onStatus: (s) => console.error(s.state) });
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * const states: string[] = [];
+ * const nc = await connectNats(`127.0.0.1:${port}`, { onStatus: (s) => states.push(s.state) });
+ * const sub = nc.subscribe("app.events", { max: 1 });
  * nc.publish("app.events", new TextEncoder().encode("hi"));
+ * for await (const m of sub) assert.equal(new TextDecoder().decode(m.data), "hi");
  * await nc.drain();
+ * assert.equal(states.at(-1), "closed");
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  *
  * @module
@@ -47,10 +65,14 @@ let lib: Promise<NatsLib> | undefined;
  * @returns The module.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadNats } from "./_nats.ts";
  * const { headers } = await loadNats();
  * const h = headers();
+ * h.set("fsbus-id", "1");
+ * assert.equal(h.get("fsbus-id"), "1");
+ * assert.equal(await loadNats(), await loadNats()); // loaded once
  * ```
  */
 export function loadNats(): Promise<NatsLib> {
@@ -211,10 +233,26 @@ function reason(err: unknown): string {
  * @throws {FsbusError} `closed` when aborted before connecting; `invalid` for a bad list.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connectNats } from "./_nats.ts";
- * const nc = await connectNats("127.0.0.1:4222,127.0.0.1:4223");
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * // The first server of the list is not running: the other one is used.
+ * const nc = await connectNats(`127.0.0.1:1,127.0.0.1:${port}`);
+ * assert.equal(nc.getServer(), `127.0.0.1:${port}`);
  * await nc.close();
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function connectNats(
@@ -292,9 +330,25 @@ function watchStatus(nc: NatsConnection, report: (s: NatsStatus) => void): void 
  * @returns Bytes (1 MiB when the server did not say).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connectNats, maxPayload } from "./_nats.ts";
- * console.log(maxPayload(await connectNats("127.0.0.1:4222")));
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * const nc = await connectNats(`127.0.0.1:${port}`);
+ * assert.equal(maxPayload(nc), 1024 * 1024); // the server's default
+ * await nc.close();
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function maxPayload(nc: NatsConnection): number {
@@ -311,9 +365,26 @@ export function maxPayload(nc: NatsConnection): number {
  * @throws {FsbusError} `too_large`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { checkPayload, connectNats } from "./_nats.ts";
- * checkPayload(await connectNats("127.0.0.1:4222"), "app", 2 << 20); // throws
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * const nc = await connectNats(`127.0.0.1:${port}`);
+ * checkPayload(nc, "app", 1000); // fits
+ * assert.throws(() => checkPayload(nc, "app", 2 << 20), /over the server's max_payload/);
+ * await nc.close();
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function checkPayload(nc: NatsConnection, subject: string, size: number): void {
@@ -355,10 +426,28 @@ export interface StreamOptions {
  * @throws {FsbusError} `invalid` when the server refuses (bad name, overlapping subjects).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connectNats, ensureStream } from "./_nats.ts";
- * const nc = await connectNats("127.0.0.1:4222");
- * await ensureStream(await nc.jetstreamManager(), "APP", "app.>");
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * const nc = await connectNats(`127.0.0.1:${port}`);
+ * const jsm = await nc.jetstreamManager();
+ * await ensureStream(jsm, "APP", "app.>");
+ * await ensureStream(jsm, "APP", "app.>"); // already there: nothing to do
+ * assert.deepEqual((await jsm.streams.info("APP")).config.subjects, ["app.>"]);
+ * await nc.close();
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function ensureStream(
@@ -458,10 +547,28 @@ export function subjectCovers(pattern: string, subject: string): boolean {
  * @returns The ack (its `duplicate` is true for a resend).
  *
  * @example
- * ```ts ignore
- * import { connectNats, publishOnce } from "./_nats.ts";
- * const nc = await connectNats("127.0.0.1:4222");
- * await publishOnce(nc.jetstream(), "app.x", new Uint8Array([1]), "origin:1");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, ensureStream, publishOnce } from "./_nats.ts";
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * const nc = await connectNats(`127.0.0.1:${port}`);
+ * await ensureStream(await nc.jetstreamManager(), "APP", "app.>");
+ * const js = nc.jetstream();
+ * assert.equal((await publishOnce(js, "app.x", new Uint8Array([1]), "origin:1")).duplicate, false);
+ * assert.equal((await publishOnce(js, "app.x", new Uint8Array([1]), "origin:1")).duplicate, true);
+ * await nc.close();
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function publishOnce(
@@ -490,11 +597,33 @@ export function publishOnce(
  * @returns The consumer.
  *
  * @example
- * ```ts ignore
- * import { connectNats, durableConsumer } from "./_nats.ts";
- * const nc = await connectNats("127.0.0.1:4222");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, durableConsumer, ensureStream, publishOnce } from "./_nats.ts";
+ * // A nats-server with JetStream on a free loopback port (Debian's), its store in a temp dir.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", dir],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ * const nc = await connectNats(`127.0.0.1:${port}`);
+ * await ensureStream(await nc.jetstreamManager(), "APP", "app.>");
+ * await publishOnce(nc.jetstream(), "app.x", new TextEncoder().encode("one"), "origin:1");
  * const c = await durableConsumer(nc, "APP", "host-b", "app.>");
- * for await (const m of await c.consume()) m.ack();
+ * const messages = await c.consume();
+ * for await (const m of messages) {
+ *   assert.equal(new TextDecoder().decode(m.data), "one");
+ *   m.ack();
+ *   break; // stops consuming
+ * }
+ * await nc.close();
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function durableConsumer(

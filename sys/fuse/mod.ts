@@ -9,8 +9,9 @@
  * from memory or from other paths.
  *
  * @example A hello-world file system: one read-only file, `hello`
- * ```ts ignore
- * import { FuseError, type FileSystem, mount } from "./mod.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FileSystem, FuseError, mount } from "./mod.ts";
  *
  * const text = new TextEncoder().encode("hello, world\n");
  * const HELLO = 2;
@@ -27,8 +28,15 @@
  *   read: (_node, _fh, offset, size) => text.subarray(offset, offset + size),
  * };
  *
- * const server = await mount("/mnt/hello", hello, { fsname: "hello", handleSignals: true });
- * await server.done; // `cat /mnt/hello/hello` works until Ctrl-C or `umount /mnt/hello`
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const server = await mount(dir, hello, { fsname: "hello", handleSignals: true });
+ * // `cat DIR/hello` works until Ctrl-C, `umount DIR` or server.stop() (from another process:
+ * // a read of this process's own mount would wait on itself).
+ * const cat = await new Deno.Command("cat", { args: [`${dir}/hello`] }).output();
+ * assert.equal(new TextDecoder().decode(cat.stdout), "hello, world\n");
+ * await server.stop();
+ * await server.done;
+ * Deno.removeSync(dir);
  * ```
  *
  * @module
@@ -66,7 +74,23 @@ export {
 
 /** Options for {@linkcode mount}. */
 export interface MountServeOptions extends ServeOptions, Partial<MountOptions> {
-  /** Unmount on SIGINT and SIGTERM (the process then carries on; `done` resolves). */
+  /**
+   * The source shown in the mount table.
+   *
+   * @default {"fsbus"}
+   */
+  fsname?: string;
+  /**
+   * The type's suffix: the mount shows as `fuse.SUBTYPE`.
+   *
+   * @default {"fsbus"}
+   */
+  subtype?: string;
+  /**
+   * Unmount on SIGINT and SIGTERM (the process then carries on; `done` resolves).
+   *
+   * @default {false}
+   */
   handleSignals?: boolean;
 }
 
@@ -82,10 +106,22 @@ export interface MountServeOptions extends ServeOptions, Partial<MountOptions> {
  * @throws {FsbusError} When it cannot be mounted (one line saying why); nothing is mounted.
  *
  * @example
- * ```ts ignore
- * import { mount } from "./mod.ts";
- * const server = await mount("/mnt/x", fs, { fsname: "x", subtype: "demo" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FileSystem, FuseError, mount, mountAt } from "./mod.ts";
+ * const empty: FileSystem = {
+ *   lookup: () => {
+ *     throw new FuseError(2); // ENOENT
+ *   },
+ *   getattr: () => ({ mode: 0o040755 }),
+ *   readdir: () => [],
+ * };
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const server = await mount(dir, empty, { fsname: "x", subtype: "demo" });
+ * assert.equal(mountAt(dir)?.fstype, "fuse.demo");
  * await server.stop();
+ * assert.equal(mountAt(dir), undefined);
+ * Deno.removeSync(dir);
  * ```
  */
 export async function mount(
@@ -93,9 +129,10 @@ export async function mount(
   fs: FileSystem,
   options: MountServeOptions = {},
 ): Promise<FuseServer> {
+  const { fsname = "fsbus", subtype = "fsbus" } = options;
   const conn = await fuseMount(mountpoint, {
-    fsname: options.fsname ?? "fsbus",
-    subtype: options.subtype ?? "fsbus",
+    fsname,
+    subtype,
     ...(options.allowOther !== undefined ? { allowOther: options.allowOther } : {}),
     ...(options.onNotice ? { onNotice: options.onNotice } : {}),
     ...(options.useFusermount ? { useFusermount: true } : {}),

@@ -12,8 +12,7 @@ import { Errno, SysError } from "../errno.ts";
 import { closeFd, O, openFd, statPath } from "../fs.ts";
 import { FsbusError } from "../../types.ts";
 
-const ENOTCONN = 107;
-const ECONNABORTED = 103;
+const { ENOTCONN, ECONNABORTED } = Errno;
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_STATX_FORCE_SYNC = 0x2000;
@@ -146,9 +145,14 @@ function escapeOption(s: string): string {
  * @throws {FsbusError} When it is missing, not a directory, not empty, or already mounted.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { prepareMountpoint } from "./mount.ts";
- * const path = prepareMountpoint("/mnt/mq");
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(prepareMountpoint(dir), dir);
+ * Deno.writeTextFileSync(`${dir}/file`, "");
+ * assert.throws(() => prepareMountpoint(dir), /not empty/);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function prepareMountpoint(mountpoint: string, onNotice?: (m: string) => void): string {
@@ -207,9 +211,18 @@ function absolute(path: string): string {
  *   mount point); nothing is mounted then.
  *
  * @example
- * ```ts ignore
- * import { fuseMount } from "./mount.ts";
- * const conn = await fuseMount("/mnt/x", { fsname: "demo", subtype: "demo" });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fuseMount, mountAt, unmountPath } from "./mount.ts";
+ * import { closeFd } from "../fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const conn = await fuseMount(dir, { fsname: "demo", subtype: "demo" });
+ * assert.equal(mountAt(dir)?.fstype, "fuse.demo");
+ * // Nobody serves it: unmount at once, lazily (an access would wait for an answer).
+ * unmountPath(conn.mountpoint, conn.method, true);
+ * closeFd(conn.fd);
+ * assert.equal(mountAt(dir), undefined);
+ * Deno.removeSync(dir);
  * ```
  */
 export async function fuseMount(
@@ -370,9 +383,16 @@ function receiveFd(sock: number): number {
  * @throws {FsbusError} When it cannot be unmounted.
  *
  * @example
- * ```ts ignore
- * import { unmountPath } from "./mount.ts";
- * unmountPath("/mnt/x", "mount", true);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fuseMount, mountAt, unmountPath } from "./mount.ts";
+ * import { closeFd } from "../fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const conn = await fuseMount(dir, { fsname: "demo", subtype: "demo" });
+ * unmountPath(conn.mountpoint, conn.method, true);
+ * closeFd(conn.fd);
+ * assert.equal(mountAt(dir), undefined);
+ * Deno.removeSync(dir);
  * ```
  */
 export function unmountPath(mountpoint: string, method: MountMethod, lazy: boolean): void {

@@ -38,9 +38,7 @@ import {
 } from "./_wire.ts";
 import { type FuseConnection, mountTable, unmountPath } from "./mount.ts";
 
-const ENODEV = 19;
-const ENOENT = 2;
-const EPROTO = 71;
+const { ENODEV, ENOENT, EPROTO } = Errno;
 const POLLIN = 1;
 const POLLPRI = 2;
 const POLLERR = 8;
@@ -63,8 +61,11 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FuseError } from "./server.ts";
- * throw new FuseError(2, "no such stream"); // ENOENT
+ * const err = new FuseError(2, "no such stream"); // thrown by a method: the caller gets ENOENT
+ * assert.equal(err.errno, 2);
+ * assert.equal(err.message, "no such stream");
  * ```
  */
 export class FuseError extends Error {
@@ -177,14 +178,41 @@ export interface FuseContext {
  * `onInterrupt` and answers EINTR itself.
  *
  * @example Park a read until data comes
- * ```ts ignore
- * read(node, fh, offset, size, ctx) {
- *   const later = ctx.defer<Uint8Array>();
- *   waiting.add(later);
- *   later.onInterrupt = () => waiting.delete(later);
- *   return later;
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Deferred, type FileSystem, mount } from "./mod.ts";
+ * const waiting = new Set<Deferred<Uint8Array>>();
+ * const news: FileSystem = {
+ *   lookup: () => ({ node: 2, attr: { mode: 0o100444 } }),
+ *   getattr: (node) => node === 1 ? { mode: 0o040755 } : { mode: 0o100444 },
+ *   readdir: () => [{ name: "news", ino: 2, mode: 0o100444 }],
+ *   open: () => ({ fh: 1, directIo: true, stream: true }), // every read reaches the server
+ *   read(_node, _fh, _offset, _size, ctx) {
+ *     const later = ctx.defer<Uint8Array>();
+ *     waiting.add(later);
+ *     later.onInterrupt = () => waiting.delete(later);
+ *     return later;
+ *   },
+ * };
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const server = await mount(dir, news, { fsname: "news", subtype: "demo" });
+ * try {
+ *   // A reader in another process (a read of this process's own mount would wait on itself).
+ *   const cat = new Deno.Command("cat", { args: [`${dir}/news`], stdout: "piped" }).spawn();
+ *   for (const end = Date.now() + 5000; waiting.size === 0;) {
+ *     if (Date.now() > end) throw new Error("the read never reached the server");
+ *     await new Promise((r) => setTimeout(r, 1));
+ *   }
+ *   for (const w of waiting) w.resolve(new TextEncoder().encode("extra")); // data came
+ *   waiting.clear();
+ *   const out = await cat.stdout.getReader().read();
+ *   assert.equal(new TextDecoder().decode(out.value), "extra");
+ *   cat.kill();
+ *   await cat.status;
+ * } finally {
+ *   await server.stop();
  * }
- * // later: for (const w of waiting) w.resolve(data);
+ * Deno.removeSync(dir);
  * ```
  */
 export class Deferred<T> {
@@ -309,12 +337,22 @@ export interface ServeOptions {
   /**
    * Wait for requests by blocking this thread in `poll(2)` for up to this many milliseconds
    * at a time, with an event-loop turn in between (and at least every 20 ms when busy).
-   * Default 0: wait on a worker thread, leaving the event loop free.
+   * 0: wait on a worker thread, leaving the event loop free.
+   *
+   * @default {0}
    */
   blockMs?: number;
-  /** How long the kernel may cache names (default 1000 ms). */
+  /**
+   * How long the kernel may cache names, in milliseconds.
+   *
+   * @default {1000}
+   */
   entryTtlMs?: number;
-  /** How long the kernel may cache attributes (default 1000 ms). */
+  /**
+   * How long the kernel may cache attributes, in milliseconds.
+   *
+   * @default {1000}
+   */
   attrTtlMs?: number;
   /** Told about unexpected errors in methods (answered EIO) and in the server. */
   onError?: (err: unknown, op: string) => void;
@@ -341,11 +379,26 @@ const OP_NAMES: Record<number, string> = Object.fromEntries(
  * Serves a {@linkcode FileSystem} on a mounted FUSE connection until it is unmounted.
  *
  * @example
- * ```ts ignore
- * import { fuseMount } from "./mount.ts";
- * import { FuseServer } from "./server.ts";
- * const server = new FuseServer(await fuseMount("/mnt/x", { fsname: "x", subtype: "x" }), fs);
- * await server.done; // until unmounted (or server.stop())
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fuseMount, mountAt } from "./mount.ts";
+ * import { type FileSystem, FuseError, FuseServer } from "./server.ts";
+ * const empty: FileSystem = {
+ *   lookup: () => {
+ *     throw new FuseError(2); // ENOENT
+ *   },
+ *   getattr: () => ({ mode: 0o040755 }),
+ *   readdir: () => [],
+ * };
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const server = new FuseServer(await fuseMount(dir, { fsname: "x", subtype: "x" }), empty);
+ * const ls = await new Deno.Command("ls", { args: ["-A", dir] }).output(); // served
+ * assert.equal(ls.code, 0);
+ * assert.equal(ls.stdout.length, 0);
+ * await new Deno.Command("umount", { args: [dir] }).output(); // as root; or server.stop()
+ * await server.done; // until unmounted
+ * assert.equal(mountAt(dir), undefined);
+ * Deno.removeSync(dir);
  * ```
  */
 export class FuseServer {
@@ -391,10 +444,11 @@ export class FuseServer {
     this.connection = connection;
     this.#fs = fs;
     this.#fd = connection.fd;
-    this.#blockMs = Math.max(0, options.blockMs ?? 0);
-    this.#entryTtl = options.entryTtlMs ?? 1000;
-    this.#attrTtl = options.attrTtlMs ?? 1000;
-    this.#onError = options.onError ?? (() => {});
+    const { blockMs = 0, entryTtlMs = 1000, attrTtlMs = 1000, onError = () => {} } = options;
+    this.#blockMs = Math.max(0, blockMs);
+    this.#entryTtl = entryTtlMs;
+    this.#attrTtl = attrTtlMs;
+    this.#onError = onError;
     this.#efd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     let mfd = -1;
     try {

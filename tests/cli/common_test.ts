@@ -258,13 +258,13 @@ Deno.test("durations take 1h30m and bare seconds; negative values are bad values
   assert.equal(JSON.parse(Deno.readTextFileSync(`${bus}/.fsbus.json`)).ttl_ms, 90_000);
   r = await fsbus(["sub", bus, "--count", "-1"]);
   assert.equal(r.code, 2);
-  assert.equal(r.stderr, 'fsbus: Invalid value "-1" for "--count": expected a whole number ≥ 1\n');
+  assert.equal(r.stderr, 'fsbus: Cannot use "-1" for "--count": expected a whole number ≥ 1\n');
   r = await fsbus(["init", bus, "--ttl", "-5m"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^fsbus: Invalid duration "-5m" for "--ttl"/);
+  assert.match(r.stderr, /^fsbus: Cannot use "-5m" for "--ttl"/);
   r = await fsbus(["filebus", "--filename", `${tmp.path}/f`, "--sleep-interval", "-1", "consumer"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^fsbus: Invalid duration "-1" for "--sleep-interval"/);
+  assert.match(r.stderr, /^fsbus: Cannot use "-1" for "--sleep-interval"/);
 });
 
 Deno.test("sub --topic given twice is refused, not half-done (defect 5)", async () => {

@@ -154,7 +154,7 @@ Deno.test("pubmsg: lines with newlines, one publisher per topic, exit 0 at end o
   const root = dir.path;
   let r = await fsbus(["pubmsg", "t", "--root", root], { stdin: "x\n" });
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /^fsbus: Topic "t" does not exist in ".*"\n$/);
+  assert.match(r.stderr, /^fsbus: Cannot open topic "t" in ".*": no such topic\n$/);
 
   const sub = spawnFsbus(["submsg", "t", "--root", root, "--count", "3", "--create"]);
   const out = collect(sub.stdout);
@@ -186,7 +186,7 @@ Deno.test("pubmsg: lines with newlines, one publisher per topic, exit 0 at end o
     await waitFor(() => held.text().includes("locked"), "flock(1) to hold the lock");
     r = await fsbus(["pubmsg", "t", "--root", root], { stdin: "x\n" });
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, 'fsbus: Topic "t" already being used\n');
+    assert.equal(r.stderr, 'fsbus: Cannot use topic "t": already being used\n');
   } finally {
     holder.kill("SIGKILL");
     await holder.status;
@@ -287,20 +287,40 @@ Deno.test("fanout CLI: bad input gives clear errors and exit codes", async () =>
   using dir = tempDir();
   const root = dir.path;
   const cases: [string[], number, RegExp, (Uint8Array | string)?][] = [
-    [["fanout", "sub", "nope", "--root", root], 1, /^fsbus: Topic "nope" does not exist in/],
-    [["fanout", "pub", "nope", "x", "--root", root], 1, /Topic "nope" does not exist/],
-    [["submsg", "nope", "--root", root], 1, /Topic "nope" does not exist/],
-    [["fanout", "list", "--root", `${root}/file`], 1, /Topic root ".*file" is not a directory/],
-    [["pubmsg", "t", "--root", `${root}/file`], 1, /is not a directory/],
+    [
+      ["fanout", "sub", "nope", "--root", root],
+      1,
+      /^fsbus: Cannot open topic "nope" in ".*": no such topic/,
+    ],
+    [
+      ["fanout", "pub", "nope", "x", "--root", root],
+      1,
+      /Cannot open topic "nope" in ".*": no such topic/,
+    ],
+    [["submsg", "nope", "--root", root], 1, /Cannot open topic "nope" in ".*": no such topic/],
+    [
+      ["fanout", "list", "--root", `${root}/file`],
+      1,
+      /Cannot use topic root ".*file": not a directory/,
+    ],
+    [
+      ["pubmsg", "t", "--root", `${root}/file`],
+      1,
+      /Cannot use topic root ".*file": not a directory/,
+    ],
     [["fanout", "sub", "junk", "--root", root], 1, /not an fsbus ring \(bad magic\)/],
     [["fanout", "pub", "cut", "x", "--root", root], 1, /wrong size: 10000 bytes, expected 24576/],
     [
       ["fanout", "pub", "m", "--root", root],
       1,
-      /Message of 5000 bytes is too large for topic "m": at most 4092 bytes fit/,
+      /Cannot write 5000 bytes to topic "m": at most 4092 bytes fit/,
       new Uint8Array(5000),
     ],
-    [["fanout", "create", "x", "--mode", "999", "--root", root], 2, /Invalid mode "999"/],
+    [
+      ["fanout", "create", "x", "--mode", "999", "--root", root],
+      2,
+      /Cannot use "999" for "--mode": expected octal/,
+    ],
     [
       ["fanout", "create", "x", "--size", "12", "--root", root],
       1,

@@ -150,7 +150,11 @@ Deno.test("fsbus mq: bad input gives clear errors and writes nothing", async () 
     [["mq", "write", `${tmp.path}/nope`, "0", "x"], /Cannot open group ".*\/nope": no such/, 1],
     [["mq", "read", `${tmp.path}/nope`, "0"], /Cannot open group ".*\/nope": no such/, 1],
     [["mq", "mkgroup", g, "--replay", "all"], /already a group with other settings/, 1],
-    [["mq", "mkgroup", `${tmp.path}/h`, "--replay", "sometimes"], /Invalid value "sometimes"/, 2],
+    [
+      ["mq", "mkgroup", `${tmp.path}/h`, "--replay", "sometimes"],
+      /Cannot use "sometimes" for "--replay"/,
+      2,
+    ],
     [["mq", "frob"], /Unknown command "frob" for "fsbus mq"/, 2],
   ];
   for (const [args, re, code] of cases) {
@@ -239,7 +243,7 @@ Deno.test("fsbus mq mkgroup: --mode and --group share a group; the same settings
   );
   r = await fsbus(["mq", "mkgroup", `${tmp.path}/h`, "--group", "fsbt-mq-nosuchgroup"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /Invalid value "fsbt-mq-nosuchgroup" for "--group": no such group/);
+  assert.match(r.stderr, /Cannot use "fsbt-mq-nosuchgroup" for "--group": no such group/);
   r = await fsbus(["mq", "mkgroup", `${tmp.path}/h`, "--mode", "9z"]);
   assert.equal(r.code, 2);
   assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name), ["g"]);

@@ -52,7 +52,7 @@ Deno.test("re-running fsbus init changes only what is named: --ttl keeps mode an
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      'fsbus: Options "--private" and "--shared" (or "--group") cannot be used together\n',
+      'fsbus: Cannot use "--private" together with "--shared" (or "--group"): choose one\n',
     );
   } finally {
     await sh(`groupdel ${group}`);
@@ -80,7 +80,7 @@ Deno.test("failed commands leave nothing behind: init with an unknown group, wil
   using dir = tempDir();
   let r = await fsbus(["init", `${dir.path}/a/b/bus`, "--group", "fsbt-msgfs-no-such-group"]);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, 'fsbus: Unknown group "fsbt-msgfs-no-such-group"\n');
+  assert.equal(r.stderr, 'fsbus: Cannot find group "fsbt-msgfs-no-such-group": no such group\n');
   assert.deepEqual([...Deno.readDirSync(dir.path)], []);
 
   const bus = `${dir.path}/bus`;
@@ -91,7 +91,7 @@ Deno.test("failed commands leave nothing behind: init with an unknown group, wil
     const seg = topic.split("/").at(-1);
     assert.equal(
       r.stderr,
-      `fsbus: Invalid topic "${topic}": "${seg}" is not a wildcard (topics are directories: ` +
+      `fsbus: Cannot use "${topic}" as a topic: "${seg}" is not a wildcard (topics are directories: ` +
         "subscribe recursively to the topic above instead)\n",
     );
     r = await fsbus(["pub", bus, "--topic", topic, "x"]);

@@ -208,20 +208,20 @@ Deno.test("fsbus pin: errors are clear, and a command that cannot start leaves n
   assert.equal(await listed(root, "x"), undefined);
   const missing = await fsbus(["pin", "-m", root, "-a", "ghost"]);
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /No pin session "ghost"/);
+  assert.match(missing.stderr, /Cannot find pin session "ghost" in ".*": no such session/);
   const bad = await fsbus(["pin", "-m", root, "-c", "a/b", "bash"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /Invalid session id "a\/b"/);
+  assert.match(bad.stderr, /Cannot use "a\/b" as a session id/);
   const key = await fsbus(["pin", "-m", root, "-e", "^\u00e9", "-a", "x"]);
   assert.equal(key.code, 2);
-  assert.match(key.stderr, /Invalid detach key/);
+  assert.match(key.stderr, /Cannot use ".*" as the detach key/);
 
   // The name is free again after the failure.
   assert.equal((await fsbus(["pin", "-m", root, "-c", "x", "sleep", "100"])).code, 0);
   try {
     const again = await fsbus(["pin", "-m", root, "-c", "x", "true"]);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, /Pin session "x" exists already/);
+    assert.match(again.stderr, /Cannot create pin session "x" in ".*": it exists already/);
     const busy = await fsbus(["pin", "-m", root, "-r", "x"]);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /Cannot remove pin session "x": it is running/);

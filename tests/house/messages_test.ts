@@ -25,13 +25,9 @@
  * A bad value on the command line is a failed action like any other: `Cannot use "x" for
  * "--replay": expected off, last or all` (not "Invalid value ...").
  *
- * What is checked: string and template literals, and concatenations of them (`${...}` stands
- * for "a value"). A message built elsewhere (a variable, a call) is not checked here; a
+ * What is checked: string and template literals, concatenations of them (`${...}` stands
+ * for "a value"), and each branch of a conditional (`ok ? "..." : "..."`). A message built elsewhere (a variable, a call) is not checked here; a
  * message that starts with a value (`${action} "${path}": ...`) is checked only for its end.
- *
- * `TEMPORARY` lists messages in files that other engineers were editing when this test was
- * written, to be brought into the voice by the lead; an entry that no longer matches
- * anything fails the test, so the list only shrinks.
  *
  * @module
  */
@@ -52,120 +48,7 @@ interface Found {
   text: string;
 }
 
-/** A message that breaks the voice for now: file and message pattern, no line numbers. */
-interface Exception {
-  file: string;
-  message: RegExp;
-  /** Why it is not fixed yet. */
-  why: string;
-}
-
 const VALUE = "${}";
-
-/** Messages out of voice in files this branch may not edit (see the module doc). */
-const TEMPORARY: readonly Exception[] = [
-  { file: "cli/_args.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
-  { file: "cli/_args.ts", message: /^Invalid duration "/, why: "edited by cli meanwhile" },
-  { file: "cli/_args.ts", message: /^Invalid size "/, why: "edited by cli meanwhile" },
-  { file: "cli/_pin_attach.ts", message: /^Invalid detach key "/, why: "edited by cli meanwhile" },
-  { file: "cli/_pin_attach.ts", message: /^No pin session "/, why: "edited by cli meanwhile" },
-  { file: "cli/fanout.ts", message: /^Invalid mode "/, why: "edited by cli meanwhile" },
-  { file: "cli/fanout.ts", message: /^Topic "/, why: "edited by cli meanwhile" },
-  { file: "cli/fanout.ts", message: /^Invalid topic "/, why: "edited by cli meanwhile" },
-  {
-    file: "cli/filebus.ts",
-    message: /^Missing action for "fsbus filebus": expe/,
-    why: "edited by cli meanwhile",
-  },
-  {
-    file: "cli/filebus.ts",
-    message: /^Option "--blocking-read" is for "fsbus f/,
-    why: "edited by cli meanwhile",
-  },
-  {
-    file: "cli/filebus.ts",
-    message: /^Missing required option "--filename FILE/,
-    why: "edited by cli meanwhile",
-  },
-  { file: "cli/filebus.ts", message: /^Invalid choice "/, why: "edited by cli meanwhile" },
-  { file: "cli/filebus.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
-  { file: "cli/filebus.ts", message: /^Ambiguous option "--/, why: "edited by cli meanwhile" },
-  { file: "cli/mq.ts", message: /^Invalid value "/, why: "edited by cli meanwhile" },
-  {
-    file: "cli/mq.ts",
-    message: /^"order" is not a stream to merge \(use "f/,
-    why: "edited by cli meanwhile",
-  },
-  { file: "cli/msgfs.ts", message: /^Invalid duration "/, why: "edited by cli meanwhile" },
-  {
-    file: "cli/msgfs.ts",
-    message: /^Options "--private" and "--shared"/,
-    why: "arrived with main (msgfs init), file edited by cli meanwhile",
-  },
-  { file: "cli/pin.ts", message: /^Invalid session id "/, why: "edited by cli meanwhile" },
-  { file: "cli/pin.ts", message: /^Option "/, why: "edited by cli meanwhile" },
-  {
-    file: "cli/pin.ts",
-    message: /^Give one of -c, -a, -w, -l, -k or -r to /,
-    why: "edited by cli meanwhile",
-  },
-  {
-    file: "cli/pin.ts",
-    message: /^Give TEXT as one argument to "fsbus pin /,
-    why: "edited by cli meanwhile",
-  },
-  { file: "cli/pin.ts", message: /^No pin session "/, why: "edited by cli meanwhile" },
-  {
-    file: "transports/fanout/ring.ts",
-    message: /^Topic "/,
-    why: "pinned by tests/security/fanout_test.ts and the README",
-  },
-  {
-    file: "transports/fanout/ring_endpoint.ts",
-    message: /^Message of /,
-    why: "pinned by tests/cli/fanout_test.ts",
-  },
-  {
-    file: "transports/fanout/topics.ts",
-    message: /^Invalid topic name /,
-    why: "pinned by tests/security/fanout_test.ts",
-  },
-  {
-    file: "transports/fanout/topics.ts",
-    message: /^Topic root "/,
-    why: "pinned by tests/cli/fanout_test.ts",
-  },
-  {
-    file: "transports/fanout/topics.ts",
-    message: /^Topic "/,
-    why: "pinned by tests/cli/fanout_test.ts",
-  },
-  {
-    file: "transports/bridge/_state.ts",
-    message: /^Position "/,
-    why: "arrived with main (bridge), file edited by bridge meanwhile",
-  },
-  {
-    file: "cli/bridge.ts",
-    message: /^Give either FROM TO or "--config FILE"/,
-    why: "arrived with main (bridge), file edited by cli meanwhile",
-  },
-  {
-    file: "transports/msgfs/access.ts",
-    message: /^Unknown group "/,
-    why: "edited by sec-msgfs meanwhile",
-  },
-  {
-    file: "transports/msgfs/names.ts",
-    message: /^Invalid topic "/,
-    why: "edited by sec-msgfs meanwhile",
-  },
-  {
-    file: "transports/msgfs/subscribe.ts",
-    message: /^Bus "\$\{\}" was removed or moved/,
-    why: "edited by sec-msgfs meanwhile",
-  },
-];
 
 function sourceFiles(): string[] {
   const out: string[] = [];
@@ -270,6 +153,27 @@ function readMessage(src: string, i: number): string | undefined {
   }
 }
 
+/**
+ * The literal branches of a conditional argument starting at `i` (`a ? "x" : "y"`), read as
+ * {@linkcode readMessage} reads a message; none when the argument is not a conditional.
+ */
+function conditionalBranches(src: string, i: number): string[] {
+  const end = skipArgument(src, i);
+  const branches: string[] = [];
+  let depth = 0;
+  for (let j = i; j < end; j++) {
+    const c = src[j]!;
+    if (c === '"' || c === "'" || c === "`") j = skipLiteral(src, j) - 1;
+    else if (c === "(" || c === "[" || c === "{") depth++;
+    else if (c === ")" || c === "]" || c === "}") depth--;
+    else if (depth === 0 && (c === "?" || c === ":") && src[j + 1] !== "." && src[j + 1] !== "?") {
+      const text = readMessage(src, j + 1);
+      if (text !== undefined) branches.push(text);
+    }
+  }
+  return branches;
+}
+
 function lineOf(src: string, i: number): number {
   return src.slice(0, i).split("\n").length;
 }
@@ -289,8 +193,15 @@ function findMessages(): Found[] {
         usage = call === "FsbusError" && src.slice(i, end).trim() === '"usage"';
         i = end + 1;
       }
+      const line = lineOf(src, m.index);
       const text = readMessage(src, i);
-      if (text !== undefined) found.push({ file, line: lineOf(src, m.index), call, usage, text });
+      if (text !== undefined) found.push({ file, line, call, usage, text });
+      else {
+        // `cond ? "one message" : "another"`: each branch is a message.
+        for (const branch of conditionalBranches(src, i)) {
+          found.push({ file, line, call, usage, text: branch });
+        }
+      }
     }
   }
   return found;
@@ -317,10 +228,6 @@ function problem(call: string, text: string, usage = call === "UsageError"): str
   return 'does not start with "Cannot <action>"';
 }
 
-function isTemporary(f: Found): boolean {
-  return TEMPORARY.some((e) => e.file === f.file && e.message.test(f.text));
-}
-
 const messages = findMessages();
 
 Deno.test("error messages: the scan finds the messages of every layer", () => {
@@ -333,20 +240,11 @@ Deno.test("error messages: the scan finds the messages of every layer", () => {
 
 Deno.test('error messages: each says "Cannot <action> ...: <why>" or an accepted usage shape', () => {
   const bad = messages
-    .filter((f) => problem(f.call, f.text, f.usage) !== undefined && !isTemporary(f))
+    .filter((f) => problem(f.call, f.text, f.usage) !== undefined)
     .map((f) =>
       `${f.file}:${f.line} ${f.call} ${JSON.stringify(f.text)}: ${problem(f.call, f.text, f.usage)}`
     );
   assert.deepEqual(bad, [], `messages out of voice:\n${bad.join("\n")}`);
-});
-
-Deno.test("error messages: every temporary exception still matches a message out of voice", () => {
-  const stale = TEMPORARY.filter((e) =>
-    !messages.some((f) =>
-      f.file === e.file && e.message.test(f.text) && problem(f.call, f.text, f.usage) !== undefined
-    )
-  ).map((e) => `${e.file} ${e.message}`);
-  assert.deepEqual(stale, [], `remove these from TEMPORARY:\n${stale.join("\n")}`);
 });
 
 Deno.test("error messages: the voice check itself", async (t) => {
@@ -368,6 +266,14 @@ Deno.test("error messages: the voice check itself", async (t) => {
     assert.equal(problem("UsageError", 'Missing argument for "pub": expected BUS'), undefined);
     assert.equal(problem("FsbusError", 'Missing action for "${}"', true), undefined);
     assert.ok(problem("FsbusError", 'Unknown group "${}"'));
+  });
+  await t.step("reads both branches of a conditional message", () => {
+    const src = 'new FsbusError("io", ok ? `Cannot x "${a}": why` : "Topic gone")';
+    const i = src.indexOf("(") + 1;
+    assert.deepEqual(conditionalBranches(src, skipArgument(src, i) + 1), [
+      'Cannot x "${}": why',
+      "Topic gone",
+    ]);
   });
   await t.step("reads concatenated literals, values and escapes", () => {
     const src = 'new FsbusError("io", `Cannot x "${a}": ` +\n  "why \\"q\\"" + b)';

@@ -44,7 +44,7 @@ function helloFs(): FileSystem {
 }
 
 Deno.test({
-  name: "sys/fuse serves a static tree: ls, stat, cat, and unmounts on stop()",
+  name: "mount() serves a static tree (ls, stat, cat) and stop() unmounts it",
   ignore: !HAVE_FUSE,
   async fn() {
     using dir = tempDir();
@@ -71,7 +71,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sys/fuse mounts through fusermount3 (the descriptor passed back over a socket)",
+  name:
+    "mount() with useFusermount mounts through fusermount3 (the descriptor passed back over a socket)",
   ignore: !HAVE_FUSE || !(() => {
     try {
       Deno.statSync("/usr/bin/fusermount3");

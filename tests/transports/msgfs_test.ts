@@ -26,7 +26,7 @@ async function take(
   return got;
 }
 
-Deno.test("names are UUIDv7, strictly increasing, and carry their time", () => {
+Deno.test("newId() makes UUIDv7 names, strictly increasing, that carry their time", () => {
   const ids = Array.from({ length: 10_000 }, () => newId());
   for (let i = 1; i < ids.length; i++) {
     assert.ok(ids[i - 1]! < ids[i]!, `${ids[i - 1]} < ${ids[i]}`);
@@ -38,7 +38,7 @@ Deno.test("names are UUIDv7, strictly increasing, and carry their time", () => {
   assert.equal(idTime("hello"), undefined);
 });
 
-Deno.test("publish then subscribe with since all delivers bytes exactly, with id, topic and time", async () => {
+Deno.test("subscribe() with since all delivers published bytes exactly, with id, topic and time", async () => {
   using bus = tempDir();
   const payloads = [
     new Uint8Array([0, 1, 0, 255]),
@@ -55,7 +55,7 @@ Deno.test("publish then subscribe with since all delivers bytes exactly, with id
   }
 });
 
-Deno.test("live messages from fsbus and from plain file writes, rename-ins included", async () => {
+Deno.test("subscribe() delivers live messages from publish() and plain file writes, rename-ins included", async () => {
   using bus = tempDir();
   using outside = tempDir();
   const sub = msgfs.subscribe(bus.path);
@@ -76,7 +76,7 @@ Deno.test("live messages from fsbus and from plain file writes, rename-ins inclu
   );
 });
 
-Deno.test("a subscription never follows a symlink or opens a FIFO planted in the bus", async () => {
+Deno.test("subscribe() never follows a symlink or opens a FIFO planted in the bus", async () => {
   using bus = tempDir();
   using outside = tempDir();
   const secret = `${outside.path}/secret`;
@@ -98,7 +98,7 @@ Deno.test("a subscription never follows a symlink or opens a FIFO planted in the
   assert.equal(sub.stats.skipped, 2);
 });
 
-Deno.test("messages over the size limit are skipped and reported, later ones still arrive", async () => {
+Deno.test("subscribe() skips and reports messages over maxSize, later ones still arrive", async () => {
   using bus = tempDir();
   const skipped: msgfs.SkippedFile[] = [];
   const sub = msgfs.subscribe(bus.path, {
@@ -114,7 +114,7 @@ Deno.test("messages over the size limit are skipped and reported, later ones sti
   assert.match(skipped[0]!.reason, /larger than the 10-byte limit/);
 });
 
-Deno.test("replay since all, then live: no gap and no duplicate at the seam", async () => {
+Deno.test("subscribe() replays since all, then live: no gap and no duplicate at the seam", async () => {
   using bus = tempDir();
   for (let i = 0; i < 200; i++) msgfs.publish(bus.path, `${i}`);
   const sub = msgfs.subscribe(bus.path, { since: "all" });
@@ -129,7 +129,7 @@ Deno.test("replay since all, then live: no gap and no duplicate at the seam", as
   assert.deepEqual(got, Array.from({ length: 400 }, (_, i) => `${i}`));
 });
 
-Deno.test("replay by duration skips older messages", async () => {
+Deno.test("subscribe() with since a duration skips older messages", async () => {
   using bus = tempDir();
   const old = `${bus.path}/old`;
   Deno.writeTextFileSync(old, "old");
@@ -140,7 +140,7 @@ Deno.test("replay by duration skips older messages", async () => {
   assert.equal(dec.decode(got[0]!.data), "new");
 });
 
-Deno.test("topics: a recursive subscription follows topics created later and reports the topic", async () => {
+Deno.test("subscribe() with recursive follows topics created later and reports the topic", async () => {
   using bus = tempDir();
   const sub = msgfs.subscribe(bus.path, { recursive: true });
   const it = sub[Symbol.asyncIterator]();
@@ -158,7 +158,7 @@ Deno.test("topics: a recursive subscription follows topics created later and rep
   });
 });
 
-Deno.test("a topic created while events were lost is found and watched by the rescan", async () => {
+Deno.test("subscribe() finds and watches a topic created while events were lost (rescan)", async () => {
   using bus = tempDir();
   const max = Number(Deno.readTextFileSync("/proc/sys/fs/inotify/max_queued_events").trim());
   const sub = msgfs.subscribe(bus.path, { recursive: true });
@@ -181,7 +181,7 @@ Deno.test("a topic created while events were lost is found and watched by the re
   assert.deepEqual([got.topic, dec.decode(got.data)], ["late-topic", "after"]);
 });
 
-Deno.test("a topic subscription sees only its topic", async () => {
+Deno.test("subscribe() with a topic sees only that topic", async () => {
   using bus = tempDir();
   const sub = msgfs.subscribe(bus.path, { topic: "a" });
   const it = sub[Symbol.asyncIterator]();
@@ -195,21 +195,24 @@ Deno.test("a topic subscription sees only its topic", async () => {
   assert.equal(dec.decode(m.data), "a");
 });
 
-Deno.test("invalid topics are refused", () => {
+Deno.test("publish() and subscribe() refuse invalid topics", () => {
   using bus = tempDir();
   assert.throws(
     () => msgfs.publish(bus.path, "x", { topic: "../escape" }),
-    /Invalid topic "..\/escape"/,
+    /Cannot use "..\/escape" as a topic/,
   );
-  assert.throws(() => msgfs.publish(bus.path, "x", { topic: "a/.hidden" }), /Invalid topic/);
+  assert.throws(
+    () => msgfs.publish(bus.path, "x", { topic: "a/.hidden" }),
+    /Cannot use "a\/.hidden" as a topic/,
+  );
 });
 
-Deno.test("errors: missing bus, a file instead of a directory", () => {
+Deno.test("subscribe() of a missing bus or of a file throws FsbusError", () => {
   using dir = tempDir();
   assert.throws(() => msgfs.subscribe(`${dir.path}/nope`), {
     name: "FsbusError",
     code: "not_found",
-    message: `Cannot subscribe to "${dir.path}/nope": no such directory`,
+    message: `Cannot subscribe to "${dir.path}/nope": no such file or directory`,
   });
   Deno.writeTextFileSync(`${dir.path}/file`, "");
   assert.throws(() => msgfs.subscribe(`${dir.path}/file`), { code: "not_a_directory" });
@@ -217,7 +220,7 @@ Deno.test("errors: missing bus, a file instead of a directory", () => {
   assert.throws(() => msgfs.publish(`${dir.path}/nope`, "x"), { code: "not_found" });
 });
 
-Deno.test("a file gone before it could be opened is counted, not an error", async () => {
+Deno.test("subscribe() counts a file gone before it could be opened, not an error", async () => {
   using bus = tempDir();
   const sub = msgfs.subscribe(bus.path);
   const it = sub[Symbol.asyncIterator]();
@@ -231,7 +234,7 @@ Deno.test("a file gone before it could be opened is counted, not an error", asyn
   assert.equal(sub.stats.vanished, 1);
 });
 
-Deno.test("breaking out of the loop or aborting releases every watch and descriptor", async () => {
+Deno.test("BusSubscription releases every watch and descriptor on break or abort", async () => {
   using bus = tempDir();
   const before = openWatchFds();
   const sub = msgfs.subscribe(bus.path);
@@ -261,7 +264,7 @@ Deno.test("breaking out of the loop or aborting releases every watch and descrip
   assert.equal(openWatchFds(), before);
 });
 
-Deno.test("the Deno.watchFs fallback delivers plain and renamed-in files", async () => {
+Deno.test("subscribe() with the watchfs backend delivers plain and renamed-in files", async () => {
   using bus = tempDir();
   const sub = msgfs.subscribe(bus.path, { backend: "watchfs" });
   assert.equal(sub.backend, "watchfs");
@@ -276,7 +279,7 @@ Deno.test("the Deno.watchFs fallback delivers plain and renamed-in files", async
   assert.deepEqual(got, ["plain", "moved"]);
 });
 
-Deno.test("gc removes only messages older than the TTL; init sets modes and TTL", async () => {
+Deno.test("gc() removes only messages older than the TTL; init() sets modes and TTL", async () => {
   using dir = tempDir();
   const bus = `${dir.path}/bus`;
   msgfs.init(bus, { ttlMs: 60_000 });
@@ -302,7 +305,7 @@ Deno.test("gc removes only messages older than the TTL; init sets modes and TTL"
   assert.equal(Deno.statSync(p.path).mode! & 0o777, 0o640);
 });
 
-Deno.test("publishers sweep expired messages in the background, at most once per interval", async () => {
+Deno.test("Publisher sweeps expired messages in the background, at most once per interval", async () => {
   using bus = tempDir();
   msgfs.init(bus.path, { ttlMs: 1000 });
   Deno.writeTextFileSync(`${bus.path}/${newId(Date.now() - 10_000)}`, "expired");
@@ -317,7 +320,7 @@ Deno.test("publishers sweep expired messages in the background, at most once per
 
 Deno.test({
   name:
-    "a 100,000-message burst from another process arrives complete, once each, in order, across overflows",
+    "subscribe() receives a 100,000-message burst from another process complete, once each, in order, across overflows",
   // The subscriber does not read while the publisher runs, so the kernel queue (16384 events
   // by default) overflows and the rescan must deliver the rest.
   async fn() {
@@ -411,7 +414,7 @@ async function tinyFs(size: string): Promise<{ path: string } & AsyncDisposable>
   };
 }
 
-Deno.test("a publish that fails (ENOSPC) is never delivered, not even truncated, to a live subscriber in another process", async () => {
+Deno.test("Publisher.publish() that fails (ENOSPC) is never delivered, not even truncated, to a live subscriber in another process", async () => {
   await using fs = await tinyFs("1m");
   const bus = fs.path;
   const SIZE = 300 * 1024;
@@ -473,7 +476,7 @@ Deno.test("a publish that fails (ENOSPC) is never delivered, not even truncated,
   }
 });
 
-Deno.test("a long subscription forgets delivered messages once they are seconds old: bounded memory, no duplicate", async () => {
+Deno.test("BusSubscription forgets delivered messages once seconds old: bounded memory, no duplicate", async () => {
   using bus = tempDir();
   const sub = msgfs.subscribe(bus.path);
   const it = sub[Symbol.asyncIterator]();
@@ -499,7 +502,7 @@ Deno.test("a long subscription forgets delivered messages once they are seconds 
   await pub.close();
 });
 
-Deno.test("subscriptions and publishers give back every directory descriptor they hold", async () => {
+Deno.test("BusSubscription and Publisher give back every directory descriptor they hold", async () => {
   using bus = tempDir();
   const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
   const before = fds();

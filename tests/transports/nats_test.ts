@@ -85,7 +85,7 @@ Deno.test("JetStream helpers on a 3-server cluster: stream, ids, durable consume
 });
 
 Deno.test({
-  name: "a server in its own network namespace is reachable over the veth pair",
+  name: "connectNats() reaches a server in its own network namespace over a veth pair",
   ignore: !canMakeNetns(),
   fn: async () => {
     using dir = tempDir();

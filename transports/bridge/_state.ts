@@ -84,7 +84,12 @@ export class Position implements Disposable {
       ? this.#value
       : `${this.#value}\t${this.#key}\t${this.#since}`;
     const text = line.padEnd(POS_WIDTH, " ");
-    if (text.length > POS_WIDTH) throw new FsbusError("invalid", `Position "${line}" too long`);
+    if (text.length > POS_WIDTH) {
+      throw new FsbusError(
+        "invalid",
+        `Cannot save position "${line}": longer than ${POS_WIDTH} characters`,
+      );
+    }
     this.#file.seekSync(0, Deno.SeekMode.Start);
     this.#buf.set(new TextEncoder().encode(text));
     this.#file.writeSync(this.#buf);

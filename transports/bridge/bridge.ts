@@ -31,7 +31,11 @@ import {
  * ```
  */
 export interface BridgeOptions extends EndpointOptions {
-  /** Carry messages both ways (default: FROM to TO only). */
+  /**
+   * Carry messages both ways (false: FROM to TO only).
+   *
+   * @default {false}
+   */
   both?: boolean;
   /** This bridge's identity (default: derived from the host name and the local endpoints). */
   name?: string;
@@ -40,9 +44,17 @@ export interface BridgeOptions extends EndpointOptions {
    * `$XDG_STATE_HOME/fsbus/bridge`, or `~/.local/state/fsbus/bridge`); `false` keeps nothing.
    */
   stateDir?: string | false;
-  /** On a first run, also carry the history a local bus already holds (default false). */
+  /**
+   * On a first run, also carry the history a local bus already holds.
+   *
+   * @default {false}
+   */
   history?: boolean;
-  /** filebus endpoints in lossless (back-pressure) mode (default false). */
+  /**
+   * filebus endpoints in lossless (back-pressure) mode.
+   *
+   * @default {false}
+   */
   lossless?: boolean;
   /** Called with a one-line notice on each NATS connection change or retry. */
   onNotice?: (text: string) => void;
@@ -87,10 +99,22 @@ export interface DirectionStatus {
  * A bridge's live status.
  *
  * @example
- * ```ts ignore
- * import { bridge, statusLine } from "./bridge.ts";
- * await using b = await bridge("dir:/dev/shm/a", "dir:/dev/shm/b");
- * console.log(statusLine(b.status));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bridge, statusLine } from "@x/fsbus/bridge";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.mkdirSync(`${dir}/a`);
+ * Deno.mkdirSync(`${dir}/b`);
+ * {
+ *   await using b = await bridge(`dir:${dir}/a`, `dir:${dir}/b`, { stateDir: false });
+ *   publish(`${dir}/a`, "hello");
+ *   for await (const _ of subscribe(`${dir}/b`, { since: "all" })) break;
+ *   assert.equal(b.status.state, "local");
+ *   assert.equal(b.status.directions[0]!.delivered, 1);
+ *   assert.match(statusLine(b.status), /^local; dir:.* -> dir:.*: in 1 out 1 /);
+ * }
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface BridgeStatus {
@@ -113,9 +137,19 @@ export interface BridgeStatus {
  * @returns The line (no newline).
  *
  * @example
- * ```ts ignore
- * import { statusLine } from "./bridge.ts";
- * console.error(statusLine(b.status));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { statusLine } from "@x/fsbus/bridge";
+ * const line = statusLine({
+ *   state: "local",
+ *   server: "",
+ *   directions: [
+ *     { from: "dir:/a", to: "dir:/b", received: 2, delivered: 2, skipped: 0, dropped: 0, lag: 0, done: false },
+ *   ],
+ *   errors: 0,
+ *   lastError: "",
+ * });
+ * assert.equal(line, "local; dir:/a -> dir:/b: in 2 out 2 skipped 0 dropped 0 lag 0");
  * ```
  */
 export function statusLine(s: BridgeStatus): string {
@@ -296,10 +330,28 @@ export class Bridge implements AsyncDisposable {
  * @throws {FsbusError} For a bad endpoint, a missing bus, a stream that cannot be made.
  *
  * @example Join a fanout topic and a directory bus on one machine
- * ```ts ignore
- * import { bridge } from "./bridge.ts";
- * await using b = await bridge("fanout:news", "dir:/dev/shm/bus#news", { root: "/dev/shm/t" });
- * await b.done;
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bridge } from "@x/fsbus/bridge";
+ * import { createTopic, publish } from "@x/fsbus/fanout";
+ * import { subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.mkdirSync(`${dir}/topics`, { mode: 0o700 });
+ * Deno.mkdirSync(`${dir}/bus`);
+ * createTopic("news", { root: `${dir}/topics` });
+ * {
+ *   await using b = await bridge("fanout:news", `dir:${dir}/bus#news`, {
+ *     root: `${dir}/topics`,
+ *     stateDir: false,
+ *   });
+ *   publish("news", "extra", { root: `${dir}/topics` }); // a fanout topic is live only
+ *   for await (const m of subscribe(`${dir}/bus`, { topic: "news", since: "all" })) {
+ *     assert.equal(new TextDecoder().decode(m.data), "extra");
+ *     break;
+ *   }
+ *   assert.equal(b.status.directions[0]!.delivered, 1);
+ * } // leaving the block stops the bridge
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function bridge(
@@ -307,6 +359,7 @@ export async function bridge(
   to: string | Endpoint,
   options: BridgeOptions = {},
 ): Promise<Bridge> {
+  const { both = false, history = false, lossless = false } = options;
   const endpointOptions = options.root === undefined ? {} : { root: options.root };
   const a = typeof from === "string" ? parseEndpoint(from, endpointOptions) : from;
   const b = typeof to === "string" ? parseEndpoint(to, endpointOptions) : to;
@@ -383,7 +436,7 @@ export async function bridge(
       return list;
     };
     const echo = new Echo();
-    const pairs: [Endpoint, Endpoint][] = options.both ? [[a, b], [b, a]] : [[a, b]];
+    const pairs: [Endpoint, Endpoint][] = both ? [[a, b], [b, a]] : [[a, b]];
     const connect = async (e: Extract<Endpoint, { kind: "nats" | "jetstream" }>) => {
       const key = e.servers.join(",");
       let nc = conns.get(key);
@@ -424,8 +477,8 @@ export async function bridge(
         sent,
         echo,
         position: pos?.initial,
-        history: options.history ?? false,
-        lossless: options.lossless ?? false,
+        history,
+        lossless,
         signal,
         onError,
         onNotice: (text) => options.onNotice?.(text),

@@ -8,15 +8,42 @@
  * `jetstream://HOST:PORT[,...]/STREAM/SUBJECT` (the stream is made when missing).
  *
  * @example Carry a directory bus to JetStream and back
- * ```ts ignore
- * import { bridge, statusLine } from "./mod.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bridge, statusLine } from "@x/fsbus/bridge";
+ * import { publish } from "@x/fsbus/msgfs";
  *
- * await using b = await bridge("dir:/dev/shm/bus", "jetstream://127.0.0.1:4222/APP/app", {
- *   both: true,
- *   onNotice: (text) => console.error(text),
- * });
- * setInterval(() => console.error(statusLine(b.status)), 10_000);
- * await b.done;
+ * // A JetStream server on a free loopback port (Debian's nats-server), and a bus.
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.mkdirSync(`${dir}/bus`);
+ * const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = free.addr.port;
+ * free.close();
+ * const server = new Deno.Command("/usr/sbin/nats-server", {
+ *   args: ["-a", "127.0.0.1", "-p", `${port}`, "-js", "-sd", `${dir}/js`],
+ *   stdout: "null",
+ *   stderr: "null",
+ * }).spawn();
+ *
+ * {
+ *   // Resolves once the server answers (it is retried until then).
+ *   await using b = await bridge(`dir:${dir}/bus`, `jetstream://127.0.0.1:${port}/APP/app`, {
+ *     both: true,
+ *     stateDir: false,
+ *   });
+ *   publish(`${dir}/bus`, "to the stream");
+ *   const out = b.status.directions[0]!;
+ *   for (const end = Date.now() + 10_000; out.delivered < 1 && Date.now() < end;) {
+ *     await new Promise((r) => setTimeout(r, 10));
+ *   }
+ *   assert.equal(out.delivered, 1);
+ *   assert.equal(b.status.directions.length, 2); // and back, with "both"
+ *   assert.match(statusLine(b.status), /^connected 127\.0\.0\.1:/);
+ * } // leaving the block stops the bridge
+ *
+ * server.kill();
+ * await server.status;
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  *
  * @module

@@ -319,7 +319,7 @@ export class Ring {
   /** Throws a clear error about a value in shared memory that cannot be right. */
   corrupt(what: string): never {
     this.checkIntact();
-    throw new FsbusError("invalid", `Topic "${this.path}" is corrupt: ${what}`);
+    throw new FsbusError("invalid", `Cannot use topic "${this.path}": it is corrupt: ${what}`);
   }
 
   /**
@@ -758,7 +758,9 @@ export function sameFile(a: FdStat, b: FdStat): boolean {
 }
 
 /**
- * Translates a libc or Deno error into an FsbusError saying what was done to which path.
+ * Translates a libc or Deno error into an FsbusError saying what was done to which path:
+ * {@linkcode fromFsError}, except that EPIPE (a /dev/fanout reader left behind by its
+ * writers) becomes an {@linkcode OverrunError}.
  *
  * @param err The caught error.
  * @param action The action, such as "Cannot open topic".
@@ -766,9 +768,6 @@ export function sameFile(a: FdStat, b: FdStat): boolean {
  * @returns The error to throw.
  */
 export function sysToFsbus(err: unknown, action: string, path: string): FsbusError {
-  if (err instanceof SysError && err.code === "ELOOP") {
-    return new FsbusError("invalid", `${action} "${path}": is a symbolic link`, { cause: err });
-  }
   if (err instanceof SysError && err.code === "EPIPE") {
     return new OverrunError(`${action} "${path}": reader overrun`);
   }

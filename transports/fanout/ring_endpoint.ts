@@ -353,7 +353,7 @@ export class RingWriter implements TopicWriter {
     if (length + RECORD_HEADER > this.maxWrite) {
       throw new FsbusError(
         "too_large",
-        `Message of ${length} bytes is too large for topic "${this.topic}": at most ${
+        `Cannot write ${length} bytes to topic "${this.topic}": at most ${
           this.maxWrite - RECORD_HEADER
         } bytes fit (a quarter of its ${this.#ring.size}-byte ring, less a 4-byte prefix)`,
       );

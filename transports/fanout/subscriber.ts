@@ -102,10 +102,17 @@ export class Subscriber implements Subscription<Message> {
    * @param reader The open reader.
    *
    * @example Follow a topic created after subscribing
-   * ```ts ignore
-   * import { openReader, subscribe } from "./mod.ts";
-   * const sub = subscribe(["news"]);
-   * sub.add(openReader("weather"));
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createTopic, openReader, subscribe } from "@x/fsbus/fanout";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * createTopic("news", { root });
+   * const sub = subscribe(["news"], { root });
+   * createTopic("weather", { root });
+   * sub.add(openReader("weather", { root }));
+   * assert.deepEqual(sub.readers.map((r) => r.topic), ["news", "weather"]);
+   * await sub.close(); // closes both readers
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   add(reader: TopicReader): void {

@@ -106,7 +106,9 @@ export function checkTopicName(name: string): void {
   // deno-lint-ignore no-control-regex
   else if (/[\x00-\x1f\x7f]/.test(name)) why = "it contains a control character";
   else if (new TextEncoder().encode(name).length > 255) why = "it is longer than 255 bytes";
-  if (why) throw new FsbusError("invalid", `Invalid topic name ${JSON.stringify(name)}: ${why}`);
+  if (why) {
+    throw new FsbusError("invalid", `Cannot use ${JSON.stringify(name)} as a topic name: ${why}`);
+  }
 }
 
 /**
@@ -168,7 +170,7 @@ export function ensureRoot(root: string, create: boolean): void {
       if (err instanceof FsbusError) throw err;
       const code = err instanceof SysError ? err.code : undefined;
       if (code === "ENOTDIR") {
-        throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+        throw new FsbusError("not_a_directory", `Cannot use topic root "${root}": not a directory`);
       }
       if (code !== "ENOENT") throw fromFsError(err, "Cannot use topic root", root);
       if (!create || attempt > 0) {
@@ -203,7 +205,7 @@ function openRootFd(root: string): number {
   // A final symlink: trusted when its owner could have made the root anyway.
   const link = lstatPath(root);
   if (link.kind !== "symlink") {
-    throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+    throw new FsbusError("not_a_directory", `Cannot use topic root "${root}": not a directory`);
   }
   if (!trustedOwner(link.uid)) {
     throw new FsbusError(
@@ -221,7 +223,7 @@ function trustedOwner(uid: number): boolean {
 
 function checkRootStat(root: string, st: FdStat): void {
   if (st.kind !== "directory") {
-    throw new FsbusError("not_a_directory", `Topic root "${root}" is not a directory`);
+    throw new FsbusError("not_a_directory", `Cannot use topic root "${root}": not a directory`);
   }
   if (!trustedOwner(st.uid)) {
     throw new FsbusError(
@@ -613,7 +615,10 @@ export function resolveTopic(name: string, options: RootOptions = {}): ResolvedT
       err instanceof Deno.errors.NotFound || (err instanceof SysError && err.code === "ENOENT")
     ) {
       const where = byName ? ` in "${root}"` : "";
-      throw new FsbusError("not_found", `Topic "${topicName(name)}" does not exist${where}`);
+      throw new FsbusError(
+        "not_found",
+        `Cannot open topic "${topicName(name)}"${where}: no such topic`,
+      );
     }
     throw fromFsError(err, "Cannot open topic", path);
   }
@@ -799,7 +804,7 @@ export function lockPublisher(name: string, options: RootOptions = {}): Publishe
   }
   if (!held) {
     lock.close();
-    throw new FsbusError("busy", `Topic "${topicName(name)}" already being used`);
+    throw new FsbusError("busy", `Cannot use topic "${topicName(name)}": already being used`);
   }
   return lock;
 }

@@ -163,9 +163,17 @@ export interface LocalOptions {
  * @returns The live nodes; none when the network does not exist.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "@x/fsbus/messagefs";
  * import { listLocal } from "./local.ts";
- * for (const p of listLocal("/dev/shm/mfs", "default")) console.log(p.name);
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.deepEqual(listLocal(root, "default"), []); // no such network yet
+ * const alice = await join({ root, name: "alice" });
+ * assert.deepEqual(listLocal(root, "default").map((p) => p.name), ["alice"]);
+ * await alice.leave();
+ * assert.deepEqual(listLocal(root, "default"), []);
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export function listLocal(root: string, network: string): Peer[] {
@@ -296,9 +304,16 @@ class Registry {
  * The carrier of a network on one machine.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { LocalCarrier } from "./local.ts";
- * const carrier = new LocalCarrier({ root: "/dev/shm/mfs", network: "default", maxSize: 1 << 20 });
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const carrier = new LocalCarrier({ root, network: "default", maxSize: 1 << 20 });
+ * assert.equal(carrier.mode, "local");
+ * assert.equal(carrier.where, `${root}/default`);
+ * assert.equal(carrier.maxSize, 1 << 20);
+ * await carrier.close();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class LocalCarrier implements Carrier {

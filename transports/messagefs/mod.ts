@@ -56,11 +56,19 @@ export const DEFAULT_MAX_SIZE: number = 1024 * 1024;
  * ```
  */
 export interface JoinOptions {
-  /** The network (default "default"). */
+  /**
+   * The network.
+   *
+   * @default {"default"}
+   */
   network?: string;
   /** The node's name, unique in the network (default: 6 hex characters of its UUID). */
   name?: string;
-  /** Groups to join at once. */
+  /**
+   * Groups to join at once.
+   *
+   * @default {[]}
+   */
   groups?: string[];
   /**
    * The directory holding local networks (default: `$XDG_RUNTIME_DIR/fsbus/messagefs`, or
@@ -69,7 +77,12 @@ export interface JoinOptions {
   root?: string;
   /** NATS server URLs (or one comma-separated string): the network is on NATS. */
   nats?: string | string[];
-  /** The largest message, in bytes (default 1 MiB; over NATS also the server's limit). */
+  /**
+   * The largest message, in bytes ({@linkcode DEFAULT_MAX_SIZE}, 1 MiB; over NATS also the
+   * server's limit).
+   *
+   * @default {1048576}
+   */
   maxSize?: number;
   /**
    * Over NATS: how long to keep trying to reach a server before failing (default: forever,
@@ -105,18 +118,28 @@ function carrierFor(options: JoinOptions, network: string, maxSize: number): Car
  *   cannot be reached within `connectTimeoutMs`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { join } from "./mod.ts";
- * await using node = await join({ name: "alice", groups: ["ops"] });
- * for (const p of node.peers()) console.log(p.name, p.groups);
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * {
+ *   await using alice = await join({ root, name: "alice", groups: ["ops"] });
+ *   const arrivals = alice.presence();
+ *   await using bob = await join({ root, name: "bob" });
+ *   for await (const e of arrivals) if (e.kind === "join" && e.peer.name === "bob") break;
+ *   assert.deepEqual(alice.peers().map((p) => [p.name, p.groups]), [["bob", []]]);
+ *   assert.deepEqual(bob.peers().map((p) => [p.name, p.groups]), [["alice", ["ops"]]]);
+ * } // leaving the block leaves the network
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function join(options: JoinOptions = {}): Promise<Node> {
-  const network = checkNetworkName(options.network ?? "default");
+  const { network: networkName = "default", groups: given = [], maxSize = DEFAULT_MAX_SIZE } =
+    options;
+  const network = checkNetworkName(networkName);
   const id = crypto.randomUUID();
   const name = options.name === undefined ? defaultName(id) : checkNodeName(options.name);
-  const groups = [...new Set((options.groups ?? []).map(checkGroup).filter((g) => g !== ""))];
-  const maxSize = options.maxSize ?? DEFAULT_MAX_SIZE;
+  const groups = [...new Set(given.map(checkGroup).filter((g) => g !== ""))];
   if (!Number.isSafeInteger(maxSize) || maxSize < 0) {
     throw new FsbusError(
       "invalid",
@@ -138,9 +161,15 @@ export async function join(options: JoinOptions = {}): Promise<Node> {
  * @returns The nodes, by name.
  *
  * @example
- * ```ts ignore
- * import { list } from "./mod.ts";
- * for (const p of await list()) console.log(p.name, p.groups.join(" "));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join, list } from "./mod.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice", groups: ["ops/db"] });
+ * const peers = await list({ root });
+ * assert.deepEqual(peers.map((p) => `${p.name} ${p.groups.join(" ")}`), ["alice ops/db"]);
+ * await alice.leave();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export async function list(

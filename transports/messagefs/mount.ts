@@ -26,19 +26,12 @@ import {
   FuseError,
   mount as fuseMount,
 } from "../../sys/fuse/mod.ts";
+import { Errno } from "../../sys/errno.ts";
 import { FsbusError } from "../../types.ts";
 import { checkGroup, heardGroups } from "./names.ts";
 import type { Node, NodeMessage } from "./node.ts";
 
-const ENOENT = 2;
-const EIO = 5;
-const EACCES = 13;
-const EEXIST = 17;
-const ENOTDIR = 20;
-const EISDIR = 21;
-const EINVAL = 22;
-const EMSGSIZE = 90;
-const ENOTEMPTY = 39;
+const { ENOENT, EIO, EACCES, EEXIST, ENOTDIR, EISDIR, EINVAL, EMSGSIZE, ENOTEMPTY } = Errno;
 
 const DIR = 0o040755;
 const FILE = 0o100644;
@@ -50,9 +43,21 @@ const encoder = new TextEncoder();
  * A mounted messagefs tree.
  *
  * @example
- * ```ts ignore
- * const m = await mountNode(node, "/mnt/mfs");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join, mountNode } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice" });
+ * const bob = await join({ root, name: "bob", groups: ["ops"] });
+ * const mnt = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const m = await mountNode(alice, mnt);
+ * assert.equal(m.mountpoint, mnt);
  * await m.unmount();
+ * await m.done;
+ * await alice.leave();
+ * await bob.leave();
+ * Deno.removeSync(root, { recursive: true });
+ * Deno.removeSync(mnt);
  * ```
  */
 export interface MountedTree {
@@ -395,12 +400,29 @@ class Tree implements FileSystem {
  * @throws {FsbusError} When it cannot be mounted.
  *
  * @example
- * ```ts ignore
- * import { join } from "./mod.ts";
- * import { mountNode } from "./mount.ts";
- * await using node = await join({ name: "alice" });
- * const tree = await mountNode(node, "/mnt/mfs", { handleSignals: true });
- * await tree.done; // echo hi > /mnt/mfs/bob; cat /mnt/mfs/.inbox
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join, mountNode } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice" });
+ * const bob = await join({ root, name: "bob", groups: ["ops"] });
+ * const mnt = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const tree = await mountNode(alice, mnt, { handleSignals: true });
+ * // What a shell does (in another process: a read of this process's own mount would wait on
+ * // itself): write to a node's file to send to it.
+ * const sh = await new Deno.Command("sh", { args: ["-c", `echo hi > ${mnt}/bob`] }).output();
+ * assert.equal(sh.code, 0);
+ * for await (const m of bob.messages()) {
+ *   assert.equal(m.from, "alice");
+ *   assert.equal(new TextDecoder().decode(m.data), "hi\n");
+ *   break;
+ * }
+ * await tree.unmount(); // or Ctrl-C, or `umount DIR`
+ * await tree.done;
+ * await alice.leave();
+ * await bob.leave();
+ * Deno.removeSync(root, { recursive: true });
+ * Deno.removeSync(mnt);
  * ```
  */
 export async function mountNode(

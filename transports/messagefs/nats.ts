@@ -146,9 +146,14 @@ function toPeer(i: Info): Peer {
  * The carrier of a network on NATS.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { NatsCarrier } from "./nats.ts";
+ * // Made without connecting: start() connects (and retries until a server answers).
  * const c = new NatsCarrier({ servers: ["127.0.0.1:4222"], network: "default", maxSize: 1 << 20 });
+ * assert.equal(c.mode, "nats");
+ * assert.equal(c.where, "127.0.0.1:4222");
+ * await c.close();
  * ```
  */
 export class NatsCarrier implements Carrier {

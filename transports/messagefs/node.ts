@@ -15,8 +15,21 @@ import { checkGroup, reachesAny } from "./names.ts";
  * Another node of the network, as this node last saw it.
  *
  * @example
- * ```ts ignore
- * for (const p of node.peers()) console.log(p.name, p.groups.join(" "));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice" });
+ * const arrivals = alice.presence();
+ * const bob = await join({ root, name: "bob", groups: ["ops", "ops/db"] });
+ * for await (const e of arrivals) if (e.peer.name === "bob") break;
+ * const [peer] = alice.peers();
+ * assert.equal(peer?.name, "bob");
+ * assert.deepEqual(peer?.groups, ["ops", "ops/db"]);
+ * assert.equal(peer?.pid, Deno.pid); // on this machine
+ * await alice.leave();
+ * await bob.leave();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface Peer {
@@ -38,10 +51,23 @@ export interface Peer {
  * A message a node received.
  *
  * @example
- * ```ts ignore
- * for await (const m of node.messages()) {
- *   console.log(m.from, m.group ?? "(direct)", m.seq, new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice" });
+ * const bob = await join({ root, name: "bob", groups: ["ops"] });
+ * await alice.send("bob", "hi bob");
+ * await alice.broadcast("ops", "to ops");
+ * const got: string[] = [];
+ * for await (const m of bob.messages()) {
+ *   got.push(`${m.from} ${m.group ?? "(direct)"} ${m.seq} ${new TextDecoder().decode(m.data)}`);
+ *   if (got.length === 2) break;
  * }
+ * assert.deepEqual(got, ["alice (direct) 1 hi bob", "alice ops 2 to ops"]);
+ * await alice.leave();
+ * await bob.leave();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface NodeMessage extends Message {
@@ -65,8 +91,23 @@ export interface NodeMessage extends Message {
  * A change in who is in the network: a node joined, left (or died), or changed its groups.
  *
  * @example
- * ```ts ignore
- * for await (const e of node.presence()) console.log(e.kind, e.peer.name);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice" });
+ * const events = alice.presence();
+ * const bob = await join({ root, name: "bob" });
+ * await bob.joinGroup("ops");
+ * const seen: string[] = [];
+ * for await (const e of events) {
+ *   seen.push(`${e.kind} ${e.peer.name}`);
+ *   if (e.kind === "update") break;
+ * }
+ * assert.deepEqual(seen, ["join bob", "update bob"]);
+ * await alice.leave();
+ * await bob.leave();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface PresenceEvent {
@@ -80,8 +121,17 @@ export interface PresenceEvent {
  * What a carrier tells its node.
  *
  * @example
- * ```ts ignore
- * const events: CarrierEvents = { message() {}, presence() {}, notice() {} };
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { CarrierEvents } from "./node.ts";
+ * const notices: string[] = [];
+ * const events: CarrierEvents = {
+ *   message() {},
+ *   presence() {},
+ *   notice: (text) => notices.push(text),
+ * };
+ * events.notice("NATS unreachable, retrying");
+ * assert.deepEqual(notices, ["NATS unreachable, retrying"]);
  * ```
  */
 export interface CarrierEvents {
@@ -115,8 +165,15 @@ export interface SelfInfo {
  * How a node reaches the others: one on each machine's registry, one over NATS.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalCarrier } from "./local.ts";
+ * import type { Carrier } from "./node.ts";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
  * const carrier: Carrier = new LocalCarrier({ root, network: "default", maxSize: 1 << 20 });
+ * assert.equal(carrier.mode, "local");
+ * await carrier.close();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface Carrier {
@@ -150,8 +207,18 @@ export interface Carrier {
  * What {@linkcode Node.send} and {@linkcode Node.broadcast} did.
  *
  * @example
- * ```ts ignore
- * const { seq, recipients } = await node.broadcast("ops", "deploying");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const alice = await join({ root, name: "alice" });
+ * const bob = await join({ root, name: "bob", groups: ["ops"] });
+ * await alice.send("bob", "hello");
+ * const { seq, recipients } = await alice.broadcast("ops", "deploying");
+ * assert.deepEqual({ seq, recipients }, { seq: 2, recipients: 1 }); // bob is in ops
+ * await alice.leave();
+ * await bob.leave();
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export interface Sent {
@@ -166,13 +233,23 @@ export interface Sent {
  * `await using`.
  *
  * @example Two nodes on one machine
- * ```ts ignore
- * import { join } from "./mod.ts";
- * await using a = await join({ name: "alice", root: "/dev/shm/mfs" });
- * await using b = await join({ name: "bob", root: "/dev/shm/mfs", groups: ["ops"] });
- * await a.send("bob", "hi bob");
- * await a.broadcast("ops", "to every node in ops");
- * for await (const m of b.messages()) console.log(m.from, new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "@x/fsbus/messagefs";
+ * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * {
+ *   await using a = await join({ name: "alice", root });
+ *   await using b = await join({ name: "bob", root, groups: ["ops"] });
+ *   await a.send("bob", "hi bob");
+ *   await a.broadcast("ops", "to every node in ops");
+ *   const got: string[] = [];
+ *   for await (const m of b.messages()) {
+ *     got.push(`${m.from}: ${new TextDecoder().decode(m.data)}`);
+ *     if (got.length === 2) break;
+ *   }
+ *   assert.deepEqual(got, ["alice: hi bob", "alice: to every node in ops"]);
+ * } // leaving the block leaves the network
+ * Deno.removeSync(root, { recursive: true });
  * ```
  */
 export class Node implements AsyncDisposable {
@@ -289,8 +366,17 @@ export class Node implements AsyncDisposable {
    * @throws {FsbusError} `not_found` for an unknown node, `too_large` over the size limit.
    *
    * @example
-   * ```ts ignore
-   * await node.send("bob", "hello");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * const bob = await join({ root, name: "bob", groups: ["ops"] });
+   * assert.deepEqual(await alice.send("bob", "hello"), { seq: 1, recipients: 1 });
+   * await assert.rejects(alice.send("carol", "hello"), /carol/); // no such node
+   * await alice.leave();
+   * await bob.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   async send(name: string, data: Uint8Array | string): Promise<Sent> {
@@ -336,8 +422,18 @@ export class Node implements AsyncDisposable {
    * @throws {FsbusError} `invalid` for a bad group path, `too_large` over the size limit.
    *
    * @example
-   * ```ts ignore
-   * const { recipients } = await node.broadcast("ops", "deploying");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * const bob = await join({ root, name: "bob", groups: ["ops"] });
+   * const { recipients } = await alice.broadcast("ops", "deploying");
+   * assert.equal(recipients, 1); // bob
+   * assert.equal((await alice.broadcast("", "to everyone")).recipients, 1); // the root: all but alice
+   * await alice.leave();
+   * await bob.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   async broadcast(group: string, data: Uint8Array | string): Promise<Sent> {
@@ -359,8 +455,18 @@ export class Node implements AsyncDisposable {
    * @throws {FsbusError} `invalid` for a bad group path.
    *
    * @example
-   * ```ts ignore
-   * await node.joinGroup("ops/db");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * const bob = await join({ root, name: "bob", groups: ["ops"] });
+   * await alice.joinGroup("ops/db");
+   * assert.deepEqual(alice.groups, ["ops/db"]);
+   * assert.equal((await bob.broadcast("ops", "to ops")).recipients, 1); // ops reaches ops/db
+   * await alice.leave();
+   * await bob.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   async joinGroup(group: string): Promise<void> {
@@ -378,8 +484,15 @@ export class Node implements AsyncDisposable {
    * @throws {FsbusError} `invalid` for a bad group path.
    *
    * @example
-   * ```ts ignore
-   * await node.leaveGroup("ops/db");
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice", groups: ["ops/db"] });
+   * await alice.leaveGroup("ops/db");
+   * assert.deepEqual(alice.groups, []);
+   * await alice.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   async leaveGroup(group: string): Promise<void> {
@@ -420,8 +533,21 @@ export class Node implements AsyncDisposable {
    * @returns The subscription.
    *
    * @example
-   * ```ts ignore
-   * for await (const m of node.messages()) console.log(m.from, m.data.length);
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * const bob = await join({ root, name: "bob", groups: ["ops"] });
+   * await alice.send("bob", new Uint8Array(3)); // sent before bob asks: kept for the first call
+   * for await (const m of bob.messages()) {
+   *   assert.equal(m.from, "alice");
+   *   assert.equal(m.data.length, 3);
+   *   break;
+   * }
+   * await alice.leave();
+   * await bob.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   messages(options: { signal?: AbortSignal } = {}): Subscription<NodeMessage> {
@@ -442,8 +568,21 @@ export class Node implements AsyncDisposable {
    * @returns The subscription.
    *
    * @example
-   * ```ts ignore
-   * for await (const e of node.presence()) console.log(e.kind, e.peer.name);
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * const bob = await join({ root, name: "bob", groups: ["ops"] });
+   * const events = alice.presence();
+   * await bob.leave();
+   * for await (const e of events) {
+   *   assert.deepEqual([e.kind, e.peer.name], ["leave", "bob"]);
+   *   break;
+   * }
+   * await alice.leave();
+   * await bob.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   presence(options: { signal?: AbortSignal } = {}): Subscription<PresenceEvent> {
@@ -461,9 +600,21 @@ export class Node implements AsyncDisposable {
    * @param timeoutMs The longest wait.
    *
    * @example
-   * ```ts ignore
-   * await node.send("bob", "bye");
-   * await node.flush();
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * const bob = await join({ root, name: "bob", groups: ["ops"] });
+   * await alice.send("bob", "bye");
+   * await alice.flush(); // locally, send has already written it to bob's inbox
+   * for await (const m of bob.messages()) {
+   *   assert.equal(new TextDecoder().decode(m.data), "bye");
+   *   break;
+   * }
+   * await alice.leave();
+   * await bob.leave();
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   flush(timeoutMs = 5000): Promise<void> {
@@ -474,8 +625,15 @@ export class Node implements AsyncDisposable {
    * Leaves the network: other nodes see it go; its subscriptions end.
    *
    * @example
-   * ```ts ignore
-   * await node.leave();
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { join, list } from "@x/fsbus/messagefs";
+   * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const alice = await join({ root, name: "alice" });
+   * await alice.leave();
+   * assert.deepEqual(await list({ root }), []);
+   * await assert.rejects(alice.send("alice", "x")); // a node that left sends nothing
+   * Deno.removeSync(root, { recursive: true });
    * ```
    */
   async leave(): Promise<void> {

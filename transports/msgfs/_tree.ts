@@ -36,10 +36,17 @@ export interface BusMode {
  * @returns Its mode bits and group.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { busMode } from "./_tree.ts";
  * import { openDir } from "../../sys/dirfd.ts";
- * busMode(openDir("/dev/shm/bus")); // { mode: 0o700, gid: 0 }
+ * import { closeFd } from "../../sys/fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.chmodSync(dir, 0o2770);
+ * const bus = openDir(dir);
+ * assert.deepEqual(busMode(bus), { mode: 0o2770, gid: Deno.statSync(dir).gid });
+ * closeFd(bus);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function busMode(fd: number): BusMode {
@@ -59,11 +66,19 @@ export function busMode(fd: number): BusMode {
  *   directory, EACCES, and so on.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { busMode, openChild } from "./_tree.ts";
  * import { openDir } from "../../sys/dirfd.ts";
- * const bus = openDir("/dev/shm/bus");
- * const topic = openChild(bus, "sensors", busMode(bus));
+ * import { closeFd } from "../../sys/fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.chmodSync(dir, 0o2770);
+ * const bus = openDir(dir);
+ * const topic = openChild(bus, "sensors", busMode(bus)); // made, with the bus's mode
+ * assert.equal(Deno.statSync(`${dir}/sensors`).mode! & 0o7777, 0o2770);
+ * closeFd(topic);
+ * closeFd(bus);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function openChild(parent: number, name: string, mode?: BusMode): number {
@@ -103,11 +118,18 @@ export function openChild(parent: number, name: string, mode?: BusMode): number 
  * @throws {SysError} As {@linkcode openChild}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { busMode, openTopic } from "./_tree.ts";
  * import { openDir } from "../../sys/dirfd.ts";
- * const bus = openDir("/dev/shm/bus");
+ * import { closeFd } from "../../sys/fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const bus = openDir(dir);
  * const fd = openTopic(bus, "sensors/kitchen", busMode(bus));
+ * assert.ok(Deno.statSync(`${dir}/sensors/kitchen`).isDirectory);
+ * closeFd(fd);
+ * closeFd(bus);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function openTopic(bus: number, topic: string, mode?: BusMode): number {
@@ -134,9 +156,13 @@ export function openTopic(bus: number, topic: string, mode?: BusMode): number {
  * @throws {Deno.errors.PermissionDenied} And the other errors of `Deno.mkdirSync`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { makeTopicByPath } from "./_tree.ts";
- * makeTopicByPath("/dev/shm/bus", "sensors/kitchen");
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * makeTopicByPath(dir, "sensors/kitchen");
+ * assert.ok(Deno.statSync(`${dir}/sensors/kitchen`).isDirectory);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function makeTopicByPath(bus: string, topic: string): void {

@@ -49,7 +49,9 @@ export interface InitOptions {
 export function groupId(group: string | number): number {
   if (typeof group === "number") return group;
   const gid = lookupGroup(group);
-  if (gid === undefined) throw new FsbusError("not_found", `Unknown group "${group}"`);
+  if (gid === undefined) {
+    throw new FsbusError("not_found", `Cannot find group "${group}": no such group`);
+  }
   return gid;
 }
 

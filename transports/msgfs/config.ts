@@ -45,9 +45,12 @@ const MAX_CONFIG_SIZE = 64 * 1024;
  * @throws {FsbusError} When the settings file exists but cannot be read or parsed.
  *
  * @example
- * ```ts ignore
- * import { readConfig } from "./config.ts";
- * console.log(readConfig("/dev/shm/bus").ttlMs);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_TTL_MS, readConfig } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(readConfig(dir).ttlMs, DEFAULT_TTL_MS); // no settings file: the defaults
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function readConfig(dir: string): BusConfig {
@@ -123,9 +126,13 @@ function readByPath(path: string): string | undefined {
  * @param mode The settings file's permission bits.
  *
  * @example
- * ```ts ignore
- * import { writeConfig } from "./config.ts";
- * writeConfig("/dev/shm/bus", { ttlMs: 60_000 }, 0o644);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readConfig, writeConfig } from "./config.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * writeConfig(dir, { ttlMs: 60_000 }, 0o644);
+ * assert.equal(readConfig(dir).ttlMs, 60_000);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function writeConfig(dir: string, config: BusConfig, mode: number): void {

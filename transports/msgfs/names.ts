@@ -150,13 +150,13 @@ export function checkTopic(topic: string): string {
     if (seg === "" || seg.startsWith(".") || seg.includes("\0")) {
       throw new FsbusError(
         "invalid",
-        `Invalid topic "${topic}": segments must be non-empty and not start with "."`,
+        `Cannot use "${topic}" as a topic: segments must be non-empty and not start with "."`,
       );
     }
     if (seg === "+" || seg === "#" || seg === "*") {
       throw new FsbusError(
         "invalid",
-        `Invalid topic "${topic}": "${seg}" is not a wildcard (topics are directories: subscribe recursively to the topic above instead)`,
+        `Cannot use "${topic}" as a topic: "${seg}" is not a wildcard (topics are directories: subscribe recursively to the topic above instead)`,
       );
     }
   }

@@ -33,9 +33,15 @@ export interface PublisherOptions {
    * Write each message to a hidden temp directory and rename it into the bus, so that no
    * subscriber can ever see a partial file. Subscribers must watch `IN_MOVED_TO`, as fsbus
    * does; the msgfs reference listener and `inotifywait -e close_write` do not.
+   *
+   * @default {false}
    */
   atomic?: boolean;
-  /** Sweep expired messages while publishing (default true). */
+  /**
+   * Sweep expired messages while publishing.
+   *
+   * @default {true}
+   */
   sweep?: boolean;
 }
 
@@ -43,8 +49,17 @@ export interface PublisherOptions {
  * What {@linkcode Publisher.publish} wrote.
  *
  * @example
- * ```ts ignore
- * const { id, path } = publisher.publish("hello");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Publisher } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const publisher = new Publisher(dir);
+ * const { id, topic, path } = publisher.publish("hello");
+ * assert.equal(path, `${dir}/${id}`);
+ * assert.equal(topic, "");
+ * assert.equal(Deno.readTextFileSync(path), "hello");
+ * await publisher.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface Published {
@@ -121,8 +136,9 @@ export class Publisher {
     }
     // Readable by those who may read the bus; writable by the publisher alone.
     this.#mode = 0o600 | (mode & 0o044);
-    this.#atomic = options.atomic ?? false;
-    if (options.sweep ?? true) {
+    const { atomic = false, sweep = true } = options;
+    this.#atomic = atomic;
+    if (sweep) {
       let ttlMs: number;
       try {
         ttlMs = readConfig(this.dir).ttlMs;

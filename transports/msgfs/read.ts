@@ -81,10 +81,21 @@ export type ReadOutcome =
  * Reads message files with or without FFI.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { MessageFiles } from "./read.ts";
+ * import { openDir } from "../../sys/dirfd.ts";
+ * import { closeFd } from "../../sys/fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/msg`, "hello");
  * const files = new MessageFiles(true);
- * const r = files.read("/dev/shm/bus/msg", 1 << 20);
+ * const bus = openDir(dir);
+ * const r = files.read(bus, "msg", `${dir}/msg`, 1 << 20);
+ * assert.ok(r?.ok);
+ * assert.equal(new TextDecoder().decode(r.data), "hello");
+ * assert.deepEqual(files.read(bus, "gone", `${dir}/gone`, 1 << 20), { ok: false, why: "gone" });
+ * closeFd(bus);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class MessageFiles {

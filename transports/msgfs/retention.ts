@@ -31,9 +31,13 @@ export const SWEEP_MARKER = ".fsbus-gc";
  * @returns False when the bus is not writable (someone else must sweep).
  *
  * @example
- * ```ts ignore
- * import { markSwept } from "./retention.ts";
- * markSwept("/dev/shm/bus");
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { markSwept, SWEEP_MARKER } from "./retention.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * assert.equal(markSwept(dir), true);
+ * assert.ok(Deno.statSync(`${dir}/${SWEEP_MARKER}`).isDirectory);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function markSwept(dir: string): boolean {
@@ -115,9 +119,17 @@ const turn = () => new Promise<void>((r) => setTimeout(r, 0));
  * @throws {FsbusError} When the bus directory cannot be read.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish } from "@x/fsbus/msgfs";
  * import { sweep } from "./retention.ts";
- * const { removed } = await sweep("/dev/shm/bus", 3_600_000);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "old news");
+ * assert.deepEqual(await sweep(dir, 3_600_000), { removed: 0, kept: 1, failed: 0 });
+ * // Two hours later, the message has outlived its hour.
+ * const later = Date.now() + 7_200_000;
+ * assert.deepEqual(await sweep(dir, 3_600_000, later), { removed: 1, kept: 0, failed: 0 });
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export async function sweep(
@@ -255,10 +267,19 @@ async function sweepByPath(
  * the bus's marker says no process swept within the interval.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish } from "@x/fsbus/msgfs";
  * import { Sweeper } from "./retention.ts";
- * const sweeper = new Sweeper("/dev/shm/bus", 3_600_000);
- * sweeper.maybeSweep(); // cheap; starts a background sweep when one is due
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "old news", { sweep: false });
+ * const sweeper = new Sweeper(dir, 3_600_000);
+ * const later = Date.now() + 7_200_000; // two hours on: the message has expired
+ * sweeper.maybeSweep(later); // cheap; starts a background sweep when one is due
+ * assert.equal((await sweeper.running)?.removed, 1);
+ * sweeper.maybeSweep(later); // not due again yet: nothing starts
+ * assert.equal(sweeper.running, undefined);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class Sweeper {

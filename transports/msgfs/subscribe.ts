@@ -83,10 +83,19 @@ interface Entry {
  * A message from a directory bus.
  *
  * @example
- * ```ts ignore
- * for await (const m of subscribe("/dev/shm/bus")) {
- *   console.log(m.id, m.topic, m.time, new TextDecoder().decode(m.data));
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "hello", { topic: "greetings" });
+ * for await (const m of subscribe(dir, { since: "all", recursive: true })) {
+ *   assert.equal(m.topic, "greetings");
+ *   assert.equal(new TextDecoder().decode(m.data), "hello");
+ *   assert.equal(m.path, `${dir}/greetings/${m.id}`);
+ *   assert.ok(Date.now() - m.time.getTime() < 60_000);
+ *   break;
  * }
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface BusMessage extends Message {
@@ -128,31 +137,47 @@ export interface SkippedFile {
 export interface SubscribeOptions {
   /** Subscribe to this topic (a subdirectory, created when missing) instead of the root. */
   topic?: string;
-  /** Include every topic below, including topics created later. */
+  /**
+   * Include every topic below, including topics created later.
+   *
+   * @default {false}
+   */
   recursive?: boolean;
   /**
    * Replay messages already in the bus before the live ones: "all", those from the last
    * N milliseconds (a number), or those since a Date.
    */
   since?: "all" | number | Date;
-  /** Skip messages larger than this many bytes (default 256 MiB). */
+  /**
+   * Skip messages larger than this many bytes ({@linkcode DEFAULT_MAX_SIZE}, 256 MiB).
+   *
+   * @default {268435456}
+   */
   maxSize?: number;
   /** Stops the subscription when aborted. */
   signal?: AbortSignal;
   /** Called for each file that is skipped rather than delivered. */
   onSkip?: (skipped: SkippedFile) => void;
-  /** Force a watcher backend (default "auto": inotify through FFI when permitted). */
+  /**
+   * Force a watcher backend ("auto": inotify through FFI when permitted).
+   *
+   * @default {"auto"}
+   */
   backend?: "auto" | "inotify" | "watchfs";
   /**
    * Wait for events by blocking this thread in `poll(2)` for up to this many milliseconds at a
-   * time, with an event-loop turn in between (default 0: wait on a worker thread). Saves one
+   * time, with an event-loop turn in between (0: wait on a worker thread). Saves one
    * thread hand-off per wake-up, for processes that only subscribe; timers and other I/O of
    * the process run only between waits.
+   *
+   * @default {0}
    */
   blockMs?: number;
   /**
    * How long a file found by a rescan must have been left unmodified before it is taken as
-   * complete (its writer may still hold it open). Default 30 ms.
+   * complete (its writer may still hold it open), in milliseconds.
+   *
+   * @default {30}
    */
   settleMs?: number;
 }
@@ -161,8 +186,18 @@ export interface SubscribeOptions {
  * Counters kept by a subscription.
  *
  * @example
- * ```ts ignore
- * console.log(subscription.stats.delivered);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "one");
+ * publish(dir, "two");
+ * await using subscription = subscribe(dir, { since: "all" });
+ * let n = 0;
+ * for await (const _ of subscription) if (++n === 2) break;
+ * assert.equal(subscription.stats.delivered, 2);
+ * assert.equal(subscription.stats.skipped, 0);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface SubscriptionStats {
@@ -181,6 +216,9 @@ export interface SubscriptionStats {
 /** The default message size limit: 256 MiB. */
 export const DEFAULT_MAX_SIZE: number = 256 * 1024 * 1024;
 
+/** The options {@linkcode BusSubscription} gives a default. */
+type Defaulted = "recursive" | "maxSize" | "backend" | "blockMs" | "settleMs";
+
 interface Candidate {
   dir: string;
   name: string;
@@ -192,10 +230,19 @@ interface Candidate {
  * A running subscription to a directory bus: an async iterable of {@linkcode BusMessage}s.
  *
  * @example
- * ```ts ignore
- * import { BusSubscription } from "./subscribe.ts";
- * await using sub = new BusSubscription("/dev/shm/bus", { since: "all" });
- * for await (const m of sub) console.log(m.id);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BusSubscription, publish } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const { id } = publish(dir, "hello");
+ * {
+ *   await using sub = new BusSubscription(dir, { since: "all" });
+ *   for await (const m of sub) {
+ *     assert.equal(m.id, id);
+ *     break;
+ *   }
+ * } // leaving the block closes the subscription
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class BusSubscription implements Subscription<BusMessage> {
@@ -212,7 +259,7 @@ export class BusSubscription implements Subscription<BusMessage> {
     remembered: 0,
   };
   readonly #base: string;
-  readonly #options: SubscribeOptions;
+  readonly #options: SubscribeOptions & Required<Pick<SubscribeOptions, Defaulted>>;
   readonly #maxSize: number;
   readonly #cutoffMs: number;
   /** Files delivered or skipped, by path below the base, oldest first (roughly). */
@@ -250,8 +297,15 @@ export class BusSubscription implements Subscription<BusMessage> {
     this.dir = dir.replace(/(.)\/+$/, "$1");
     this.topic = options.topic ? checkTopic(options.topic) : "";
     this.#base = this.topic ? `${this.dir}/${this.topic}` : this.dir;
-    this.#options = options;
-    this.#maxSize = options.maxSize ?? DEFAULT_MAX_SIZE;
+    const {
+      recursive = false,
+      maxSize = DEFAULT_MAX_SIZE,
+      backend = "auto",
+      blockMs = 0,
+      settleMs = 30,
+    } = options;
+    this.#options = { ...options, recursive, maxSize, backend, blockMs, settleMs };
+    this.#maxSize = maxSize;
     const since = options.since;
     const now = Date.now();
     this.#cutoffMs = since === undefined
@@ -287,15 +341,6 @@ export class BusSubscription implements Subscription<BusMessage> {
     try {
       info = Deno.statSync(this.dir);
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) {
-        throw new FsbusError("not_found", `Cannot subscribe to "${this.dir}": no such directory`);
-      }
-      if (err instanceof Deno.errors.PermissionDenied) {
-        throw new FsbusError(
-          "permission_denied",
-          `Cannot subscribe to "${this.dir}": permission denied`,
-        );
-      }
       throw fromFsError(err, "Cannot subscribe to", this.dir);
     }
     if (!info.isDirectory) {
@@ -403,11 +448,11 @@ export class BusSubscription implements Subscription<BusMessage> {
   async *#run(): AsyncGenerator<BusMessage, void, undefined> {
     if (this.#closed) return;
     if (this.#ffi) this.#baseFd = this.#openBase();
-    const recursive = this.#options.recursive ?? false;
+    const recursive = this.#options.recursive;
     const watcher = openWatcher(this.#base, {
       recursive,
-      backend: this.#options.backend ?? "auto",
-      blockMs: this.#options.blockMs ?? 0,
+      backend: this.#options.backend,
+      blockMs: this.#options.blockMs,
     });
     this.#watcher = watcher;
     try {
@@ -457,7 +502,10 @@ export class BusSubscription implements Subscription<BusMessage> {
               break;
             case "removed":
               if (e.dir === "") {
-                throw new FsbusError("not_found", `Bus "${this.#base}" was removed or moved`);
+                throw new FsbusError(
+                  "not_found",
+                  `Cannot watch bus "${this.#base}": it was removed or moved`,
+                );
               }
               this.#dropDirs(e.dir);
               break;
@@ -650,7 +698,7 @@ export class BusSubscription implements Subscription<BusMessage> {
    * may still be open for writing, and its close event (if not lost) comes later.
    */
   async #settle(candidates: Candidate[]): Promise<void> {
-    const settleMs = this.#options.settleMs ?? 30;
+    const settleMs = this.#options.settleMs;
     for (let round = 0; round < 20; round++) {
       let newest = -Infinity;
       for (const c of candidates) if (c.mtimeMs > newest) newest = c.mtimeMs;
@@ -732,13 +780,20 @@ export class BusSubscription implements Subscription<BusMessage> {
  * @throws {FsbusError} When `dir` is missing, not a directory, or not readable.
  *
  * @example Print messages until one says "stop"
- * ```ts ignore
- * import { subscribe } from "./subscribe.ts";
- * for await (const m of subscribe("/dev/shm/bus", { since: "all" })) {
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { publish, subscribe } from "@x/fsbus/msgfs";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * publish(dir, "hello");
+ * publish(dir, "stop");
+ * const seen: string[] = [];
+ * for await (const m of subscribe(dir, { since: "all" })) {
  *   const text = new TextDecoder().decode(m.data);
- *   console.log(m.topic, text);
+ *   seen.push(text);
  *   if (text === "stop") break;
  * }
+ * assert.deepEqual(seen, ["hello", "stop"]);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function subscribe(dir: string, options: SubscribeOptions = {}): BusSubscription {

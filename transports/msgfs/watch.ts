@@ -49,12 +49,18 @@ export type WatchEvent =
  * A source of {@linkcode WatchEvent}s for one directory tree.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openWatcher } from "./watch.ts";
- * const w = openWatcher("/dev/shm/bus", { recursive: false });
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const w = openWatcher(dir, { recursive: false });
  * w.watch("");
+ * Deno.writeTextFileSync(`${dir}/msg`, "hello");
  * const batch = await w.next();
+ * assert.deepEqual(batch, [{ kind: "file", dir: "", name: "msg" }]);
  * await w.close();
+ * assert.equal(await w.next(), null);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export interface Watcher {
@@ -333,20 +339,26 @@ function translateWatchError(err: unknown, path: string): FsbusError {
  * @returns The watcher; call `watch("")` to start on the root.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openWatcher } from "./watch.ts";
- * const w = openWatcher("/dev/shm/bus", { recursive: true });
- * console.log(w.backend); // "inotify"
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const w = openWatcher(dir, { recursive: true });
+ * assert.equal(w.backend, "inotify"); // with --allow-ffi on Linux
  * await w.close();
+ * const fallback = openWatcher(dir, { recursive: true, backend: "watchfs" });
+ * assert.equal(fallback.backend, "watchfs");
+ * await fallback.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function openWatcher(
   root: string,
   options: { recursive: boolean; backend?: "auto" | "inotify" | "watchfs"; blockMs?: number },
 ): Watcher {
-  const backend = options.backend ?? "auto";
+  const { recursive, backend = "auto", blockMs = 0 } = options;
   if (backend === "inotify" || (backend === "auto" && ffiAvailable())) {
-    return new InotifyWatcher(root, options.recursive, options.blockMs ?? 0);
+    return new InotifyWatcher(root, recursive, blockMs);
   }
-  return new WatchFsWatcher(root, options.recursive);
+  return new WatchFsWatcher(root, recursive);
 }
