@@ -7,7 +7,7 @@
  */
 
 import { FsbusError } from "../types.ts";
-import { closeFd, fstat, O, openFd, readAllFd, statPath, writeAllFd } from "../sys/fs.ts";
+import { closeFd, fstat, O, openFd, readJsonFile, statPath, writeAllFd } from "../sys/fs.ts";
 import { SysError } from "../sys/errno.ts";
 import { FileLock } from "../sys/flock.ts";
 
@@ -246,30 +246,16 @@ export function sessionExists(dir: string): boolean {
  * ```
  */
 export function readState(dir: string): SessionState | undefined {
-  let fd: number;
-  try {
-    fd = openFd(`${dir}/${STATE_FILE}`, O.RDONLY | O.NOFOLLOW | O.NONBLOCK);
-  } catch {
+  const v = readJsonFile(`${dir}/${STATE_FILE}`, STATE_LIMIT) as
+    | Record<string, unknown>
+    | undefined;
+  if (
+    typeof v !== "object" || v === null || typeof v.id !== "string" ||
+    !Array.isArray(v.command) || typeof v.state !== "string" || typeof v.created !== "string"
+  ) {
     return undefined;
   }
-  try {
-    const st = fstat(fd);
-    if (st.kind !== "file") return undefined;
-    const bytes = readAllFd(fd, st.size, STATE_LIMIT);
-    if (bytes === undefined) return undefined;
-    const v = JSON.parse(new TextDecoder().decode(bytes));
-    if (
-      typeof v !== "object" || v === null || typeof v.id !== "string" ||
-      !Array.isArray(v.command) || typeof v.state !== "string" || typeof v.created !== "string"
-    ) {
-      return undefined;
-    }
-    return v as SessionState;
-  } catch {
-    return undefined;
-  } finally {
-    closeFd(fd);
-  }
+  return v as unknown as SessionState;
 }
 
 /**

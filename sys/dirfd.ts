@@ -9,7 +9,7 @@
 
 import { check, cpath, cstring, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
-import { type FileKind, O } from "./fs.ts";
+import { type FileKind, fileKind, O } from "./fs.ts";
 
 /** `AT_FDCWD`: "relative to the current directory" for the `*at` calls. */
 export const AT_FDCWD = -100;
@@ -399,27 +399,6 @@ const EMPTY_PATH = new Uint8Array(1);
 const statxBuf = new Uint8Array(256);
 const statxView = new DataView(statxBuf.buffer);
 
-function kindOfMode(mode: number): FileKind {
-  switch (mode & 0o170000) {
-    case 0o100000:
-      return "file";
-    case 0o040000:
-      return "directory";
-    case 0o120000:
-      return "symlink";
-    case 0o010000:
-      return "fifo";
-    case 0o140000:
-      return "socket";
-    case 0o020000:
-      return "char";
-    case 0o060000:
-      return "block";
-    default:
-      return "file";
-  }
-}
-
 function u64(offset: number): number {
   return statxView.getUint32(offset + 4, true) * 0x1_0000_0000 +
     statxView.getUint32(offset, true);
@@ -431,7 +410,7 @@ function i64(offset: number): number {
 
 function decodeStatus(): FileStatus {
   return {
-    kind: kindOfMode(statxView.getUint16(28, true)),
+    kind: fileKind(statxView.getUint16(28, true)),
     size: u64(40),
     ino: u64(32),
     nlink: statxView.getUint32(16, true),

@@ -131,7 +131,22 @@ export function closeFd(fd: number): void {
   libc().close(fd);
 }
 
-function kindOf(mode: number): FileKind {
+/**
+ * The kind of file a `st_mode` value names.
+ *
+ * @param mode The mode as `stat(2)`/`statx(2)` return it (type bits and permissions).
+ * @returns The kind; an unknown type counts as a regular file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fileKind } from "./fs.ts";
+ * assert.equal(fileKind(0o100644), "file");
+ * assert.equal(fileKind(0o040755), "directory");
+ * assert.equal(fileKind(0o120777), "symlink");
+ * ```
+ */
+export function fileKind(mode: number): FileKind {
   switch (mode & 0o170000) {
     case 0o040000:
       return "directory";
@@ -182,7 +197,7 @@ export function fstat(fd: number): FdStat {
 function decodeStatx(): FdStat {
   const mode = statxView.getUint16(28, true);
   return {
-    kind: kindOf(mode),
+    kind: fileKind(mode),
     mode: mode & 0o7777,
     size: Number(statxView.getBigUint64(40, true)),
     ino: statxView.getBigUint64(32, true),
@@ -337,6 +352,50 @@ export function readAllFd(fd: number, sizeHint: number, limit: number): Uint8Arr
   }
   if (len > limit) return undefined;
   return len === buf.length ? buf : buf.slice(0, len);
+}
+
+/**
+ * The JSON value in a small regular file, read without following a symlink; `undefined` when
+ * the file is missing, not a regular file, larger than `limit` or not JSON. For state files
+ * in directories others may share: opened `O_NOFOLLOW|O_NONBLOCK` (a planted FIFO does not
+ * block) and checked on the descriptor.
+ *
+ * @param path The file.
+ * @param limit The largest size accepted, in bytes.
+ * @returns The parsed value, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readJsonFile } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/state.json`, '{"id":"s1"}');
+ * Deno.symlinkSync(`${dir}/state.json`, `${dir}/link.json`);
+ * assert.deepEqual(readJsonFile(`${dir}/state.json`, 1024), { id: "s1" });
+ * assert.equal(readJsonFile(`${dir}/link.json`, 1024), undefined);
+ * assert.equal(readJsonFile(`${dir}/state.json`, 4), undefined);
+ * assert.equal(readJsonFile(`${dir}/missing.json`, 1024), undefined);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function readJsonFile(path: string, limit: number): unknown {
+  let fd: number;
+  try {
+    fd = openFd(path, O.RDONLY | O.NOFOLLOW | O.NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstat(fd);
+    if (st.kind !== "file") return undefined;
+    const bytes = readAllFd(fd, st.size, limit);
+    if (bytes === undefined) return undefined;
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return undefined;
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /**

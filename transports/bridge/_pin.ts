@@ -12,7 +12,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { closeFd, fstat, O, openFd, readAllFd, writeAllFd } from "../../sys/fs.ts";
+import { closeFd, O, openFd, readJsonFile, writeAllFd } from "../../sys/fs.ts";
 import { FsbusError } from "../../types.ts";
 import type * as mq from "../mq/mod.ts";
 
@@ -21,24 +21,10 @@ const LIMIT = 1 << 20;
 
 /** The state file's JSON, when it is a regular file holding an object; else undefined. */
 function readStateFile(group: string): Record<string, unknown> | undefined {
-  let fd: number;
-  try {
-    fd = openFd(`${group}/${STATE_FILE}`, O.RDONLY | O.NOFOLLOW | O.NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  try {
-    const st = fstat(fd);
-    if (st.kind !== "file") return undefined;
-    const bytes = readAllFd(fd, st.size, LIMIT);
-    if (bytes === undefined) return undefined;
-    const v = JSON.parse(new TextDecoder().decode(bytes));
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    closeFd(fd);
-  }
+  const v = readJsonFile(`${group}/${STATE_FILE}`, LIMIT);
+  return typeof v === "object" && v !== null && !Array.isArray(v)
+    ? v as Record<string, unknown>
+    : undefined;
 }
 
 function isSessionState(v: unknown): v is Record<string, unknown> {
