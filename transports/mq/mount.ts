@@ -32,12 +32,10 @@
  * @module
  */
 
-import { FsbusError, OverrunError } from "../../types.ts";
+import { FsbusError } from "../../types.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { statPath } from "../../sys/fs.ts";
-import type { FdStat } from "../../sys/fs.ts";
 import {
-  type Deferred,
   type FileSystem,
   type FuseAttr,
   type FuseContext,
@@ -51,24 +49,20 @@ import {
   mountTable,
 } from "../../sys/fuse/mod.ts";
 import { renderCtl } from "./_ctl.ts";
+import {
+  EMPTY,
+  type GroupState,
+  type OpenFile,
+  readable,
+  take,
+  type Waiting,
+} from "./_mount_files.ts";
+import { baseOf, E, errnoOf, join, MqNodes, type Node, parentOf } from "./_mount_tree.ts";
 import { checkStreamName, MqGroup } from "./group.ts";
 import { MqReader } from "./reader.ts";
 
 /** The mount type's suffix: mounts show as `fuse.fsbus-mq`, their source the directory. */
 export const MQ_SUBTYPE = "fsbus-mq";
-
-const E = {
-  EPERM: 1,
-  ENOENT: 2,
-  EIO: 5,
-  EBADF: 9,
-  EACCES: 13,
-  EEXIST: 17,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  ENOTEMPTY: 39,
-} as const;
 
 const POLLIN = 0x1;
 const POLLOUT = 0x4;
@@ -78,50 +72,9 @@ const POLLWRNORM = 0x100;
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
 const O_TRUNC = 0o1000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
 const DIR_MASK = IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO |
   IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR;
-const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
-
-type Kind = "dir" | "group" | "ctl" | "order" | "stream";
-
-interface Node {
-  id: number;
-  rel: string;
-  kind: Kind;
-  /** Lookups the kernel holds (FORGET gives them back; at 0 the node is dropped). */
-  lookups: number;
-}
-
-interface GroupState {
-  rel: string;
-  g: MqGroup;
-  wds: number[];
-  files: Set<OpenFile>;
-}
-
-interface Waiting {
-  d: Deferred<Uint8Array>;
-  size: number;
-}
-
-interface OpenFile {
-  fh: number;
-  kind: Kind;
-  group: GroupState;
-  name: string;
-  reader: MqReader | undefined;
-  queue: Uint8Array[];
-  coalesce: boolean;
-  waiting: Waiting[];
-  trunc: boolean;
-  wrote: boolean;
-  failed: string | undefined;
-  /** A poll(2) waiting for this file to become readable. */
-  pollWake: (() => void) | undefined;
-}
 
 /** Options for {@linkcode mountGroups}. */
 export interface MqMountOptions {
@@ -132,46 +85,6 @@ export interface MqMountOptions {
   blockMs?: number;
   /** Unmount on SIGINT and SIGTERM. */
   handleSignals?: boolean;
-}
-
-function join(a: string, b: string): string {
-  return a === "" ? b : `${a}/${b}`;
-}
-
-function parentOf(rel: string): string {
-  const i = rel.lastIndexOf("/");
-  return i < 0 ? "" : rel.slice(0, i);
-}
-
-function baseOf(rel: string): string {
-  return rel.slice(rel.lastIndexOf("/") + 1);
-}
-
-function errnoOf(err: unknown): number {
-  if (err instanceof FuseError) return err.errno;
-  if (err instanceof FsbusError) {
-    switch (err.code) {
-      case "not_found":
-        return E.ENOENT;
-      case "permission_denied":
-        return E.EACCES;
-      case "already_exists":
-        return E.EEXIST;
-      case "not_a_directory":
-        return E.ENOTDIR;
-      case "is_a_directory":
-        return E.EISDIR;
-      case "invalid":
-      case "usage":
-        return E.EINVAL;
-      default:
-        return E.EIO;
-    }
-  }
-  if (err instanceof Deno.errors.NotFound) return E.ENOENT;
-  if (err instanceof Deno.errors.PermissionDenied) return E.EACCES;
-  if (err instanceof Deno.errors.AlreadyExists) return E.EEXIST;
-  return E.EIO;
 }
 
 /**
@@ -190,13 +103,11 @@ export class MqTree implements FileSystem {
   /** The directory served. */
   readonly dir: string;
   readonly #log: (line: string) => void;
-  readonly #nodes = new Map<number, Node>();
-  readonly #byRel = new Map<string, Node>();
+  readonly #nodes: MqNodes;
   readonly #groups = new Map<string, GroupState>();
   readonly #files = new Map<number, OpenFile>();
   readonly #ino = new Inotify();
   readonly #wdGroup = new Map<number, GroupState>();
-  #nextNode = 2;
   #nextFh = 1;
   #unwatch: (() => void) | undefined;
   #unidle: (() => void) | undefined;
@@ -213,10 +124,7 @@ export class MqTree implements FileSystem {
   constructor(dir: string, onLog: (line: string) => void = () => {}) {
     this.dir = dir;
     this.#log = onLog;
-    const root: Node = { id: 1, rel: "", kind: "dir", lookups: 1 };
-    if (this.#isGroupDir("")) root.kind = "group";
-    this.#nodes.set(1, root);
-    this.#byRel.set("", root);
+    this.#nodes = new MqNodes(dir);
   }
 
   /**
@@ -236,44 +144,14 @@ export class MqTree implements FileSystem {
     });
   }
 
-  #path(rel: string): string {
-    return rel === "" ? this.dir : `${this.dir}/${rel}`;
-  }
-
-  #stat(rel: string): FdStat | undefined {
-    try {
-      return statPath(this.#path(rel));
-    } catch {
-      return undefined;
-    }
-  }
-
-  #isGroupDir(rel: string): boolean {
-    return this.#stat(join(rel, "ctl"))?.kind === "file";
-  }
-
-  #node(rel: string, kind: Kind): Node {
-    let n = this.#byRel.get(rel);
-    if (n === undefined) {
-      n = { id: this.#nextNode++, rel, kind, lookups: 0 };
-      this.#nodes.set(n.id, n);
-      this.#byRel.set(rel, n);
-    } else {
-      n.kind = kind;
-    }
-    return n;
-  }
-
   #get(id: number): Node {
-    const n = this.#nodes.get(id);
-    if (n === undefined) throw new FuseError(E.ENOENT, `unknown node ${id}`);
-    return n;
+    return this.#nodes.get(id);
   }
 
   #group(rel: string): GroupState {
     let gs = this.#groups.get(rel);
     if (gs !== undefined) return gs;
-    const g = MqGroup.open(this.#path(rel));
+    const g = MqGroup.open(this.#nodes.path(rel));
     const wds: number[] = [];
     gs = { rel, g, wds, files: new Set() };
     try {
@@ -306,44 +184,11 @@ export class MqTree implements FileSystem {
     return this.#group(rel);
   }
 
-  #classify(parent: Node, name: string): Node {
-    if (name.startsWith(".") || name.includes("/")) throw new FuseError(E.ENOENT);
-    const rel = join(parent.rel, name);
-    const inGroup = parent.kind === "group";
-    if (inGroup && (name === "ctl" || name === "order")) {
-      return this.#node(rel, name);
-    }
-    const st = this.#stat(rel);
-    if (st === undefined) throw new FuseError(E.ENOENT);
-    if (st.kind === "directory") return this.#node(rel, this.#isGroupDir(rel) ? "group" : "dir");
-    if (st.kind === "file" && inGroup) return this.#node(rel, "stream");
-    throw new FuseError(E.ENOENT);
-  }
-
   #attr(n: Node): FuseAttr {
-    const backing = this.#stat(n.rel);
-    if (n.id === 1 && backing === undefined) throw new FuseError(E.EIO, "the directory is gone");
-    if (backing === undefined) throw new FuseError(E.ENOENT);
-    const base = {
-      ino: Number(backing.ino),
-      uid: backing.uid,
-      mtimeMs: Number(backing.mtimeNs / 1_000_000n),
-    };
-    switch (n.kind) {
-      case "dir":
-      case "group":
-        if (backing.kind !== "directory") throw new FuseError(E.ENOENT);
-        return { ...base, mode: S_IFDIR | backing.mode };
-      case "ctl": {
-        const size = encoder.encode(renderCtl(this.#groupOf(n).g.settings)).length;
-        return { ...base, mode: S_IFREG | (backing.mode & 0o666), size };
-      }
-      case "order":
-        return { ...base, mode: S_IFREG | (backing.mode & 0o444) };
-      case "stream":
-        if (backing.kind !== "file") throw new FuseError(E.ENOENT);
-        return { ...base, mode: S_IFREG | (backing.mode & 0o777) };
-    }
+    return this.#nodes.attr(
+      n,
+      () => encoder.encode(renderCtl(this.#groupOf(n).g.settings)).length,
+    );
   }
 
   #entry(n: Node): FuseEntry {
@@ -364,19 +209,14 @@ export class MqTree implements FileSystem {
 
   /** {@inheritDoc FileSystem.forget} */
   forget(node: number, nlookup: number): void {
-    const n = this.#nodes.get(node);
-    if (n === undefined || n.id === 1) return;
-    n.lookups -= nlookup;
-    if (n.lookups > 0) return;
-    this.#nodes.delete(n.id);
-    if (this.#byRel.get(n.rel) === n) this.#byRel.delete(n.rel);
+    this.#nodes.forget(node, nlookup);
   }
 
   /** {@inheritDoc FileSystem.lookup} */
   lookup(parent: number, name: string): FuseEntry {
     const p = this.#get(parent);
     if (p.kind !== "dir" && p.kind !== "group") throw new FuseError(E.ENOTDIR);
-    return this.#ref(this.#classify(p, name));
+    return this.#ref(this.#nodes.classify(p, name));
   }
 
   /** {@inheritDoc FileSystem.getattr} */
@@ -392,34 +232,7 @@ export class MqTree implements FileSystem {
 
   /** {@inheritDoc FileSystem.readdir} */
   readdir(node: number): FuseDirEntry[] {
-    const n = this.#get(node);
-    if (n.kind !== "dir" && n.kind !== "group") throw new FuseError(E.ENOTDIR);
-    const out: FuseDirEntry[] = [];
-    const group = n.kind === "group";
-    // Inode numbers are the files' own (as getattr gives): listing makes no nodes, which
-    // the kernel would never forget.
-    const ino = (rel: string) => Number(this.#stat(rel)?.ino ?? 0n);
-    if (group) {
-      out.push({ name: "ctl", ino: ino(join(n.rel, "ctl")), mode: S_IFREG });
-      out.push({ name: "order", ino: ino(join(n.rel, "order")), mode: S_IFREG });
-    }
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(this.#path(n.rel))];
-    } catch (err) {
-      throw new FuseError(errnoOf(err));
-    }
-    entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-    for (const e of entries) {
-      if (e.name.startsWith(".")) continue;
-      const rel = join(n.rel, e.name);
-      if (e.isDirectory) {
-        out.push({ name: e.name, ino: ino(rel), mode: S_IFDIR });
-      } else if (group && e.isFile && e.name !== "ctl" && e.name !== "order") {
-        out.push({ name: e.name, ino: ino(rel), mode: S_IFREG });
-      }
-    }
-    return out;
+    return this.#nodes.list(this.#get(node));
   }
 
   #openFile(n: Node, flags: number): OpenFile {
@@ -458,7 +271,9 @@ export class MqTree implements FileSystem {
     const n = this.#get(node);
     if (n.kind === "dir" || n.kind === "group") throw new FuseError(E.EISDIR);
     if (n.kind === "order" && (flags & O_ACCMODE) !== 0) throw new FuseError(E.EACCES);
-    if (n.kind === "stream" && this.#stat(n.rel)?.kind !== "file") throw new FuseError(E.ENOENT);
+    if (n.kind === "stream" && this.#nodes.stat(n.rel)?.kind !== "file") {
+      throw new FuseError(E.ENOENT);
+    }
     try {
       const f = this.#openFile(n, flags);
       // Direct I/O: each read(2) and write(2) reaches the server as it is. Seeking stays
@@ -481,58 +296,9 @@ export class MqTree implements FileSystem {
       if (err instanceof FsbusError) this.#log(err.message);
       throw new FuseError(errnoOf(err));
     }
-    const n = this.#node(join(p.rel, name), "stream");
+    const n = this.#nodes.node(join(p.rel, name), "stream");
     const f = this.#openFile(n, flags);
     return { ...this.#ref(n), fh: f.fh, directIo: true };
-  }
-
-  /** Takes the messages that came for an open file, if it has none queued. */
-  #fill(f: OpenFile): void {
-    if (f.queue.length === 0 && f.reader !== undefined && f.failed === undefined) {
-      try {
-        for (const m of f.reader.poll()) if (m.data.length > 0) f.queue.push(m.data);
-      } catch (err) {
-        if (!(err instanceof OverrunError)) throw err;
-        f.failed = err.message;
-        this.#log(err.message);
-      }
-    }
-  }
-
-  /** Whether a read(2) of an open file would return now (data, end of file or an error). */
-  #readable(f: OpenFile): boolean {
-    if (f.kind === "ctl") return true;
-    this.#fill(f);
-    return f.queue.length > 0 || f.failed !== undefined || f.reader === undefined ||
-      f.reader.done;
-  }
-
-  #take(f: OpenFile, size: number): Uint8Array | undefined {
-    this.#fill(f);
-    if (f.queue.length === 0) {
-      if (f.failed !== undefined) throw new FuseError(E.EIO, f.failed);
-      return f.reader === undefined || f.reader.done ? EMPTY : undefined;
-    }
-    if (!f.coalesce) {
-      const head = f.queue[0]!;
-      if (head.length <= size) {
-        f.queue.shift();
-        return head;
-      }
-      f.queue[0] = head.subarray(size);
-      return head.subarray(0, size);
-    }
-    const out = new Uint8Array(size);
-    let len = 0;
-    while (len < size && f.queue.length > 0) {
-      const head = f.queue[0]!;
-      const n = Math.min(head.length, size - len);
-      out.set(head.subarray(0, n), len);
-      len += n;
-      if (n === head.length) f.queue.shift();
-      else f.queue[0] = head.subarray(n);
-    }
-    return out.subarray(0, len);
   }
 
   /** {@inheritDoc FileSystem.read} */
@@ -549,7 +315,7 @@ export class MqTree implements FileSystem {
       return text.subarray(offset, offset + size);
     }
     void node;
-    const got = this.#take(f, size);
+    const got = take(f, size, this.#log);
     if (got !== undefined) return got;
     const d = ctx.defer<Uint8Array>();
     const w: Waiting = { d, size };
@@ -567,7 +333,7 @@ export class MqTree implements FileSystem {
       const w = f.waiting[0]!;
       let got: Uint8Array | undefined;
       try {
-        got = this.#take(f, w.size);
+        got = take(f, w.size, this.#log);
       } catch (err) {
         f.waiting.shift();
         w.d.reject(errnoOf(err));
@@ -582,7 +348,7 @@ export class MqTree implements FileSystem {
   #serveGroup(gs: GroupState): void {
     for (const f of gs.files) {
       if (f.waiting.length > 0) this.#serve(f);
-      if (f.pollWake !== undefined && this.#readable(f)) this.#wakePoll(f);
+      if (f.pollWake !== undefined && readable(f, this.#log)) this.#wakePoll(f);
     }
   }
 
@@ -597,7 +363,7 @@ export class MqTree implements FileSystem {
     const f = this.#files.get(fh);
     if (f === undefined) return POLLIN | POLLHUP;
     let revents = POLLOUT | POLLWRNORM;
-    if (this.#readable(f)) revents |= POLLIN | POLLRDNORM;
+    if (readable(f, this.#log)) revents |= POLLIN | POLLRDNORM;
     else if (wake !== undefined && (events & (POLLIN | POLLRDNORM))) f.pollWake = wake;
     return revents;
   }
@@ -667,19 +433,19 @@ export class MqTree implements FileSystem {
     if (p.kind !== "dir" && p.kind !== "group") throw new FuseError(E.ENOTDIR);
     if (name.startsWith(".")) throw new FuseError(E.EINVAL);
     const rel = join(p.rel, name);
-    if (this.#stat(rel) !== undefined) throw new FuseError(E.EEXIST);
+    if (this.#nodes.stat(rel) !== undefined) throw new FuseError(E.EEXIST);
     try {
-      MqGroup.create(this.#path(rel)).close();
+      MqGroup.create(this.#nodes.path(rel)).close();
     } catch (err) {
       throw new FuseError(errnoOf(err));
     }
-    return this.#ref(this.#node(rel, "group"));
+    return this.#ref(this.#nodes.node(rel, "group"));
   }
 
   /** {@inheritDoc FileSystem.unlink} */
   unlink(parent: number, name: string): void {
     const p = this.#get(parent);
-    const n = this.#classify(p, name);
+    const n = this.#nodes.classify(p, name);
     if (n.kind === "ctl" || n.kind === "order") throw new FuseError(E.EPERM);
     if (n.kind !== "stream") throw new FuseError(E.EISDIR);
     const gs = this.#group(p.rel);
@@ -688,16 +454,16 @@ export class MqTree implements FileSystem {
     } catch (err) {
       throw new FuseError(errnoOf(err));
     }
-    this.#forgetRel(n.rel);
+    this.#nodes.forgetRel(n.rel);
     this.#serveGroup(gs);
   }
 
   /** {@inheritDoc FileSystem.rmdir} */
   rmdir(parent: number, name: string): void {
     const p = this.#get(parent);
-    const n = this.#classify(p, name);
+    const n = this.#nodes.classify(p, name);
     if (n.kind !== "dir" && n.kind !== "group") throw new FuseError(E.ENOTDIR);
-    const path = this.#path(n.rel);
+    const path = this.#nodes.path(n.rel);
     let entries: string[];
     try {
       entries = [...Deno.readDirSync(path)].map((e) => e.name);
@@ -713,12 +479,7 @@ export class MqTree implements FileSystem {
     } catch (err) {
       throw new FuseError(errnoOf(err));
     }
-    this.#forgetRel(n.rel);
-  }
-
-  #forgetRel(rel: string): void {
-    const n = this.#byRel.get(rel);
-    if (n !== undefined) this.#byRel.delete(rel);
+    this.#nodes.forgetRel(n.rel);
   }
 
   /** {@inheritDoc FileSystem.statfs} */
