@@ -90,13 +90,32 @@ export interface MqMountOptions {
 /**
  * The file system of an mq tree (see the module doc); {@linkcode mountGroups} mounts it.
  *
- * @example
- * ```ts ignore
- * import { MqTree } from "./mount.ts";
+ * @example Serve a tree with the FUSE server directly, and list it from another process
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup } from "./mod.ts";
+ * import { MQ_SUBTYPE, MqTree } from "./mount.ts";
  * import { mount } from "../../sys/fuse/mod.ts";
- * const tree = new MqTree("/dev/shm/mq");
- * const server = await mount("/mnt/mq", tree, { subtype: "fsbus-mq" });
- * tree.attach(server);
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const mp = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * try {
+ *   const g = mkgroup(`${dir}/chat`);
+ *   g.createStream("0");
+ *   g.close();
+ *   const tree = new MqTree(dir);
+ *   const server = await mount(mp, tree, { fsname: dir, subtype: MQ_SUBTYPE });
+ *   tree.attach(server);
+ *   try {
+ *     // Only another process uses the mount (this one serves it).
+ *     const ls = await new Deno.Command("ls", { args: [`${mp}/chat`] }).output();
+ *     assert.equal(new TextDecoder().decode(ls.stdout), "0\nctl\norder\n");
+ *   } finally {
+ *     await server.stop(); // unmounts; the tree shuts down with it
+ *   }
+ * } finally {
+ *   Deno.removeSync(dir, { recursive: true });
+ *   Deno.removeSync(mp);
+ * }
  * ```
  */
 export class MqTree implements FileSystem {
@@ -557,11 +576,38 @@ export interface MqMount {
  * @throws {FsbusError} When `dir` is missing, the mount point is unsuitable, or FUSE is
  *   unavailable (one line); nothing is mounted then.
  *
- * @example
- * ```ts ignore
+ * @example Mount a group and `cat` a stream through the mount
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup } from "./mod.ts";
  * import { mountGroups } from "./mount.ts";
- * const m = await mountGroups("/dev/shm/mq", "/mnt/mq", { handleSignals: true });
- * await m.done;
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const mp = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * try {
+ *   const g = mkgroup(`${dir}/chat`, { replay: "all" });
+ *   g.write("0", "hi\n");
+ *   g.write("0", new Uint8Array()); // end of file for the stream's readers
+ *   g.close();
+ *   const m = await mountGroups(dir, mp);
+ *   try {
+ *     // A reader in another process (a read of this process's own mount would wait on itself).
+ *     const cat = await new Deno.Command("cat", {
+ *       args: [`${mp}/chat/0`],
+ *       signal: AbortSignal.timeout(10_000), // it would block if no end of file came
+ *     }).output();
+ *     assert.equal(new TextDecoder().decode(cat.stdout), "hi\n");
+ *     const sh = await new Deno.Command("sh", {
+ *       args: ["-c", `echo replay off > ${mp}/chat/ctl && cat ${mp}/chat/ctl`],
+ *     }).output();
+ *     assert.match(new TextDecoder().decode(sh.stdout), /replay off/);
+ *   } finally {
+ *     await m.stop();
+ *     await m.done;
+ *   }
+ * } finally {
+ *   Deno.removeSync(dir, { recursive: true });
+ *   Deno.removeSync(mp);
+ * }
  * ```
  */
 export async function mountGroups(
@@ -626,9 +672,26 @@ export async function mountGroups(
  *   an mq mount.
  *
  * @example
- * ```ts ignore
- * import { backingPath } from "./mount.ts";
- * backingPath("/mnt/mq/session"); // "/dev/shm/mq/session"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkgroup } from "./mod.ts";
+ * import { backingPath, mountGroups } from "./mount.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const mp = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * try {
+ *   mkgroup(`${dir}/session`).close();
+ *   const m = await mountGroups(dir, mp);
+ *   try {
+ *     // Only the mount table is read: nothing touches the mount itself.
+ *     assert.equal(backingPath(`${m.mountpoint}/session`), `${m.dir}/session`);
+ *     assert.equal(backingPath(`${dir}/session`), undefined); // not inside an mq mount
+ *   } finally {
+ *     await m.stop();
+ *   }
+ * } finally {
+ *   Deno.removeSync(dir, { recursive: true });
+ *   Deno.removeSync(mp);
+ * }
  * ```
  */
 export function backingPath(path: string): string | undefined {
