@@ -26,7 +26,7 @@ import { SysError } from "../../sys/errno.ts";
 import { type BusSubscription, Publisher, subscribe } from "../msgfs/mod.ts";
 import { decode, encode, type Header, MAX_HEADER } from "./envelope.ts";
 import type { Carrier, CarrierEvents, Peer, SelfInfo } from "./node.ts";
-import { checkGroup, checkNodeName } from "./names.ts";
+import { checkInfo, type NodeInfo, toPeer } from "./_info.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MAX_INFO = 64 * 1024;
@@ -91,14 +91,8 @@ function ensureDir(path: string, what: string, ownOnly: boolean): void {
   }
 }
 
-interface Info {
+interface Info extends NodeInfo {
   v: 1;
-  id: string;
-  name: string;
-  groups: string[];
-  pid: number;
-  host: string;
-  since: number;
 }
 
 function parseInfo(bytes: Uint8Array, id: string): Info | undefined {
@@ -108,21 +102,8 @@ function parseInfo(bytes: Uint8Array, id: string): Info | undefined {
   } catch {
     return undefined;
   }
-  const i = raw as Record<string, unknown>;
-  if (typeof i !== "object" || i === null || i.id !== id) return undefined;
-  if (typeof i.name !== "string" || i.name.length === 0 || i.name.length > 64) return undefined;
-  if (!Array.isArray(i.groups) || i.groups.length > 1024) return undefined;
-  try {
-    if (!i.groups.every((g) => typeof g === "string" && checkGroup(g) === g && g !== "")) {
-      return undefined;
-    }
-    checkNodeName(i.name as string);
-  } catch {
-    return undefined;
-  }
-  if (!Number.isSafeInteger(i.pid) || typeof i.host !== "string") return undefined;
-  if (typeof i.since !== "number") return undefined;
-  return i as unknown as Info;
+  const i = checkInfo(raw);
+  return i !== undefined && i.id === id ? i as Info : undefined;
 }
 
 function isGone(err: unknown): boolean {
@@ -188,17 +169,6 @@ export function listLocal(root: string, network: string): Peer[] {
   ensureDir(dir, "the network directory", true);
   const registry = new Registry(dir);
   return [...registry.scan(undefined).values()].map(toPeer);
-}
-
-function toPeer(i: Info): Peer {
-  return {
-    id: i.id,
-    name: i.name,
-    groups: i.groups,
-    pid: i.pid,
-    host: i.host,
-    since: new Date(i.since),
-  };
 }
 
 /** Reading the registry: node files, liveness, and removing the dead. */

@@ -33,8 +33,9 @@
 import { FsbusError } from "../../types.ts";
 import { connectNats, type NatsConnection, type NatsStatus } from "../_nats.ts";
 import { decode, encode, type Header } from "./envelope.ts";
-import { checkGroup, checkNodeName, heardGroups, reachesAny } from "./names.ts";
+import { heardGroups, reachesAny } from "./names.ts";
 import type { Carrier, CarrierEvents, Peer, SelfInfo } from "./node.ts";
+import { checkInfo, type NodeInfo, toPeer } from "./_info.ts";
 
 const HEARTBEAT_MS = 1000;
 const GONE_MS = 3500;
@@ -64,14 +65,7 @@ export interface NatsOptions {
   connectTimeoutMs?: number;
 }
 
-interface Info {
-  id: string;
-  name: string;
-  groups: string[];
-  host: string;
-  pid: number;
-  since: number;
-}
+type Info = NodeInfo;
 
 interface PresenceMsg {
   t: "hb" | "bye" | "claim" | "query";
@@ -113,33 +107,8 @@ function token(s: string): string {
 }
 
 function parseInfo(raw: unknown): Info | undefined {
-  const i = raw as Record<string, unknown>;
-  if (typeof i !== "object" || i === null) return undefined;
-  if (typeof i.id !== "string" || !/^[0-9a-f-]{36}$/.test(i.id)) return undefined;
-  if (typeof i.name !== "string" || i.name.length === 0 || i.name.length > 64) return undefined;
-  if (!Array.isArray(i.groups) || i.groups.length > 1024) return undefined;
-  try {
-    if (!i.groups.every((g) => typeof g === "string" && checkGroup(g) === g && g !== "")) {
-      return undefined;
-    }
-    checkNodeName(i.name as string);
-  } catch {
-    return undefined;
-  }
-  if (typeof i.host !== "string" || !Number.isSafeInteger(i.pid)) return undefined;
-  if (typeof i.since !== "number") return undefined;
-  return i as unknown as Info;
-}
-
-function toPeer(i: Info): Peer {
-  return {
-    id: i.id,
-    name: i.name,
-    groups: i.groups,
-    pid: i.pid,
-    host: i.host,
-    since: new Date(i.since),
-  };
+  const i = checkInfo(raw);
+  return i !== undefined && /^[0-9a-f-]{36}$/.test(i.id) ? i : undefined;
 }
 
 /**
