@@ -485,42 +485,49 @@ export function statusAt(dirfd: number, name: string): FileStatus | undefined {
 }
 
 /**
- * Reads up to `size` bytes from a descriptor into a new array of exactly that size: one
- * allocation, and no `read(2)` past the end when the file holds what its status said.
+ * Reads a file whose size its status gave, in one `read(2)` when it still holds exactly that
+ * many bytes: it asks for one byte more, so that a file that grew since shows without a second
+ * call (a regular file's short read is its end).
  *
- * @param fd The descriptor.
- * @param size How many bytes to read (the file's size from its status).
- * @returns The bytes; shorter than `size` when the file ended first.
+ * @param fd The descriptor, at offset 0.
+ * @param size The file's size from its status.
+ * @returns The `size` bytes (a view of a buffer one byte longer), or `undefined` when the file
+ *   now holds more or fewer bytes than `size`.
  * @throws {SysError} When a read fails.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { openAt, openDir, readExact, statusFd } from "./dirfd.ts";
+ * import { openAt, openDir, readSized, statusFd } from "./dirfd.ts";
  * import { closeFd, O } from "./fs.ts";
  * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
  * Deno.writeTextFileSync(`${dir}/file`, "hello");
  * const dirFd = openDir(dir);
  * const fd = openAt(dirFd, "file", O.RDONLY);
- * assert.equal(new TextDecoder().decode(readExact(fd, statusFd(fd).size)), "hello");
+ * const size = statusFd(fd).size;
+ * assert.equal(new TextDecoder().decode(readSized(fd, size)), "hello");
+ * const again = openAt(dirFd, "file", O.RDONLY);
+ * assert.equal(readSized(again, size - 1), undefined); // more than its status said
+ * closeFd(again);
  * closeFd(fd);
  * closeFd(dirFd);
  * Deno.removeSync(dir, { recursive: true });
  * ```
  */
-export function readExact(fd: number, size: number): Uint8Array {
-  const buf = new Uint8Array(size);
+export function readSized(fd: number, size: number): Uint8Array | undefined {
+  const buf = new Uint8Array(size + 1);
   const c = libc();
   let len = 0;
-  while (len < size) {
-    const n = Number(c.read(fd, len === 0 ? buf : buf.subarray(len), BigInt(size - len)));
+  for (;;) {
+    const n = Number(c.read(fd, len === 0 ? buf : buf.subarray(len), BigInt(size + 1 - len)));
     if (n < 0) {
       const e = errno();
       if (e === Errno.EINTR) continue;
       throw new SysError("read", e);
     }
-    if (n === 0) return buf.slice(0, len);
+    if (n === 0) break;
     len += n;
+    if (len >= size) break;
   }
-  return buf;
+  return len === size ? buf.subarray(0, size) : undefined;
 }

@@ -6,7 +6,7 @@ import {
   openAt,
   openDir,
   readDirFd,
-  readExact,
+  readSized,
   renameAt,
   statusAt,
   statusFd,
@@ -88,7 +88,7 @@ Deno.test("dirfd: readDirFd lists a big directory in batches, each name once, wi
   }
 });
 
-Deno.test("dirfd: statusFd and statusAt report what lstat does, in plain numbers; readExact reads what is there", () => {
+Deno.test("dirfd: statusFd and statusAt report what lstat does, in plain numbers; readSized reads a file that holds what its status said", () => {
   using dir = tempDir();
   const data = new Uint8Array(3000).map((_, i) => i & 0xff);
   Deno.writeFileSync(`${dir.path}/file`, data);
@@ -104,12 +104,20 @@ Deno.test("dirfd: statusFd and statusAt report what lstat does, in plain numbers
     assert.deepEqual(statusAt(dfd, "file"), st);
     assert.equal(statusAt(dfd, "link")?.kind, "symlink");
     assert.equal(statusAt(dfd, "missing"), undefined);
-    assert.deepEqual(readExact(fd, 3000), data);
-    // A file shorter than its status said (truncated meanwhile): what is there.
+    assert.deepEqual(readSized(fd, 3000), data);
+    // Longer than its status said (written to meanwhile): nothing.
+    const longer = openAt(dfd, "file", O.RDONLY);
+    assert.equal(readSized(longer, 2999), undefined);
+    closeFd(longer);
+    // Shorter (truncated meanwhile): nothing either.
     Deno.truncateSync(`${dir.path}/file`, 100);
     const again = openAt(dfd, "file", O.RDONLY);
-    assert.deepEqual(readExact(again, 3000), data.subarray(0, 100));
+    assert.equal(readSized(again, 3000), undefined);
     closeFd(again);
+    Deno.truncateSync(`${dir.path}/file`, 0);
+    const empty = openAt(dfd, "file", O.RDONLY);
+    assert.deepEqual(readSized(empty, 0), new Uint8Array(0));
+    closeFd(empty);
     Deno.removeSync(`${dir.path}/file`);
     assert.equal(statusFd(fd).nlink, 0);
   } finally {

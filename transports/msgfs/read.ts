@@ -1,14 +1,15 @@
 /**
  * Reading message files safely: never through a symlink, never a FIFO or device, never past
  * a size limit. Through FFI, `openat(O_NOFOLLOW|O_NONBLOCK)` from the directory's descriptor,
- * then `statx` on the file's, makes the check and the read one act; without FFI, `lstat` then
- * read (a narrow race, said in the README).
+ * then one `statx` on the file's, makes the check and the read one act: the four calls of the
+ * C floor (open, status, read, close); without FFI, `lstat` then read (a narrow race, said in
+ * the README).
  *
  * @module
  */
 
 import { closeFd, type FileKind, O } from "../../sys/fs.ts";
-import { type FileStatus, openAt, readExact, statusAt, statusFd } from "../../sys/dirfd.ts";
+import { type FileStatus, openAt, readSized, statusAt, statusFd } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
 
 /**
@@ -138,8 +139,10 @@ export class MessageFiles {
    * @param delivered The state it had when delivered before, if it was: the file is not read
    *   again while unchanged.
    * @returns The bytes and state, or why not; undefined when it is unchanged since
-   *   `delivered`, or when the file changed while it was read (a writer still at work: its
-   *   close comes later).
+   *   `delivered`, or when it holds more or fewer bytes than its status said (a writer still
+   *   at work: its close comes later). With FFI the file is looked at once, before it is read:
+   *   a writer that rewrites it in place, at the same size, during that read (never fsbus)
+   *   may have it delivered mixed, then again once it closes.
    */
   read(
     dirfd: number,
@@ -215,19 +218,17 @@ function readFfi(
   }
   try {
     const st = statusFd(fd);
-    const state = fromStatus(st);
-    if (state.kind !== "file") {
-      return { ok: false, why: "skip", reason: "not a regular file", state };
+    if (st.kind !== "file") {
+      return { ok: false, why: "skip", reason: "not a regular file", state: fromStatus(st) };
     }
-    if (delivered !== undefined && sameFile(delivered, state)) return undefined;
+    // Removed before it could be read: a failed publish is removed before its close.
+    if (st.nlink === 0) return { ok: false, why: "gone" };
+    if (delivered !== undefined && sameFile(delivered, st)) return undefined;
+    const state = fromStatus(st);
     if (state.size > maxSize) return tooLarge(maxSize, state);
-    const data = readExact(fd, state.size);
-    // Changed while read (still being written: its close comes later), or removed (a failed
-    // publish is removed before its close): not a message, or not yet. A file that grew
-    // shows a new size here.
-    const after = statusFd(fd);
-    if (after.nlink === 0) return { ok: false, why: "gone" };
-    if (data.length !== state.size || !sameFile(after, st)) return undefined;
+    // More or fewer bytes than its status said: still being written (its close comes later).
+    const data = readSized(fd, state.size);
+    if (data === undefined) return undefined;
     return { ok: true, state, data };
   } catch (err) {
     if (!(err instanceof SysError)) throw err;
