@@ -36,7 +36,8 @@ import { fromFsError, FsbusError, type Message, type Subscription } from "../../
 import { ffiAvailable } from "../../sys/libc.ts";
 import { closeFd, statAt } from "../../sys/fs.ts";
 import { openDir, readDirFd } from "../../sys/dirfd.ts";
-import { type FileState, MessageFiles, sameFile } from "./read.ts";
+import { type FileState, MessageFiles } from "./read.ts";
+import { SeenFiles } from "./_seen.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher, type WatchEvent } from "./watch.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
@@ -59,19 +60,6 @@ const READ_EVERY = 512;
 const MAX_QUEUED = 65_536;
 /** Deliveries between two prunings of what a subscription remembers. */
 const PRUNE_EVERY = 512;
-
-interface Seen {
-  /** The file's inode, size and modification time when delivered or skipped (inode -1 when
-   * skipped without a state). */
-  ino: number;
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  /** Its ctime then. */
-  ctimeMs: number;
-  /** Why it was skipped; undefined when delivered. */
-  skip: string | undefined;
-}
 
 interface Entry {
   name: string;
@@ -263,7 +251,7 @@ export class BusSubscription implements Subscription<BusMessage> {
   readonly #maxSize: number;
   readonly #cutoffMs: number;
   /** Files delivered or skipped, by path below the base, oldest first (roughly). */
-  readonly #seen = new Map<string, Seen>();
+  readonly #seen = new SeenFiles();
   /** Every file whose ctime is before this (wall-clock ms) has been handled: a listing may
    * skip it. */
   #handledBefore = -Infinity;
@@ -590,36 +578,18 @@ export class BusSubscription implements Subscription<BusMessage> {
     if (!(before > this.#forgetBefore)) return;
     this.#forgetBefore = before;
     if (before > this.#handledBefore) this.#handledBefore = before;
-    const oldest = this.#seen.values().next().value;
-    if (oldest !== undefined && oldest.ctimeMs < before) this.#prune();
+    if (this.#seen.oldestBefore(before)) this.#prune();
   }
 
   /** Forgets files whose last event has been handled: a listing skips them anyway. */
   #prune(): void {
     this.#sincePrune = 0;
-    const before = this.#forgetBefore;
-    for (const [rel, seen] of this.#seen) {
-      if (seen.ctimeMs >= before) break;
-      this.#seen.delete(rel);
-    }
+    this.#seen.forget(this.#forgetBefore);
     this.stats.remembered = this.#seen.size;
   }
 
   #remember(rel: string, state: FileState | undefined, skip?: string): void {
-    this.#seen.delete(rel); // keep the map in the order of delivery
-    this.#seen.set(
-      rel,
-      state
-        ? {
-          ino: state.ino,
-          size: state.size,
-          mtimeSec: state.mtimeSec,
-          mtimeNsec: state.mtimeNsec,
-          ctimeMs: state.ctimeMs,
-          skip,
-        }
-        : { ino: -1, size: -1, mtimeSec: 0, mtimeNsec: 0, ctimeMs: Date.now(), skip },
-    );
+    this.#seen.add(rel, state, state ? state.ctimeMs : Date.now(), skip);
     this.stats.remembered = this.#seen.size;
     if (++this.#sincePrune >= PRUNE_EVERY) this.#prune();
   }
@@ -666,13 +636,13 @@ export class BusSubscription implements Subscription<BusMessage> {
         }
         continue;
       }
-      const seen = this.#seen.get(rel);
+      const seen = this.#seen.find(rel);
       const idMs = idTime(entry.name);
       if (idMs !== undefined) {
         // fsbus names are created once (O_EXCL) and never rewritten: no need to look again,
         // and the name says when: only a recent one needs its modification time (#settle),
         // and only one that may have been forgotten needs its ctime.
-        if (seen !== undefined || idMs < this.#cutoffMs) continue;
+        if (seen >= 0 || idMs < this.#cutoffMs) continue;
         if (idMs < handled - NAME_SLACK_MS) continue;
         if (idMs >= handled && idMs < Date.now() - 1000) {
           out.push({ dir, name: entry.name, sort: sortKey(entry.name, idMs), mtimeMs: idMs });
@@ -683,7 +653,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       if (st === undefined) continue;
       if ((idMs ?? st.mtimeMs) < this.#cutoffMs) continue;
       if (st.ctimeMs < handled) continue; // handled, and perhaps forgotten
-      if (seen !== undefined && sameFile(seen, st)) continue; // delivered, or skipped
+      if (seen >= 0 && this.#seen.same(seen, st)) continue; // delivered, or skipped
       out.push({
         dir,
         name: entry.name,
@@ -718,13 +688,14 @@ export class BusSubscription implements Subscription<BusMessage> {
     const path = `${this.#base}/${rel}`;
     const fd = this.#ffi ? this.#dirFd(dir) : -1;
     if (fd === undefined) return undefined; // the topic is gone, or was swapped for a symlink
-    const prev = this.#seen.get(rel);
+    const prev = this.#seen.find(rel);
+    const prevSkip = prev >= 0 ? this.#seen.skipOf(prev) : undefined;
     const r = this.#files.read(
       fd,
       name,
       path,
       this.#maxSize,
-      prev === undefined || prev.skip !== undefined ? undefined : prev,
+      prev < 0 || prevSkip !== undefined ? undefined : this.#seen.version(prev),
     );
     if (r === undefined) return undefined;
     if (!r.ok) {
@@ -734,8 +705,10 @@ export class BusSubscription implements Subscription<BusMessage> {
         return undefined;
       }
       if (
-        prev?.skip !== undefined &&
-        (r.state ? sameFile(prev, r.state) : prev.ino === -1 && prev.skip === r.reason)
+        prevSkip !== undefined &&
+        (r.state
+          ? this.#seen.same(prev, r.state)
+          : this.#seen.version(prev).ino === -1 && prevSkip === r.reason)
       ) {
         return undefined;
       }
