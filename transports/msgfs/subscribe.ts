@@ -39,7 +39,7 @@ import { openDir, readDirFd } from "../../sys/dirfd.ts";
 import { type FileState, MessageFiles } from "./read.ts";
 import { SeenFiles } from "./_seen.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
-import { openWatcher, type Watcher, type WatchEvent } from "./watch.ts";
+import { openWatcher, type Watcher } from "./watch.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
@@ -56,8 +56,6 @@ export const SEEN_SLACK_MS = 2000;
 const NAME_SLACK_MS = 60_000;
 /** Deliveries between two reads of the watcher while a long batch or listing is delivered. */
 const READ_EVERY = 512;
-/** Events a subscription holds at most; beyond, the kernel's queue may overflow. */
-const MAX_QUEUED = 65_536;
 /** Deliveries between two prunings of what a subscription remembers. */
 const PRUNE_EVERY = 512;
 
@@ -267,9 +265,6 @@ export class BusSubscription implements Subscription<BusMessage> {
   /** Descriptors of topic directories below it, least recently used first. */
   readonly #dirFds = new Map<string, number>();
   #watcher: Watcher | undefined;
-  /** Events read and not handled yet: `#queue` from index `#queued` on. */
-  #queue: WatchEvent[] = [];
-  #queued = 0;
   /** Messages delivered since the watcher was last read. */
   #sinceRead = 0;
   #closed = false;
@@ -447,57 +442,53 @@ export class BusSubscription implements Subscription<BusMessage> {
       watcher.watch("", this.#ffi ? this.#baseFd : undefined);
       if (recursive) this.#watchTree("");
       if (this.#options.since !== undefined) yield* this.#rescan(recursive);
+      const inotify = watcher.backend === "inotify";
       for (;;) {
-        if (this.#queued === this.#queue.length) {
-          // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
-          // place): every event read is handled before the next wait, so every event queued
-          // before the watcher last found its queue empty has been handled now. (Not when a
-          // batch is read: its events may be seconds old, for files a rescan has delivered.)
-          // The fallback watcher loses events silently and cannot tell.
-          if (watcher.backend === "inotify") this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
-          const batch = await watcher.next();
-          if (batch === null || this.#closed) return;
-          this.#queue = batch;
-          this.#queued = 0;
+        if (this.#closed) return;
+        // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
+        // place): every event taken is handled before the next, so once the watcher holds none,
+        // every event queued before it last found the kernel's queue empty has been handled.
+        // The fallback watcher loses events silently and cannot tell.
+        if (inotify && !watcher.holding) this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
+        const e = watcher.take();
+        if (e === undefined) {
+          if (!(await watcher.wait()) || this.#closed) return;
+          continue;
         }
-        // Events read meanwhile (#readMore) are appended to the queue.
-        while (this.#queued < this.#queue.length) {
-          const e = this.#queue[this.#queued++]!;
-          if (this.#closed) return;
-          switch (e.kind) {
-            case "file": {
-              const m = this.#deliver(e.dir, e.name);
-              if (++this.#sinceRead >= READ_EVERY) this.#readMore();
-              if (m) yield m;
-              break;
-            }
-            case "dir":
-              if (recursive) {
-                const dir = e.dir ? `${e.dir}/${e.name}` : e.name;
-                this.#dropDirs(dir); // a directory moved in under a name seen before
-                if (this.#watchDir(dir)) yield* this.#rescan(true, dir);
-              }
-              break;
-            case "gone": {
-              const rel = e.dir ? `${e.dir}/${e.name}` : e.name;
-              if (this.#seen.delete(rel)) this.stats.remembered--;
-              if (this.#dirFds.size > 0) this.#dropDirs(rel);
-              break;
-            }
-            case "rescan":
-              this.stats.rescans++;
-              yield* this.#rescan(recursive);
-              break;
-            case "removed":
-              if (e.dir === "") {
-                throw new FsbusError(
-                  "not_found",
-                  `Cannot watch bus "${this.#base}": it was removed or moved`,
-                );
-              }
-              this.#dropDirs(e.dir);
-              break;
+        // The event is used at once: the watcher may reuse it for the next.
+        switch (e.kind) {
+          case "file": {
+            const m = this.#deliver(e.dir, e.name);
+            if (++this.#sinceRead >= READ_EVERY) this.#readMore();
+            if (m) yield m;
+            break;
           }
+          case "dir":
+            if (recursive) {
+              const dir = e.dir ? `${e.dir}/${e.name}` : e.name;
+              this.#dropDirs(dir); // a directory moved in under a name seen before
+              if (this.#watchDir(dir)) yield* this.#rescan(true, dir);
+            }
+            break;
+          case "gone": {
+            const rel = e.dir ? `${e.dir}/${e.name}` : e.name;
+            if (this.#seen.delete(rel)) this.stats.remembered--;
+            if (this.#dirFds.size > 0) this.#dropDirs(rel);
+            break;
+          }
+          case "rescan":
+            this.stats.rescans++;
+            yield* this.#rescan(recursive);
+            break;
+          case "removed":
+            if (e.dir === "") {
+              throw new FsbusError(
+                "not_found",
+                `Cannot watch bus "${this.#base}": it was removed or moved`,
+              );
+            }
+            this.#dropDirs(e.dir);
+            break;
         }
       }
     } finally {
@@ -556,21 +547,13 @@ export class BusSubscription implements Subscription<BusMessage> {
   }
 
   /**
-   * Moves the events the kernel holds now to the end of this subscription's queue, while a
-   * long batch or listing is being delivered: the kernel's queue then does not overflow (no
-   * listing, no lost event) as long as this one stays below {@linkcode MAX_QUEUED}.
+   * Moves the events the kernel holds now into the watcher's own queue, while a long batch or
+   * listing is being delivered: the kernel's queue then does not overflow (no listing, no lost
+   * event) as long as the watcher's (4 MiB, some 70,000 events) has room.
    */
   #readMore(): void {
     this.#sinceRead = 0;
-    const watcher = this.#watcher;
-    if (watcher === undefined || this.#queue.length - this.#queued >= MAX_QUEUED) return;
-    const more = watcher.poll();
-    if (more.length === 0) return;
-    if (this.#queued >= READ_EVERY) {
-      this.#queue = this.#queue.slice(this.#queued); // drop what was handled
-      this.#queued = 0;
-    }
-    for (const e of more) this.#queue.push(e);
+    this.#watcher?.pull();
   }
 
   /** Every event for files changed before `before` has been handled: forget those files. */

@@ -7,7 +7,7 @@
  */
 
 import { ffiAvailable } from "../../sys/libc.ts";
-import { IN, Inotify } from "../../sys/inotify.ts";
+import { IN, Inotify, InotifyQueue } from "../../sys/inotify.ts";
 import { yieldTurn } from "../../sys/poll.ts";
 import { SysError } from "../../sys/errno.ts";
 import { fromFsError, FsbusError } from "../../types.ts";
@@ -28,11 +28,13 @@ function procFds(): boolean {
 /**
  * What a watcher reports. `dir` is relative to the watched root ("" for the root itself).
  *
- * - `file`: a file was closed after writing, or moved in: a message candidate.
- * - `dir`: a subdirectory appeared (a new topic).
- * - `gone`: an entry was deleted or moved away.
+ * - `file`: a file was closed after writing, or moved in (`name`): a message candidate.
+ * - `dir`: a subdirectory appeared (a new topic, `name`).
+ * - `gone`: an entry (`name`) was deleted or moved away.
  * - `rescan`: events may have been lost (inotify queue overflow): look at everything again.
- * - `removed`: a watched directory itself went away.
+ * - `removed`: a watched directory (`dir`) itself went away.
+ *
+ * `name` is "" for `rescan` and `removed`, `dir` "" for `rescan`.
  *
  * @example
  * ```ts
@@ -40,13 +42,17 @@ function procFds(): boolean {
  * const e: WatchEvent = { kind: "file", dir: "", name: "msg" };
  * ```
  */
-export type WatchEvent =
-  | { kind: "file" | "dir" | "gone"; dir: string; name: string }
-  | { kind: "rescan" }
-  | { kind: "removed"; dir: string };
+export interface WatchEvent {
+  /** What happened. */
+  kind: "file" | "dir" | "gone" | "rescan" | "removed";
+  /** The directory it happened in, relative to the root. */
+  dir: string;
+  /** The entry's name in it. */
+  name: string;
+}
 
 /**
- * A source of {@linkcode WatchEvent}s for one directory tree.
+ * A source of {@linkcode WatchEvent}s for one directory tree, taken one at a time.
  *
  * @example
  * ```ts
@@ -56,10 +62,14 @@ export type WatchEvent =
  * const w = openWatcher(dir, { recursive: false });
  * w.watch("");
  * Deno.writeTextFileSync(`${dir}/msg`, "hello");
- * const batch = await w.next();
- * assert.deepEqual(batch, [{ kind: "file", dir: "", name: "msg" }]);
+ * let e = w.take();
+ * while (e === undefined) {
+ *   await w.wait();
+ *   e = w.take();
+ * }
+ * assert.deepEqual({ ...e }, { kind: "file", dir: "", name: "msg" });
  * await w.close();
- * assert.equal(await w.next(), null);
+ * assert.equal(await w.wait(), false);
  * Deno.removeSync(dir, { recursive: true });
  * ```
  */
@@ -76,16 +86,33 @@ export interface Watcher {
    */
   watch(dir: string, fd?: number): boolean;
   /**
-   * When the watcher last found no event waiting (wall-clock milliseconds): every event from
-   * before then is in a batch already returned by `next()`. `-Infinity` when the watcher
-   * cannot tell (the fallback).
+   * When the watcher last found no event waiting (wall-clock milliseconds): once
+   * {@linkcode Watcher.take} has returned undefined, every event from before then has been
+   * taken. `-Infinity` when the watcher cannot tell (the fallback).
    */
   readonly drainedAt: number;
-  /** The next batch of events (empty after `wake()`); `null` once the watcher is closed. */
-  next(): Promise<WatchEvent[] | null>;
-  /** The events queued now, without waiting (none from the fallback, which has no queue). */
-  poll(): WatchEvent[];
-  /** Makes a pending `next()` return at once (with `null` once closed). */
+  /** Whether the watcher's own queue holds events not taken yet. */
+  readonly holding: boolean;
+  /**
+   * The next event, without waiting: from the watcher's own queue, or read from the kernel's
+   * when that is empty. The object may be reused by the next call: use it at once.
+   *
+   * @returns The event, or undefined when none is waiting (or the watcher is closed).
+   */
+  take(): WatchEvent | undefined;
+  /**
+   * Waits until an event may be waiting, or `wake()`.
+   *
+   * @returns False once the watcher is closed.
+   */
+  wait(): Promise<boolean>;
+  /**
+   * Moves the events the kernel holds now into the watcher's own queue (up to a bound), while
+   * a long batch is handled, so that the kernel's queue does not overflow (none with the
+   * fallback, which has no such queue).
+   */
+  pull(): void;
+  /** Makes a pending `wait()` return at once (false once closed). */
   wake(): void;
   /** Stops watching and frees everything. */
   close(): Promise<void>;
@@ -100,6 +127,8 @@ class InotifyWatcher implements Watcher {
   readonly backend = "inotify";
   readonly #root: string;
   readonly #ino = new Inotify();
+  readonly #queue = new InotifyQueue(this.#ino);
+  readonly #event: WatchEvent = { kind: "file", dir: "", name: "" };
   readonly #dirs = new Map<number, string>();
   readonly #mask: number;
   readonly #blockMs: number;
@@ -113,6 +142,10 @@ class InotifyWatcher implements Watcher {
 
   get drainedAt(): number {
     return this.#ino.drainedAt;
+  }
+
+  get holding(): boolean {
+    return this.#queue.bytes > 0;
   }
 
   watch(dir: string, fd?: number): boolean {
@@ -130,62 +163,74 @@ class InotifyWatcher implements Watcher {
     return true;
   }
 
-  async next(): Promise<WatchEvent[] | null> {
+  take(): WatchEvent | undefined {
+    if (this.#closed) return undefined;
+    const queue = this.#queue;
     for (;;) {
-      if (this.#closed) return null;
-      const raw = this.#ino.read();
-      if (raw.length > 0) {
-        const events = this.#translate(raw);
-        if (events.length > 0) return events;
-        continue;
+      if (!queue.next()) {
+        queue.fill();
+        if (!queue.next()) return undefined;
       }
+      if (this.#translate(queue)) return this.#event;
+    }
+  }
+
+  async wait(): Promise<boolean> {
+    for (;;) {
+      if (this.#closed) return false;
+      if (this.#queue.bytes > 0) return true;
       if (this.#blockMs > 0) {
         // Block in poll(2) on this thread for a while, then let the event loop run.
-        const r = this.#ino.waitSync(this.#blockMs);
-        if (r === "woken") return [];
-        if (r === "timeout") await yieldTurn();
+        if (this.#ino.waitSync(this.#blockMs) !== "timeout") return !this.#closed;
+        await yieldTurn();
         continue;
       }
-      if ((await this.#ino.wait()) === "woken") return [];
+      await this.#ino.wait();
+      return !this.#closed;
     }
   }
 
-  poll(): WatchEvent[] {
-    return this.#closed ? [] : this.#translate(this.#ino.read());
+  pull(): void {
+    if (!this.#closed) this.#queue.fill();
   }
 
-  #translate(raw: ReturnType<Inotify["read"]>): WatchEvent[] {
-    const events: WatchEvent[] = [];
-    for (const e of raw) {
-      if (e.mask & IN.Q_OVERFLOW) {
-        events.push({ kind: "rescan" });
-        continue;
-      }
-      const dir = this.#dirs.get(e.wd);
-      if (dir === undefined) continue;
-      if (e.mask & IN.IGNORED) {
-        this.#dirs.delete(e.wd);
-        continue;
-      }
-      if (e.mask & (IN.DELETE_SELF | IN.MOVE_SELF)) {
-        events.push({ kind: "removed", dir });
-        if (e.mask & IN.MOVE_SELF) this.#ino.remove(e.wd);
-        continue;
-      }
-      if (isHidden(e.name)) continue;
-      if (e.mask & IN.ISDIR) {
-        if (e.mask & (IN.CREATE | IN.MOVED_TO)) events.push({ kind: "dir", dir, name: e.name });
-        else if (e.mask & (IN.DELETE | IN.MOVED_FROM)) {
-          events.push({ kind: "gone", dir, name: e.name });
-        }
-      } else if (e.mask & (IN.CLOSE_WRITE | IN.MOVED_TO)) {
-        events.push({ kind: "file", dir, name: e.name });
-      } else if (e.mask & (IN.DELETE | IN.MOVED_FROM)) {
-        events.push({ kind: "gone", dir, name: e.name });
-      }
-      // IN_CREATE of a file: wait for its close.
+  /** Makes the taken event a {@linkcode WatchEvent}; false for one that is not reported. */
+  #translate(q: InotifyQueue): boolean {
+    const e = this.#event;
+    const mask = q.mask;
+    if (mask & IN.Q_OVERFLOW) {
+      e.kind = "rescan";
+      e.dir = e.name = "";
+      return true;
     }
-    return events;
+    const dir = this.#dirs.get(q.wd);
+    if (dir === undefined) return false;
+    if (mask & IN.IGNORED) {
+      this.#dirs.delete(q.wd);
+      return false;
+    }
+    if (mask & (IN.DELETE_SELF | IN.MOVE_SELF)) {
+      if (mask & IN.MOVE_SELF) this.#ino.remove(q.wd);
+      e.kind = "removed";
+      e.dir = dir;
+      e.name = "";
+      return true;
+    }
+    if (isHidden(q.name)) return false;
+    if (mask & IN.ISDIR) {
+      if (mask & (IN.CREATE | IN.MOVED_TO)) e.kind = "dir";
+      else if (mask & (IN.DELETE | IN.MOVED_FROM)) e.kind = "gone";
+      else return false;
+    } else if (mask & (IN.CLOSE_WRITE | IN.MOVED_TO)) {
+      e.kind = "file";
+    } else if (mask & (IN.DELETE | IN.MOVED_FROM)) {
+      e.kind = "gone";
+    } else {
+      return false; // IN_CREATE of a file: wait for its close
+    }
+    e.dir = dir;
+    e.name = q.name;
+    return true;
   }
 
   wake(): void {
@@ -213,6 +258,9 @@ class WatchFsWatcher implements Watcher {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #rescanDue = false;
   #wakeUp: (() => void) | undefined;
+  /** Events received and not taken yet: `#events` from `#taken` on. */
+  #events: WatchEvent[] = [];
+  #taken = 0;
 
   constructor(root: string, recursive: boolean) {
     this.#root = root;
@@ -224,35 +272,51 @@ class WatchFsWatcher implements Watcher {
     this.#iter = this.#fs[Symbol.asyncIterator]();
   }
 
+  get holding(): boolean {
+    return this.#taken < this.#events.length;
+  }
+
   watch(_dir: string, _fd?: number): boolean {
     return true; // Deno.watchFs watches the whole tree when recursive
   }
 
-  async next(): Promise<WatchEvent[] | null> {
+  take(): WatchEvent | undefined {
+    if (this.#closed) return undefined;
+    if (this.#taken < this.#events.length) return this.#events[this.#taken++];
+    this.#events = [];
+    this.#taken = 0;
+    if (this.#rescanDue) {
+      this.#rescanDue = false;
+      return { kind: "rescan", dir: "", name: "" };
+    }
+    return undefined;
+  }
+
+  async wait(): Promise<boolean> {
     for (;;) {
-      if (this.#closed) return null;
-      if (this.#rescanDue) {
-        this.#rescanDue = false;
-        return [{ kind: "rescan" }];
-      }
+      if (this.#closed) return false;
+      if (this.#taken < this.#events.length || this.#rescanDue) return true;
       this.#pending ??= this.#iter.next();
       const woken = new Promise<"woken">((r) => (this.#wakeUp = () => r("woken")));
       const got = await Promise.race([this.#pending, woken]);
       this.#wakeUp = undefined;
-      if (got === "woken") {
-        if (this.#rescanDue) continue;
-        return [];
-      }
+      if (got === "woken") return !this.#closed;
       this.#pending = undefined;
-      if (got.done) return null;
+      if (got.done) {
+        this.#closed = true;
+        return false;
+      }
       const events = this.#translate(got.value);
       this.#armRescan();
-      if (events.length > 0) return events;
+      if (events.length > 0) {
+        for (const e of events) this.#events.push(e);
+        return true;
+      }
     }
   }
 
-  poll(): WatchEvent[] {
-    return [];
+  pull(): void {
+    // Deno.watchFs queues for itself.
   }
 
   /** After activity, rescan once a second later: Deno.watchFs loses events under bursts. */
@@ -266,12 +330,14 @@ class WatchFsWatcher implements Watcher {
   }
 
   #translate(e: Deno.FsEvent): WatchEvent[] {
-    if (e.flag === "rescan") return [{ kind: "rescan" }];
+    if (e.flag === "rescan") return [{ kind: "rescan", dir: "", name: "" }];
     const out: WatchEvent[] = [];
     const paths = e.kind === "rename" && e.paths.length === 2 ? [e.paths[1]!] : e.paths;
     for (const path of paths) {
       if (!path.startsWith(this.#root + "/")) {
-        if (path === this.#root && e.kind === "remove") out.push({ kind: "removed", dir: "" });
+        if (path === this.#root && e.kind === "remove") {
+          out.push({ kind: "removed", dir: "", name: "" });
+        }
         continue;
       }
       const rel = path.slice(this.#root.length + 1);
