@@ -133,6 +133,9 @@ class InotifyWatcher implements Watcher {
   readonly #mask: number;
   readonly #blockMs: number;
   #closed = false;
+  /** False once a read has emptied the kernel's queue, until the next wait: saves the read
+   * that would only say so again (the wait's poll(2) does). */
+  #unread = true;
 
   constructor(root: string, recursive: boolean, blockMs: number) {
     this.#root = root;
@@ -168,7 +171,8 @@ class InotifyWatcher implements Watcher {
     const queue = this.#queue;
     for (;;) {
       if (!queue.next()) {
-        queue.fill();
+        if (!this.#unread) return undefined;
+        this.#unread = !queue.fill();
         if (!queue.next()) return undefined;
       }
       if (this.#translate(queue)) return this.#event;
@@ -176,6 +180,7 @@ class InotifyWatcher implements Watcher {
   }
 
   async wait(): Promise<boolean> {
+    this.#unread = true;
     for (;;) {
       if (this.#closed) return false;
       if (this.#queue.bytes > 0) return true;
@@ -191,7 +196,7 @@ class InotifyWatcher implements Watcher {
   }
 
   pull(): void {
-    if (!this.#closed) this.#queue.fill();
+    if (!this.#closed) this.#unread = !this.#queue.fill();
   }
 
   /** Makes the taken event a {@linkcode WatchEvent}; false for one that is not reported. */
