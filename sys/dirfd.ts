@@ -491,8 +491,9 @@ export function statusAt(dirfd: number, name: string): FileStatus | undefined {
  *
  * @param fd The descriptor, at offset 0.
  * @param size The file's size from its status.
- * @returns The `size` bytes (a view of a buffer one byte longer), or `undefined` when the file
- *   now holds more or fewer bytes than `size`.
+ * @param into Where to read (`size + 1` bytes long at least); a new buffer when not given.
+ * @returns The `size` bytes (a view of `into`, or of a new buffer one byte longer), or
+ *   `undefined` when the file now holds more or fewer bytes than `size`.
  * @throws {SysError} When a read fails.
  *
  * @example
@@ -514,8 +515,12 @@ export function statusAt(dirfd: number, name: string): FileStatus | undefined {
  * Deno.removeSync(dir, { recursive: true });
  * ```
  */
-export function readSized(fd: number, size: number): Uint8Array | undefined {
-  const buf = new Uint8Array(size + 1);
+export function readSized(
+  fd: number,
+  size: number,
+  into?: Uint8Array,
+): Uint8Array | undefined {
+  const buf = into ?? new Uint8Array(size + 1);
   const c = libc();
   let len = 0;
   for (;;) {

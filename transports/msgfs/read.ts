@@ -44,6 +44,14 @@ export interface FileState {
 type Known = Pick<FileState, "ino" | "size" | "mtimeSec" | "mtimeNsec">;
 
 /**
+ * Messages up to {@linkcode POOLED_MAX} bytes are read into views of one shared buffer of this
+ * size per subscription, not each into its own: one allocation per some sixty 1 KiB messages.
+ */
+const POOL_BYTES = 64 * 1024;
+/** The largest message read into the pool. */
+const POOLED_MAX = 4096;
+
+/**
  * Whether two states are of the same file, unchanged: same inode, size and modification time.
  *
  * @param a A state.
@@ -101,6 +109,9 @@ export type ReadOutcome =
  */
 export class MessageFiles {
   readonly #ffi: boolean;
+  /** Small messages are read into this shared buffer, at `#poolAt` (see {@linkcode POOL_BYTES}). */
+  #pool = new Uint8Array(0);
+  #poolAt = 0;
 
   /**
    * @param ffi Whether libc may be used.
@@ -152,8 +163,59 @@ export class MessageFiles {
     delivered?: Known,
   ): ReadOutcome | undefined {
     return this.#ffi
-      ? readFfi(dirfd, name, maxSize, delivered)
+      ? this.#readFfi(dirfd, name, maxSize, delivered)
       : readDeno(path, maxSize, delivered);
+  }
+
+  #readFfi(
+    dirfd: number,
+    name: string,
+    maxSize: number,
+    delivered?: Known,
+  ): ReadOutcome | undefined {
+    let fd: number;
+    try {
+      fd = openAt(dirfd, name, O.RDONLY | O.NONBLOCK | O.NOCTTY);
+    } catch (err) {
+      if (!(err instanceof SysError)) throw err;
+      if (err.code === "ENOENT") return { ok: false, why: "gone" };
+      if (err.code === "ELOOP") return { ok: false, why: "skip", reason: "a symbolic link" };
+      return { ok: false, why: "skip", reason: err.reason };
+    }
+    try {
+      const st = statusFd(fd);
+      if (st.kind !== "file") {
+        return { ok: false, why: "skip", reason: "not a regular file", state: fromStatus(st) };
+      }
+      // Removed before it could be read: a failed publish is removed before its close.
+      if (st.nlink === 0) return { ok: false, why: "gone" };
+      if (delivered !== undefined && sameFile(delivered, st)) return undefined;
+      const state = fromStatus(st);
+      if (state.size > maxSize) return tooLarge(maxSize, state);
+      // More or fewer bytes than its status said: still being written (its close comes later).
+      const data = readSized(fd, state.size, this.#space(state.size));
+      if (data === undefined) return undefined;
+      return { ok: true, state, data };
+    } catch (err) {
+      if (!(err instanceof SysError)) throw err;
+      return { ok: false, why: "skip", reason: err.reason };
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /** Room for a small message (and the one byte more that shows a file that grew) in the
+   * pool, or undefined for a large one (read into its own buffer). */
+  #space(size: number): Uint8Array | undefined {
+    if (size > POOLED_MAX) return undefined;
+    if (this.#poolAt + size + 1 > this.#pool.length) {
+      this.#pool = new Uint8Array(POOL_BYTES);
+      this.#poolAt = 0;
+    }
+    const at = this.#poolAt;
+    // The next message starts 8-aligned, after this one (over its byte more).
+    this.#poolAt = (at + size + 8) & ~7;
+    return this.#pool.subarray(at, at + size + 1);
   }
 }
 
@@ -199,43 +261,6 @@ function fromFileInfo(info: Deno.FileInfo): FileState {
 
 function tooLarge(maxSize: number, state: FileState): ReadOutcome {
   return { ok: false, why: "skip", reason: `larger than the ${maxSize}-byte limit`, state };
-}
-
-function readFfi(
-  dirfd: number,
-  name: string,
-  maxSize: number,
-  delivered?: Known,
-): ReadOutcome | undefined {
-  let fd: number;
-  try {
-    fd = openAt(dirfd, name, O.RDONLY | O.NONBLOCK | O.NOCTTY);
-  } catch (err) {
-    if (!(err instanceof SysError)) throw err;
-    if (err.code === "ENOENT") return { ok: false, why: "gone" };
-    if (err.code === "ELOOP") return { ok: false, why: "skip", reason: "a symbolic link" };
-    return { ok: false, why: "skip", reason: err.reason };
-  }
-  try {
-    const st = statusFd(fd);
-    if (st.kind !== "file") {
-      return { ok: false, why: "skip", reason: "not a regular file", state: fromStatus(st) };
-    }
-    // Removed before it could be read: a failed publish is removed before its close.
-    if (st.nlink === 0) return { ok: false, why: "gone" };
-    if (delivered !== undefined && sameFile(delivered, st)) return undefined;
-    const state = fromStatus(st);
-    if (state.size > maxSize) return tooLarge(maxSize, state);
-    // More or fewer bytes than its status said: still being written (its close comes later).
-    const data = readSized(fd, state.size);
-    if (data === undefined) return undefined;
-    return { ok: true, state, data };
-  } catch (err) {
-    if (!(err instanceof SysError)) throw err;
-    return { ok: false, why: "skip", reason: err.reason };
-  } finally {
-    closeFd(fd);
-  }
 }
 
 function readDeno(

@@ -68,6 +68,10 @@ interface Entry {
 /**
  * A message from a directory bus.
  *
+ * `data` is a view: messages up to 4 KiB share one 64 KiB buffer with other messages of the
+ * same subscription (one allocation for many), so mind its `byteOffset`, and copy it
+ * (`data.slice()`) before transferring or posting its `buffer`, or keeping a few of many.
+ *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -85,6 +89,9 @@ interface Entry {
  * ```
  */
 export interface BusMessage extends Message {
+  /** The payload, exactly as published: a view, possibly of a buffer shared with other
+   * messages of the subscription. */
+  readonly data: Uint8Array;
   /** The message's file name. */
   readonly id: string;
   /** The topic (subdirectory) it was published to, "" for the bus's root. */
