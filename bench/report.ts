@@ -63,6 +63,11 @@ function us(x: number | undefined): string {
   return `${num(x, x < 100 ? 1 : 0)}`;
 }
 
+/** A latency cell from {@linkcode us} with its unit: "µs" unless it already says "ms". */
+function withUnit(cell: string): string {
+  return cell.endsWith(" ms") || cell === "–" ? cell : `${cell} µs`;
+}
+
 function rate(x: number | undefined): string {
   if (x === undefined) return "–";
   if (x >= 1e6) return `${num(x / 1e6, 2)} M/s`;
@@ -224,7 +229,7 @@ function floorGoals(msgfs: Result[]): string {
     const x = r?.vs_floor?.p50;
     rows.push([
       `p50 at ${rt / 1000}k msgs/s ≤ 2× floor`,
-      x === undefined ? "–" : `${x.toFixed(2)}× (${us(r?.p50_us)} µs)`,
+      x === undefined ? "–" : `${x.toFixed(2)}× (${withUnit(us(r?.p50_us))})`,
       verdict(x === undefined ? undefined : x <= 2),
     ]);
   }
