@@ -9,7 +9,8 @@
  * - each on tmpfs (/dev/shm) and ext4 (/tmp).
  *
  *   deno run -A bench/filebus.ts            # the full matrix (about three minutes)
- *   deno run -A bench/filebus.ts --quick    # a smoke run (about twenty seconds)
+ *   deno run -A bench/filebus.ts --quick    # a smoke run (about half a minute; four consumers
+ *                                           # on tmpfs only)
  *   deno run -A bench/filebus.ts --only lossy-1024-1000   # scenarios whose name contains this
  *
  * Results are printed as a table and written to bench/results/filebus.json.
@@ -370,13 +371,13 @@ export async function run(opts: { quick: boolean; only?: string }): Promise<Resu
         fs,
       },
     );
-    if (!quick) {
+    if (!quick || fs === "tmpfs") {
       scenarios.push({
         mode: "lossy",
         size: 1024,
         rate: 1000,
-        count: 11_000,
-        warmup: 1000,
+        count: quick ? 1500 : 11_000,
+        warmup: quick ? 500 : 1000,
         consumers: 4,
         fs,
       });

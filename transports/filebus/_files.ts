@@ -329,30 +329,71 @@ export class Files {
   }
 
   /**
+   * Opens FILE for reading, through libc (FFI only): what a lossy consumer does under the
+   * lock. The chunk in it never changes after that (producers replace FILE by renaming a new
+   * file over it), so it can be checked and read after the lock is released.
+   *
+   * @returns The descriptor (close it with `closeFd`), or undefined when FILE is absent.
+   */
+  openChunk(): number | undefined {
+    try {
+      return openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.NOFOLLOW);
+    } catch (err) {
+      if (err instanceof SysError && err.code === "ENOENT") return undefined;
+      throw openError(err, "Cannot read", this.path);
+    }
+  }
+
+  /**
+   * The identity of a chunk opened with {@linkcode Files.openChunk}, checked to be a regular
+   * file.
+   *
+   * @param fd The descriptor.
+   * @returns Its identity.
+   */
+  chunkIdentity(fd: number): Identity {
+    let st;
+    try {
+      st = fstat(fd);
+    } catch (err) {
+      throw fromFsError(err, "Cannot read", this.path);
+    }
+    if (st.kind !== "file") throw notAFile(this.path, st.kind);
+    return { ino: st.ino, ctimeNs: st.ctimeNs, mtimeNs: st.mtimeNs, size: st.size };
+  }
+
+  /**
+   * Reads a chunk opened with {@linkcode Files.openChunk} whole (the descriptor stays open).
+   *
+   * @param fd The descriptor.
+   * @param size Its size from {@linkcode Files.chunkIdentity}.
+   * @returns The bytes.
+   */
+  readChunk(fd: number, size: number): Uint8Array {
+    let data;
+    try {
+      data = readAllFd(fd, size, MAX_CHUNK);
+    } catch (err) {
+      throw fromFsError(err, "Cannot read", this.path);
+    }
+    if (data === undefined) {
+      throw new FsbusError("too_large", `Cannot read "${this.path}": larger than 1 GiB`);
+    }
+    return data;
+  }
+
+  /**
    * Reads FILE whole.
    *
    * @returns The bytes and the file's identity, or undefined when FILE is absent.
    */
   read(): ReadResult | undefined {
     if (this.ffi) {
-      let fd: number;
+      const fd = this.openChunk();
+      if (fd === undefined) return undefined;
       try {
-        fd = openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.NOFOLLOW);
-      } catch (err) {
-        if (err instanceof SysError && err.code === "ENOENT") return undefined;
-        throw openError(err, "Cannot read", this.path);
-      }
-      try {
-        const st = fstat(fd);
-        if (st.kind !== "file") throw notAFile(this.path, st.kind);
-        const data = readAllFd(fd, st.size, MAX_CHUNK);
-        if (data === undefined) {
-          throw new FsbusError("too_large", `Cannot read "${this.path}": larger than 1 GiB`);
-        }
-        const { ino, ctimeNs, mtimeNs } = st;
-        return { data, id: { ino, ctimeNs, mtimeNs, size: st.size } };
-      } catch (err) {
-        throw fromFsError(err, "Cannot read", this.path);
+        const id = this.chunkIdentity(fd);
+        return { data: this.readChunk(fd, id.size), id };
       } finally {
         closeFd(fd);
       }
