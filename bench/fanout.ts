@@ -19,6 +19,7 @@
 
 import {
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   percentiles,
@@ -760,7 +761,9 @@ if (import.meta.main) {
     const quick = Deno.args.includes("--quick");
     const o = Deno.args.indexOf("--only");
     const only = o >= 0 ? Deno.args[o + 1] as "throughput" | "latency" | "stalled" : undefined;
+    const before = loadAverage();
     const results = await run({ quick, ...(only ? { only } : {}) });
+    const load = `${before}–${loadAverage()}`;
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
@@ -768,7 +771,8 @@ if (import.meta.main) {
         `./results/fanout${quick ? "-quick" : ""}${only ? `-${only}` : ""}.json`,
         import.meta.url,
       ),
-      JSON.stringify(results, null, 2) + "\n",
+      // As bench/run.ts writes it, so that `deno task bench --report` shows when and how loaded.
+      JSON.stringify({ date: new Date().toISOString(), load, results }, null, 2) + "\n",
     );
   }
 }

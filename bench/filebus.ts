@@ -23,6 +23,7 @@ import { addRatios, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   paced,
@@ -429,13 +430,15 @@ if (import.meta.main) {
   else {
     const quick = flags.quick === "true";
     // --only SUBSTRING picks scenarios by name, such as "lossy-1024-1000-1-ext4" or "cli".
+    const before = loadAverage();
     const results = await run({ quick, ...(flags.only ? { only: flags.only } : {}) });
+    const load = `${before}–${loadAverage()}`;
     console.log("");
     for (const r of results) console.log(row(r));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
       new URL(`./results/filebus${quick ? "-quick" : ""}.json`, import.meta.url),
-      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+      JSON.stringify({ date: new Date().toISOString(), load, results }, null, 2) + "\n",
     );
   }
 }
