@@ -63,6 +63,8 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => void this.close();
   readonly #lock: LockFile;
+  /** Whether this thread may block (the caller asked for blocking waits). */
+  readonly #patient: boolean;
   #closed = false;
   #iterator: AsyncIterator<Uint8Array> | undefined;
   #inNext: Promise<IteratorResult<Uint8Array>> | undefined;
@@ -76,9 +78,10 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
    * @param options The mode, sleep interval, file monitoring and abort signal.
    */
   constructor(path: string, options: FilebusOptions = {}) {
-    const { lossless = false, signal } = options;
+    const { lossless = false, signal, blockMs = 0 } = options;
     this.path = path;
     this.lossless = lossless;
+    this.#patient = blockMs > 0;
     ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
       path,
       options,
@@ -184,7 +187,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
         if (look) {
           // Taken on this thread when it is free or soon is (no promise to settle), else
           // waited for; held only to open FILE (or, without FFI, to read it).
-          const lock = this.#lock.takeNow() ?? await this.#lockNow();
+          const lock = this.#lock.takeNow(this.#patient) ?? await this.#lockNow();
           let fd: number | undefined;
           let r: ReadResult | undefined;
           try {
