@@ -55,6 +55,17 @@ export function sameIdentity(a: Identity | undefined, b: Identity | undefined): 
     a.mtimeNs === b.mtimeNs && a.size === b.size;
 }
 
+/**
+ * Whether two identities are the same chunk's file, for a reader that holds the first one open
+ * (so its inode number cannot have been given to another file): same inode, modification time
+ * and size. The change time is left out: it moves when the file is renamed, or replaced by the
+ * next chunk (a reader that checks a chunk just after opening it can see either).
+ */
+export function sameChunk(a: Identity | undefined, b: Identity | undefined): boolean {
+  return a !== undefined && b !== undefined && a.ino === b.ino && a.mtimeNs === b.mtimeNs &&
+    a.size === b.size;
+}
+
 /** A lock file, locked with flock(2) LOCK_EX. */
 export interface Lock {
   /** Takes the lock if free; false when another holder has it (or trying is not possible). */

@@ -12,6 +12,7 @@ import {
   type Lock,
   type LockFile,
   type ReadResult,
+  sameChunk,
   sameIdentity,
 } from "./_files.ts";
 import { closeFd } from "../../sys/fs.ts";
@@ -162,9 +163,12 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     const watch = this.#watch;
     let last: Identity | undefined;
     // The last chunk read stays open (FFI), so its inode number cannot be given to a later
-    // chunk: a different identity then always means a new chunk, with no need to match
-    // events to chunks under the lock.
+    // chunk: the same inode (unchanged) is the same chunk, another inode a new one, with no
+    // need to match events to chunks under the lock. (Its change time is not compared: it
+    // moves when the next chunk replaces it, which can happen between the open under the lock
+    // and the check after it, and it would then be taken for a new chunk.)
     let held: number | undefined;
+    const same = files.ffi ? sameChunk : sameIdentity;
     let first = true;
     let emitCurrent = true; // the first look emits what FILE holds
     let timedOut = false;
@@ -180,7 +184,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
           if (changes.arrived) look = true;
           else if (changes.unsure || timedOut) {
             const st = files.stat();
-            look = st !== undefined && !sameIdentity(st.id, last);
+            look = st !== undefined && !same(st.id, last);
           }
         }
         let chunk: Uint8Array | undefined;
@@ -201,7 +205,7 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
             let keep = false;
             try {
               const id = files.chunkIdentity(fd);
-              if (emitCurrent || !sameIdentity(id, last)) {
+              if (emitCurrent || !same(id, last)) {
                 chunk = files.readChunk(fd, id.size);
                 last = id;
                 keep = true;
