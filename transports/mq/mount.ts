@@ -75,6 +75,9 @@ const O_TRUNC = 0o1000;
 const DIR_MASK = IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO |
   IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR;
 const encoder = new TextEncoder();
+/** The most writes, and milliseconds, one burst keeps a group's lock (see MqGroup.holdLock). */
+const HOLD_WRITES = 256;
+const HOLD_MS = 1;
 
 /** Options for {@linkcode mountGroups}. */
 export interface MqMountOptions {
@@ -132,6 +135,8 @@ export class MqTree implements FileSystem {
   #unidle: (() => void) | undefined;
   /** Writes through the mount queued index events not yet taken. */
   #eventsDue = false;
+  /** Groups whose lock this burst of requests holds, with the writes made and since when. */
+  readonly #holding = new Map<GroupState, { writes: number; since: number }>();
   #down = false;
 
   /**
@@ -157,6 +162,7 @@ export class MqTree implements FileSystem {
     // The index events of this server's own writes are taken once per burst of requests,
     // before the server waits (so it is not woken for them).
     this.#unidle = server.idle(() => {
+      this.#releaseLocks();
       if (!this.#eventsDue) return;
       this.#eventsDue = false;
       this.#onEvents();
@@ -193,6 +199,7 @@ export class MqTree implements FileSystem {
       this.#wdGroup.delete(wd);
     }
     for (const f of gs.files) this.#finish(f);
+    this.#holding.delete(gs);
     gs.g.close();
     this.#groups.delete(rel);
   }
@@ -404,15 +411,43 @@ export class MqTree implements FileSystem {
       return data.length;
     }
     try {
+      this.#holdLock(f.group);
       g.write(f.name, data);
     } catch (err) {
       this.#log(`Cannot write to "${g.path}/${f.name}": ${(err as Error).message}`);
       throw new FuseError(errnoOf(err));
+    } finally {
+      this.#boundLock(f.group);
     }
     f.wrote = true;
     this.#serveGroup(f.group); // answer readers now
     this.#eventsDue = true;
     return data.length;
+  }
+
+  /**
+   * Keeps a group's lock for the rest of this burst of requests: writes after the first
+   * skip the lock and the sync (MqGroup.holdLock). Released when the server goes idle, or
+   * after HOLD_WRITES writes or HOLD_MS, so other writers of the group never wait long.
+   */
+  #holdLock(gs: GroupState): void {
+    if (this.#holding.has(gs)) return;
+    gs.g.holdLock();
+    this.#holding.set(gs, { writes: 0, since: performance.now() });
+  }
+
+  #boundLock(gs: GroupState): void {
+    const h = this.#holding.get(gs);
+    if (h === undefined) return;
+    if (++h.writes >= HOLD_WRITES || performance.now() - h.since >= HOLD_MS) {
+      this.#holding.delete(gs);
+      gs.g.releaseLock();
+    }
+  }
+
+  #releaseLocks(): void {
+    for (const gs of this.#holding.keys()) gs.g.releaseLock();
+    this.#holding.clear();
   }
 
   /** Opened with truncation and closed without a write (`: > stream`): a zero-length
