@@ -188,6 +188,9 @@ export interface OpenOptions {
   readOnly?: boolean;
 }
 
+/** The largest message kept in memory for readers in the same process. */
+const KEEP_WRITTEN = 64 * 1024;
+
 /** Permission bits: others may write. */
 const OTHERS_WRITE = 0o002;
 const STICKY = 0o1000;
@@ -751,6 +754,11 @@ export class MqGroup {
         index.writeIntent(r);
         index.commitForeign(s, s.end, gap);
       }
+    }
+    // Readers in this process take the bytes from memory (a small message only).
+    if (this.#streams.localReaders > 0 && length > 0 && length <= KEEP_WRITTEN) {
+      s.written = data.slice();
+      s.writtenAt = r.offset;
     }
     // 3. order, 4. commit
     if (withOrder) index.writeOrder(s, r.order);

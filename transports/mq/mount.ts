@@ -136,7 +136,7 @@ export class MqTree implements FileSystem {
   /** Writes through the mount queued index events not yet taken. */
   #eventsDue = false;
   /** Groups whose lock this burst of requests holds, with the writes made and since when. */
-  readonly #holding = new Map<GroupState, { writes: number; since: number }>();
+  readonly #holding = new Map<GroupState, { writes: number; since: number; served: boolean }>();
   #down = false;
 
   /**
@@ -162,10 +162,14 @@ export class MqTree implements FileSystem {
     // The index events of this server's own writes are taken once per burst of requests,
     // before the server waits (so it is not woken for them).
     this.#unidle = server.idle(() => {
+      if (this.#eventsDue) {
+        this.#eventsDue = false;
+        // Still holding the locks: every index change queued for a held group is one of
+        // this burst's own commits (or came before its sync), and its readers were served.
+        const served = [...this.#holding].filter(([, h]) => h.served).map(([gs]) => gs);
+        this.#onEvents(new Set(served));
+      }
       this.#releaseLocks();
-      if (!this.#eventsDue) return;
-      this.#eventsDue = false;
-      this.#onEvents();
     });
   }
 
@@ -414,13 +418,15 @@ export class MqTree implements FileSystem {
       this.#holdLock(f.group);
       g.write(f.name, data);
     } catch (err) {
+      this.#boundLock(f.group);
       this.#log(`Cannot write to "${g.path}/${f.name}": ${(err as Error).message}`);
       throw new FuseError(errnoOf(err));
-    } finally {
-      this.#boundLock(f.group);
     }
     f.wrote = true;
     this.#serveGroup(f.group); // answer readers now
+    const h = this.#holding.get(f.group);
+    if (h !== undefined) h.served = true;
+    this.#boundLock(f.group);
     this.#eventsDue = true;
     return data.length;
   }
@@ -433,7 +439,7 @@ export class MqTree implements FileSystem {
   #holdLock(gs: GroupState): void {
     if (this.#holding.has(gs)) return;
     gs.g.holdLock();
-    this.#holding.set(gs, { writes: 0, since: performance.now() });
+    this.#holding.set(gs, { writes: 0, since: performance.now(), served: false });
   }
 
   #boundLock(gs: GroupState): void {
@@ -542,7 +548,7 @@ export class MqTree implements FileSystem {
   }
 
   /** Changes seen on the directory: index foreign appends and removals, answer readers. */
-  #onEvents(): void {
+  #onEvents(held?: Set<GroupState>): void {
     const touched = new Set<GroupState>();
     const sync = new Set<GroupState>();
     for (const e of this.#ino.read()) {
@@ -552,6 +558,7 @@ export class MqTree implements FileSystem {
       }
       const gs = this.#wdGroup.get(e.wd);
       if (gs === undefined) continue;
+      if (e.wd === gs.wds[1] && e.mask === IN.MODIFY && held?.has(gs)) continue;
       touched.add(gs);
       if (e.wd === gs.wds[0] && e.name !== "" && e.name !== "order" && !e.name.startsWith(".")) {
         if (e.name === "ctl") continue;
