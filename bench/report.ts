@@ -204,7 +204,8 @@ export function fuseTable(results: Result[]): string {
     results.find((r) => r.transport === t && r.scenario === scenario);
   const rates = (r: Result | undefined) =>
     r ? `${rate(r.pub_rate)} written, ${rate(r.sub_rate)} read` : "–";
-  const lat = (r: Result | undefined) => r ? `${us(r.p50_us)} / ${us(r.p99_us)} µs` : "–";
+  const unit = (x: number | undefined) => x !== undefined && x >= 10_000 ? us(x) : `${us(x)} µs`;
+  const lat = (r: Result | undefined) => r ? `${unit(r.p50_us)} / ${unit(r.p99_us)}` : "–";
   const t = ["mq-fuse", "floor", "fifo"].map((x) => get(x, "throughput"));
   const l = ["mq-fuse", "floor", "fifo"].map((x) => get(x, "latency"));
   const ratio = (x: number | undefined) => x === undefined ? "–" : `${x.toFixed(2)}×`;

@@ -45,6 +45,7 @@ const POLLERR = 8;
 const MAX_WRITE = 1 << 20;
 const MAX_PAGES = 256;
 const BUF_SIZE = MAX_WRITE + 4096;
+const IN_LENGTH = BigInt(BUF_SIZE);
 const YIELD_EVERY_MS = 20;
 const GRACE_MS = 2000;
 const POLL_SCHEDULE_NOTIFY = 1;
@@ -686,7 +687,7 @@ export class FuseServer {
     const buf = this.#in;
     for (;;) {
       if (this.#closed) return;
-      const n = Number(c.read(this.#fd, buf, BigInt(buf.length)));
+      const n = Number(c.read(this.#fd, buf, IN_LENGTH));
       if (n < 0) {
         const e = errno();
         if (e === Errno.EAGAIN) return;

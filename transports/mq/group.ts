@@ -50,6 +50,10 @@
  * 3. writes the stream's name + NUL into `order` at the position the record names,
  * 4. appends the record, marked *committed*, to the index, and releases the lock.
  *
+ * A process with a burst of writes (the FUSE server) may keep the lock across them
+ * ({@linkcode MqGroup.holdLock}): the sync is then done once, when the lock is taken (no other
+ * writer can commit meanwhile), and each write only checks its own stream for foreign appends.
+ *
  * The index is the commit point: readers deliver only records in the index, and a record
  * gets there only after its bytes are in the stream, so no reader ever sees part of a
  * message. A record is appended with one write at the end of the file, and a reader cannot
