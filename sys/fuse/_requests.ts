@@ -26,6 +26,7 @@ import {
   writeAttrOut,
   writeDirent,
   writeEntryOut,
+  writeInitOut,
   writeOpenOut,
   writeOutHeader,
   writeStatfsOut,
@@ -579,24 +580,21 @@ export class Requests {
       this.#host.shutdown(true, true);
       return;
     }
-    const o = this.#outView;
-    this.#out.fill(0, 16, 16 + SIZE.INIT_OUT);
-    o.setUint32(16, KERNEL_MAJOR, true);
     if (major > KERNEL_MAJOR) {
       // The kernel offers a newer major: answer with ours, it asks again.
+      writeInitOut(this.#out, this.#outView, 16, undefined);
       this.#send(unique, 0, 8);
       return;
     }
     const want = INIT.ASYNC_READ | INIT.ATOMIC_O_TRUNC | INIT.BIG_WRITES | INIT.MAX_PAGES |
       INIT.PARALLEL_DIROPS;
-    o.setUint32(20, Math.min(minor, KERNEL_MINOR), true);
-    o.setUint32(24, readahead, true);
-    o.setUint32(28, (kflags & want) >>> 0, true);
-    o.setUint16(32, 16, true); // max_background
-    o.setUint16(34, 12, true); // congestion_threshold
-    o.setUint32(36, MAX_WRITE, true);
-    o.setUint32(40, 1, true); // time_gran: nanoseconds
-    o.setUint16(44, MAX_PAGES, true);
+    writeInitOut(this.#out, this.#outView, 16, {
+      minor: Math.min(minor, KERNEL_MINOR),
+      readahead,
+      flags: (kflags & want) >>> 0,
+      maxWrite: MAX_WRITE,
+      maxPages: MAX_PAGES,
+    });
     this.#initDone = true;
     this.#send(unique, 0, SIZE.INIT_OUT);
   }

@@ -373,3 +373,46 @@ export function writeStatfsOut(bytes: Uint8Array, v: DataView, at: number, s: Fu
   v.setUint32(at + 44, s.namelen ?? 255, true);
   v.setUint32(at + 48, s.bsize ?? 4096, true);
 }
+
+/** What `fuse_init_out` agrees to (the rest is fixed: see {@linkcode writeInitOut}). */
+export interface InitOut {
+  /** The protocol minor version spoken. */
+  minor: number;
+  /** The largest readahead, in bytes. */
+  readahead: number;
+  /** The `INIT.*` flags taken up. */
+  flags: number;
+  /** The largest write, in bytes. */
+  maxWrite: number;
+  /** The largest request, in pages. */
+  maxPages: number;
+}
+
+/**
+ * Encodes `struct fuse_init_out` at `at`: protocol {@linkcode KERNEL_MAJOR}.minor, at most 16
+ * requests in the background (congestion from 12), nanosecond times. With `init` undefined
+ * only the major version is set (the answer to a newer major: the kernel asks again).
+ *
+ * @param bytes The buffer.
+ * @param v A view of it.
+ * @param at Where it starts.
+ * @param init What is agreed.
+ */
+export function writeInitOut(
+  bytes: Uint8Array,
+  v: DataView,
+  at: number,
+  init: InitOut | undefined,
+): void {
+  bytes.fill(0, at, at + SIZE.INIT_OUT);
+  v.setUint32(at, KERNEL_MAJOR, true);
+  if (init === undefined) return;
+  v.setUint32(at + 4, init.minor, true);
+  v.setUint32(at + 8, init.readahead, true);
+  v.setUint32(at + 12, init.flags, true);
+  v.setUint16(at + 16, 16, true); // max_background
+  v.setUint16(at + 18, 12, true); // congestion_threshold
+  v.setUint32(at + 20, init.maxWrite, true);
+  v.setUint32(at + 24, 1, true); // time_gran: nanoseconds
+  v.setUint16(at + 28, init.maxPages, true);
+}
