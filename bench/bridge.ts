@@ -92,22 +92,37 @@ async function subRole(args: Record<string, string>): Promise<void> {
     } else {
       const js = nc.jetstream();
       const jsm = await nc.jetstreamManager();
+      // Read as the bridge reads: one replica in memory, acks cumulative (one in 64, and the
+      // last within 100 ms), so that the two differ only by what the bridge adds.
       const info = await jsm.consumers.add("BENCH", {
         filter_subject: "bench.js",
         deliver_policy: DeliverPolicy.New,
-        ack_policy: AckPolicy.Explicit,
+        ack_policy: AckPolicy.All,
         inactive_threshold: 30e9,
+        num_replicas: 1,
+        mem_storage: true,
       });
       const c = await js.consumers.get("BENCH", info.name);
-      const msgs = await c.consume({ max_messages: 1000 });
+      const msgs = await c.consume({ max_messages: 1000, expires: 10_000 });
       close = async () => {
         msgs.stop();
         await nc.close();
       };
       (async () => {
+        let n = 0;
+        let last: JsMsg | undefined;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const ackNow = () => {
+          clearTimeout(timer);
+          timer = undefined;
+          last?.ack();
+          last = undefined;
+        };
         for await (const m of msgs as AsyncIterable<JsMsg>) {
           onMessage(m.data);
-          m.ack();
+          last = m;
+          if (++n % 64 === 0) ackNow();
+          else timer ??= setTimeout(ackNow, 100);
         }
       })();
       await nc.flush();

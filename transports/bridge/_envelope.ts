@@ -115,6 +115,8 @@ export interface Context {
   echo: Echo;
   /** The persisted position of this direction's source, if any. */
   position: string | undefined;
+  /** Whether this direction's position is kept across restarts (a state directory). */
+  persisted: boolean;
   /** On a first run, also carry what the local bus already holds. */
   history: boolean;
   /** filebus endpoints in lossless mode. */
@@ -129,8 +131,6 @@ export interface Context {
   onNotice: (text: string) => void;
 }
 
-const enc = new TextEncoder();
-
 /** Header names used on NATS. */
 export const HEADER = {
   origin: "Fsbus-Origin",
@@ -140,8 +140,3 @@ export const HEADER = {
   host: "Fsbus-Host",
   pin: "Fsbus-Pin-State",
 } as const;
-
-/** The byte size of the headers a message carries (for the max_payload check). */
-export function headerSize(e: Envelope): number {
-  return 64 + enc.encode(e.origin + e.id + encodeURIComponent(e.topic) + e.host).length + 160;
-}

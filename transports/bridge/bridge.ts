@@ -477,6 +477,7 @@ export async function bridge(
         sent,
         echo,
         position: pos?.initial,
+        persisted: pos !== undefined,
         history,
         lossless,
         signal,
