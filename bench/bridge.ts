@@ -8,6 +8,12 @@
  *
  *   deno run -A bench/bridge.ts            # 1k/s: 6,000 messages; unpaced: 20,000
  *   deno run -A bench/bridge.ts --quick    # a smoke run
+ *   deno run -A bench/bridge.ts --quick --only bridge,bridge-nats --runs 3
+ *   deno run -A bench/bridge.ts --quick --cli /tmp/old/cli.ts   # the bridges of another tree
+ *
+ * `--only` takes kinds among msgfs, nats, js, bridge (through JetStream), bridge-nats (through
+ * core NATS); `--cli` runs the bridges from another checkout's cli.ts, for A/B runs (old and
+ * new alternated) with everything else the same.
  *
  * Results are printed as a table and written to bench/results/bridge.json.
  *
@@ -35,7 +41,7 @@ import {
 } from "./_lib.ts";
 
 const SELF = new URL(import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
+let cli = new URL("../cli.ts", import.meta.url).pathname;
 const WARMUP = 1000;
 
 type Kind = "msgfs" | "nats" | "js" | "bridge" | "bridge-nats";
@@ -187,7 +193,7 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 
 function startBridge(args: string[]): { child: Deno.ChildProcess; ready: Promise<void> } {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", CLI, "bridge", ...args],
+    args: ["run", "-A", "--quiet", cli, "bridge", ...args],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -377,6 +383,7 @@ if (import.meta.main) {
   if (args.role === "sub") await subRole(args);
   else if (args.role === "pub") await pubRole(args);
   else {
+    if (args.cli) cli = args.cli;
     await run({
       quick: args.quick === "true",
       ...(args.runs ? { runs: Number(args.runs) } : {}),

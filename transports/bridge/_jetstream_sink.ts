@@ -109,7 +109,8 @@ export async function jetstreamSink(
   let lastSeq = 0;
   let failure: Error | undefined;
   let room: (() => void) | undefined;
-  let idle: (() => void) | undefined;
+  /** Waiters for an empty queue (flush). */
+  let idle: (() => void)[] = [];
   let ticker: ReturnType<typeof setInterval> | undefined;
 
   const send = (p: Pub) => {
@@ -126,6 +127,12 @@ export async function jetstreamSink(
     byToken.delete(p.token);
     p.state = state;
     inFlight--;
+  };
+
+  const wakeIdle = () => {
+    const waiting = idle;
+    idle = [];
+    for (const w of waiting) w();
   };
 
   /** Delivers the acknowledged messages at the front, in order. */
@@ -145,7 +152,7 @@ export async function jetstreamSink(
     if (queue.length === 0) {
       clearInterval(ticker);
       ticker = undefined;
-      idle?.();
+      wakeIdle();
     }
   };
 
@@ -238,14 +245,13 @@ export async function jetstreamSink(
   nc.closed().then(() => {
     failure ??= new FsbusError("closed", `Cannot publish to JetStream stream "${stream}": closed`);
     room?.();
-    idle?.();
+    wakeIdle();
   });
 
   const flush = async () => {
     while (queue.length > 0 && !failure) {
-      await new Promise<void>((r) => (idle = r));
+      await new Promise<void>((r) => idle.push(r));
     }
-    idle = undefined;
     if (failure && queue.length > 0) throw failure;
   };
 
