@@ -4,7 +4,10 @@
  * one server, subscriber on another), JetStream alone (publish with ack on one server, a
  * consumer on another) and the local directory bus alone, in the same run: 1 KiB, 1k msgs/s
  * and unpaced. One clock (CLOCK_MONOTONIC stamped into each payload), separate processes,
- * warm-up excluded, delivered/duplicates/order checked.
+ * warm-up excluded, delivered/duplicates/order checked. NATS core and JetStream alone use the
+ * bridge's own client and transport (fsbus's, on Deno's sockets), and JetStream alone reads as
+ * the bridge reads (a consumer of one replica in memory, cumulative acks), so that each differs
+ * from the bridge only by what the bridge adds.
  *
  *   deno run -A bench/bridge.ts            # 1k/s: 6,000 messages; unpaced: 20,000
  *   deno run -A bench/bridge.ts --quick    # a smoke run
@@ -22,7 +25,7 @@
 
 import { AckPolicy, connect, DeliverPolicy, type JsMsg, type NatsConnection } from "nats";
 import * as msgfs from "../transports/msgfs/mod.ts";
-import { ensureStream } from "../transports/_nats.ts";
+import { connectNats, ensureStream } from "../transports/_nats.ts";
 import { startCluster } from "../tests/_nats.ts";
 import {
   checkSequence,
@@ -91,7 +94,9 @@ async function subRole(args: Record<string, string>): Promise<void> {
       await loop;
     };
   } else {
-    const nc = await connect({ servers: args.server! });
+    // The same client and transport as the bridge's (Deno's sockets, not the package's
+    // Node `net` layer), so that NATS alone and the bridge differ only by the bridge.
+    const nc = await connectNats(args.server!);
     if (args.kind === "nats") {
       nc.subscribe("bench", { callback: (_e, m) => onMessage(m.data) });
       await nc.flush();
@@ -162,7 +167,7 @@ async function pubRole(args: Record<string, string>): Promise<void> {
       pub.publish(payload);
     });
   } else {
-    const nc: NatsConnection = await connect({ servers: args.server! });
+    const nc: NatsConnection = await connectNats(args.server!);
     if (args.kind === "nats") {
       await paced(rate, count, (seq, at) => {
         stamp(payload, seq, at);
@@ -170,19 +175,22 @@ async function pubRole(args: Record<string, string>): Promise<void> {
       });
       await nc.flush();
     } else {
-      // Publish with ack, up to 512 in flight (as the bridge does).
+      // Publish with ack, at most 512 waiting for their ack (as the bridge does): a full
+      // window waits for the oldest.
       const js = nc.jetstream();
       const inflight: Promise<unknown>[] = [];
-      let pending = Promise.resolve();
-      await paced(rate, count, (seq, at) => {
+      const send = (seq: number, at: bigint) => {
         stamp(payload, seq, at);
         inflight.push(js.publish("bench.js", payload.slice(), { timeout: 60_000 }));
-        if (inflight.length >= 512) {
-          const batch = inflight.splice(0, 256);
-          pending = pending.then(() => Promise.all(batch).then(() => {}));
+      };
+      if (rate > 0) {
+        await paced(rate, count, send);
+      } else {
+        for (let i = 0; i < count; i++) {
+          send(i, monotonicNs());
+          if (inflight.length >= 512) await inflight.shift();
         }
-      }, { yieldEvery: rate > 0 ? 1 : 64 });
-      await pending;
+      }
       await Promise.all(inflight);
     }
     await nc.close();
