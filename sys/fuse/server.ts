@@ -45,6 +45,7 @@ const POLLERR = 8;
 const MAX_WRITE = 1 << 20;
 const MAX_PAGES = 256;
 const BUF_SIZE = MAX_WRITE + 4096;
+const IN_LENGTH = BigInt(BUF_SIZE);
 const YIELD_EVERY_MS = 20;
 const GRACE_MS = 2000;
 const POLL_SCHEDULE_NOTIFY = 1;
@@ -157,7 +158,11 @@ export interface FuseStatfs {
   namelen?: number;
 }
 
-/** Who made a request, and how to answer it later. */
+/**
+ * Who made a request, and how to answer it later. Valid only during the method call it is
+ * passed to (one object serves every request): read what is needed, and call `defer` before
+ * returning.
+ */
 export interface FuseContext {
   /** The caller's user id. */
   readonly uid: number;
@@ -682,7 +687,7 @@ export class FuseServer {
     const buf = this.#in;
     for (;;) {
       if (this.#closed) return;
-      const n = Number(c.read(this.#fd, buf, BigInt(buf.length)));
+      const n = Number(c.read(this.#fd, buf, IN_LENGTH));
       if (n < 0) {
         const e = errno();
         if (e === Errno.EAGAIN) return;
@@ -698,27 +703,50 @@ export class FuseServer {
     }
   }
 
+  /** The request being handled: what {@linkcode FuseContext.defer} parks. */
+  readonly #req = { unique: 0, op: 0, size: 0, encode: undefined as Encoder<never> | undefined };
+
+  /** The one context object, valid during a method call (the request's header). */
+  readonly #context: FuseContext = ((server: FuseServer, v: DataView) => ({
+    get uid() {
+      return v.getUint32(24, true);
+    },
+    get gid() {
+      return v.getUint32(28, true);
+    },
+    get pid() {
+      return v.getUint32(32, true);
+    },
+    defer: <T>() => server.#defer<T>(),
+  }))(this, this.#inView);
+
   #ctx(unique: number, op: number, encode: Encoder<never>): FuseContext {
-    const v = this.#inView;
-    return {
-      uid: v.getUint32(24, true),
-      gid: v.getUint32(28, true),
-      pid: v.getUint32(32, true),
-      defer: <T>() => {
-        const d = new Deferred<T>(
-          (value) => {
-            this.#pending.delete(unique);
-            if (!this.#closed) this.#safe(op, () => (encode as Encoder<T>)(unique, value));
-          },
-          (e) => {
-            this.#pending.delete(unique);
-            if (!this.#closed) this.#send(unique, -Math.abs(e), 0);
-          },
-        );
-        this.#pending.set(unique, { d: d as Deferred<unknown>, op });
-        return d;
+    const r = this.#req;
+    r.unique = unique;
+    r.op = op;
+    r.encode = encode;
+    return this.#context;
+  }
+
+  /** Parks the request being handled. */
+  #defer<T>(): Deferred<T> {
+    const { unique, op, size } = this.#req;
+    const encode =
+      (op === OP.READ
+        ? (u: number, data: Uint8Array) => this.#sendRead(u, data, size)
+        : this.#req.encode) as Encoder<T>;
+    const d = new Deferred<T>(
+      (value) => {
+        this.#pending.delete(unique);
+        if (!this.#closed) this.#safe(op, () => encode(unique, value));
       },
-    };
+      (e) => {
+        this.#pending.delete(unique);
+        if (!this.#closed) this.#send(unique, -Math.abs(e), 0);
+      },
+    );
+    this.#pending.set(unique, { d: d as Deferred<unknown>, op });
+    return d;
   }
 
   #safe(op: number, fn: () => void): void {
@@ -736,24 +764,38 @@ export class FuseServer {
     try {
       result = fn(ctx);
     } catch (err) {
-      const p = this.#pending.get(unique);
-      if (p) {
-        this.#pending.delete(unique);
-        p.d._drop();
-      }
-      if (err instanceof FuseError) {
-        this.#send(unique, -err.errno, 0);
-      } else {
-        this.#onError(err, OP_NAMES[op] ?? String(op));
-        this.#send(unique, -Errno.EIO, 0);
-      }
+      this.#failed(unique, op, err);
       return;
     }
+    this.#answer(unique, op, encode, result);
+  }
+
+  /** Answers a method's error. */
+  #failed(unique: number, op: number, err: unknown): void {
+    const p = this.#pending.get(unique);
+    if (p) {
+      this.#pending.delete(unique);
+      p.d._drop();
+    }
+    if (err instanceof FuseError) {
+      this.#send(unique, -err.errno, 0);
+    } else {
+      this.#onError(err, OP_NAMES[op] ?? String(op));
+      this.#send(unique, -Errno.EIO, 0);
+    }
+  }
+
+  /** Answers a method's result with `encode`, or nothing when it was parked. */
+  #answer<T>(unique: number, op: number, encode: Encoder<T>, result: Maybe<T>): void {
     if (result instanceof Deferred) {
       if (this.#stopping) this.#answerParked(); // no more waiting once stopping
       return; // answered later (or already)
     }
-    this.#safe(op, () => encode(unique, result as T));
+    try {
+      encode(unique, result);
+    } catch (err) {
+      this.#onError(err, OP_NAMES[op] ?? String(op));
+    }
   }
 
   /** Writes a reply: the header, then `len` bytes already in the out buffer at 16. */
@@ -831,6 +873,17 @@ export class FuseServer {
   #sendData = (unique: number, data: Uint8Array): void => {
     this.#out.set(data, 16);
     this.#send(unique, 0, data.length);
+  };
+
+  /** The reply to a read of `size` bytes (never more). */
+  #sendRead(unique: number, data: Uint8Array, size: number): void {
+    this.#sendData(unique, data.length > size ? data.subarray(0, size) : data);
+  }
+
+  #sendWritten = (unique: number, written: number): void => {
+    this.#outView.setUint32(16, written, true);
+    this.#outView.setUint32(20, 0, true);
+    this.#send(unique, 0, SIZE.WRITE_OUT);
   };
 
   #dispatch(n: number): void {
@@ -911,28 +964,37 @@ export class FuseServer {
           this.#send(u, 0, SIZE.ENTRY_OUT + SIZE.OPEN_OUT);
         }, (ctx) => create.call(fs, node, name, mode, flags, ctx));
       }
+      // READ and WRITE carry the messages: no closure per request (see #defer).
       case OP.READ: {
-        const read = fs.read;
-        if (!read) return this.#send(unique, -Errno.ENOSYS, 0);
+        if (!fs.read) return this.#send(unique, -Errno.ENOSYS, 0);
         const fh = getU64(v, B);
         const offset = getU64(v, B + 8);
         const size = Math.min(v.getUint32(B + 16, true), MAX_WRITE);
-        return this.#call(unique, op, (u, data: Uint8Array) => {
-          this.#sendData(u, data.length > size ? data.subarray(0, size) : data);
-        }, (ctx) => read.call(fs, node, fh, offset, size, ctx));
+        const ctx = this.#ctx(unique, op, this.#sendData as Encoder<never>);
+        this.#req.size = size;
+        let data: Maybe<Uint8Array>;
+        try {
+          data = fs.read(node, fh, offset, size, ctx);
+        } catch (err) {
+          return this.#failed(unique, op, err);
+        }
+        if (data instanceof Deferred) return this.#answer(unique, op, this.#sendData, data);
+        return this.#sendRead(unique, data, size);
       }
       case OP.WRITE: {
-        const write = fs.write;
-        if (!write) return this.#send(unique, -Errno.ENOSYS, 0);
+        if (!fs.write) return this.#send(unique, -Errno.ENOSYS, 0);
         const fh = getU64(v, B);
         const offset = getU64(v, B + 8);
         const size = v.getUint32(B + 16, true);
         const data = this.#in.subarray(B + SIZE.WRITE_IN, Math.min(n, B + SIZE.WRITE_IN + size));
-        return this.#call(unique, op, (u, written: number) => {
-          this.#outView.setUint32(16, written, true);
-          this.#outView.setUint32(20, 0, true);
-          this.#send(u, 0, SIZE.WRITE_OUT);
-        }, (ctx) => write.call(fs, node, fh, offset, data, ctx));
+        const ctx = this.#ctx(unique, op, this.#sendWritten as Encoder<never>);
+        let written: Maybe<number>;
+        try {
+          written = fs.write(node, fh, offset, data, ctx);
+        } catch (err) {
+          return this.#failed(unique, op, err);
+        }
+        return this.#answer(unique, op, this.#sendWritten, written);
       }
       case OP.FLUSH: {
         const fh = getU64(v, B);

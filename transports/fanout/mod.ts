@@ -83,6 +83,8 @@ export {
 export { subscribe, type SubscribeOptions, Subscriber } from "./subscriber.ts";
 export { status } from "./status.ts";
 export { RootWatch } from "./root_watch.ts";
+export type { WaitResult } from "../../sys/poll.ts";
+export type { FdStat, FileKind } from "../../sys/fs.ts";
 export {
   DEFAULT_RING_SIZE,
   MAX_RING_SIZE,
