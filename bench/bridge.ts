@@ -6,8 +6,8 @@
  * and unpaced. One clock (CLOCK_MONOTONIC stamped into each payload), separate processes,
  * warm-up excluded, delivered/duplicates/order checked. NATS core and JetStream alone use the
  * bridge's own client and transport (fsbus's, on Deno's sockets), and JetStream alone reads as
- * the bridge reads (a consumer of one replica in memory, cumulative acks), so that each differs
- * from the bridge only by what the bridge adds.
+ * the bridge reads (a durable consumer, cumulative acks) and publishes as it does (at most 512
+ * acks waiting), so that each differs from the bridge only by what the bridge adds.
  *
  *   deno run -A bench/bridge.ts            # 1k/s: 6,000 messages; unpaced: 20,000
  *   deno run -A bench/bridge.ts --quick    # a smoke run
@@ -103,20 +103,20 @@ async function subRole(args: Record<string, string>): Promise<void> {
     } else {
       const js = nc.jetstream();
       const jsm = await nc.jetstreamManager();
-      // Read as the bridge reads: one replica in memory, acks cumulative (one in 64, and the
-      // last within 100 ms), so that the two differ only by what the bridge adds.
+      // Read as the bridge reads: a durable consumer (replicated as the stream), acks
+      // cumulative (one in 64, and the last within 100 ms); removed at the end.
       const info = await jsm.consumers.add("BENCH", {
+        durable_name: `bench_${Math.floor(Math.random() * 1e9)}`,
         filter_subject: "bench.js",
         deliver_policy: DeliverPolicy.New,
         ack_policy: AckPolicy.All,
-        inactive_threshold: 30e9,
-        num_replicas: 1,
-        mem_storage: true,
+        max_ack_pending: 10_000,
       });
       const c = await js.consumers.get("BENCH", info.name);
       const msgs = await c.consume({ max_messages: 1000, expires: 10_000 });
       close = async () => {
         msgs.stop();
+        await jsm.consumers.delete("BENCH", info.name).catch(() => {});
         await nc.close();
       };
       (async () => {

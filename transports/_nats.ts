@@ -595,9 +595,6 @@ export function publishOnce(
  * @param durable The consumer's durable name (one per reader that must resume).
  * @param subject The filter subject.
  * @param after The last stream sequence already handled, when the caller keeps it.
- * @param options `light`: the caller keeps its own position (it passes `after` whenever it
- *   has one), so the consumer's state need not outlive its server: one replica, in memory
- *   (each delivery and ack is then not a replicated write).
  * @returns The consumer.
  *
  * @example
@@ -636,7 +633,6 @@ export async function durableConsumer(
   durable: string,
   subject: string,
   after?: number,
-  options: { light?: boolean } = {},
 ): Promise<Consumer> {
   if (!/^[^\s.*>/\\]+$/.test(durable)) {
     throw new FsbusError("invalid", `Cannot use JetStream consumer "${durable}": not a valid name`);
@@ -664,7 +660,6 @@ export async function durableConsumer(
     filter_subject: subject,
     max_ack_pending: 10_000,
     ack_wait: nanos(60_000),
-    ...(options.light ? { num_replicas: 1, mem_storage: true } : {}),
   });
   return await nc.jetstream().consumers.get(stream, durable);
 }

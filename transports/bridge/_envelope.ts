@@ -115,8 +115,6 @@ export interface Context {
   echo: Echo;
   /** The persisted position of this direction's source, if any. */
   position: string | undefined;
-  /** Whether this direction's position is kept across restarts (a state directory). */
-  persisted: boolean;
   /** On a first run, also carry what the local bus already holds. */
   history: boolean;
   /** filebus endpoints in lossless mode. */

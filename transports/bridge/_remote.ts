@@ -132,16 +132,7 @@ export async function remoteSource(
   await ensureStream(await nc.jetstreamManager(), e.stream, filter);
   const known = ctx.position === undefined ? undefined : Number(ctx.position);
   // Made here so that a stream or consumer that cannot be made fails the start.
-  // A bridge that keeps its position needs no replicated consumer state.
-  const light = { light: ctx.persisted };
-  let consumer: Consumer | undefined = await durableConsumer(
-    nc,
-    e.stream,
-    durable,
-    filter,
-    known,
-    light,
-  );
+  let consumer: Consumer | undefined = await durableConsumer(nc, e.stream, durable, filter, known);
   // Redeliveries (an ack lost in a failover) of what was already written are skipped.
   let last = known ?? 0;
   let pending = 0;
@@ -166,7 +157,7 @@ export async function remoteSource(
         try {
           // Every message up to `last` was handled: a consumer remade after a stall (a
           // server gone, the consumer's leader moved) starts right after it, in order.
-          consumer ??= await durableConsumer(nc, e.stream, durable, filter, last, light);
+          consumer ??= await durableConsumer(nc, e.stream, durable, filter, last);
           messages = await consumer.consume({
             max_messages: 1000,
             expires: 10_000,

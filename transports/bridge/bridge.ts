@@ -477,7 +477,6 @@ export async function bridge(
         sent,
         echo,
         position: pos?.initial,
-        persisted: pos !== undefined,
         history,
         lossless,
         signal,
