@@ -8,9 +8,9 @@
  * leader is stored before the lost one's resend. So the sink never lets one through while an
  * earlier one may be lost:
  * - at the first failed publish (no leader: "no responders", an error, a timeout) or a lost
- *   connection, it stops sending, waits until no publish is in flight, then resends the
- *   unacknowledged ones one at a time, in order (the stream drops copies it already holds),
- *   and only then sends on, pipelined again;
+ *   connection, it stops sending, waits until no publish is in flight (so that none sent
+ *   before can land after a resend), then resends the unacknowledged ones in order (the
+ *   stream drops copies it already holds), and sends new ones only once those are stored;
  * - while the oldest message has waited for its ack longer than {@linkcode STALL_MS} (far
  *   above a normal ack, far below the time a cluster takes to elect a new leader), it sends
  *   nothing new: a lost message is noticed before a later one can reach a new leader.
@@ -29,7 +29,7 @@ const WINDOW = 512;
 /** An ack slower than this stops new sends until it comes (see the module's comment). */
 export const STALL_MS = 500;
 /** An ack not come after this long counts as a failed publish (it is sent again). */
-const ACK_TIMEOUT_MS = 5000;
+const ACK_TIMEOUT_MS = 10_000;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -101,8 +101,6 @@ export async function jetstreamSink(
   let sentCount = 0;
   let inFlight = 0;
   let recovering = false;
-  /** The one message resent while recovering. */
-  let resending: Pub | undefined;
   let attempts = 0;
   let lastAckAt = 0;
   let backoff: ReturnType<typeof setTimeout> | undefined;
@@ -164,33 +162,38 @@ export async function jetstreamSink(
     while (sentCount < queue.length && inFlight < WINDOW) send(queue[sentCount++]!);
   };
 
-  /** One step of a recovery: once nothing is in flight, resend the first failed message. */
+  /**
+   * Once nothing is in flight: sends the failed messages again, in order (pipelined, as the
+   * first time), or, when none is left, goes back to sending new ones.
+   */
   const recover = () => {
     if (!recovering || inFlight > 0 || backoff !== undefined || failure) return;
-    const p = queue.slice(0, sentCount).find((q) => q.state === FAILED);
-    if (p === undefined) {
+    const failed = queue.slice(0, sentCount).filter((q) => q.state === FAILED);
+    if (failed.length === 0) {
       recovering = false;
+      attempts = 0;
       sendMore();
       return;
     }
-    resending = p;
-    send(p);
+    attempts++;
+    for (const p of failed) send(p);
+  };
+
+  /** Recovers when nothing is in flight; after a round that failed again, a little later. */
+  const recoverWhenSettled = () => {
+    if (inFlight > 0 || backoff !== undefined) return;
+    const again = attempts > 0 && queue.some((q) => q.state === FAILED);
+    if (!again) return recover();
+    backoff = setTimeout(() => {
+      backoff = undefined;
+      recover();
+    }, Math.min(100 * 2 ** (attempts - 1), 2000));
   };
 
   const fail = (p: Pub) => {
     settled(p, FAILED);
-    if (p === resending) {
-      resending = undefined;
-      // The resend failed too: wait a little longer each time.
-      const wait = Math.min(100 * 2 ** attempts++, 2000);
-      backoff = setTimeout(() => {
-        backoff = undefined;
-        recover();
-      }, wait);
-      return;
-    }
     recovering = true;
-    recover();
+    recoverWhenSettled();
   };
 
   const tick = () => {
@@ -221,10 +224,8 @@ export async function jetstreamSink(
       settled(p, ACKED);
       p.seq = seq;
       lastAckAt = performance.now();
-      attempts = 0;
-      if (p === resending) resending = undefined;
       deliverFront();
-      if (recovering) recover();
+      if (recovering) recoverWhenSettled();
       else sendMore();
     },
   });
@@ -237,8 +238,7 @@ export async function jetstreamSink(
       else if (s.type === "reconnect") {
         recovering = true;
         for (const p of [...byToken.values()]) settled(p, FAILED);
-        resending = undefined;
-        recover();
+        recoverWhenSettled();
       }
     }
   })().catch(() => {});
