@@ -8,13 +8,15 @@
  *   as a ratio to the floor), drawn by bench/_plots.ts;
  * - the README's blocks between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`: NAME is a
  *   bench (msgfs, filebus, mq, fanout: its table of fsbus beside its floor and peer, and its
- *   latency plot) or "floor" (the throughput-ratio plot and the goals that depend on the
- *   floor). Everything outside the markers is left as it is.
+ *   latency plot), "bridge" (its table against NATS core, JetStream alone and the local bus,
+ *   see _bridge_report.ts) or "floor" (the throughput-ratio plot and the goals that depend on
+ *   the floor). Everything outside the markers is left as it is.
  *
  * @module
  */
 
 import { addRatios } from "./_floor.ts";
+import { bridgeBlock } from "./_bridge_report.ts";
 import type { Result } from "./_lib.ts";
 import { type AllResults, floorPlot, label, latencyPlot, PROTOCOLS } from "./_plots.ts";
 
@@ -382,7 +384,13 @@ export async function report(
       : "";
     doc = replaceBlock(doc, "mq-fuse", `${dated}\n\n${fuseTable(fuse.results)}`.trim());
   }
-  const floorSvg = await floorPlot(all);
+  const bridge = only.length === 0 || only.includes("bridge")
+    ? bridgeBlock(new URL("bridge.json", RESULTS))
+    : undefined;
+  if (bridge) doc = replaceBlock(doc, "bridge", bridge);
+  // The floor plot shows every bench but the bridge: not redrawn for the bridge's block alone.
+  const onlyBridge = only.length > 0 && only.every((n) => n === "bridge");
+  const floorSvg = onlyBridge ? undefined : await floorPlot(all);
   if (floorSvg) {
     Deno.writeTextFileSync(new URL("bench-floor-throughput.svg", DOCS), floorSvg);
     written.push("docs/bench-floor-throughput.svg");
