@@ -71,11 +71,11 @@ const COMMANDS: Record<string, CommandInfo> = {
   },
   pubmsg: {
     summary: "Publish stdin lines to a topic (baf)",
-    load: async () => (await import("./cli/fanout.ts")).pubmsg,
+    load: async () => (await import("./cli/baf.ts")).pubmsg,
   },
   submsg: {
     summary: "Print the lines of several topics (baf)",
-    load: async () => (await import("./cli/fanout.ts")).submsg,
+    load: async () => (await import("./cli/baf.ts")).submsg,
   },
   bridge: {
     summary: "Carry messages between any two buses, across machines over NATS/JetStream",

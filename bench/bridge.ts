@@ -4,10 +4,19 @@
  * one server, subscriber on another), JetStream alone (publish with ack on one server, a
  * consumer on another) and the local directory bus alone, in the same run: 1 KiB, 1k msgs/s
  * and unpaced. One clock (CLOCK_MONOTONIC stamped into each payload), separate processes,
- * warm-up excluded, delivered/duplicates/order checked.
+ * warm-up excluded, delivered/duplicates/order checked. NATS core and JetStream alone use the
+ * bridge's own client and transport (fsbus's, on Deno's sockets), and JetStream alone reads as
+ * the bridge reads (a durable consumer, cumulative acks) and publishes as it does (at most 512
+ * acks waiting), so that each differs from the bridge only by what the bridge adds.
  *
  *   deno run -A bench/bridge.ts            # 1k/s: 6,000 messages; unpaced: 20,000
  *   deno run -A bench/bridge.ts --quick    # a smoke run
+ *   deno run -A bench/bridge.ts --quick --only bridge,bridge-nats --runs 3
+ *   deno run -A bench/bridge.ts --quick --cli /tmp/old/cli.ts   # the bridges of another tree
+ *
+ * `--only` takes kinds among msgfs, nats, js, bridge (through JetStream), bridge-nats (through
+ * core NATS); `--cli` runs the bridges from another checkout's cli.ts, for A/B runs (old and
+ * new alternated) with everything else the same.
  *
  * Results are printed as a table and written to bench/results/bridge.json.
  *
@@ -16,7 +25,7 @@
 
 import { AckPolicy, connect, DeliverPolicy, type JsMsg, type NatsConnection } from "nats";
 import * as msgfs from "../transports/msgfs/mod.ts";
-import { ensureStream } from "../transports/_nats.ts";
+import { connectNats, ensureStream } from "../transports/_nats.ts";
 import { startCluster } from "../tests/_nats.ts";
 import {
   checkSequence,
@@ -35,7 +44,7 @@ import {
 } from "./_lib.ts";
 
 const SELF = new URL(import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
+let cli = new URL("../cli.ts", import.meta.url).pathname;
 const WARMUP = 1000;
 
 type Kind = "msgfs" | "nats" | "js" | "bridge" | "bridge-nats";
@@ -85,29 +94,46 @@ async function subRole(args: Record<string, string>): Promise<void> {
       await loop;
     };
   } else {
-    const nc = await connect({ servers: args.server! });
+    // The same client and transport as the bridge's (Deno's sockets, not the package's
+    // Node `net` layer), so that NATS alone and the bridge differ only by the bridge.
+    const nc = await connectNats(args.server!);
     if (args.kind === "nats") {
       nc.subscribe("bench", { callback: (_e, m) => onMessage(m.data) });
       await nc.flush();
     } else {
       const js = nc.jetstream();
       const jsm = await nc.jetstreamManager();
+      // Read as the bridge reads: a durable consumer (replicated as the stream), acks
+      // cumulative (one in 64, and the last within 100 ms); removed at the end.
       const info = await jsm.consumers.add("BENCH", {
+        durable_name: `bench_${Math.floor(Math.random() * 1e9)}`,
         filter_subject: "bench.js",
         deliver_policy: DeliverPolicy.New,
-        ack_policy: AckPolicy.Explicit,
-        inactive_threshold: 30e9,
+        ack_policy: AckPolicy.All,
+        max_ack_pending: 10_000,
       });
       const c = await js.consumers.get("BENCH", info.name);
-      const msgs = await c.consume({ max_messages: 1000 });
+      const msgs = await c.consume({ max_messages: 1000, expires: 10_000 });
       close = async () => {
         msgs.stop();
+        await jsm.consumers.delete("BENCH", info.name).catch(() => {});
         await nc.close();
       };
       (async () => {
+        let n = 0;
+        let last: JsMsg | undefined;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const ackNow = () => {
+          clearTimeout(timer);
+          timer = undefined;
+          last?.ack();
+          last = undefined;
+        };
         for await (const m of msgs as AsyncIterable<JsMsg>) {
           onMessage(m.data);
-          m.ack();
+          last = m;
+          if (++n % 64 === 0) ackNow();
+          else timer ??= setTimeout(ackNow, 100);
         }
       })();
       await nc.flush();
@@ -141,7 +167,7 @@ async function pubRole(args: Record<string, string>): Promise<void> {
       pub.publish(payload);
     });
   } else {
-    const nc: NatsConnection = await connect({ servers: args.server! });
+    const nc: NatsConnection = await connectNats(args.server!);
     if (args.kind === "nats") {
       await paced(rate, count, (seq, at) => {
         stamp(payload, seq, at);
@@ -149,19 +175,22 @@ async function pubRole(args: Record<string, string>): Promise<void> {
       });
       await nc.flush();
     } else {
-      // Publish with ack, up to 512 in flight (as the bridge does).
+      // Publish with ack, at most 512 waiting for their ack (as the bridge does): a full
+      // window waits for the oldest.
       const js = nc.jetstream();
       const inflight: Promise<unknown>[] = [];
-      let pending = Promise.resolve();
-      await paced(rate, count, (seq, at) => {
+      const send = (seq: number, at: bigint) => {
         stamp(payload, seq, at);
         inflight.push(js.publish("bench.js", payload.slice(), { timeout: 60_000 }));
-        if (inflight.length >= 512) {
-          const batch = inflight.splice(0, 256);
-          pending = pending.then(() => Promise.all(batch).then(() => {}));
+      };
+      if (rate > 0) {
+        await paced(rate, count, send);
+      } else {
+        for (let i = 0; i < count; i++) {
+          send(i, monotonicNs());
+          if (inflight.length >= 512) await inflight.shift();
         }
-      }, { yieldEvery: rate > 0 ? 1 : 64 });
-      await pending;
+      }
       await Promise.all(inflight);
     }
     await nc.close();
@@ -172,7 +201,7 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 
 function startBridge(args: string[]): { child: Deno.ChildProcess; ready: Promise<void> } {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", CLI, "bridge", ...args],
+    args: ["run", "-A", "--quiet", cli, "bridge", ...args],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -362,6 +391,7 @@ if (import.meta.main) {
   if (args.role === "sub") await subRole(args);
   else if (args.role === "pub") await pubRole(args);
   else {
+    if (args.cli) cli = args.cli;
     await run({
       quick: args.quick === "true",
       ...(args.runs ? { runs: Number(args.runs) } : {}),

@@ -19,6 +19,7 @@
 
 import {
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   percentiles,
@@ -447,13 +448,11 @@ function summarise(
 
 async function fanoutPoint(pt: Point): Promise<Result> {
   const root = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-" });
-  // A ring large enough that readers that keep up are never overrun.
-  // (Throughput: the whole run fits, so the figures are lossless whatever the scheduling.)
-  let ringSize = 4 << 20;
-  if (pt.scenario === "throughput") {
-    ringSize = 64 << 20;
-    while (ringSize < (pt.count + WARMUP) * pt.size * 1.25 && ringSize < 1 << 30) ringSize *= 2;
-  }
+  // A ring that holds the whole run, so the figures are lossless whatever the scheduling: a
+  // reader that falls behind (a loaded machine) shows as latency, not as records overwritten
+  // under it (a 4 MiB ring lost 1 KiB × 8 latency records to overruns under load).
+  let ringSize = pt.scenario === "throughput" ? 64 << 20 : 4 << 20;
+  while (ringSize < (pt.count + WARMUP) * pt.size * 1.25 && ringSize < 1 << 30) ringSize *= 2;
   createTopic("bench", { root, size: ringSize });
   const readers: Proc[] = [];
   let writer: Proc | undefined;
@@ -762,7 +761,9 @@ if (import.meta.main) {
     const quick = Deno.args.includes("--quick");
     const o = Deno.args.indexOf("--only");
     const only = o >= 0 ? Deno.args[o + 1] as "throughput" | "latency" | "stalled" : undefined;
+    const before = loadAverage();
     const results = await run({ quick, ...(only ? { only } : {}) });
+    const load = `${before}–${loadAverage()}`;
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
@@ -770,7 +771,8 @@ if (import.meta.main) {
         `./results/fanout${quick ? "-quick" : ""}${only ? `-${only}` : ""}.json`,
         import.meta.url,
       ),
-      JSON.stringify(results, null, 2) + "\n",
+      // As bench/run.ts writes it, so that `deno task bench --report` shows when and how loaded.
+      JSON.stringify({ date: new Date().toISOString(), load, results }, null, 2) + "\n",
     );
   }
 }

@@ -9,7 +9,8 @@
  * - each on tmpfs (/dev/shm) and ext4 (/tmp).
  *
  *   deno run -A bench/filebus.ts            # the full matrix (about three minutes)
- *   deno run -A bench/filebus.ts --quick    # a smoke run (about twenty seconds)
+ *   deno run -A bench/filebus.ts --quick    # a smoke run (about half a minute; four consumers
+ *                                           # on tmpfs only)
  *   deno run -A bench/filebus.ts --only lossy-1024-1000   # scenarios whose name contains this
  *
  * Results are printed as a table and written to bench/results/filebus.json.
@@ -22,6 +23,7 @@ import { addRatios, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   paced,
@@ -370,13 +372,13 @@ export async function run(opts: { quick: boolean; only?: string }): Promise<Resu
         fs,
       },
     );
-    if (!quick) {
+    if (!quick || fs === "tmpfs") {
       scenarios.push({
         mode: "lossy",
         size: 1024,
         rate: 1000,
-        count: 11_000,
-        warmup: 1000,
+        count: quick ? 1500 : 11_000,
+        warmup: quick ? 500 : 1000,
         consumers: 4,
         fs,
       });
@@ -428,13 +430,15 @@ if (import.meta.main) {
   else {
     const quick = flags.quick === "true";
     // --only SUBSTRING picks scenarios by name, such as "lossy-1024-1000-1-ext4" or "cli".
+    const before = loadAverage();
     const results = await run({ quick, ...(flags.only ? { only: flags.only } : {}) });
+    const load = `${before}–${loadAverage()}`;
     console.log("");
     for (const r of results) console.log(row(r));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
     Deno.writeTextFileSync(
       new URL(`./results/filebus${quick ? "-quick" : ""}.json`, import.meta.url),
-      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+      JSON.stringify({ date: new Date().toISOString(), load, results }, null, 2) + "\n",
     );
   }
 }

@@ -25,6 +25,7 @@ import { addRatios, floorBinary, repeatFloor } from "./_floor.ts";
 import {
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   paced,
@@ -648,6 +649,7 @@ if (import.meta.main) {
     const quick = Deno.args.includes("--quick");
     const fuseOnly = Deno.args.includes("--fuse-only");
     const replayOnly = Deno.args.includes("--replay-only");
+    const load0 = loadAverage();
     const results = await run({ quick, fuseOnly, replayOnly });
     console.log(table(results));
     Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
@@ -658,7 +660,11 @@ if (import.meta.main) {
         }.json`,
         import.meta.url,
       ),
-      JSON.stringify(results, null, 2) + "\n",
+      JSON.stringify(
+        { date: new Date().toISOString(), load: `${load0}–${loadAverage()}`, results },
+        null,
+        2,
+      ) + "\n",
     );
   }
 }

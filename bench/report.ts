@@ -8,13 +8,15 @@
  *   as a ratio to the floor), drawn by bench/_plots.ts;
  * - the README's blocks between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`: NAME is a
  *   bench (msgfs, filebus, mq, fanout: its table of fsbus beside its floor and peer, and its
- *   latency plot) or "floor" (the throughput-ratio plot and the goals that depend on the
- *   floor). Everything outside the markers is left as it is.
+ *   latency plot), "bridge" (its table against NATS core, JetStream alone and the local bus,
+ *   see _bridge_report.ts) or "floor" (the throughput-ratio plot and the goals that depend on
+ *   the floor). Everything outside the markers is left as it is.
  *
  * @module
  */
 
 import { addRatios } from "./_floor.ts";
+import { bridgeBlock } from "./_bridge_report.ts";
 import type { Result } from "./_lib.ts";
 import { type AllResults, floorPlot, label, latencyPlot, PROTOCOLS } from "./_plots.ts";
 
@@ -197,6 +199,71 @@ export function benchTable(name: string, results: Result[]): string {
   return text.join("\n");
 }
 
+/**
+ * The table of the mq mount (`bench/mq.ts --fuse-only`): write(2) through the mount beside
+ * the C FUSE floor and a FIFO hop of the same run, with the issue's goals.
+ *
+ * @param results The run's results (mq-fuse, floor and fifo points).
+ * @returns The markdown.
+ */
+export function fuseTable(results: Result[]): string {
+  const get = (t: string, scenario: string) =>
+    results.find((r) => r.transport === t && r.scenario === scenario);
+  const rates = (r: Result | undefined) =>
+    r ? `${rate(r.pub_rate)} written, ${rate(r.sub_rate)} read` : "–";
+  const unit = (x: number | undefined) => x !== undefined && x >= 10_000 ? us(x) : `${us(x)} µs`;
+  const lat = (r: Result | undefined) => r ? `${unit(r.p50_us)} / ${unit(r.p99_us)}` : "–";
+  const t = ["mq-fuse", "floor", "fifo"].map((x) => get(x, "throughput"));
+  const l = ["mq-fuse", "floor", "fifo"].map((x) => get(x, "latency"));
+  const ratio = (x: number | undefined) => x === undefined ? "–" : `${x.toFixed(2)}×`;
+  const pubRatio = t[0] && t[1] ? t[0].pub_rate! / t[1].pub_rate! : undefined;
+  const verdict = (ok: boolean | undefined) => ok === undefined ? "–" : ok ? "met" : "not met";
+  const rows = [
+    [
+      "one writer, one write(2) per message, unpaced, a reader blocked in read(2)",
+      rates(t[0]),
+      rates(t[1]),
+      rates(t[2]),
+      `${ratio(pubRatio)} written, ${ratio(t[0]?.vs_floor?.rate)} read`,
+      `${num(t[0]?.cpu_us_per_msg, 1)} / ${num(t[1]?.cpu_us_per_msg, 1)}`,
+      `≥ 25k msgs/s written: ${verdict(t[0] && t[0].pub_rate! >= 25_000)}`,
+    ],
+    [
+      "p50 / p99 from write(2) to the blocked read(2), 1k msgs/s",
+      lat(l[0]),
+      lat(l[1]),
+      lat(l[2]),
+      ratio(l[0]?.vs_floor?.p50),
+      `${num(l[0]?.cpu_us_per_msg, 1)} / ${num(l[1]?.cpu_us_per_msg, 1)}`,
+      `p50 ≤ 150 µs: ${verdict(l[0]?.p50_us === undefined ? undefined : l[0].p50_us <= 150)}`,
+    ],
+  ];
+  const head = [
+    "1 KiB messages",
+    "through the mount",
+    "C FUSE floor",
+    "FIFO hop",
+    "mount ÷ floor",
+    "CPU µs/msg mount / floor",
+    "goal",
+  ];
+  const bad = results.filter((r) =>
+    r.duplicates > 0 || r.order_violations > 0 || r.delivered < r.expected
+  );
+  return [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+    "",
+    "CPU includes the writer, the reader and the server. " +
+    (bad.length === 0
+      ? "Every point delivered every message, in order, without duplicates."
+      : `Points with a loss, duplicate or order violation: ${
+        bad.map((r) => `${r.transport} ${pointName(r)}`).join("; ")
+      }.`),
+  ].join("\n");
+}
+
 /** The directory bus's goals that depend on the floor, as a table. */
 function floorGoals(msgfs: Result[]): string {
   const get = (t: string, scenario: string, rate: number, n = 1) =>
@@ -308,7 +375,27 @@ export async function report(
       : "";
     doc = replaceBlock(doc, name, `${dated}\n\n${body}`.trim());
   }
-  const floorSvg = await floorPlot(all);
+  // The mount's figures come from their own run (bench/mq.ts --fuse-only): mq-fuse.json.
+  const fuse = only.length === 0 || only.includes("mq") || only.includes("mq-fuse")
+    ? loadResults("mq-fuse")
+    : undefined;
+  if (fuse) {
+    addRatios(fuse.results, "mq-fuse");
+    const date = fuse.date.slice(0, 16).replace("T", " ");
+    const dated = date
+      ? `Measured ${date} UTC${
+        fuse.load ? `, 1-minute load average ${fuse.load} on 2 cores` : ""
+      } (bench/results/mq-fuse.json, median of 3 runs).`
+      : "";
+    doc = replaceBlock(doc, "mq-fuse", `${dated}\n\n${fuseTable(fuse.results)}`.trim());
+  }
+  const bridge = only.length === 0 || only.includes("bridge")
+    ? bridgeBlock(new URL("bridge.json", RESULTS))
+    : undefined;
+  if (bridge) doc = replaceBlock(doc, "bridge", bridge);
+  // The floor plot shows every bench but the bridge: not redrawn for the bridge's block alone.
+  const onlyBridge = only.length > 0 && only.every((n) => n === "bridge");
+  const floorSvg = onlyBridge ? undefined : await floorPlot(all);
   if (floorSvg) {
     Deno.writeTextFileSync(new URL("bench-floor-throughput.svg", DOCS), floorSvg);
     written.push("docs/bench-floor-throughput.svg");

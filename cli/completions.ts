@@ -44,6 +44,7 @@ async function loadSpecs(): Promise<Specs> {
     import("./msgfs.ts").then((m) => m.SPECS),
     import("./mq.ts").then((m) => m.SPECS),
     import("./fanout.ts").then((m) => m.COMPLETION_SPECS),
+    import("./baf.ts").then((m) => m.COMPLETION_SPECS),
     import("./filebus.ts").then((m) => m.SPECS),
     import("./status.ts").then((m) => m.SPECS),
     import("./messagefs.ts").then((m) => m.SPECS),

@@ -14,6 +14,8 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
 const EWOULDBLOCK = Errno.EAGAIN;
+/** A word nobody wakes: `Atomics.wait` on it is a plain sleep. */
+const napWord = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * A lock file held open, locked and unlocked with `flock(2)` `LOCK_EX`.
@@ -114,21 +116,44 @@ export class FileLock implements Disposable {
   }
 
   /**
-   * Takes the lock if it is free or comes free within `spinUs` microseconds, retrying on this
-   * thread: for a lock held only briefly by a process running on another CPU, a retry costs
-   * far less than a wait on a worker thread. It does not yield the CPU between tries (on a
-   * busy machine a yield can cost a whole round of the scheduler): keep `spinUs` short.
+   * Takes the lock if it is free or comes free soon, retrying on this thread: for a lock held
+   * only briefly by another process, a retry costs far less than a wait on a worker thread.
    *
-   * @param spinUs How long to keep trying.
+   * For `spinUs` microseconds the tries follow each other without yielding the CPU (on a busy
+   * machine a yield can cost a whole round of the scheduler). With `napUs`, the thread then
+   * sleeps about that long between tries until `withinUs` have passed: a holder that lost its
+   * CPU to this thread (a producer that woke it by renaming, just before it unlocked) gets to
+   * run and release. Both block the calling thread: keep them short.
+   *
+   * @param spinUs How long to keep trying without sleeping.
+   * @param napUs How long to sleep between later tries (0: no later tries).
+   * @param withinUs How long to keep trying in all (at least `spinUs`).
    * @returns True when the lock is now held.
+   *
+   * @example Retry a lock that another process holds for a moment
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { FileLock } from "./flock.ts";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * using lock = FileLock.open(`${dir}/bus.lock`);
+   * assert.ok(lock.trySoon(20, 25, 2000)); // free: taken at the first try
+   * lock.unlock();
+   * Deno.removeSync(dir, { recursive: true });
+   * ```
    */
-  trySoon(spinUs: number): boolean {
+  trySoon(spinUs: number, napUs = 0, withinUs = spinUs): boolean {
     if (this.tryLock()) return true;
-    if (!(spinUs > 0)) return false;
-    const deadline = performance.now() + spinUs / 1000;
-    do {
+    const start = performance.now();
+    const spinEnd = start + Math.max(0, spinUs) / 1000;
+    while (performance.now() < spinEnd) {
       if (this.tryLock()) return true;
-    } while (performance.now() < deadline);
+    }
+    if (!(napUs > 0)) return false;
+    const end = start + Math.max(spinUs, withinUs) / 1000;
+    while (performance.now() < end) {
+      Atomics.wait(napWord, 0, 0, napUs / 1000);
+      if (this.tryLock()) return true;
+    }
     return false;
   }
 

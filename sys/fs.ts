@@ -260,6 +260,7 @@ export function lstatPath(path: string): FdStat {
  */
 export function statPath(path: string): FdStat | undefined {
   const c = libc();
+  let previous = 0;
   for (;;) {
     if (c.statx(AT_FDCWD, cpath(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuf) === 0) {
       return decodeStatx();
@@ -267,6 +268,12 @@ export function statPath(path: string): FdStat | undefined {
     const e = errno();
     if (e === Errno.EINTR) continue;
     if (e === Errno.ENOENT || e === Errno.ENOTDIR) return undefined;
+    // The runtime may run other native code between the call and the errno read (a filebus
+    // consumer once saw EAGAIN here for a missing file): an error counts once it repeats.
+    if (e !== previous) {
+      previous = e;
+      continue;
+    }
     throw new SysError("statx", e, path);
   }
 }

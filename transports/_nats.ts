@@ -49,6 +49,7 @@ export type {
   JetStreamClient,
   JetStreamManager,
   JsMsg,
+  Msg,
   MsgHdrs,
   NatsConnection,
 } from "nats";
@@ -459,6 +460,25 @@ export async function ensureStream(
   if (!/^[^\s.*>/\\]+$/.test(name)) {
     throw new FsbusError("invalid", `Cannot use JetStream stream "${name}": not a valid name`);
   }
+  // A cluster busy electing leaders or making the stream for another client may not answer
+  // in time: a timeout is tried again (five times), a refusal is not.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await ensureStreamOnce(jsm, name, subject, options);
+    } catch (err) {
+      const cause = err instanceof FsbusError ? err.cause : err;
+      if (attempt >= 5 || reason(cause) !== "timed out") throw err;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
+}
+
+async function ensureStreamOnce(
+  jsm: JetStreamManager,
+  name: string,
+  subject: string,
+  options: StreamOptions,
+): Promise<void> {
   try {
     const info = await jsm.streams.info(name);
     if (!info.config.subjects?.some((pattern) => subjectCovers(pattern, subject))) {
@@ -488,10 +508,11 @@ export async function ensureStream(
   } catch (err) {
     // Another client may have made it meanwhile.
     if (await jsm.streams.info(name).then(() => true, () => false)) {
-      return await ensureStream(jsm, name, subject, options);
+      return await ensureStreamOnce(jsm, name, subject, options);
     }
     let last = err;
-    if (options.replicas === undefined && replicas > 1) {
+    // One replica for a server that is not clustered; not after a timeout (tried again).
+    if (options.replicas === undefined && replicas > 1 && reason(err) !== "timed out") {
       try {
         await jsm.streams.add({ ...base, num_replicas: 1 });
         return;

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { FuseSetAttr, FuseStatfs } from "./file_system.ts";
+
 /** The protocol major version this implementation speaks. */
 export const KERNEL_MAJOR = 7;
 /** The highest protocol minor version this implementation knows. */
@@ -330,4 +332,87 @@ export function writeDirent(
   bytes.set(name, at + SIZE.DIRENT);
   bytes.fill(0, at + SIZE.DIRENT + name.length, at + size);
   return size;
+}
+
+/**
+ * Decodes `struct fuse_setattr_in` at `at`: only the changes its `valid` bits name.
+ *
+ * @param v The view of the request buffer.
+ * @param at Where it starts.
+ * @returns The requested changes.
+ */
+export function readSetattrIn(v: DataView, at: number): FuseSetAttr {
+  const valid = v.getUint32(at, true);
+  const ch: FuseSetAttr = {};
+  if (valid & FATTR.MODE) ch.mode = v.getUint32(at + 68, true);
+  if (valid & FATTR.UID) ch.uid = v.getUint32(at + 76, true);
+  if (valid & FATTR.GID) ch.gid = v.getUint32(at + 80, true);
+  if (valid & FATTR.SIZE) ch.size = getU64(v, at + 16);
+  if (valid & FATTR.MTIME) ch.mtimeMs = getU64(v, at + 40) * 1000;
+  if (valid & FATTR.FH) ch.fh = getU64(v, at + 8);
+  return ch;
+}
+
+/**
+ * Encodes `struct fuse_statfs_out` at `at` (missing fields: 0, 4096-byte blocks, 255-byte
+ * names).
+ *
+ * @param bytes The buffer.
+ * @param v A view of it.
+ * @param at Where it starts.
+ * @param s The statistics.
+ */
+export function writeStatfsOut(bytes: Uint8Array, v: DataView, at: number, s: FuseStatfs): void {
+  bytes.fill(0, at, at + SIZE.STATFS_OUT);
+  setU64(v, at, s.blocks ?? 0);
+  setU64(v, at + 8, s.bfree ?? 0);
+  setU64(v, at + 16, s.bavail ?? 0);
+  setU64(v, at + 24, s.files ?? 0);
+  setU64(v, at + 32, s.ffree ?? 0);
+  v.setUint32(at + 40, s.bsize ?? 4096, true);
+  v.setUint32(at + 44, s.namelen ?? 255, true);
+  v.setUint32(at + 48, s.bsize ?? 4096, true);
+}
+
+/** What `fuse_init_out` agrees to (the rest is fixed: see {@linkcode writeInitOut}). */
+export interface InitOut {
+  /** The protocol minor version spoken. */
+  minor: number;
+  /** The largest readahead, in bytes. */
+  readahead: number;
+  /** The `INIT.*` flags taken up. */
+  flags: number;
+  /** The largest write, in bytes. */
+  maxWrite: number;
+  /** The largest request, in pages. */
+  maxPages: number;
+}
+
+/**
+ * Encodes `struct fuse_init_out` at `at`: protocol {@linkcode KERNEL_MAJOR}.minor, at most 16
+ * requests in the background (congestion from 12), nanosecond times. With `init` undefined
+ * only the major version is set (the answer to a newer major: the kernel asks again).
+ *
+ * @param bytes The buffer.
+ * @param v A view of it.
+ * @param at Where it starts.
+ * @param init What is agreed.
+ */
+export function writeInitOut(
+  bytes: Uint8Array,
+  v: DataView,
+  at: number,
+  init: InitOut | undefined,
+): void {
+  bytes.fill(0, at, at + SIZE.INIT_OUT);
+  v.setUint32(at, KERNEL_MAJOR, true);
+  if (init === undefined) return;
+  v.setUint32(at + 4, init.minor, true);
+  v.setUint32(at + 8, init.readahead, true);
+  v.setUint32(at + 12, init.flags, true);
+  v.setUint16(at + 16, 16, true); // max_background
+  v.setUint16(at + 18, 12, true); // congestion_threshold
+  v.setUint32(at + 20, init.maxWrite, true);
+  v.setUint32(at + 24, 1, true); // time_gran: nanoseconds
+  v.setUint16(at + 28, init.maxPages, true);
 }

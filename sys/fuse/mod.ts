@@ -43,7 +43,8 @@
  */
 
 import { fuseMount, type MountOptions } from "./mount.ts";
-import { type FileSystem, FuseServer, type ServeOptions } from "./server.ts";
+import type { FileSystem } from "./file_system.ts";
+import { FuseServer, type ServeOptions } from "./server.ts";
 
 export {
   Deferred,
@@ -54,12 +55,11 @@ export {
   type FuseEntry,
   FuseError,
   type FuseOpened,
-  FuseServer,
   type FuseSetAttr,
   type FuseStatfs,
   type Maybe,
-  type ServeOptions,
-} from "./server.ts";
+} from "./file_system.ts";
+export { FuseServer, type ServeOptions } from "./server.ts";
 export {
   type FuseConnection,
   fuseMount,

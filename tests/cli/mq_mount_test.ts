@@ -11,6 +11,8 @@ import {
   waitFor,
 } from "../_helpers.ts";
 
+const dec = new TextDecoder();
+
 const HAVE_FUSE = (() => {
   try {
     Deno.statSync("/dev/fuse");
@@ -362,6 +364,154 @@ Deno.test({
         Deno.removeSync(denoDir, { recursive: true });
       }
     }
+  },
+});
+
+const HAVE_FUSERMOUNT = (() => {
+  try {
+    return (Deno.statSync("/usr/bin/fusermount3").mode! & 0o4000) !== 0; // setuid root
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A private mount namespace, kept by a process in it (the host's mounts are never touched):
+ * `/dev/fuse` there is a node of mode `devMode` made on a tmpfs of its own. Commands run in it
+ * as uid 65534 through nsenter and setpriv.
+ */
+async function userNamespace(dir: string, devMode: string) {
+  const dev = `${dir}/dev-${devMode}`;
+  Deno.mkdirSync(dev);
+  const holder = new Deno.Command("unshare", {
+    args: [
+      "-m",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      `mount -t tmpfs fsbt-fuse3-dev '${dev}' && mknod -m ${devMode} '${dev}/fuse' c 10 229 && ` +
+      `mount --bind '${dev}/fuse' /dev/fuse && echo ready && exec sleep 600`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = collect(holder.stdout);
+  const err = collect(holder.stderr);
+  await waitFor(() => out.text() === "ready\n", `the mount namespace (${err.text()})`);
+  const denoDir = `${dir}/deno-${devMode}`;
+  Deno.mkdirSync(denoDir);
+  Deno.chownSync(denoDir, 65534, 65534);
+  const { deno, cli } = runnableByOthers();
+  return {
+    /** The mount table inside the namespace. */
+    mounts: () => Deno.readTextFileSync(`/proc/${holder.pid}/mountinfo`),
+    /** Starts a command there as uid 65534. */
+    spawn(cmd: string[], path = Deno.env.get("PATH")!): Deno.ChildProcess {
+      return new Deno.Command("/usr/bin/nsenter", {
+        args: [
+          "-t",
+          String(holder.pid),
+          "-m",
+          "/usr/bin/setpriv",
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          ...cmd,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1", DENO_DIR: denoDir, HOME: denoDir, PATH: path },
+      }).spawn();
+    },
+    /** `fsbus ARGS` there as uid 65534. */
+    fsbus: (args: string[]) => [deno, "run", "-A", "--quiet", cli, ...args],
+    async [Symbol.asyncDispose]() {
+      await stop(holder); // the namespace, and anything mounted in it, goes with it
+      await out.done;
+      await err.done;
+    },
+  };
+}
+
+Deno.test({
+  name: "fsbus mq mount as a normal user: fusermount3 mounts, cat and echo work through the " +
+    "mount, fsbus mq umount unmounts; without /dev/fuse access or fusermount3 one line",
+  ignore: !HAVE_FUSE || Deno.uid() !== 0 || !HAVE_FUSERMOUNT,
+  async fn() {
+    using tmp = tempDir();
+    Deno.chmodSync(tmp.path, 0o755);
+    const data = `${tmp.path}/data`;
+    const mp = `${tmp.path}/fsbt-fuse3-mnt`;
+    Deno.mkdirSync(mp);
+    const made = await fsbus(["mq", "mkgroup", `${data}/g`, "--replay", "all"]);
+    assert.equal(made.code, 0, made.stderr);
+    await run(`chown -R 65534:65534 '${data}' '${mp}'`);
+    const text = async (p: Deno.ChildProcess) => {
+      const o = await p.output();
+      return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+    };
+    {
+      await using ns = await userNamespace(tmp.path, "0666");
+      const server = ns.spawn(ns.fsbus(["mq", "mount", data, mp]));
+      const log = collect(server.stderr);
+      let cat: Deno.ChildProcess | undefined;
+      try {
+        await waitFor(
+          () => ns.mounts().includes(` ${mp} `),
+          `the mount in the namespace (server said: ${log.text()})`,
+        );
+        const line = ns.mounts().split("\n").find((l) => l.includes(` ${mp} `))!;
+        assert.match(line, / - fuse\.fsbus-mq .*user_id=65534/); // mounted by fusermount3
+        assert.equal(mountAt(mp), undefined); // not on the host
+        const echo = await text(ns.spawn(["sh", "-c", `echo one > '${mp}/g/s'`]));
+        assert.equal(echo.code, 0, echo.err);
+        cat = ns.spawn(["cat", `${mp}/g/s`]);
+        const got = collect(cat.stdout);
+        await waitFor(() => got.text() === "one\n", "cat to read the first message");
+        const two = await text(ns.spawn(["sh", "-c", `echo two > '${mp}/g/s'`]));
+        assert.equal(two.code, 0, two.err);
+        await waitFor(() => got.text() === "one\ntwo\n", "the blocked cat to get the next");
+        assert.equal(Deno.readTextFileSync(`${data}/g/s`), "one\ntwo\n"); // on disk as root sees it
+        const u = await text(ns.spawn(ns.fsbus(["mq", "umount", mp])));
+        assert.equal(u.code, 0, u.err);
+        assert.equal((await cat.status).code, 0); // end of file
+        await got.done;
+        await cat.stderr.cancel();
+        cat = undefined;
+        assert.equal((await server.status).code, 0);
+        await log.done;
+        assert.ok(!ns.mounts().includes(` ${mp} `));
+      } finally {
+        if (cat) await stop(cat);
+        await stop(server);
+      }
+    }
+    // /dev/fuse closed to the user (mode 0600), or no fusermount3: one line, nothing mounted
+    {
+      await using ns = await userNamespace(tmp.path, "0600");
+      for (
+        const [path, re] of [
+          [
+            Deno.env.get("PATH")!,
+            /^fsbus: Cannot mount on ".*": failed to open \/dev\/fuse: Permission denied\n$/,
+          ],
+          [
+            "/nonexistent",
+            /^fsbus: Cannot mount on ".*": not root, and fusermount3 is not installed/,
+          ],
+        ] as const
+      ) {
+        const r = await text(ns.spawn(ns.fsbus(["mq", "mount", data, mp]), path));
+        assert.equal(r.code, 1, r.err);
+        assert.match(r.err, re);
+        assert.equal(r.err.trim().split("\n").length, 1, r.err);
+        assert.ok(!ns.mounts().includes(` ${mp} `));
+      }
+    }
+    assert.equal(mountAt(mp), undefined);
   },
 });
 

@@ -183,10 +183,32 @@ Deno.test("FileLock.trySoon() gives up after its time while flock(1) holds the l
   try {
     using lock = FileLock.open(path);
     assert.equal(lock.trySoon(2000), false);
+    assert.equal(lock.trySoon(10, 50, 20_000), false, "with naps too");
     assert.equal(lock.held, false);
     await holder.stdin.close();
     await holder.status;
     assert.equal(lock.trySoon(2000), true, "free once flock(1) ended");
+  } finally {
+    await stop(holder);
+  }
+});
+
+Deno.test("FileLock.trySoon() with naps takes the lock once its holder lets go", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/lock`;
+  // flock(1) holds the lock for a moment and lets go on its own: the thread, blocked in
+  // trySoon's sleeps, cannot tell it to.
+  const holder = new Deno.Command("flock", {
+    args: [path, "-c", "echo held; sleep 0.2"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    const out = collect(holder.stdout);
+    await waitFor(() => out.text().includes("held"), "flock(1) to hold the lock");
+    using lock = FileLock.open(path);
+    assert.equal(lock.trySoon(10, 50, 60_000_000), true, "taken within the minute");
+    assert.equal(lock.held, true);
   } finally {
     await stop(holder);
   }

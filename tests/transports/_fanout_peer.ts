@@ -3,9 +3,11 @@
  * ring's writer lock and dies holding it.
  *
  * Usage:
- *   deno run -A _fanout_peer.ts write ROOT TOPIC ID COUNT MINLEN MAXLEN
+ *   deno run -A _fanout_peer.ts write ROOT TOPIC ID COUNT MINLEN MAXLEN [MEET_DIR PEERS]
  *     COUNT records "ID:SEQ:LEN:xxxx...\n" of MINLEN..MAXLEN bytes, one write each
- *     (COUNT 0: forever); prints "ready" first.
+ *     (COUNT 0: forever); prints "ready" first. With MEET_DIR, after half its records it
+ *     leaves a file there and waits until PEERS writers have, so the writers' second halves
+ *     run at the same time whatever the scheduling.
  *   deno run -A _fanout_peer.ts lock-and-hang RING_FILE
  *     takes the writer lock, scribbles past the head, prints "locked", and waits to be killed.
  *
@@ -25,15 +27,27 @@ export function record(id: string, seq: number, len: number): Uint8Array {
   return encoder.encode(body);
 }
 
+/** Leaves `ID` in `dir` and waits (up to 60 s) until `peers` writers have left theirs. */
+async function meet(dir: string, id: string, peers: number): Promise<void> {
+  Deno.writeTextFileSync(`${dir}/${id}`, "");
+  const deadline = Date.now() + 60_000;
+  while ([...Deno.readDirSync(dir)].length < peers) {
+    if (Date.now() > deadline) throw new Error(`writer ${id}: the other writers never came`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
 if (import.meta.main) {
   if (mode === "write") {
-    const [root, topic, id, countRaw, minRaw, maxRaw] = args as [
+    const [root, topic, id, countRaw, minRaw, maxRaw, meetDir, peersRaw] = args as [
       string,
       string,
       string,
       string,
       string,
       string,
+      string | undefined,
+      string | undefined,
     ];
     const count = Number(countRaw);
     const min = Number(minRaw);
@@ -46,6 +60,9 @@ if (import.meta.main) {
       return seed;
     };
     for (let seq = 0; count === 0 || seq < count; seq++) {
+      if (meetDir !== undefined && seq === Math.floor(count / 2)) {
+        await meet(meetDir, id, Number(peersRaw));
+      }
       w.write(record(id, seq, min + (rand() % (max - min + 1))));
       // Yield now and then so both writers truly interleave on 2 cores.
       if (seq % 64 === 63) await new Promise((r) => setTimeout(r, 0));

@@ -6,7 +6,8 @@ import * as fanout from "../../transports/fanout/mod.ts";
 import * as filebus from "../../transports/filebus/mod.ts";
 import { FsbusError } from "../../types.ts";
 import { tempDir, waitFor } from "../_helpers.ts";
-import { startNats } from "../_nats.ts";
+import { startCluster, startNats } from "../_nats.ts";
+import { connectNats } from "../../transports/_nats.ts";
 
 const dec = new TextDecoder();
 
@@ -178,6 +179,57 @@ Deno.test("bridge() over core NATS: live messages, headers carry the metadata", 
   const first = [...Deno.readDirSync(`${b}/t/u`)].filter((e) => e.isFile)[0]!;
   assert.deepEqual(Deno.readFileSync(`${b}/t/u/${first.name}`), bytes);
   assert.equal(down.status.directions[0]!.delivered, 2);
+});
+
+Deno.test("bridge() into JetStream keeps the publisher's order while the stream's leader changes", async () => {
+  using dir = tempDir();
+  await using cluster = await startCluster(`${dir.path}/nats`);
+  const [s0, s1] = cluster.servers;
+  const a = `${dir.path}/a`;
+  Deno.mkdirSync(a);
+  const nc = await connectNats(s1!.address);
+  try {
+    const notices: string[] = [];
+    await using up = await bridge(`dir:${a}`, `jetstream://${s0!.address}/ORD/ord`, {
+      stateDir: `${dir.path}/state`,
+      onNotice: (t) => notices.push(t),
+    });
+    // Leaders step down every 300 ms while 3,000 messages go in (pipelined publishes are in
+    // flight at each change).
+    let publishing = true;
+    let changes = 0;
+    const stepping = (async () => {
+      while (publishing) {
+        await new Promise((r) => setTimeout(r, 300));
+        const r = await nc.request("$JS.API.STREAM.LEADER.STEPDOWN.ORD", undefined, {
+          timeout: 5000,
+        }).catch(() => undefined);
+        if (r && !dec.decode(r.data).includes('"error"')) changes++;
+      }
+    })();
+    const n = 3000;
+    for (let i = 0; i < n; i++) {
+      msgfs.publish(a, `m-${i}`);
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
+    }
+    publishing = false;
+    await stepping;
+    assert.ok(changes >= 2, `the leader changed ${changes} times`);
+    await waitFor(() => up.status.directions[0]!.delivered === n, "every message stored", 60_000);
+    // The stream, read from its start: each message once, in the publisher's order.
+    const jsm = await nc.jetstreamManager();
+    const info = await jsm.consumers.add("ORD", { mem_storage: true, num_replicas: 1 });
+    const c = await nc.jetstream().consumers.get("ORD", info.name);
+    const got: string[] = [];
+    for await (const m of await c.fetch({ max_messages: n, expires: 10_000 })) {
+      got.push(dec.decode(m.data));
+      if (got.length === n) break;
+    }
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => `m-${i}`));
+    assert.ok(!notices.some((t) => t.includes("out of order")), notices.join("\n"));
+  } finally {
+    await nc.close();
+  }
 });
 
 Deno.test("bridge() takes over an earlier version's state: ids it had listed are not carried again", async () => {

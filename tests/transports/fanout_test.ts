@@ -237,6 +237,7 @@ Deno.test("RingWriter: 8 reader processes see the same stream from 2 concurrent 
   using dir = tempDir();
   const root = dir.path;
   createTopic("t", { root, size: 8 << 20 });
+  using meet = tempDir();
   const perWriter = 1500;
   let total = 0;
   for (const id of ["A", "B"]) {
@@ -254,8 +255,9 @@ Deno.test("RingWriter: 8 reader processes see the same stream from 2 concurrent 
   const writers: Deno.ChildProcess[] = [];
   try {
     await waitFor(() => describeTopic("t", { root }).readers === 8, "8 readers", 20_000);
+    // The writers meet halfway, so their second halves overlap however the machine schedules.
     for (const id of ["A", "B"]) {
-      writers.push(peer(["write", root, "t", id, String(perWriter), "20", "2000"]));
+      writers.push(peer(["write", root, "t", id, String(perWriter), "20", "2000", meet.path, "2"]));
     }
     const statuses = await Promise.all(readers.map((c) => c.status));
     for (const s of statuses) assert.equal(s.code, 0);
@@ -268,7 +270,8 @@ Deno.test("RingWriter: 8 reader processes see the same stream from 2 concurrent 
     const ids = first.split("\n").slice(0, -1).map((l) => l[0]);
     let switches = 0;
     for (let i = 1; i < ids.length; i++) if (ids[i] !== ids[i - 1]) switches++;
-    assert.ok(switches > 2, `writers interleaved (${switches} switches)`);
+    // Halfway they met: at least A...B...A or B...A...B.
+    assert.ok(switches >= 2, `writers interleaved (${switches} switches)`);
   } finally {
     for (const c of [...readers, ...writers]) await stop(c);
   }

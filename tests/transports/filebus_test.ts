@@ -134,6 +134,43 @@ Deno.test("consumer() in lossy mode sees a shell rename that reuses the inode", 
   assert.equal(text((await it.next()).value!), "zzzz");
 });
 
+Deno.test("consumer() in lossy mode sees FILE written in place (not the protocol) within the sleep interval", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  await out.write("renamed in");
+  await using sub = consumer(file, { sleepIntervalMs: 20 });
+  const it = sub[Symbol.asyncIterator]();
+  assert.equal(text((await it.next()).value!), "renamed in");
+  // No rename, so no IN_MOVED_TO: the change shows as a new identity at the next interval.
+  const lock = await Deno.open(`${file}.lock`);
+  await lock.lock(true);
+  Deno.writeTextFileSync(file, "written in place");
+  await lock.unlock();
+  lock.close();
+  let got: string | undefined;
+  const next = it.next().then((r) => (got = text(r.value!)));
+  await waitFor(() => got !== undefined, "the chunk written in place");
+  await next;
+  assert.equal(got, "written in place");
+});
+
+Deno.test("consumer() in lossy mode does not yield a chunk again when it is renamed away and back", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  await out.write("once");
+  await using sub = consumer(file);
+  const it = sub[Symbol.asyncIterator]();
+  assert.equal(text((await it.next()).value!), "once");
+  // Asked for the next chunk while the same file comes back at FILE (IN_MOVED_TO, a new
+  // change time): that is still the same chunk, so the answer is the one written after.
+  const next = it.next();
+  await sh(`mv "${file}" "${file}.away" && mv "${file}.away" "${file}"`);
+  await out.write("next");
+  assert.equal(text((await next).value!), "next");
+});
+
 Deno.test("consumer() in lossy mode eavesdrops on a lossless producer and consumer", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
@@ -197,6 +234,19 @@ function watchFds(): number {
   return n;
 }
 
+/** How many descriptors this process holds open on files under `dir` (removed ones too). */
+function fdsUnder(dir: string): number {
+  let n = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`).startsWith(`${dir}/`)) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
 Deno.test("FilebusConsumer ends its iteration and releases its watch", async (t) => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;
@@ -235,6 +285,7 @@ Deno.test("FilebusConsumer ends its iteration and releases its watch", async (t)
   });
   await out.close();
   assert.equal(watchFds(), before, "every inotify instance and eventfd was closed");
+  assert.equal(fdsUnder(dir.path), 0, "no chunk, lock file or FILE left open");
 });
 
 Deno.test("consumer() and producer() report a bad path at once", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MqGroup, type MqMessage, MqReader } from "../../transports/mq/mod.ts";
 import { FsbusError, OverrunError } from "../../types.ts";
-import { sh, tempDir, waitFor } from "../_helpers.ts";
+import { sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
 
 const dec = new TextDecoder();
 const text = (m: MqMessage) => dec.decode(m.data);
@@ -179,6 +179,44 @@ Deno.test("MqGroup.sync() indexes plain appends as messages, in the order", asyn
     assert.deepEqual(r1.poll().map(text), ["new"]);
     await r1.close();
   } finally {
+    g.close();
+  }
+});
+
+Deno.test("MqGroup.holdLock() keeps the lock across writes: others wait, plain appends still come first", async () => {
+  using tmp = tempDir();
+  const g = MqGroup.create(`${tmp.path}/g`, { replay: "all" });
+  let other: Deno.ChildProcess | undefined;
+  try {
+    g.write("0", "a\n");
+    g.holdLock();
+    assert.equal(g.holdsLock, true);
+    g.write("0", "b\n");
+    // Another fsbus writer waits for the lock (its flock is listed as blocked).
+    other = spawnFsbus(["mq", "write", g.path, "0", "e\n"]);
+    const pid = other.pid;
+    await waitFor(
+      () =>
+        Deno.readTextFileSync("/proc/locks").split("\n").some((l) =>
+          l.includes("-> FLOCK") && l.includes(` ${pid} `)
+        ),
+      "the other writer to wait for the lock",
+    );
+    // A plain append while the lock is held is still indexed before the next write.
+    await sh(`echo c >> ${g.path}/0`);
+    g.write("0", "d\n");
+    const r = MqReader.open(g, ["0"], { replay: "all" });
+    assert.deepEqual(r.poll().map(text), ["a\n", "b\n", "c\n", "d\n"]);
+    g.releaseLock();
+    assert.equal(g.holdsLock, false);
+    assert.equal((await other.output()).code, 0);
+    other = undefined;
+    g.sync();
+    assert.deepEqual(r.poll().map(text), ["e\n"]);
+    await r.close();
+    assert.equal(Deno.readTextFileSync(`${g.path}/order`), "0\x000\x000\x000\x000\x00");
+  } finally {
+    if (other) await stop(other);
     g.close();
   }
 });

@@ -129,8 +129,6 @@ export interface Context {
   onNotice: (text: string) => void;
 }
 
-const enc = new TextEncoder();
-
 /** Header names used on NATS. */
 export const HEADER = {
   origin: "Fsbus-Origin",
@@ -140,8 +138,3 @@ export const HEADER = {
   host: "Fsbus-Host",
   pin: "Fsbus-Pin-State",
 } as const;
-
-/** The byte size of the headers a message carries (for the max_payload check). */
-export function headerSize(e: Envelope): number {
-  return 64 + enc.encode(e.origin + e.id + encodeURIComponent(e.topic) + e.host).length + 160;
-}

@@ -17,18 +17,10 @@ import {
   loadNats,
   type MsgHdrs,
   type NatsConnection,
-  type NatsLib,
-  publishOnce,
   subjectToken,
 } from "../_nats.ts";
-import {
-  type Context,
-  type Envelope,
-  HEADER,
-  headerSize,
-  type Sink,
-  type Source,
-} from "./_envelope.ts";
+import { type Context, type Envelope, HEADER, type Sink, type Source } from "./_envelope.ts";
+import { headerBlock, jetstreamSink } from "./_jetstream_sink.ts";
 import type { Endpoint } from "./endpoint.ts";
 
 type Remote = Extract<Endpoint, { kind: "nats" | "jetstream" }>;
@@ -43,17 +35,6 @@ function subjectOf(base: string, wide: boolean, topic: string): string {
 /** The subject filter a source of `base` reads. */
 function filterOf(base: string, wide: boolean): string {
   return wide ? `${base}.>` : base;
-}
-
-function toHeaders(headers: NatsLib["headers"], e: Envelope): MsgHdrs {
-  const h = headers();
-  h.set(HEADER.origin, e.origin);
-  h.set(HEADER.id, e.id);
-  h.set(HEADER.topic, encodeURIComponent(e.topic));
-  h.set(HEADER.time, e.time.toISOString());
-  h.set(HEADER.host, e.host);
-  if (e.pinState) h.set(HEADER.pin, "1");
-  return h;
 }
 
 function fromMsg(
@@ -96,13 +77,13 @@ function fromMsg(
  * @returns The sink.
  */
 export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): Promise<Sink> {
-  const { headers } = await loadNats();
   if (e.kind === "nats") {
     return {
       write(m, delivered) {
         const subject = subjectOf(e.subject, ctx.wide, m.topic);
-        checkPayload(nc, subject, m.data.length + headerSize(m));
-        nc.publish(subject, m.data, { headers: toHeaders(headers, m) });
+        const { headers, size } = headerBlock(m);
+        checkPayload(nc, subject, m.data.length + size);
+        nc.publish(subject, m.data, { headers });
         delivered();
       },
       flush: () => nc.flush(),
@@ -112,87 +93,7 @@ export async function remoteSink(e: Remote, nc: NatsConnection, ctx: Context): P
     };
   }
   await ensureStream(await nc.jetstreamManager(), e.stream, filterOf(e.subject, ctx.wide));
-  const js = nc.jetstream();
-  const window = 512;
-  const queue: {
-    m: Envelope;
-    subject: string;
-    ack: Promise<unknown> | undefined;
-    delivered: () => void;
-  }[] = [];
-  const send = (m: Envelope, subject: string) =>
-    publishOnce(js, subject, m.data, `${m.origin}:${m.id}`, toHeaders(headers, m));
-  // Acks are taken in order as they come. A failed publish (a server down, a stream leader
-  // moving, a timeout) sends it and everything after it again, in order and with the same
-  // ids, so the stream keeps one copy of each; repeated until the stream has them.
-  // While a failed publish waits to be sent again, later messages wait too (not sent): the
-  // stream must not store them before it.
-  let recovering = false;
-  let failure: unknown;
-  let draining: Promise<void> | undefined;
-  let room: (() => void) | undefined;
-  const settleOldest = async () => {
-    const q = queue[0]!;
-    for (let attempt = 0;; attempt++) {
-      try {
-        q.ack ??= send(q.m, q.subject);
-        await q.ack;
-        break;
-      } catch (err) {
-        if (nc.isClosed()) throw err;
-        recovering = true;
-        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
-        recovering = false;
-        for (const p of queue) {
-          p.ack = send(p.m, p.subject);
-          p.ack.catch(() => {});
-        }
-      }
-    }
-    queue.shift();
-    q.delivered();
-    room?.();
-  };
-  const drain = () => {
-    draining ??= (async () => {
-      try {
-        while (queue.length > 0) await settleOldest();
-      } catch (err) {
-        failure = err;
-      } finally {
-        draining = undefined;
-        room?.();
-      }
-    })();
-  };
-  const flush = async () => {
-    while (queue.length > 0 && !failure) {
-      drain();
-      await draining;
-    }
-    if (failure) throw failure;
-  };
-  return {
-    async write(m, delivered) {
-      if (failure) throw failure;
-      const subject = subjectOf(e.subject, ctx.wide, m.topic);
-      checkPayload(nc, subject, m.data.length + headerSize(m));
-      const ack = recovering ? undefined : send(m, subject);
-      ack?.catch(() => {});
-      queue.push({ m, subject, ack, delivered });
-      drain();
-      while (queue.length >= window && !failure) {
-        await new Promise<void>((r) => (room = r));
-      }
-      room = undefined;
-    },
-    flush,
-    pending: () => queue.length,
-    pinStates: ctx.wide,
-    async close() {
-      if (!nc.isClosed()) await flush().catch(() => {});
-    },
-  };
+  return await jetstreamSink(nc, e.stream, ctx, (m) => subjectOf(e.subject, ctx.wide, m.topic));
 }
 
 /**

@@ -65,3 +65,4 @@ export {
   parseEndpoint,
 } from "./endpoint.ts";
 export { type BridgeSpec, parseConfig } from "./config.ts";
+export type { NatsState } from "../_nats.ts";

@@ -58,31 +58,34 @@ export type { Backend, TopicReader, TopicWriter, WaitSource } from "./endpoint.t
 export {
   BAF_ROOT,
   checkTopicName,
+  defaultBafRoot,
+  defaultRoot,
+  ensureRoot,
+  type RootOptions,
+  topicPath,
+} from "./root.ts";
+export {
   type CreateOptions,
   createTopic,
   DEFAULT_TOPIC_MODE,
-  defaultBafRoot,
-  defaultRoot,
   describeTopic,
-  ensureRoot,
   listTopics,
-  lockPublisher,
   openReader,
   openWriter,
-  type PublisherLock,
   type ReaderOptions,
   removeTopic,
   type ResolvedTopic,
   resolveTopic,
-  type RootOptions,
   type TopicInfo,
   topicNames,
-  topicPath,
   type WriterOptions,
 } from "./topics.ts";
+export { lockPublisher, type PublisherLock } from "./publisher_lock.ts";
 export { subscribe, type SubscribeOptions, Subscriber } from "./subscriber.ts";
 export { status } from "./status.ts";
 export { RootWatch } from "./root_watch.ts";
+export type { WaitResult } from "../../sys/poll.ts";
+export type { FdStat, FileKind } from "../../sys/fs.ts";
 export {
   DEFAULT_RING_SIZE,
   MAX_RING_SIZE,

@@ -5,7 +5,8 @@
  */
 
 import { FsbusError, type Status } from "../../types.ts";
-import { describeTopic, type RootOptions } from "./topics.ts";
+import { describeTopic } from "./topics.ts";
+import type { RootOptions } from "./root.ts";
 
 /**
  * Describes a fanout topic (a ring file, or a /dev/fanout device): its backend, ring size,

@@ -4,242 +4,33 @@
  * `ROOT/NAME.lock` is the lock file of baf's one-publisher rule; files starting with "." are
  * fsbus's own temporaries.
  *
+ * This file creates, removes, lists, describes, resolves and opens topics; the root and topic
+ * names are in `root.ts`, baf's one-publisher lock in `publisher_lock.ts`.
+ *
  * @module
  */
 
 import { fromFsError, FsbusError } from "../../types.ts";
-import { closeFd, type FdStat, fstat, lstatPath, O, openFd } from "../../sys/fs.ts";
+import { closeFd, type FdStat, lstatPath, O, openFd } from "../../sys/fs.ts";
 import { check, libc } from "../../sys/libc.ts";
 import { SysError } from "../../sys/errno.ts";
-import { FileLock } from "../../sys/flock.ts";
 import type { Backend, TopicReader, TopicWriter } from "./endpoint.ts";
 import { checkRingSize, DEFAULT_RING_SIZE, initRingFile, inspectRing, Ring } from "./ring.ts";
 import { RingReader, RingWriter } from "./ring_endpoint.ts";
 import { deviceCounts, deviceMaxWrite, DeviceReader, DeviceWriter } from "./device.ts";
 import { sysToFsbus } from "./ring.ts";
+import {
+  checkTopicName,
+  defaultRoot,
+  ensureRoot,
+  type RootOptions,
+  topicName,
+  topicPath,
+  trustedOwner,
+} from "./root.ts";
 
 /** The default permission bits of a new topic: owner and group read and write. */
 export const DEFAULT_TOPIC_MODE = 0o660;
-
-/** Where baf keeps its topics. */
-export const BAF_ROOT = "/dev/baf";
-
-/** Options naming the topic root. */
-export interface RootOptions {
-  /**
-   * The topic root.
-   *
-   * @default {defaultRoot()}
-   */
-  root?: string;
-}
-
-/**
- * The default root for fsbus's rings: `/dev/shm/fsbus` when /dev/shm is a directory, else
- * `$XDG_RUNTIME_DIR/fsbus`.
- *
- * @returns The path (which may not exist yet).
- * @throws {FsbusError} When neither is available.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { defaultRoot } from "@x/fsbus/fanout";
- * assert.equal(defaultRoot(), "/dev/shm/fsbus"); // where /dev/shm exists
- * ```
- */
-export function defaultRoot(): string {
-  try {
-    if (Deno.statSync("/dev/shm").isDirectory) return "/dev/shm/fsbus";
-  } catch {
-    // no /dev/shm
-  }
-  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
-  if (xdg) return `${xdg}/fsbus`;
-  throw new FsbusError(
-    "not_found",
-    "Cannot choose a topic root: /dev/shm is missing and XDG_RUNTIME_DIR is not set (give a root)",
-  );
-}
-
-/**
- * The default root for baf's commands: `/dev/baf` when it exists, else {@linkcode defaultRoot}.
- *
- * @returns The path.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { BAF_ROOT, defaultBafRoot, defaultRoot } from "@x/fsbus/fanout";
- * // "/dev/shm/fsbus" on a machine without baf
- * assert.ok([BAF_ROOT, defaultRoot()].includes(defaultBafRoot()));
- * ```
- */
-export function defaultBafRoot(): string {
-  try {
-    if (Deno.statSync(BAF_ROOT).isDirectory) return BAF_ROOT;
-  } catch {
-    // no baf here
-  }
-  return defaultRoot();
-}
-
-/**
- * Checks a topic name: not empty, no "/", no control characters (a newline would break
- * listings and baf's line-based tools), no leading ".", no ".lock" ending, at most 255 bytes.
- *
- * @param name The name.
- * @throws {FsbusError} "invalid" with the reason.
- *
- * @example
- * ```ts
- * import { checkTopicName } from "./topics.ts";
- * checkTopicName("news"); // fine
- * ```
- */
-export function checkTopicName(name: string): void {
-  let why: string | undefined;
-  if (name === "") why = "it is empty";
-  else if (name.includes("/")) why = 'it contains "/"';
-  else if (name.startsWith(".")) why = 'it starts with "."';
-  else if (name.endsWith(".lock")) why = 'it ends with ".lock"';
-  // deno-lint-ignore no-control-regex
-  else if (/[\x00-\x1f\x7f]/.test(name)) why = "it contains a control character";
-  else if (new TextEncoder().encode(name).length > 255) why = "it is longer than 255 bytes";
-  if (why) {
-    throw new FsbusError("invalid", `Cannot use ${JSON.stringify(name)} as a topic name: ${why}`);
-  }
-}
-
-/**
- * The path of a topic: `ROOT/NAME`, or NAME itself when it contains a "/" (a device or ring
- * file named by path, such as `/dev/fanout1`).
- *
- * @param name The topic's name or path.
- * @param options The root.
- * @returns The path.
- *
- * @example
- * ```ts
- * import { topicPath } from "./topics.ts";
- * topicPath("news", { root: "/dev/shm/fsbus" }); // "/dev/shm/fsbus/news"
- * ```
- */
-export function topicPath(name: string, options: RootOptions = {}): string {
-  if (name.includes("/")) return name;
-  checkTopicName(name);
-  return `${options.root ?? defaultRoot()}/${name}`;
-}
-
-function topicName(name: string): string {
-  return name.includes("/") ? name.slice(name.lastIndexOf("/") + 1) : name;
-}
-
-/**
- * Checks that a topic root is a directory that other users cannot subvert, creating it when
- * asked (the default root under /dev/shm is made sticky and world-writable, like /tmp).
- *
- * The root must be owned by the caller or root, and, when others (group or world) may write
- * to it, sticky: otherwise another user could rename or replace a topic in it. The check is
- * made on a descriptor opened without following a final symlink; a symlinked root is
- * accepted only when the link itself belongs to the caller or root.
- *
- * @param root The root.
- * @param create Whether to create it when missing.
- * @throws {FsbusError} When it is not a directory, is not safe to share, or is missing and
- *   not to be created.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ensureRoot } from "@x/fsbus/fanout";
- * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
- * ensureRoot(`${root}/topics`, true); // made, owned by this user
- * assert.ok(Deno.statSync(`${root}/topics`).isDirectory);
- * Deno.chmodSync(`${root}/topics`, 0o777); // others could swap its topics
- * assert.throws(() => ensureRoot(`${root}/topics`, false), /not sticky/);
- * Deno.removeSync(root, { recursive: true });
- * ```
- */
-export function ensureRoot(root: string, create: boolean): void {
-  for (let attempt = 0;; attempt++) {
-    let fd: number;
-    try {
-      fd = openRootFd(root);
-    } catch (err) {
-      if (err instanceof FsbusError) throw err;
-      const code = err instanceof SysError ? err.code : undefined;
-      if (code === "ENOTDIR") {
-        throw new FsbusError("not_a_directory", `Cannot use topic root "${root}": not a directory`);
-      }
-      if (code !== "ENOENT") throw fromFsError(err, "Cannot use topic root", root);
-      if (!create || attempt > 0) {
-        throw new FsbusError("not_found", `Cannot use topic root "${root}": it does not exist`);
-      }
-      try {
-        Deno.mkdirSync(root, { recursive: true, mode: 0o755 });
-        if (root === "/dev/shm/fsbus") Deno.chmodSync(root, 0o1777);
-      } catch (err) {
-        if (!(err instanceof Deno.errors.AlreadyExists)) {
-          throw fromFsError(err, "Cannot create topic root", root);
-        }
-      }
-      continue;
-    }
-    try {
-      checkRootStat(root, fstat(fd));
-    } finally {
-      closeFd(fd);
-    }
-    return;
-  }
-}
-
-function openRootFd(root: string): number {
-  try {
-    return openFd(root, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
-  } catch (err) {
-    // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR (or ELOOP).
-    if (!(err instanceof SysError) || (err.code !== "ELOOP" && err.code !== "ENOTDIR")) throw err;
-  }
-  // A final symlink: trusted when its owner could have made the root anyway.
-  const link = lstatPath(root);
-  if (link.kind !== "symlink") {
-    throw new FsbusError("not_a_directory", `Cannot use topic root "${root}": not a directory`);
-  }
-  if (!trustedOwner(link.uid)) {
-    throw new FsbusError(
-      "permission_denied",
-      `Cannot use topic root "${root}": it is a symbolic link owned by uid ${link.uid}, ` +
-        `not by you or root`,
-    );
-  }
-  return openFd(root, O.RDONLY | O.DIRECTORY);
-}
-
-function trustedOwner(uid: number): boolean {
-  return uid === 0 || uid === Deno.uid();
-}
-
-function checkRootStat(root: string, st: FdStat): void {
-  if (st.kind !== "directory") {
-    throw new FsbusError("not_a_directory", `Cannot use topic root "${root}": not a directory`);
-  }
-  if (!trustedOwner(st.uid)) {
-    throw new FsbusError(
-      "permission_denied",
-      `Cannot use topic root "${root}": it is owned by uid ${st.uid}, not by you or root ` +
-        `(another user could replace its topics; remove it or choose another root)`,
-    );
-  }
-  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
-    throw new FsbusError(
-      "permission_denied",
-      `Cannot use topic root "${root}": others may write to it and it is not sticky ` +
-        `(mode ${st.mode.toString(8).padStart(4, "0")}; chmod +t or o-w it)`,
-    );
-  }
-}
 
 /** Options of {@linkcode createTopic}. */
 export interface CreateOptions extends RootOptions {
@@ -745,112 +536,4 @@ export function openWriter(name: string, options: WriterOptions = {}): TopicWrit
   }
   const lock = options.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: options.lockTimeoutMs };
   return new RingWriter(topic, openRing(t), lock);
-}
-
-/** baf's one-publisher lock on a topic, held until closed. */
-export interface PublisherLock {
-  /** The lock file. */
-  readonly path: string;
-  /** Releases the lock. */
-  close(): void;
-}
-
-/**
- * Takes baf's one-publisher lock on a topic: a non-blocking exclusive `flock(2)` on
- * `ROOT/NAME.lock`, held until the returned lock is closed.
- *
- * The lock file gets the topic's permission bits and group (anyone who may open a file may
- * flock it, so a world-readable lock would let users who cannot even read the topic block
- * its publishers). It is opened without following symlinks and must be a regular file; an
- * existing one of the caller's is brought in line with the topic, and one owned by a user
- * who owns neither the topic nor the root is refused.
- *
- * @param name The topic's name.
- * @param options The root.
- * @returns The held lock.
- * @throws {FsbusError} "busy" when another publisher holds it; "not_found" when the topic
- *   does not exist.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { createTopic, lockPublisher } from "@x/fsbus/fanout";
- * const root = Deno.makeTempDirSync({ dir: "/dev/shm" });
- * createTopic("news", { root });
- * const lock = lockPublisher("news", { root });
- * try {
- *   assert.throws(() => lockPublisher("news", { root })); // one publisher at a time
- * } finally {
- *   lock.close();
- * }
- * Deno.removeSync(root, { recursive: true });
- * ```
- */
-export function lockPublisher(name: string, options: RootOptions = {}): PublisherLock {
-  const topic = resolveTopic(name, options);
-  const path = `${topic.path}.lock`;
-  let lock: FileLock;
-  try {
-    lock = FileLock.fromFd(path, openLockFile(path, topic.stat));
-  } catch (err) {
-    throw sysToFsbus(err, "Cannot open lock file", path);
-  }
-  let held: boolean;
-  try {
-    held = lock.tryLock();
-  } catch (err) {
-    lock.close();
-    throw sysToFsbus(err, "Cannot lock", path);
-  }
-  if (!held) {
-    lock.close();
-    throw new FsbusError("busy", `Cannot use topic "${topicName(name)}": already being used`);
-  }
-  return lock;
-}
-
-const LOCK_OPEN = O.NOFOLLOW | O.NOCTTY | O.NONBLOCK;
-
-function openLockFile(path: string, topic: FdStat): number {
-  const mode = topic.mode & 0o666;
-  let fd: number | undefined;
-  let created = false;
-  try {
-    fd = openFd(path, O.RDWR | O.CREAT | O.EXCL | LOCK_OPEN, mode);
-    created = true;
-  } catch (err) {
-    if (!(err instanceof SysError) || err.code !== "EEXIST") throw err;
-  }
-  if (fd === undefined) {
-    try {
-      fd = openFd(path, O.RDWR | LOCK_OPEN);
-    } catch (err) {
-      // Read permission is enough for flock(2).
-      if (!(err instanceof SysError) || (err.code !== "EACCES" && err.code !== "EROFS")) throw err;
-      fd = openFd(path, O.RDONLY | LOCK_OPEN);
-    }
-  }
-  try {
-    const st = fstat(fd);
-    if (st.kind !== "file") {
-      throw new FsbusError("invalid", `Cannot open lock file "${path}": not a regular file`);
-    }
-    const mine = st.uid === Deno.uid();
-    if (!mine && !trustedOwner(st.uid) && st.uid !== topic.uid) {
-      throw new FsbusError(
-        "permission_denied",
-        `Cannot open lock file "${path}": it is owned by uid ${st.uid}, who owns neither the ` +
-          `topic nor the root (remove it)`,
-      );
-    }
-    if (created || mine || Deno.uid() === 0) {
-      // umask trimmed the bits of a new file; an old one may be 0644 from an older fsbus.
-      if (st.gid !== topic.gid) libc().fchown(fd, -1 >>> 0, topic.gid);
-      if (st.mode !== mode) libc().fchmod(fd, mode);
-    }
-    return fd;
-  } catch (err) {
-    closeFd(fd);
-    throw err;
-  }
 }

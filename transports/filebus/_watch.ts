@@ -11,7 +11,7 @@ import { yieldTurn } from "../../sys/poll.ts";
 
 /** What happened since the last {@linkcode Watch.drain}. */
 export interface Changes {
-  /** FILE was (re)placed: renamed in, or written and closed. */
+  /** FILE was (re)placed: a chunk renamed in. */
   arrived: boolean;
   /** FILE was removed or renamed away. */
   removed: boolean;
@@ -21,8 +21,14 @@ export interface Changes {
   unsure: boolean;
 }
 
-const MASK = IN.MOVED_TO | IN.CLOSE_WRITE | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF |
-  IN.MOVE_SELF | IN.ONLYDIR;
+/**
+ * The events that matter. Not IN_CLOSE_WRITE: every chunk is written to FILE.__new__ and
+ * renamed in (IN_MOVED_TO), so closing FILE.__new__ would wake every consumer a second time
+ * per chunk for nothing. FILE written in place (not the protocol) is seen within the sleep
+ * interval, by its changed identity.
+ */
+const MASK = IN.MOVED_TO | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF | IN.MOVE_SELF |
+  IN.ONLYDIR;
 
 /**
  * Event-driven waits on FILE's directory, or timed sleeps.
@@ -88,7 +94,7 @@ export class Watch {
         this.#active = false;
         changes.unsure = true;
       } else if (e.name === this.#base) {
-        if (e.mask & (IN.MOVED_TO | IN.CLOSE_WRITE)) changes.arrived = true;
+        if (e.mask & IN.MOVED_TO) changes.arrived = true;
         if (e.mask & (IN.DELETE | IN.MOVED_FROM)) changes.removed = true;
       } else if (e.name === this.#lockBase) {
         if (e.mask & (IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO)) changes.lockReplaced = true;

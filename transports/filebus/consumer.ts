@@ -6,7 +6,16 @@
  */
 
 import { FsbusError, type Subscription } from "../../types.ts";
-import { type Files, type Identity, type Lock, type LockFile, sameIdentity } from "./_files.ts";
+import {
+  type Files,
+  type Identity,
+  type Lock,
+  type LockFile,
+  type ReadResult,
+  sameChunk,
+  sameIdentity,
+} from "./_files.ts";
+import { closeFd } from "../../sys/fs.ts";
 import type { Watch } from "./_watch.ts";
 import { openEndpoint } from "./_endpoint.ts";
 import type { FilebusOptions } from "./options.ts";
@@ -15,7 +24,9 @@ import type { FilebusOptions } from "./options.ts";
  * A running filebus consumer: an async iterable of chunks (raw bytes, as produced).
  *
  * Lossy (default): yields FILE's content now, if present and not empty, then each new chunk
- * as it is renamed in; it never ends on its own. Lossless: takes each chunk under the lock and
+ * as it is renamed in; it never ends on its own. It holds the lock only to open FILE, and
+ * keeps the last chunk's file open (one descriptor) until it reads the next, so that its inode
+ * number cannot come back with a later chunk. Lossless: takes each chunk under the lock and
  * yields it, still holding the lock; FILE is removed (so a producer may write the next) when
  * the next chunk is asked for, so a loop that stops at a chunk (say, its output closed)
  * leaves that chunk for the next consumer, as the original does. The iteration ends at the
@@ -53,6 +64,8 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => void this.close();
   readonly #lock: LockFile;
+  /** Whether this thread may block (the caller asked for blocking waits). */
+  readonly #patient: boolean;
   #closed = false;
   #iterator: AsyncIterator<Uint8Array> | undefined;
   #inNext: Promise<IteratorResult<Uint8Array>> | undefined;
@@ -66,9 +79,10 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
    * @param options The mode, sleep interval, file monitoring and abort signal.
    */
   constructor(path: string, options: FilebusOptions = {}) {
-    const { lossless = false, signal } = options;
+    const { lossless = false, signal, blockMs = 0 } = options;
     this.path = path;
     this.lossless = lossless;
+    this.#patient = blockMs > 0;
     ({ files: this.#files, watch: this.#watch, lock: this.#lock } = openEndpoint(
       path,
       options,
@@ -148,10 +162,16 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
     const files = this.#files;
     const watch = this.#watch;
     let last: Identity | undefined;
+    // The last chunk read stays open (FFI), so its inode number cannot be given to a later
+    // chunk: the same inode (unchanged) is the same chunk, another inode a new one, with no
+    // need to match events to chunks under the lock. (Its change time is not compared: it
+    // moves when the next chunk replaces it, which can happen between the open under the lock
+    // and the check after it, and it would then be taken for a new chunk.)
+    let held: number | undefined;
+    const same = files.ffi ? sameChunk : sameIdentity;
     let first = true;
     let emitCurrent = true; // the first look emits what FILE holds
     let timedOut = false;
-    let arrived = false;
     try {
       while (!this.#closed) {
         // Cheap checks outside the lock: only look under it when something may have changed.
@@ -159,36 +179,46 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
         // FILE.lock before there is a chunk, as the original.
         let look = first && files.stat() !== undefined;
         if (!first) {
-          const pre = watch.drain();
-          if (pre.lockReplaced) this.#lock.replaced();
-          arrived = pre.arrived;
-          if (pre.arrived) look = true;
-          else if (pre.unsure || timedOut) {
+          const changes = watch.drain();
+          if (changes.lockReplaced) this.#lock.replaced();
+          if (changes.arrived) look = true;
+          else if (changes.unsure || timedOut) {
             const st = files.stat();
-            look = st !== undefined && !sameIdentity(st.id, last);
+            look = st !== undefined && !same(st.id, last);
           }
         }
         let chunk: Uint8Array | undefined;
         if (look) {
           // Taken on this thread when it is free or soon is (no promise to settle), else
-          // waited for. Only once a chunk arrived (events were read before locking), so
-          // that consumers do not contend with the producer for the lock on every wake-up.
-          const lock = this.#lock.takeNow() ?? await this.#lockNow();
+          // waited for; held only to open FILE (or, without FFI, to read it).
+          const lock = this.#lock.takeNow(this.#patient) ?? await this.#lockNow();
+          let fd: number | undefined;
+          let r: ReadResult | undefined;
           try {
-            // Under the lock no protocol producer can rename: the events queued now account
-            // for every chunk since the last read, even when an inode number is reused.
-            const changes = watch.drain();
-            if (changes.lockReplaced) this.#lock.replaced();
-            const r = files.read();
-            if (
-              r !== undefined &&
-              (emitCurrent || !sameIdentity(r.id, last) || arrived || changes.arrived)
-            ) {
-              chunk = r.data;
-            }
-            if (r !== undefined) last = r.id;
+            if (files.ffi) fd = files.openChunk();
+            else r = files.read();
           } finally {
             lock.unlock();
+          }
+          if (fd !== undefined) {
+            // A renamed-in chunk never changes: check and read it with the lock released.
+            let keep = false;
+            try {
+              const id = files.chunkIdentity(fd);
+              if (emitCurrent || !same(id, last)) {
+                chunk = files.readChunk(fd, id.size);
+                last = id;
+                keep = true;
+              }
+            } finally {
+              if (keep) {
+                if (held !== undefined) closeFd(held);
+                held = fd;
+              } else closeFd(fd);
+            }
+          } else if (r !== undefined) {
+            if (emitCurrent || !sameIdentity(r.id, last)) chunk = r.data;
+            last = r.id;
           }
           emitCurrent = false;
         }
@@ -199,6 +229,8 @@ export class FilebusConsumer implements Subscription<Uint8Array> {
       }
     } catch (err) {
       if (!(err instanceof Closed)) throw err;
+    } finally {
+      if (held !== undefined) closeFd(held);
     }
   }
 

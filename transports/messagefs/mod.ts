@@ -37,7 +37,15 @@ import { NatsCarrier, type NatsOptions } from "./nats.ts";
 import { checkGroup, checkNetworkName, checkNodeName, defaultName } from "./names.ts";
 import { type Carrier, Node, type Peer } from "./node.ts";
 
-export { Node, type NodeMessage, type Peer, type PresenceEvent, type Sent } from "./node.ts";
+export {
+  type CarrierEvents,
+  Node,
+  type NodeMessage,
+  type Peer,
+  type PresenceEvent,
+  type Sent,
+} from "./node.ts";
+export type { Header } from "./envelope.ts";
 export { checkGroup, checkNodeName, reaches, reachesAny } from "./names.ts";
 export { defaultRoot } from "./local.ts";
 export { type MountedTree, mountNode, type MountTreeOptions } from "./mount.ts";

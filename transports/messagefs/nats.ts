@@ -27,6 +27,10 @@
  * a live node with that name, or a concurrent claim by a node with a smaller UUID, makes
  * the join fail.
  *
+ * The link numbers (sender and recipient) are kept in `_nats_links.ts`, presence messages
+ * are parsed in `_nats_presence.ts`; this file is the carrier: subscriptions, sends, resends,
+ * acknowledgements, heartbeats.
+ *
  * @module
  */
 
@@ -35,7 +39,19 @@ import { connectNats, type NatsConnection, type NatsStatus } from "../_nats.ts";
 import { decode, encode, type Header } from "./envelope.ts";
 import { heardGroups, reachesAny } from "./names.ts";
 import type { Carrier, CarrierEvents, Peer, SelfInfo } from "./node.ts";
-import { checkInfo, type NodeInfo, toPeer } from "./_info.ts";
+import { type NodeInfo, toPeer } from "./_info.ts";
+import { parsePresence, type PresenceMsg, token } from "./_nats_presence.ts";
+import {
+  acknowledge,
+  type Incoming,
+  type Link,
+  newIncoming,
+  newLink,
+  parseAck,
+  receive,
+  resendBase,
+  skipTo,
+} from "./_nats_links.ts";
 
 const HEARTBEAT_MS = 1000;
 const GONE_MS = 3500;
@@ -67,49 +83,7 @@ export interface NatsOptions {
 
 type Info = NodeInfo;
 
-interface PresenceMsg {
-  t: "hb" | "bye" | "claim" | "query";
-  info?: Info;
-}
-
-interface Pending {
-  bytes: Uint8Array;
-}
-
-interface Link {
-  /** Messages sent on this link so far. */
-  n: number;
-  /** Sent and not acknowledged, by link number. */
-  unacked: Map<number, Pending>;
-  /**
-   * When the link last made progress: an acknowledgement that moved, a resend, or the first
-   * message after a quiet time. A resend comes only after RETRY_MS without progress, so a
-   * recipient that is merely slow is not flooded with copies.
-   */
-  progressAt: number;
-  /** Set when its node went silent: unacknowledged messages are kept until KEEP_MS after. */
-  goneAt?: number | undefined;
-}
-
-interface Incoming {
-  /** The next link number to deliver. */
-  next: number;
-  /** Messages that came before their turn. */
-  held: Map<number, { header: Header; data: Uint8Array }>;
-}
-
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** One subject token for a name: "." (the one character names allow that NATS does not). */
-function token(s: string): string {
-  return s.replace(/%/g, "%25").replace(/\./g, "%2E");
-}
-
-function parseInfo(raw: unknown): Info | undefined {
-  const i = checkInfo(raw);
-  return i !== undefined && /^[0-9a-f-]{36}$/.test(i.id) ? i : undefined;
-}
 
 /**
  * The carrier of a network on NATS.
@@ -293,7 +267,7 @@ export class NatsCarrier implements Carrier {
       const found = new Map<string, Info>();
       nc.subscribe(`${this.#prefix}.p`, {
         callback: (_e, m) => {
-          const p = this.#parsePresence(m.data);
+          const p = parsePresence(m.data);
           if (p?.t === "hb" && p.info) found.set(p.info.id, p.info);
           if (p?.t === "bye" && p.info) found.delete(p.info.id);
         },
@@ -305,22 +279,6 @@ export class NatsCarrier implements Carrier {
     } finally {
       await nc.close();
     }
-  }
-
-  #parsePresence(bytes: Uint8Array): PresenceMsg | undefined {
-    if (bytes.length > 256 * 1024) return undefined;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(decoder.decode(bytes));
-    } catch {
-      return undefined;
-    }
-    const p = raw as { t?: unknown; info?: unknown };
-    if (typeof p !== "object" || p === null) return undefined;
-    if (p.t !== "hb" && p.t !== "bye" && p.t !== "claim" && p.t !== "query") return undefined;
-    if (p.t === "query") return { t: "query" };
-    const info = parseInfo(p.info);
-    return info ? { t: p.t, info } : undefined;
   }
 
   #publishPresence(p: PresenceMsg): void {
@@ -337,7 +295,7 @@ export class NatsCarrier implements Carrier {
   }
 
   #presence(bytes: Uint8Array): void {
-    const p = this.#parsePresence(bytes);
+    const p = parsePresence(bytes);
     if (!p || this.#closed) return;
     const self = this.#self!;
     if (p.t === "query") {
@@ -426,34 +384,19 @@ export class NatsCarrier implements Carrier {
     }
     const [n, base] = link;
     let rx = this.#incoming.get(header.id);
-    if (!rx) this.#incoming.set(header.id, rx = { next: 1, held: new Map() });
-    if (base > rx.next) {
-      // The sender gave up on what came before `base` (it took this node for gone).
-      for (const k of rx.held.keys()) if (k < base) rx.held.delete(k);
-      rx.next = base;
-    }
+    if (!rx) this.#incoming.set(header.id, rx = newIncoming());
+    skipTo(rx, base);
     this.#ackDue.add(header.id);
     this.#scheduleAck();
-    if (n < rx.next || rx.held.has(n)) return; // a resend of what was delivered or held
-    if (n > rx.next) {
-      if (rx.held.size < 100_000) rx.held.set(n, { header, data: data.slice() });
-      return;
-    }
-    this.#accept(header, data);
-    rx.next++;
-    for (let h = rx.held.get(rx.next); h !== undefined; h = rx.held.get(rx.next)) {
-      rx.held.delete(rx.next);
-      this.#accept(h.header, h.data);
-      rx.next++;
-    }
+    receive(rx, n, header, data, this.#accept);
   }
 
-  #accept(header: Header, data: Uint8Array): void {
+  #accept = (header: Header, data: Uint8Array): void => {
     // A broadcast for a group this node has left since the sender last heard of it.
     if (header.g !== undefined && !reachesAny(header.g, this.#self!.groups)) return;
     if (header.g === undefined && header.to !== this.#self!.id) return;
     this.#events!.message(header, data);
-  }
+  };
 
   #scheduleAck(): void {
     if (this.#ackTimer !== undefined) return;
@@ -475,23 +418,11 @@ export class NatsCarrier implements Carrier {
   }
 
   #ack(bytes: Uint8Array): void {
-    let raw: { id?: unknown; upto?: unknown };
-    try {
-      raw = JSON.parse(decoder.decode(bytes));
-    } catch {
-      return;
-    }
-    if (typeof raw?.id !== "string" || !Number.isSafeInteger(raw.upto)) return;
-    const link = this.#links.get(raw.id);
+    const ack = parseAck(bytes);
+    if (!ack) return;
+    const link = this.#links.get(ack.id);
     if (!link) return;
-    const upto = raw.upto as number;
-    let moved = false;
-    for (const n of link.unacked.keys()) {
-      if (n > upto) break;
-      link.unacked.delete(n);
-      moved = true;
-    }
-    if (moved) link.progressAt = Date.now();
+    acknowledge(link, ack.upto);
     if (link.unacked.size === 0) this.#wakeFlush();
   }
 
@@ -512,13 +443,8 @@ export class NatsCarrier implements Carrier {
 
   #link(id: string): Link {
     let link = this.#links.get(id);
-    if (!link) this.#links.set(id, link = { n: 0, unacked: new Map(), progressAt: Date.now() });
+    if (!link) this.#links.set(id, link = newLink());
     return link;
-  }
-
-  #base(link: Link): number {
-    for (const n of link.unacked.keys()) return n;
-    return link.n;
   }
 
   readonly #subjects = new Map<string, string>();
@@ -602,7 +528,7 @@ export class NatsCarrier implements Carrier {
     try {
       const link = this.#link(peer.id);
       const n = link.n + 1;
-      header.l = { [peer.id]: [n, link.unacked.size ? this.#base(link) : n] };
+      header.l = { [peer.id]: [n, link.unacked.size ? resendBase(link) : n] };
       const bytes = encode(header, data);
       this.#publish(this.#nodeSubject(peer.id), bytes, peer.name);
       link.n = n;
@@ -630,7 +556,7 @@ export class NatsCarrier implements Carrier {
       recipients.forEach((p, i) => {
         const link = links[i]!;
         const n = link.n + 1;
-        l[p.id] = [n, link.unacked.size ? this.#base(link) : n];
+        l[p.id] = [n, link.unacked.size ? resendBase(link) : n];
       });
       header.l = l;
       const bytes = encode(header, data);

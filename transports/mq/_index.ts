@@ -126,6 +126,9 @@ export class GroupIndex {
   readonly #recView = new DataView(this.#rec.buffer);
   readonly #word = new Uint8Array(16);
   readonly #wordView = new DataView(this.#word.buffer);
+  #lockHeld = false;
+  /** The cutoff as read or written while this process holds the lock, or -1. */
+  #lockedCutoff = -1;
 
   /**
    * @param dir The group's directory.
@@ -148,6 +151,15 @@ export class GroupIndex {
   /** The next global sequence number (messages committed so far). */
   get next(): number {
     return this.#next;
+  }
+
+  /**
+   * Whether this process holds the group lock (set by the group): then only it moves the
+   * cutoff, which is read from the file once.
+   */
+  set lockHeld(held: boolean) {
+    this.#lockHeld = held;
+    this.#lockedCutoff = -1;
   }
 
   /** The index format: 2, or 1 for a group made by an earlier version. */
@@ -202,6 +214,8 @@ export class GroupIndex {
     outer: for (;;) {
       const at = HEADER + this.#next * RECORD;
       const n = preadFd(this.#indexFd, c, at);
+      // Nothing new: what #chunk holds (the last records read or committed) stays.
+      if (n === 0) break;
       const whole = Math.floor(n / RECORD);
       let i = 0;
       this.#chunkSeq = this.#next;
@@ -454,7 +468,15 @@ export class GroupIndex {
    * @param r The record.
    */
   commit(s: StreamState, r: RecordFields): void {
-    pwriteAll(this.#indexFd, this.#record(r), HEADER + r.seq * RECORD);
+    const rec = this.#record(r);
+    pwriteAll(this.#indexFd, rec, HEADER + r.seq * RECORD);
+    // Readers in this process take it from #chunk instead of reading the index again.
+    if (r.seq !== this.#chunkSeq + this.#chunkCount || this.#chunkCount === CHUNK_RECORDS) {
+      this.#chunkSeq = r.seq;
+      this.#chunkCount = 0;
+    }
+    this.#chunk.set(rec, this.#chunkCount * RECORD);
+    this.#chunkCount++;
     this.#next = r.seq + 1;
     this.#cum = r.cum + r.length;
     this.#orderEnd = r.order + s.orderEntry.length;
@@ -518,6 +540,7 @@ export class GroupIndex {
       this.#wordView.setUint32(8, cutoffCrc(this.#word), true);
       pwriteAll(this.#indexFd, this.#word.subarray(0, this.#version === 1 ? 8 : 12), H_CUTOFF);
       this.#cutoff = cut;
+      if (this.#lockHeld) this.#lockedCutoff = cut;
     }
     if (!this.#advanceCutState()) return;
     // Free whole pages below the cutoff, 64 KiB at a time at least.
@@ -610,6 +633,13 @@ export class GroupIndex {
    * @returns The cutoff, from the index header.
    */
   readCutoff(): number {
+    if (this.#lockedCutoff >= 0) return this.#lockedCutoff;
+    const cutoff = this.#readCutoffFile();
+    if (this.#lockHeld) this.#lockedCutoff = cutoff;
+    return cutoff;
+  }
+
+  #readCutoffFile(): number {
     for (let attempt = 0;; attempt++) {
       preadFull(this.#indexFd, this.#word, H_CUTOFF);
       const cutoff = u64(this.#wordView, 0);

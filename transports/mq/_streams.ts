@@ -124,6 +124,10 @@ export interface StreamState extends StreamInfo {
   cutLast: number;
   /** How far this process has punched holes. */
   punched: number;
+  /** The last message this process wrote to it, while readers here want it, or undefined. */
+  written: Uint8Array | undefined;
+  /** Where {@linkcode StreamState.written} starts in the file. */
+  writtenAt: number;
 }
 
 /** A group's stream incarnations, by id and by live name. */
@@ -134,6 +138,11 @@ export class StreamTable {
   readonly live: Map<string, StreamState> = new Map();
   /** The index format (set when the index header is read): 2 adds a CRC to each line. */
   version = 2;
+  /**
+   * How many readers in this process share the group: while there are any, each stream
+   * keeps the last message written here, so they need not read it back from the file.
+   */
+  localReaders = 0;
   readonly #path: string;
   readonly #dir: GroupDir;
   readonly #namesFd: number;
@@ -206,6 +215,8 @@ export class StreamTable {
       cutCount: 0,
       cutLast: -1,
       punched: 0,
+      written: undefined,
+      writtenAt: 0,
     };
     this.all.push(s);
     this.live.set(name, s);

@@ -50,6 +50,10 @@
  * 3. writes the stream's name + NUL into `order` at the position the record names,
  * 4. appends the record, marked *committed*, to the index, and releases the lock.
  *
+ * A process with a burst of writes (the FUSE server) may keep the lock across them
+ * ({@linkcode MqGroup.holdLock}): the sync is then done once, when the lock is taken (no other
+ * writer can commit meanwhile), and each write only checks its own stream for foreign appends.
+ *
  * The index is the commit point: readers deliver only records in the index, and a record
  * gets there only after its bytes are in the stream, so no reader ever sees part of a
  * message. A record is appended with one write at the end of the file, and a reader cannot
@@ -188,6 +192,9 @@ export interface OpenOptions {
   readOnly?: boolean;
 }
 
+/** The largest message kept in memory for readers in the same process. */
+const KEEP_WRITTEN = 64 * 1024;
+
 /** Permission bits: others may write. */
 const OTHERS_WRITE = 0o002;
 const STICKY = 0o1000;
@@ -228,6 +235,12 @@ export class MqGroup {
   readonly #streams: StreamTable;
   readonly #index: GroupIndex;
   #lockDepth = 0;
+  /** The lock is held by {@linkcode MqGroup.holdLock}. */
+  #held = false;
+  /** Brought up to date since the lock was taken (only this process changed it since). */
+  #synced = false;
+  /** Streams caught up by the last sync (a write need not look at its stream again). */
+  readonly #caught = new Set<StreamState>();
 
   private constructor(dir: GroupDir, writable: boolean) {
     this.path = dir.path;
@@ -441,6 +454,16 @@ export class MqGroup {
   // ---------------------------------------------------------------- locking and sync
 
   #withLock<T>(fn: () => T): T {
+    if (this.#lockDepth > 0) return fn();
+    this.#lock();
+    try {
+      return fn();
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  #lock(): void {
     this.#assertOpen();
     if (!this.writable) {
       throw new FsbusError(
@@ -448,15 +471,67 @@ export class MqGroup {
         `Cannot change group "${this.path}": opened for reading only (no write access)`,
       );
     }
-    if (this.#lockDepth > 0) return fn();
-    lockFd(this.#lockFd);
-    this.#lockDepth++;
-    try {
-      return fn();
-    } finally {
-      this.#lockDepth--;
-      unlockFd(this.#lockFd);
+    if (this.#lockDepth > 0) {
+      this.#lockDepth++;
+      return;
     }
+    lockFd(this.#lockFd);
+    this.#lockDepth = 1;
+    this.#index.lockHeld = true;
+  }
+
+  #unlock(): void {
+    if (--this.#lockDepth > 0) return;
+    this.#index.lockHeld = false;
+    this.#synced = false;
+    unlockFd(this.#lockFd);
+  }
+
+  /**
+   * Takes the group lock and keeps it across calls until {@linkcode MqGroup.releaseLock}:
+   * for a burst of writes from one process (a file server answering many write requests).
+   * While it is held nobody else can commit, so after the first write's sync each write
+   * only looks at its own stream (foreign appends to it, in one `statx`): changes made
+   * without the lock (a shell's `ctl`, streams made or appended to by plain programs) are
+   * taken by the next write after the lock was taken again, or by {@linkcode MqGroup.sync}.
+   * Every other fsbus writer waits meanwhile: hold it for a short burst only. Closing the
+   * group releases it.
+   *
+   * @throws {FsbusError} `permission_denied` for a group opened for reading only.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MqGroup } from "@x/fsbus/mq";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const g = MqGroup.create(`${dir}/g`);
+   * g.holdLock();
+   * try {
+   *   for (let i = 0; i < 100; i++) g.write("0", `message ${i}\n`);
+   * } finally {
+   *   g.releaseLock(); // other writers may go on
+   * }
+   * assert.equal(g.next, 100);
+   * g.close();
+   * Deno.removeSync(dir, { recursive: true });
+   * ```
+   */
+  holdLock(): void {
+    if (this.#held) return;
+    this.#lock();
+    this.#held = true;
+  }
+
+  /** Releases the lock taken by {@linkcode MqGroup.holdLock} (nothing when not held). */
+  releaseLock(): void {
+    if (!this.#held || this.#fds.disposed) return;
+    this.#held = false;
+    this.#unlock();
+  }
+
+  /** Whether {@linkcode MqGroup.holdLock} holds the lock now. */
+  get holdsLock(): boolean {
+    return this.#held;
   }
 
   #assertOpen(): void {
@@ -500,9 +575,11 @@ export class MqGroup {
     this.#index.read(true);
     this.#settings.checkLocked();
     this.#streams.scanDir(forceScan);
+    this.#caught.clear();
     for (const s of [...this.#streams.live.values()]) {
-      if (this.#streams.ensureFd(s)) this.#catchUp(s);
+      if (this.#streams.ensureFd(s)) this.#caught.add(this.#catchUp(s));
     }
+    this.#synced = true;
   }
 
   /**
@@ -575,6 +652,8 @@ export class MqGroup {
    */
   refresh(): void {
     this.#assertOpen();
+    // Holding the lock since the last sync: only this process has committed since.
+    if (this.#held && this.#synced) return;
     this.#index.read(this.#lockDepth > 0);
   }
 
@@ -613,9 +692,14 @@ export class MqGroup {
     checkStreamName(this.path, stream, true);
     const bytes = toBytes(data);
     return this.#withLock(() => {
-      this.#syncLocked(false);
-      const s = this.#streamForWrite(stream);
-      const seq = this.#appendMessage(s, bytes, options.order !== false);
+      // Holding the lock across writes (holdLock), one sync when it was taken is enough.
+      const synced = this.#held && this.#synced;
+      if (!synced) this.#syncLocked(false);
+      const s = this.#streams.forWrite(stream);
+      // Foreign appends to the stream come first (the sync just looked at live streams).
+      const t = !synced && this.#caught.has(s) ? s : this.#catchUp(s);
+      this.#caught.clear();
+      const seq = this.#appendMessage(t, bytes, options.order !== false);
       this.#index.trimLocked(this.#settings.current.depth);
       return { seq, stream };
     });
@@ -674,6 +758,11 @@ export class MqGroup {
         index.writeIntent(r);
         index.commitForeign(s, s.end, gap);
       }
+    }
+    // Readers in this process take the bytes from memory (a small message only).
+    if (this.#streams.localReaders > 0 && length > 0 && length <= KEEP_WRITTEN) {
+      s.written = data.slice();
+      s.writtenAt = r.offset;
     }
     // 3. order, 4. commit
     if (withOrder) index.writeOrder(s, r.order);
@@ -855,6 +944,9 @@ export class MqGroup {
   /** Closes every descriptor. Safe to call more than once. */
   close(): void {
     if (this.#fds.disposed) return;
+    this.#held = false;
+    this.#lockDepth = 0;
+    this.#caught.clear();
     this.#fds.dispose();
     this.#streams.close();
   }

@@ -75,6 +75,9 @@ const O_TRUNC = 0o1000;
 const DIR_MASK = IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO |
   IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR;
 const encoder = new TextEncoder();
+/** The most writes, and milliseconds, one burst keeps a group's lock (see MqGroup.holdLock). */
+const HOLD_WRITES = 256;
+const HOLD_MS = 1;
 
 /** Options for {@linkcode mountGroups}. */
 export interface MqMountOptions {
@@ -132,6 +135,8 @@ export class MqTree implements FileSystem {
   #unidle: (() => void) | undefined;
   /** Writes through the mount queued index events not yet taken. */
   #eventsDue = false;
+  /** Groups whose lock this burst of requests holds, with the writes made and since when. */
+  readonly #holding = new Map<GroupState, { writes: number; since: number; served: boolean }>();
   #down = false;
 
   /**
@@ -157,9 +162,14 @@ export class MqTree implements FileSystem {
     // The index events of this server's own writes are taken once per burst of requests,
     // before the server waits (so it is not woken for them).
     this.#unidle = server.idle(() => {
-      if (!this.#eventsDue) return;
-      this.#eventsDue = false;
-      this.#onEvents();
+      if (this.#eventsDue) {
+        this.#eventsDue = false;
+        // Still holding the locks: every index change queued for a held group is one of
+        // this burst's own commits (or came before its sync), and its readers were served.
+        const served = [...this.#holding].filter(([, h]) => h.served).map(([gs]) => gs);
+        this.#onEvents(new Set(served));
+      }
+      this.#releaseLocks();
     });
   }
 
@@ -193,6 +203,7 @@ export class MqTree implements FileSystem {
       this.#wdGroup.delete(wd);
     }
     for (const f of gs.files) this.#finish(f);
+    this.#holding.delete(gs);
     gs.g.close();
     this.#groups.delete(rel);
   }
@@ -404,15 +415,45 @@ export class MqTree implements FileSystem {
       return data.length;
     }
     try {
+      this.#holdLock(f.group);
       g.write(f.name, data);
     } catch (err) {
+      this.#boundLock(f.group);
       this.#log(`Cannot write to "${g.path}/${f.name}": ${(err as Error).message}`);
       throw new FuseError(errnoOf(err));
     }
     f.wrote = true;
     this.#serveGroup(f.group); // answer readers now
+    const h = this.#holding.get(f.group);
+    if (h !== undefined) h.served = true;
+    this.#boundLock(f.group);
     this.#eventsDue = true;
     return data.length;
+  }
+
+  /**
+   * Keeps a group's lock for the rest of this burst of requests: writes after the first
+   * skip the lock and the sync (MqGroup.holdLock). Released when the server goes idle, or
+   * after HOLD_WRITES writes or HOLD_MS, so other writers of the group never wait long.
+   */
+  #holdLock(gs: GroupState): void {
+    if (this.#holding.has(gs)) return;
+    gs.g.holdLock();
+    this.#holding.set(gs, { writes: 0, since: performance.now(), served: false });
+  }
+
+  #boundLock(gs: GroupState): void {
+    const h = this.#holding.get(gs);
+    if (h === undefined) return;
+    if (++h.writes >= HOLD_WRITES || performance.now() - h.since >= HOLD_MS) {
+      this.#holding.delete(gs);
+      gs.g.releaseLock();
+    }
+  }
+
+  #releaseLocks(): void {
+    for (const gs of this.#holding.keys()) gs.g.releaseLock();
+    this.#holding.clear();
   }
 
   /** Opened with truncation and closed without a write (`: > stream`): a zero-length
@@ -507,7 +548,7 @@ export class MqTree implements FileSystem {
   }
 
   /** Changes seen on the directory: index foreign appends and removals, answer readers. */
-  #onEvents(): void {
+  #onEvents(held?: Set<GroupState>): void {
     const touched = new Set<GroupState>();
     const sync = new Set<GroupState>();
     for (const e of this.#ino.read()) {
@@ -517,6 +558,7 @@ export class MqTree implements FileSystem {
       }
       const gs = this.#wdGroup.get(e.wd);
       if (gs === undefined) continue;
+      if (e.wd === gs.wds[1] && e.mask === IN.MODIFY && held?.has(gs)) continue;
       touched.add(gs);
       if (e.wd === gs.wds[0] && e.name !== "" && e.name !== "order" && !e.name.startsWith(".")) {
         if (e.name === "ctl") continue;

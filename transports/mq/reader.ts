@@ -223,6 +223,7 @@ export class MqReader implements Subscription<MqMessage> {
       const replay = options.replay ?? settings.replay;
       g.locked(() => this.#start(streams, replay, until));
       this.#verify = verify && this.#index.version === 2;
+      if (!owns) this.#parts.streams.localReaders++;
     } catch (err) {
       void this.#ino?.close();
       throw err;
@@ -377,8 +378,11 @@ export class MqReader implements Subscription<MqMessage> {
           continue;
         }
         const offset = u64(v, o + R.OFFSET);
-        const data = readData(g.path, w, offset, length);
-        if (this.#verify && crc32(0, data) !== v.getUint32(o + R.DATA_CRC, true)) {
+        // The message this process wrote (its CRC was taken from these bytes), or the file.
+        const mine = w.s.written !== undefined && w.s.writtenAt === offset &&
+          w.s.written.length === length;
+        const data = mine ? w.s.written!.slice() : readData(g.path, w, offset, length);
+        if (!mine && this.#verify && crc32(0, data) !== v.getUint32(o + R.DATA_CRC, true)) {
           // Bytes freed by trimming since the cutoff was read read as zeros: an overrun.
           if (seq < index.readCutoff()) {
             freed = true;
@@ -594,6 +598,7 @@ export class MqReader implements Subscription<MqMessage> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (!this.#ownsGroup) this.#parts.streams.localReaders--;
     await this.#ino?.close();
     if (this.#ownsGroup) this.#g.close();
   }
