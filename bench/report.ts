@@ -10,13 +10,16 @@
  *   bench (msgfs, filebus, mq, fanout: its table of fsbus beside its floor and peer, and its
  *   latency plot), "bridge" (its table against NATS core, JetStream alone and the local bus,
  *   see _bridge_report.ts) or "floor" (the throughput-ratio plot and the goals that depend on
- *   the floor). Everything outside the markers is left as it is.
+ *   the floor) or "goals" (every protocol's goals beside the figures of its last saved run,
+ *   see _goals.ts; regenerated on every report, a subset's included). Everything outside the
+ *   markers is left as it is.
  *
  * @module
  */
 
 import { addRatios } from "./_floor.ts";
 import { bridgeBlock } from "./_bridge_report.ts";
+import { goalsBlock } from "./_goals.ts";
 import type { Result } from "./_lib.ts";
 import { type AllResults, floorPlot, label, latencyPlot, PROTOCOLS } from "./_plots.ts";
 
@@ -406,6 +409,8 @@ export async function report(
         (all.msgfs ? "\n\n" + floorGoals(all.msgfs) : ""),
     );
   }
+  // The goals table reads every bench's JSON and draws nothing: always regenerated.
+  doc = replaceBlock(doc, "goals", goalsBlock(RESULTS));
   Deno.writeTextFileSync(readmePath, doc);
   // The house formatter lays out the tables and the SVGs, so `deno fmt --check` stays clean.
   const readme = readmePath instanceof URL ? readmePath.pathname : readmePath;

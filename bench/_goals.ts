@@ -1,0 +1,584 @@
+/**
+ * The README's goals table (`<!-- bench:goals -->`): every protocol's goal beside what the
+ * last saved run of its bench measured (bench/results/NAME.json), with that run's load.
+ * No figure is typed by hand: where a run lacks a point a goal needs, the cell says so.
+ *
+ * Verdicts judge the goal as written; where a goal gives both a ratio to a peer and, in
+ * parentheses, the figure that ratio meant when the goal was set, the ratio is judged (the
+ * parenthesis only when the peer is not in the run). "A stalled reader never slows the
+ * writer" is judged met when every stalled count keeps ≥ 0.8× the writer alone.
+ *
+ * @module
+ */
+
+import type { Result } from "./_lib.ts";
+
+/** One bench's saved run: its points and the 1-minute load average during it. */
+export interface Run {
+  /** The points. */
+  results: Result[];
+  /** The load average as the bench wrote it ("" when it was not recorded). */
+  load: string;
+}
+
+/** The runs by bench name (msgfs, filebus, fanout, mq, mq-fuse, messagefs, bridge). */
+export type Runs = Record<string, Run | undefined>;
+
+/** What one goal row shows. */
+export interface Measured {
+  /** The "measured here" cell. */
+  cell: string;
+  /** "met", "not met", or a qualified verdict; "–" when it cannot be judged. */
+  verdict: string;
+}
+
+/** One goal: the transport, its text, the bench whose JSON judges it, and how. */
+export interface Goal {
+  /** The transport, as the table names it. */
+  transport: string;
+  /** The goal, as the issue states it. */
+  goal: string;
+  /** The bench (bench/results/NAME.json) the figures come from. */
+  bench: string;
+  /** Computes the cell and verdict from that bench's points. */
+  measure(results: Result[]): Measured;
+}
+
+/** The benches the goals read, in table order. */
+export const GOAL_BENCHES = [
+  "msgfs",
+  "filebus",
+  "fanout",
+  "mq",
+  "mq-fuse",
+  "messagefs",
+  "bridge",
+] as const;
+
+/**
+ * Reads one bench's saved run (`{ date, load, results }`, `{ summary: { load }, results }` or a
+ * bare array).
+ *
+ * @example Reading a run
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadRun } from "./_goals.ts";
+ * const run = loadRun(new URL("./results/msgfs.json", import.meta.url));
+ * assert(run === undefined || Array.isArray(run.results));
+ * ```
+ *
+ * @param url The JSON file.
+ * @returns The run, or undefined when the file is missing.
+ */
+export function loadRun(url: URL): Run | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(url);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  const json = JSON.parse(text);
+  if (Array.isArray(json)) return { results: json as Result[], load: "" };
+  return {
+    results: (json.results ?? []) as Result[],
+    load: String(json.load ?? json.summary?.load ?? ""),
+  };
+}
+
+function num(x: number, digits = 0): string {
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits });
+}
+
+/** Microseconds: "62 µs", "6.3 ms" from 1 ms, "22 ms" from 10 ms, "1.2 s" from 1 s. */
+function us(x: number): string {
+  if (x >= 1e6) return `${num(x / 1e6, 1)} s`;
+  if (x >= 1000) return `${num(x / 1000, x < 10_000 ? 1 : 0)} ms`;
+  return `${num(x, x < 100 ? 1 : 0)} µs`;
+}
+
+/** A rate: "59k msgs/s", "3.3k", "1.0M". */
+function rate(x: number): string {
+  if (x >= 1e6) return `${num(x / 1e6, 1)}M msgs/s`;
+  if (x >= 10_000) return `${num(x / 1000, 0)}k msgs/s`;
+  return `${num(x, 0)} msgs/s`;
+}
+
+function ratio(x: number): string {
+  return x < 0.01 ? "< 0.01×" : `${x.toFixed(2)}×`;
+}
+
+function verdict(ok: boolean): string {
+  return ok ? "met" : "not met";
+}
+
+/** A point lookup over one run. */
+type Find = (
+  transport: string,
+  scenario: string,
+  rate: number,
+  subscribers: number,
+  more?: (r: Result) => boolean,
+) => Result | undefined;
+
+function finder(results: Result[]): Find {
+  return (transport, scenario, rt, subscribers, more) =>
+    results.find((r) =>
+      r.transport === transport && r.scenario === scenario && r.rate === rt &&
+      r.subscribers === subscribers && (more ? more(r) : true)
+    );
+}
+
+const tmpfs = (r: Result) => r.fs === "tmpfs" || r.fs === "";
+const KiB = (r: Result) => r.size === 1024;
+const B64 = (r: Result) => r.size === 64;
+const batched = (r: Result) => /batch (\d+)/.exec(r.notes ?? "")?.[1] !== "1";
+
+function lossless(r: Result): boolean {
+  return r.delivered === r.expected && r.duplicates === 0 && r.order_violations === 0;
+}
+
+/** Thrown by a measure when a point it needs is not in the run. */
+class Missing extends Error {}
+
+function need<T>(x: T | undefined | null): T {
+  if (x === undefined || x === null) throw new Missing();
+  return x;
+}
+
+const K = (r: number) => r >= 1000 ? `${r / 1000}k/s` : `${r}/s`;
+
+/** The goals, in table order. */
+export const GOALS: readonly Goal[] = [
+  {
+    transport: "directory bus",
+    goal: "p50 ≤ 0.5× NATS at 1k and 10k msgs/s (≤ 100 µs)",
+    bench: "msgfs",
+    measure(results) {
+      const find = finder(results);
+      const parts: string[] = [];
+      const met: string[] = [];
+      for (const rt of [1000, 10_000]) {
+        const f = need(find("msgfs", "latency", rt, 1, (r) => r.fs === "tmpfs" && KiB(r)));
+        const n = need(find("nats", "latency", rt, 1, KiB));
+        const x = f.p50_us! / n.p50_us!;
+        parts.push(`${ratio(x)} (${us(f.p50_us!)} vs ${us(n.p50_us!)}) at ${K(rt)}`);
+        if (x <= 0.5) met.push(K(rt));
+      }
+      return {
+        cell: parts.join("; "),
+        verdict: met.length === 2 ? "met" : met.length ? `met at ${met[0]} only` : "not met",
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "p99 ≤ NATS p99",
+    bench: "msgfs",
+    measure(results) {
+      const find = finder(results);
+      const parts: string[] = [];
+      let ok = true;
+      for (const rt of [1000, 10_000]) {
+        const f = need(find("msgfs", "latency", rt, 1, (r) => r.fs === "tmpfs" && KiB(r)));
+        const n = need(find("nats", "latency", rt, 1, KiB));
+        parts.push(`${us(f.p99_us!)} vs ${us(n.p99_us!)} (${K(rt)})`);
+        ok &&= f.p99_us! <= n.p99_us!;
+      }
+      return { cell: parts.join("; "), verdict: verdict(ok) };
+    },
+  },
+  {
+    transport: "",
+    goal: "publish ≥ 2× NATS (≥ 100k msgs/s)",
+    bench: "msgfs",
+    measure(results) {
+      const find = finder(results);
+      const f = need(find("msgfs", "publish-only", 0, 0, (r) => r.fs === "tmpfs" && KiB(r)));
+      // NATS has no publish-only point: its publisher's rate in the unpaced run.
+      const n = need(find("nats", "throughput", 0, 1, KiB));
+      const x = f.pub_rate! / n.pub_rate!;
+      return {
+        cell: `${rate(f.pub_rate!)} (${ratio(x)} NATS's publisher, ${rate(n.pub_rate!)})`,
+        verdict: verdict(x >= 2),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "lossless end to end ≥ 1.5× NATS unpaced (≥ 80k msgs/s)",
+    bench: "msgfs",
+    measure(results) {
+      const find = finder(results);
+      const f = need(find("msgfs", "throughput", 0, 1, (r) => r.fs === "tmpfs" && KiB(r)));
+      const n = need(find("nats", "throughput", 0, 1, KiB));
+      const x = f.sub_rate! / n.sub_rate!;
+      return {
+        cell: `${rate(f.sub_rate!)} (${ratio(x)} NATS's ${rate(n.sub_rate!)}), ${
+          lossless(f) ? "lossless" : "NOT lossless"
+        }`,
+        verdict: verdict(x >= 1.5 && lossless(f)),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "no loss, duplicate or reordering on a 100k burst, with overflow",
+    bench: "msgfs",
+    measure(results) {
+      const burst = need(
+        results.find((r) => r.transport === "msgfs" && r.scenario === "burst"),
+      );
+      return {
+        cell:
+          `${num(burst.delivered)} of ${num(burst.expected)}, ${burst.duplicates} duplicates, ` +
+          `${burst.order_violations} out of order`,
+        verdict: verdict(lossless(burst)),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "8 subscribers: p99 ≤ 2× one subscriber's",
+    bench: "msgfs",
+    measure(results) {
+      const find = finder(results);
+      const one = need(find("msgfs", "latency", 1000, 1, (r) => r.fs === "tmpfs" && KiB(r)));
+      const eight = need(find("msgfs", "latency", 1000, 8, (r) => r.fs === "tmpfs" && KiB(r)));
+      const x = eight.p99_us! / one.p99_us!;
+      return {
+        cell: `${ratio(x)} at 1k/s (${us(eight.p99_us!)} vs ${us(one.p99_us!)})`,
+        verdict: verdict(x <= 2),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "no CPU while idle",
+    bench: "msgfs",
+    measure(results) {
+      const idle = need(
+        results.find((r) => r.transport === "msgfs" && r.scenario === "idle-cpu"),
+      );
+      const m = need(/([\d.]+) ms CPU in ([\d.]+) s/.exec(idle.notes ?? "") ?? undefined);
+      return { cell: `${m[1]} ms in ${m[2]} s`, verdict: verdict(Number(m[1]) === 0) };
+    },
+  },
+  {
+    transport: "filebus",
+    goal: "lossless ≥ 2k chunks/s and ≥ 100 MB/s (64 KiB, tmpfs)",
+    bench: "filebus",
+    measure(results) {
+      const r = need(
+        finder(results)("filebus", "lossless", 0, 1, (r) => r.fs === "tmpfs" && r.size === 65536),
+      );
+      const mb = r.sub_rate! * r.size / 1e6;
+      return {
+        cell: `${num(r.sub_rate!)} chunks/s, ${num(mb)} MB/s, ${
+          lossless(r) ? "lossless" : "NOT lossless"
+        }`,
+        verdict: verdict(r.sub_rate! >= 2000 && mb >= 100 && lossless(r)),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "lossy at 1k chunks/s: ≥ 90% seen, latest within 1 ms, p50 ≤ 200 µs",
+    bench: "filebus",
+    measure(results) {
+      const find = finder(results);
+      const parts: string[] = [];
+      const failed = new Set<string>();
+      for (const [n, name] of [[1, "one"], [4, "four"]] as const) {
+        const r = need(find("filebus", "lossy", 1000, n, (r) => r.fs === "tmpfs"));
+        const floor = find("floor", "lossy", 1000, n, (r) => r.fs === "tmpfs");
+        const seen = need(/seen ([\d.]+)%/.exec(r.notes ?? "")?.[1]);
+        const last = need(/after ([\d.]+) µs/.exec(r.notes ?? "")?.[1]);
+        const vsFloor = floor?.p50_us ? ` (${ratio(r.p50_us! / floor.p50_us)} the C floor)` : "";
+        parts.push(
+          `${name}: ${seen}% seen, latest ${us(Number(last))}, p50 ${us(r.p50_us!)}${vsFloor}`,
+        );
+        if (Number(seen) < 90) failed.add("seen");
+        if (Number(last) > 1000) failed.add("latest");
+        if (r.p50_us! > 200) failed.add("p50");
+      }
+      return {
+        cell: parts.join("; "),
+        verdict: failed.size === 0
+          ? "met"
+          : `not met: ${["seen", "latest", "p50"].filter((x) => failed.has(x)).join(", ")}`,
+      };
+    },
+  },
+  {
+    transport: "fanout ring",
+    goal: "64 B 1 → 1 ≥ 1M msgs/s batched",
+    bench: "fanout",
+    measure(results) {
+      const find = finder(results);
+      const f = need(find("fanout", "throughput", 0, 1, (r) => B64(r) && batched(r)));
+      const floor = find("floor", "throughput", 0, 1, (r) => B64(r) && batched(r));
+      const vs = floor?.sub_rate ? `, ${ratio(f.sub_rate! / floor.sub_rate)} the C floor` : "";
+      return { cell: `${rate(f.sub_rate!)}${vs}`, verdict: verdict(f.sub_rate! >= 1e6) };
+    },
+  },
+  {
+    transport: "",
+    goal: "p50 ≤ ZeroMQ ipc at 10k msgs/s (≤ 40 µs)",
+    bench: "fanout",
+    measure(results) {
+      const find = finder(results);
+      const f = need(find("fanout", "latency", 10_000, 1, B64));
+      const z = need(find("zeromq", "latency", 10_000, 1, B64));
+      return {
+        cell: `${us(f.p50_us!)} vs ${us(z.p50_us!)} (64 B)`,
+        verdict: verdict(f.p50_us! <= z.p50_us!),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "8 readers each ≥ 0.5× one reader",
+    bench: "fanout",
+    measure(results) {
+      const find = finder(results);
+      const parts: string[] = [];
+      let ok = true;
+      for (const [rt, what] of [[1e6, "at 1M msgs/s offered"], [0, "unpaced"]] as const) {
+        const one = need(find("fanout", "throughput", rt, 1, (r) => B64(r) && batched(r)));
+        const eight = need(find("fanout", "throughput", rt, 8, (r) => B64(r) && batched(r)));
+        const x = eight.sub_rate! / one.sub_rate!;
+        parts.push(`${ratio(x)} ${what}`);
+        ok &&= x >= 0.5;
+      }
+      return { cell: parts.join(", "), verdict: verdict(ok) };
+    },
+  },
+  {
+    transport: "",
+    goal: "a stalled reader never slows the writer",
+    bench: "fanout",
+    measure(results) {
+      const find = finder(results);
+      const rs = [0, 1, 8].map((n) => need(find("fanout", "stalled-readers", 0, n)));
+      const worst = Math.min(...rs.map((r) => r.pub_rate! / rs[0]!.pub_rate!));
+      return {
+        cell: `${rs.map((r) => num(r.pub_rate! / 1e6)).join(" / ")}M msgs/s with 0 / 1 / 8 ` +
+          `stopped readers`,
+        verdict: verdict(worst >= 0.8),
+      };
+    },
+  },
+  {
+    transport: "mq groups",
+    goal: "live p50 ≤ NATS p50 (≤ 200 µs)",
+    bench: "mq",
+    measure(results) {
+      const find = finder(results);
+      const m = need(find("mq", "latency", 1000, 1, KiB));
+      const floor = find("floor", "latency", 1000, 1, KiB);
+      const nats = find("nats", "latency", 1000, 1, KiB);
+      const vs = floor?.p50_us
+        ? ` (${ratio(m.p50_us! / floor.p50_us)} the C floor's ${us(floor.p50_us)})`
+        : "";
+      if (nats?.p50_us) {
+        return {
+          cell: `${us(m.p50_us!)} vs NATS ${us(nats.p50_us)} at 1k/s${vs}`,
+          verdict: verdict(m.p50_us! <= nats.p50_us),
+        };
+      }
+      return {
+        cell: `${us(m.p50_us!)} at 1k/s${vs}; NATS not in bench/results/mq.json`,
+        verdict: `${verdict(m.p50_us! <= 200)} (vs 200 µs)`,
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "replay all of 100k × 1 KiB ≥ 300k msgs/s",
+    bench: "mq",
+    measure(results) {
+      const find = finder(results);
+      const checked = need(find("mq", "replay-all", 0, 1, KiB));
+      const raw = find("mq", "replay-all-unverified", 0, 1, KiB);
+      return {
+        cell: `${rate(checked.sub_rate!)} with the per-message CRC check` +
+          (raw?.sub_rate ? `, ${rate(raw.sub_rate)} without` : ""),
+        verdict: verdict(checked.sub_rate! >= 300_000 && lossless(checked)),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "`order` bookkeeping ≤ 20% per write",
+    bench: "mq",
+    measure(results) {
+      const r = need(results.find((r) => r.transport === "mq" && r.scenario === "order-cost"));
+      const pct = need(/: \+?(-?[\d.]+)%/.exec(r.notes ?? "")?.[1]);
+      return { cell: `+${pct}%`, verdict: verdict(Number(pct) <= 20) };
+    },
+  },
+  {
+    transport: "mq mounted",
+    goal: "write(2) through the mount ≥ 25k msgs/s (1 KiB)",
+    bench: "mq-fuse",
+    measure(results) {
+      const find = finder(results);
+      const m = need(find("mq-fuse", "throughput", 0, 1, KiB));
+      const floor = find("floor", "throughput", 0, 1, KiB);
+      const vs = floor?.pub_rate
+        ? `: ${ratio(m.pub_rate! / floor.pub_rate)} the C FUSE floor's ${rate(floor.pub_rate)}`
+        : "";
+      return { cell: `${rate(m.pub_rate!)}${vs}`, verdict: verdict(m.pub_rate! >= 25_000) };
+    },
+  },
+  {
+    transport: "",
+    goal: "live p50 write → blocked read(2) ≤ 150 µs at 1k msgs/s",
+    bench: "mq-fuse",
+    measure(results) {
+      const find = finder(results);
+      const m = need(find("mq-fuse", "latency", 1000, 1, KiB));
+      const floor = find("floor", "latency", 1000, 1, KiB);
+      const vs = floor?.p50_us
+        ? `: ${ratio(m.p50_us! / floor.p50_us)} the C FUSE floor's ${us(floor.p50_us)}`
+        : "";
+      return { cell: `${us(m.p50_us!)}${vs}`, verdict: verdict(m.p50_us! <= 150) };
+    },
+  },
+  {
+    transport: "messagefs",
+    goal: "local p50 within 50 µs of the directory bus",
+    bench: "messagefs",
+    measure(results) {
+      const find = finder(results);
+      const m = need(find("messagefs", "latency", 1000, 1, (r) => KiB(r) && tmpfs(r)));
+      const d = need(find("msgfs", "latency", 1000, 1, (r) => KiB(r) && tmpfs(r)));
+      const diff = m.p50_us! - d.p50_us!;
+      return {
+        cell: `${diff < 0 ? "−" : "+"}${num(Math.abs(diff))} µs (${us(m.p50_us!)} vs ${
+          us(d.p50_us!)
+        }, 1k/s)`,
+        verdict: verdict(diff <= 50),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "over NATS p50 ≤ 1.2× NATS core; throughput ≥ 0.8×",
+    bench: "messagefs",
+    measure(results) {
+      const find = finder(results);
+      const ml = need(find("messagefs-nats", "latency", 1000, 1, KiB));
+      const nl = need(find("nats", "latency", 1000, 1, KiB));
+      const mt = need(find("messagefs-nats", "throughput", 0, 1, KiB));
+      const nt = need(find("nats", "throughput", 0, 1, KiB));
+      const lat = ml.p50_us! / nl.p50_us!;
+      const thr = mt.sub_rate! / nt.sub_rate!;
+      return {
+        cell: `${ratio(lat)}; ${ratio(thr)}`,
+        verdict: verdict(lat <= 1.2 && thr >= 0.8),
+      };
+    },
+  },
+  {
+    transport: "bridge",
+    goal: "p50 ≤ NATS core p50 + 2× local bus p50 (1k msgs/s)",
+    bench: "bridge",
+    measure(results) {
+      const find = finder(results);
+      const p50 = (t: string) => need(find(t, "latency", 1000, 1, KiB)?.p50_us);
+      const goal = p50("nats") + 2 * p50("msgfs");
+      const core = p50("bridge-nats");
+      const js = find("bridge", "latency", 1000, 1, KiB)?.p50_us;
+      const alone = find("jetstream", "latency", 1000, 1, KiB)?.p50_us;
+      const through = js === undefined
+        ? ""
+        : `; ${us(js)} through JetStream${alone ? ` (JetStream alone ${us(alone)})` : ""}`;
+      return {
+        cell: `${us(core)} through core NATS, goal ≤ ${us(goal)}${through}`,
+        verdict: verdict(core <= goal),
+      };
+    },
+  },
+  {
+    transport: "",
+    goal: "unpaced ≥ 0.5× JetStream publish-with-ack",
+    bench: "bridge",
+    measure(results) {
+      const find = finder(results);
+      const b = need(find("bridge", "throughput", 0, 1, KiB)?.sub_rate);
+      const js = need(find("jetstream", "throughput", 0, 1, KiB)?.pub_rate);
+      return {
+        cell: `${ratio(b / js)} (${num(b)} vs ${num(js)} msgs/s)`,
+        verdict: verdict(b / js >= 0.5),
+      };
+    },
+  },
+];
+
+/**
+ * Renders the goals table from the saved runs.
+ *
+ * @example A run without the points a goal needs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { goalsTable } from "./_goals.ts";
+ * const md = goalsTable({ msgfs: { results: [], load: "0.5" } });
+ * assert(md.includes("not in bench/results/msgfs.json"));
+ * assert(md.includes("no bench/results/filebus.json"));
+ * ```
+ *
+ * @param runs The runs by bench name.
+ * @returns The Markdown table.
+ */
+export function goalsTable(runs: Runs): string {
+  const head = ["transport", "goal", "measured here", "verdict", "load"];
+  const rows = GOALS.map((g) => {
+    const run = runs[g.bench];
+    const file = `bench/results/${g.bench}.json`;
+    let m: Measured;
+    if (!run) m = { cell: `no ${file}`, verdict: "–" };
+    else {
+      try {
+        m = g.measure(run.results);
+      } catch (err) {
+        if (!(err instanceof Missing)) throw err;
+        m = { cell: `not in ${file}`, verdict: "–" };
+      }
+    }
+    const load = run ? (run.load || "not recorded") : "–";
+    return [g.transport, g.goal, m.cell, m.verdict, `${load} (${g.bench})`];
+  });
+  return [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+    "",
+    "Each row comes from its bench's last saved run, bench/results/NAME.json (NAME in the last",
+    "column, after the 1-minute load average on 2 cores during that run); ratios come from the",
+    "same run. Where a goal gives a ratio and, in parentheses, the figure it meant when it was",
+    "set, the ratio is judged. A stalled reader counts as not slowing the writer while the",
+    "writer keeps ≥ 0.8× its rate alone.",
+  ].join("\n");
+}
+
+/**
+ * Reads every goal's run from a results directory and renders the table.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { goalsBlock } from "./_goals.ts";
+ * const md = goalsBlock(new URL("./results/", import.meta.url));
+ * assert(md.startsWith("| transport | goal |"));
+ * ```
+ *
+ * @param dir The directory holding NAME.json for each bench.
+ * @returns The Markdown.
+ */
+export function goalsBlock(dir: URL): string {
+  const runs: Runs = {};
+  for (const name of GOAL_BENCHES) runs[name] = loadRun(new URL(`${name}.json`, dir));
+  return goalsTable(runs);
+}
