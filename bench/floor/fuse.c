@@ -21,7 +21,8 @@
 #include <sys/uio.h>
 
 #define STREAM_NODE 2
-#define RING 4096 /* messages kept */
+#define RING (1 << 18) /* messages kept: more than any run writes, so a slow reader never
+                          * loses one (the mount keeps every message, on disk) */
 #define MAX_WRITE (1 << 20)
 #define MAX_OPEN 1024
 #define MAX_PARKED 256
