@@ -109,7 +109,36 @@ const statxView = new DataView(statxBuf.buffer);
  * ```
  */
 export function openFd(path: string, flags: number, mode = 0o644): number {
-  return check(libc().open(cpath(path), flags | O.CLOEXEC, mode), "open", path);
+  const c = libc();
+  // Only an open that creates nothing may be made again (see `believed`).
+  const again = (flags & O.CREAT) === 0;
+  let previous = 0;
+  for (;;) {
+    const fd = c.open(cpath(path), flags | O.CLOEXEC, mode);
+    if (fd >= 0) return fd;
+    const e = errno();
+    if (e === Errno.EINTR) continue;
+    if (!again || believed(e, previous)) throw new SysError("open", e, path);
+    previous = e;
+  }
+}
+
+/** The errors a call on a path commonly reports: believed at once. */
+const COMMON: ReadonlySet<number> = new Set([
+  Errno.ENOENT,
+  Errno.ENOTDIR,
+  Errno.ELOOP,
+  Errno.EACCES,
+  Errno.EEXIST,
+]);
+
+/**
+ * Whether a failed call's errno `e` is to be believed. The runtime may run other native code
+ * between a call and the errno read (a filebus consumer once saw EAGAIN from `statx` for a
+ * missing file), so an uncommon error counts only once the same call, made again, repeats it.
+ */
+function believed(e: number, previous: number): boolean {
+  return COMMON.has(e) || e === previous;
 }
 
 /**
@@ -268,13 +297,8 @@ export function statPath(path: string): FdStat | undefined {
     const e = errno();
     if (e === Errno.EINTR) continue;
     if (e === Errno.ENOENT || e === Errno.ENOTDIR) return undefined;
-    // The runtime may run other native code between the call and the errno read (a filebus
-    // consumer once saw EAGAIN here for a missing file): an error counts once it repeats.
-    if (e !== previous) {
-      previous = e;
-      continue;
-    }
-    throw new SysError("statx", e, path);
+    if (believed(e, previous)) throw new SysError("statx", e, path);
+    previous = e;
   }
 }
 

@@ -367,20 +367,11 @@ export class Files {
    * @returns The descriptor (close it with `closeFd`), or undefined when FILE is absent.
    */
   openChunk(): number | undefined {
-    let previous = "";
-    for (;;) {
-      try {
-        return openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.NOFOLLOW);
-      } catch (err) {
-        if (err instanceof SysError && err.code === "ENOENT") return undefined;
-        // An errno read after the call can be another native call's (see statPath in
-        // sys/fs.ts): an error counts once it repeats.
-        if (err instanceof SysError && err.code !== previous) {
-          previous = err.code;
-          continue;
-        }
-        throw openError(err, "Cannot read", this.path);
-      }
+    try {
+      return openFd(this.path, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.NOFOLLOW);
+    } catch (err) {
+      if (err instanceof SysError && err.code === "ENOENT") return undefined;
+      throw openError(err, "Cannot read", this.path);
     }
   }
 
