@@ -46,6 +46,7 @@ export const IN = {
 
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;
+const FIONREAD = 0x541bn;
 const BUFFER_SIZE = 256 * 1024;
 /** The largest event: its 16-byte header and a name of NAME_MAX bytes with its NUL. */
 const MAX_EVENT = 16 + 256;
@@ -120,6 +121,8 @@ export class Inotify implements AsyncDisposable {
   readonly #waiter: Waiter;
   readonly #buf = new Uint8Array(BUFFER_SIZE);
   readonly #view = new DataView(this.#buf.buffer);
+  readonly #count = new Uint8Array(8);
+  readonly #countView = new DataView(this.#count.buffer);
   #closed = false;
   /**
    * When a {@linkcode Inotify.read} last found the queue empty (wall-clock milliseconds, taken
@@ -205,6 +208,34 @@ export class Inotify implements AsyncDisposable {
       }
     }
     return events;
+  }
+
+  /**
+   * How many bytes of events are queued now (`FIONREAD`), without taking them: 0 means no
+   * event happened since the queue was last emptied. One system call.
+   *
+   * @returns The bytes queued (0 when closed).
+   * @throws {SysError} When the ioctl fails.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { IN, Inotify } from "./inotify.ts";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * await using ino = new Inotify();
+   * ino.add(dir, IN.CREATE);
+   * assert.equal(ino.queued(), 0);
+   * Deno.writeTextFileSync(`${dir}/a`, "");
+   * assert.ok(ino.queued() > 0);
+   * ino.read();
+   * assert.equal(ino.queued(), 0);
+   * Deno.removeSync(dir, { recursive: true });
+   * ```
+   */
+  queued(): number {
+    if (this.#closed) return 0;
+    if (libc().ioctl(this.fd, FIONREAD, this.#count) < 0) throw new SysError("ioctl", errno());
+    return this.#countView.getInt32(0, true);
   }
 
   /**

@@ -129,6 +129,8 @@ export class GroupIndex {
   #lockHeld = false;
   /** The cutoff as read or written while this process holds the lock, or -1. */
   #lockedCutoff = -1;
+  /** The cutoff known when the lock was last released, or -1. */
+  #releasedCutoff = -1;
 
   /**
    * @param dir The group's directory.
@@ -159,7 +161,16 @@ export class GroupIndex {
    */
   set lockHeld(held: boolean) {
     this.#lockHeld = held;
+    if (!held) this.#releasedCutoff = this.#lockedCutoff;
     this.#lockedCutoff = -1;
+  }
+
+  /**
+   * The lock was taken again with nothing changed since this process released it (the
+   * group's holdLock was told so): the cutoff known then still holds.
+   */
+  resumed(): void {
+    if (this.#lockHeld) this.#lockedCutoff = this.#releasedCutoff;
   }
 
   /** The index format: 2, or 1 for a group made by an earlier version. */

@@ -17,7 +17,7 @@
  * const f: OpenFile = {
  *   fh: 1,
  *   kind: "stream",
- *   group: { rel: "chat", g, wds: [], files: new Set() },
+ *   group: { rel: "chat", g, wds: [], dirty: false, files: new Set() },
  *   name: "0",
  *   reader: MqReader.open(g, ["0"], { watch: false }),
  *   queue: [],
@@ -66,8 +66,10 @@ export interface GroupState {
   rel: string;
   /** The group. */
   g: MqGroup;
-  /** Its inotify watches: the directory's, then the index's. */
+  /** Its inotify watches: the directory's, the index's, `.mq/intent`'s and `ctl`'s. */
   wds: number[];
+  /** An event not known to be this server's own was seen since the lock was last taken. */
+  dirty: boolean;
   /** The files open in it through the mount. */
   files: Set<OpenFile>;
 }

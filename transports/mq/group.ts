@@ -239,6 +239,10 @@ export class MqGroup {
   #held = false;
   /** Brought up to date since the lock was taken (only this process changed it since). */
   #synced = false;
+  /** Up to date when the lock was last released (it may be resumed: holdLock's `unchanged`). */
+  #resumable = false;
+  /** Taken by holdLock with nothing changed since the last release: no full sync needed. */
+  #resume = false;
   /** Streams caught up by the last sync (a write need not look at its stream again). */
   readonly #caught = new Set<StreamState>();
 
@@ -454,12 +458,17 @@ export class MqGroup {
   // ---------------------------------------------------------------- locking and sync
 
   #withLock<T>(fn: () => T): T {
-    if (this.#lockDepth > 0) return fn();
-    this.#lock();
+    const outer = this.#lockDepth === 0;
+    if (outer) this.#lock();
     try {
       return fn();
+    } catch (err) {
+      // Perhaps half done (a write's intent left): the next lock does a full sync.
+      this.#synced = false;
+      this.#resume = false;
+      throw err;
     } finally {
-      this.#unlock();
+      if (outer) this.#unlock();
     }
   }
 
@@ -483,7 +492,9 @@ export class MqGroup {
   #unlock(): void {
     if (--this.#lockDepth > 0) return;
     this.#index.lockHeld = false;
+    this.#resumable = this.#synced;
     this.#synced = false;
+    this.#resume = false;
     unlockFd(this.#lockFd);
   }
 
@@ -497,6 +508,14 @@ export class MqGroup {
    * Every other fsbus writer waits meanwhile: hold it for a short burst only. Closing the
    * group releases it.
    *
+   * `unchanged`, when given, is asked once the lock is taken: a caller that watches the group
+   * (inotify on its directory, `ctl`, `.mq/index` and `.mq/intent`) and saw nothing since it
+   * last released the lock says so by returning true. If this group was up to date then,
+   * the full sync is skipped: the first write only looks at the live streams' sizes (plain
+   * appends, which no watch reports).
+   *
+   * @param unchanged Whether nothing but this process changed the group since the lock was
+   *   last released by it.
    * @throws {FsbusError} `permission_denied` for a group opened for reading only.
    *
    * @example
@@ -516,10 +535,16 @@ export class MqGroup {
    * Deno.removeSync(dir, { recursive: true });
    * ```
    */
-  holdLock(): void {
+  holdLock(unchanged?: () => boolean): void {
     if (this.#held) return;
+    const resumable = this.#resumable;
     this.#lock();
     this.#held = true;
+    this.#resumable = false;
+    if (resumable && unchanged !== undefined && unchanged()) {
+      this.#resume = true;
+      this.#index.resumed();
+    }
   }
 
   /** Releases the lock taken by {@linkcode MqGroup.holdLock} (nothing when not held). */
@@ -575,11 +600,17 @@ export class MqGroup {
     this.#index.read(true);
     this.#settings.checkLocked();
     this.#streams.scanDir(forceScan);
+    this.#catchUpLive();
+  }
+
+  /** The end of a sync, and all of a resumed one (holdLock): plain appends to live streams. */
+  #catchUpLive(): void {
     this.#caught.clear();
     for (const s of [...this.#streams.live.values()]) {
       if (this.#streams.ensureFd(s)) this.#caught.add(this.#catchUp(s));
     }
     this.#synced = true;
+    this.#resume = false;
   }
 
   /**
@@ -653,7 +684,7 @@ export class MqGroup {
   refresh(): void {
     this.#assertOpen();
     // Holding the lock since the last sync: only this process has committed since.
-    if (this.#held && this.#synced) return;
+    if (this.#held && (this.#synced || this.#resume)) return;
     this.#index.read(this.#lockDepth > 0);
   }
 
@@ -694,7 +725,10 @@ export class MqGroup {
     return this.#withLock(() => {
       // Holding the lock across writes (holdLock), one sync when it was taken is enough.
       const synced = this.#held && this.#synced;
-      if (!synced) this.#syncLocked(false);
+      if (synced) {
+        // up to date since the lock was taken
+      } else if (this.#resume) this.#catchUpLive();
+      else this.#syncLocked(false);
       const s = this.#streams.forWrite(stream);
       // Foreign appends to the stream come first (the sync just looked at live streams).
       const t = !synced && this.#caught.has(s) ? s : this.#catchUp(s);

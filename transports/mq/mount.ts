@@ -162,13 +162,7 @@ export class MqTree implements FileSystem {
     // The index events of this server's own writes are taken once per burst of requests,
     // before the server waits (so it is not woken for them).
     this.#unidle = server.idle(() => {
-      if (this.#eventsDue) {
-        this.#eventsDue = false;
-        // Still holding the locks: every index change queued for a held group is one of
-        // this burst's own commits (or came before its sync), and its readers were served.
-        const served = [...this.#holding].filter(([, h]) => h.served).map(([gs]) => gs);
-        this.#onEvents(new Set(served));
-      }
+      this.#takeOwnEvents();
       this.#releaseLocks();
     });
   }
@@ -182,10 +176,13 @@ export class MqTree implements FileSystem {
     if (gs !== undefined) return gs;
     const g = MqGroup.open(this.#nodes.path(rel));
     const wds: number[] = [];
-    gs = { rel, g, wds, files: new Set() };
+    gs = { rel, g, wds, dirty: true, files: new Set() };
     try {
       wds.push(this.#ino.add(g.path, DIR_MASK));
       wds.push(this.#ino.add(`${g.path}/.mq/index`, IN.MODIFY));
+      // Only to know whether anything changed while the lock was not held (#holdLock).
+      wds.push(this.#ino.add(`${g.path}/.mq/intent`, IN.MODIFY));
+      wds.push(this.#ino.add(`${g.path}/ctl`, IN.MODIFY));
     } catch (err) {
       g.close();
       throw err;
@@ -438,7 +435,11 @@ export class MqTree implements FileSystem {
    */
   #holdLock(gs: GroupState): void {
     if (this.#holding.has(gs)) return;
-    gs.g.holdLock();
+    // Nothing seen since the lock was last released, and no event queued now that the lock
+    // is held (a writer's changes are queued before it lets the lock go): no full sync.
+    const dirty = gs.dirty;
+    gs.dirty = false;
+    gs.g.holdLock(() => !dirty && this.#ino.queued() === 0);
     this.#holding.set(gs, { writes: 0, since: performance.now(), served: false });
   }
 
@@ -446,9 +447,20 @@ export class MqTree implements FileSystem {
     const h = this.#holding.get(gs);
     if (h === undefined) return;
     if (++h.writes >= HOLD_WRITES || performance.now() - h.since >= HOLD_MS) {
+      this.#takeOwnEvents(); // before the lock goes: they are known to be this burst's
       this.#holding.delete(gs);
       gs.g.releaseLock();
     }
+  }
+
+  /** Takes the index events of this burst's own writes (see attach). */
+  #takeOwnEvents(): void {
+    if (!this.#eventsDue) return;
+    this.#eventsDue = false;
+    // Still holding the locks: every index change queued for a held group is one of
+    // this burst's own commits (or came before its sync), and its readers were served.
+    const served = [...this.#holding].filter(([, h]) => h.served).map(([gs]) => gs);
+    this.#onEvents(new Set(served));
   }
 
   #releaseLocks(): void {
@@ -553,12 +565,21 @@ export class MqTree implements FileSystem {
     const sync = new Set<GroupState>();
     for (const e of this.#ino.read()) {
       if (e.mask & IN.Q_OVERFLOW) {
-        for (const gs of this.#groups.values()) sync.add(gs);
+        for (const gs of this.#groups.values()) {
+          sync.add(gs);
+          gs.dirty = true;
+        }
         continue;
       }
       const gs = this.#wdGroup.get(e.wd);
       if (gs === undefined) continue;
       if (e.wd === gs.wds[1] && e.mask === IN.MODIFY && held?.has(gs)) continue;
+      if (e.wd === gs.wds[2] || e.wd === gs.wds[3]) {
+        // `.mq/intent` (each write's first step) and `ctl`: the lock holder's own, or not.
+        if (e.wd !== gs.wds[2] || !this.#holding.has(gs)) gs.dirty = true;
+        continue;
+      }
+      gs.dirty = true;
       touched.add(gs);
       if (e.wd === gs.wds[0] && e.name !== "" && e.name !== "order" && !e.name.startsWith(".")) {
         if (e.name === "ctl") continue;
