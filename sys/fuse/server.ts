@@ -105,7 +105,7 @@ export class FuseServer {
   readonly #onError: (err: unknown, op: string) => void;
   readonly #requests: Requests;
   readonly #watches: Watch[] = [];
-  readonly #idle: (() => void)[] = [];
+  readonly #idle: (() => number | void)[] = [];
   readonly #efd: number;
   readonly #mountsFd: number;
   #pfds = new Uint8Array(0);
@@ -178,11 +178,13 @@ export class FuseServer {
   /**
    * Runs `fn` on the server's thread each time it has handled every request there is, before
    * it waits for more: work that can wait for the end of a burst (one call for many requests).
+   * `fn` may return a number of milliseconds: the server then waits at most about that long
+   * (at least 1 ms) before it runs `fn` again, even if no request comes.
    *
-   * @param fn What to run.
+   * @param fn What to run; returns how soon it wants to run again, if it does.
    * @returns A function that removes it.
    */
-  idle(fn: () => void): () => void {
+  idle(fn: () => number | void): () => void {
     this.#idle.push(fn);
     return () => {
       const i = this.#idle.indexOf(fn);
@@ -291,9 +293,14 @@ export class FuseServer {
       while (!this.#closed) {
         this.#drain();
         if (this.#closed) break;
+        let again = -1;
         for (const fn of this.#idle) {
           try {
-            fn();
+            const ms = fn();
+            if (typeof ms === "number" && ms >= 0) {
+              const at = Math.max(1, Math.ceil(ms));
+              if (again < 0 || at < again) again = at;
+            }
           } catch (err) {
             this.#onError(err, "idle");
           }
@@ -303,13 +310,17 @@ export class FuseServer {
         const pfds = this.#pfds;
         const count = BigInt(pfds.length / 8);
         let n: number;
-        const limit = this.#stopping
+        let limit = this.#stopping
           ? Math.max(1, Math.ceil(this.#graceUntil - performance.now()))
           : -1;
+        if (again >= 0 && (limit < 0 || again < limit)) limit = again;
         if (this.#blockMs > 0) {
-          n = c.poll(pfds, count, limit > 0 ? Math.min(limit, this.#blockMs) : this.#blockMs);
+          const timeout = limit >= 0 ? Math.min(limit, this.#blockMs) : this.#blockMs;
+          n = c.poll(pfds, count, timeout);
           const now = performance.now();
-          if (n <= 0 || now - lastYield > YIELD_EVERY_MS) {
+          // A turn of the event loop after a wait with nothing to do, and at least every
+          // YIELD_EVERY_MS; not when an idle function only asked to run again.
+          if ((n <= 0 && timeout !== again) || now - lastYield > YIELD_EVERY_MS) {
             await yieldTurn();
             lastYield = performance.now();
           }

@@ -163,7 +163,7 @@ export class MqTree implements FileSystem {
     // before the server waits (so it is not woken for them).
     this.#unidle = server.idle(() => {
       this.#takeOwnEvents();
-      this.#releaseLocks();
+      return this.#releaseLocks(false);
     });
   }
 
@@ -430,8 +430,10 @@ export class MqTree implements FileSystem {
 
   /**
    * Keeps a group's lock for the rest of this burst of requests: writes after the first
-   * skip the lock and the sync (MqGroup.holdLock). Released when the server goes idle, or
-   * after HOLD_WRITES writes or HOLD_MS, so other writers of the group never wait long.
+   * skip the lock and the sync (MqGroup.holdLock). Released HOLD_MS after it was taken
+   * (when the server is idle then, or at the next write), or after HOLD_WRITES writes, so
+   * other writers of the group never wait long. Taken again with nothing changed since, no
+   * full sync is needed either.
    */
   #holdLock(gs: GroupState): void {
     if (this.#holding.has(gs)) return;
@@ -463,9 +465,23 @@ export class MqTree implements FileSystem {
     this.#onEvents(new Set(served));
   }
 
-  #releaseLocks(): void {
-    for (const gs of this.#holding.keys()) gs.g.releaseLock();
-    this.#holding.clear();
+  /**
+   * Releases the locks held for HOLD_MS or more (all of them with `all`), and says in how
+   * many milliseconds the others are due: a writer whose next write(2) comes within the
+   * hold (one writing as fast as it can) finds the lock still held, and another process
+   * still waits at most about HOLD_MS for it.
+   */
+  #releaseLocks(all: boolean): number | undefined {
+    const now = performance.now();
+    let due: number | undefined;
+    for (const [gs, h] of this.#holding) {
+      const left = h.since + HOLD_MS - now;
+      if (all || left <= 0) {
+        this.#holding.delete(gs);
+        gs.g.releaseLock();
+      } else if (due === undefined || left < due) due = left;
+    }
+    return due;
   }
 
   /** Opened with truncation and closed without a write (`: > stream`): a zero-length
