@@ -17,7 +17,7 @@
  * const f: OpenFile = {
  *   fh: 1,
  *   kind: "stream",
- *   group: { rel: "chat", g, wds: [], dirty: false, files: new Set() },
+ *   group: { rel: "chat", g, wds: [], dirty: false, lastWrite: 0, writeGap: 0, files: new Set() },
  *   name: "0",
  *   reader: MqReader.open(g, ["0"], { watch: false }),
  *   queue: [],
@@ -70,6 +70,11 @@ export interface GroupState {
   wds: number[];
   /** An event not known to be this server's own was seen since the lock was last taken. */
   dirty: boolean;
+  /** When the last write through the mount came (`performance.now()`), and the time between
+   * it and the one before, in milliseconds. */
+  lastWrite: number;
+  /** See `lastWrite`. */
+  writeGap: number;
   /** The files open in it through the mount. */
   files: Set<OpenFile>;
 }

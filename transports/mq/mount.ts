@@ -163,7 +163,7 @@ export class MqTree implements FileSystem {
     // before the server waits (so it is not woken for them).
     this.#unidle = server.idle(() => {
       this.#takeOwnEvents();
-      return this.#releaseLocks(false);
+      return this.#releaseLocks();
     });
   }
 
@@ -176,7 +176,7 @@ export class MqTree implements FileSystem {
     if (gs !== undefined) return gs;
     const g = MqGroup.open(this.#nodes.path(rel));
     const wds: number[] = [];
-    gs = { rel, g, wds, dirty: true, files: new Set() };
+    gs = { rel, g, wds, dirty: true, lastWrite: -Infinity, writeGap: Infinity, files: new Set() };
     try {
       wds.push(this.#ino.add(g.path, DIR_MASK));
       wds.push(this.#ino.add(`${g.path}/.mq/index`, IN.MODIFY));
@@ -436,13 +436,16 @@ export class MqTree implements FileSystem {
    * full sync is needed either.
    */
   #holdLock(gs: GroupState): void {
+    const now = performance.now();
+    gs.writeGap = now - gs.lastWrite;
+    gs.lastWrite = now;
     if (this.#holding.has(gs)) return;
     // Nothing seen since the lock was last released, and no event queued now that the lock
     // is held (a writer's changes are queued before it lets the lock go): no full sync.
     const dirty = gs.dirty;
     gs.dirty = false;
     gs.g.holdLock(() => !dirty && this.#ino.queued() === 0);
-    this.#holding.set(gs, { writes: 0, since: performance.now(), served: false });
+    this.#holding.set(gs, { writes: 0, since: now, served: false });
   }
 
   #boundLock(gs: GroupState): void {
@@ -466,17 +469,18 @@ export class MqTree implements FileSystem {
   }
 
   /**
-   * Releases the locks held for HOLD_MS or more (all of them with `all`), and says in how
-   * many milliseconds the others are due: a writer whose next write(2) comes within the
-   * hold (one writing as fast as it can) finds the lock still held, and another process
-   * still waits at most about HOLD_MS for it.
+   * Releases the locks held for HOLD_MS or more, and those of
+   * groups written to less often than every HOLD_MS / 2; says in how many milliseconds the
+   * others are due. A writer whose next write(2) comes within the hold (one writing as fast
+   * as it can) finds the lock still held, and another process still waits at most about
+   * HOLD_MS for it; a slower writer costs no wake-up to release it.
    */
-  #releaseLocks(all: boolean): number | undefined {
+  #releaseLocks(): number | undefined {
     const now = performance.now();
     let due: number | undefined;
     for (const [gs, h] of this.#holding) {
       const left = h.since + HOLD_MS - now;
-      if (all || left <= 0) {
+      if (left <= 0 || !(gs.writeGap < HOLD_MS / 2)) {
         this.#holding.delete(gs);
         gs.g.releaseLock();
       } else if (due === undefined || left < due) due = left;
