@@ -109,6 +109,7 @@ export class FuseServer {
   readonly #efd: number;
   readonly #mountsFd: number;
   #pfds = new Uint8Array(0);
+  #pfdsView = new DataView(this.#pfds.buffer);
   #pfdsDirty = true;
   #stopping = false;
   #closed = false;
@@ -276,7 +277,7 @@ export class FuseServer {
     if (this.#mountsFd >= 0) fds.push([this.#mountsFd, POLLPRI]);
     for (const w of this.#watches) fds.push([w.fd, w.events]);
     this.#pfds = new Uint8Array(fds.length * 8);
-    const v = new DataView(this.#pfds.buffer);
+    const v = this.#pfdsView = new DataView(this.#pfds.buffer);
     fds.forEach(([fd, ev], i) => {
       v.setInt32(i * 8, fd, true);
       v.setInt16(i * 8 + 4, ev, true);
@@ -289,9 +290,12 @@ export class FuseServer {
     // Let the constructor's caller finish first (install signal handlers, watches).
     await Promise.resolve();
     let lastYield = performance.now();
+    let ready = true;
     try {
       while (!this.#closed) {
-        this.#drain();
+        // Only when poll said so: a wake-up for a watch or an idle function's timer reads
+        // no request.
+        if (ready || this.#stopping) this.#drain();
         if (this.#closed) break;
         let again = -1;
         for (const fn of this.#idle) {
@@ -328,6 +332,7 @@ export class FuseServer {
           n = c.poll(pfds, count, 0);
           if (n === 0) n = await c.poll_async(pfds, count, limit);
         }
+        ready = n < 0 || (n > 0 && this.#pfdsView.getInt16(6, true) !== 0);
         if (n > 0 && !this.#closed) this.#afterPoll(pfds);
       }
     } catch (err) {
@@ -341,7 +346,7 @@ export class FuseServer {
   }
 
   #afterPoll(pfds: Uint8Array): void {
-    const v = new DataView(pfds.buffer);
+    const v = this.#pfdsView;
     const count = pfds.length / 8;
     if (v.getInt16(14, true) !== 0) libc().read(this.#efd, new Uint8Array(8), 8n);
     let i = 2;

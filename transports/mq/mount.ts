@@ -464,9 +464,10 @@ export class MqTree implements FileSystem {
     this.#eventsDue = false;
     // Still holding the locks: every index change queued for a held group is one of
     // this burst's own commits (or came before its sync), and its readers were served.
-    const served = [...this.#holding].filter(([, h]) => h.served).map(([gs]) => gs);
-    this.#onEvents(new Set(served));
+    this.#onEvents(this.#servedHold);
   }
+
+  readonly #servedHold = (gs: GroupState): boolean => this.#holding.get(gs)?.served === true;
 
   /**
    * Releases the locks held for HOLD_MS or more, and those of
@@ -580,7 +581,7 @@ export class MqTree implements FileSystem {
   }
 
   /** Changes seen on the directory: index foreign appends and removals, answer readers. */
-  #onEvents(held?: Set<GroupState>): void {
+  #onEvents(held?: (gs: GroupState) => boolean): void {
     const touched = new Set<GroupState>();
     const sync = new Set<GroupState>();
     for (const e of this.#ino.read()) {
@@ -593,7 +594,7 @@ export class MqTree implements FileSystem {
       }
       const gs = this.#wdGroup.get(e.wd);
       if (gs === undefined) continue;
-      if (e.wd === gs.wds[1] && e.mask === IN.MODIFY && held?.has(gs)) continue;
+      if (e.wd === gs.wds[1] && e.mask === IN.MODIFY && held?.(gs)) continue;
       if (e.wd === gs.wds[2] || e.wd === gs.wds[3]) {
         // `.mq/intent` (each write's first step) and `ctl`: the lock holder's own, or not.
         if (e.wd !== gs.wds[2] || !this.#holding.has(gs)) gs.dirty = true;
