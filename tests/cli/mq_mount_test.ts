@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
 import {
+  CLI,
   collect,
   fsbus,
   runnableByOthers,
@@ -122,6 +123,66 @@ async function run(script: string): Promise<void> {
   const r = await sh(script);
   assert.equal(r.code, 0, `${script}: ${r.stderr}`);
 }
+
+Deno.test({
+  name: "fsbus mq mount: writes through the mount between other writers' (fsbus mq write, " +
+    "plain appends, fsbus mq ctl) keep one order: the server's lock taken again without a " +
+    "full sync never misses them",
+  ignore: !HAVE_FUSE,
+  async fn() {
+    await withMount(async ({ data, mp }) => {
+      const s = `${mp}/g/s`;
+      await run(`touch '${s}' '${data}/g/t'`);
+      const order: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        await run(`echo m${i} > '${s}'`);
+        order.push("s");
+        const w = await fsbus(["mq", "write", `${data}/g`, "s", `w${i}\n`]);
+        assert.equal(w.code, 0, w.stderr);
+        order.push("s");
+        await run(`echo p${i} >> '${data}/g/t'`); // indexed by the next writer, at the latest
+        order.push("t");
+        if (i === 2) {
+          const c = await fsbus(["mq", "ctl", `${data}/g`, "replay", "all"]);
+          assert.equal(c.code, 0, c.stderr);
+        }
+      }
+      await run(`echo end > '${s}'`);
+      order.push("s");
+      assert.equal(Deno.readTextFileSync(`${data}/g/order`), order.map((n) => `${n}\0`).join(""));
+      const history = "m0\nw0\nm1\nw1\nm2\nw2\nm3\nw3\nend\n";
+      assert.equal(Deno.readTextFileSync(`${data}/g/s`), history);
+      // The ctl change reached the server: a new reader through the mount replays all.
+      const head = await sh(`timeout 20 head -n 9 '${s}'`);
+      assert.equal(head.text, history);
+      const check = await fsbus(["mq", "check", `${data}/g`]);
+      assert.equal(check.code, 0, check.text + check.stderr);
+      // At the same time: a shell writing through the mount as fast as it can, through one
+      // descriptor (the server keeps the lock across its writes and takes it again between
+      // them), and another process committing between them.
+      const n = 1500;
+      const m = n / 10;
+      const [viaMount, viaDir] = await Promise.all([
+        sh(`exec 3>'${s}'; for i in $(seq ${n}); do echo m$i >&3 || exit 1; done`),
+        sh(
+          `for i in $(seq ${m}); do echo w$i; sleep 0.002; done | ` +
+            `'${Deno.execPath()}' run -A ${CLI} mq write '${data}/g' u --lines`,
+        ),
+      ]);
+      assert.equal(viaMount.code, 0, viaMount.stderr);
+      assert.equal(viaDir.code, 0, viaDir.stderr);
+      const lines = (k: string, count: number) =>
+        Array.from({ length: count }, (_, i) => `${k}${i + 1}\n`).join("");
+      assert.equal(Deno.readTextFileSync(`${data}/g/s`).slice(history.length), lines("m", n));
+      assert.equal(Deno.readTextFileSync(`${data}/g/u`), lines("w", m));
+      const tail = Deno.readTextFileSync(`${data}/g/order`).slice(order.length * 2).split("\0");
+      assert.equal(tail.filter((x) => x === "s").length, n);
+      assert.equal(tail.filter((x) => x === "u").length, m);
+      const again = await fsbus(["mq", "check", `${data}/g`]);
+      assert.equal(again.code, 0, again.text + again.stderr);
+    });
+  },
+});
 
 Deno.test({
   name: "fsbus mq mount: a blocked cat gets messages written through the mount, by fsbus " +

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { MqGroup, type MqMessage, MqReader } from "../../transports/mq/mod.ts";
+import { checkGroup } from "../../transports/mq/check.ts";
 import { FsbusError, OverrunError } from "../../types.ts";
 import { sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
 
@@ -217,6 +218,57 @@ Deno.test("MqGroup.holdLock() keeps the lock across writes: others wait, plain a
     assert.equal(Deno.readTextFileSync(`${g.path}/order`), "0\x000\x000\x000\x000\x00");
   } finally {
     if (other) await stop(other);
+    g.close();
+  }
+});
+
+Deno.test("MqGroup.holdLock(unchanged): a full sync unless the caller says nothing changed; plain appends are indexed either way", async () => {
+  using tmp = tempDir();
+  const g = MqGroup.create(`${tmp.path}/g`, { replay: "all" });
+  const other = MqGroup.open(g.path);
+  try {
+    g.holdLock();
+    g.write("0", "a\n");
+    g.releaseLock();
+    // Another writer commits (to a stream it makes) while the lock is free: the caller
+    // says something changed.
+    other.write("2", "b\n");
+    g.holdLock(() => false);
+    g.write("0", "c\n");
+    g.releaseLock();
+    // Nothing but a plain append to another stream (which no index watch reports): the
+    // hold is resumed without a full sync, and the append still comes first.
+    g.createStream("1");
+    Deno.writeTextFileSync(`${g.path}/1`, "p\n", { append: true });
+    let asked = 0;
+    g.holdLock(() => ++asked > 0);
+    assert.equal(asked, 1);
+    g.write("0", "d\n");
+    g.write("0", "e\n");
+    g.releaseLock();
+    other.write("1", "q\n");
+    g.holdLock(() => false);
+    g.write("0", "f\n");
+    g.releaseLock();
+    const r = MqReader.open(g, ["0", "1", "2"], { replay: "all" });
+    assert.deepEqual(r.poll().map((m) => `${m.stream}:${text(m)}`), [
+      "0:a\n",
+      "2:b\n",
+      "0:c\n",
+      "1:p\n",
+      "0:d\n",
+      "0:e\n",
+      "1:q\n",
+      "0:f\n",
+    ]);
+    await r.close();
+    assert.equal(
+      Deno.readTextFileSync(`${g.path}/order`),
+      "0\x002\x000\x001\x000\x000\x001\x000\x00",
+    );
+    assert.deepEqual(checkGroup(g.path).problems, []);
+  } finally {
+    other.close();
     g.close();
   }
 });
