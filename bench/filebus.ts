@@ -5,7 +5,9 @@
  * - lossless: chunks/s and MB/s, 4 KiB and 64 KiB chunks, unpaced, through the library and
  *   (64 KiB) through the CLI pipeline `... | fsbus filebus --lossless producer`;
  * - lossy: latency (p50/p99, scheduled send time to receipt) and the fraction of chunks
- *   seen, at 100 and 1,000 chunks/s, 1 KiB, with 1 and 4 consumers;
+ *   seen, at 100 and 1,000 chunks/s, 1 KiB, with 1 and 4 consumers, and the last chunk's
+ *   latency (the "latest chunk" figure: the producer keeps time for 100 ms after it, and no
+ *   consumer reports before every consumer has it, so the bench's teardown is not counted);
  * - each on tmpfs (/dev/shm) and ext4 (/tmp).
  *
  *   deno run -A bench/filebus.ts            # the full matrix (about three minutes)

@@ -24,9 +24,10 @@ import type { FilebusOptions } from "./options.ts";
  * A running filebus consumer: an async iterable of chunks (raw bytes, as produced).
  *
  * Lossy (default): yields FILE's content now, if present and not empty, then each new chunk
- * as it is renamed in; it never ends on its own. It holds the lock only to open FILE, and
- * keeps the last chunk's file open (one descriptor) until it reads the next, so that its inode
- * number cannot come back with a later chunk. Lossless: takes each chunk under the lock and
+ * as it is renamed in; it never ends on its own. A chunk an event says was renamed in is
+ * opened without the lock (a renamed-in file is whole); any other look holds the lock only to
+ * open FILE. It keeps the last chunk's file open (one descriptor) until it has handed out the
+ * next, so that its inode number cannot come back with a later chunk. Lossless: takes each chunk under the lock and
  * yields it, still holding the lock; FILE is removed (so a producer may write the next) when
  * the next chunk is asked for, so a loop that stops at a chunk (say, its output closed)
  * leaves that chunk for the next consumer, as the original does. The iteration ends at the
