@@ -123,9 +123,6 @@ export interface Watcher {
 const DIR_MASK = IN.CLOSE_WRITE | IN.MOVED_TO | IN.DELETE | IN.MOVED_FROM | IN.DELETE_SELF |
   IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
 
-/** With blocking waits, the longest a busy watcher keeps the event loop from running (ms). */
-const TURN_MS = 5;
-
 class InotifyWatcher implements Watcher {
   readonly backend = "inotify";
   readonly #root: string;
@@ -139,8 +136,6 @@ class InotifyWatcher implements Watcher {
   /** False once a read has emptied the kernel's queue, until the next wait: saves the read
    * that would only say so again (the wait's poll(2) does). */
   #unread = true;
-  /** When the event loop last had a turn (blocking waits), `performance.now()`. */
-  #turnedAt = 0;
 
   constructor(root: string, recursive: boolean, blockMs: number) {
     this.#root = root;
@@ -190,17 +185,9 @@ class InotifyWatcher implements Watcher {
       if (this.#closed) return false;
       if (this.#queue.bytes > 0) return true;
       if (this.#blockMs > 0) {
-        // Block in poll(2) on this thread for a while, then let the event loop run; and
-        // give it a turn at least every TURN_MS while events keep coming, so that timers
-        // and sockets are served however busy the bus is.
-        if (performance.now() - this.#turnedAt >= TURN_MS) {
-          await yieldTurn();
-          this.#turnedAt = performance.now();
-          continue;
-        }
+        // Block in poll(2) on this thread for a while, then let the event loop run.
         if (this.#ino.waitSync(this.#blockMs) !== "timeout") return !this.#closed;
         await yieldTurn();
-        this.#turnedAt = performance.now();
         continue;
       }
       await this.#ino.wait();
