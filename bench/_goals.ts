@@ -284,7 +284,7 @@ export const GOALS: readonly Goal[] = [
   },
   {
     transport: "",
-    goal: "lossy at 1k chunks/s: ≥ 90% seen, latest within 1 ms, p50 ≤ 200 µs",
+    goal: "lossy at 1k chunks/s: ≥ 90% seen, latest ≤ 1 ms, p50 ≤ 200 µs (one)",
     bench: "filebus",
     measure(results) {
       const find = finder(results);
@@ -301,7 +301,8 @@ export const GOALS: readonly Goal[] = [
         );
         if (Number(seen) < 90) failed.add("seen");
         if (Number(last) > 1000) failed.add("latest");
-        if (r.p50_us! > 200) failed.add("p50");
+        // Issue 14: "p50 ≤ 200 µs with one consumer"; seen and latest hold for four too.
+        if (n === 1 && r.p50_us! > 200) failed.add("p50");
       }
       return {
         cell: parts.join("; "),

@@ -240,7 +240,11 @@ async function runPoint(
       subArgs = { ...subArgs, dir: a };
       pubArgs = { ...pubArgs, dir: a };
     } else if (kind === "bridge" || kind === "bridge-nats") {
-      const subject = `bench.br${Math.floor(Math.random() * 1e9)}`;
+      // Core NATS on a subject outside the BENCH stream's `bench.>`: under it, the servers
+      // also stored (and replicated three ways) every message of the "core NATS" bridge.
+      const subject = `${kind === "bridge" ? "bench" : "live"}.br${
+        Math.floor(Math.random() * 1e9)
+      }`;
       const [out, inn] = kind === "bridge"
         ? [
           `jetstream://${servers[0]}/BENCH/${subject}`,

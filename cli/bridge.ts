@@ -135,6 +135,8 @@ export async function bridgeCommand(args: string[]): Promise<number> {
         both: spec.both || values.both === true,
         history: spec.history || values.history === true,
         lossless: values.lossless === true,
+        // One bridge, one way: its directory-bus source may block this process's thread.
+        ...(specs.length === 1 && !spec.both && values.both !== true ? { blockMs: 20 } : {}),
         signal: abort.signal,
         onError: (err) => warn(`${label}${err.message} (skipped)`),
         ...(quiet ? {} : { onNotice: (text: string) => warn(`${label}${text}`) }),

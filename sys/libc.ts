@@ -102,6 +102,8 @@ const SYMBOLS = {
   /** sigaction(2) and mprotect(2): the SIGBUS guard of shared mappings (sigbus.ts). */
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+  /** prctl(2) with integer arguments (PR_GET/SET_TIMERSLACK: precise short sleeps). */
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   /** fchmod(2) and fchown(2): lock files made like the file they lock. */
   fchmod: { parameters: ["i32", "u32"], result: "i32" },
   fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },

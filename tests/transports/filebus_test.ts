@@ -155,6 +155,88 @@ Deno.test("consumer() in lossy mode sees FILE written in place (not the protocol
   assert.equal(got, "written in place");
 });
 
+/** Runs `script` under flock(1) on `lockPath`; it holds the lock until `release()`. */
+async function holdLock(lockPath: string, script: string) {
+  const holder = new Deno.Command("flock", {
+    args: [lockPath, "sh", "-c", `${script}; echo held; read x`],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = holder.stdout.getReader();
+  let out = "";
+  while (!out.includes("held")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += dec.decode(value);
+  }
+  return {
+    async release() {
+      const w = holder.stdin.getWriter();
+      await w.write(enc.encode("\n"));
+      await w.close();
+      reader.releaseLock();
+      await holder.stdout.cancel();
+      await holder.status;
+    },
+  };
+}
+
+Deno.test("consumer() in lossy mode takes a chunk renamed in while its writer still holds the lock", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  await out.write("first");
+  await using sub = consumer(file);
+  const it = sub[Symbol.asyncIterator]();
+  assert.equal(text((await it.next()).value!), "first");
+  // A renamed-in chunk is whole: the consumer does not wait for the writer's unlock.
+  const holder = await holdLock(
+    `${file}.lock`,
+    `printf 'renamed in' > "${file}.__new__" && mv "${file}.__new__" "${file}"`,
+  );
+  try {
+    let got: string | undefined;
+    const next = it.next().then((r) => (got = text(r.value!)));
+    await waitFor(() => got !== undefined, "the chunk, with the lock still held");
+    await next;
+    assert.equal(got, "renamed in");
+  } finally {
+    await holder.release();
+  }
+});
+
+Deno.test("consumer() in lossy mode reads FILE written in place under the lock once the lock is free", async () => {
+  using dir = tempDir();
+  const file = `${dir.path}/bus`;
+  await using out = producer(file);
+  await out.write("renamed in");
+  await using sub = consumer(file, { sleepIntervalMs: 20 });
+  const it = sub[Symbol.asyncIterator]();
+  assert.equal(text((await it.next()).value!), "renamed in");
+  // Written in place (no rename, no event) in two steps under the lock: the consumer sees a
+  // new identity at its next interval, and waits for the lock before it opens FILE.
+  const holder = await holdLock(`${file}.lock`, `printf 'part' >> "${file}"`);
+  let got: string | undefined;
+  const next = it.next().then((r) => (got = text(r.value!)));
+  try {
+    // The consumer's wait shows in /proc/locks as a blocked request ("->") from this process.
+    await waitFor(
+      () =>
+        Deno.readTextFileSync("/proc/locks").split("\n").some((l) =>
+          l.includes("->") && l.includes("FLOCK") && l.split(/\s+/).includes(String(Deno.pid))
+        ),
+      "the consumer to wait for the lock",
+    );
+    assert.equal(got, undefined);
+    await sh(`printf ' and the rest' >> "${file}"`);
+  } finally {
+    await holder.release();
+  }
+  await waitFor(() => got !== undefined, "the chunk");
+  await next;
+  assert.equal(got, "renamed inpart and the rest");
+});
+
 Deno.test("consumer() in lossy mode does not yield a chunk again when it is renamed away and back", async () => {
   using dir = tempDir();
   const file = `${dir.path}/bus`;

@@ -119,6 +119,8 @@ export interface Context {
   history: boolean;
   /** filebus endpoints in lossless mode. */
   lossless: boolean;
+  /** A directory-bus source's blocking waits, in milliseconds (0: none; see BridgeOptions). */
+  blockMs: number;
   /** Whether the other side carries many topics (then subjects get a topic token). */
   wide: boolean;
   /** Stops sources. */

@@ -73,6 +73,7 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
   const sub = msgfs.subscribe(e.path, {
     ...(e.topic === undefined ? { recursive: true } : { topic: e.topic }),
     ...(since === undefined ? {} : { since }),
+    ...(ctx.blockMs > 0 ? { blockMs: ctx.blockMs } : {}),
     signal: ctx.signal,
   });
   let high = last ?? 0;

@@ -40,6 +40,7 @@ import { type FileState, MessageFiles } from "./read.ts";
 import { SeenFiles } from "./_seen.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher } from "./watch.ts";
+import { yieldTurn } from "../../sys/poll.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
@@ -56,6 +57,8 @@ export const SEEN_SLACK_MS = 2000;
 const NAME_SLACK_MS = 60_000;
 /** Deliveries between two reads of the watcher while a long batch or listing is delivered. */
 const READ_EVERY = 512;
+/** With blocking waits, the longest the event loop goes without a turn, in milliseconds. */
+const TURN_MS = 5;
 /** Deliveries between two prunings of what a subscription remembers. */
 const PRUNE_EVERY = 512;
 
@@ -161,7 +164,7 @@ export interface SubscribeOptions {
    * Wait for events by blocking this thread in `poll(2)` for up to this many milliseconds at a
    * time, with an event-loop turn in between (0: wait on a worker thread). Saves one
    * thread hand-off per wake-up, for processes that only subscribe; timers and other I/O of
-   * the process run only between waits.
+   * the process run only between waits (and at least every 5 ms while messages keep coming).
    *
    * @default {0}
    */
@@ -452,6 +455,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       const inotify = watcher.backend === "inotify";
       for (;;) {
         if (this.#closed) return;
+        if (this.#turnDue()) await this.#turn();
         // inotify loses nothing without saying so (IN_Q_OVERFLOW, handled as a rescan in its
         // place): every event taken is handled before the next, so once the watcher holds none,
         // every event queued before it last found the kernel's queue empty has been handled.
@@ -511,6 +515,24 @@ export class BusSubscription implements Subscription<BusMessage> {
     }
   }
 
+  /** When the event loop last had a turn (`performance.now()`), with blocking waits. */
+  #turnedAt = 0;
+
+  /**
+   * Whether a subscription that blocks its thread in its waits (`blockMs`) should give the
+   * event loop a turn now: at least every {@linkcode TURN_MS} however busy the bus, so that
+   * the process's timers and sockets are served (a consumer's pings, its writes' completions)
+   * even while events keep coming without a wait.
+   */
+  #turnDue(): boolean {
+    return this.#options.blockMs > 0 && performance.now() - this.#turnedAt >= TURN_MS;
+  }
+
+  async #turn(): Promise<void> {
+    await yieldTurn();
+    this.#turnedAt = performance.now();
+  }
+
   /** Watches a directory below the subscribed one, through its descriptor with FFI. */
   #watchDir(dir: string): boolean {
     if (!this.#ffi) return this.#watcher!.watch(dir);
@@ -543,6 +565,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       const last = candidates[candidates.length - 1];
       for (const c of candidates) {
         if (this.#closed) return;
+        if (this.#turnDue()) await this.#turn();
         const m = this.#deliver(c.dir, c.name);
         if (++this.#sinceRead >= READ_EVERY) this.#readMore();
         if (c === last) this.#files.flush();
