@@ -42,6 +42,8 @@ interface SubReport {
   received: number;
   cpuMs: number;
   elapsedMs: number;
+  /** The directory bus's listings after a lost event (its inotify queue overflowed). */
+  rescans?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +64,7 @@ async function subRole(args: Record<string, string>): Promise<void> {
     if (seq >= WARMUP) latencies.push(Number(now - sentNs) / 1000);
   };
   const cpu0 = cpuTimeMs();
+  let rescans: number | undefined;
   const done = async () => {
     const report: SubReport = {
       latencies,
@@ -69,6 +72,7 @@ async function subRole(args: Record<string, string>): Promise<void> {
       received,
       cpuMs: cpuTimeMs() - cpu0,
       elapsedMs: performance.now() - firstAt,
+      ...(rescans === undefined ? {} : { rescans }),
     };
     await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(report) + "\n"));
   };
@@ -95,6 +99,7 @@ async function subRole(args: Record<string, string>): Promise<void> {
     }
     clearTimeout(timer);
     await sub.close();
+    rescans = sub.stats.rescans;
   } else if (args.transport === "nats") {
     const nc = await connect({ servers: args.server! });
     let resolve!: () => void;
@@ -214,6 +219,9 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 // The orchestrator.
 
 interface Point {
+  /** "burst": the subscriber is stopped (SIGSTOP) while the publisher writes, so that the
+   * kernel's inotify queue overflows, then continued. */
+  scenario?: "burst";
   transport: Transport;
   size: number;
   rate: number;
@@ -235,10 +243,13 @@ async function runPoint(p: Point, server: string): Promise<Result> {
       const line = await readLine(r, state);
       if (line !== "ready") throw new Error(`subscriber said "${line}"`);
     }
+    const stopped = p.scenario === "burst";
+    if (stopped) { for (const s of subs) Deno.kill(s.pid, "SIGSTOP"); }
     const pub = spawnRole(SELF, "pub", { ...common, rate: p.rate });
     const pubReader = pub.stdout.getReader();
     const pubOut = JSON.parse(await readLine(pubReader, { buf: "" }));
     await pub.status;
+    if (stopped) { for (const s of subs) Deno.kill(s.pid, "SIGCONT"); }
     const reports: SubReport[] = [];
     for (const { r, state } of readers) reports.push(JSON.parse(await readLine(r, state)));
     await Promise.all(subs.map((s) => s.status));
@@ -247,8 +258,10 @@ async function runPoint(p: Point, server: string): Promise<Result> {
     let order = 0;
     let delivered = 0;
     let cpuMs = pubOut.cpuMs;
+    let rescans = 0;
     const subRates: number[] = [];
     for (const rep of reports) {
+      rescans += rep.rescans ?? 0;
       all.push(...rep.latencies);
       const c = checkSequence(rep.seqs);
       duplicates += c.duplicates;
@@ -260,7 +273,7 @@ async function runPoint(p: Point, server: string): Promise<Result> {
     const expected = p.count * p.subscribers;
     return {
       transport: p.transport,
-      scenario: p.rate ? "latency" : "throughput",
+      scenario: p.scenario ?? (p.rate ? "latency" : "throughput"),
       size: p.size,
       rate: p.rate,
       subscribers: p.subscribers,
@@ -273,6 +286,9 @@ async function runPoint(p: Point, server: string): Promise<Result> {
       pub_rate: Math.round(pubOut.pubRate),
       sub_rate: Math.round(median(subRates)),
       cpu_us_per_msg: Math.round((cpuMs * 1000 / p.count) * 10) / 10,
+      ...(p.scenario === "burst"
+        ? { notes: `subscriber stopped during the burst; ${rescans} rescan(s) after overflow` }
+        : {}),
     };
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -467,11 +483,22 @@ export async function run(opts: { quick: boolean; only?: string[] }): Promise<Re
   for (const transport of ["msgfs", "floor", "nats"] as const) {
     points.push({ transport, size, rate: 0, subscribers: 1, count: burst, fs: "tmpfs" });
   }
+  // The same burst into a stopped subscriber: more events than the kernel queues
+  // (fs.inotify.max_queued_events, 16,384 by default), so it overflows and the bus is listed.
+  points.push({
+    scenario: "burst",
+    transport: "msgfs",
+    size,
+    rate: 0,
+    subscribers: 1,
+    count: burst,
+    fs: "tmpfs",
+  });
   const only = opts.only;
   try {
     for (const p of points) {
       if (only && !only.includes(p.transport)) continue;
-      const n = p.fs === "ext4" ? Math.max(repeats, 5) : repeats;
+      const n = p.scenario === "burst" ? 1 : p.fs === "ext4" ? Math.max(repeats, 5) : repeats;
       if (p.transport === "floor") {
         const r = await repeatFloor(n, "dirbus", {
           scenario: p.rate ? "latency" : "throughput",

@@ -160,6 +160,45 @@ export function closeFd(fd: number): void {
   libc().close(fd);
 }
 
+/** False once close_range(2) has failed (a kernel before 5.9): close one at a time. */
+let closeRangeWorks = true;
+
+/**
+ * Closes several descriptors with as few system calls as it can: each run of consecutive
+ * numbers (as descriptors opened one after another get) is closed by one `close_range(2)`,
+ * the others one by one. Every descriptor given must be open and the caller's, so that a run
+ * holds no one else's. Errors are ignored, as {@linkcode closeFd} does.
+ *
+ * @param fds The descriptors.
+ * @param count How many of `fds` to close, from the first.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFds, fstat, O, openFd } from "./fs.ts";
+ * const fds = [openFd("/dev/null", O.RDONLY), openFd("/dev/null", O.RDONLY)];
+ * closeFds(fds);
+ * assert.throws(() => fstat(fds[0]!));
+ * assert.throws(() => fstat(fds[1]!));
+ * ```
+ */
+export function closeFds(fds: ArrayLike<number>, count: number = fds.length): void {
+  const c = libc();
+  let i = 0;
+  while (i < count) {
+    let j = i + 1;
+    while (j < count && fds[j] === fds[j - 1]! + 1) j++;
+    if (j - i > 1 && closeRangeWorks && c.close_range !== null) {
+      if (c.close_range(fds[i]!, fds[j - 1]!, 0) === 0) {
+        i = j;
+        continue;
+      }
+      closeRangeWorks = false;
+    }
+    for (; i < j; i++) c.close(fds[i]!);
+  }
+}
+
 /**
  * The kind of file a `st_mode` value names.
  *

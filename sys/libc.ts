@@ -114,6 +114,8 @@ const SYMBOLS = {
   mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
   futimens: { parameters: ["i32", "pointer"], result: "i32" },
+  /** close_range(2) (Linux 5.9, glibc 2.34): many descriptors closed in one call. */
+  close_range: { parameters: ["u32", "u32", "i32"], result: "i32", optional: true },
   /** syscall(2) with three integer-or-buffer arguments, for getdents64. */
   syscall3: { name: "syscall", parameters: ["i64", "i64", "buffer", "u64"], result: "i64" },
 } as const;

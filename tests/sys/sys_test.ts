@@ -4,6 +4,7 @@ import { POLL, Waiter } from "../../sys/poll.ts";
 import { FileLock } from "../../sys/flock.ts";
 import {
   closeFd,
+  closeFds,
   fstat,
   lstatPath,
   O,
@@ -309,4 +310,24 @@ Deno.test("renamePath() replaces the target, and names it in its SysError", () =
     () => renamePath(`${dir.path}/new`, `${dir.path}/file`),
     (e) => e instanceof SysError && e.code === "ENOENT" && e.message.includes("/file"),
   );
+});
+
+Deno.test("closeFds() closes every descriptor given, consecutive runs and strays, and no other", () => {
+  const before = openFd("/dev/null", O.RDONLY);
+  const run = Array.from({ length: 5 }, () => openFd("/dev/null", O.RDONLY));
+  const stray = openFd("/dev/null", O.RDONLY);
+  const after = openFd("/dev/null", O.RDONLY);
+  try {
+    // A run out of order, a stray between, and only the first 6 of 7 entries.
+    const fds = [run[0]!, run[1]!, stray, run[2]!, run[3]!, run[4]!, after];
+    closeFds(fds, 6);
+    for (const fd of [...run, stray]) {
+      assert.throws(() => fstat(fd), (e: unknown) => e instanceof SysError && e.code === "EBADF");
+    }
+    assert.equal(fstat(before).kind, "char");
+    assert.equal(fstat(after).kind, "char");
+  } finally {
+    closeFd(before);
+    closeFd(after);
+  }
 });

@@ -515,3 +515,42 @@ Deno.test("BusSubscription and Publisher give back every directory descriptor th
   await pub.close();
   assert.equal(fds(), before);
 });
+
+/** The bus's message files this process holds open. */
+function openMessageFiles(bus: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
+      if (target.startsWith(bus + "/")) out.push(target);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+Deno.test("BusSubscription holds no message file open once the last message of a batch is handed on, nor while it waits", async () => {
+  using bus = tempDir();
+  await using sub = msgfs.subscribe(bus.path);
+  const it = sub[Symbol.asyncIterator]();
+  let next = it.next(); // sets up the watch
+  // A batch larger than the descriptors held back at once, queued before it is read.
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  for (let i = 0; i < 40; i++) pub.publish(`m${i}`);
+  await pub.close();
+  const held: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const r = await next;
+    assert.equal(dec.decode(r.value!.data), `m${i}`);
+    held.push(openMessageFiles(bus.path).length);
+    if (i < 39) next = it.next();
+  }
+  assert.ok(Math.max(...held) <= 16, `held ${Math.max(...held)} files`);
+  assert.deepEqual(openMessageFiles(bus.path), []); // the last one was closed before it came
+  next = it.next(); // runs on until it waits
+  assert.deepEqual(openMessageFiles(bus.path), []);
+  msgfs.publish(bus.path, "after");
+  assert.equal(dec.decode((await next).value!.data), "after");
+  assert.deepEqual(openMessageFiles(bus.path), []);
+});

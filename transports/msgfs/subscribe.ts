@@ -463,6 +463,7 @@ export class BusSubscription implements Subscription<BusMessage> {
         if (inotify && !watcher.holding) this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
         const e = watcher.take();
         if (e === undefined) {
+          this.#files.flush(); // the batch's files, before waiting
           if (!(await watcher.wait()) || this.#closed) return;
           continue;
         }
@@ -471,6 +472,9 @@ export class BusSubscription implements Subscription<BusMessage> {
           case "file": {
             const m = this.#deliver(e.dir, e.name);
             if (++this.#sinceRead >= READ_EVERY) this.#readMore();
+            // The last file of what the watcher holds is closed before its message is handed
+            // on (the consumer may keep it a while); the others' together, later.
+            if (!watcher.holding) this.#files.flush();
             if (m) yield m;
             break;
           }
@@ -504,6 +508,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       }
     } finally {
       this.#closed = true;
+      this.#files.flush();
       await watcher.close();
       this.#release();
       if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
@@ -557,11 +562,13 @@ export class BusSubscription implements Subscription<BusMessage> {
     if (candidates.length > 0) {
       candidates.sort((a, b) => (a.sort < b.sort ? -1 : a.sort > b.sort ? 1 : 0));
       await this.#settle(candidates);
+      const last = candidates[candidates.length - 1];
       for (const c of candidates) {
         if (this.#closed) return;
         if (this.#turnDue()) await this.#turn();
         const m = this.#deliver(c.dir, c.name);
         if (++this.#sinceRead >= READ_EVERY) this.#readMore();
+        if (c === last) this.#files.flush();
         if (m) yield m;
       }
     }
@@ -687,6 +694,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       for (const c of candidates) if (c.mtimeMs > newest) newest = c.mtimeMs;
       const wait = newest + settleMs - Date.now();
       if (wait <= 0 || this.#closed) return;
+      this.#files.flush();
       await new Promise((r) => setTimeout(r, Math.ceil(wait)));
       for (const c of candidates) {
         const st = this.#state(c.dir, c.name);
