@@ -148,12 +148,20 @@ Deno.test("consumer() in lossy mode sees FILE written in place (not the protocol
   Deno.writeTextFileSync(file, "written in place");
   await lock.unlock();
   lock.close();
-  let got: string | undefined;
-  const next = it.next().then((r) => (got = text(r.value!)));
-  await waitFor(() => got !== undefined, "the chunk written in place");
-  await next;
-  assert.equal(got, "written in place");
+  const next = nextChunk(it);
+  await waitFor(() => next.text() !== undefined, "the chunk written in place");
+  await next.taken;
+  assert.equal(next.text(), "written in place");
 });
+
+/** Takes the iterator's next chunk in the background: `text()` is undefined until it came. */
+function nextChunk(it: AsyncIterator<Uint8Array>) {
+  let got: string | undefined;
+  const taken = it.next().then((r) => {
+    got = text(r.value!);
+  });
+  return { text: () => got, taken };
+}
 
 /** Runs `script` under flock(1) on `lockPath`; it holds the lock until `release()`. */
 async function holdLock(lockPath: string, script: string) {
@@ -195,11 +203,10 @@ Deno.test("consumer() in lossy mode takes a chunk renamed in while its writer st
     `printf 'renamed in' > "${file}.__new__" && mv "${file}.__new__" "${file}"`,
   );
   try {
-    let got: string | undefined;
-    const next = it.next().then((r) => (got = text(r.value!)));
-    await waitFor(() => got !== undefined, "the chunk, with the lock still held");
-    await next;
-    assert.equal(got, "renamed in");
+    const next = nextChunk(it);
+    await waitFor(() => next.text() !== undefined, "the chunk, with the lock still held");
+    await next.taken;
+    assert.equal(next.text(), "renamed in");
   } finally {
     await holder.release();
   }
@@ -216,8 +223,7 @@ Deno.test("consumer() in lossy mode reads FILE written in place under the lock o
   // Written in place (no rename, no event) in two steps under the lock: the consumer sees a
   // new identity at its next interval, and waits for the lock before it opens FILE.
   const holder = await holdLock(`${file}.lock`, `printf 'part' >> "${file}"`);
-  let got: string | undefined;
-  const next = it.next().then((r) => (got = text(r.value!)));
+  const next = nextChunk(it);
   try {
     // The consumer's wait shows in /proc/locks as a blocked request ("->") from this process.
     await waitFor(
@@ -227,14 +233,14 @@ Deno.test("consumer() in lossy mode reads FILE written in place under the lock o
         ),
       "the consumer to wait for the lock",
     );
-    assert.equal(got, undefined);
+    assert.equal(next.text(), undefined);
     await sh(`printf ' and the rest' >> "${file}"`);
   } finally {
     await holder.release();
   }
-  await waitFor(() => got !== undefined, "the chunk");
-  await next;
-  assert.equal(got, "renamed inpart and the rest");
+  await waitFor(() => next.text() !== undefined, "the chunk");
+  await next.taken;
+  assert.equal(next.text(), "renamed inpart and the rest");
 });
 
 Deno.test("consumer() in lossy mode does not yield a chunk again when it is renamed away and back", async () => {

@@ -27,12 +27,12 @@ import type { FilebusOptions } from "./options.ts";
  * as it is renamed in; it never ends on its own. A chunk an event says was renamed in is
  * opened without the lock (a renamed-in file is whole); any other look holds the lock only to
  * open FILE. It keeps the last chunk's file open (one descriptor) until it has handed out the
- * next, so that its inode number cannot come back with a later chunk. Lossless: takes each chunk under the lock and
- * yields it, still holding the lock; FILE is removed (so a producer may write the next) when
- * the next chunk is asked for, so a loop that stops at a chunk (say, its output closed)
- * leaves that chunk for the next consumer, as the original does. The iteration ends at the
- * empty EOF chunk. Breaking out of the loop, `close()`, disposing or aborting the signal
- * ends the iteration and releases the lock file and the inotify watch.
+ * next, so that its inode number cannot come back with a later chunk. Lossless: takes each
+ * chunk under the lock and yields it, still holding the lock; FILE is removed (so a producer
+ * may write the next) when the next chunk is asked for, so a loop that stops at a chunk (say,
+ * its output closed) leaves that chunk for the next consumer, as the original does. The
+ * iteration ends at the empty EOF chunk. Breaking out of the loop, `close()`, disposing or
+ * aborting the signal ends the iteration and releases the lock file and the inotify watch.
  *
  * @example Take chunks as they arrive
  * ```ts
