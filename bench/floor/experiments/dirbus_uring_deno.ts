@@ -1,0 +1,251 @@
+/**
+ * EXPERIMENT, not part of the bench: the subscriber's per-file reading from Deno, through the
+ * real `MessageFiles.read` (openat + statx + read, closes batched) against io_uring batches
+ * driven through FFI (as ./dirbus_uring.c's ring3 and ring2 modes). It reads the same COUNT
+ * files of a directory again and again, the modes alternated, and prints the median CPU time
+ * (user and system, every thread: io-wq workers included) per file.
+ *
+ *   deno run -A bench/floor/experiments/dirbus_uring_deno.ts [COUNT] [ROUNDS]
+ *
+ * It calls libc itself (only `sys/` may, in the module): it is a measurement, kept for the
+ * record.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { MessageFiles } from "../../../transports/msgfs/read.ts";
+import { openDir } from "../../../sys/dirfd.ts";
+import { closeFd } from "../../../sys/fs.ts";
+
+const COUNT = Number(Deno.args[0] ?? 16000);
+const ROUNDS = Number(Deno.args[1] ?? 5);
+const BATCH = 1000;
+
+const lib = Deno.dlopen("libc.so.6", {
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+}).symbols;
+const SYS_SETUP = 425n, SYS_ENTER = 426n;
+const ptr = (b: Uint8Array) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+
+class Ring {
+  fd: number;
+  sqes: DataView;
+  sqTail: Uint32Array;
+  sqMask: number;
+  cqHead: Uint32Array;
+  cqTail: Uint32Array;
+  cqMask: number;
+  cqes: DataView;
+  tail = 0;
+  pending = 0;
+  constructor(entries: number) {
+    const p = new Uint8Array(120);
+    const pv = new DataView(p.buffer);
+    pv.setUint32(8, (1 << 12) | (1 << 13) | (1 << 3), true); // SINGLE_ISSUER|DEFER_TASKRUN|CQSIZE
+    pv.setUint32(4, entries * 2, true);
+    const fd = Number(lib.syscall(SYS_SETUP, BigInt(entries), ptr(p), 0n, 0n, 0n, 0n));
+    if (fd < 0) throw new Error("io_uring_setup failed");
+    this.fd = fd;
+    const sqOff = (i: number) => pv.getUint32(40 + 4 * i, true);
+    const cqOff = (i: number) => pv.getUint32(80 + 4 * i, true);
+    const sqEntries = pv.getUint32(0, true), cqEntries = pv.getUint32(4, true);
+    const size = Math.max(sqOff(6) + sqEntries * 4, cqOff(5) + cqEntries * 16);
+    const m = lib.mmap(null, BigInt(size), 3, 0x1 | 0x8000, fd, 0n)!; // MAP_SHARED|MAP_POPULATE
+    const buf = Deno.UnsafePointerView.getArrayBuffer(m, size);
+    this.sqTail = new Uint32Array(buf, sqOff(1), 1);
+    this.sqMask = new Uint32Array(buf, sqOff(2), 1)[0]!;
+    const array = new Uint32Array(buf, sqOff(6), sqEntries);
+    for (let i = 0; i < sqEntries; i++) array[i] = i;
+    this.cqHead = new Uint32Array(buf, cqOff(0), 1);
+    this.cqTail = new Uint32Array(buf, cqOff(1), 1);
+    this.cqMask = new Uint32Array(buf, cqOff(2), 1)[0]!;
+    this.cqes = new DataView(buf, cqOff(5), cqEntries * 16);
+    const s = lib.mmap(null, BigInt(sqEntries * 64), 3, 0x1 | 0x8000, fd, 0x10000000n)!;
+    this.sqes = new DataView(Deno.UnsafePointerView.getArrayBuffer(s, sqEntries * 64));
+    this.tail = this.sqTail[0]!;
+  }
+  /** A zeroed SQE's offset. */
+  sqe(): number {
+    const at = (this.tail & this.sqMask) * 64;
+    for (let i = 0; i < 64; i += 8) this.sqes.setBigUint64(at + i, 0n);
+    this.tail++;
+    this.pending++;
+    return at;
+  }
+  enter(wait: number): void {
+    this.sqTail[0] = this.tail;
+    while (this.pending > 0 || wait > 0) {
+      const n = Number(
+        lib.syscall(SYS_ENTER, BigInt(this.fd), BigInt(this.pending), BigInt(wait), 1n, 0n, 0n),
+      );
+      if (n < 0) throw new Error("io_uring_enter failed");
+      this.pending -= n;
+      wait = 0;
+    }
+  }
+  /** Calls f(user_data, res) for each completion. */
+  reap(f: (ud: number, res: number) => void): void {
+    let h = this.cqHead[0]!;
+    const t = this.cqTail[0]!;
+    for (; h !== t; h = (h + 1) >>> 0) {
+      const at = (h & this.cqMask) * 16;
+      f(Number(this.cqes.getBigUint64(at, true)), this.cqes.getInt32(at + 8, true));
+    }
+    this.cqHead[0] = h;
+  }
+}
+
+const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbt-uring6-" });
+const payload = new Uint8Array(1024).fill(7);
+const names: string[] = [];
+for (let i = 0; i < COUNT; i++) {
+  const name = `${String(i).padStart(8, "0")}-0000-0000-0000-000000000000`;
+  names.push(name);
+  Deno.writeFileSync(`${dir}/${name}`, payload);
+}
+const bus = openDir(dir);
+
+// C strings of every name, in one buffer.
+const enc = new TextEncoder();
+const cnames = new Uint8Array(COUNT * 40);
+for (let i = 0; i < COUNT; i++) enc.encodeInto(names[i]!, cnames.subarray(i * 40));
+const cnamesAt = ptr(cnames);
+const empty = new Uint8Array(1);
+const emptyAt = ptr(empty);
+const statBuf = new Uint8Array(BATCH * 256);
+const statAt = ptr(statBuf);
+const statView = new DataView(statBuf.buffer);
+
+function plain(): number {
+  const files = new MessageFiles(true);
+  let got = 0;
+  for (let i = 0; i < COUNT; i++) {
+    const r = files.read(bus, names[i]!, "", 1 << 20);
+    if (r?.ok && r.data.length === 1024) got++;
+  }
+  files.flush();
+  return got;
+}
+
+let pool = new Uint8Array(0);
+let poolAt = 0;
+function space(size: number): Uint8Array {
+  if (poolAt + size + 1 > pool.length) {
+    pool = new Uint8Array(64 * 1024);
+    poolAt = 0;
+  }
+  const at = poolAt;
+  poolAt = (at + size + 8) & ~7;
+  return pool.subarray(at, at + size + 1);
+}
+
+const ring = new Ring(4096);
+const fds = new Int32Array(BATCH);
+const sizes = new Int32Array(BATCH);
+const OFLAGS = 0o0 | 0o400000 | 0o4000 | 0o400 | 0o2000000; // RDONLY|NOFOLLOW|NONBLOCK|NOCTTY|CLOEXEC
+
+function viaRing(statxInRing: boolean): number {
+  let got = 0;
+  const bufs: Uint8Array[] = new Array(BATCH);
+  for (let base = 0; base < COUNT; base += BATCH) {
+    const n = Math.min(BATCH, COUNT - base);
+    for (let i = 0; i < n; i++) {
+      const s = ring.sqe();
+      ring.sqes.setUint8(s, 18); // OPENAT
+      ring.sqes.setInt32(s + 4, bus, true);
+      ring.sqes.setBigUint64(s + 16, cnamesAt + BigInt((base + i) * 40), true);
+      ring.sqes.setUint32(s + 28, OFLAGS, true);
+      ring.sqes.setBigUint64(s + 32, BigInt(i), true);
+    }
+    ring.enter(n);
+    ring.reap((ud, res) => (fds[ud] = res));
+    if (statxInRing) {
+      let want = 0;
+      for (let i = 0; i < n; i++) {
+        if (fds[i]! < 0) continue;
+        const s = ring.sqe();
+        ring.sqes.setUint8(s, 21); // STATX
+        ring.sqes.setInt32(s + 4, fds[i]!, true);
+        ring.sqes.setBigUint64(s + 8, statAt + BigInt(i * 256), true);
+        ring.sqes.setBigUint64(s + 16, emptyAt, true);
+        ring.sqes.setUint32(s + 24, 0x7ff, true);
+        ring.sqes.setUint32(s + 28, 0x1000, true); // AT_EMPTY_PATH
+        ring.sqes.setBigUint64(s + 32, BigInt(i), true);
+        want++;
+      }
+      ring.enter(want);
+      ring.reap((ud, res) => {
+        if (res < 0) statView.setUint16(ud * 256 + 28, 0, true);
+      });
+    } else {
+      for (let i = 0; i < n; i++) {
+        if (fds[i]! < 0) continue;
+        if (lib.statx(fds[i]!, empty, 0x1000, 0x7ff, statBuf.subarray(i * 256)) < 0) {
+          statView.setUint16(i * 256 + 28, 0, true);
+        }
+      }
+    }
+    let want = 0;
+    for (let i = 0; i < n; i++) {
+      sizes[i] = -1;
+      if (fds[i]! < 0) continue;
+      const mode = statView.getUint16(i * 256 + 28, true);
+      const nlink = statView.getUint32(i * 256 + 16, true);
+      const size = statView.getUint32(i * 256 + 40, true);
+      if ((mode & 0o170000) === 0o100000 && nlink > 0 && size <= 4096) {
+        const b = space(size);
+        bufs[i] = b;
+        const s = ring.sqe();
+        ring.sqes.setUint8(s, 22); // READ
+        ring.sqes.setInt32(s + 4, fds[i]!, true);
+        ring.sqes.setBigUint64(s + 16, ptr(b), true);
+        ring.sqes.setUint32(s + 24, size + 1, true);
+        ring.sqes.setBigUint64(s + 32, BigInt(i), true);
+        want++;
+      }
+      const s = ring.sqe();
+      ring.sqes.setUint8(s, 19); // CLOSE
+      ring.sqes.setUint8(s + 1, 1 << 6); // CQE_SKIP_SUCCESS
+      ring.sqes.setInt32(s + 4, fds[i]!, true);
+      ring.sqes.setBigUint64(s + 32, 0xffffn, true);
+    }
+    ring.enter(want);
+    ring.reap((ud, res) => {
+      if (ud < BATCH) sizes[ud] = res;
+    });
+    for (let i = 0; i < n; i++) if (sizes[i] === 1024 && bufs[i]![0] === 7) got++;
+  }
+  return got;
+}
+
+const modes: Record<string, () => number> = {
+  plain,
+  ring3: () => viaRing(true),
+  ring2: () => viaRing(false),
+};
+const cpu: Record<string, { user: number[]; sys: number[] }> = {};
+for (let r = 0; r < ROUNDS + 1; r++) {
+  for (const [name, f] of Object.entries(modes)) {
+    const c0 = process.cpuUsage();
+    const got = f();
+    const c = process.cpuUsage(c0);
+    if (got !== COUNT) throw new Error(`${name}: ${got} of ${COUNT}`);
+    if (r === 0) continue; // warm-up round
+    (cpu[name] ??= { user: [], sys: [] }).user.push(c.user / COUNT);
+    cpu[name]!.sys.push(c.system / COUNT);
+  }
+}
+const med = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+console.log(`load ${Deno.loadavg().join(" ")}; ${COUNT} files x ${ROUNDS} rounds, µs per file:`);
+for (const [name, c] of Object.entries(cpu)) {
+  const tot = c.user.map((u, i) => u + c.sys[i]!);
+  console.log(
+    `${name.padEnd(6)} user ${med(c.user).toFixed(2)} sys ${med(c.sys).toFixed(2)} ` +
+      `total ${med(tot).toFixed(2)}`,
+  );
+}
+closeFd(bus);
+Deno.removeSync(dir, { recursive: true });
