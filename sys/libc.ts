@@ -118,6 +118,14 @@ const SYMBOLS = {
   close_range: { parameters: ["u32", "u32", "i32"], result: "i32", optional: true },
   /** syscall(2) with three integer-or-buffer arguments, for getdents64. */
   syscall3: { name: "syscall", parameters: ["i64", "i64", "buffer", "u64"], result: "i64" },
+  /** io_uring_setup(2) through syscall(2) (sys/uring.ts). */
+  uring_setup: { name: "syscall", parameters: ["i64", "u32", "buffer"], result: "i64" },
+  /** io_uring_enter(2) through syscall(2): submit, and wait for completions. */
+  uring_enter: {
+    name: "syscall",
+    parameters: ["i64", "i32", "u32", "u32", "u32", "pointer", "usize"],
+    result: "i64",
+  },
 } as const;
 
 /** The libc symbols fsbus binds, typed. */

@@ -92,7 +92,8 @@ export class Mapping {
  * @param fd The descriptor, opened read-write.
  * @param length The number of bytes to map, from offset 0.
  * @param options `populate` (default false): fault every page in now (MAP_POPULATE), so that first touches
- *   do not cost page faults later.
+ *   do not cost page faults later; `offset` (default 0): where in the file the mapping starts
+ *   (an io_uring's rings and entries are mapped from its descriptor at set offsets).
  * @returns The mapping.
  * @throws {SysError} When mmap fails.
  *
@@ -117,11 +118,11 @@ export class Mapping {
 export function mapShared(
   fd: number,
   length: number,
-  options: { populate?: boolean } = {},
+  options: { populate?: boolean; offset?: number } = {},
 ): Mapping {
-  const { populate = false } = options;
+  const { populate = false, offset = 0 } = options;
   const flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
-  const p = libc().mmap(null, BigInt(length), PROT_READ | PROT_WRITE, flags, fd, 0n);
+  const p = libc().mmap(null, BigInt(length), PROT_READ | PROT_WRITE, flags, fd, BigInt(offset));
   if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) {
     throw new SysError("mmap", errno());
   }

@@ -10,7 +10,8 @@
 
 import { closeFds, type FileKind, O } from "../../sys/fs.ts";
 import { type FileStatus, openAt, readSized, statusAt, statusFd } from "../../sys/dirfd.ts";
-import { SysError } from "../../sys/errno.ts";
+import { Errno, SysError } from "../../sys/errno.ts";
+import { Uring } from "../../sys/uring.ts";
 
 /**
  * What a message file looks like: its kind, size, times, and what tells a rewrite or a
@@ -55,6 +56,11 @@ const POOLED_MAX = 4096;
  * consecutive numbers in one `close_range(2)` (see {@linkcode MessageFiles.flush}).
  */
 const CLOSE_BATCH = 16;
+/**
+ * The most files {@linkcode MessageFiles.readMany} reads at once through io_uring: each of
+ * them is an open and a read plus a close in its ring.
+ */
+export const READ_BATCH = 64;
 
 /**
  * Whether two states are of the same file, unchanged: same inode, size and modification time.
@@ -125,6 +131,11 @@ export class MessageFiles {
   /** Descriptors of files read, to close: the first `#unclosed`. */
   readonly #toClose = new Int32Array(CLOSE_BATCH);
   #unclosed = 0;
+  /** The ring of {@linkcode MessageFiles.readMany}: null until first used, undefined when
+   * io_uring cannot be used here. */
+  #ring: Uring | undefined | null = null;
+  /** readMany's descriptors. */
+  readonly #fds = new Int32Array(READ_BATCH);
 
   /**
    * @param ffi Whether libc may be used.
@@ -191,10 +202,18 @@ export class MessageFiles {
       fd = openAt(dirfd, name, O.RDONLY | O.NONBLOCK | O.NOCTTY);
     } catch (err) {
       if (!(err instanceof SysError)) throw err;
-      if (err.code === "ENOENT") return { ok: false, why: "gone" };
-      if (err.code === "ELOOP") return { ok: false, why: "skip", reason: "a symbolic link" };
-      return { ok: false, why: "skip", reason: err.reason };
+      return openFailed(err.errno);
     }
+    try {
+      return this.#readOpen(fd, maxSize, delivered);
+    } finally {
+      this.#toClose[this.#unclosed++] = fd;
+      if (this.#unclosed === CLOSE_BATCH) this.flush();
+    }
+  }
+
+  /** Checks an open message file through its descriptor, then reads it (see `read`). */
+  #readOpen(fd: number, maxSize: number, delivered?: Known): ReadOutcome | undefined {
     try {
       const st = statusFd(fd);
       if (st.kind !== "file") {
@@ -212,10 +231,138 @@ export class MessageFiles {
     } catch (err) {
       if (!(err instanceof SysError)) throw err;
       return { ok: false, why: "skip", reason: err.reason };
-    } finally {
-      this.#toClose[this.#unclosed++] = fd;
-      if (this.#unclosed === CLOSE_BATCH) this.flush();
     }
+  }
+
+  /**
+   * Whether {@linkcode MessageFiles.readMany} reads through io_uring (sets the ring up on first
+   * call): false without FFI, where io_uring cannot be used, or with `FSBUS_URING=0`.
+   *
+   * @returns True when a batch's opens cost one kernel entry.
+   */
+  batches(): boolean {
+    if (!this.#ffi) return false;
+    if (this.#ring === null) this.#ring = Uring.open(READ_BATCH * 2);
+    return this.#ring !== undefined;
+  }
+
+  /**
+   * Reads several message files, with the same checks as {@linkcode MessageFiles.read}
+   * (never through a symlink, nothing but a regular file, not past `maxSize`): every file's
+   * `openat` in one io_uring submission, then for each a `statx` of its open descriptor (the
+   * check is on the file opened, not on a name that could be swapped) and its read, then the
+   * closes (`close_range(2)`). Every file is closed when it returns. Without io_uring, one
+   * {@linkcode MessageFiles.read} after another.
+   *
+   * Unlike `read`, it does not compare with what was delivered before: the caller does, with
+   * {@linkcode sameFile} on the state returned.
+   *
+   * @param dirfds Each file's directory descriptor (undefined: none, the outcome is too).
+   * @param names Each file's name in it.
+   * @param paths Each file's path (for the fallback without FFI).
+   * @param count How many of the above to read: {@linkcode READ_BATCH} at most.
+   * @param maxSize The largest message accepted.
+   * @param out Where the outcomes go, one per file, in order (undefined: a writer still at
+   *   work, or no directory).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MessageFiles, type ReadOutcome } from "./read.ts";
+   * import { openDir } from "../../sys/dirfd.ts";
+   * import { closeFd } from "../../sys/fs.ts";
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * Deno.writeTextFileSync(`${dir}/a`, "hello");
+   * Deno.symlinkSync(`${dir}/a`, `${dir}/link`);
+   * const files = new MessageFiles(true);
+   * const bus = openDir(dir);
+   * const out: (ReadOutcome | undefined)[] = [];
+   * files.readMany([bus, bus, bus], ["a", "link", "gone"], [], 3, 1 << 20, out);
+   * assert.ok(out[0]?.ok && new TextDecoder().decode(out[0].data) === "hello");
+   * assert.deepEqual(out[1], { ok: false, why: "skip", reason: "a symbolic link" });
+   * assert.deepEqual(out[2], { ok: false, why: "gone" });
+   * files.close();
+   * closeFd(bus);
+   * Deno.removeSync(dir, { recursive: true });
+   * ```
+   */
+  readMany(
+    dirfds: ArrayLike<number | undefined>,
+    names: ArrayLike<string>,
+    paths: ArrayLike<string>,
+    count: number,
+    maxSize: number,
+    out: (ReadOutcome | undefined)[],
+  ): void {
+    if (count > READ_BATCH) throw new RangeError(`readMany: ${count} files, ${READ_BATCH} at most`);
+    out.length = count;
+    if (!this.batches()) {
+      for (let i = 0; i < count; i++) {
+        const fd = dirfds[i];
+        out[i] = this.#ffi && fd === undefined
+          ? undefined
+          : this.read(fd ?? -1, names[i]!, paths[i] ?? "", maxSize);
+      }
+      this.flush();
+      return;
+    }
+    try {
+      this.#readRing(this.#ring!, dirfds, names, count, maxSize, out);
+    } catch (err) {
+      // The ring failed as a whole (not one of its calls): use the plain calls from now on.
+      this.#ring!.close();
+      this.#ring = undefined;
+      throw err;
+    }
+  }
+
+  #readRing(
+    ring: Uring,
+    dirfds: ArrayLike<number | undefined>,
+    names: ArrayLike<string>,
+    count: number,
+    maxSize: number,
+    out: (ReadOutcome | undefined)[],
+  ): void {
+    const fds = this.#fds;
+    let queued = 0;
+    for (let i = 0; i < count; i++) {
+      out[i] = undefined;
+      fds[i] = -1;
+      const dirfd = dirfds[i];
+      if (dirfd === undefined) continue;
+      try {
+        ring.openAt(dirfd, names[i]!, O.RDONLY | O.NONBLOCK | O.NOCTTY, i);
+        queued++;
+      } catch (err) {
+        if (!(err instanceof SysError)) throw err;
+        out[i] = { ok: false, why: "skip", reason: err.reason };
+      }
+    }
+    if (queued === 0) return;
+    ring.submit((i, res) => {
+      if (res >= 0) fds[i] = res;
+      else out[i] = openFailed(-res);
+    });
+    // Each file opened is checked through its descriptor before it is read, as read() does.
+    // The reads are plain read(2)s: a tmpfs file cannot be read without blocking as io_uring
+    // asks, so a read in the ring would go to a kernel worker thread, and cost more.
+    let open = 0;
+    for (let i = 0; i < count; i++) {
+      const fd = fds[i]!;
+      if (fd < 0) continue;
+      out[i] = this.#readOpen(fd, maxSize);
+      fds[open++] = fd;
+    }
+    // Opened one after another, their numbers mostly run on: one close_range(2) each run.
+    closeFds(fds, open);
+  }
+
+  /** Frees what the reader holds: open files and its ring. */
+  close(): void {
+    this.flush();
+    this.#ring?.close();
+    this.#ring = undefined;
   }
 
   /**
@@ -256,6 +403,13 @@ export class MessageFiles {
     this.#poolAt = (at + size + 8) & ~7;
     return this.#pool.subarray(at, at + size + 1);
   }
+}
+
+/** The outcome of an open that failed with `errno`, as {@linkcode MessageFiles.read} says it. */
+function openFailed(errno: number): ReadOutcome {
+  if (errno === Errno.ENOENT) return { ok: false, why: "gone" };
+  if (errno === Errno.ELOOP) return { ok: false, why: "skip", reason: "a symbolic link" };
+  return { ok: false, why: "skip", reason: new SysError("openat", errno).reason };
 }
 
 function fromStatus(st: FileStatus): FileState {

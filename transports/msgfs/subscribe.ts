@@ -36,10 +36,10 @@ import { fromFsError, FsbusError, type Message, type Subscription } from "../../
 import { ffiAvailable } from "../../sys/libc.ts";
 import { closeFd, statAt } from "../../sys/fs.ts";
 import { openDir, readDirFd } from "../../sys/dirfd.ts";
-import { type FileState, MessageFiles } from "./read.ts";
+import { type FileState, MessageFiles, READ_BATCH, type ReadOutcome, sameFile } from "./read.ts";
 import { SeenFiles } from "./_seen.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
-import { openWatcher, type Watcher } from "./watch.ts";
+import { openWatcher, type Watcher, type WatchEvent } from "./watch.ts";
 import { yieldTurn } from "../../sys/poll.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
@@ -277,6 +277,14 @@ export class BusSubscription implements Subscription<BusMessage> {
   #watcher: Watcher | undefined;
   /** Messages delivered since the watcher was last read. */
   #sinceRead = 0;
+  /** An event taken while gathering a batch of files (#deliverBatch), handled next. */
+  #pending: WatchEvent | undefined;
+  /** #deliverBatch's scratch. */
+  readonly #batchDirs: string[] = [];
+  readonly #batchNames: string[] = [];
+  readonly #batchPaths: string[] = [];
+  readonly #batchFds: (number | undefined)[] = [];
+  readonly #batchRead: (ReadOutcome | undefined)[] = [];
   #closed = false;
   #abort: (() => void) | undefined;
 
@@ -460,8 +468,12 @@ export class BusSubscription implements Subscription<BusMessage> {
         // place): every event taken is handled before the next, so once the watcher holds none,
         // every event queued before it last found the kernel's queue empty has been handled.
         // The fallback watcher loses events silently and cannot tell.
-        if (inotify && !watcher.holding) this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
-        const e = watcher.take();
+        const pending = this.#pending;
+        if (inotify && !watcher.holding && pending === undefined) {
+          this.#caughtUp(watcher.drainedAt - SEEN_SLACK_MS);
+        }
+        this.#pending = undefined;
+        const e = pending ?? watcher.take();
         if (e === undefined) {
           this.#files.flush(); // the batch's files, before waiting
           if (!(await watcher.wait()) || this.#closed) return;
@@ -470,6 +482,11 @@ export class BusSubscription implements Subscription<BusMessage> {
         // The event is used at once: the watcher may reuse it for the next.
         switch (e.kind) {
           case "file": {
+            // Several files queued: read together (io_uring), then handed on one by one.
+            if (watcher.holding && this.#files.batches()) {
+              yield* this.#deliverBatch(e, watcher);
+              break;
+            }
             const m = this.#deliver(e.dir, e.name);
             if (++this.#sinceRead >= READ_EVERY) this.#readMore();
             // The last file of what the watcher holds is closed before its message is handed
@@ -508,7 +525,7 @@ export class BusSubscription implements Subscription<BusMessage> {
       }
     } finally {
       this.#closed = true;
-      this.#files.flush();
+      this.#files.close(); // its open files and its ring
       await watcher.close();
       this.#release();
       if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
@@ -703,21 +720,67 @@ export class BusSubscription implements Subscription<BusMessage> {
     }
   }
 
-  /** Reads one file and returns it as a message, or undefined when skipped or a duplicate. */
-  #deliver(dir: string, name: string): BusMessage | undefined {
+  /**
+   * Takes the file events queued behind `first` (up to {@linkcode READ_BATCH}, stopping at
+   * any other kind of event, kept for the loop in `#pending`), reads their files together
+   * ({@linkcode MessageFiles.readMany}) and hands their messages on in order.
+   */
+  async *#deliverBatch(
+    first: WatchEvent,
+    watcher: Watcher,
+  ): AsyncGenerator<BusMessage, void, undefined> {
+    const dirs = this.#batchDirs, names = this.#batchNames;
+    dirs[0] = first.dir;
+    names[0] = first.name; // `first` may be reused by the next take()
+    let n = 1;
+    while (n < READ_BATCH && watcher.holding) {
+      const e = watcher.take();
+      if (e === undefined) break;
+      if (e.kind !== "file") {
+        this.#pending = { kind: e.kind, dir: e.dir, name: e.name };
+        break;
+      }
+      dirs[n] = e.dir;
+      names[n++] = e.name;
+    }
+    const fds = this.#batchFds, paths = this.#batchPaths;
+    for (let i = 0; i < n; i++) {
+      fds[i] = this.#dirFd(dirs[i]!);
+      paths[i] = `${this.#base}/${dirs[i] ? `${dirs[i]}/${names[i]}` : names[i]}`;
+    }
+    const read = this.#batchRead;
+    this.#files.readMany(fds, names, paths, n, this.#maxSize, read);
+    for (let i = 0; i < n; i++) {
+      if (this.#closed) return;
+      if (i > 0 && this.#turnDue()) await this.#turn();
+      const m = this.#deliver(dirs[i]!, names[i]!, read[i] ?? null);
+      read[i] = undefined;
+      if (++this.#sinceRead >= READ_EVERY) this.#readMore();
+      if (m) yield m;
+    }
+  }
+
+  /**
+   * Reads one file and returns it as a message, or undefined when skipped or a duplicate.
+   * `got`: its outcome when already read ({@linkcode MessageFiles.readMany}; null for "still
+   * being written"), compared here with what was delivered before.
+   */
+  #deliver(dir: string, name: string, got?: ReadOutcome | null): BusMessage | undefined {
     const rel = dir ? `${dir}/${name}` : name;
     const path = `${this.#base}/${rel}`;
     const fd = this.#ffi ? this.#dirFd(dir) : -1;
     if (fd === undefined) return undefined; // the topic is gone, or was swapped for a symlink
     const prev = this.#seen.find(rel);
     const prevSkip = prev >= 0 ? this.#seen.skipOf(prev) : undefined;
-    const r = this.#files.read(
-      fd,
-      name,
-      path,
-      this.#maxSize,
-      prev < 0 || prevSkip !== undefined ? undefined : this.#seen.version(prev),
-    );
+    const delivered = prev < 0 || prevSkip !== undefined ? undefined : this.#seen.version(prev);
+    let r: ReadOutcome | undefined;
+    if (got === undefined) r = this.#files.read(fd, name, path, this.#maxSize, delivered);
+    else if (got === null) r = undefined;
+    else {
+      r = got;
+      // Unchanged since delivered: not again (read() makes this check before reading).
+      if (delivered !== undefined && r.ok && sameFile(delivered, r.state)) r = undefined;
+    }
     if (r === undefined) return undefined;
     if (!r.ok) {
       if (r.why === "gone") {

@@ -14,7 +14,11 @@
  */
 
 import process from "node:process";
-import { MessageFiles } from "../../../transports/msgfs/read.ts";
+import {
+  MessageFiles,
+  READ_BATCH,
+  type ReadOutcome,
+} from "../../../transports/msgfs/read.ts";
 import { openDir } from "../../../sys/dirfd.ts";
 import { closeFd } from "../../../sys/fs.ts";
 
@@ -101,11 +105,38 @@ class Ring {
 const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbt-uring6-" });
 const payload = new Uint8Array(1024).fill(7);
 const names: string[] = [];
+const hex = (v: number, w: number) => v.toString(16).padStart(w, "0");
 for (let i = 0; i < COUNT; i++) {
-  const name = `${String(i).padStart(8, "0")}-0000-0000-0000-000000000000`;
-  names.push(name);
-  Deno.writeFileSync(`${dir}/${name}`, payload);
+  // ../dirbus.c's names: FRESH=c has its publisher write them
+  names.push(`${hex(Math.floor(i / 65536), 8)}-${hex(i & 0xffff, 4)}-0000-0000-${hex(i, 12)}`);
 }
+/** Writes every file anew (FRESH=1: before each mode's run, as a publisher would). */
+function writeAll(): void {
+  if (Deno.env.get("FRESH") === "c") {
+    for (const e of Deno.readDirSync(dir)) Deno.removeSync(`${dir}/${e.name}`);
+    const args = ["--role", "pub", "--path", dir, "--count", String(COUNT), "--size", "1024"];
+    if (!new Deno.Command("/tmp/dirbus_floor", { args, stdout: "null" }).outputSync().success) {
+      throw new Error("the C publisher failed");
+    }
+    return;
+  }
+  for (const name of names) {
+    try {
+      Deno.removeSync(`${dir}/${name}`);
+    } catch { /* the first time */ }
+    Deno.writeFileSync(`${dir}/${name}`, payload);
+  }
+}
+writeAll();
+// WATCH=1: an inotify watch on the directory meanwhile (another process's), as a subscription has.
+const watcher = Deno.env.get("WATCH") === "1"
+  ? new Deno.Command("inotifywait", {
+    args: ["-q", "-m", "-e", "close_write,moved_to", dir],
+    stdout: "null",
+    stderr: "null",
+  }).spawn()
+  : undefined;
+const FRESH = Deno.env.get("FRESH") !== undefined;
 const bus = openDir(dir);
 
 // C strings of every name, in one buffer.
@@ -113,7 +144,8 @@ const enc = new TextEncoder();
 const cnames = new Uint8Array(COUNT * 40);
 for (let i = 0; i < COUNT; i++) enc.encodeInto(names[i]!, cnames.subarray(i * 40));
 const cnamesAt = ptr(cnames);
-const empty = new Uint8Array(1);
+// Off the V8 heap (typed arrays of 64 bytes or less live on it, and move): its address is kept.
+const empty = new Uint8Array(4096);
 const emptyAt = ptr(empty);
 const statBuf = new Uint8Array(BATCH * 256);
 const statAt = ptr(statBuf);
@@ -148,6 +180,9 @@ const sizes = new Int32Array(BATCH);
 const OFLAGS = 0o0 | 0o400000 | 0o4000 | 0o400 | 0o2000000; // RDONLY|NOFOLLOW|NONBLOCK|NOCTTY|CLOEXEC
 
 function viaRing(statxInRing: boolean): number {
+  // The kernel reads the names through cnamesAt: cnames must stay alive (a collected buffer
+  // made openat fail with EFAULT).
+  if (cnames.length !== COUNT * 40) throw new Error("unreachable");
   let got = 0;
   const bufs: Uint8Array[] = new Array(BATCH);
   for (let base = 0; base < COUNT; base += BATCH) {
@@ -216,23 +251,43 @@ function viaRing(statxInRing: boolean): number {
     ring.reap((ud, res) => {
       if (ud < BATCH) sizes[ud] = res;
     });
-    for (let i = 0; i < n; i++) if (sizes[i] === 1024 && bufs[i]![0] === 7) got++;
+    for (let i = 0; i < n; i++) if (sizes[i] === 1024 && bufs[i]!.length === 1025) got++;
+  }
+  return got;
+}
+
+const many = new MessageFiles(true);
+function readMany(): number {
+  let got = 0;
+  const out: (ReadOutcome | undefined)[] = [];
+  const fds = new Array(READ_BATCH).fill(bus);
+  for (let base = 0; base < COUNT; base += READ_BATCH) {
+    const n = Math.min(READ_BATCH, COUNT - base);
+    many.readMany(fds, names.slice(base, base + n), [], n, 1 << 20, out);
+    for (let i = 0; i < n; i++) {
+      const r = out[i];
+      if (r?.ok && r.data.length === 1024) got++;
+    }
   }
   return got;
 }
 
 const modes: Record<string, () => number> = {
   plain,
+  readMany,
   ring3: () => viaRing(true),
   ring2: () => viaRing(false),
 };
 const cpu: Record<string, { user: number[]; sys: number[] }> = {};
 for (let r = 0; r < ROUNDS + 1; r++) {
   for (const [name, f] of Object.entries(modes)) {
+    if (FRESH) writeAll();
     const c0 = process.cpuUsage();
     const got = f();
     const c = process.cpuUsage(c0);
-    if (got !== COUNT) throw new Error(`${name}: ${got} of ${COUNT}`);
+    if (got !== COUNT) {
+      throw new Error(`${name}: ${got} of ${COUNT}`);
+    }
     if (r === 0) continue; // warm-up round
     (cpu[name] ??= { user: [], sys: [] }).user.push(c.user / COUNT);
     cpu[name]!.sys.push(c.system / COUNT);
@@ -246,6 +301,10 @@ for (const [name, c] of Object.entries(cpu)) {
     `${name.padEnd(6)} user ${med(c.user).toFixed(2)} sys ${med(c.sys).toFixed(2)} ` +
       `total ${med(tot).toFixed(2)}`,
   );
+}
+if (watcher) {
+  watcher.kill();
+  await watcher.status;
 }
 closeFd(bus);
 Deno.removeSync(dir, { recursive: true });
