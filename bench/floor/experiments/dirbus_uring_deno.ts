@@ -14,11 +14,7 @@
  */
 
 import process from "node:process";
-import {
-  MessageFiles,
-  READ_BATCH,
-  type ReadOutcome,
-} from "../../../transports/msgfs/read.ts";
+import { MessageFiles, READ_BATCH, type ReadOutcome } from "../../../transports/msgfs/read.ts";
 import { openDir } from "../../../sys/dirfd.ts";
 import { closeFd } from "../../../sys/fs.ts";
 
