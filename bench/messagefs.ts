@@ -24,6 +24,7 @@ import * as msgfs from "../transports/msgfs/mod.ts";
 import {
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   paced,
@@ -416,6 +417,7 @@ if (import.meta.main) {
   else {
     const quick = Deno.args.includes("--quick");
     const only = args.only?.split(",");
+    const load0 = loadAverage();
     const results = await run(only ? { quick, only } : { quick });
     console.log("");
     for (const r of results) console.log(row(r));
@@ -425,7 +427,11 @@ if (import.meta.main) {
         `./results/messagefs${quick ? "-quick" : ""}${only ? "-part" : ""}.json`,
         import.meta.url,
       ),
-      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+      JSON.stringify(
+        { date: new Date().toISOString(), load: `${load0}–${loadAverage()}`, results },
+        null,
+        2,
+      ) + "\n",
     );
   }
 }
