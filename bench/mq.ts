@@ -8,10 +8,10 @@
  *   same run and interleaved, without (`verify: false`): what the check costs per message;
  * - the cost of the `order` bookkeeping per write: the same writes with and without it;
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
- *   through the mount (unpaced rate), alone (subscribers 0: the issue's "one writer"; the
- *   mount and the C floor) and with a read(2) blocked in another process, and live latency
- *   from write(2) to a read(2) blocked in another process at 1k msgs/s; the same writer and reader through the C FUSE floor
- *   (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
+ *   through the mount (unpaced rate, timed after 2,000 untimed messages), alone (subscribers
+ *   0: the issue's "one writer"; the mount and the C floor) and with a read(2) blocked in
+ *   another process, and live latency from write(2) to a read(2) blocked in another process
+ *   at 1k msgs/s; the same writer and reader through the C FUSE floor (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
  *   spinning up to 50 µs before it blocks (`floor-spin`, an extra point: does keeping the
  *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run.
  *
@@ -153,11 +153,17 @@ async function fileWriter(): Promise<void> {
   const count = Number(roleArg("count"));
   const rate = Number(roleArg("rate"));
   const size = Number(roleArg("size"));
+  const warmup = Number(roleArgs().warmup ?? 0);
   const f = Deno.openSync(path, { write: true });
   const payload = new Uint8Array(size);
+  // Untimed first messages (unpaced points): the server's and this writer's JIT warm-up.
+  for (let seq = 0; seq < warmup; seq++) {
+    stamp(payload, seq, monotonicNs());
+    if (f.writeSync(payload) !== size) throw new Error("short write");
+  }
   const t0 = monotonicNs();
   await paced(rate, count, (seq, when) => {
-    stamp(payload, seq, rate > 0 ? when : monotonicNs());
+    stamp(payload, warmup + seq, rate > 0 ? when : monotonicNs());
     if (f.writeSync(payload) !== size) throw new Error("short write");
   });
   const secs = Number(monotonicNs() - t0) / 1e9;
@@ -400,6 +406,9 @@ async function floorMount(spinUs = 0): Promise<
  * extra point) and a FIFO. */
 type FileTransport = "mq-fuse" | "floor" | "floor-spin" | "fifo";
 const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor", "floor-spin", "fifo"];
+/** Messages written before an unpaced point's clock starts (JIT warm-up of the Deno server
+ * and writer; the latency points leave out their first 1,000 samples instead). */
+const UNPACED_WARMUP = 2000;
 /** The transports that also get a writer-alone point (a FIFO needs a reader). */
 const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor"];
 /** How long the spinning floor keeps reading after a request (µs). */
@@ -423,11 +432,13 @@ async function fileLatencyPoint(
   try {
     if (fifoDir) await new Deno.Command("mkfifo", { args: [path] }).output();
     if (!withReader && !fuse) throw new Error("a FIFO needs a reader");
+    // Unpaced: the first UNPACED_WARMUP messages are written before the clock starts.
+    const warmup = rate > 0 ? 0 : UNPACED_WARMUP;
     const serverCpu0 = fuse ? cpuTimeMs(fuse.server.pid) : 0;
     const reader = withReader
       ? spawnRole(SELF, "file-reader", {
         path,
-        count,
+        count: count + warmup,
         size,
         ...(fifoDir ? { exact: "true" } : {}),
       })
@@ -440,13 +451,14 @@ async function fileLatencyPoint(
       count,
       rate,
       size,
+      warmup,
       ...(fuse ? { eof: "true" } : {}),
     });
     const w = JSON.parse((await lines(writer).next()).value as string);
     // Alone, every write(2) acknowledged counts as delivered (the writer checks each one).
     const r = rl
       ? JSON.parse((await rl.next()).value as string)
-      : { delivered: count, duplicates: 0, order: 0, cpuMs: 0, rate: undefined };
+      : { delivered: count + warmup, duplicates: 0, order: 0, cpuMs: 0, rate: undefined };
     const ws = await writer.status;
     if (!ws.success) throw new Error(`the writer failed on ${transport}`);
     await reader?.status;
@@ -460,13 +472,14 @@ async function fileLatencyPoint(
       fs: fuse ? "fuse" : "",
       ...(rate > 0 ? percentiles(r.samples) : {}),
       delivered: r.delivered,
-      expected: count,
+      expected: count + warmup,
       duplicates: r.duplicates,
       order_violations: r.order,
       pub_rate: Math.round(w.rate),
       ...(r.rate === undefined ? {} : { sub_rate: Math.round(r.rate) }),
-      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / count) * 10) / 10,
-      notes: !withReader
+      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / (count + warmup)) * 10) /
+        10,
+      notes: (!withReader
         ? (transport === "mq-fuse"
           ? "write(2) per message through the mount, the writer alone (no reader); "
           : "the same writer alone through the C FUSE floor (bench/floor/fuse.c); ") +
@@ -480,7 +493,8 @@ async function fileLatencyPoint(
         : transport === "floor-spin"
         ? `the C FUSE floor spinning up to ${FLOOR_SPIN_US} µs after a request while requests come ` +
           "fast, before blocking (an extra point, not the floor); cpu includes the server"
-        : "the same writer and reader over a FIFO: one kernel hop, the lower bound",
+        : "the same writer and reader over a FIFO: one kernel hop, the lower bound") +
+        (warmup ? `; written rate timed after ${warmup} untimed messages (warm-up)` : ""),
     };
   } finally {
     await fuse?.dispose();
