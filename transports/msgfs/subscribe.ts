@@ -40,7 +40,7 @@ import { type FileState, MessageFiles } from "./read.ts";
 import { SeenFiles } from "./_seen.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher } from "./watch.ts";
-import { yieldTurn } from "../../sys/poll.ts";
+import { yieldImmediate } from "../../sys/poll.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
@@ -529,7 +529,7 @@ export class BusSubscription implements Subscription<BusMessage> {
   }
 
   async #turn(): Promise<void> {
-    await yieldTurn();
+    await yieldImmediate();
     this.#turnedAt = performance.now();
   }
 
