@@ -10,11 +10,14 @@
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
  *   through the mount (unpaced rate), and live latency from write(2) to a read(2) blocked in
  *   another process at 1k msgs/s; the same writer and reader through the C FUSE floor
- *   (bench/floor/fuse.c: the least any FUSE server does per message) and over a FIFO (one
- *   kernel hop) in the same run.
+ *   (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
+ *   spinning up to 50 µs before it blocks (`floor-spin`, an extra point: does keeping the
+ *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run.
  *
- * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only]`. Prints a table;
- * writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial runs).
+ * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only] [--spin-us N]`.
+ * Prints a table; writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial
+ * runs). `--ab floor,floor-spin [--reps 5] [--count 5000]` alternates mounted transports
+ * (mq-fuse, floor, floor-spin, fifo) for a quick A/B and writes nothing.
  *
  * @module
  */
@@ -360,14 +363,14 @@ async function mountedGroup(): Promise<
 }
 
 /** The C FUSE floor (bench/floor/fuse.c) serving one stream on a fresh mount point. */
-async function floorMount(): Promise<
+async function floorMount(spinUs = 0): Promise<
   { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> } | undefined
 > {
   const exe = await floorBinary("fuse");
   if (exe === undefined) return undefined;
   const mp = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-fusefloor-" });
   const server = new Deno.Command(exe, {
-    args: ["--role", "serve", "--path", mp],
+    args: ["--role", "serve", "--path", mp, "--spin-us", String(spinUs)],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
@@ -391,18 +394,25 @@ async function floorMount(): Promise<
   };
 }
 
+/** The mounted points' transports: the mount, the C FUSE floor (plain, and spinning as an
+ * extra point) and a FIFO. */
+type FileTransport = "mq-fuse" | "floor" | "floor-spin" | "fifo";
+const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor", "floor-spin", "fifo"];
+/** How long the spinning floor keeps reading after a request (µs). */
+let FLOOR_SPIN_US = 50;
+
 async function fileLatencyPoint(
-  transport: "mq-fuse" | "floor" | "fifo",
+  transport: FileTransport,
   rate: number,
   count: number,
   size: number,
 ): Promise<Result | undefined> {
   const fuse = transport === "mq-fuse"
     ? await mountedGroup()
-    : transport === "floor"
-    ? await floorMount()
+    : transport === "floor" || transport === "floor-spin"
+    ? await floorMount(transport === "floor-spin" ? FLOOR_SPIN_US : 0)
     : undefined;
-  if (transport === "floor" && fuse === undefined) return undefined;
+  if (transport.startsWith("floor") && fuse === undefined) return undefined;
   const fifoDir = fuse ? undefined : Deno.makeTempDirSync({ prefix: "fsbus-bench-fifo-" });
   const path = fuse?.stream ?? `${fifoDir}/fifo`;
   try {
@@ -450,6 +460,9 @@ async function fileLatencyPoint(
         : transport === "floor"
         ? "the same writer and reader through the C FUSE floor (bench/floor/fuse.c); " +
           "cpu includes the server"
+        : transport === "floor-spin"
+        ? `the C FUSE floor spinning up to ${FLOOR_SPIN_US} µs after a request while requests come ` +
+          "fast, before blocking (an extra point, not the floor); cpu includes the server"
         : "the same writer and reader over a FIFO: one kernel hop, the lower bound",
     };
   } finally {
@@ -620,19 +633,66 @@ async function fusePoints(
     console.error("mq-fuse points skipped: /dev/fuse is missing");
   }
   if (fuse) {
-    for (const transport of ["mq-fuse", "floor", "fifo"] as const) {
-      const tput: Result[] = [];
-      const lat: Result[] = [];
-      for (let i = 0; i < reps; i++) {
+    // Every transport once per round, so slow phases of a shared machine hit them alike.
+    const tput = new Map(FILE_TRANSPORTS.map((t) => [t, [] as Result[]]));
+    const lat = new Map(FILE_TRANSPORTS.map((t) => [t, [] as Result[]]));
+    for (let i = 0; i < reps; i++) {
+      for (const transport of FILE_TRANSPORTS) {
         const t = await fileLatencyPoint(transport, 0, opts.quick ? 5_000 : 20_000, 1024);
         const l = await fileLatencyPoint(transport, 1000, opts.quick ? 3_000 : 6_000, 1024);
-        if (t) tput.push(t);
-        if (l) lat.push(l);
+        if (t) tput.get(transport)!.push(t);
+        if (l) lat.get(transport)!.push(l);
       }
-      if (tput.length) push(medianBy(tput, "pub_rate"));
-      if (lat.length) push(medianBy(lat, "p50_us"));
+    }
+    for (const transport of FILE_TRANSPORTS) {
+      const t = tput.get(transport)!;
+      const l = lat.get(transport)!;
+      if (t.length) push(medianBy(t, "pub_rate"));
+      if (l.length) push(medianBy(l, "p50_us"));
     }
   }
+}
+
+async function abRun(list: string, args: string[]): Promise<void> {
+  const transports = list.split(",") as FileTransport[];
+  for (const t of transports) {
+    if (!FILE_TRANSPORTS.includes(t)) throw new Error(`--ab: unknown transport ${t}`);
+  }
+  const opt = (k: string, d: number) => {
+    const i = args.indexOf(k);
+    return i >= 0 ? Number(args[i + 1]) : d;
+  };
+  const reps = opt("--reps", 5);
+  const count = opt("--count", 5000);
+  const empty = (): Record<"rate" | "cpu" | "p50" | "lcpu", number[]> => ({
+    rate: [],
+    cpu: [],
+    p50: [],
+    lcpu: [],
+  });
+  const rows = new Map(transports.map((t) => [t, empty()]));
+  const load0 = loadAverage();
+  for (let i = 0; i < reps; i++) {
+    for (const t of transports) {
+      const a = await fileLatencyPoint(t, 0, count, 1024);
+      const b = await fileLatencyPoint(t, 1000, 3000, 1024);
+      const row = rows.get(t)!;
+      if (a) row.rate.push(a.pub_rate!), row.cpu.push(a.cpu_us_per_msg!);
+      if (b) row.p50.push(b.p50_us!), row.lcpu.push(b.cpu_us_per_msg!);
+      console.error(
+        `${t} round ${i + 1}: unpaced ${a?.pub_rate} msgs/s, ${a?.cpu_us_per_msg} us/msg; ` +
+          `1k msgs/s p50 ${b?.p50_us} us, ${b?.cpu_us_per_msg} us/msg`,
+      );
+    }
+  }
+  const span = (x: number[]) => `${median(x)} (${Math.min(...x)}-${Math.max(...x)})`;
+  for (const [t, r] of rows) {
+    console.log(
+      `${t}: unpaced ${span(r.rate)} msgs/s, cpu ${median(r.cpu)} us/msg; ` +
+        `p50 at 1k msgs/s ${span(r.p50)} us, cpu ${median(r.lcpu)} us/msg`,
+    );
+  }
+  console.log(`load ${load0}–${loadAverage()}, ${reps} rounds`);
 }
 
 if (import.meta.main) {
@@ -646,6 +706,13 @@ if (import.meta.main) {
     else if (name === "file-reader") fileReader();
     else throw new Error(`unknown role ${name}`);
   } else {
+    const spin = Deno.args.indexOf("--spin-us");
+    if (spin >= 0) FLOOR_SPIN_US = Number(Deno.args[spin + 1]);
+    const ab = Deno.args.indexOf("--ab");
+    if (ab >= 0) {
+      await abRun(Deno.args[ab + 1] ?? "", Deno.args);
+      Deno.exit(0);
+    }
     const quick = Deno.args.includes("--quick");
     const fuseOnly = Deno.args.includes("--fuse-only");
     const replayOnly = Deno.args.includes("--replay-only");

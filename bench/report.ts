@@ -253,10 +253,34 @@ export function fuseTable(results: Result[]): string {
   const bad = results.filter((r) =>
     r.duplicates > 0 || r.order_violations > 0 || r.delivered < r.expected
   );
+  const st = get("floor-spin", "throughput");
+  const sl = get("floor-spin", "latency");
+  const spinUs = (st ?? sl)?.notes?.match(/spinning up to (\d+) µs/)?.[1];
+  const spin = st || sl
+    ? [
+      "",
+      `Spin-then-block, measured on the C floor in the same run (\`floor-spin\`, an extra point, ` +
+      `not the floor: its server keeps reading the empty device for up to ${spinUs ?? "?"} µs ` +
+      "after a request while requests come fast, before it sleeps): " +
+      (st && t[1]
+        ? `unpaced ${rate(st.pub_rate)} written, ${
+          ratio(st.pub_rate! / t[1].pub_rate!)
+        } the plain floor, CPU ${num(st.cpu_us_per_msg, 1)} µs/msg (plain ${
+          num(t[1].cpu_us_per_msg, 1)
+        })`
+        : "unpaced –") +
+      (sl && l[1]
+        ? `; p50 at 1k msgs/s ${unit(sl.p50_us)} (plain ${unit(l[1].p50_us)}), CPU ${
+          num(sl.cpu_us_per_msg, 1)
+        } µs/msg (plain ${num(l[1].cpu_us_per_msg, 1)}).`
+        : "."),
+    ]
+    : [];
   return [
     `| ${head.join(" | ")} |`,
     `| ${head.map(() => "---").join(" | ")} |`,
     ...rows.map((r) => `| ${r.join(" | ")} |`),
+    ...spin,
     "",
     "CPU includes the writer, the reader and the server. " +
     (bad.length === 0
