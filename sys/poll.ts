@@ -5,7 +5,6 @@
  * @module
  */
 
-import { setImmediate } from "node:timers";
 import { check, errno, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 
