@@ -22,6 +22,7 @@ import { connect } from "nats";
 import { join } from "../transports/messagefs/mod.ts";
 import * as msgfs from "../transports/msgfs/mod.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
   loadAverage,
@@ -415,6 +416,7 @@ if (import.meta.main) {
   if (args.role === "recv") await recvRole(args);
   else if (args.role === "send") await sendRole(args);
   else {
+    checkBenchFlags(import.meta.url, ["--quick", "--only"]);
     const quick = Deno.args.includes("--quick");
     const only = args.only?.split(",");
     const load0 = loadAverage();

@@ -28,6 +28,7 @@ import { cpuUsage } from "node:process";
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
 import { addRatios, floorBinary, repeatFloor } from "./_floor.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
   loadAverage,
@@ -756,6 +757,17 @@ if (import.meta.main) {
     else if (name === "file-reader") fileReader();
     else throw new Error(`unknown role ${name}`);
   } else {
+    checkBenchFlags(import.meta.url, [
+      "--quick",
+      "--fuse-only",
+      "--replay-only",
+      "--spin-us",
+      "--ab",
+      "--reps",
+      "--count",
+      "--no-alone",
+      "--no-latency",
+    ]);
     const spin = Deno.args.indexOf("--spin-us");
     if (spin >= 0) FLOOR_SPIN_US = Number(Deno.args[spin + 1]);
     const ab = Deno.args.indexOf("--ab");
