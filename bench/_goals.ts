@@ -422,16 +422,28 @@ export const GOALS: readonly Goal[] = [
   },
   {
     transport: "mq mounted",
-    goal: "write(2) through the mount ≥ 25k msgs/s (1 KiB)",
+    goal: "one writer alone, write(2) through the mount ≥ 25k msgs/s (1 KiB)",
     bench: "mq-fuse",
     measure(results) {
+      // Judged on the writer alone (subscribers 0), as the issue says "one writer"; the
+      // point with a reader blocked in read(2) is shown beside it, not judged.
       const find = finder(results);
-      const m = need(find("mq-fuse", "throughput", 0, 1, KiB));
-      const floor = find("floor", "throughput", 0, 1, KiB);
+      const m = need(find("mq-fuse", "throughput", 0, 0, KiB));
+      const floor = find("floor", "throughput", 0, 0, KiB);
       const vs = floor?.pub_rate
         ? `: ${ratio(m.pub_rate! / floor.pub_rate)} the C FUSE floor's ${rate(floor.pub_rate)}`
         : "";
-      return { cell: `${rate(m.pub_rate!)}${vs}`, verdict: verdict(m.pub_rate! >= 25_000) };
+      const r = find("mq-fuse", "throughput", 0, 1, KiB);
+      const fr = find("floor", "throughput", 0, 1, KiB);
+      const withReader = r?.pub_rate
+        ? ` (with a reader blocked in read(2), not judged: ${rate(r.pub_rate)}${
+          fr?.pub_rate ? `, floor ${rate(fr.pub_rate)}` : ""
+        })`
+        : "";
+      return {
+        cell: `${rate(m.pub_rate!)}${vs}${withReader}`,
+        verdict: verdict(m.pub_rate! >= 25_000),
+      };
     },
   },
   {

@@ -313,6 +313,46 @@ export function spawnRole(
 }
 
 /**
+ * Checks a bench script's own flags before a run starts: `--help` (or `-h`) prints the
+ * script's module documentation (its usage) and exits 0; a flag not in `known` prints an
+ * error and exits 2, so that a mistyped flag never starts a long run that overwrites a
+ * committed result. Values of flags (`--only msgfs`) are not flags and pass.
+ *
+ * @param script The script's `import.meta.url`, whose leading doc comment is the help.
+ * @param known The flags the script takes, such as `["--quick", "--only"]`.
+ * @param argv The arguments (default: this process's).
+ *
+ * @example
+ * ```ts ignore
+ * checkBenchFlags(import.meta.url, ["--quick", "--only"]);
+ * ```
+ */
+export function checkBenchFlags(
+  script: string,
+  known: readonly string[],
+  argv: readonly string[] = Deno.args,
+): void {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    const source = Deno.readTextFileSync(new URL(script));
+    const doc = source.match(/\/\*\*([\s\S]*?)\*\//)?.[1] ?? "";
+    const text = doc.split("\n").map((l) => l.replace(/^\s*\* ?/, "")).join("\n")
+      .replace(/@module\s*$/, "").trim();
+    console.log(text);
+    Deno.exit(0);
+  }
+  const unknown = argv.filter((a) => a.startsWith("-") && !known.includes(a));
+  if (unknown.length > 0) {
+    const name = new URL(script).pathname.split("/").pop();
+    console.error(
+      `bench: ${name} does not take ${unknown.join(", ")} (it takes ${
+        known.join(", ")
+      }; --help shows its usage)`,
+    );
+    Deno.exit(2);
+  }
+}
+
+/**
  * The `--KEY VALUE` parameters a role was started with (a flag with no value reads "true").
  *
  * @param argv The arguments (default: this process's).

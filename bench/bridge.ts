@@ -28,6 +28,7 @@ import * as msgfs from "../transports/msgfs/mod.ts";
 import { connectNats, ensureStream } from "../transports/_nats.ts";
 import { startCluster } from "../tests/_nats.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
   loadAverage,
@@ -395,6 +396,7 @@ if (import.meta.main) {
   if (args.role === "sub") await subRole(args);
   else if (args.role === "pub") await pubRole(args);
   else {
+    checkBenchFlags(import.meta.url, ["--quick", "--only", "--runs", "--cli"]);
     if (args.cli) cli = args.cli;
     await run({
       quick: args.quick === "true",

@@ -18,6 +18,7 @@
  */
 
 import {
+  checkBenchFlags,
   cpuTimeMs,
   loadAverage,
   median,
@@ -758,6 +759,7 @@ if (import.meta.main) {
     else if (name === "fifo-writer") fifoWriter();
     else throw new Error(`unknown role ${name}`);
   } else {
+    checkBenchFlags(import.meta.url, ["--quick", "--only"]);
     const quick = Deno.args.includes("--quick");
     const o = Deno.args.indexOf("--only");
     const only = o >= 0 ? Deno.args[o + 1] as "throughput" | "latency" | "stalled" : undefined;

@@ -23,6 +23,7 @@
 import { consumer, producer } from "../transports/filebus/mod.ts";
 import { addRatios, repeatFloor } from "./_floor.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
   loadAverage,
@@ -460,6 +461,7 @@ if (import.meta.main) {
   if (flags.role === "consumer") await consumerRole(flags);
   else if (flags.role === "producer") await producerRole(flags);
   else {
+    checkBenchFlags(import.meta.url, ["--quick", "--only"]);
     const quick = flags.quick === "true";
     // --only SUBSTRING picks scenarios by name, such as "lossy-1024-1000-1-ext4" or "cli".
     const before = loadAverage();

@@ -22,8 +22,10 @@ import { connect } from "nats";
 import { join } from "../transports/messagefs/mod.ts";
 import * as msgfs from "../transports/msgfs/mod.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
+  loadAverage,
   median,
   monotonicNs,
   paced,
@@ -414,8 +416,10 @@ if (import.meta.main) {
   if (args.role === "recv") await recvRole(args);
   else if (args.role === "send") await sendRole(args);
   else {
+    checkBenchFlags(import.meta.url, ["--quick", "--only"]);
     const quick = Deno.args.includes("--quick");
     const only = args.only?.split(",");
+    const load0 = loadAverage();
     const results = await run(only ? { quick, only } : { quick });
     console.log("");
     for (const r of results) console.log(row(r));
@@ -425,7 +429,11 @@ if (import.meta.main) {
         `./results/messagefs${quick ? "-quick" : ""}${only ? "-part" : ""}.json`,
         import.meta.url,
       ),
-      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+      JSON.stringify(
+        { date: new Date().toISOString(), load: `${load0}–${loadAverage()}`, results },
+        null,
+        2,
+      ) + "\n",
     );
   }
 }

@@ -8,13 +8,18 @@
  *   same run and interleaved, without (`verify: false`): what the check costs per message;
  * - the cost of the `order` bookkeeping per write: the same writes with and without it;
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
- *   through the mount (unpaced rate), and live latency from write(2) to a read(2) blocked in
- *   another process at 1k msgs/s; the same writer and reader through the C FUSE floor
- *   (bench/floor/fuse.c: the least any FUSE server does per message) and over a FIFO (one
- *   kernel hop) in the same run.
+ *   through the mount (unpaced rate, timed after 2,000 untimed messages), alone (subscribers
+ *   0: the issue's "one writer"; the mount and the C floor) and with a read(2) blocked in
+ *   another process, and live latency from write(2) to a read(2) blocked in another process
+ *   at 1k msgs/s; the same writer and reader through the C FUSE floor (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
+ *   spinning up to 50 µs before it blocks (`floor-spin`, an extra point: does keeping the
+ *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run.
  *
- * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only]`. Prints a table;
- * writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial runs).
+ * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only] [--spin-us N]`.
+ * Prints a table; writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial
+ * runs). `--ab floor,floor-spin [--reps 5] [--count 5000] [--no-alone] [--no-latency]`
+ * alternates mounted transports (mq-fuse, floor, floor-spin, fifo) for a quick A/B and writes
+ * nothing.
  *
  * @module
  */
@@ -23,6 +28,7 @@ import { cpuUsage } from "node:process";
 import { MqGroup, MqReader } from "../transports/mq/mod.ts";
 import { addRatios, floorBinary, repeatFloor } from "./_floor.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
   loadAverage,
@@ -148,11 +154,17 @@ async function fileWriter(): Promise<void> {
   const count = Number(roleArg("count"));
   const rate = Number(roleArg("rate"));
   const size = Number(roleArg("size"));
+  const warmup = Number(roleArgs().warmup ?? 0);
   const f = Deno.openSync(path, { write: true });
   const payload = new Uint8Array(size);
+  // Untimed first messages (unpaced points): the server's and this writer's JIT warm-up.
+  for (let seq = 0; seq < warmup; seq++) {
+    stamp(payload, seq, monotonicNs());
+    if (f.writeSync(payload) !== size) throw new Error("short write");
+  }
   const t0 = monotonicNs();
   await paced(rate, count, (seq, when) => {
-    stamp(payload, seq, rate > 0 ? when : monotonicNs());
+    stamp(payload, warmup + seq, rate > 0 ? when : monotonicNs());
     if (f.writeSync(payload) !== size) throw new Error("short write");
   });
   const secs = Number(monotonicNs() - t0) / 1e9;
@@ -239,7 +251,7 @@ async function latencyPoint(rate: number, count: number, size: number): Promise<
       duplicates: r.duplicates,
       order_violations: r.order,
       pub_rate: Math.round(w.rate),
-      sub_rate: Math.round(r.rate),
+      ...(r.rate === undefined ? {} : { sub_rate: Math.round(r.rate) }),
       cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs) * 1000 / count) * 10) / 10,
       notes: `writer and reader processes; replay off; first ${WARMUP} not counted`,
     };
@@ -360,14 +372,14 @@ async function mountedGroup(): Promise<
 }
 
 /** The C FUSE floor (bench/floor/fuse.c) serving one stream on a fresh mount point. */
-async function floorMount(): Promise<
+async function floorMount(spinUs = 0): Promise<
   { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> } | undefined
 > {
   const exe = await floorBinary("fuse");
   if (exe === undefined) return undefined;
   const mp = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-fusefloor-" });
   const server = new Deno.Command(exe, {
-    args: ["--role", "serve", "--path", mp],
+    args: ["--role", "serve", "--path", mp, "--spin-us", String(spinUs)],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
@@ -391,66 +403,99 @@ async function floorMount(): Promise<
   };
 }
 
+/** The mounted points' transports: the mount, the C FUSE floor (plain, and spinning as an
+ * extra point) and a FIFO. */
+type FileTransport = "mq-fuse" | "floor" | "floor-spin" | "fifo";
+const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor", "floor-spin", "fifo"];
+/** Messages written before an unpaced point's clock starts (JIT warm-up of the Deno server
+ * and writer; the latency points leave out their first 1,000 samples instead). */
+const UNPACED_WARMUP = 2000;
+/** The transports that also get a writer-alone point (a FIFO needs a reader). */
+const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor"];
+/** How long the spinning floor keeps reading after a request (µs). */
+let FLOOR_SPIN_US = 50;
+
 async function fileLatencyPoint(
-  transport: "mq-fuse" | "floor" | "fifo",
+  transport: FileTransport,
   rate: number,
   count: number,
   size: number,
+  withReader = true,
 ): Promise<Result | undefined> {
   const fuse = transport === "mq-fuse"
     ? await mountedGroup()
-    : transport === "floor"
-    ? await floorMount()
+    : transport === "floor" || transport === "floor-spin"
+    ? await floorMount(transport === "floor-spin" ? FLOOR_SPIN_US : 0)
     : undefined;
-  if (transport === "floor" && fuse === undefined) return undefined;
+  if (transport.startsWith("floor") && fuse === undefined) return undefined;
   const fifoDir = fuse ? undefined : Deno.makeTempDirSync({ prefix: "fsbus-bench-fifo-" });
   const path = fuse?.stream ?? `${fifoDir}/fifo`;
   try {
     if (fifoDir) await new Deno.Command("mkfifo", { args: [path] }).output();
+    if (!withReader && !fuse) throw new Error("a FIFO needs a reader");
+    // Unpaced: the first UNPACED_WARMUP messages are written before the clock starts.
+    const warmup = rate > 0 ? 0 : UNPACED_WARMUP;
     const serverCpu0 = fuse ? cpuTimeMs(fuse.server.pid) : 0;
-    const reader = spawnRole(SELF, "file-reader", {
-      path,
-      count,
-      size,
-      ...(fifoDir ? { exact: "true" } : {}),
-    });
-    const rl = lines(reader);
-    if ((await rl.next()).value !== "ready") throw new Error("reader did not start");
-    if (fuse) await waitForOpen(reader.pid, path);
+    const reader = withReader
+      ? spawnRole(SELF, "file-reader", {
+        path,
+        count: count + warmup,
+        size,
+        ...(fifoDir ? { exact: "true" } : {}),
+      })
+      : undefined;
+    const rl = reader ? lines(reader) : undefined;
+    if (rl && (await rl.next()).value !== "ready") throw new Error("reader did not start");
+    if (fuse && reader) await waitForOpen(reader.pid, path);
     const writer = spawnRole(SELF, "file-writer", {
       path,
       count,
       rate,
       size,
+      warmup,
       ...(fuse ? { eof: "true" } : {}),
     });
     const w = JSON.parse((await lines(writer).next()).value as string);
-    const r = JSON.parse((await rl.next()).value as string);
-    await writer.status;
-    await reader.status;
+    // Alone, every write(2) acknowledged counts as delivered (the writer checks each one).
+    const r = rl
+      ? JSON.parse((await rl.next()).value as string)
+      : { delivered: count + warmup, duplicates: 0, order: 0, cpuMs: 0, rate: undefined };
+    const ws = await writer.status;
+    if (!ws.success) throw new Error(`the writer failed on ${transport}`);
+    await reader?.status;
     const serverCpu = fuse ? cpuTimeMs(fuse.server.pid) - serverCpu0 : 0;
     return {
       transport,
       scenario: rate > 0 ? "latency" : "throughput",
       size,
       rate,
-      subscribers: 1,
+      subscribers: withReader ? 1 : 0,
       fs: fuse ? "fuse" : "",
       ...(rate > 0 ? percentiles(r.samples) : {}),
       delivered: r.delivered,
-      expected: count,
+      expected: count + warmup,
       duplicates: r.duplicates,
       order_violations: r.order,
       pub_rate: Math.round(w.rate),
-      sub_rate: Math.round(r.rate),
-      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / count) * 10) / 10,
-      notes: transport === "mq-fuse"
+      ...(r.rate === undefined ? {} : { sub_rate: Math.round(r.rate) }),
+      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / (count + warmup)) * 10) /
+        10,
+      notes: (!withReader
+        ? (transport === "mq-fuse"
+          ? "write(2) per message through the mount, the writer alone (no reader); "
+          : "the same writer alone through the C FUSE floor (bench/floor/fuse.c); ") +
+          "cpu includes the server"
+        : transport === "mq-fuse"
         ? "write(2) per message through the mount, read(2) blocked in another process; " +
           "cpu includes the server"
         : transport === "floor"
         ? "the same writer and reader through the C FUSE floor (bench/floor/fuse.c); " +
           "cpu includes the server"
-        : "the same writer and reader over a FIFO: one kernel hop, the lower bound",
+        : transport === "floor-spin"
+        ? `the C FUSE floor spinning up to ${FLOOR_SPIN_US} µs after a request while requests come ` +
+          "fast, before blocking (an extra point, not the floor); cpu includes the server"
+        : "the same writer and reader over a FIFO: one kernel hop, the lower bound") +
+        (warmup ? `; written rate timed after ${warmup} untimed messages (warm-up)` : ""),
     };
   } finally {
     await fuse?.dispose();
@@ -620,19 +665,85 @@ async function fusePoints(
     console.error("mq-fuse points skipped: /dev/fuse is missing");
   }
   if (fuse) {
-    for (const transport of ["mq-fuse", "floor", "fifo"] as const) {
-      const tput: Result[] = [];
-      const lat: Result[] = [];
-      for (let i = 0; i < reps; i++) {
+    // Every transport once per round, so slow phases of a shared machine hit them alike.
+    const tput = new Map(FILE_TRANSPORTS.map((t) => [t, [] as Result[]]));
+    const lat = new Map(FILE_TRANSPORTS.map((t) => [t, [] as Result[]]));
+    const alone = new Map(FILE_TRANSPORTS.map((t) => [t, [] as Result[]]));
+    for (let i = 0; i < reps; i++) {
+      for (const transport of FILE_TRANSPORTS) {
+        // The issue's sentence is about one writer: the writer alone, then with a reader.
+        const a = ALONE_TRANSPORTS.includes(transport)
+          ? await fileLatencyPoint(transport, 0, opts.quick ? 5_000 : 20_000, 1024, false)
+          : undefined;
+        if (a) alone.get(transport)!.push(a);
         const t = await fileLatencyPoint(transport, 0, opts.quick ? 5_000 : 20_000, 1024);
         const l = await fileLatencyPoint(transport, 1000, opts.quick ? 3_000 : 6_000, 1024);
-        if (t) tput.push(t);
-        if (l) lat.push(l);
+        if (t) tput.get(transport)!.push(t);
+        if (l) lat.get(transport)!.push(l);
       }
-      if (tput.length) push(medianBy(tput, "pub_rate"));
-      if (lat.length) push(medianBy(lat, "p50_us"));
+    }
+    for (const transport of FILE_TRANSPORTS) {
+      const t = tput.get(transport)!;
+      const l = lat.get(transport)!;
+      const a = alone.get(transport)!;
+      if (a.length) push(medianBy(a, "pub_rate"));
+      if (t.length) push(medianBy(t, "pub_rate"));
+      if (l.length) push(medianBy(l, "p50_us"));
     }
   }
+}
+
+async function abRun(list: string, args: string[]): Promise<void> {
+  const transports = list.split(",") as FileTransport[];
+  for (const t of transports) {
+    if (!FILE_TRANSPORTS.includes(t)) throw new Error(`--ab: unknown transport ${t}`);
+  }
+  const opt = (k: string, d: number) => {
+    const i = args.indexOf(k);
+    return i >= 0 ? Number(args[i + 1]) : d;
+  };
+  const reps = opt("--reps", 5);
+  const noAlone = args.includes("--no-alone");
+  const noLatency = args.includes("--no-latency");
+  const count = opt("--count", 5000);
+  const empty = (): Record<"alone" | "acpu" | "rate" | "cpu" | "p50" | "lcpu", number[]> => ({
+    alone: [],
+    acpu: [],
+    rate: [],
+    cpu: [],
+    p50: [],
+    lcpu: [],
+  });
+  const rows = new Map(transports.map((t) => [t, empty()]));
+  const load0 = loadAverage();
+  for (let i = 0; i < reps; i++) {
+    for (const t of transports) {
+      const w = ALONE_TRANSPORTS.includes(t) && !noAlone
+        ? await fileLatencyPoint(t, 0, count, 1024, false)
+        : undefined;
+      const a = await fileLatencyPoint(t, 0, count, 1024);
+      const b = noLatency ? undefined : await fileLatencyPoint(t, 1000, 3000, 1024);
+      const row = rows.get(t)!;
+      if (w) row.alone.push(w.pub_rate!), row.acpu.push(w.cpu_us_per_msg!);
+      if (a) row.rate.push(a.pub_rate!), row.cpu.push(a.cpu_us_per_msg!);
+      if (b) row.p50.push(b.p50_us!), row.lcpu.push(b.cpu_us_per_msg!);
+      console.error(
+        `${t} round ${i + 1}: writer alone ${w?.pub_rate} msgs/s, ${w?.cpu_us_per_msg} us/msg; ` +
+          `with a reader ${a?.pub_rate} msgs/s, ${a?.cpu_us_per_msg} us/msg; ` +
+          (b ? `1k msgs/s p50 ${b.p50_us} us, ${b.cpu_us_per_msg} us/msg` : "no latency point"),
+      );
+    }
+  }
+  const span = (x: number[]) =>
+    x.length ? `${median(x)} (${Math.min(...x)}-${Math.max(...x)})` : "–";
+  for (const [t, r] of rows) {
+    console.log(
+      `${t}: writer alone ${span(r.alone)} msgs/s, cpu ${median(r.acpu)} us/msg; ` +
+        `with a reader ${span(r.rate)} msgs/s, cpu ${median(r.cpu)} us/msg; ` +
+        `p50 at 1k msgs/s ${span(r.p50)} us, cpu ${median(r.lcpu)} us/msg`,
+    );
+  }
+  console.log(`load ${load0}–${loadAverage()}, ${reps} rounds`);
 }
 
 if (import.meta.main) {
@@ -646,6 +757,24 @@ if (import.meta.main) {
     else if (name === "file-reader") fileReader();
     else throw new Error(`unknown role ${name}`);
   } else {
+    checkBenchFlags(import.meta.url, [
+      "--quick",
+      "--fuse-only",
+      "--replay-only",
+      "--spin-us",
+      "--ab",
+      "--reps",
+      "--count",
+      "--no-alone",
+      "--no-latency",
+    ]);
+    const spin = Deno.args.indexOf("--spin-us");
+    if (spin >= 0) FLOOR_SPIN_US = Number(Deno.args[spin + 1]);
+    const ab = Deno.args.indexOf("--ab");
+    if (ab >= 0) {
+      await abRun(Deno.args[ab + 1] ?? "", Deno.args);
+      Deno.exit(0);
+    }
     const quick = Deno.args.includes("--quick");
     const fuseOnly = Deno.args.includes("--fuse-only");
     const replayOnly = Deno.args.includes("--replay-only");

@@ -204,7 +204,9 @@ export function benchTable(name: string, results: Result[]): string {
 
 /**
  * The table of the mq mount (`bench/mq.ts --fuse-only`): write(2) through the mount beside
- * the C FUSE floor and a FIFO hop of the same run, with the issue's goals.
+ * the C FUSE floor and a FIFO hop of the same run, with the issue's goals. The throughput
+ * goal ("one writer") is judged on the writer alone; the writer with a reader blocked in
+ * read(2) is shown beside it.
  *
  * @param results The run's results (mq-fuse, floor and fifo points).
  * @returns The markdown.
@@ -216,20 +218,33 @@ export function fuseTable(results: Result[]): string {
     r ? `${rate(r.pub_rate)} written, ${rate(r.sub_rate)} read` : "–";
   const unit = (x: number | undefined) => x !== undefined && x >= 10_000 ? us(x) : `${us(x)} µs`;
   const lat = (r: Result | undefined) => r ? `${unit(r.p50_us)} / ${unit(r.p99_us)}` : "–";
-  const t = ["mq-fuse", "floor", "fifo"].map((x) => get(x, "throughput"));
+  const get1 = (t: string, scenario: string, n: number) =>
+    results.find((r) => r.transport === t && r.scenario === scenario && r.subscribers === n);
+  const a = ["mq-fuse", "floor"].map((x) => get1(x, "throughput", 0));
+  const t = ["mq-fuse", "floor", "fifo"].map((x) => get1(x, "throughput", 1));
   const l = ["mq-fuse", "floor", "fifo"].map((x) => get(x, "latency"));
   const ratio = (x: number | undefined) => x === undefined ? "–" : `${x.toFixed(2)}×`;
   const pubRatio = t[0] && t[1] ? t[0].pub_rate! / t[1].pub_rate! : undefined;
   const verdict = (ok: boolean | undefined) => ok === undefined ? "–" : ok ? "met" : "not met";
+  const written = (r: Result | undefined) => r ? `${rate(r.pub_rate)} written` : "–";
   const rows = [
     [
-      "one writer, one write(2) per message, unpaced, a reader blocked in read(2)",
+      "one writer alone, one write(2) per message, unpaced (the goal's figure)",
+      written(a[0]),
+      written(a[1]),
+      "– (a FIFO needs a reader)",
+      `${ratio(a[0] && a[1] ? a[0].pub_rate! / a[1].pub_rate! : undefined)} written`,
+      `${num(a[0]?.cpu_us_per_msg, 1)} / ${num(a[1]?.cpu_us_per_msg, 1)}`,
+      `≥ 25k msgs/s written: ${verdict(a[0] && a[0].pub_rate! >= 25_000)}`,
+    ],
+    [
+      "the same writer with a reader blocked in read(2), unpaced",
       rates(t[0]),
       rates(t[1]),
       rates(t[2]),
       `${ratio(pubRatio)} written, ${ratio(t[0]?.vs_floor?.rate)} read`,
       `${num(t[0]?.cpu_us_per_msg, 1)} / ${num(t[1]?.cpu_us_per_msg, 1)}`,
-      `≥ 25k msgs/s written: ${verdict(t[0] && t[0].pub_rate! >= 25_000)}`,
+      "shown, not judged (two processes beside the server)",
     ],
     [
       "p50 / p99 from write(2) to the blocked read(2), 1k msgs/s",
@@ -253,12 +268,36 @@ export function fuseTable(results: Result[]): string {
   const bad = results.filter((r) =>
     r.duplicates > 0 || r.order_violations > 0 || r.delivered < r.expected
   );
+  const st = get("floor-spin", "throughput");
+  const sl = get("floor-spin", "latency");
+  const spinUs = (st ?? sl)?.notes?.match(/spinning up to (\d+) µs/)?.[1];
+  const spin = st || sl
+    ? [
+      "",
+      `Spin-then-block, measured on the C floor in the same run (\`floor-spin\`, an extra point, ` +
+      `not the floor: its server keeps reading the empty device for up to ${spinUs ?? "?"} µs ` +
+      "after a request while requests come fast, before it sleeps): " +
+      (st && t[1]
+        ? `unpaced ${rate(st.pub_rate)} written, ${
+          ratio(st.pub_rate! / t[1].pub_rate!)
+        } the plain floor, CPU ${num(st.cpu_us_per_msg, 1)} µs/msg (plain ${
+          num(t[1].cpu_us_per_msg, 1)
+        })`
+        : "unpaced –") +
+      (sl && l[1]
+        ? `; p50 at 1k msgs/s ${unit(sl.p50_us)} (plain ${unit(l[1].p50_us)}), CPU ${
+          num(sl.cpu_us_per_msg, 1)
+        } µs/msg (plain ${num(l[1].cpu_us_per_msg, 1)}).`
+        : "."),
+    ]
+    : [];
   return [
     `| ${head.join(" | ")} |`,
     `| ${head.map(() => "---").join(" | ")} |`,
     ...rows.map((r) => `| ${r.join(" | ")} |`),
+    ...spin,
     "",
-    "CPU includes the writer, the reader and the server. " +
+    "CPU includes the writer, the reader (when there is one) and the server. " +
     (bad.length === 0
       ? "Every point delivered every message, in order, without duplicates."
       : `Points with a loss, duplicate or order violation: ${

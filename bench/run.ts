@@ -15,7 +15,7 @@
  * @module
  */
 
-import { loadAverage, type Result, row } from "./_lib.ts";
+import { checkBenchFlags, loadAverage, type Result, row } from "./_lib.ts";
 
 const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Promise<Result[]> }>> =
   {
@@ -26,6 +26,8 @@ const BENCHES: Record<string, () => Promise<{ run(opts: { quick: boolean }): Pro
     messagefs: () => import("./messagefs.ts"),
     bridge: () => import("./bridge.ts"),
   };
+
+if (import.meta.main) checkBenchFlags(import.meta.url, ["--quick", "--report"]);
 
 if (import.meta.main && Deno.args.includes("--report")) {
   const { report } = await import("./report.ts");

@@ -21,6 +21,7 @@
 
 import * as msgfs from "../transports/msgfs/mod.ts";
 import {
+  checkBenchFlags,
   cpuTimeMs,
   monotonicNs,
   paced,
@@ -318,6 +319,16 @@ if (import.meta.main) {
   if (args.role === "sub") await subRole(args);
   else if (args.role === "pub") await pubRole(args);
   else {
+    checkBenchFlags(import.meta.url, [
+      "--quick",
+      "--duration",
+      "--rate",
+      "--subscribers",
+      "--size",
+      "--interval",
+      "--dir",
+      "--ttl",
+    ]);
     const quick = args.quick === "true";
     const o: SoakOptions = {
       durationS: parseSeconds(args.duration ?? (quick ? "20s" : "10m")),

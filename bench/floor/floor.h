@@ -85,11 +85,11 @@ static inline void stamp(unsigned char *payload, uint64_t seq, uint64_t ns) {
 
 struct opts {
   const char *role, *path;
-  long count, size, rate, warmup, batch, idle_ms, subs;
+  long count, size, rate, warmup, batch, idle_ms, subs, spin_us;
 };
 
 static struct opts parse(int argc, char **argv) {
-  struct opts o = {"", "", 0, 1024, 0, 1000, 1, 5000, 1};
+  struct opts o = {"", "", 0, 1024, 0, 1000, 1, 5000, 1, 0};
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--role")) o.role = v;
@@ -101,6 +101,7 @@ static struct opts parse(int argc, char **argv) {
     else if (!strcmp(k, "--batch")) o.batch = atol(v);
     else if (!strcmp(k, "--idle-ms")) o.idle_ms = atol(v);
     else if (!strcmp(k, "--subscribers")) o.subs = atol(v);
+    else if (!strcmp(k, "--spin-us")) o.spin_us = atol(v);
     else {
       fprintf(stderr, "floor: unknown option %s\n", k);
       exit(2);

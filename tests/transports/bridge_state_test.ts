@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Seen } from "../../transports/bridge/_state.ts";
-import { tempDir } from "../_helpers.ts";
+import { tempDir, waitFor } from "../_helpers.ts";
 
 function fileLines(path: string): number {
   return Deno.readTextFileSync(path).split("\n").filter((l) => l !== "").length;
@@ -43,4 +43,17 @@ Deno.test("Seen: bridges sharing a list see each other's ids, and the list stays
     }
     assert.equal(fresh.has("id-0"), false, "the oldest were dropped");
   });
+});
+
+Deno.test("Seen: sent ids added in a burst are all recorded, one line each, and known to another bridge", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/written`;
+  using sender = new Seen(path, { keep: 10_000 });
+  using other = new Seen(path, { keep: 10_000 });
+  const ids = Array.from({ length: 300 }, (_, i) => `sent-${i}`);
+  for (const id of ids) sender.add(id); // outside guard: written later, in one batch
+  await waitFor(() => fileLines(path) >= ids.length, "the batch to be written", 10_000);
+  assert.equal(fileLines(path), ids.length);
+  for (const id of ids) assert.equal(await other.known(id), true, `${id} known`);
+  assert.equal(await other.known("sent-300"), false);
 });

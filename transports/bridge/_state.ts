@@ -239,11 +239,18 @@ export class Seen implements Disposable {
   }
 
   #append(id: string): void {
-    if (this.#file === undefined) return;
-    const bytes = this.#enc.encode(formatLine(id, this.#set.get(id) ?? null) + "\n");
-    this.#file.writeSync(bytes);
+    this.#appendAll([id]);
+  }
+
+  /** Under the lock: appends the ids' lines with one write (a batch of sent ids). */
+  #appendAll(ids: readonly string[]): void {
+    if (this.#file === undefined || ids.length === 0) return;
+    let text = "";
+    for (const id of ids) text += formatLine(id, this.#set.get(id) ?? null) + "\n";
+    const bytes = this.#enc.encode(text);
+    for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
     this.#offset += bytes.length;
-    this.#lines++;
+    this.#lines += ids.length;
   }
 
   /** Under the lock: rewrites the file with the last `keep` ids when it holds twice as many. */
@@ -361,18 +368,15 @@ export class Seen implements Disposable {
     clearTimeout(this.#addTimer);
     this.#addTimer = undefined;
     if (this.#pendingAdds.length === 0 || this.#file === undefined) return;
-    Promise.resolve(this.#locked(() => {
-      for (const p of this.#pendingAdds.splice(0)) this.#append(p);
-    })).catch(() => {}); // closed meanwhile
+    Promise.resolve(this.#locked(() => this.#appendAll(this.#pendingAdds.splice(0))))
+      .catch(() => {}); // closed meanwhile
   }
 
   [Symbol.dispose](): void {
     clearTimeout(this.#addTimer);
     if (this.#pendingAdds.length > 0 && this.#file && this.#lock?.tryLock()) {
       try {
-        this.#section(() => {
-          for (const p of this.#pendingAdds.splice(0)) this.#append(p);
-        });
+        this.#section(() => this.#appendAll(this.#pendingAdds.splice(0)));
       } catch {
         // kept as far as it went
       }

@@ -40,7 +40,7 @@ import { type FileState, MessageFiles, READ_BATCH, type ReadOutcome, sameFile } 
 import { SeenFiles } from "./_seen.ts";
 import { checkTopic, idTime, isHidden, sortKey } from "./names.ts";
 import { openWatcher, type Watcher, type WatchEvent } from "./watch.ts";
-import { yieldTurn } from "../../sys/poll.ts";
+import { yieldImmediate } from "../../sys/poll.ts";
 import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
@@ -163,8 +163,9 @@ export interface SubscribeOptions {
   /**
    * Wait for events by blocking this thread in `poll(2)` for up to this many milliseconds at a
    * time, with an event-loop turn in between (0: wait on a worker thread). Saves one
-   * thread hand-off per wake-up, for processes that only subscribe; timers and other I/O of
-   * the process run only between waits (and at least every 5 ms while messages keep coming).
+   * thread hand-off per wake-up, for processes that only subscribe; the process's timers run
+   * only between waits (and at least every 5 ms while messages keep coming), its sockets and
+   * other I/O once every few dozen of those turns (Deno polls its I/O driver no more often).
    *
    * @default {0}
    */
@@ -546,7 +547,7 @@ export class BusSubscription implements Subscription<BusMessage> {
   }
 
   async #turn(): Promise<void> {
-    await yieldTurn();
+    await yieldImmediate();
     this.#turnedAt = performance.now();
   }
 

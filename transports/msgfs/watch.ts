@@ -8,7 +8,7 @@
 
 import { ffiAvailable } from "../../sys/libc.ts";
 import { IN, Inotify, InotifyQueue } from "../../sys/inotify.ts";
-import { yieldTurn } from "../../sys/poll.ts";
+import { yieldImmediate } from "../../sys/poll.ts";
 import { SysError } from "../../sys/errno.ts";
 import { fromFsError, FsbusError } from "../../types.ts";
 import { isHidden } from "./names.ts";
@@ -187,7 +187,7 @@ class InotifyWatcher implements Watcher {
       if (this.#blockMs > 0) {
         // Block in poll(2) on this thread for a while, then let the event loop run.
         if (this.#ino.waitSync(this.#blockMs) !== "timeout") return !this.#closed;
-        await yieldTurn();
+        await yieldImmediate();
         continue;
       }
       await this.#ino.wait();
