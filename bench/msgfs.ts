@@ -5,6 +5,8 @@
  *
  *   deno run -A bench/msgfs.ts            # the full matrix (about ten minutes)
  *   deno run -A bench/msgfs.ts --quick    # a smoke run
+ *   deno run -A bench/msgfs.ts --only msgfs,floor   # only these transports (msgfs, floor,
+ *                                                   # nats, fifo, inotifywait)
  *
  * Results are printed as a table and written to bench/results/msgfs.json.
  *
@@ -15,6 +17,7 @@ import { connect, type NatsConnection } from "nats";
 import * as msgfs from "../transports/msgfs/mod.ts";
 import { addRatios, repeatFloor } from "./_floor.ts";
 import {
+  checkBenchFlags,
   checkSequence,
   cpuTimeMs,
   loadAverage,
@@ -555,6 +558,7 @@ if (import.meta.main) {
   if (args.role === "sub") await subRole(args);
   else if (args.role === "pub") await pubRole(args);
   else {
+    checkBenchFlags(import.meta.url, ["--quick", "--only"]);
     const quick = Deno.args.includes("--quick");
     const onlyAt = Deno.args.indexOf("--only");
     const only = onlyAt >= 0 ? Deno.args[onlyAt + 1]?.split(",") : undefined;
