@@ -52,21 +52,6 @@ static int pub(struct opts o) {
   return 0;
 }
 
-/* Reads one message file; returns 1 when the tally is complete. */
-static int take(struct tally *t, int dirfd, const char *name, unsigned char *buf, long cap) {
-  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > cap) {
-    close(fd);
-    return 0;
-  }
-  ssize_t n = read(fd, buf, (size_t)st.st_size);
-  close(fd);
-  if (n < 16) return 0;
-  return tally_add(t, buf, now_ns());
-}
-
 static int cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -89,7 +74,7 @@ static int rescan(struct tally *t, int dirfd, const char *dir, unsigned char *bu
   qsort(names, n, sizeof *names, cmp);
   int done = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!done) done = take(t, dirfd, names[i], buf, cap);
+    if (!done) done = take_file(t, dirfd, names[i], buf, cap);
     free(names[i]);
   }
   free(names);
@@ -97,13 +82,8 @@ static int rescan(struct tally *t, int dirfd, const char *dir, unsigned char *bu
 }
 
 static int sub(struct opts o) {
-  int in = inotify_init1(IN_CLOEXEC);
-  if (in < 0) die("inotify_init1");
-  if (inotify_add_watch(in, o.path, IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
-    die("inotify_add_watch");
-  }
-  int dirfd = open(o.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirfd < 0) die("open dir");
+  int dirfd;
+  int in = watch_bus(o.path, &dirfd);
   struct tally t = tally_new(o.count, o.warmup);
   long cap = 1 << 20;
   unsigned char *buf = malloc((size_t)cap);
@@ -128,7 +108,7 @@ static int sub(struct opts o) {
         continue;
       }
       if (e->len == 0 || e->name[0] == '.') continue;
-      done = take(&t, dirfd, e->name, buf, cap);
+      done = take_file(&t, dirfd, e->name, buf, cap);
     }
   }
   sub_report(&t);

@@ -199,20 +199,6 @@ static long sizes[MAXB];
 static unsigned char *bufs;
 static const long SLOT = 4096;
 
-static int take_plain(struct tally *t, int dirfd, const char *name, unsigned char *buf, long cap) {
-  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > cap) {
-    close(fd);
-    return 0;
-  }
-  ssize_t n = read(fd, buf, (size_t)st.st_size);
-  close(fd);
-  if (n < 16) return 0;
-  return tally_add(t, buf, now_ns());
-}
-
 /* Reads the batch's files through the ring; returns 1 when the tally is complete. */
 static int take_ring(struct tally *t, struct ring *r, int dirfd, char **names, int n) {
   const int oflags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
@@ -317,13 +303,8 @@ static int take_ring(struct tally *t, struct ring *r, int dirfd, char **names, i
 }
 
 static int sub(struct opts o) {
-  int in = inotify_init1(IN_CLOEXEC);
-  if (in < 0) die("inotify_init1");
-  if (inotify_add_watch(in, o.path, IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
-    die("inotify_add_watch");
-  }
-  int dirfd = open(o.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirfd < 0) die("open dir");
+  int dirfd;
+  int in = watch_bus(o.path, &dirfd);
   struct tally t = tally_new(o.count, o.warmup);
   long cap = 1 << 20;
   unsigned char *buf = malloc((size_t)cap);
@@ -358,7 +339,7 @@ static int sub(struct opts o) {
         exit(1);
       }
       if (e->len == 0 || e->name[0] == '.') continue;
-      if (plain) done = take_plain(&t, dirfd, e->name, buf, cap);
+      if (plain) done = take_file(&t, dirfd, e->name, buf, cap);
       else names[k++] = e->name;
     }
     if (!plain && k) {
