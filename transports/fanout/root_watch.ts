@@ -9,6 +9,7 @@
 
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { SysError } from "../../sys/errno.ts";
+import { statPath } from "../../sys/fs.ts";
 import type { WaitResult } from "../../sys/poll.ts";
 
 /** What happens in a root that may mean a topic appeared (or became readable). */
@@ -72,24 +73,32 @@ export class RootWatch implements AsyncDisposable {
 
   /** Watches the root, or else its nearest existing parent. */
   #arm(): void {
-    if (this.#parentWd !== undefined) {
-      this.#ino.remove(this.#parentWd);
-      this.#parentWd = undefined;
-    }
-    try {
-      this.#rootWd = this.#ino.add(this.root, ROOT_EVENTS);
-      return;
-    } catch (err) {
-      if (!missing(err)) throw err;
-    }
-    this.#rootWd = undefined;
-    for (let dir = parentOf(this.root);; dir = parentOf(dir)) {
+    for (;;) {
+      if (this.#parentWd !== undefined) {
+        this.#ino.remove(this.#parentWd);
+        this.#parentWd = undefined;
+      }
       try {
-        this.#parentWd = this.#ino.add(dir, PARENT_EVENTS);
+        this.#rootWd = this.#ino.add(this.root, ROOT_EVENTS);
         return;
       } catch (err) {
-        if (!missing(err) || dir === "/" || dir === ".") throw err;
+        if (!missing(err)) throw err;
       }
+      this.#rootWd = undefined;
+      let watched: string;
+      for (let dir = parentOf(this.root);; dir = parentOf(dir)) {
+        try {
+          this.#parentWd = this.#ino.add(dir, PARENT_EVENTS);
+          watched = dir;
+          break;
+        } catch (err) {
+          if (!missing(err) || dir === "/" || dir === ".") throw err;
+        }
+      }
+      // A directory on the way to the root made after the root was found missing but before
+      // this watch existed queued its event for nobody: look for it, and arm again if it is
+      // there (without this, a root made at that moment was waited for forever).
+      if (statPath(nextOnTheWay(watched, this.root)) === undefined) return;
     }
   }
 
@@ -143,6 +152,13 @@ export class RootWatch implements AsyncDisposable {
 
 function missing(err: unknown): boolean {
   return err instanceof SysError && (err.code === "ENOENT" || err.code === "ENOTDIR");
+}
+
+/** The entry of `dir` on the way from `dir` down to `root` (`root` is below `dir`). */
+function nextOnTheWay(dir: string, root: string): string {
+  const rest = dir === "." ? root : root.slice(dir === "/" ? 1 : dir.length + 1);
+  const name = rest.split("/")[0]!;
+  return dir === "." ? name : dir === "/" ? `/${name}` : `${dir}/${name}`;
 }
 
 function parentOf(path: string): string {
