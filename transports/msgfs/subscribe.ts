@@ -45,6 +45,9 @@ import { busMode, makeTopicByPath, openTopic } from "./_tree.ts";
 
 /** How many topic directories a subscription keeps open at once (besides its own). */
 const DIR_FDS = 64;
+// A batch read together (#deliverBatch) takes its topics' descriptors first and uses them
+// after: with no more files in a batch than topics kept open, none of them is closed between.
+if (READ_BATCH > DIR_FDS) throw new Error("READ_BATCH must not exceed DIR_FDS");
 
 /**
  * How long before the last loss-free event read a file must have last changed for a listing
