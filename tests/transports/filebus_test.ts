@@ -82,13 +82,8 @@ Deno.test("FilebusProducer.write() in lossless mode waits while FILE is unconsum
 });
 
 Deno.test("consumer() in lossy mode yields the current chunk first, then each new one", async () => {
-  using dir = tempDir();
-  const file = `${dir.path}/bus`;
-  await using out = producer(file);
-  await out.write("before");
-  await using sub = consumer(file);
-  const it = sub[Symbol.asyncIterator]();
-  assert.equal(text((await it.next()).value!), "before");
+  await using bus = await lossyBus("before");
+  const { file, out, it } = bus;
   for (const s of ["one", "two\0bin\n", "three"]) {
     await out.write(s);
     assert.equal(text((await it.next()).value!), s);
@@ -135,13 +130,8 @@ Deno.test("consumer() in lossy mode sees a shell rename that reuses the inode", 
 });
 
 Deno.test("consumer() in lossy mode sees FILE written in place (not the protocol) within the sleep interval", async () => {
-  using dir = tempDir();
-  const file = `${dir.path}/bus`;
-  await using out = producer(file);
-  await out.write("renamed in");
-  await using sub = consumer(file, { sleepIntervalMs: 20 });
-  const it = sub[Symbol.asyncIterator]();
-  assert.equal(text((await it.next()).value!), "renamed in");
+  await using bus = await lossyBus("renamed in", { sleepIntervalMs: 20 });
+  const { file, it } = bus;
   // No rename, so no IN_MOVED_TO: the change shows as a new identity at the next interval.
   const lock = await Deno.open(`${file}.lock`);
   await lock.lock(true);
@@ -153,6 +143,32 @@ Deno.test("consumer() in lossy mode sees FILE written in place (not the protocol
   await next.taken;
   assert.equal(next.text(), "written in place");
 });
+
+/**
+ * A lossy bus in a new temporary directory: a producer that wrote `first`, and a consumer
+ * whose iterator has already taken it. Disposing closes both and removes the directory.
+ */
+async function lossyBus(first: string, options: { sleepIntervalMs?: number } = {}) {
+  const dir = tempDir();
+  const file = `${dir.path}/bus`;
+  const out = producer(file);
+  let sub: ReturnType<typeof consumer> | undefined;
+  const dispose = async () => {
+    await sub?.close();
+    await out.close();
+    dir[Symbol.dispose]();
+  };
+  try {
+    await out.write(first); // FILE holds a chunk before the consumer starts
+    sub = consumer(file, options);
+    const it = sub[Symbol.asyncIterator]();
+    assert.equal(text((await it.next()).value!), first);
+    return { file, out, it, [Symbol.asyncDispose]: dispose };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
 
 /** Takes the iterator's next chunk in the background: `text()` is undefined until it came. */
 function nextChunk(it: AsyncIterator<Uint8Array>) {
@@ -190,13 +206,8 @@ async function holdLock(lockPath: string, script: string) {
 }
 
 Deno.test("consumer() in lossy mode takes a chunk renamed in while its writer still holds the lock", async () => {
-  using dir = tempDir();
-  const file = `${dir.path}/bus`;
-  await using out = producer(file);
-  await out.write("first");
-  await using sub = consumer(file);
-  const it = sub[Symbol.asyncIterator]();
-  assert.equal(text((await it.next()).value!), "first");
+  await using bus = await lossyBus("first");
+  const { file, it } = bus;
   // A renamed-in chunk is whole: the consumer does not wait for the writer's unlock.
   const holder = await holdLock(
     `${file}.lock`,
@@ -213,13 +224,8 @@ Deno.test("consumer() in lossy mode takes a chunk renamed in while its writer st
 });
 
 Deno.test("consumer() in lossy mode reads FILE written in place under the lock once the lock is free", async () => {
-  using dir = tempDir();
-  const file = `${dir.path}/bus`;
-  await using out = producer(file);
-  await out.write("renamed in");
-  await using sub = consumer(file, { sleepIntervalMs: 20 });
-  const it = sub[Symbol.asyncIterator]();
-  assert.equal(text((await it.next()).value!), "renamed in");
+  await using bus = await lossyBus("renamed in", { sleepIntervalMs: 20 });
+  const { file, it } = bus;
   // Written in place (no rename, no event) in two steps under the lock: the consumer sees a
   // new identity at its next interval, and waits for the lock before it opens FILE.
   const holder = await holdLock(`${file}.lock`, `printf 'part' >> "${file}"`);
@@ -244,13 +250,8 @@ Deno.test("consumer() in lossy mode reads FILE written in place under the lock o
 });
 
 Deno.test("consumer() in lossy mode does not yield a chunk again when it is renamed away and back", async () => {
-  using dir = tempDir();
-  const file = `${dir.path}/bus`;
-  await using out = producer(file);
-  await out.write("once");
-  await using sub = consumer(file);
-  const it = sub[Symbol.asyncIterator]();
-  assert.equal(text((await it.next()).value!), "once");
+  await using bus = await lossyBus("once");
+  const { file, out, it } = bus;
   // Asked for the next chunk while the same file comes back at FILE (IN_MOVED_TO, a new
   // change time): that is still the same chunk, so the answer is the one written after.
   const next = it.next();
