@@ -57,8 +57,8 @@ const POOLED_MAX = 4096;
  */
 const CLOSE_BATCH = 16;
 /**
- * The most files {@linkcode MessageFiles.readMany} reads at once through io_uring: each of
- * them is an open and a read plus a close in its ring.
+ * The most files {@linkcode MessageFiles.readMany} reads at once: their opens go through
+ * io_uring, one ring entry each (reads and closes are plain calls).
  */
 export const READ_BATCH = 64;
 
@@ -242,7 +242,7 @@ export class MessageFiles {
    */
   batches(): boolean {
     if (!this.#ffi) return false;
-    if (this.#ring === null) this.#ring = Uring.open(READ_BATCH * 2);
+    if (this.#ring === null) this.#ring = Uring.open(READ_BATCH);
     return this.#ring !== undefined;
   }
 
