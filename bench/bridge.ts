@@ -200,9 +200,16 @@ async function pubRole(args: Record<string, string>): Promise<void> {
   console.log(JSON.stringify({ pubRate: count / (elapsed / 1000) }));
 }
 
-function startBridge(args: string[]): { child: Deno.ChildProcess; ready: Promise<void> } {
+function startBridge(
+  args: string[],
+  role: string,
+): { child: Deno.ChildProcess; ready: Promise<void> } {
+  // FSBUS_BENCH_BRIDGE_FLAGS: extra `deno run` flags for the bridges (profiling), `{role}`
+  // replaced by "up" or "down".
+  const extra = (Deno.env.get("FSBUS_BENCH_BRIDGE_FLAGS") ?? "").split(" ").filter(Boolean)
+    .map((f) => f.replaceAll("{role}", role));
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", cli, "bridge", ...args],
+    args: ["run", "-A", "--quiet", ...extra, cli, "bridge", ...args],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -252,8 +259,8 @@ async function runPoint(
           `jetstream://${servers[1]}/BENCH/${subject}`,
         ]
         : [`nats://${servers[0]}/${subject}`, `nats://${servers[1]}/${subject}`];
-      const up = startBridge([`dir:${a}`, out!, "--state", `${root}/sa`]);
-      const down = startBridge([inn!, `dir:${b}`, "--state", `${root}/sb`]);
+      const up = startBridge([`dir:${a}`, out!, "--state", `${root}/sa`], "up");
+      const down = startBridge([inn!, `dir:${b}`, "--state", `${root}/sb`], "down");
       bridges.push(up.child, down.child);
       await Promise.all([up.ready, down.ready]);
       subArgs = { ...subArgs, kind: "msgfs", dir: b };

@@ -207,6 +207,23 @@ Deno.test("publish() and subscribe() refuse invalid topics", () => {
   );
 });
 
+Deno.test("Publisher.publish() takes an id made beforehand (atomic or not), and refuses one that is not an id", async () => {
+  using bus = tempDir();
+  for (const atomic of [false, true]) {
+    const pub = new msgfs.Publisher(bus.path, { atomic });
+    const id = newId();
+    const p = pub.publish("x", { id, topic: "t" });
+    assert.equal(p.id, id);
+    assert.equal(Deno.readTextFileSync(`${bus.path}/t/${id}`), "x");
+    assert.throws(() => pub.publish("y", { id: "../escape" }), {
+      name: "FsbusError",
+      code: "invalid",
+      message: 'Cannot publish "../escape": not a message id',
+    });
+    await pub.close();
+  }
+});
+
 Deno.test("subscribe() of a missing bus or of a file throws FsbusError", () => {
   using dir = tempDir();
   assert.throws(() => msgfs.subscribe(`${dir.path}/nope`), {

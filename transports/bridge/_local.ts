@@ -81,7 +81,9 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
     for await (const m of sub) {
       if (ctx.sent.has(m.id)) continue;
       // Written by a bridge: never back where it came from; elsewhere with its origin.
-      const w = await ctx.written.lookup(m.id);
+      // Sinks record an id before its message appears (below): no lock needed to look.
+      let w = ctx.written.peek(m.id);
+      if (w instanceof Promise) w = await w;
       if (w === null || w?.from === ctx.peer) continue;
       high = Math.max(high, m.time.getTime());
       yield {
@@ -251,14 +253,22 @@ export function localSink(e: Local, ctx: Context): Sink {
     case "dir": {
       checkDir(e.path, "directory bus");
       const pub = new msgfs.Publisher(e.path, { atomic: true });
-      // Under the shared list's lock: no bridge reads the message before its id is there.
+      // Under the shared list's lock (bridges writing into this bus take turns), and the id
+      // recorded before the message appears: no bridge reads the message before its id, even
+      // without the lock (see Seen.peek).
       write = (m) =>
         ctx.written.guard(() => {
           // Already in the bus (it came by another way): once is enough.
           if (ctx.written.hasOrigin(m.origin, m.id)) return;
           const topic = e.topic ?? m.topic;
-          const p = pub.publish(m.data, topic === "" ? {} : { topic });
-          ctx.written.add(p.id, from(m));
+          const id = msgfs.newId();
+          ctx.written.add(id, from(m));
+          try {
+            pub.publish(m.data, topic === "" ? { id } : { topic, id });
+          } catch (err) {
+            ctx.written.retract(id);
+            throw err;
+          }
         });
       has = (m, since) => {
         const topic = e.topic ?? m.topic;
@@ -322,9 +332,11 @@ export function localSink(e: Local, ctx: Context): Sink {
     }
   }
   return {
-    async write(m, delivered) {
-      await write(m);
-      delivered();
+    write(m, delivered) {
+      const r = write(m);
+      // Written at once (the common case): no turn of the event loop before the next one.
+      if (!(r instanceof Promise)) return void delivered();
+      return r.then(delivered);
     },
     flush: () => Promise.resolve(),
     pending: () => 0,

@@ -15,7 +15,7 @@ import {
   ensureStream,
   type JsMsg,
   loadNats,
-  type MsgHdrs,
+  type Msg,
   type NatsConnection,
   subjectToken,
 } from "../_nats.ts";
@@ -37,14 +37,55 @@ function filterOf(base: string, wide: boolean): string {
   return wide ? `${base}.>` : base;
 }
 
+/** The fsbus headers of a message, by name; the first of each wins. */
+type Fields = Partial<Record<(typeof HEADER)[keyof typeof HEADER], string>>;
+
+const WANTED: ReadonlySet<string> = new Set(Object.values(HEADER));
+const dec = new TextDecoder();
+
+/**
+ * The fsbus headers of a message, read straight from its raw header block (one decode, one
+ * split) when the client keeps it, else through the client's `MsgHdrs`: the same values
+ * (`Key: value`, the value trimmed, the first of a repeated key), without building the
+ * client's header object for every message.
+ */
+function fieldsOf(msg: Msg | JsMsg): Fields | undefined {
+  const impl = ((msg as { msg?: unknown }).msg ?? msg) as {
+    _msg?: { hdr?: unknown };
+    _rdata?: unknown;
+  };
+  const hdr = impl._msg?.hdr;
+  const raw = impl._rdata;
+  if (typeof hdr === "number" && raw instanceof Uint8Array) {
+    if (hdr < 0) return undefined;
+    const out: Record<string, string> = {};
+    const lines = dec.decode(raw.subarray(0, hdr)).split("\r\n");
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const at = line.indexOf(":");
+      if (at < 0) continue;
+      const k = line.slice(0, at);
+      if (WANTED.has(k) && out[k] === undefined) out[k] = line.slice(at + 1).trim();
+    }
+    return out as Fields;
+  }
+  const h = msg.headers;
+  if (!h) return undefined;
+  const out: Record<string, string> = {};
+  for (const k of WANTED) {
+    if (h.has(k)) out[k] = h.get(k);
+  }
+  return out as Fields;
+}
+
 function fromMsg(
   data: Uint8Array,
   subject: string,
-  h: MsgHdrs | undefined,
+  h: Fields | undefined,
   base: string,
   fallbackId: string,
 ): Envelope {
-  const topicHeader = h?.get(HEADER.topic);
+  const topicHeader = h?.[HEADER.topic];
   let topic = "";
   if (topicHeader) {
     try {
@@ -56,15 +97,15 @@ function fromMsg(
     const rest = subject.slice(base.length + 1);
     topic = rest === "_" ? "" : rest.split(".").join("/");
   }
-  const t = Date.parse(h?.get(HEADER.time) ?? "");
+  const t = Date.parse(h?.[HEADER.time] ?? "");
   return {
-    ...(h?.get(HEADER.pin) ? { pinState: true } : {}),
+    ...(h?.[HEADER.pin] ? { pinState: true } : {}),
     data,
-    id: h?.get(HEADER.id) || fallbackId,
+    id: h?.[HEADER.id] || fallbackId,
     topic,
     time: Number.isFinite(t) ? new Date(t) : new Date(),
-    origin: h?.get(HEADER.origin) ?? "",
-    host: h?.get(HEADER.host) ?? "",
+    origin: h?.[HEADER.origin] ?? "",
+    host: h?.[HEADER.host] ?? "",
   };
 }
 
@@ -115,18 +156,56 @@ export async function remoteSource(
   const filter = filterOf(e.subject, ctx.wide);
   const { ConsumerEvents } = await loadNats();
   if (e.kind === "nats") {
-    const sub = nc.subscribe(filter);
+    // A callback subscription feeding one queue: the message is taken as the client parses
+    // it, without the client's own iterator in between.
+    const queue: Envelope[] = [];
+    let head = 0;
+    let ended = false;
+    let wake: (() => void) | undefined;
     let n = 0;
-    return {
-      async *[Symbol.asyncIterator]() {
-        for await (const msg of sub) {
-          const env = fromMsg(msg.data, msg.subject, msg.headers, e.subject, `nats-${n++}`);
-          if (env.origin === ctx.origin) continue;
-          yield env;
-        }
+    const sub = nc.subscribe(filter, {
+      callback: (_err, msg) => {
+        if (!msg) return;
+        const env = fromMsg(msg.data, msg.subject, fieldsOf(msg), e.subject, `nats-${n++}`);
+        if (env.origin === ctx.origin) return;
+        queue.push(env);
+        wake?.();
       },
-      lag: () => sub.getPending(),
-      close: () => Promise.resolve(sub.unsubscribe()),
+    });
+    // The subscription ends with the connection (or an unsubscribe): so does the source.
+    sub.closed.then(() => {
+      ended = true;
+      wake?.();
+    }, () => {
+      ended = true;
+      wake?.();
+    });
+    const next = async (): Promise<IteratorResult<Envelope>> => {
+      while (head >= queue.length) {
+        if (ended) return { done: true, value: undefined };
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+      const value = queue[head]!;
+      queue[head++] = undefined as unknown as Envelope;
+      if (head === queue.length) {
+        queue.length = 0;
+        head = 0;
+      } else if (head >= 1024) {
+        queue.splice(0, head);
+        head = 0;
+      }
+      return { done: false, value };
+    };
+    return {
+      [Symbol.asyncIterator]: () => ({ next }),
+      lag: () => queue.length - head,
+      close: () => {
+        sub.unsubscribe();
+        ended = true;
+        wake?.();
+        return Promise.resolve();
+      },
     };
   }
   await ensureStream(await nc.jetstreamManager(), e.stream, filter);
@@ -184,7 +263,7 @@ export async function remoteSource(
               continue;
             }
             last = seq;
-            const env = fromMsg(m.data, m.subject, m.headers, e.subject, `${e.stream}-${seq}`);
+            const env = fromMsg(m.data, m.subject, fieldsOf(m), e.subject, `${e.stream}-${seq}`);
             env.position = String(seq);
             // Acks are cumulative: one every 64 messages, and the last one within 100 ms.
             env.done = () => {

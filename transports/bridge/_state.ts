@@ -14,6 +14,11 @@ const POS_WIDTH = 160;
 const SEEN_KEEP = 50_000;
 /** The last line of a seen list that was compacted into a new file. */
 const MOVED = "#moved";
+/**
+ * The start of a line taking back the id after it: recorded before a write that then failed.
+ * (An older reader takes the line for an id no message has.)
+ */
+const RETRACTED = "!";
 
 /**
  * One direction's persisted position: a short line rewritten in place. Before a message is
@@ -159,6 +164,7 @@ export class Seen implements Disposable {
   readonly #enc = new TextEncoder();
   readonly #dec = new TextDecoder();
   readonly #pendingAdds: string[] = [];
+  readonly #chunk = new Uint8Array(64 * 1024);
   #file: Deno.FsFile | undefined;
   #offset = 0;
   #lines = 0;
@@ -211,31 +217,41 @@ export class Seen implements Disposable {
   /** Under the lock: follows a compaction by another bridge, reads what was appended. */
   #catchUp(): void {
     if (this.#file === undefined) this.#reopen();
-    const f = this.#file!;
-    const size = f.statSync().size;
-    if (size <= this.#offset) return;
-    const buf = new Uint8Array(size - this.#offset);
-    f.seekSync(this.#offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < buf.length) {
-      const n = f.readSync(buf.subarray(got));
-      if (n === null || n === 0) break;
-      got += n;
+    if (this.#readNew()) {
+      // Compacted by another bridge: the list goes on in a new file at the same path.
+      this.#reopen();
+      this.#catchUp();
     }
-    this.#offset += got;
-    const lines = (this.#partial + this.#dec.decode(buf.subarray(0, got))).split("\n");
+  }
+
+  /**
+   * Reads what was appended since the last read, and remembers its lines; true when it met
+   * the mark of a compaction (the rest of this file is left unread). The descriptor's own
+   * position is the offset read so far: reads move it, and so do this list's appends
+   * (`O_APPEND`), made only when every earlier line was read. A short read is the end of the
+   * file at that moment: nothing new costs one read(2).
+   */
+  #readNew(): boolean {
+    const f = this.#file!;
+    let text = "";
+    for (;;) {
+      const n = f.readSync(this.#chunk);
+      if (n === null || n === 0) break;
+      this.#offset += n;
+      text += this.#dec.decode(this.#chunk.subarray(0, n)); // ASCII: fields are URI-encoded
+      if (n < this.#chunk.length) break;
+    }
+    if (text === "") return false;
+    const lines = (this.#partial + text).split("\n");
     this.#partial = lines.pop() ?? "";
     for (const l of lines) {
-      if (l === MOVED) {
-        // Compacted by another bridge: the list goes on in a new file at the same path.
-        this.#reopen();
-        this.#catchUp();
-        return;
-      }
+      if (l === MOVED) return true;
       if (l === "") continue;
       this.#lines++;
-      this.#remember(...parseLine(l));
+      if (l.startsWith(RETRACTED)) this.#forget(l.slice(RETRACTED.length));
+      else this.#remember(...parseLine(l));
     }
+    return false;
   }
 
   #append(id: string): void {
@@ -257,7 +273,7 @@ export class Seen implements Disposable {
   #compactIfLarge(): void {
     if (this.#lines < 2 * this.#keep) return;
     const tmp = `${this.#path}.tmp`;
-    const kept = this.#order.slice(-this.#keep).map((id) =>
+    const kept = this.#order.slice(-this.#keep).filter((id) => this.#set.has(id)).map((id) =>
       formatLine(id, this.#set.get(id) ?? null)
     );
     Deno.writeTextFileSync(tmp, kept.join("\n") + "\n", { mode: 0o600 });
@@ -265,6 +281,12 @@ export class Seen implements Disposable {
     Deno.renameSync(tmp, this.#path!);
     this.#reopen();
     this.#catchUp();
+  }
+
+  #forget(id: string): void {
+    const from = this.#set.get(id);
+    if (from) this.#origins.delete(`${from.origin}\t${from.id}`);
+    this.#set.delete(id);
   }
 
   #remember(id: string, from: WrittenFrom | null = null): void {
@@ -320,6 +342,37 @@ export class Seen implements Disposable {
     if (!this.#lock) return undefined;
     await this.#locked(() => {});
     return this.#set.get(id);
+  }
+
+  /**
+   * The same as {@linkcode Seen.lookup} without taking the lock (one read(2) of what was
+   * appended), for a bus whose writers all {@linkcode Seen.add} a message's id before the
+   * message becomes visible (directory buses: see `localSink`). Answers at once, unless the
+   * list was just compacted (then it takes the lock).
+   */
+  peek(id: string): WrittenFrom | null | undefined | Promise<WrittenFrom | null | undefined> {
+    if (this.#set.has(id)) return this.#set.get(id);
+    if (!this.#lock) return undefined;
+    if (this.#file !== undefined && !this.#readNew()) return this.#set.get(id);
+    // Compacted meanwhile: the new file is read under the lock (the compaction is over).
+    this.#file?.close();
+    this.#file = undefined;
+    return this.#locked(() => this.#set.get(id));
+  }
+
+  /**
+   * Takes back an id recorded by {@linkcode Seen.add} for a message whose write then failed
+   * (inside the same {@linkcode Seen.guard}): it is forgotten here and in the shared file.
+   */
+  retract(id: string): void {
+    if (!this.#set.has(id)) return;
+    this.#forget(id);
+    if (this.#lock?.held && this.#file !== undefined) {
+      const bytes = this.#enc.encode(`${RETRACTED}${id}\n`);
+      for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
+      this.#offset += bytes.length;
+      this.#lines++;
+    }
   }
 
   /**

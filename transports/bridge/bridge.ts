@@ -603,10 +603,11 @@ async function pump(
     // A local bus: write ahead which message is going in (see Position).
     if (pos && sink.has && key !== undefined) pos.save(saved, key);
     try {
-      await sink.write(m, () => {
+      const w = sink.write(m, () => {
         d.delivered++;
         finish();
       });
+      if (w) await w;
     } catch (err) {
       if (err instanceof FsbusError && err.code !== "closed" && err.code !== "io") {
         d.dropped++;

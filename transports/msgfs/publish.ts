@@ -11,7 +11,7 @@ import { ffiAvailable } from "../../sys/libc.ts";
 import { closeFd, O, writeAllFd } from "../../sys/fs.ts";
 import { openAt, openDir, renameAt, unlinkAt } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
-import { checkTopic, newId } from "./names.ts";
+import { checkTopic, idTime, newId } from "./names.ts";
 import { readConfig } from "./config.ts";
 import { Sweeper, TEMP_DIR } from "./retention.ts";
 import { type BusMode, busMode, makeTopicByPath, openChild, openTopic } from "./_tree.ts";
@@ -160,14 +160,20 @@ export class Publisher {
    * Publishes one message.
    *
    * @param data The payload: bytes, or text (encoded as UTF-8).
-   * @param options The topic (a subdirectory, created when missing).
+   * @param options The topic (a subdirectory, created when missing); the id, for a caller
+   *   that must know it before the message appears (one made by {@linkcode newId} just
+   *   before; default a new one).
    * @returns The message's id and path.
-   * @throws {FsbusError} When the file cannot be written (permission, space, ...).
+   * @throws {FsbusError} When the file cannot be written (permission, space, ...), or `id`
+   *   is not an id.
    */
-  publish(data: Uint8Array | string, options: { topic?: string } = {}): Published {
+  publish(data: Uint8Array | string, options: { topic?: string; id?: string } = {}): Published {
     const bytes = toBytes(data);
     const topic = options.topic ? checkTopic(options.topic) : "";
-    const id = newId();
+    if (options.id !== undefined && idTime(options.id) === undefined) {
+      throw new FsbusError("invalid", `Cannot publish "${options.id}": not a message id`);
+    }
+    const id = options.id ?? newId();
     const dir = topic ? `${this.dir}/${topic}` : this.dir;
     const path = `${dir}/${id}`;
     try {
