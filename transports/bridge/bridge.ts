@@ -603,11 +603,13 @@ async function pump(
     // A local bus: write ahead which message is going in (see Position).
     if (pos && sink.has && key !== undefined) pos.save(saved, key);
     try {
-      const w = sink.write(m, () => {
+      // Awaited even when the write was done at once: the turn lets what the write queued
+      // run (the NATS client flushes in a microtask) before this loop asks the source for
+      // the next message, which may block this thread (a directory bus's blocking waits).
+      await sink.write(m, () => {
         d.delivered++;
         finish();
       });
-      if (w) await w;
     } catch (err) {
       if (err instanceof FsbusError && err.code !== "closed" && err.code !== "io") {
         d.dropped++;
