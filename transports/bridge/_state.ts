@@ -149,7 +149,9 @@ export interface SeenOptions {
  * through an append-only file: a bridge that writes into the bus records the id under the
  * file's lock before releasing it, so a bridge reading the bus that meets an id it does not
  * know takes the lock and reads what the others appended — a message another bridge wrote
- * is never sent out again (no loop through two one-way bridges). The file is compacted to
+ * is never sent out again (no loop through two one-way bridges). Where writers record each
+ * id before its message appears (directory buses), a reader need not take the lock
+ * ({@linkcode Seen.peek}). The file is compacted to
  * the last `keep` ids whenever it holds twice as many (by whichever bridge notices first;
  * the others reopen it), so it stays bounded however long the bridges run.
  */
