@@ -13,12 +13,14 @@
  *   another process, and live latency from write(2) to a read(2) blocked in another process
  *   at 1k msgs/s; the same writer and reader through the C FUSE floor (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
  *   spinning up to 50 µs before it blocks (`floor-spin`, an extra point: does keeping the
- *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run.
+ *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run;
+ *   the mount with `--write-behind` (`mq-fuse-wb`: each write(2) answered before its commit,
+ *   the opt-in mode) gets the same three points.
  *
  * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only] [--spin-us N]`.
  * Prints a table; writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial
  * runs). `--ab floor,floor-spin [--reps 5] [--count 5000] [--no-alone] [--no-latency]`
- * alternates mounted transports (mq-fuse, floor, floor-spin, fifo) for a quick A/B and writes
+ * alternates mounted transports (mq-fuse, mq-fuse-wb, floor, floor-spin, fifo) for a quick A/B and writes
  * nothing.
  *
  * @module
