@@ -13,12 +13,14 @@
  *   another process, and live latency from write(2) to a read(2) blocked in another process
  *   at 1k msgs/s; the same writer and reader through the C FUSE floor (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
  *   spinning up to 50 µs before it blocks (`floor-spin`, an extra point: does keeping the
- *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run.
+ *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run;
+ *   the mount with `--write-behind` (`mq-fuse-wb`: each write(2) answered before its commit,
+ *   the opt-in mode) gets the same three points.
  *
  * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only] [--spin-us N]`.
  * Prints a table; writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial
  * runs). `--ab floor,floor-spin [--reps 5] [--count 5000] [--no-alone] [--no-latency]`
- * alternates mounted transports (mq-fuse, floor, floor-spin, fifo) for a quick A/B and writes
+ * alternates mounted transports (mq-fuse, mq-fuse-wb, floor, floor-spin, fifo) for a quick A/B and writes
  * nothing.
  *
  * @module
@@ -343,7 +345,7 @@ function orderCostPoint(count: number, size: number, reps: number): Result {
 }
 
 /** A mounted group (`fsbus mq mount` in its own process) for the FUSE points. */
-async function mountedGroup(): Promise<
+async function mountedGroup(writeBehind = false): Promise<
   { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> }
 > {
   const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-mqfs-" });
@@ -351,7 +353,17 @@ async function mountedGroup(): Promise<
   Deno.mkdirSync(`${dir}/mnt`);
   const cli = new URL("../cli.ts", import.meta.url).pathname;
   const server = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", cli, "mq", "mount", `${dir}/data`, `${dir}/mnt`],
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      cli,
+      "mq",
+      "mount",
+      `${dir}/data`,
+      `${dir}/mnt`,
+      ...(writeBehind ? ["--write-behind"] : []),
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
@@ -403,15 +415,16 @@ async function floorMount(spinUs = 0): Promise<
   };
 }
 
-/** The mounted points' transports: the mount, the C FUSE floor (plain, and spinning as an
- * extra point) and a FIFO. */
-type FileTransport = "mq-fuse" | "floor" | "floor-spin" | "fifo";
-const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor", "floor-spin", "fifo"];
+/** The mounted points' transports: the mount, the mount with `--write-behind` (writes
+ * acknowledged before they are committed: the opt-in mode), the C FUSE floor (plain, and
+ * spinning as an extra point) and a FIFO. */
+type FileTransport = "mq-fuse" | "mq-fuse-wb" | "floor" | "floor-spin" | "fifo";
+const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "floor-spin", "fifo"];
 /** Messages written before an unpaced point's clock starts (JIT warm-up of the Deno server
  * and writer; the latency points leave out their first 1,000 samples instead). */
 const UNPACED_WARMUP = 2000;
 /** The transports that also get a writer-alone point (a FIFO needs a reader). */
-const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "floor"];
+const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor"];
 /** How long the spinning floor keeps reading after a request (µs). */
 let FLOOR_SPIN_US = 50;
 
@@ -422,8 +435,8 @@ async function fileLatencyPoint(
   size: number,
   withReader = true,
 ): Promise<Result | undefined> {
-  const fuse = transport === "mq-fuse"
-    ? await mountedGroup()
+  const fuse = transport === "mq-fuse" || transport === "mq-fuse-wb"
+    ? await mountedGroup(transport === "mq-fuse-wb")
     : transport === "floor" || transport === "floor-spin"
     ? await floorMount(transport === "floor-spin" ? FLOOR_SPIN_US : 0)
     : undefined;
@@ -480,21 +493,24 @@ async function fileLatencyPoint(
       ...(r.rate === undefined ? {} : { sub_rate: Math.round(r.rate) }),
       cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / (count + warmup)) * 10) /
         10,
-      notes: (!withReader
-        ? (transport === "mq-fuse"
-          ? "write(2) per message through the mount, the writer alone (no reader); "
-          : "the same writer alone through the C FUSE floor (bench/floor/fuse.c); ") +
-          "cpu includes the server"
-        : transport === "mq-fuse"
-        ? "write(2) per message through the mount, read(2) blocked in another process; " +
-          "cpu includes the server"
-        : transport === "floor"
-        ? "the same writer and reader through the C FUSE floor (bench/floor/fuse.c); " +
-          "cpu includes the server"
-        : transport === "floor-spin"
-        ? `the C FUSE floor spinning up to ${FLOOR_SPIN_US} µs after a request while requests come ` +
-          "fast, before blocking (an extra point, not the floor); cpu includes the server"
-        : "the same writer and reader over a FIFO: one kernel hop, the lower bound") +
+      notes: (transport === "mq-fuse-wb"
+        ? "the mount with --write-behind (each write acknowledged before its commit); "
+        : "") +
+        (!withReader
+          ? (transport.startsWith("mq-fuse")
+            ? "write(2) per message through the mount, the writer alone (no reader); "
+            : "the same writer alone through the C FUSE floor (bench/floor/fuse.c); ") +
+            "cpu includes the server"
+          : transport.startsWith("mq-fuse")
+          ? "write(2) per message through the mount, read(2) blocked in another process; " +
+            "cpu includes the server"
+          : transport === "floor"
+          ? "the same writer and reader through the C FUSE floor (bench/floor/fuse.c); " +
+            "cpu includes the server"
+          : transport === "floor-spin"
+          ? `the C FUSE floor spinning up to ${FLOOR_SPIN_US} µs after a request while requests come ` +
+            "fast, before blocking (an extra point, not the floor); cpu includes the server"
+          : "the same writer and reader over a FIFO: one kernel hop, the lower bound") +
         (warmup ? `; written rate timed after ${warmup} untimed messages (warm-up)` : ""),
     };
   } finally {
@@ -599,6 +615,7 @@ export async function run(
   }
   addRatios(results, "mq");
   addRatios(results, "mq-fuse"); // ÷ the C FUSE floor
+  addRatios(results, "mq-fuse-wb");
   return results;
 }
 

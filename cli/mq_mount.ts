@@ -21,6 +21,12 @@ export const MOUNT: CommandSpec = {
     '"fsbus mq umount MOUNTPOINT". Needs /dev/fuse, and root or fusermount3 (fuse3).',
   options: {
     daemon: { type: "boolean", help: "Run in the background once mounted" },
+    "write-behind": {
+      type: "boolean",
+      help: "Answer each write(2) to a stream once checked and commit it right after (faster " +
+        "for one writer); a failed commit is logged and returned by that file's next " +
+        "write(2), close(2) or fsync(2)",
+    },
     "pid-file": { type: "string", value: "FILE", help: "Write the server's process id to FILE" },
     "status-file": { type: "string", value: "FILE", help: "(internal) report for --daemon" },
   },
@@ -32,6 +38,7 @@ export const MOUNT: CommandSpec = {
     "echo replay all > /mnt/mq/chat/ctl",
     ": > /mnt/mq/chat/alice        # end of file for alice's readers",
     "fsbus mq umount /mnt/mq",
+    "fsbus mq mount /dev/shm/mq /mnt/mq --write-behind &  # writes acknowledged before commit",
   ],
   positionals: { min: 2, max: 2, names: "DIR MOUNTPOINT" },
 };
@@ -85,13 +92,15 @@ function selfCommand(): string[] {
 export async function mountCommand(values: Values, [dir, mp]: string[]): Promise<number> {
   const pidFile = stringOption(values, "pid-file");
   const statusFile = stringOption(values, "status-file");
-  if (values.daemon) return await daemonize(dir!, mp!, pidFile);
+  const writeBehind = values["write-behind"] === true;
+  if (values.daemon) return await daemonize(dir!, mp!, pidFile, writeBehind);
   let m;
   try {
     m = await mountGroups(dir!, mp!, {
       onLog: (line) => warn(line),
       blockMs: 250,
       handleSignals: true,
+      writeBehind,
     });
   } catch (err) {
     if (statusFile) Deno.writeTextFileSync(statusFile, (err as Error).message);
@@ -113,7 +122,12 @@ export async function mountCommand(values: Values, [dir, mp]: string[]): Promise
   return 0;
 }
 
-async function daemonize(dir: string, mp: string, pidFile: string | undefined): Promise<number> {
+async function daemonize(
+  dir: string,
+  mp: string,
+  pidFile: string | undefined,
+  writeBehind: boolean,
+): Promise<number> {
   const status = Deno.makeTempFileSync({ prefix: "fsbus-mount-" });
   try {
     const [exec, ...pre] = selfCommand();
@@ -127,6 +141,7 @@ async function daemonize(dir: string, mp: string, pidFile: string | undefined): 
         "--status-file",
         status,
         ...(pidFile ? ["--pid-file", pidFile] : []),
+        ...(writeBehind ? ["--write-behind"] : []),
       ],
       stdin: "null",
       stdout: "null",

@@ -50,6 +50,8 @@ const MAX_PAGES = 256;
 /** The size of the request buffer: the largest write the kernel sends, and its header. */
 export const BUF_SIZE = MAX_WRITE + 4096;
 const POLL_SCHEDULE_NOTIFY = 1;
+/** fsync_in's flag for fdatasync(2). */
+const FSYNC_FDATASYNC = 1;
 const NOTIFY_POLL = 1;
 
 const decoder = new TextDecoder();
@@ -507,7 +509,18 @@ export class Requests {
           this.#send(u, 0, 8);
         }, (ctx) => poll.call(fs, node, fh, events, wake, ctx));
       }
-      case OP.FSYNC:
+      case OP.FSYNC: {
+        const fsync = fs.fsync;
+        if (!fsync) return this.#send(unique, 0, 0);
+        const fh = getU64(v, B);
+        const datasync = (v.getUint32(B + 8, true) & FSYNC_FDATASYNC) !== 0;
+        return this.#call(
+          unique,
+          op,
+          this.#sendEmpty,
+          (ctx) => fsync.call(fs, node, fh, datasync, ctx),
+        );
+      }
       case OP.FSYNCDIR:
         return this.#send(unique, 0, 0);
       case OP.DESTROY:

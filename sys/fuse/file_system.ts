@@ -266,8 +266,13 @@ export interface FileSystem {
   write?(node: number, fh: number, offset: number, data: Uint8Array, ctx: FuseContext): Maybe<
     number
   >;
-  /** A close(2) of one descriptor of an open file. */
+  /** A close(2) of one descriptor of an open file (an error thrown here is close's). */
   flush?(node: number, fh: number, ctx: FuseContext): void;
+  /**
+   * `fsync(2)` or `fdatasync(2)` (`datasync`) of an open file: returns once what was written
+   * through `fh` is stored, or throws why it could not be (default: succeeds at once).
+   */
+  fsync?(node: number, fh: number, datasync: boolean, ctx: FuseContext): void;
   /** The last descriptor of an open file is gone. */
   release?(node: number, fh: number, flags: number): void;
   /** Checks that a directory may be listed (default: allowed). */
@@ -296,6 +301,45 @@ export interface FileSystem {
   ): Maybe<
     number
   >;
+  /**
+   * Runs after each request has been answered (its reply written, or the request parked),
+   * before the server reads the next one: work the caller need not wait for, such as
+   * storing a write that was acknowledged as soon as it was checked (write-behind). Every
+   * later request sees the work done. What it throws goes to the server's `onError`.
+   *
+   * @example Acknowledge each write at once, store it right after the reply
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { type FileSystem, mount } from "./mod.ts";
+   * const stored: string[] = [];
+   * let pending: Uint8Array | undefined;
+   * const log: FileSystem = {
+   *   lookup: () => ({ node: 2, attr: { mode: 0o100644 } }),
+   *   getattr: (node) => node === 1 ? { mode: 0o040755 } : { mode: 0o100644 },
+   *   open: () => ({ fh: 1, directIo: true }),
+   *   write(_node, _fh, _offset, data) {
+   *     pending = data.slice(); // the request's buffer is only valid during the call
+   *     return data.length; // the writer goes on now
+   *   },
+   *   afterReply() {
+   *     if (pending !== undefined) stored.push(new TextDecoder().decode(pending));
+   *     pending = undefined;
+   *   },
+   * };
+   * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+   * const server = await mount(dir, log, { fsname: "log", subtype: "demo" });
+   * try {
+   *   // A writer in another process (this one serves the mount).
+   *   const sh = await new Deno.Command("sh", { args: ["-c", `echo one >${dir}/log`] }).output();
+   *   assert.equal(sh.code, 0);
+   *   assert.deepEqual(stored, ["one\n"]); // stored before the next request (the flush)
+   * } finally {
+   *   await server.stop();
+   * }
+   * Deno.removeSync(dir);
+   * ```
+   */
+  afterReply?(): void;
   /** The server is stopping: answer parked requests now (those left get EOF or EIO). */
   shutdown?(): void;
 }

@@ -376,6 +376,7 @@ export class FuseServer {
   #drain(): void {
     const c = libc();
     const buf = this.#requests.input;
+    const after = this.#fs.afterReply;
     for (;;) {
       if (this.#closed) return;
       const n = Number(c.read(this.#fd, buf, IN_LENGTH));
@@ -391,6 +392,13 @@ export class FuseServer {
       }
       if (n < SIZE.IN_HEADER) continue;
       this.#requests.dispatch(n);
+      if (after !== undefined) {
+        try {
+          after.call(this.#fs);
+        } catch (err) {
+          this.#onError(err, "afterReply");
+        }
+      }
     }
   }
 }

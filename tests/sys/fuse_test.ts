@@ -100,3 +100,71 @@ Deno.test({
     assert.equal(mountAt(mp), undefined);
   },
 });
+
+Deno.test({
+  name: "afterReply runs after each reply, before the next request is read; fsync reaches " +
+    "the file system, and its error reaches the caller",
+  ignore: !HAVE_FUSE,
+  async fn() {
+    using dir = tempDir();
+    const mp = `${dir.path}/fsbt-fuse-mnt`;
+    Deno.mkdirSync(mp);
+    const events: string[] = [];
+    let pending: Uint8Array | undefined;
+    const fs: FileSystem = {
+      lookup(parent, name) {
+        if (parent === 1 && name === "log") return { node: 2, attr: { mode: 0o100644 } };
+        throw new FuseError(2);
+      },
+      getattr: (node) => node === 1 ? { mode: 0o040755 } : { mode: 0o100644 },
+      open: () => ({ fh: 7, directIo: true }),
+      write(_node, _fh, _offset, data) {
+        events.push(`write ${data.length}`);
+        pending = data.slice();
+        return data.length;
+      },
+      afterReply() {
+        if (pending === undefined) return;
+        events.push(`stored ${new TextDecoder().decode(pending)}`);
+        pending = undefined;
+      },
+      flush: () => void events.push("flush"),
+      fsync(_node, fh, datasync) {
+        events.push(`fsync ${fh} ${datasync}`);
+        if (datasync) throw new FuseError(28); // ENOSPC
+      },
+    };
+    const server = await mount(mp, fs, { fsname: "fsbt-fuse-after", subtype: "fsbt" });
+    try {
+      const py = await run(
+        "python3",
+        "-c",
+        [
+          "import os",
+          `fd = os.open(${JSON.stringify(`${mp}/log`)}, os.O_WRONLY)`,
+          "os.write(fd, b'one')",
+          "os.write(fd, b'two')",
+          "os.fsync(fd)",
+          "try:",
+          "    os.fdatasync(fd)",
+          "except OSError as e:",
+          "    print(e.errno)",
+          "os.close(fd)",
+        ].join("\n"),
+      );
+      assert.equal(py.code, 0, py.err);
+      assert.equal(py.text, "28\n");
+      assert.deepEqual(events, [
+        "write 3",
+        "stored one",
+        "write 3",
+        "stored two",
+        "fsync 7 false",
+        "fsync 7 true",
+        "flush",
+      ]);
+    } finally {
+      await server.stop();
+    }
+  },
+});

@@ -27,6 +27,7 @@
  *   wrote: false,
  *   failed: undefined,
  *   pollWake: undefined,
+ *   lost: 0,
  * };
  * const text = (b: Uint8Array | undefined) => b && new TextDecoder().decode(b);
  * assert.equal(readable(f, console.error), true);
@@ -113,6 +114,9 @@ export interface OpenFile {
   failed: string | undefined;
   /** A poll(2) waiting for this file to become readable. */
   pollWake: (() => void) | undefined;
+  /** The errno of a write acknowledged early (write-behind) whose commit failed, not yet
+   * returned to the writer (by its next write, flush or fsync); 0 when none. */
+  lost: number;
 }
 
 /** Takes the messages that came for an open file, if it has none queued. */

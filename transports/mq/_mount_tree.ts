@@ -25,6 +25,7 @@
  */
 
 import { FsbusError } from "../../types.ts";
+import { SysError } from "../../sys/errno.ts";
 import { statPath } from "../../sys/fs.ts";
 import type { FdStat } from "../../sys/fs.ts";
 import { type FuseAttr, type FuseDirEntry, FuseError } from "../../sys/fuse/mod.ts";
@@ -113,13 +114,20 @@ export function baseOf(rel: string): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { FsbusError } from "../../types.ts";
+ * import { SysError } from "../../sys/errno.ts";
  * import { E, errnoOf } from "./_mount_tree.ts";
  * assert.equal(errnoOf(new FsbusError("not_found", `Cannot open "x": no such file`)), E.ENOENT);
+ * assert.equal(errnoOf(new SysError("write", 28)), 28); // ENOSPC, as the system call said
  * assert.equal(errnoOf(new Error("?")), E.EIO);
  * ```
  */
 export function errnoOf(err: unknown): number {
   if (err instanceof FuseError) return err.errno;
+  // A failed system call (ENOSPC, EDQUOT, ...): its own errno, also under an "io" error.
+  if (err instanceof SysError) return err.errno;
+  if (err instanceof FsbusError && err.code === "io" && err.cause instanceof SysError) {
+    return err.cause.errno;
+  }
   if (err instanceof FsbusError) {
     switch (err.code) {
       case "not_found":

@@ -75,6 +75,8 @@ const O_TRUNC = 0o1000;
 const DIR_MASK = IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO |
   IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR;
 const encoder = new TextEncoder();
+/** The largest write(2) the kernel passes on (the FUSE server's max_write): one message. */
+const MAX_WRITE = 1 << 20;
 /** The most writes, and milliseconds, one burst keeps a group's lock (see MqGroup.holdLock). */
 const HOLD_WRITES = 256;
 const HOLD_MS = 1;
@@ -88,6 +90,16 @@ export interface MqMountOptions {
   blockMs?: number;
   /** Unmount on SIGINT and SIGTERM. */
   handleSignals?: boolean;
+  /**
+   * Write-behind: answer a write(2) to a stream as soon as it is checked, and commit it right
+   * after the reply, before the next request is read (same order, and readers still see a
+   * message only once it is committed). Faster for a writer that writes one message after
+   * another; a commit that fails is logged and returned by that open file's next write(2),
+   * close(2) or fsync(2). Writes to `ctl`, and end of file, stay synchronous.
+   *
+   * @default {false}
+   */
+  writeBehind?: boolean;
 }
 
 /**
@@ -138,17 +150,25 @@ export class MqTree implements FileSystem {
   /** Groups whose lock this burst of requests holds, with the writes made and since when. */
   readonly #holding = new Map<GroupState, { writes: number; since: number; served: boolean }>();
   #down = false;
+  /** Write-behind: the copy of the write acknowledged and not yet committed (see write). */
+  readonly #behind: Uint8Array | undefined;
+  /** The open file of that write, and its length. */
+  #pending: OpenFile | undefined;
+  #pendingLength = 0;
 
   /**
    * Makes the tree of a directory.
    *
    * @param dir The directory holding groups (or a group itself).
    * @param onLog Where log lines go.
+   * @param writeBehind Answer writes to streams before committing them (see
+   *   {@linkcode MqMountOptions.writeBehind}).
    */
-  constructor(dir: string, onLog: (line: string) => void = () => {}) {
+  constructor(dir: string, onLog: (line: string) => void = () => {}, writeBehind = false) {
     this.dir = dir;
     this.#log = onLog;
     this.#nodes = new MqNodes(dir);
+    this.#behind = writeBehind ? new Uint8Array(MAX_WRITE) : undefined;
   }
 
   /**
@@ -286,6 +306,7 @@ export class MqTree implements FileSystem {
       wrote: false,
       failed: undefined,
       pollWake: undefined,
+      lost: 0,
     };
     this.#files.set(f.fh, f);
     gs.files.add(f);
@@ -411,12 +432,70 @@ export class MqTree implements FileSystem {
       }
       return data.length;
     }
+    this.#reportLost(f);
+    const behind = this.#behind;
+    if (behind !== undefined && data.length <= behind.length) {
+      // Write-behind: acknowledged now, committed by afterReply once the reply is written.
+      this.afterReply(); // (nothing is pending between requests)
+      behind.set(data);
+      this.#pending = f;
+      this.#pendingLength = data.length;
+      f.wrote = true;
+      return data.length;
+    }
+    this.#commit(f, data);
+    return data.length;
+  }
+
+  /**
+   * Commits a write acknowledged early (write-behind), right after its reply: by the same
+   * engine calls as a synchronous write, before the server reads its next request. A
+   * failure is logged and kept on the open file for its writer's next write, flush or fsync.
+   */
+  afterReply(): void {
+    const f = this.#pending;
+    if (f === undefined) return;
+    this.#pending = undefined;
+    try {
+      this.#commit(f, this.#behind!.subarray(0, this.#pendingLength), true);
+    } catch (err) {
+      f.lost = err instanceof FuseError ? err.errno : E.EIO;
+    }
+  }
+
+  /** Throws (once) the error of a write of `f` acknowledged early whose commit failed. */
+  #reportLost(f: OpenFile): void {
+    const e = f.lost;
+    if (e === 0) return;
+    f.lost = 0;
+    throw new FuseError(e, `a write acknowledged early to "${f.group.g.path}/${f.name}" failed`);
+  }
+
+  /** {@inheritDoc FileSystem.flush} */
+  flush(_node: number, fh: number): void {
+    const f = this.#files.get(fh);
+    if (f !== undefined) this.#reportLost(f);
+  }
+
+  /** {@inheritDoc FileSystem.fsync} */
+  fsync(_node: number, fh: number): void {
+    // Commits are written before the next request is read: only a failed one is left to say.
+    const f = this.#files.get(fh);
+    if (f !== undefined) this.#reportLost(f);
+  }
+
+  /** Writes a message through the engine and answers the stream's readers. */
+  #commit(f: OpenFile, data: Uint8Array, acknowledged = false): void {
+    const g = f.group.g;
     try {
       this.#holdLock(f.group);
       g.write(f.name, data);
     } catch (err) {
       this.#boundLock(f.group);
-      this.#log(`Cannot write to "${g.path}/${f.name}": ${(err as Error).message}`);
+      this.#log(
+        `Cannot write to "${g.path}/${f.name}": ${(err as Error).message}` +
+          (acknowledged ? " (acknowledged already: its writer's next write or close fails)" : ""),
+      );
       throw new FuseError(errnoOf(err));
     }
     f.wrote = true;
@@ -425,7 +504,6 @@ export class MqTree implements FileSystem {
     if (h !== undefined) h.served = true;
     this.#boundLock(f.group);
     this.#eventsDue = true;
-    return data.length;
   }
 
   /**
@@ -626,6 +704,7 @@ export class MqTree implements FileSystem {
 
   /** {@inheritDoc FileSystem.shutdown} */
   shutdown(): void {
+    this.afterReply();
     this.#down = true;
     for (const f of [...this.#files.values()]) this.#finish(f);
     this.#unwatch?.();
@@ -722,7 +801,7 @@ export async function mountGroups(
     );
   }
   const log = options.onLog ?? (() => {});
-  const tree = new MqTree(realDir, log);
+  const tree = new MqTree(realDir, log, options.writeBehind === true);
   let server: FuseServer;
   try {
     server = await mount(mountpoint, tree, {

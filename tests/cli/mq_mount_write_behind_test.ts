@@ -1,0 +1,238 @@
+import assert from "node:assert/strict";
+import { mountAt } from "../../sys/fuse/mod.ts";
+import { CLI, collect, fsbus, sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
+
+const HAVE_FUSE = (() => {
+  try {
+    Deno.statSync("/dev/fuse");
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!HAVE_FUSE) console.error("fsbus mq mount --write-behind tests skipped: /dev/fuse is missing");
+const ROOT = Deno.uid() === 0;
+
+interface Mounted {
+  mp: string;
+  server: Deno.ChildProcess;
+  log: ReturnType<typeof collect>;
+}
+
+/** `fsbus mq mount DATA MP --write-behind`, once the mount is there. */
+async function mountWriteBehind(data: string, mp: string): Promise<Mounted> {
+  const server = spawnFsbus(["mq", "mount", data, mp, "--write-behind"]);
+  const log = collect(server.stderr);
+  try {
+    await waitFor(
+      () => mountAt(mp)?.fstype === "fuse.fsbus-mq",
+      `the mount on ${mp} (server said: ${log.text()})`,
+      20_000,
+    );
+  } catch (err) {
+    await stop(server);
+    throw err;
+  }
+  return { mp, server, log };
+}
+
+async function unmount(m: Mounted): Promise<void> {
+  await stop(m.server);
+  if (mountAt(m.mp) !== undefined) {
+    await sh(`umount -l '${m.mp}'`);
+    assert.fail(`the server left ${m.mp} mounted: ${m.log.text()}`);
+  }
+}
+
+async function run(script: string): Promise<void> {
+  const r = await sh(script);
+  assert.equal(r.code, 0, `${script}: ${r.stderr}`);
+}
+
+/** Waits until process `pid` holds `path` open (so its replay position is fixed). */
+async function opened(pid: number, path: string): Promise<void> {
+  await waitFor(() => {
+    try {
+      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`) === path) return true;
+        } catch {
+          // closed meanwhile
+        }
+      }
+    } catch {
+      return false;
+    }
+    return false;
+  }, `process ${pid} to open ${path}`);
+}
+
+const lines = (k: string, count: number) =>
+  Array.from({ length: count }, (_, i) => `${k}${i + 1}\n`).join("");
+
+Deno.test("fsbus mq mount --help: --write-behind is documented, with an example", async () => {
+  const r = await fsbus(["mq", "mount", "--help"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.text, /--write-behind\s+Answer each write\(2\) to a stream once checked/);
+  assert.match(r.text, /fsbus mq mount \S+ \S+ --write-behind/);
+});
+
+Deno.test({
+  name: "fsbus mq mount --write-behind: a blocked cat gets messages written through the mount " +
+    "and by fsbus mq write on DIR in one order, during a burst too; history survives a remount",
+  ignore: !HAVE_FUSE,
+  async fn() {
+    using tmp = tempDir();
+    const data = `${tmp.path}/data`;
+    const mp = `${tmp.path}/fsbt-mqwb-mnt`;
+    Deno.mkdirSync(mp);
+    const made = await fsbus(["mq", "mkgroup", `${data}/g`]);
+    assert.equal(made.code, 0, made.stderr);
+    const s = `${mp}/g/s`;
+    const n = 1500;
+    const k = n / 10;
+    let m: Mounted | undefined = await mountWriteBehind(data, mp);
+    try {
+      await run(`touch '${s}'`);
+      const cat = new Deno.Command("cat", { args: [s], stdout: "piped", stderr: "null" }).spawn();
+      const out = collect(cat.stdout);
+      try {
+        await opened(cat.pid, s);
+        await run(`echo one > '${s}'`);
+        const w = await fsbus(["mq", "write", `${data}/g`, "s", "two\n"]);
+        assert.equal(w.code, 0, w.stderr);
+        await run(`echo three > '${s}'`);
+        await waitFor(() => out.text() === "one\ntwo\nthree\n", "three messages in order");
+        // A shell writing through one descriptor as fast as it can (each write acknowledged
+        // before its commit) while another process commits between its writes.
+        const [viaMount, viaDir] = await Promise.all([
+          sh(`exec 3>'${s}'; for i in $(seq ${n}); do echo m$i >&3 || exit 1; done`),
+          sh(
+            `for i in $(seq ${k}); do echo w$i; sleep 0.002; done | ` +
+              `'${Deno.execPath()}' run -A ${CLI} mq write '${data}/g' s --lines`,
+          ),
+        ]);
+        assert.equal(viaMount.code, 0, viaMount.stderr);
+        assert.equal(viaDir.code, 0, viaDir.stderr);
+        await run(`: > '${s}'`); // end of file
+        assert.equal((await cat.status).code, 0);
+        await out.done;
+        // The reader saw each writer's messages in its own order, and everything committed.
+        const got = out.text().split("\n").slice(3, -1);
+        assert.equal(
+          got.filter((x) => x.startsWith("m")).map((x) => `${x}\n`).join(""),
+          lines("m", n),
+        );
+        assert.equal(
+          got.filter((x) => x.startsWith("w")).map((x) => `${x}\n`).join(""),
+          lines("w", k),
+        );
+        // ... in the group's order: what the stream file holds, message by message.
+        assert.equal(Deno.readTextFileSync(`${data}/g/s`), out.text());
+        assert.equal(Deno.readTextFileSync(`${data}/g/order`), "s\0".repeat(3 + n + k + 1));
+      } finally {
+        await stop(cat);
+      }
+      await unmount(m);
+      m = undefined;
+      const check = await fsbus(["mq", "check", `${data}/g`]);
+      assert.equal(check.code, 0, check.text + check.stderr);
+      // Remounted: the whole history replays, up to the end of file written above.
+      const history = Deno.readTextFileSync(`${data}/g/s`);
+      m = await mountWriteBehind(data, mp);
+      await run(`echo replay all > '${mp}/g/ctl'`);
+      const all = await sh(`timeout 20 cat '${s}'`);
+      assert.equal(all.code, 0, all.stderr);
+      assert.equal(all.text, history);
+      await run(`echo four > '${s}'`);
+      await unmount(m);
+      m = undefined;
+      assert.equal(Deno.readTextFileSync(`${data}/g/s`), `${history}four\n`);
+      const again = await fsbus(["mq", "check", `${data}/g`]);
+      assert.equal(again.code, 0, again.text + again.stderr);
+    } finally {
+      if (m !== undefined) await unmount(m);
+    }
+  },
+});
+
+Deno.test({
+  name: "fsbus mq mount --write-behind: a commit that fails (a full tmpfs) reaches the writer " +
+    "at its next write(2), close(2) or fsync(2), once; nothing committed is lost",
+  ignore: !HAVE_FUSE || !ROOT,
+  async fn() {
+    using tmp = tempDir();
+    const small = `${tmp.path}/fsbt-mqwb-tmpfs`;
+    const mp = `${tmp.path}/fsbt-mqwb-mnt`;
+    Deno.mkdirSync(small);
+    Deno.mkdirSync(mp);
+    await run(`mount -t tmpfs -o size=1m,mode=0755 fsbt-mqwb '${small}'`);
+    let m: Mounted | undefined;
+    try {
+      const data = `${small}/data`;
+      const made = await fsbus(["mq", "mkgroup", `${data}/g`, "--replay", "all"]);
+      assert.equal(made.code, 0, made.stderr);
+      m = await mountWriteBehind(data, mp);
+      const s = `${mp}/g/s`;
+      await run(`echo a > '${s}' && echo b > '${s}' && echo c > '${s}'`);
+      // Fill the file system (dd ends with ENOSPC).
+      await sh(`dd if=/dev/zero of='${small}/fill' bs=64k 2>/dev/null`);
+      const script = [
+        "import os, sys",
+        `s = ${JSON.stringify(s)}`,
+        "big = b'x' * 65536",
+        "def tell(what, f):",
+        "    try:",
+        "        r = f()",
+        "        print(what, 'ok' if r is None else r)",
+        "    except OSError as e:",
+        "        print(what, 'errno', e.errno)",
+        "fd = os.open(s, os.O_WRONLY)",
+        "tell('write', lambda: os.write(fd, big))", // acknowledged; its commit fails
+        "tell('close', lambda: os.close(fd))", // ... which close reports
+        "fd = os.open(s, os.O_WRONLY)",
+        "tell('write', lambda: os.write(fd, big))",
+        "tell('write', lambda: os.write(fd, big))", // reports the first one's failure
+        "tell('close', lambda: os.close(fd))", // reported once: close succeeds
+        "fd = os.open(s, os.O_WRONLY)",
+        "tell('write', lambda: os.write(fd, big))",
+        "tell('fsync', lambda: os.fsync(fd))",
+        "tell('close', lambda: os.close(fd))",
+      ].join("\n");
+      const py = await new Deno.Command("python3", { args: ["-c", script] }).output();
+      assert.equal(py.code, 0, new TextDecoder().decode(py.stderr));
+      assert.equal(
+        new TextDecoder().decode(py.stdout),
+        [
+          "write 65536",
+          "close errno 28",
+          "write 65536",
+          "write errno 28",
+          "close ok",
+          "write 65536",
+          "fsync errno 28",
+          "close ok",
+          "",
+        ].join("\n"),
+      );
+      // A plain program sees it as well: dd's write is acknowledged, its close fails.
+      const dd = await sh(`dd if=/dev/zero of='${s}' bs=64k count=1 conv=notrunc`);
+      assert.equal(dd.code, 1);
+      assert.match(dd.stderr, /No space left on device/);
+      assert.match(m.log.text(), /no space left on device \(acknowledged already/);
+      // Room again: nothing committed before was lost, nothing that failed shows.
+      Deno.removeSync(`${small}/fill`);
+      await run(`echo d > '${s}'`);
+      const all = await sh(`timeout 20 head -n 4 '${s}'`);
+      assert.equal(all.text, "a\nb\nc\nd\n");
+      await unmount(m);
+      m = undefined;
+      assert.equal(Deno.readTextFileSync(`${data}/g/s`), "a\nb\nc\nd\n");
+      const check = await fsbus(["mq", "check", `${data}/g`]);
+      assert.equal(check.code, 0, check.text + check.stderr);
+    } finally {
+      if (m !== undefined) await unmount(m);
+      await sh(`umount '${small}' || umount -l '${small}'`);
+    }
+  },
+});
