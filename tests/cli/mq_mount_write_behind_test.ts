@@ -19,9 +19,9 @@ interface Mounted {
   log: ReturnType<typeof collect>;
 }
 
-/** `fsbus mq mount DATA MP --write-behind`, once the mount is there. */
-async function mountWriteBehind(data: string, mp: string): Promise<Mounted> {
-  const server = spawnFsbus(["mq", "mount", data, mp, "--write-behind"]);
+/** `fsbus mq mount DATA MP --write-behind` (or without it), once the mount is there. */
+async function mountWriteBehind(data: string, mp: string, behind = true): Promise<Mounted> {
+  const server = spawnFsbus(["mq", "mount", data, mp, ...(behind ? ["--write-behind"] : [])]);
   const log = collect(server.stderr);
   try {
     await waitFor(
@@ -230,6 +230,42 @@ Deno.test({
       assert.equal(Deno.readTextFileSync(`${data}/g/s`), "a\nb\nc\nd\n");
       const check = await fsbus(["mq", "check", `${data}/g`]);
       assert.equal(check.code, 0, check.text + check.stderr);
+    } finally {
+      if (m !== undefined) await unmount(m);
+      await sh(`umount '${small}' || umount -l '${small}'`);
+    }
+  },
+});
+
+Deno.test({
+  name: "fsbus mq mount (default, written through): a write(2) that fails on a full tmpfs " +
+    "fails at once, and closing that file is no end of file for the stream's readers",
+  ignore: !HAVE_FUSE || !ROOT,
+  async fn() {
+    using tmp = tempDir();
+    const small = `${tmp.path}/fsbt-mqwb-tmpfs`;
+    const mp = `${tmp.path}/fsbt-mqwb-mnt`;
+    Deno.mkdirSync(small);
+    Deno.mkdirSync(mp);
+    await run(`mount -t tmpfs -o size=1m,mode=0755 fsbt-mqwb '${small}'`);
+    let m: Mounted | undefined;
+    try {
+      const data = `${small}/data`;
+      const made = await fsbus(["mq", "mkgroup", `${data}/g`, "--replay", "all"]);
+      assert.equal(made.code, 0, made.stderr);
+      m = await mountWriteBehind(data, mp, false);
+      const s = `${mp}/g/s`;
+      await run(`echo a > '${s}'`);
+      await sh(`dd if=/dev/zero of='${small}/fill' bs=64k 2>/dev/null`);
+      // Opened with truncation (as `>` does), written, refused: the write itself fails.
+      const dd = await sh(`dd if=/dev/zero of='${s}' bs=64k count=1`);
+      assert.equal(dd.code, 1);
+      assert.match(dd.stderr, /No space left on device/);
+      Deno.removeSync(`${small}/fill`);
+      await run(`echo b > '${s}'`);
+      // An end of file after "a" would end this read there.
+      const all = await sh(`timeout 20 head -n 2 '${s}'`);
+      assert.equal(all.text, "a\nb\n");
     } finally {
       if (m !== undefined) await unmount(m);
       await sh(`umount '${small}' || umount -l '${small}'`);

@@ -487,6 +487,8 @@ export class MqTree implements FileSystem {
   /** Writes a message through the engine and answers the stream's readers. */
   #commit(f: OpenFile, data: Uint8Array, acknowledged = false): void {
     const g = f.group.g;
+    // Written to, even if the write fails: closing it is then no end of file (`: > stream`).
+    f.wrote = true;
     try {
       this.#holdLock(f.group);
       g.write(f.name, data);
@@ -498,7 +500,6 @@ export class MqTree implements FileSystem {
       );
       throw new FuseError(errnoOf(err));
     }
-    f.wrote = true;
     this.#serveGroup(f.group); // answer readers now
     const h = this.#holding.get(f.group);
     if (h !== undefined) h.served = true;
