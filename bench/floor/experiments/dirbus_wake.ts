@@ -12,6 +12,8 @@
  *
  *   deno run -A bench/floor/experiments/dirbus_wake.ts [PAIRS] [ROUNDS] [COUNT] [RATE]
  *   PAIRS: comma-separated pub>sub, e.g. c>c,c>raw,c>fsbus,raw>c,fsbus>c (the default)
+ *   STAGES=1: the fsbus subscriber's libc calls are wrapped to stamp the time after each (read
+ *   of the queue, openat, statx, read, close): slower, but it says where the time goes.
  *
  * It calls libc itself (only `sys/` may, in the module): it is a measurement, kept for the
  * record.
@@ -118,7 +120,7 @@ async function subFsbus(dir: string, count: number): Promise<void> {
     ], ["close_range", "close"]] as const
   ) {
     const f = L[sym];
-    if (typeof f !== "function") continue;
+    if (typeof f !== "function" || Deno.env.get("STAGES") !== "1") continue;
     L[sym] = (...a: unknown[]) => {
       const r = f(...a);
       const k = tag === "read" && marks.openat !== undefined && marks.read0 !== undefined
