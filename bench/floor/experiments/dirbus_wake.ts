@@ -22,7 +22,7 @@
  */
 
 import { floorBinary } from "../../_floor.ts";
-import { paced, readStamp, roleArgs, stamp } from "../../_lib.ts";
+import { cpuTimeMs, paced, readStamp, roleArgs, stamp } from "../../_lib.ts";
 import { monotonicNs } from "../../../sys/clock.ts";
 import { Inotify } from "../../../sys/inotify.ts";
 import * as msgfs from "../../../transports/msgfs/mod.ts";
@@ -132,6 +132,7 @@ async function subFsbus(dir: string, count: number): Promise<void> {
       return r;
     };
   }
+  const cpu0 = cpuTimeMs();
   const sub = msgfs.subscribe(dir, { blockMs: 250 });
   const it = sub[Symbol.asyncIterator]();
   let next = it.next();
@@ -166,7 +167,8 @@ async function subFsbus(dir: string, count: number): Promise<void> {
   await sub.close();
   const stages: Record<string, number> = {};
   for (const k in sums) stages[k] = median(sums[k]!);
-  report(lat, { woken: median(untilWoken), after: median(after), ...stages });
+  const cpuUs = (cpuTimeMs() - cpu0) * 1000 / got;
+  report(lat, { woken: median(untilWoken), after: median(after), cpuUs, ...stages });
 }
 
 async function pubRaw(dir: string, count: number, rate: number): Promise<void> {
