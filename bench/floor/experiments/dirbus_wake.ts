@@ -54,7 +54,7 @@ function report(lat: number[], extra: Record<string, number> = {}): void {
   console.log(JSON.stringify({ p50: median(lat), n: lat.length, ...extra }));
 }
 
-async function subRaw(dir: string, count: number): Promise<void> {
+function subRaw(dir: string, count: number): void {
   const ino = lib.inotify_init1(0o4000 | 0o2000000);
   const dirfd = lib.open(cstr(dir), 0o200000, 0);
   lib.inotify_add_watch(ino, cstr(dir), 0x8 | 0x80);
@@ -286,7 +286,7 @@ async function pair(pk: string, sk: string, count: number, rate: number, c: stri
 
 const a = roleArgs();
 if (a.role === "sub") {
-  if (a.kind === "raw") await subRaw(a.dir!, Number(a.count));
+  if (a.kind === "raw") subRaw(a.dir!, Number(a.count));
   else await subFsbus(a.dir!, Number(a.count));
 } else if (a.role === "pub") {
   if (a.kind === "raw") await pubRaw(a.dir!, Number(a.count), Number(a.rate));
