@@ -490,8 +490,13 @@ export function writeAllFd(fd: number, data: Uint8Array): void {
   const c = libc();
   let off = 0;
   while (off < data.length) {
+    // The whole of it on the first try (most writes): no view made per call.
     const n = Number(
-      c.write(fd, data.subarray(off) as Uint8Array<ArrayBuffer>, BigInt(data.length - off)),
+      c.write(
+        fd,
+        (off === 0 ? data : data.subarray(off)) as Uint8Array<ArrayBuffer>,
+        BigInt(data.length - off),
+      ),
     );
     if (n < 0) {
       const e = errno();

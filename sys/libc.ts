@@ -253,7 +253,8 @@ const scratch = new Uint8Array(4096);
  * inotify_add_watch). Use {@linkcode cstring} for anything that outlives the call.
  *
  * @param path The path.
- * @returns A view of the scratch buffer (or a new buffer for very long paths).
+ * @returns The scratch buffer itself, the path's bytes then NUL (what follows the NUL is left
+ *   over from earlier calls), or a new buffer for very long paths: no view is made per call.
  *
  * @example
  * ```ts
@@ -272,12 +273,12 @@ export function cpath(path: string): Uint8Array<ArrayBuffer> {
     if (c >= 0x80) {
       const { written } = encoder.encodeInto(path, scratch);
       scratch[written] = 0;
-      return scratch.subarray(0, written + 1);
+      return scratch;
     }
     scratch[i] = c;
   }
   scratch[n] = 0;
-  return scratch.subarray(0, n + 1);
+  return scratch;
 }
 
 /**

@@ -132,3 +132,31 @@ Deno.test(`uring: ${URING_ENV}=0 says no, and callers fall back`, () => {
     else Deno.env.set(URING_ENV, old);
   }
 });
+
+Deno.test("uring: opens names of every length and script a file system allows, and no longer ones", () => {
+  using dir = tempDir();
+  const names = ["m", "é-ü-名前", "a".repeat(255), "é".repeat(127), "short"];
+  for (const name of names) Deno.writeTextFileSync(`${dir.path}/${name}`, "");
+  const r = ring(8);
+  if (!r) return;
+  const bus = openDir(dir.path);
+  try {
+    // Each slot reused after a longer name: no byte of the earlier one may stay in it.
+    for (let round = 0; round < 3; round++) {
+      for (const [i, name] of names.entries()) r.openAt(bus, name, O.RDONLY, i);
+      const fds: number[] = [];
+      r.submit((tag, res) => (fds[tag] = res));
+      for (const [i, fd] of fds.entries()) {
+        assert.ok(fd >= 0, `open ${names[i]!.slice(0, 8)}: ${fd}`);
+        assert.equal(Deno.readLinkSync(`/proc/self/fd/${fd}`), `${dir.path}/${names[i]}`);
+        closeFd(fd);
+      }
+    }
+    for (const long of ["a".repeat(256), "é".repeat(128)]) {
+      assert.throws(() => r.openAt(bus, long, O.RDONLY, 0), (e) => e instanceof SysError);
+    }
+  } finally {
+    r.close();
+    closeFd(bus);
+  }
+});

@@ -50,3 +50,26 @@ Deno.test("a blocking subscription serves timers and sockets while messages keep
   assert.ok(echoed, `the socket was not served in ${received} messages`);
   assert.ok(received < limit);
 });
+
+Deno.test("a blocking subscription with nothing coming lets timers run between its waits, takes what they publish, and stops when they abort it", async () => {
+  using dir = tempDir();
+  const pub = new msgfs.Publisher(dir.path, { sweep: false });
+  const stop = new AbortController();
+  // Short waits: a timer fires only at the turn after a wait that timed out.
+  const sub = msgfs.subscribe(dir.path, { blockMs: 10, signal: stop.signal });
+  const got: string[] = [];
+  let ticks = 0;
+  const ticker = setInterval(() => {
+    ticks++;
+    if (ticks === 3) pub.publish("from a timer");
+    if (ticks === 6) stop.abort();
+  }, 15);
+  try {
+    for await (const m of sub) got.push(new TextDecoder().decode(m.data));
+  } finally {
+    clearInterval(ticker);
+    await pub.close();
+  }
+  assert.deepEqual(got, ["from a timer"]);
+  assert.ok(ticks >= 6);
+});

@@ -493,9 +493,13 @@ export class BusSubscription implements Subscription<BusMessage> {
             }
             const m = this.#deliver(e.dir, e.name);
             if (++this.#sinceRead >= READ_EVERY) this.#readMore();
-            // The last file of what the watcher holds is closed before its message is handed
-            // on (the consumer may keep it a while); the others' together, later.
-            if (!watcher.holding) this.#files.flush();
+            // The last file of what the watcher holds is closed as soon as its message has been
+            // handed on (the consumer may keep it a while; the close is not on its way to the
+            // consumer, #closeAfterHandOff); the others' together, later.
+            if (!watcher.holding) {
+              if (m) this.#closeAfterHandOff();
+              else this.#files.flush();
+            }
             if (m) yield m;
             break;
           }
@@ -534,6 +538,24 @@ export class BusSubscription implements Subscription<BusMessage> {
       this.#release();
       if (this.#abort) this.#options.signal?.removeEventListener("abort", this.#abort);
     }
+  }
+
+  /** Closes the files read so far (see #closeAfterHandOff). */
+  readonly #flushNow = (): void => this.#files.flush();
+  /** Queues #flushNow behind the microtask that hands the message on. */
+  readonly #flushNext = (): void => queueMicrotask(this.#flushNow);
+
+  /**
+   * Closes the files read so far once the message about to be yielded has reached the
+   * consumer: two microtasks on, which is after the consumer's own (`await` or `for await`)
+   * has run its synchronous part, so the message arrives one system call sooner; the files
+   * are closed before anything else can run (a timer, I/O, the consumer's next `await`). If
+   * the consumer asks for the next message first, the loop closes them itself before it
+   * waits. Either way no message file stays open while the consumer works or the
+   * subscription waits.
+   */
+  #closeAfterHandOff(): void {
+    queueMicrotask(this.#flushNext);
   }
 
   /** When the event loop last had a turn (`performance.now()`), with blocking waits. */
