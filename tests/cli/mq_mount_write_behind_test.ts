@@ -158,7 +158,8 @@ Deno.test({
 
 Deno.test({
   name: "fsbus mq mount --write-behind: a commit that fails (a full tmpfs) reaches the writer " +
-    "at its next write(2), close(2) or fsync(2), once; nothing committed is lost",
+    "at its next write(2), close(2) or fsync(2), once (while a reader waits, at the write " +
+    "itself); nothing committed is lost",
   ignore: !HAVE_FUSE || !ROOT,
   async fn() {
     using tmp = tempDir();
@@ -220,6 +221,23 @@ Deno.test({
       assert.equal(dd.code, 1);
       assert.match(dd.stderr, /No space left on device/);
       assert.match(m.log.text(), /no space left on device \(acknowledged already/);
+      // While a reader waits for the group, a write is committed before it is answered: the
+      // write itself fails.
+      const cat = new Deno.Command("cat", { args: [s], stdout: "null", stderr: "null" }).spawn();
+      try {
+        await waitFor(() => {
+          try {
+            return Deno.readTextFileSync(`/proc/${cat.pid}/wchan`) === "request_wait_answer";
+          } catch {
+            return false;
+          }
+        }, "cat blocked in read(2) on the mount");
+        const waited = await sh(`dd if=/dev/zero of='${s}' bs=64k count=1 conv=notrunc`);
+        assert.equal(waited.code, 1);
+        assert.match(waited.stderr, /error writing .*No space left on device/);
+      } finally {
+        await stop(cat);
+      }
       // Room again: nothing committed before was lost, nothing that failed shows.
       Deno.removeSync(`${small}/fill`);
       await run(`echo d > '${s}'`);

@@ -95,7 +95,8 @@ export interface MqMountOptions {
    * after the reply, before the next request is read (same order, and readers still see a
    * message only once it is committed). Faster for a writer that writes one message after
    * another; a commit that fails is logged and returned by that open file's next write(2),
-   * close(2) or fsync(2). Writes to `ctl`, and end of file, stay synchronous.
+   * close(2) or fsync(2). Writes to `ctl`, and end of file, stay synchronous, and so does a
+   * write while a reader through the mount waits for the group (it is answered first).
    *
    * @default {false}
    */
@@ -400,6 +401,12 @@ export class MqTree implements FileSystem {
     }
   }
 
+  /** Whether a read(2) or poll(2) through the mount waits for a message of group `gs`. */
+  #readersWait(gs: GroupState): boolean {
+    for (const f of gs.files) if (f.waiting.length > 0 || f.pollWake !== undefined) return true;
+    return false;
+  }
+
   #wakePoll(f: OpenFile): void {
     const wake = f.pollWake;
     f.pollWake = undefined;
@@ -434,8 +441,9 @@ export class MqTree implements FileSystem {
     }
     this.#reportLost(f);
     const behind = this.#behind;
-    if (behind !== undefined && data.length <= behind.length) {
+    if (behind !== undefined && data.length <= behind.length && !this.#readersWait(f.group)) {
       // Write-behind: acknowledged now, committed by afterReply once the reply is written.
+      // Not while a reader of the group waits: its answer would come after the writer's.
       this.afterReply(); // (nothing is pending between requests)
       behind.set(data);
       this.#pending = f;
