@@ -8,7 +8,7 @@
  *   same run and interleaved, without (`verify: false`): what the check costs per message;
  * - the cost of the `order` bookkeeping per write: the same writes with and without it;
  * - mounted (FUSE, `fsbus mq mount`): one writer process doing one write(2) per 1 KiB message
- *   through the mount (unpaced rate, timed after 2,000 untimed messages), alone (subscribers
+ *   through the mount (unpaced rate, timed after 30,000 untimed messages), alone (subscribers
  *   0: the issue's "one writer"; the mount and the C floor) and with a read(2) blocked in
  *   another process, and live latency from write(2) to a read(2) blocked in another process
  *   at 1k msgs/s; the same writer and reader through the C FUSE floor (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
@@ -164,22 +164,27 @@ async function fileWriter(): Promise<void> {
     stamp(payload, seq, monotonicNs());
     if (f.writeSync(payload) !== size) throw new Error("short write");
   }
+  console.log("timed"); // the bench samples the server's CPU time from here
+  const cpu0 = cpuTimeMs();
   const t0 = monotonicNs();
   await paced(rate, count, (seq, when) => {
     stamp(payload, warmup + seq, rate > 0 ? when : monotonicNs());
     if (f.writeSync(payload) !== size) throw new Error("short write");
   });
   const secs = Number(monotonicNs() - t0) / 1e9;
+  const cpuMs = cpuTimeMs() - cpu0;
   f.close();
   if (roleArgs().eof === "true") Deno.openSync(path, { write: true, truncate: true }).close();
-  console.log(JSON.stringify({ cpuMs: cpuTimeMs(), rate: count / secs }));
+  console.log(JSON.stringify({ cpuMs, rate: count / secs }));
 }
 
 /** Reads `count` messages from a file with blocking read(2)s (`exact`: `size` bytes make a
- * message, for a FIFO; otherwise one read is one message). */
+ * message, for a FIFO; otherwise one read is one message); its rate and CPU time are taken
+ * after the first `warmup`. */
 function fileReader(): void {
   const path = roleArg("path");
   const count = Number(roleArg("count"));
+  const warmup = Number(roleArgs().warmup ?? 0);
   const size = Number(roleArg("size"));
   const exact = roleArgs().exact === "true";
   const lat = new Float64Array(count);
@@ -190,8 +195,13 @@ function fileReader(): void {
   if (!exact) console.log("ready");
   let n = 0;
   let have = 0;
-  const t0 = monotonicNs();
+  let t0 = monotonicNs();
+  let cpu0 = cpuTimeMs();
   while (n < count) {
+    if (n === warmup && warmup > 0 && have === 0) {
+      t0 = monotonicNs();
+      cpu0 = cpuTimeMs();
+    }
     const got = f.readSync(exact ? buf.subarray(have, size) : buf);
     if (got === null || got === 0) break;
     have += got;
@@ -210,8 +220,8 @@ function fileReader(): void {
     duplicates: check.duplicates,
     order: check.order,
     samples: Array.from(lat.subarray(Math.min(WARMUP, n >> 2), n)),
-    cpuMs: cpuTimeMs(),
-    rate: n / secs,
+    cpuMs: cpuTimeMs() - cpu0,
+    rate: (n - warmup) / secs,
   }));
 }
 
@@ -420,9 +430,13 @@ async function floorMount(spinUs = 0): Promise<
  * spinning as an extra point) and a FIFO. */
 type FileTransport = "mq-fuse" | "mq-fuse-wb" | "floor" | "floor-spin" | "fifo";
 const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "floor-spin", "fifo"];
-/** Messages written before an unpaced point's clock starts (JIT warm-up of the Deno server
- * and writer; the latency points leave out their first 1,000 samples instead). */
-const UNPACED_WARMUP = 2000;
+/**
+ * Messages written before an unpaced point's clock (and its CPU times) start: a mount is a
+ * long-lived server, and a fresh one's JIT takes some 25,000 requests to settle (timed in
+ * blocks of 5,000 through the write-behind mount: 18k, 27k, 29k, 22k, 32k, then 34–35k
+ * msgs/s). The latency points leave out their first 1,000 samples instead.
+ */
+const UNPACED_WARMUP = 30_000;
 /** The transports that also get a writer-alone point (a FIFO needs a reader). */
 const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor"];
 /** How long the spinning floor keeps reading after a request (µs). */
@@ -448,11 +462,11 @@ async function fileLatencyPoint(
     if (!withReader && !fuse) throw new Error("a FIFO needs a reader");
     // Unpaced: the first UNPACED_WARMUP messages are written before the clock starts.
     const warmup = rate > 0 ? 0 : UNPACED_WARMUP;
-    const serverCpu0 = fuse ? cpuTimeMs(fuse.server.pid) : 0;
     const reader = withReader
       ? spawnRole(SELF, "file-reader", {
         path,
         count: count + warmup,
+        warmup,
         size,
         ...(fifoDir ? { exact: "true" } : {}),
       })
@@ -468,7 +482,10 @@ async function fileLatencyPoint(
       warmup,
       ...(fuse ? { eof: "true" } : {}),
     });
-    const w = JSON.parse((await lines(writer).next()).value as string);
+    const wl = lines(writer);
+    if ((await wl.next()).value !== "timed") throw new Error(`the writer failed on ${transport}`);
+    const serverCpu0 = fuse ? cpuTimeMs(fuse.server.pid) : 0;
+    const w = JSON.parse((await wl.next()).value as string);
     // Alone, every write(2) acknowledged counts as delivered (the writer checks each one).
     const r = rl
       ? JSON.parse((await rl.next()).value as string)
@@ -491,8 +508,7 @@ async function fileLatencyPoint(
       order_violations: r.order,
       pub_rate: Math.round(w.rate),
       ...(r.rate === undefined ? {} : { sub_rate: Math.round(r.rate) }),
-      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / (count + warmup)) * 10) /
-        10,
+      cpu_us_per_msg: Math.round(((w.cpuMs + r.cpuMs + serverCpu) * 1000 / count) * 10) / 10,
       notes: (transport === "mq-fuse-wb"
         ? "the mount with --write-behind (each write acknowledged before its commit); "
         : "") +
@@ -745,7 +761,8 @@ async function abRun(list: string, args: string[]): Promise<void> {
       if (a) row.rate.push(a.pub_rate!), row.cpu.push(a.cpu_us_per_msg!);
       if (b) row.p50.push(b.p50_us!), row.lcpu.push(b.cpu_us_per_msg!);
       console.error(
-        `${t} round ${i + 1}: writer alone ${w?.pub_rate} msgs/s, ${w?.cpu_us_per_msg} us/msg; ` +
+        `${t} round ${i + 1}: writer alone ${w?.pub_rate ?? "–"} msgs/s, ` +
+          `${w?.cpu_us_per_msg ?? "–"} us/msg; ` +
           `with a reader ${a?.pub_rate} msgs/s, ${a?.cpu_us_per_msg} us/msg; ` +
           (b ? `1k msgs/s p50 ${b.p50_us} us, ${b.cpu_us_per_msg} us/msg` : "no latency point"),
       );
