@@ -11,6 +11,39 @@ export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$
 /** The CLI entry point. */
 export const CLI: string = `${ROOT}/cli.ts`;
 
+/** Whether this machine has `/dev/fuse` (the FUSE tests need it, and most need root too). */
+export const HAVE_FUSE: boolean = (() => {
+  try {
+    Deno.statSync("/dev/fuse");
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Waits until process `pid` holds `path` open (a reader's replay position is then fixed).
+ *
+ * @param pid The process.
+ * @param path The path as /proc/PID/fd shows it.
+ */
+export async function waitOpened(pid: number, path: string): Promise<void> {
+  await waitFor(() => {
+    try {
+      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`) === path) return true;
+        } catch {
+          // closed meanwhile
+        }
+      }
+    } catch {
+      return false;
+    }
+    return false;
+  }, `process ${pid} to open ${path}`);
+}
+
 /**
  * Makes a temporary directory (on tmpfs unless `base` says otherwise) that is removed when
  * disposed.

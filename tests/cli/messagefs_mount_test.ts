@@ -1,17 +1,17 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
-import { collect, sh, spawnFsbus, tempDir, waitFor } from "../_helpers.ts";
+import {
+  collect,
+  HAVE_FUSE as HAVE_DEV_FUSE,
+  sh,
+  spawnFsbus,
+  tempDir,
+  waitFor,
+} from "../_helpers.ts";
 import { freePort, startNats } from "../_nats.ts";
 import { count, endNode, say, startNode } from "./_messagefs.ts";
 
-const HAVE_FUSE = (() => {
-  try {
-    Deno.statSync("/dev/fuse");
-    return Deno.uid() === 0;
-  } catch {
-    return false;
-  }
-})();
+const HAVE_FUSE = HAVE_DEV_FUSE && Deno.uid() === 0;
 
 interface Mounted {
   child: Deno.ChildProcess;

@@ -4,24 +4,18 @@ import {
   CLI,
   collect,
   fsbus,
+  HAVE_FUSE,
   runnableByOthers,
   sh,
   spawnFsbus,
   stop,
   tempDir,
   waitFor,
+  waitOpened,
 } from "../_helpers.ts";
 
 const dec = new TextDecoder();
 
-const HAVE_FUSE = (() => {
-  try {
-    Deno.statSync("/dev/fuse");
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (!HAVE_FUSE) console.error("fsbus mq mount tests skipped: /dev/fuse is missing");
 
 interface Mounted {
@@ -99,24 +93,6 @@ function reader(cmd: string[]): { child: Deno.ChildProcess; out: ReturnType<type
     stderr: "piped",
   }).spawn();
   return { child, out: collect(child.stdout) };
-}
-
-/** Waits until process `pid` holds `path` open (so its replay position is fixed). */
-async function opened(pid: number, path: string): Promise<void> {
-  await waitFor(() => {
-    try {
-      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
-        try {
-          if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`) === path) return true;
-        } catch {
-          // closed meanwhile
-        }
-      }
-    } catch {
-      return false;
-    }
-    return false;
-  }, `process ${pid} to open ${path}`);
 }
 
 async function run(script: string): Promise<void> {
@@ -197,7 +173,7 @@ Deno.test({
       const h = reader(["head", "-n", "3", s]);
       const t = reader(["tail", "-n", "+1", s]);
       try {
-        for (const r of [a, b, h, t]) await opened(r.child.pid, s);
+        for (const r of [a, b, h, t]) await waitOpened(r.child.pid, s);
         await run(`echo one > '${s}'`);
         const w = await fsbus(["mq", "write", `${data}/g`, "s", "two\n"]);
         assert.equal(w.code, 0, w.stderr);
@@ -251,7 +227,7 @@ print([os.read(fd, n) for n in [${sizes.join(",")}]])
       await run(`echo replay off > '${g}/ctl'`);
       const late = reader(["head", "-n", "1", `${g}/s`]);
       try {
-        await opened(late.child.pid, `${g}/s`);
+        await waitOpened(late.child.pid, `${g}/s`);
         await run(`echo third > '${g}/s'`);
         assert.equal((await late.child.status).code, 0);
         await late.out.done;
@@ -339,14 +315,14 @@ Deno.test({
     try {
       await run(`touch '${mp}/g/s'`);
       const r = reader(["cat", `${mp}/g/s`]);
-      await opened(r.child.pid, `${mp}/g/s`);
+      await waitOpened(r.child.pid, `${mp}/g/s`);
       r.child.kill("SIGINT");
       const st = await r.child.status;
       assert.equal(st.signal, "SIGINT");
       await r.child.stderr.cancel();
       // The server is killed: callers fail at once instead of hanging
       const blocked = reader(["cat", `${mp}/g/s`]);
-      await opened(blocked.child.pid, `${mp}/g/s`);
+      await waitOpened(blocked.child.pid, `${mp}/g/s`);
       m.server.kill("SIGKILL");
       await m.server.status;
       assert.notEqual((await blocked.child.status).code, 0);
@@ -366,7 +342,7 @@ Deno.test({
       await waitFor(() => m.log.text().includes("stale mount"), "the notice");
       assert.equal((await sh(`ls '${mp}/g'`)).text, "ctl\norder\ns\n");
       const r = reader(["cat", `${mp}/g/s`]);
-      await opened(r.child.pid, `${mp}/g/s`);
+      await waitOpened(r.child.pid, `${mp}/g/s`);
       const u = await fsbus(["mq", "umount", mp]);
       assert.equal(u.code, 0, u.stderr);
       assert.equal((await r.child.status).code, 0); // EOF

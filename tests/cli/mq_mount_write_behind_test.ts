@@ -1,15 +1,18 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
-import { CLI, collect, fsbus, sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
+import {
+  CLI,
+  collect,
+  fsbus,
+  HAVE_FUSE,
+  sh,
+  spawnFsbus,
+  stop,
+  tempDir,
+  waitFor,
+  waitOpened,
+} from "../_helpers.ts";
 
-const HAVE_FUSE = (() => {
-  try {
-    Deno.statSync("/dev/fuse");
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (!HAVE_FUSE) console.error("fsbus mq mount --write-behind tests skipped: /dev/fuse is missing");
 const ROOT = Deno.uid() === 0;
 
@@ -49,22 +52,35 @@ async function run(script: string): Promise<void> {
   assert.equal(r.code, 0, `${script}: ${r.stderr}`);
 }
 
-/** Waits until process `pid` holds `path` open (so its replay position is fixed). */
-async function opened(pid: number, path: string): Promise<void> {
-  await waitFor(() => {
-    try {
-      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
-        try {
-          if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`) === path) return true;
-        } catch {
-          // closed meanwhile
-        }
-      }
-    } catch {
-      return false;
-    }
-    return false;
-  }, `process ${pid} to open ${path}`);
+/** A small file system to fill: group "g" (replay all) in DATA on a 1 MiB tmpfs, served at a
+ * mount point; `fn` may unmount the server itself (`stop`). Both are unmounted at the end. */
+async function onSmallTmpfs(
+  behind: boolean,
+  fn: (
+    t: { small: string; data: string; s: string; m: Mounted; stop(): Promise<void> },
+  ) => Promise<void>,
+): Promise<void> {
+  using tmp = tempDir();
+  const small = `${tmp.path}/fsbt-mqwb-tmpfs`;
+  const mp = `${tmp.path}/fsbt-mqwb-mnt`;
+  Deno.mkdirSync(small);
+  Deno.mkdirSync(mp);
+  await run(`mount -t tmpfs -o size=1m,mode=0755 fsbt-mqwb '${small}'`);
+  let m: Mounted | undefined;
+  try {
+    const data = `${small}/data`;
+    const made = await fsbus(["mq", "mkgroup", `${data}/g`, "--replay", "all"]);
+    assert.equal(made.code, 0, made.stderr);
+    const mounted = m = await mountWriteBehind(data, mp, behind);
+    const stop = async () => {
+      m = undefined;
+      await unmount(mounted);
+    };
+    await fn({ small, data, s: `${mp}/g/s`, m: mounted, stop });
+  } finally {
+    if (m !== undefined) await unmount(m);
+    await sh(`umount '${small}' || umount -l '${small}'`);
+  }
 }
 
 const lines = (k: string, count: number) =>
@@ -97,7 +113,7 @@ Deno.test({
       const cat = new Deno.Command("cat", { args: [s], stdout: "piped", stderr: "null" }).spawn();
       const out = collect(cat.stdout);
       try {
-        await opened(cat.pid, s);
+        await waitOpened(cat.pid, s);
         await run(`echo one > '${s}'`);
         const w = await fsbus(["mq", "write", `${data}/g`, "s", "two\n"]);
         assert.equal(w.code, 0, w.stderr);
@@ -162,19 +178,7 @@ Deno.test({
     "itself); nothing committed is lost",
   ignore: !HAVE_FUSE || !ROOT,
   async fn() {
-    using tmp = tempDir();
-    const small = `${tmp.path}/fsbt-mqwb-tmpfs`;
-    const mp = `${tmp.path}/fsbt-mqwb-mnt`;
-    Deno.mkdirSync(small);
-    Deno.mkdirSync(mp);
-    await run(`mount -t tmpfs -o size=1m,mode=0755 fsbt-mqwb '${small}'`);
-    let m: Mounted | undefined;
-    try {
-      const data = `${small}/data`;
-      const made = await fsbus(["mq", "mkgroup", `${data}/g`, "--replay", "all"]);
-      assert.equal(made.code, 0, made.stderr);
-      m = await mountWriteBehind(data, mp);
-      const s = `${mp}/g/s`;
+    await onSmallTmpfs(true, async ({ small, data, s, m, stop: stopServer }) => {
       await run(`echo a > '${s}' && echo b > '${s}' && echo c > '${s}'`);
       // Fill the file system (dd ends with ENOSPC).
       await sh(`dd if=/dev/zero of='${small}/fill' bs=64k 2>/dev/null`);
@@ -243,15 +247,11 @@ Deno.test({
       await run(`echo d > '${s}'`);
       const all = await sh(`timeout 20 head -n 4 '${s}'`);
       assert.equal(all.text, "a\nb\nc\nd\n");
-      await unmount(m);
-      m = undefined;
+      await stopServer();
       assert.equal(Deno.readTextFileSync(`${data}/g/s`), "a\nb\nc\nd\n");
       const check = await fsbus(["mq", "check", `${data}/g`]);
       assert.equal(check.code, 0, check.text + check.stderr);
-    } finally {
-      if (m !== undefined) await unmount(m);
-      await sh(`umount '${small}' || umount -l '${small}'`);
-    }
+    });
   },
 });
 
@@ -260,19 +260,7 @@ Deno.test({
     "fails at once, and closing that file is no end of file for the stream's readers",
   ignore: !HAVE_FUSE || !ROOT,
   async fn() {
-    using tmp = tempDir();
-    const small = `${tmp.path}/fsbt-mqwb-tmpfs`;
-    const mp = `${tmp.path}/fsbt-mqwb-mnt`;
-    Deno.mkdirSync(small);
-    Deno.mkdirSync(mp);
-    await run(`mount -t tmpfs -o size=1m,mode=0755 fsbt-mqwb '${small}'`);
-    let m: Mounted | undefined;
-    try {
-      const data = `${small}/data`;
-      const made = await fsbus(["mq", "mkgroup", `${data}/g`, "--replay", "all"]);
-      assert.equal(made.code, 0, made.stderr);
-      m = await mountWriteBehind(data, mp, false);
-      const s = `${mp}/g/s`;
+    await onSmallTmpfs(false, async ({ small, s }) => {
       await run(`echo a > '${s}'`);
       await sh(`dd if=/dev/zero of='${small}/fill' bs=64k 2>/dev/null`);
       // Opened with truncation (as `>` does), written, refused: the write itself fails.
@@ -284,9 +272,6 @@ Deno.test({
       // An end of file after "a" would end this read there.
       const all = await sh(`timeout 20 head -n 2 '${s}'`);
       assert.equal(all.text, "a\nb\n");
-    } finally {
-      if (m !== undefined) await unmount(m);
-      await sh(`umount '${small}' || umount -l '${small}'`);
-    }
+    });
   },
 });

@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import { type FileSystem, FuseError, mount, mountAt } from "../../sys/fuse/mod.ts";
-import { tempDir } from "../_helpers.ts";
+import { HAVE_FUSE, tempDir } from "../_helpers.ts";
 
-const HAVE_FUSE = (() => {
-  try {
-    Deno.statSync("/dev/fuse");
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (!HAVE_FUSE) console.error("fuse tests skipped: /dev/fuse is missing");
 
 async function run(cmd: string, ...args: string[]) {

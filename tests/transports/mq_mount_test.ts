@@ -2,16 +2,9 @@ import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
 import { MqGroup } from "../../transports/mq/mod.ts";
 import { mountGroups, type MqMount } from "../../transports/mq/mount.ts";
-import { sh, tempDir, waitFor } from "../_helpers.ts";
+import { HAVE_FUSE as HAVE_DEV_FUSE, sh, tempDir, waitFor } from "../_helpers.ts";
 
-const HAVE_FUSE = (() => {
-  try {
-    Deno.statSync("/dev/fuse");
-    return Deno.uid() === 0;
-  } catch {
-    return false;
-  }
-})();
+const HAVE_FUSE = HAVE_DEV_FUSE && Deno.uid() === 0;
 if (!HAVE_FUSE) console.error("mountGroups tests skipped: they need /dev/fuse and root");
 
 /** Mounts a fresh data directory holding group "g" in this process (all I/O on the mount
