@@ -81,9 +81,7 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
     for await (const m of sub) {
       if (ctx.sent.has(m.id)) continue;
       // Written by a bridge: never back where it came from; elsewhere with its origin.
-      // Sinks record an id before its message appears (below): no lock needed to look.
-      let w = ctx.written.peek(m.id);
-      if (w instanceof Promise) w = await w;
+      const w = await ctx.written.lookup(m.id);
       if (w === null || w?.from === ctx.peer) continue;
       high = Math.max(high, m.time.getTime());
       yield {
@@ -253,22 +251,17 @@ export function localSink(e: Local, ctx: Context): Sink {
     case "dir": {
       checkDir(e.path, "directory bus");
       const pub = new msgfs.Publisher(e.path, { atomic: true });
-      // Under the shared list's lock (bridges writing into this bus take turns), and the id
-      // recorded before the message appears: no bridge reads the message before its id, even
-      // without the lock (see Seen.peek).
+      // Under the shared list's lock: no bridge reads the message before its id is there.
+      // The id is recorded after the message appears: a bridge killed in between writes the
+      // message again when it is delivered again, unless `has` finds it (a restart), where
+      // recording it first would lose the message for good.
       write = (m) =>
         ctx.written.guard(() => {
           // Already in the bus (it came by another way): once is enough.
           if (ctx.written.hasOrigin(m.origin, m.id)) return;
           const topic = e.topic ?? m.topic;
-          const id = msgfs.newId();
-          ctx.written.add(id, from(m));
-          try {
-            pub.publish(m.data, topic === "" ? { id } : { topic, id });
-          } catch (err) {
-            ctx.written.retract(id);
-            throw err;
-          }
+          const p = pub.publish(m.data, topic === "" ? {} : { topic });
+          ctx.written.add(p.id, from(m));
         });
       has = (m, since) => {
         const topic = e.topic ?? m.topic;

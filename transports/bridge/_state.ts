@@ -14,11 +14,6 @@ const POS_WIDTH = 160;
 const SEEN_KEEP = 50_000;
 /** The last line of a seen list that was compacted into a new file. */
 const MOVED = "#moved";
-/**
- * The start of a line taking back the id after it: recorded before a write that then failed.
- * (An older reader takes the line for an id no message has.)
- */
-const RETRACTED = "!";
 
 /**
  * One direction's persisted position: a short line rewritten in place. Before a message is
@@ -149,9 +144,7 @@ export interface SeenOptions {
  * through an append-only file: a bridge that writes into the bus records the id under the
  * file's lock before releasing it, so a bridge reading the bus that meets an id it does not
  * know takes the lock and reads what the others appended — a message another bridge wrote
- * is never sent out again (no loop through two one-way bridges). Where writers record each
- * id before its message appears (directory buses), a reader need not take the lock
- * ({@linkcode Seen.peek}). The file is compacted to
+ * is never sent out again (no loop through two one-way bridges). The file is compacted to
  * the last `keep` ids whenever it holds twice as many (by whichever bridge notices first;
  * the others reopen it), so it stays bounded however long the bridges run.
  */
@@ -250,8 +243,7 @@ export class Seen implements Disposable {
       if (l === MOVED) return true;
       if (l === "") continue;
       this.#lines++;
-      if (l.startsWith(RETRACTED)) this.#forget(l.slice(RETRACTED.length));
-      else this.#remember(...parseLine(l));
+      this.#remember(...parseLine(l));
     }
     return false;
   }
@@ -275,7 +267,7 @@ export class Seen implements Disposable {
   #compactIfLarge(): void {
     if (this.#lines < 2 * this.#keep) return;
     const tmp = `${this.#path}.tmp`;
-    const kept = this.#order.slice(-this.#keep).filter((id) => this.#set.has(id)).map((id) =>
+    const kept = this.#order.slice(-this.#keep).map((id) =>
       formatLine(id, this.#set.get(id) ?? null)
     );
     Deno.writeTextFileSync(tmp, kept.join("\n") + "\n", { mode: 0o600 });
@@ -283,12 +275,6 @@ export class Seen implements Disposable {
     Deno.renameSync(tmp, this.#path!);
     this.#reopen();
     this.#catchUp();
-  }
-
-  #forget(id: string): void {
-    const from = this.#set.get(id);
-    if (from) this.#origins.delete(`${from.origin}\t${from.id}`);
-    this.#set.delete(id);
   }
 
   #remember(id: string, from: WrittenFrom | null = null): void {
@@ -344,37 +330,6 @@ export class Seen implements Disposable {
     if (!this.#lock) return undefined;
     await this.#locked(() => {});
     return this.#set.get(id);
-  }
-
-  /**
-   * The same as {@linkcode Seen.lookup} without taking the lock (one read(2) of what was
-   * appended), for a bus whose writers all {@linkcode Seen.add} a message's id before the
-   * message becomes visible (directory buses: see `localSink`). Answers at once, unless the
-   * list was just compacted (then it takes the lock).
-   */
-  peek(id: string): WrittenFrom | null | undefined | Promise<WrittenFrom | null | undefined> {
-    if (this.#set.has(id)) return this.#set.get(id);
-    if (!this.#lock) return undefined;
-    if (this.#file !== undefined && !this.#readNew()) return this.#set.get(id);
-    // Compacted meanwhile: the new file is read under the lock (the compaction is over).
-    this.#file?.close();
-    this.#file = undefined;
-    return this.#locked(() => this.#set.get(id));
-  }
-
-  /**
-   * Takes back an id recorded by {@linkcode Seen.add} for a message whose write then failed
-   * (inside the same {@linkcode Seen.guard}): it is forgotten here and in the shared file.
-   */
-  retract(id: string): void {
-    if (!this.#set.has(id)) return;
-    this.#forget(id);
-    if (this.#lock?.held && this.#file !== undefined) {
-      const bytes = this.#enc.encode(`${RETRACTED}${id}\n`);
-      for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
-      this.#offset += bytes.length;
-      this.#lines++;
-    }
   }
 
   /**
