@@ -467,7 +467,6 @@ export const GOALS: readonly Goal[] = [
     goal: "opt-in `--write-behind` (acked before commit): one writer ≥ 25k/s",
     bench: "mq-fuse",
     measure(results) {
-      // The opt-in mode, shown beside the default mount's goal (judged above), not instead.
       const find = finder(results);
       const m = need(find("mq-fuse-wb", "throughput", 0, 0, KiB));
       const d = find("mq-fuse", "throughput", 0, 0, KiB);

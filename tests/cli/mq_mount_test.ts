@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
 import {
-  CLI,
   collect,
   fsbus,
   HAVE_FUSE,
@@ -13,6 +12,7 @@ import {
   waitFor,
   waitOpened,
 } from "../_helpers.ts";
+import { burstWithDirWriter } from "./_mq_mount.ts";
 
 const dec = new TextDecoder();
 
@@ -138,15 +138,7 @@ Deno.test({
       // them), and another process committing between them.
       const n = 1500;
       const m = n / 10;
-      const [viaMount, viaDir] = await Promise.all([
-        sh(`exec 3>'${s}'; for i in $(seq ${n}); do echo m$i >&3 || exit 1; done`),
-        sh(
-          `for i in $(seq ${m}); do echo w$i; sleep 0.002; done | ` +
-            `'${Deno.execPath()}' run -A ${CLI} mq write '${data}/g' u --lines`,
-        ),
-      ]);
-      assert.equal(viaMount.code, 0, viaMount.stderr);
-      assert.equal(viaDir.code, 0, viaDir.stderr);
+      await burstWithDirWriter(s, `${data}/g`, "u", n, m);
       const lines = (k: string, count: number) =>
         Array.from({ length: count }, (_, i) => `${k}${i + 1}\n`).join("");
       assert.equal(Deno.readTextFileSync(`${data}/g/s`).slice(history.length), lines("m", n));

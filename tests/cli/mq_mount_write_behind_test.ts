@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
 import {
-  CLI,
   collect,
   fsbus,
   HAVE_FUSE,
@@ -12,6 +11,7 @@ import {
   waitFor,
   waitOpened,
 } from "../_helpers.ts";
+import { burstWithDirWriter } from "./_mq_mount.ts";
 
 if (!HAVE_FUSE) console.error("fsbus mq mount --write-behind tests skipped: /dev/fuse is missing");
 const ROOT = Deno.uid() === 0;
@@ -121,15 +121,7 @@ Deno.test({
         await waitFor(() => out.text() === "one\ntwo\nthree\n", "three messages in order");
         // A shell writing through one descriptor as fast as it can (each write acknowledged
         // before its commit) while another process commits between its writes.
-        const [viaMount, viaDir] = await Promise.all([
-          sh(`exec 3>'${s}'; for i in $(seq ${n}); do echo m$i >&3 || exit 1; done`),
-          sh(
-            `for i in $(seq ${k}); do echo w$i; sleep 0.002; done | ` +
-              `'${Deno.execPath()}' run -A ${CLI} mq write '${data}/g' s --lines`,
-          ),
-        ]);
-        assert.equal(viaMount.code, 0, viaMount.stderr);
-        assert.equal(viaDir.code, 0, viaDir.stderr);
+        await burstWithDirWriter(s, `${data}/g`, "s", n, k);
         await run(`: > '${s}'`); // end of file
         assert.equal((await cat.status).code, 0);
         await out.done;

@@ -58,6 +58,50 @@ function report(lat: number[], extra: Record<string, number> = {}): void {
   console.log(JSON.stringify({ p50: median(lat), n: lat.length, ...extra }));
 }
 
+/** Latencies of one subscriber: to its consumer, to its wake-up, and from one to the other. */
+interface Samples {
+  lat: number[];
+  wokeAt: number[];
+  after: number[];
+}
+
+const stx = new Uint8Array(256);
+const fileBuf = new Uint8Array(1 << 20);
+const dec = new TextDecoder();
+
+/**
+ * The floor's work after a wake-up, through raw FFI: for each inotify event in `events`, open
+ * the file in `dirfd`, statx it, read it, close it, and record its latencies (`woke`: when
+ * the wait returned). Returns how many messages it read.
+ */
+function takeEvents(events: Uint8Array, dirfd: number, woke: bigint, s: Samples): number {
+  const evv = new DataView(events.buffer, events.byteOffset, events.length);
+  let got = 0;
+  for (let off = 0; off < events.length;) {
+    const len = evv.getUint32(off + 12, true);
+    let end = off + 16;
+    while (end < off + 16 + len && events[end] !== 0) end++;
+    const name = dec.decode(events.subarray(off + 16, end));
+    off += 16 + len;
+    const fd = lib.openat(dirfd, cstr(name), 0o400000 | 0o4000 | 0o400 | 0o2000000, 0);
+    if (fd < 0) continue;
+    lib.statx(fd, new Uint8Array([0]), 0x1000, 0x7ff, stx);
+    const size = Number(new DataView(stx.buffer).getBigUint64(40, true));
+    const r = Number(lib.read(fd, fileBuf, BigInt(size)));
+    lib.close(fd);
+    const now = monotonicNs();
+    if (r < 16) continue;
+    const { sentNs, seq } = readStamp(fileBuf.subarray(0, r));
+    got++;
+    if (seq >= WARMUP) {
+      s.lat.push(Number(now - sentNs) / 1000);
+      s.wokeAt.push(Number(woke - sentNs) / 1000);
+      s.after.push(Number(now - woke) / 1000);
+    }
+  }
+  return got;
+}
+
 function subRaw(dir: string, count: number): void {
   const ino = lib.inotify_init1(0o4000 | 0o2000000);
   const dirfd = lib.open(cstr(dir), 0o200000, 0);
@@ -68,40 +112,15 @@ function subRaw(dir: string, count: number): void {
   pv.setInt32(0, ino, true);
   pv.setInt16(4, 1, true);
   const ev = new Uint8Array(65536);
-  const evv = new DataView(ev.buffer);
-  const stx = new Uint8Array(256);
-  const buf = new Uint8Array(1 << 20);
-  const lat: number[] = [], wokeAt: number[] = [], after: number[] = [];
+  const samples: Samples = { lat: [], wokeAt: [], after: [] };
   let got = 0;
-  const dec = new TextDecoder();
   while (got < count) {
     if (lib.poll(pfd, 1n, 10_000) <= 0) break;
     const woke = monotonicNs();
     const n = Number(lib.read(ino, ev, 65536n));
-    for (let off = 0; off < n;) {
-      const len = evv.getUint32(off + 12, true);
-      let end = off + 16;
-      while (end < off + 16 + len && ev[end] !== 0) end++;
-      const name = dec.decode(ev.subarray(off + 16, end));
-      off += 16 + len;
-      const fd = lib.openat(dirfd, cstr(name), 0o400000 | 0o4000 | 0o400 | 0o2000000, 0);
-      if (fd < 0) continue;
-      lib.statx(fd, new Uint8Array([0]), 0x1000, 0x7ff, stx);
-      const size = Number(new DataView(stx.buffer).getBigUint64(40, true));
-      const r = Number(lib.read(fd, buf, BigInt(size)));
-      lib.close(fd);
-      const now = monotonicNs();
-      if (r < 16) continue;
-      const { sentNs, seq } = readStamp(buf.subarray(0, r));
-      got++;
-      if (seq >= WARMUP) {
-        lat.push(Number(now - sentNs) / 1000);
-        wokeAt.push(Number(woke - sentNs) / 1000);
-        after.push(Number(now - woke) / 1000);
-      }
-    }
+    got += takeEvents(ev.subarray(0, n), dirfd, woke, samples);
   }
-  report(lat, { woken: median(wokeAt), after: median(after) });
+  report(samples.lat, { woken: median(samples.wokeAt), after: median(samples.after) });
 }
 
 /**
@@ -138,7 +157,6 @@ function subRing(dir: string, count: number): void {
   let tail = sqTail[0]!;
   const ev = new Uint8Array(65536);
   const evAddr = ptr(ev);
-  const evv = new DataView(ev.buffer);
   const queueRead = () => {
     const at = (tail & sqMask) * 64;
     for (let i = 0; i < 64; i += 8) sqes.setBigUint64(at + i, 0n);
@@ -151,11 +169,8 @@ function subRing(dir: string, count: number): void {
     sqTail[0] = tail;
   };
   console.log("ready");
-  const stx = new Uint8Array(256);
-  const buf = new Uint8Array(1 << 20);
-  const lat: number[] = [], wokeAt: number[] = [], after: number[] = [];
+  const samples: Samples = { lat: [], wokeAt: [], after: [] };
   let got = 0;
-  const dec = new TextDecoder();
   queueRead();
   let toSubmit = 1n;
   while (got < count) {
@@ -168,32 +183,11 @@ function subRing(dir: string, count: number): void {
     for (; h !== cqTail[0]!; h = (h + 1) >>> 0) n = cqes.getInt32((h & cqMask) * 16 + 8, true);
     cqHead[0] = h;
     if (n <= 0) break;
-    for (let off = 0; off < n;) {
-      const len = evv.getUint32(off + 12, true);
-      let end = off + 16;
-      while (end < off + 16 + len && ev[end] !== 0) end++;
-      const name = dec.decode(ev.subarray(off + 16, end));
-      off += 16 + len;
-      const f = lib.openat(dirfd, cstr(name), 0o400000 | 0o4000 | 0o400 | 0o2000000, 0);
-      if (f < 0) continue;
-      lib.statx(f, new Uint8Array([0]), 0x1000, 0x7ff, stx);
-      const size = Number(new DataView(stx.buffer).getBigUint64(40, true));
-      const r = Number(lib.read(f, buf, BigInt(size)));
-      lib.close(f);
-      const now = monotonicNs();
-      if (r < 16) continue;
-      const { sentNs, seq } = readStamp(buf.subarray(0, r));
-      got++;
-      if (seq >= WARMUP) {
-        lat.push(Number(now - sentNs) / 1000);
-        wokeAt.push(Number(woke - sentNs) / 1000);
-        after.push(Number(now - woke) / 1000);
-      }
-    }
+    got += takeEvents(ev.subarray(0, n), dirfd, woke, samples);
     queueRead();
     toSubmit = 1n;
   }
-  report(lat, { woken: median(wokeAt), after: median(after) });
+  report(samples.lat, { woken: median(samples.wokeAt), after: median(samples.after) });
 }
 
 async function subFsbus(dir: string, count: number): Promise<void> {

@@ -1,0 +1,32 @@
+/**
+ * Helpers shared by the `fsbus mq mount` tests.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { CLI, sh } from "../_helpers.ts";
+
+/**
+ * Two writers of one group at once: a shell writing `n` lines (`m1`, `m2`, ...) through one
+ * descriptor on `streamPath` (a stream on the mount) as fast as it can, and `fsbus mq write
+ * GROUP STREAM --lines` on the directory committing `k` lines (`w1`, ...) between its writes.
+ * Both must succeed.
+ */
+export async function burstWithDirWriter(
+  streamPath: string,
+  group: string,
+  stream: string,
+  n: number,
+  k: number,
+): Promise<void> {
+  const [viaMount, viaDir] = await Promise.all([
+    sh(`exec 3>'${streamPath}'; for i in $(seq ${n}); do echo m$i >&3 || exit 1; done`),
+    sh(
+      `for i in $(seq ${k}); do echo w$i; sleep 0.002; done | ` +
+        `'${Deno.execPath()}' run -A ${CLI} mq write '${group}' ${stream} --lines`,
+    ),
+  ]);
+  assert.equal(viaMount.code, 0, viaMount.stderr);
+  assert.equal(viaDir.code, 0, viaDir.stderr);
+}
