@@ -45,7 +45,8 @@ import {
 } from "./file_system.ts";
 
 const { EPROTO } = Errno;
-const MAX_WRITE = 1 << 20;
+/** The largest write(2) the kernel passes to the server in one request (its max_write). */
+export const MAX_WRITE = 1 << 20;
 const MAX_PAGES = 256;
 /** The size of the request buffer: the largest write the kernel sends, and its header. */
 export const BUF_SIZE = MAX_WRITE + 4096;

@@ -60,6 +60,7 @@ export {
   type Maybe,
 } from "./file_system.ts";
 export { FuseServer, type ServeOptions } from "./server.ts";
+export { MAX_WRITE } from "./_requests.ts";
 export {
   type FuseConnection,
   fuseMount,

@@ -64,7 +64,7 @@ for (const on of [true, false]) {
         try {
           const out: (ReadOutcome | undefined)[] = [];
           const fds = names.map(() => fd);
-          files.readMany(fds, names, [], names.length, 50, out);
+          files.readMany(fds, names, names.length, 50, out);
           assert.deepEqual(openMessageFiles(bus.path), []); // every file closed
           const single = names.map((n) => files.read(fd, n, "", 50));
           files.flush();
@@ -92,9 +92,9 @@ for (const on of [true, false]) {
           const r0 = out[0]!;
           assert.ok(r0.ok && single[0]?.ok && r0.state.ino === single[0].state.ino);
           // No directory descriptor: no outcome, nothing opened.
-          files.readMany([undefined], ["m0"], [], 1, 50, out);
+          files.readMany([undefined], ["m0"], 1, 50, out);
           assert.deepEqual(out, [undefined]);
-          assert.throws(() => files.readMany(fds, names, [], READ_BATCH + 1, 50, out), RangeError);
+          assert.throws(() => files.readMany(fds, names, READ_BATCH + 1, 50, out), RangeError);
         } finally {
           files.close();
           closeFd(fd);

@@ -327,7 +327,7 @@ export function localSink(e: Local, ctx: Context): Sink {
   return {
     write(m, delivered) {
       const r = write(m);
-      // Written at once (the common case): no turn of the event loop before the next one.
+      // Written at once (the common case): no promise made for it (the pump awaits anyway).
       if (!(r instanceof Promise)) return void delivered();
       return r.then(delivered);
     },

@@ -173,13 +173,11 @@ export async function remoteSource(
       },
     });
     // The subscription ends with the connection (or an unsubscribe): so does the source.
-    sub.closed.then(() => {
+    const end = () => {
       ended = true;
       wake?.();
-    }, () => {
-      ended = true;
-      wake?.();
-    });
+    };
+    sub.closed.then(end, end);
     const next = async (): Promise<IteratorResult<Envelope>> => {
       while (head >= queue.length) {
         if (ended) return { done: true, value: undefined };
@@ -202,8 +200,7 @@ export async function remoteSource(
       lag: () => queue.length - head,
       close: () => {
         sub.unsubscribe();
-        ended = true;
-        wake?.();
+        end();
         return Promise.resolve();
       },
     };

@@ -161,7 +161,6 @@ export class Seen implements Disposable {
   readonly #pendingAdds: string[] = [];
   readonly #chunk = new Uint8Array(64 * 1024);
   #file: Deno.FsFile | undefined;
-  #offset = 0;
   #lines = 0;
   #partial = "";
   #waiters = 0;
@@ -204,7 +203,6 @@ export class Seen implements Disposable {
       create: true,
       mode: 0o600,
     });
-    this.#offset = 0;
     this.#lines = 0;
     this.#partial = "";
   }
@@ -222,7 +220,7 @@ export class Seen implements Disposable {
   /**
    * Reads what was appended since the last read, and remembers its lines; true when it met
    * the mark of a compaction (the rest of this file is left unread). The descriptor's own
-   * position is the offset read so far: reads move it, and so do this list's appends
+   * position is where the last read ended: reads move it, and so do this list's appends
    * (`O_APPEND`), made only when every earlier line was read. A short read is the end of the
    * file at that moment: nothing new costs one read(2).
    */
@@ -232,7 +230,6 @@ export class Seen implements Disposable {
     for (;;) {
       const n = f.readSync(this.#chunk);
       if (n === null || n === 0) break;
-      this.#offset += n;
       text += this.#dec.decode(this.#chunk.subarray(0, n)); // ASCII: fields are URI-encoded
       if (n < this.#chunk.length) break;
     }
@@ -259,7 +256,6 @@ export class Seen implements Disposable {
     for (const id of ids) text += formatLine(id, this.#set.get(id) ?? null) + "\n";
     const bytes = this.#enc.encode(text);
     for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
-    this.#offset += bytes.length;
     this.#lines += ids.length;
   }
 

@@ -44,6 +44,7 @@ import {
   FuseError,
   type FuseOpened,
   type FuseServer,
+  MAX_WRITE,
   type Maybe,
   mount,
   mountTable,
@@ -75,8 +76,6 @@ const O_TRUNC = 0o1000;
 const DIR_MASK = IN.CLOSE_WRITE | IN.CREATE | IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO |
   IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR;
 const encoder = new TextEncoder();
-/** The largest write(2) the kernel passes on (the FUSE server's max_write): one message. */
-const MAX_WRITE = 1 << 20;
 /** The most writes, and milliseconds, one burst keeps a group's lock (see MqGroup.holdLock). */
 const HOLD_WRITES = 256;
 const HOLD_MS = 1;
@@ -441,14 +440,13 @@ export class MqTree implements FileSystem {
     }
     this.#reportLost(f);
     const behind = this.#behind;
-    if (behind !== undefined && data.length <= behind.length && !this.#readersWait(f.group)) {
-      // Write-behind: acknowledged now, committed by afterReply once the reply is written.
-      // Not while a reader of the group waits: its answer would come after the writer's.
-      this.afterReply(); // (nothing is pending between requests)
+    if (behind !== undefined && !this.#readersWait(f.group)) {
+      // Write-behind: acknowledged now, committed by afterReply once the reply is written
+      // (the buffer holds the largest write the kernel passes on). Not while a reader of the
+      // group waits: its answer would come after the writer's.
       behind.set(data);
       this.#pending = f;
       this.#pendingLength = data.length;
-      f.wrote = true;
       return data.length;
     }
     this.#commit(f, data);

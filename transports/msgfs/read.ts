@@ -252,14 +252,13 @@ export class MessageFiles {
    * `openat` in one io_uring submission, then for each a `statx` of its open descriptor (the
    * check is on the file opened, not on a name that could be swapped) and its read, then the
    * closes (`close_range(2)`). Every file is closed when it returns. Without io_uring, one
-   * {@linkcode MessageFiles.read} after another.
+   * {@linkcode MessageFiles.read} after another. Needs FFI (directory descriptors).
    *
    * Unlike `read`, it does not compare with what was delivered before: the caller does, with
    * {@linkcode sameFile} on the state returned.
    *
    * @param dirfds Each file's directory descriptor (undefined: none, the outcome is too).
    * @param names Each file's name in it.
-   * @param paths Each file's path (for the fallback without FFI).
    * @param count How many of the above to read: {@linkcode READ_BATCH} at most.
    * @param maxSize The largest message accepted.
    * @param out Where the outcomes go, one per file, in order (undefined: a writer still at
@@ -277,7 +276,7 @@ export class MessageFiles {
    * const files = new MessageFiles(true);
    * const bus = openDir(dir);
    * const out: (ReadOutcome | undefined)[] = [];
-   * files.readMany([bus, bus, bus], ["a", "link", "gone"], [], 3, 1 << 20, out);
+   * files.readMany([bus, bus, bus], ["a", "link", "gone"], 3, 1 << 20, out);
    * assert.ok(out[0]?.ok && new TextDecoder().decode(out[0].data) === "hello");
    * assert.deepEqual(out[1], { ok: false, why: "skip", reason: "a symbolic link" });
    * assert.deepEqual(out[2], { ok: false, why: "gone" });
@@ -289,19 +288,17 @@ export class MessageFiles {
   readMany(
     dirfds: ArrayLike<number | undefined>,
     names: ArrayLike<string>,
-    paths: ArrayLike<string>,
     count: number,
     maxSize: number,
     out: (ReadOutcome | undefined)[],
   ): void {
     if (count > READ_BATCH) throw new RangeError(`readMany: ${count} files, ${READ_BATCH} at most`);
+    if (!this.#ffi) throw new Error("readMany needs FFI: use read()");
     out.length = count;
     if (!this.batches()) {
       for (let i = 0; i < count; i++) {
         const fd = dirfds[i];
-        out[i] = this.#ffi && fd === undefined
-          ? undefined
-          : this.read(fd ?? -1, names[i]!, paths[i] ?? "", maxSize);
+        out[i] = fd === undefined ? undefined : this.read(fd, names[i]!, "", maxSize);
       }
       this.flush();
       return;

@@ -286,7 +286,6 @@ export class BusSubscription implements Subscription<BusMessage> {
   /** #deliverBatch's scratch. */
   readonly #batchDirs: string[] = [];
   readonly #batchNames: string[] = [];
-  readonly #batchPaths: string[] = [];
   readonly #batchFds: (number | undefined)[] = [];
   readonly #batchRead: (ReadOutcome | undefined)[] = [];
   #closed = false;
@@ -769,13 +768,10 @@ export class BusSubscription implements Subscription<BusMessage> {
       dirs[n] = e.dir;
       names[n++] = e.name;
     }
-    const fds = this.#batchFds, paths = this.#batchPaths;
-    for (let i = 0; i < n; i++) {
-      fds[i] = this.#dirFd(dirs[i]!);
-      paths[i] = `${this.#base}/${dirs[i] ? `${dirs[i]}/${names[i]}` : names[i]}`;
-    }
+    const fds = this.#batchFds;
+    for (let i = 0; i < n; i++) fds[i] = this.#dirFd(dirs[i]!);
     const read = this.#batchRead;
-    this.#files.readMany(fds, names, paths, n, this.#maxSize, read);
+    this.#files.readMany(fds, names, n, this.#maxSize, read);
     for (let i = 0; i < n; i++) {
       if (this.#closed) return;
       if (i > 0 && this.#turnDue()) await this.#turn();

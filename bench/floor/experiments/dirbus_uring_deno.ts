@@ -259,7 +259,7 @@ function readMany(): number {
   const fds = new Array(READ_BATCH).fill(bus);
   for (let base = 0; base < COUNT; base += READ_BATCH) {
     const n = Math.min(READ_BATCH, COUNT - base);
-    many.readMany(fds, names.slice(base, base + n), [], n, 1 << 20, out);
+    many.readMany(fds, names.slice(base, base + n), n, 1 << 20, out);
     for (let i = 0; i < n; i++) {
       const r = out[i];
       if (r?.ok && r.data.length === 1024) got++;
