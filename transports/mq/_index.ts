@@ -30,9 +30,19 @@ import {
 } from "./_layout.ts";
 import type { StreamState, StreamTable } from "./_streams.ts";
 import type { GroupDir } from "./_files.ts";
+import { type Mapping, mapShared } from "../../sys/mman.ts";
+import { faultCounter, faultedIn, guardRange, unguardRange } from "../../sys/sigbus.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./_checkpoint.ts";
 
 const CHUNK_RECORDS = 1024;
+/** Temporary A/B switch: FSBUS_AB=1 writes the intent with pwrite. */
+const MAP_INTENT = (() => {
+  try {
+    return Deno.env.get("FSBUS_AB") !== "1";
+  } catch {
+    return true;
+  }
+})();
 const PUNCH_MIN = 64 * 1024;
 const PAGE = 4096;
 const CRC_CHUNK = 256 * 1024;
@@ -116,6 +126,14 @@ export class GroupIndex {
   #indexPunched = HEADER;
   #orderPunched = 0;
   readonly #intentBuf = new Uint8Array(RECORD);
+  /**
+   * `.mq/intent` mapped shared (see writeIntent): undefined until the first intent is
+   * written, null where it is not mapped (plain pwrite).
+   */
+  #intentMap:
+    | { map: Mapping; bytes: Uint8Array; slot: number; faults: Int32Array }
+    | null
+    | undefined;
   readonly #intentView = new DataView(this.#intentBuf.buffer);
   readonly #chunk = new Uint8Array(CHUNK_RECORDS * RECORD);
   readonly #chunkView = new DataView(this.#chunk.buffer);
@@ -371,8 +389,9 @@ export class GroupIndex {
         pwriteAll(this.#orderFd, s.orderEntry, r.order);
         this.commit(s, { ...r, state: COMMITTED });
       } else {
-        // Torn: cut the stream back to where the message started.
-        truncateTo(s.fd, r.offset);
+        // Torn: cut the stream back to where the message started (never longer: a stream
+        // a plain program truncated meanwhile is a new incarnation, found by the sync).
+        if (fdSize(s.fd) > r.offset) truncateTo(s.fd, r.offset);
       }
     }
     if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
@@ -456,10 +475,65 @@ export class GroupIndex {
   /**
    * Under the lock: writes the intent of the write in progress.
    *
+   * Through a shared mapping of `.mq/intent` once the file holds a record: stores into the
+   * page cache, the same bytes a `pwrite` leaves there and every process reads with
+   * `pread`, without a system call per write. A page lost to a truncation (a process with
+   * write access) is caught by the SIGBUS guard: the store then went to a private page, so
+   * the intent is written with `pwrite`, and from then on always.
+   *
    * @param r Its record.
    */
   writeIntent(r: RecordFields): void {
-    pwriteAll(this.#intentFd, this.#record(r), 0);
+    const rec = this.#record(r);
+    const m = this.#intentMap === undefined ? this.#mapIntent() : this.#intentMap;
+    if (m !== null && MAP_INTENT) {
+      const since = m.faults[0]!;
+      m.bytes.set(rec);
+      if (m.faults[0] === since || !faultedIn(m.map.pointer, m.map.length, since)) return;
+      this.#unmapIntent();
+      this.#intentMap = null;
+    }
+    pwriteAll(this.#intentFd, rec, 0);
+  }
+
+  /** Maps `.mq/intent` when it holds a record and a SIGBUS guard can watch it, or says no. */
+  #mapIntent(): { map: Mapping; bytes: Uint8Array; slot: number; faults: Int32Array } | null {
+    this.#intentMap = null;
+    if (fdSize(this.#intentFd) < RECORD) {
+      this.#intentMap = undefined; // the first intent is written plainly: ask again then
+      return null;
+    }
+    let map: Mapping;
+    try {
+      map = mapShared(this.#intentFd, RECORD);
+    } catch {
+      return null;
+    }
+    const slot = guardRange(map.pointer, map.length);
+    if (slot < 0) {
+      map.unmap();
+      return null;
+    }
+    this.#intentMap = {
+      map,
+      bytes: new Uint8Array(map.buffer, 0, RECORD),
+      slot,
+      faults: faultCounter(),
+    };
+    return this.#intentMap;
+  }
+
+  #unmapIntent(): void {
+    const m = this.#intentMap;
+    if (m == null) return;
+    unguardRange(m.slot);
+    m.map.unmap();
+  }
+
+  /** Unmaps what the index mapped; its descriptors are the group's to close. */
+  close(): void {
+    this.#unmapIntent();
+    this.#intentMap = null;
   }
 
   /**

@@ -114,6 +114,14 @@ import { type StreamInfo, type StreamState, StreamTable } from "./_streams.ts";
 import { GroupIndex } from "./_index.ts";
 import { attachInternals } from "./_internal.ts";
 
+/** Temporary A/B switch: FSBUS_AB=1 looks at the stream's size before each write again. */
+const SIZE_CHECK = (() => {
+  try {
+    return Deno.env.get("FSBUS_AB") === "1";
+  } catch {
+    return false;
+  }
+})();
 export type { DataMode, Depth, ReplayMode, Settings } from "./_ctl.ts";
 export type { StreamInfo } from "./_streams.ts";
 export { checkStreamName } from "./_names.ts";
@@ -243,7 +251,11 @@ export class MqGroup {
   #resumable = false;
   /** Taken by holdLock with nothing changed since the last release: no full sync needed. */
   #resume = false;
-  /** Streams caught up by the last sync (a write need not look at its stream again). */
+  /**
+   * Streams whose size was looked at since the last sync under the lock held now: a write
+   * to one need not look again (a plain program's append or truncation since is found by
+   * where the write lands, see #appendMessage).
+   */
   readonly #caught = new Set<StreamState>();
 
   private constructor(dir: GroupDir, writable: boolean) {
@@ -466,6 +478,7 @@ export class MqGroup {
       // Perhaps half done (a write's intent left): the next lock does a full sync.
       this.#synced = false;
       this.#resume = false;
+      this.#caught.clear();
       throw err;
     } finally {
       if (outer) this.#unlock();
@@ -495,6 +508,7 @@ export class MqGroup {
     this.#resumable = this.#synced;
     this.#synced = false;
     this.#resume = false;
+    this.#caught.clear();
     unlockFd(this.#lockFd);
   }
 
@@ -622,14 +636,17 @@ export class MqGroup {
    */
   #catchUp(s: StreamState): StreamState {
     const size = fdSize(s.fd);
-    if (size === s.end) return s;
-    if (size > s.end && !this.#index.lastMessageChanged(s)) {
+    let t = s;
+    if (size === s.end) {
+      // as indexed
+    } else if (size > s.end && !this.#index.lastMessageChanged(s)) {
       this.#index.commitForeign(s, s.end, size - s.end);
-      return s;
+    } else {
+      t = this.#streams.renew(s);
+      if (size > 0) this.#index.commitForeign(t, 0, size);
     }
-    const fresh = this.#streams.renew(s);
-    if (size > 0) this.#index.commitForeign(fresh, 0, size);
-    return fresh;
+    this.#caught.add(t);
+    return t;
   }
 
   /**
@@ -730,9 +747,12 @@ export class MqGroup {
       } else if (this.#resume) this.#catchUpLive();
       else this.#syncLocked(false);
       const s = this.#streams.forWrite(stream);
-      // Foreign appends to the stream come first (the sync just looked at live streams).
-      const t = !synced && this.#caught.has(s) ? s : this.#catchUp(s);
-      this.#caught.clear();
+      // Foreign appends to the stream come first. Its size was looked at since the lock was
+      // taken (by the sync, or by the last write to it): what a plain program did since is
+      // found by where this write lands.
+      const t = this.#caught.has(s) && bytes.length > 0 && (!SIZE_CHECK || !synced)
+        ? s
+        : this.#catchUp(s);
       const seq = this.#appendMessage(t, bytes, options.order !== false);
       this.#index.trimLocked(this.#settings.current.depth);
       return { seq, stream };
@@ -771,26 +791,40 @@ export class MqGroup {
   }
 
   /** Steps 1 to 4 of a write (see the module doc), under the lock. */
-  #appendMessage(s: StreamState, data: Uint8Array, withOrder: boolean): number {
+  #appendMessage(stream: StreamState, data: Uint8Array, withOrder: boolean): number {
+    let s = stream;
     const index = this.#index;
     const length = data.length;
-    const r = index.nextRecord(s, length, index.dataCrc(data));
+    const crc = index.dataCrc(data);
+    let r = index.nextRecord(s, length, crc);
     // 1. intent
     index.writeIntent(r);
     // 2. the bytes, in one O_APPEND write
     if (length > 0) {
       writeAllFd(s.fd, data);
       const offset = fdPosition(s.fd) - length;
-      if (offset > s.end) {
-        // A foreign append landed between our check and our write: it comes first.
-        const gap = offset - s.end;
-        r.seq++;
+      if (offset !== s.end) {
+        // A plain program appended to the stream, or truncated or rewrote it, since its size
+        // was last looked at (as #catchUp would have found): what it left before this
+        // message is one message first, in this incarnation or a new one. The intent names
+        // where this message landed before that message is committed.
+        let from = s.end;
+        if (offset < s.end || index.lastMessageChanged(s)) {
+          s = this.#streams.renew(s);
+          this.#caught.add(s);
+          from = 0;
+        }
+        const gap = offset - from;
+        r = index.nextRecord(s, length, crc);
         r.offset = offset;
-        r.local++;
-        r.cum += gap;
-        r.order += s.orderEntry.length;
+        if (gap > 0) {
+          r.seq++;
+          r.local++;
+          r.cum += gap;
+          r.order += s.orderEntry.length;
+        }
         index.writeIntent(r);
-        index.commitForeign(s, s.end, gap);
+        if (gap > 0) index.commitForeign(s, from, gap);
       }
     }
     // Readers in this process take the bytes from memory (a small message only).
@@ -981,6 +1015,7 @@ export class MqGroup {
     this.#held = false;
     this.#lockDepth = 0;
     this.#caught.clear();
+    this.#index.close();
     this.#fds.dispose();
     this.#streams.close();
   }
