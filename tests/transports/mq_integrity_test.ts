@@ -347,6 +347,34 @@ Deno.test("MqGroup.open() never lengthens a stream truncated after a dead writer
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
+Deno.test("MqGroup.open() commits a dead writer's whole message found after a plain append, the append first", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  {
+    using w = MqGroup.create(g, { replay: "all" });
+    w.write("s", "one\n");
+    w.write("s", "two\n");
+  }
+  // As a writer holding the lock, killed after its bytes landed behind a plain append made
+  // since its last write, before it found the append: the second record is gone, its
+  // intent (naming where the append starts) is left.
+  const index = Deno.readFileSync(`${g}/.mq/index`);
+  Deno.writeFileSync(`${g}/.mq/index`, index.subarray(0, HEADER + RECORD));
+  Deno.writeTextFileSync(`${g}/s`, "one\nplain\ntwo\n"); // the same file, rewritten
+  using w = MqGroup.open(g);
+  const r = MqReader.open(w, ["s"], { replay: "all" });
+  try {
+    assert.deepEqual(
+      r.poll().map((m) => new TextDecoder().decode(m.data)),
+      ["one\n", "plain\n", "two\n"],
+    );
+  } finally {
+    await r.close();
+  }
+  assert.equal(Deno.readTextFileSync(`${g}/order`), "s\0s\0s\0");
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
 Deno.test("MqGroup.write() survives .mq/intent truncated under its mapping, and writes its intent plainly then", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;

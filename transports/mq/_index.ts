@@ -384,14 +384,35 @@ export class GroupIndex {
       const complete = this.#version === 1
         ? fdSize(s.fd) >= r.offset + r.length
         : fileCrc(s.fd, r.offset, r.length) === r.dataCrc;
+      const size = fdSize(s.fd);
+      const landed = size - r.length;
       if (complete) {
         // The whole message reached the stream: the writer died after its data. Commit it.
         pwriteAll(this.#orderFd, s.orderEntry, r.order);
         this.commit(s, { ...r, state: COMMITTED });
+      } else if (
+        this.#version !== 1 && r.length > 0 && landed > r.offset &&
+        fileCrc(s.fd, landed, r.length) === r.dataCrc
+      ) {
+        // The whole message landed after bytes a plain program appended first (the writer
+        // died before it found them): they are one message, then this one.
+        const gap = landed - r.offset;
+        this.commitForeign(s, r.offset, gap);
+        const entry = s.orderEntry.length;
+        pwriteAll(this.#orderFd, s.orderEntry, r.order + entry);
+        this.commit(s, {
+          ...r,
+          state: COMMITTED,
+          seq: r.seq + 1,
+          offset: landed,
+          local: r.local + 1,
+          cum: r.cum + gap,
+          order: r.order + entry,
+        });
       } else {
         // Torn: cut the stream back to where the message started (never longer: a stream
         // a plain program truncated meanwhile is a new incarnation, found by the sync).
-        if (fdSize(s.fd) > r.offset) truncateTo(s.fd, r.offset);
+        if (size > r.offset) truncateTo(s.fd, r.offset);
       }
     }
     if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
