@@ -355,7 +355,7 @@ function orderCostPoint(count: number, size: number, reps: number): Result {
 }
 
 /** A mounted group (`fsbus mq mount` in its own process) for the FUSE points. */
-async function mountedGroup(writeBehind = false, ab = false): Promise<
+async function mountedGroup(writeBehind = false): Promise<
   { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> }
 > {
   const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-mqfs-" });
@@ -377,7 +377,6 @@ async function mountedGroup(writeBehind = false, ab = false): Promise<
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
-    env: { FSBUS_AB: ab ? "1" : "0" },
   }).spawn();
   const mounted = () => Deno.readTextFileSync("/proc/self/mountinfo").includes(` ${dir}/mnt `);
   await waitFor(mounted, 20_000, "the mount");
@@ -429,7 +428,7 @@ async function floorMount(spinUs = 0): Promise<
 /** The mounted points' transports: the mount, the mount with `--write-behind` (writes
  * acknowledged before they are committed: the opt-in mode), the C FUSE floor (plain, and
  * spinning as an extra point) and a FIFO. */
-type FileTransport = "mq-fuse" | "mq-fuse-wb" | "floor" | "floor-spin" | "fifo" | "mq-fuse-b";
+type FileTransport = "mq-fuse" | "mq-fuse-wb" | "floor" | "floor-spin" | "fifo";
 const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "floor-spin", "fifo"];
 /**
  * Messages written before an unpaced point's clock (and its CPU times) start: a mount is a
@@ -439,7 +438,7 @@ const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "flo
  */
 const UNPACED_WARMUP = 30_000;
 /** The transports that also get a writer-alone point (a FIFO needs a reader). */
-const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "mq-fuse-b"];
+const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor"];
 /** How long the spinning floor keeps reading after a request (µs). */
 let FLOOR_SPIN_US = 50;
 
@@ -450,8 +449,8 @@ async function fileLatencyPoint(
   size: number,
   withReader = true,
 ): Promise<Result | undefined> {
-  const fuse = transport === "mq-fuse" || transport === "mq-fuse-wb" || transport === "mq-fuse-b"
-    ? await mountedGroup(transport === "mq-fuse-wb", transport === "mq-fuse-b")
+  const fuse = transport === "mq-fuse" || transport === "mq-fuse-wb"
+    ? await mountedGroup(transport === "mq-fuse-wb")
     : transport === "floor" || transport === "floor-spin"
     ? await floorMount(transport === "floor-spin" ? FLOOR_SPIN_US : 0)
     : undefined;
@@ -730,9 +729,7 @@ async function fusePoints(
 async function abRun(list: string, args: string[]): Promise<void> {
   const transports = list.split(",") as FileTransport[];
   for (const t of transports) {
-    if (!FILE_TRANSPORTS.includes(t) && t !== "mq-fuse-b") {
-      throw new Error(`--ab: unknown transport ${t}`);
-    }
+    if (!FILE_TRANSPORTS.includes(t)) throw new Error(`--ab: unknown transport ${t}`);
   }
   const opt = (k: string, d: number) => {
     const i = args.indexOf(k);

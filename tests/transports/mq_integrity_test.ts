@@ -13,6 +13,7 @@ import {
 import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
 import { sh, tempDir } from "../_helpers.ts";
+import { IN, Inotify } from "../../sys/inotify.ts";
 
 const STREAMS = ["s0", "s1", "s2"];
 
@@ -282,7 +283,7 @@ Deno.test("MqGroup.sync() makes a stream truncated or rewritten in place a new i
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
-Deno.test("MqGroup.write() holding the lock finds a stream truncated, rewritten or appended to since its last write by where it lands", async () => {
+Deno.test("MqGroup.write() holding the lock takes a stream truncated, rewritten or appended to between writes as a sync does", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   using w = MqGroup.create(g, { replay: "all" });
@@ -299,7 +300,7 @@ Deno.test("MqGroup.write() holding the lock finds a stream truncated, rewritten 
   try {
     w.write("s", "one\n");
     w.write("s", "two\n");
-    // No sync between these writes: each change is found after the next write's bytes land.
+    // No sync between these writes: each change is found by the next write.
     await sh(`echo 3 > ${g}/s`); // shorter: truncated, then written
     w.write("s", "four\n");
     assert.deepEqual(await read(), ["3\n", "four\n"]);
@@ -375,12 +376,34 @@ Deno.test("MqGroup.open() commits a dead writer's whole message found after a pl
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
+Deno.test("MqGroup.write(): every lock holder that writes an intent makes an inotify event on .mq/intent", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  using w = MqGroup.create(g, { replay: "all" });
+  const ino = new Inotify();
+  try {
+    ino.add(`${g}/.mq/intent`, IN.MODIFY);
+    // (A mount's server watches it to know whether another writer, perhaps one killed
+    // before its commit, held the lock while it did not.)
+    for (let burst = 0; burst < 3; burst++) {
+      w.holdLock();
+      for (let i = 0; i < 5; i++) w.write("s", `${burst}.${i}\n`);
+      w.releaseLock();
+      assert.ok(ino.read().length > 0, `burst ${burst} made an event`);
+    }
+  } finally {
+    await ino.close();
+  }
+});
+
 Deno.test("MqGroup.write() survives .mq/intent truncated under its mapping, and writes its intent plainly then", async () => {
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   using w = MqGroup.create(g, { replay: "all" });
+  // One burst under the lock: its intents after the first go through a shared mapping.
+  w.holdLock();
   w.write("s", "one\n");
-  w.write("s", "two\n"); // the intent is written through a shared mapping by now
+  w.write("s", "two\n");
   Deno.truncateSync(`${g}/.mq/intent`, 0); // by a process with write access
   w.write("s", "three\n"); // the store faults: the SIGBUS guard keeps the process alive
   // The intent of each write is in the file, sound, naming that write.
@@ -392,6 +415,7 @@ Deno.test("MqGroup.write() survives .mq/intent truncated under its mapping, and 
   assert.equal(intentOf(2), undefined, "the third write's intent, written with pwrite");
   w.write("s", "four\n");
   assert.equal(intentOf(3), undefined);
+  w.releaseLock();
   const r = MqReader.open(w, ["s"], { replay: "all" });
   try {
     assert.deepEqual(

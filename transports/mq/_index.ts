@@ -35,14 +35,6 @@ import { faultCounter, faultedIn, guardRange, unguardRange } from "../../sys/sig
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./_checkpoint.ts";
 
 const CHUNK_RECORDS = 1024;
-/** Temporary A/B switch: FSBUS_AB=1 writes the intent with pwrite. */
-const MAP_INTENT = (() => {
-  try {
-    return Deno.env.get("FSBUS_AB") !== "1";
-  } catch {
-    return true;
-  }
-})();
 const PUNCH_MIN = 64 * 1024;
 const PAGE = 4096;
 const CRC_CHUNK = 256 * 1024;
@@ -134,6 +126,8 @@ export class GroupIndex {
     | { map: Mapping; bytes: Uint8Array; slot: number; faults: Int32Array }
     | null
     | undefined;
+  /** The next intent is the first since the lock was taken: written with pwrite. */
+  #intentPlain = true;
   readonly #intentView = new DataView(this.#intentBuf.buffer);
   readonly #chunk = new Uint8Array(CHUNK_RECORDS * RECORD);
   readonly #chunkView = new DataView(this.#chunk.buffer);
@@ -179,6 +173,7 @@ export class GroupIndex {
    */
   set lockHeld(held: boolean) {
     this.#lockHeld = held;
+    this.#intentPlain = true;
     if (!held) this.#releasedCutoff = this.#lockedCutoff;
     this.#lockedCutoff = -1;
   }
@@ -496,18 +491,24 @@ export class GroupIndex {
   /**
    * Under the lock: writes the intent of the write in progress.
    *
-   * Through a shared mapping of `.mq/intent` once the file holds a record: stores into the
-   * page cache, the same bytes a `pwrite` leaves there and every process reads with
-   * `pread`, without a system call per write. A page lost to a truncation (a process with
-   * write access) is caught by the SIGBUS guard: the store then went to a private page, so
-   * the intent is written with `pwrite`, and from then on always.
+   * The first intent after the lock was taken is written with `pwrite`, so that a process
+   * watching `.mq/intent` with inotify (the mount's server, to know whether it must sync when
+   * it takes the lock again) sees every lock holder that wrote one: a store into a mapping
+   * makes no inotify event. The next ones under the same lock (a burst, see the group's
+   * holdLock) go through a shared mapping of `.mq/intent`: stores into the page cache, the
+   * same bytes a `pwrite` leaves there and every process reads with `pread`, without a system
+   * call. A page lost to a truncation (a process with write access) is caught by the SIGBUS
+   * guard: the store then went to a private page, so the intent is written with `pwrite`,
+   * and from then on always.
    *
    * @param r Its record.
    */
   writeIntent(r: RecordFields): void {
     const rec = this.#record(r);
-    const m = this.#intentMap === undefined ? this.#mapIntent() : this.#intentMap;
-    if (m !== null && MAP_INTENT) {
+    const plain = this.#intentPlain;
+    this.#intentPlain = false;
+    const m = plain ? null : this.#intentMap === undefined ? this.#mapIntent() : this.#intentMap;
+    if (m !== null) {
       const since = m.faults[0]!;
       m.bytes.set(rec);
       if (m.faults[0] === since || !faultedIn(m.map.pointer, m.map.length, since)) return;

@@ -114,14 +114,6 @@ import { type StreamInfo, type StreamState, StreamTable } from "./_streams.ts";
 import { GroupIndex } from "./_index.ts";
 import { attachInternals } from "./_internal.ts";
 
-/** Temporary A/B switch: FSBUS_AB=1 looks at the stream's size before each write again. */
-const SIZE_CHECK = (() => {
-  try {
-    return Deno.env.get("FSBUS_AB") === "1";
-  } catch {
-    return false;
-  }
-})();
 export type { DataMode, Depth, ReplayMode, Settings } from "./_ctl.ts";
 export type { StreamInfo } from "./_streams.ts";
 export { checkStreamName } from "./_names.ts";
@@ -251,11 +243,7 @@ export class MqGroup {
   #resumable = false;
   /** Taken by holdLock with nothing changed since the last release: no full sync needed. */
   #resume = false;
-  /**
-   * Streams whose size was looked at since the last sync under the lock held now: a write
-   * to one need not look again (a plain program's append or truncation since is found by
-   * where the write lands, see #appendMessage).
-   */
+  /** Streams caught up by the last sync (a write need not look at its stream again). */
   readonly #caught = new Set<StreamState>();
 
   private constructor(dir: GroupDir, writable: boolean) {
@@ -478,7 +466,6 @@ export class MqGroup {
       // Perhaps half done (a write's intent left): the next lock does a full sync.
       this.#synced = false;
       this.#resume = false;
-      this.#caught.clear();
       throw err;
     } finally {
       if (outer) this.#unlock();
@@ -508,7 +495,6 @@ export class MqGroup {
     this.#resumable = this.#synced;
     this.#synced = false;
     this.#resume = false;
-    this.#caught.clear();
     unlockFd(this.#lockFd);
   }
 
@@ -636,17 +622,14 @@ export class MqGroup {
    */
   #catchUp(s: StreamState): StreamState {
     const size = fdSize(s.fd);
-    let t = s;
-    if (size === s.end) {
-      // as indexed
-    } else if (size > s.end && !this.#index.lastMessageChanged(s)) {
+    if (size === s.end) return s;
+    if (size > s.end && !this.#index.lastMessageChanged(s)) {
       this.#index.commitForeign(s, s.end, size - s.end);
-    } else {
-      t = this.#streams.renew(s);
-      if (size > 0) this.#index.commitForeign(t, 0, size);
+      return s;
     }
-    this.#caught.add(t);
-    return t;
+    const fresh = this.#streams.renew(s);
+    if (size > 0) this.#index.commitForeign(fresh, 0, size);
+    return fresh;
   }
 
   /**
@@ -747,12 +730,9 @@ export class MqGroup {
       } else if (this.#resume) this.#catchUpLive();
       else this.#syncLocked(false);
       const s = this.#streams.forWrite(stream);
-      // Foreign appends to the stream come first. Its size was looked at since the lock was
-      // taken (by the sync, or by the last write to it): what a plain program did since is
-      // found by where this write lands.
-      const t = this.#caught.has(s) && bytes.length > 0 && (!SIZE_CHECK || !synced)
-        ? s
-        : this.#catchUp(s);
+      // Foreign appends to the stream come first (the sync just looked at live streams).
+      const t = !synced && this.#caught.has(s) ? s : this.#catchUp(s);
+      this.#caught.clear();
       const seq = this.#appendMessage(t, bytes, options.order !== false);
       this.#index.trimLocked(this.#settings.current.depth);
       return { seq, stream };
@@ -791,40 +771,26 @@ export class MqGroup {
   }
 
   /** Steps 1 to 4 of a write (see the module doc), under the lock. */
-  #appendMessage(stream: StreamState, data: Uint8Array, withOrder: boolean): number {
-    let s = stream;
+  #appendMessage(s: StreamState, data: Uint8Array, withOrder: boolean): number {
     const index = this.#index;
     const length = data.length;
-    const crc = index.dataCrc(data);
-    let r = index.nextRecord(s, length, crc);
+    const r = index.nextRecord(s, length, index.dataCrc(data));
     // 1. intent
     index.writeIntent(r);
     // 2. the bytes, in one O_APPEND write
     if (length > 0) {
       writeAllFd(s.fd, data);
       const offset = fdPosition(s.fd) - length;
-      if (offset !== s.end) {
-        // A plain program appended to the stream, or truncated or rewrote it, since its size
-        // was last looked at (as #catchUp would have found): what it left before this
-        // message is one message first, in this incarnation or a new one. The intent names
-        // where this message landed before that message is committed.
-        let from = s.end;
-        if (offset < s.end || index.lastMessageChanged(s)) {
-          s = this.#streams.renew(s);
-          this.#caught.add(s);
-          from = 0;
-        }
-        const gap = offset - from;
-        r = index.nextRecord(s, length, crc);
+      if (offset > s.end) {
+        // A foreign append landed between our check and our write: it comes first.
+        const gap = offset - s.end;
+        r.seq++;
         r.offset = offset;
-        if (gap > 0) {
-          r.seq++;
-          r.local++;
-          r.cum += gap;
-          r.order += s.orderEntry.length;
-        }
+        r.local++;
+        r.cum += gap;
+        r.order += s.orderEntry.length;
         index.writeIntent(r);
-        if (gap > 0) index.commitForeign(s, from, gap);
+        index.commitForeign(s, s.end, gap);
       }
     }
     // Readers in this process take the bytes from memory (a small message only).
