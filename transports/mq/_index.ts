@@ -499,7 +499,9 @@ export class GroupIndex {
    * same bytes a `pwrite` leaves there and every process reads with `pread`, without a system
    * call. A page lost to a truncation (a process with write access) is caught by the SIGBUS
    * guard: the store then went to a private page, so the intent is written with `pwrite`,
-   * and from then on always.
+   * and from then on always. A writer killed during a store leaves a torn record, read as no
+   * intent: the checksum of a format 2 record fails, and its data was not written yet. A
+   * format 1 record has no checksum, so a format 1 group always writes it with `pwrite`.
    *
    * @param r Its record.
    */
@@ -521,6 +523,7 @@ export class GroupIndex {
   /** Maps `.mq/intent` when it holds a record and a SIGBUS guard can watch it, or says no. */
   #mapIntent(): { map: Mapping; bytes: Uint8Array; slot: number; faults: Int32Array } | null {
     this.#intentMap = null;
+    if (this.#version === 1) return null; // no checksum to tell a torn store (see writeIntent)
     if (fdSize(this.#intentFd) < RECORD) {
       this.#intentMap = undefined; // the first intent is written plainly: ask again then
       return null;
