@@ -312,6 +312,7 @@ function publishRate(count: number, size: number): Result {
     }
     const rate = count / ((performance.now() - t0) / 1000);
     const cpuMs = cpuTimeMs() - cpu0;
+    void pub.close(); // no sweep to wait for: releases the bus's descriptor
     return {
       transport: "msgfs",
       scenario: "publish-only",
