@@ -327,7 +327,19 @@ export async function repeatFloor(
     if (r === undefined) return undefined;
     runs.push(r);
   }
-  if (runs.length === 1) return runs[0];
+  return medianFloor(runs, p);
+}
+
+/**
+ * The median of several runs of one floor point, as {@linkcode repeatFloor} keeps it: for a
+ * caller that runs them one by one, alternated with other transports' runs of the same point.
+ *
+ * @param runs The runs (at least one).
+ * @param p The load shape they ran.
+ * @returns The median run, with the range in `notes` and the checks summed over all runs.
+ */
+export function medianFloor(runs: Result[], p: FloorPoint): Result {
+  if (runs.length === 1) return runs[0]!;
   const key = (r: Result) => (p.rate > 0 ? r.p50_us : r.sub_rate ?? r.pub_rate) ?? 0;
   const sorted = [...runs].sort((a, b) => key(a) - key(b));
   const mid = { ...sorted[sorted.length >> 1]! };
