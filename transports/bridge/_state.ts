@@ -318,6 +318,14 @@ export class Seen implements Disposable {
   }
 
   /**
+   * Where `id` came from as far as this bridge knows now (without reading what others added
+   * since it last did): undefined when not recorded, null when recorded without it.
+   */
+  recorded(id: string): WrittenFrom | null | undefined {
+    return this.#set.get(id);
+  }
+
+  /**
    * Whether `id` was recorded by any bridge sharing the file (reading what others added):
    * undefined when not, else where it came from (null when that was not recorded).
    */
