@@ -282,7 +282,7 @@ export function localSink(e: Local, ctx: Context): Sink {
           const id = writtenId();
           const p = pub.publish(m.data, topic === "" ? { id } : { topic, id });
           ctx.written.add(p.id, from(m));
-        });
+        }, m.more);
       has = (m, since) => {
         const topic = e.topic ?? m.topic;
         const dir = topic === "" ? e.path : `${e.path}/${topic}`;
@@ -309,7 +309,7 @@ export function localSink(e: Local, ctx: Context): Sink {
           if (ctx.written.hasOrigin(m.origin, m.id)) return;
           const r = g.write(stream, m.data, {});
           ctx.written.add(`mq:${r.seq}`, from(m));
-        });
+        }, m.more);
       };
       has = async (m) => {
         const stream = e.stream ?? (m.topic === "" ? "_" : m.topic);

@@ -186,6 +186,7 @@ export async function remoteSource(
       }
       const value = queue[head]!;
       queue[head++] = undefined as unknown as Envelope;
+      if (head < queue.length) value.more = true;
       if (head === queue.length) {
         queue.length = 0;
         head = 0;

@@ -287,26 +287,50 @@ export class Seen implements Disposable {
     }
   }
 
-  /** With the lock held: catch up, run `fn`, compact when large, release. */
-  #section<T>(fn: () => T): T {
+  /**
+   * With the lock held: catch up, run `fn`, compact when large, release — or, with `keep`,
+   * keep holding the lock for the next section (see {@linkcode Seen.guard}).
+   */
+  #section<T>(fn: () => T, keep = false): T {
+    let kept = false;
     try {
-      this.#catchUp();
+      // Held since the last section: no other bridge can have added anything.
+      if (!this.#kept) this.#catchUp();
       const r = fn();
       this.#compactIfLarge();
+      kept = keep;
       return r;
     } finally {
-      this.#lock!.unlock();
+      this.#kept = kept;
+      if (!kept) {
+        this.#lock!.unlock();
+      } else {
+        // Let go at the latest when the event loop next turns, whatever follows.
+        this.#keptTimer ??= setTimeout(() => {
+          this.#keptTimer = undefined;
+          if (this.#kept) this.#release();
+        }, 0);
+      }
     }
   }
 
+  #kept = false;
+  #keptTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Gives up a lock kept after a section. */
+  #release(): void {
+    this.#kept = false;
+    this.#lock!.unlock();
+  }
+
   /** Runs `fn` holding the file's lock (in turn, waiting while another process holds it). */
-  #locked<T>(fn: () => T): T | Promise<T> {
+  #locked<T>(fn: () => T, keep = false): T | Promise<T> {
     const lock = this.#lock!;
-    if (this.#waiters === 0 && lock.tryLock()) return this.#section(fn);
+    if (this.#waiters === 0 && lock.tryLock()) return this.#section(fn, keep);
     this.#waiters++;
     const run = this.#tail.then(async () => {
       await lock.lock();
-      return this.#section(fn);
+      return this.#section(fn, keep);
     });
     this.#tail = run.then(() => {}, () => {}).finally(() => this.#waiters--);
     return run;
@@ -352,9 +376,15 @@ export class Seen implements Disposable {
   /**
    * Runs `write` (which writes a message into the bus and {@linkcode Seen.add}s its id)
    * holding the file's lock, so that no other bridge can read the message before its id.
+   *
+   * With `more` (another message waits right behind this one, as when one socket read
+   * brought several), the lock stays held for the next call: a burst takes the lock once
+   * (two `flock` calls and a read fewer per message). It is given up by the next call without
+   * `more`, or when the event loop next turns, whichever comes first. Every id is still
+   * recorded right after its message, under the lock.
    */
-  guard<T>(write: () => T): T | Promise<T> {
-    return this.#lock ? this.#locked(write) : write();
+  guard<T>(write: () => T, more = false): T | Promise<T> {
+    return this.#lock ? this.#locked(write, more) : write();
   }
 
   /**
@@ -388,6 +418,8 @@ export class Seen implements Disposable {
 
   [Symbol.dispose](): void {
     clearTimeout(this.#addTimer);
+    clearTimeout(this.#keptTimer);
+    this.#keptTimer = undefined;
     if (this.#pendingAdds.length > 0 && this.#file && this.#lock?.tryLock()) {
       try {
         this.#section(() => this.#appendAll(this.#pendingAdds.splice(0)));
