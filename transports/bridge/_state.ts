@@ -304,6 +304,10 @@ export class Seen implements Disposable {
       this.#kept = kept;
       if (!kept) {
         this.#lock!.unlock();
+        if (this.#keptTimer !== undefined) {
+          clearTimeout(this.#keptTimer);
+          this.#keptTimer = undefined;
+        }
       } else {
         // Let go at the latest when the event loop next turns, whatever follows.
         this.#keptTimer ??= setTimeout(() => {
