@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Seen } from "../../transports/bridge/_state.ts";
+import { Position, Seen } from "../../transports/bridge/_state.ts";
 import { tempDir, waitFor } from "../_helpers.ts";
 import { FileLock } from "../../sys/flock.ts";
 
@@ -107,4 +107,27 @@ Deno.test("Seen: a burst's writes keep the lock from one to the next; it is let 
       throw new Error("full");
     }, true), /full/);
   assert.equal(free(), true, "let go after a failed write");
+});
+
+Deno.test("Position: the write ahead and the position survive a reopen; a line too long is refused", () => {
+  using dir = tempDir();
+  const path = `${dir.path}/pos-x`;
+  {
+    using pos = new Position(path);
+    assert.equal(pos.initial, undefined);
+    assert.equal(pos.pending, undefined);
+    pos.save("41", "01a2-é-id"); // a file name need not be ASCII
+  } // disposed without saying the write ended: as after a crash
+  {
+    using pos = new Position(path);
+    assert.equal(pos.initial, "41");
+    assert.equal(pos.pending?.key, "01a2-é-id");
+    assert.ok(Math.abs(pos.pending!.since - Date.now()) < 60_000);
+    pos.saveSoon("42"); // the write ended; kept within 100 ms, or at dispose
+    assert.throws(() => pos.save("1", "é".repeat(80)), /longer than 160 bytes/);
+  }
+  using pos = new Position(path);
+  assert.equal(pos.initial, "42");
+  assert.equal(pos.pending, undefined);
+  assert.equal(Deno.statSync(path).size, 160);
 });

@@ -9,8 +9,11 @@
 
 import { fromFsError, FsbusError } from "../../types.ts";
 import { FileLock } from "../../sys/flock.ts";
+import { closeFd, O, openFd } from "../../sys/fs.ts";
+import { preadFd, pwriteAll } from "../../sys/fd_io.ts";
 
 const POS_WIDTH = 160;
+const posEnc = new TextEncoder();
 const SEEN_KEEP = 50_000;
 /** The last line of a seen list that was compacted into a new file. */
 const MOVED = "#moved";
@@ -22,7 +25,7 @@ const MOVED = "#moved";
  * message got in, rather than write it twice.
  */
 export class Position implements Disposable {
-  readonly #file: Deno.FsFile;
+  readonly #fd: number;
   readonly #buf = new Uint8Array(POS_WIDTH);
   /** The position when the bridge started, if any. */
   readonly initial: string | undefined;
@@ -31,8 +34,12 @@ export class Position implements Disposable {
 
   constructor(path: string) {
     try {
-      this.#file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
-      const n = this.#file.readSync(this.#buf) ?? 0;
+      this.#fd = openFd(path, O.RDWR | O.CREAT | O.NOFOLLOW, 0o600);
+    } catch (err) {
+      throw fromFsError(err, "Cannot open bridge state", path);
+    }
+    try {
+      const n = preadFd(this.#fd, this.#buf, 0);
       const [pos, key, since] = new TextDecoder().decode(this.#buf.subarray(0, n)).trim()
         .split("\t");
       this.initial = pos === "" || pos === undefined ? undefined : pos;
@@ -40,6 +47,7 @@ export class Position implements Disposable {
         ? undefined
         : { key, since: Number(since) };
     } catch (err) {
+      closeFd(this.#fd);
       throw fromFsError(err, "Cannot open bridge state", path);
     }
   }
@@ -54,10 +62,17 @@ export class Position implements Disposable {
    * Without `key`, the same as {@linkcode Position.saveSoon} followed by a flush.
    */
   save(value: string, key?: string): void {
+    const before = [this.#value, this.#key, this.#since] as const;
     this.#value = value;
     this.#key = key;
     this.#since = Date.now();
-    this.#write();
+    try {
+      this.#write();
+    } catch (err) {
+      // Refused (too long): what was recorded before stays.
+      [this.#value, this.#key, this.#since] = before;
+      throw err;
+    }
   }
 
   /**
@@ -83,23 +98,23 @@ export class Position implements Disposable {
     const line = this.#key === undefined
       ? this.#value
       : `${this.#value}\t${this.#key}\t${this.#since}`;
-    const text = line.padEnd(POS_WIDTH, " ");
-    if (text.length > POS_WIDTH) {
+    // The line in UTF-8, padded with spaces to the full width: one pwrite(2) in place.
+    const { read, written } = posEnc.encodeInto(line, this.#buf);
+    if (read < line.length) {
       throw new FsbusError(
         "invalid",
-        `Cannot save position "${line}": longer than ${POS_WIDTH} characters`,
+        `Cannot save position "${line}": longer than ${POS_WIDTH} bytes`,
       );
     }
-    this.#file.seekSync(0, Deno.SeekMode.Start);
-    this.#buf.set(new TextEncoder().encode(text));
-    this.#file.writeSync(this.#buf);
+    this.#buf.fill(0x20, written);
+    pwriteAll(this.#fd, this.#buf, 0);
   }
 
   [Symbol.dispose](): void {
     try {
       this.flush();
     } finally {
-      this.#file.close();
+      closeFd(this.#fd);
     }
   }
 }
