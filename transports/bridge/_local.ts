@@ -94,8 +94,15 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
     signal: ctx.signal,
   });
   let high = last ?? 0;
-  return source(async function* () {
-    for await (const m of sub) {
+  // A plain iterator over the subscription's (not an async generator around a `for await`):
+  // a message reaches the pump a few turns of the microtask queue sooner.
+  const it = sub[Symbol.asyncIterator]();
+  const done = { done: true, value: undefined } as const;
+  const next = async (): Promise<IteratorResult<Envelope>> => {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return done;
+      const m = r.value;
       if (ctx.sent.has(m.id)) continue;
       // Written by a bridge: never back where it came from; elsewhere with its origin.
       const w = m.id.endsWith(WRITTEN_MARK)
@@ -103,18 +110,34 @@ function dirSource(e: Extract<Endpoint, { kind: "dir" }>, ctx: Context): Source 
         : ctx.written.recorded(m.id);
       if (w === null || w?.from === ctx.peer) continue;
       high = Math.max(high, m.time.getTime());
-      yield {
-        data: m.data,
-        id: w ? w.id : m.id,
-        topic: e.topic === undefined ? m.topic : "",
-        time: m.time,
-        origin: w ? w.origin : ctx.origin,
-        host: w ? w.host : ctx.host,
-        position: String(high),
-        seenId: m.id,
+      return {
+        done: false,
+        value: {
+          data: m.data,
+          id: w ? w.id : m.id,
+          topic: e.topic === undefined ? m.topic : "",
+          time: m.time,
+          origin: w ? w.origin : ctx.origin,
+          host: w ? w.host : ctx.host,
+          position: String(high),
+          seenId: m.id,
+        },
       };
     }
-  }, () => sub.close());
+  };
+  const iterator: AsyncIterator<Envelope> = {
+    next,
+    // The pump stopped early (a failed write): the subscription ends too.
+    async return() {
+      await it.return?.();
+      return done;
+    },
+  };
+  return {
+    [Symbol.asyncIterator]: () => iterator,
+    lag: () => 0,
+    close: () => sub.close(),
+  };
 }
 
 function mqSource(e: Extract<Endpoint, { kind: "mq" }>, ctx: Context): Source {
