@@ -1,9 +1,19 @@
 import assert from "node:assert/strict";
 import { checkGroup, MqGroup, type MqMessage, MqReader } from "../../transports/mq/mod.ts";
-import { encodeRecord, HEADER, MAGIC_V1, R, RECORD, u64 } from "../../transports/mq/_layout.ts";
+import {
+  encodeRecord,
+  HEADER,
+  INTENT,
+  MAGIC_V1,
+  R,
+  RECORD,
+  recordProblem,
+  u64,
+} from "../../transports/mq/_layout.ts";
 import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
 import { sh, tempDir } from "../_helpers.ts";
+import { IN, Inotify } from "../../sys/inotify.ts";
 
 const STREAMS = ["s0", "s1", "s2"];
 
@@ -270,6 +280,151 @@ Deno.test("MqGroup.sync() makes a stream truncated or rewritten in place a new i
   await sh(`echo appended >> ${g}/s`); // a plain append stays a message of its own
   w.sync();
   assert.deepEqual(await read(), ["a-much-longer-line\n", "appended\n"]);
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("MqGroup.write() holding the lock takes a stream truncated, rewritten or appended to between writes as a sync does", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  using w = MqGroup.create(g, { replay: "all" });
+  // Read through the writer's group: another open of it would wait for the lock held here.
+  const read = async () => {
+    const r = MqReader.open(w, ["s"], { replay: "all" });
+    try {
+      return r.poll().map((m) => new TextDecoder().decode(m.data));
+    } finally {
+      await r.close();
+    }
+  };
+  w.holdLock();
+  try {
+    w.write("s", "one\n");
+    w.write("s", "two\n");
+    // No sync between these writes: each change is found by the next write.
+    await sh(`echo 3 > ${g}/s`); // shorter: truncated, then written
+    w.write("s", "four\n");
+    assert.deepEqual(await read(), ["3\n", "four\n"]);
+    await sh(`echo a-much-longer-line > ${g}/s`); // longer: its last message's bytes changed
+    w.write("s", "five\n");
+    assert.deepEqual(await read(), ["a-much-longer-line\n", "five\n"]);
+    await sh(`echo appended >> ${g}/s`); // a plain append stays a message of its own
+    w.write("s", "six\n");
+    assert.deepEqual(await read(), ["a-much-longer-line\n", "five\n", "appended\n", "six\n"]);
+    await sh(`: > ${g}/s`); // emptied
+    w.write("s", "seven\n");
+    assert.deepEqual(await read(), ["seven\n"]);
+  } finally {
+    w.releaseLock();
+  }
+  assert.equal(
+    Deno.readTextFileSync(`${g}/order`),
+    "s\0".repeat(9), // one two 3 four a-much-longer-line five appended six seven
+  );
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("MqGroup.open() never lengthens a stream truncated after a dead writer's intent", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  {
+    using w = MqGroup.create(g, { replay: "all" });
+    w.write("s", "one\n");
+    w.write("s", "two\n");
+  }
+  // As a writer killed after its bytes and before its commit: the second record is gone,
+  // its intent is left. Then a plain program empties the stream.
+  const index = Deno.readFileSync(`${g}/.mq/index`);
+  Deno.writeFileSync(`${g}/.mq/index`, index.subarray(0, HEADER + RECORD));
+  Deno.truncateSync(`${g}/s`, 0);
+  using w = MqGroup.open(g);
+  assert.equal(Deno.statSync(`${g}/s`).size, 0, "no bytes added to the stream");
+  w.write("s", "three\n");
+  const r = MqReader.open(g, ["s"], { replay: "all" });
+  try {
+    assert.deepEqual(r.poll().map((m) => new TextDecoder().decode(m.data)), ["three\n"]);
+  } finally {
+    await r.close();
+  }
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("MqGroup.open() commits a dead writer's whole message found after a plain append, the append first", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  {
+    using w = MqGroup.create(g, { replay: "all" });
+    w.write("s", "one\n");
+    w.write("s", "two\n");
+  }
+  // As a writer holding the lock, killed after its bytes landed behind a plain append made
+  // since its last write, before it found the append: the second record is gone, its
+  // intent (naming where the append starts) is left.
+  const index = Deno.readFileSync(`${g}/.mq/index`);
+  Deno.writeFileSync(`${g}/.mq/index`, index.subarray(0, HEADER + RECORD));
+  Deno.writeTextFileSync(`${g}/s`, "one\nplain\ntwo\n"); // the same file, rewritten
+  using w = MqGroup.open(g);
+  const r = MqReader.open(w, ["s"], { replay: "all" });
+  try {
+    assert.deepEqual(
+      r.poll().map((m) => new TextDecoder().decode(m.data)),
+      ["one\n", "plain\n", "two\n"],
+    );
+  } finally {
+    await r.close();
+  }
+  assert.equal(Deno.readTextFileSync(`${g}/order`), "s\0s\0s\0");
+  assert.deepEqual(checkGroup(g).problems, []);
+});
+
+Deno.test("MqGroup.write(): every lock holder that writes an intent makes an inotify event on .mq/intent", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  using w = MqGroup.create(g, { replay: "all" });
+  const ino = new Inotify();
+  try {
+    ino.add(`${g}/.mq/intent`, IN.MODIFY);
+    // (A mount's server watches it to know whether another writer, perhaps one killed
+    // before its commit, held the lock while it did not.)
+    for (let burst = 0; burst < 3; burst++) {
+      w.holdLock();
+      for (let i = 0; i < 5; i++) w.write("s", `${burst}.${i}\n`);
+      w.releaseLock();
+      assert.ok(ino.read().length > 0, `burst ${burst} made an event`);
+    }
+  } finally {
+    await ino.close();
+  }
+});
+
+Deno.test("MqGroup.write() survives .mq/intent truncated under its mapping, and writes its intent plainly then", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  using w = MqGroup.create(g, { replay: "all" });
+  // One burst under the lock: its intents after the first go through a shared mapping.
+  w.holdLock();
+  w.write("s", "one\n");
+  w.write("s", "two\n");
+  Deno.truncateSync(`${g}/.mq/intent`, 0); // by a process with write access
+  w.write("s", "three\n"); // the store faults: the SIGBUS guard keeps the process alive
+  // The intent of each write is in the file, sound, naming that write.
+  const intentOf = (seq: number) => {
+    const intent = Deno.readFileSync(`${g}/.mq/intent`);
+    assert.equal(intent.length, RECORD);
+    return recordProblem(new DataView(intent.buffer), 0, seq, 2, INTENT);
+  };
+  assert.equal(intentOf(2), undefined, "the third write's intent, written with pwrite");
+  w.write("s", "four\n");
+  assert.equal(intentOf(3), undefined);
+  w.releaseLock();
+  const r = MqReader.open(w, ["s"], { replay: "all" });
+  try {
+    assert.deepEqual(
+      r.poll().map((m) => new TextDecoder().decode(m.data)),
+      ["one\n", "two\n", "three\n", "four\n"],
+    );
+  } finally {
+    await r.close();
+  }
   assert.deepEqual(checkGroup(g).problems, []);
 });
 

@@ -30,6 +30,8 @@ import {
 } from "./_layout.ts";
 import type { StreamState, StreamTable } from "./_streams.ts";
 import type { GroupDir } from "./_files.ts";
+import { type Mapping, mapShared } from "../../sys/mman.ts";
+import { faultCounter, faultedIn, guardRange, unguardRange } from "../../sys/sigbus.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./_checkpoint.ts";
 
 const CHUNK_RECORDS = 1024;
@@ -116,6 +118,16 @@ export class GroupIndex {
   #indexPunched = HEADER;
   #orderPunched = 0;
   readonly #intentBuf = new Uint8Array(RECORD);
+  /**
+   * `.mq/intent` mapped shared (see writeIntent): undefined until the first intent is
+   * written, null where it is not mapped (plain pwrite).
+   */
+  #intentMap:
+    | { map: Mapping; bytes: Uint8Array; slot: number; faults: Int32Array }
+    | null
+    | undefined;
+  /** The next intent is the first since the lock was taken: written with pwrite. */
+  #intentPlain = true;
   readonly #intentView = new DataView(this.#intentBuf.buffer);
   readonly #chunk = new Uint8Array(CHUNK_RECORDS * RECORD);
   readonly #chunkView = new DataView(this.#chunk.buffer);
@@ -161,6 +173,7 @@ export class GroupIndex {
    */
   set lockHeld(held: boolean) {
     this.#lockHeld = held;
+    this.#intentPlain = true;
     if (!held) this.#releasedCutoff = this.#lockedCutoff;
     this.#lockedCutoff = -1;
   }
@@ -366,13 +379,35 @@ export class GroupIndex {
       const complete = this.#version === 1
         ? fdSize(s.fd) >= r.offset + r.length
         : fileCrc(s.fd, r.offset, r.length) === r.dataCrc;
+      const size = fdSize(s.fd);
+      const landed = size - r.length;
       if (complete) {
         // The whole message reached the stream: the writer died after its data. Commit it.
         pwriteAll(this.#orderFd, s.orderEntry, r.order);
         this.commit(s, { ...r, state: COMMITTED });
+      } else if (
+        this.#version !== 1 && r.length > 0 && landed > r.offset &&
+        fileCrc(s.fd, landed, r.length) === r.dataCrc
+      ) {
+        // The whole message landed after bytes a plain program appended first (the writer
+        // died before it found them): they are one message, then this one.
+        const gap = landed - r.offset;
+        this.commitForeign(s, r.offset, gap);
+        const entry = s.orderEntry.length;
+        pwriteAll(this.#orderFd, s.orderEntry, r.order + entry);
+        this.commit(s, {
+          ...r,
+          state: COMMITTED,
+          seq: r.seq + 1,
+          offset: landed,
+          local: r.local + 1,
+          cum: r.cum + gap,
+          order: r.order + entry,
+        });
       } else {
-        // Torn: cut the stream back to where the message started.
-        truncateTo(s.fd, r.offset);
+        // Torn: cut the stream back to where the message started (never longer: a stream
+        // a plain program truncated meanwhile is a new incarnation, found by the sync).
+        if (size > r.offset) truncateTo(s.fd, r.offset);
       }
     }
     if (fdSize(this.#orderFd) > this.#orderEnd) truncateTo(this.#orderFd, this.#orderEnd);
@@ -456,10 +491,74 @@ export class GroupIndex {
   /**
    * Under the lock: writes the intent of the write in progress.
    *
+   * The first intent after the lock was taken is written with `pwrite`, so that a process
+   * watching `.mq/intent` with inotify (the mount's server, to know whether it must sync when
+   * it takes the lock again) sees every lock holder that wrote one: a store into a mapping
+   * makes no inotify event. The next ones under the same lock (a burst, see the group's
+   * holdLock) go through a shared mapping of `.mq/intent`: stores into the page cache, the
+   * same bytes a `pwrite` leaves there and every process reads with `pread`, without a system
+   * call. A page lost to a truncation (a process with write access) is caught by the SIGBUS
+   * guard: the store then went to a private page, so the intent is written with `pwrite`,
+   * and from then on always. A writer killed during a store leaves a torn record, read as no
+   * intent: the checksum of a format 2 record fails, and its data was not written yet. A
+   * format 1 record has no checksum, so a format 1 group always writes it with `pwrite`.
+   *
    * @param r Its record.
    */
   writeIntent(r: RecordFields): void {
-    pwriteAll(this.#intentFd, this.#record(r), 0);
+    const rec = this.#record(r);
+    const plain = this.#intentPlain;
+    this.#intentPlain = false;
+    const m = plain ? null : this.#intentMap === undefined ? this.#mapIntent() : this.#intentMap;
+    if (m !== null) {
+      const since = m.faults[0]!;
+      m.bytes.set(rec);
+      if (m.faults[0] === since || !faultedIn(m.map.pointer, m.map.length, since)) return;
+      this.#unmapIntent();
+      this.#intentMap = null;
+    }
+    pwriteAll(this.#intentFd, rec, 0);
+  }
+
+  /** Maps `.mq/intent` when it holds a record and a SIGBUS guard can watch it, or says no. */
+  #mapIntent(): { map: Mapping; bytes: Uint8Array; slot: number; faults: Int32Array } | null {
+    this.#intentMap = null;
+    if (this.#version === 1) return null; // no checksum to tell a torn store (see writeIntent)
+    if (fdSize(this.#intentFd) < RECORD) {
+      this.#intentMap = undefined; // the first intent is written plainly: ask again then
+      return null;
+    }
+    let map: Mapping;
+    try {
+      map = mapShared(this.#intentFd, RECORD);
+    } catch {
+      return null;
+    }
+    const slot = guardRange(map.pointer, map.length);
+    if (slot < 0) {
+      map.unmap();
+      return null;
+    }
+    this.#intentMap = {
+      map,
+      bytes: new Uint8Array(map.buffer, 0, RECORD),
+      slot,
+      faults: faultCounter(),
+    };
+    return this.#intentMap;
+  }
+
+  #unmapIntent(): void {
+    const m = this.#intentMap;
+    if (m == null) return;
+    unguardRange(m.slot);
+    m.map.unmap();
+  }
+
+  /** Unmaps what the index mapped; its descriptors are the group's to close. */
+  close(): void {
+    this.#unmapIntent();
+    this.#intentMap = null;
   }
 
   /**

@@ -981,6 +981,7 @@ export class MqGroup {
     this.#held = false;
     this.#lockDepth = 0;
     this.#caught.clear();
+    this.#index.close();
     this.#fds.dispose();
     this.#streams.close();
   }
