@@ -67,8 +67,10 @@ export function denoTransport(nats: Internals): () => Transport {
     #conn: Deno.TcpConn | undefined;
     #connected = false;
     #done = false;
+    /** Bytes read and not yet taken by the client's parser. */
     #yields: Uint8Array[] = [];
-    #signal = later<void>();
+    /** The parser's pending `next()`, when it waits for bytes. */
+    #waiter: ((r: IteratorResult<Uint8Array>) => void) | undefined;
     readonly #closedNote = later<void | Error>();
     #out: Uint8Array[] = [];
     #writing: Promise<void> | undefined;
@@ -126,8 +128,14 @@ export function denoTransport(nats: Internals): () => Transport {
         for (;;) {
           const n = await conn.read(buf);
           if (n === null) break;
-          this.#yields.push(buf.slice(0, n));
-          this.#signal.resolve();
+          const chunk = buf.slice(0, n);
+          const w = this.#waiter;
+          if (w) {
+            this.#waiter = undefined;
+            w({ value: chunk, done: false });
+          } else {
+            this.#yields.push(chunk);
+          }
         }
       } catch (err) {
         if (!this.#done) error = err instanceof Error ? err : new Error(String(err));
@@ -135,15 +143,23 @@ export function denoTransport(nats: Internals): () => Transport {
       await this.#closed(error, false);
     }
 
-    async *[Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
-      for (;;) {
-        if (this.#yields.length === 0) await this.#signal.promise;
-        const ys = this.#yields;
-        this.#yields = [];
-        for (const y of ys) yield y;
-        if (this.#done) break;
-        if (this.#yields.length === 0) this.#signal = later();
-      }
+    /**
+     * The bytes read, in order, for the client's parser: a plain iterator handing each read
+     * straight to the parser's pending `next()` (an async generator and a signal in between
+     * would cost a few more turns of the microtask queue per read); it ends once the
+     * connection is closed and everything read was taken.
+     */
+    [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
+      const it: AsyncIterableIterator<Uint8Array> = {
+        [Symbol.asyncIterator]: () => it,
+        next: (): Promise<IteratorResult<Uint8Array>> => {
+          const y = this.#yields.shift();
+          if (y !== undefined) return Promise.resolve({ value: y, done: false });
+          if (this.#done) return Promise.resolve({ value: undefined, done: true });
+          return new Promise((r) => (this.#waiter = r));
+        },
+      };
+      return it;
     }
 
     isEncrypted(): boolean {
@@ -190,7 +206,9 @@ export function denoTransport(nats: Internals): () => Transport {
         // closed by the other side
       }
       this.#conn = undefined;
-      this.#signal.resolve();
+      const w = this.#waiter;
+      this.#waiter = undefined;
+      w?.({ value: undefined, done: true });
       this.#closedNote.resolve(this.closeError);
     }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { Seen } from "../../transports/bridge/_state.ts";
+import { Position, Seen } from "../../transports/bridge/_state.ts";
 import { tempDir, waitFor } from "../_helpers.ts";
+import { FileLock } from "../../sys/flock.ts";
 
 function fileLines(path: string): number {
   return Deno.readTextFileSync(path).split("\n").filter((l) => l !== "").length;
@@ -71,4 +72,62 @@ Deno.test("Seen: ids another bridge adds across compactions are all found", asyn
   }
   assert.ok(reader.size <= 2 * keep, `reader held ${reader.size} ids`);
   assert.equal(await reader.lookup("other"), undefined);
+});
+
+Deno.test("Seen: a burst's writes keep the lock from one to the next; it is let go after the last, or when the event loop turns", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/written`;
+  using writer = new Seen(path);
+  using other = new Seen(path);
+  using probe = FileLock.open(`${path}.lock`);
+  const from = (id: string) => ({ from: "nats:x", origin: "o", id, host: "h" });
+  const free = () => {
+    const got = probe.tryLock();
+    if (got) probe.unlock();
+    return got;
+  };
+  // Three messages of one read: held from the first to the last, each id in the file at once.
+  await writer.guard(() => writer.add("a", from("a")), true);
+  assert.equal(free(), false, "kept after the first");
+  assert.match(Deno.readTextFileSync(path), /^a\t/);
+  await writer.guard(() => writer.add("b", from("b")), true);
+  assert.equal(free(), false, "kept after the second");
+  await writer.guard(() => writer.add("c", from("c")));
+  assert.equal(free(), true, "let go after the last");
+  assert.equal(fileLines(path), 3);
+  // Kept, then nothing follows: let go once the event loop turns.
+  await writer.guard(() => writer.add("d", from("d")), true);
+  assert.equal(free(), false);
+  await waitFor(free, "the kept lock to be let go");
+  // Another bridge meanwhile waited for it, and then knows every id.
+  for (const id of ["a", "b", "c", "d"]) assert.deepEqual(await other.lookup(id), from(id));
+  // A write that fails lets go too.
+  assert.throws(() =>
+    writer.guard(() => {
+      throw new Error("full");
+    }, true), /full/);
+  assert.equal(free(), true, "let go after a failed write");
+});
+
+Deno.test("Position: the write ahead and the position survive a reopen; a line too long is refused", () => {
+  using dir = tempDir();
+  const path = `${dir.path}/pos-x`;
+  {
+    using pos = new Position(path);
+    assert.equal(pos.initial, undefined);
+    assert.equal(pos.pending, undefined);
+    pos.save("41", "01a2-é-id"); // a file name need not be ASCII
+  } // disposed without saying the write ended: as after a crash
+  {
+    using pos = new Position(path);
+    assert.equal(pos.initial, "41");
+    assert.equal(pos.pending?.key, "01a2-é-id");
+    assert.ok(Math.abs(pos.pending!.since - Date.now()) < 60_000);
+    pos.saveSoon("42"); // the write ended; kept within 100 ms, or at dispose
+    assert.throws(() => pos.save("1", "é".repeat(80)), /longer than 160 bytes/);
+  }
+  using pos = new Position(path);
+  assert.equal(pos.initial, "42");
+  assert.equal(pos.pending, undefined);
+  assert.equal(Deno.statSync(path).size, 160);
 });

@@ -6,6 +6,7 @@ import * as fanout from "../../transports/fanout/mod.ts";
 import * as filebus from "../../transports/filebus/mod.ts";
 import { FsbusError } from "../../types.ts";
 import { tempDir, waitFor } from "../_helpers.ts";
+import { FileLock } from "../../sys/flock.ts";
 import { startCluster, startNats } from "../_nats.ts";
 import { connectNats } from "../../transports/_nats.ts";
 
@@ -121,6 +122,46 @@ Deno.test("bridge() joins two directory buses both ways without loops, topics ke
   assert.equal(onB.got.length, 3);
   assert.equal(onA.got.length, 3);
   assert.deepEqual(again.status.directions.map((d) => d.delivered), [1, 0]);
+});
+
+Deno.test("bridge() carries a bus's own messages while another bridge holds the written list; a bridge's own waits for it", async () => {
+  using dir = tempDir();
+  const [a, b, c] = ["a", "b", "c"].map((n) => `${dir.path}/${n}`) as [string, string, string];
+  for (const d of [a, b, c]) Deno.mkdirSync(d);
+  await using onB = watch(b);
+  const state = `${dir.path}/s`;
+  // c -> a writes into a (recording into a's list of written ids); a -> b reads a.
+  await using into = await bridge(`dir:${c}`, `dir:${a}`, { stateDir: state });
+  await using out = await bridge(`dir:${a}`, `dir:${b}`, { stateDir: state });
+  msgfs.publish(c, "through a");
+  await waitFor(() => onB.texts().includes("through a"), "the first message on b");
+  // The ids of the messages a bridge writes end alike: the mark of "look me up".
+  const written = [...Deno.readDirSync(a)].filter((e) => e.isFile).map((e) => e.name);
+  assert.equal(written.length, 1);
+  const mark = written[0]!.slice(32);
+  // a's list (into's sink and out's source share it) is the one with that id.
+  const lists = [...Deno.readDirSync(state)].filter((e) => e.name.startsWith("bus-"))
+    .map((e) => `${state}/${e.name}/written`)
+    .filter((p) => Deno.readTextFileSync(p).includes(written[0]!));
+  assert.equal(lists.length, 1);
+  {
+    using held = FileLock.open(`${lists[0]!}.lock`);
+    assert.ok(held.tryLock());
+    // Published on a: carried at once, the list's lock not needed.
+    msgfs.publish(a, "published on a");
+    await waitFor(() => onB.texts().includes("published on a"), "a's own message on b");
+    // An id with the mark is looked up in the list, under its lock: it waits.
+    const id = msgfs.newId().slice(0, 32) + mark;
+    const pub = new msgfs.Publisher(a);
+    pub.publish("marked", { id });
+    await pub.close();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(!onB.texts().includes("marked"));
+  }
+  await waitFor(() => onB.texts().includes("marked"), "the marked message, after");
+  assert.deepEqual(onB.texts(), ["through a", "published on a", "marked"]);
+  assert.equal(into.status.directions[0]!.delivered, 1);
+  assert.deepEqual(out.status.directions[0]!.delivered, 3);
 });
 
 Deno.test("bridge() carries a fanout topic into a directory bus topic", async () => {

@@ -32,6 +32,11 @@ export interface Envelope {
   done?: () => void;
   /** Not a message: a pin session's state (see _pin.ts), kept only by whole mq groups. */
   pinState?: boolean;
+  /**
+   * Another message is already waiting behind this one (the rest of one socket read): a
+   * local sink may keep its lock for it (see `Seen.guard`).
+   */
+  more?: boolean;
 }
 
 /** Messages coming out of an endpoint. */

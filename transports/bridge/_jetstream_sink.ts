@@ -39,25 +39,75 @@ function clean(v: string): string {
   return /[\r\n]/.test(v) ? v.replace(/[\r\n]/g, " ") : v;
 }
 
+const SLAB = 64 * 1024;
+let slab = new Uint8Array(0);
+let slabAt = 0;
+
+/** The second `isoTime` made last: its first ms, and its ISO text up to the dot. */
+let isoSecond = { from: 0, text: "" };
+
+/** `time.toISOString()`, the text down to the second made once per second. */
+function isoTime(time: Date): string {
+  const ms = time.getTime();
+  const inSecond = ms - isoSecond.from;
+  if (!(inSecond >= 0 && inSecond < 1000)) {
+    const text = time.toISOString();
+    // Years 0000-9999 only (the others' form is longer): made in full each time.
+    if (text.length !== 24) return text;
+    isoSecond = { from: ms - Number(text.slice(20, 23)), text: text.slice(0, 20) };
+    return text;
+  }
+  return `${isoSecond.text}${inSecond < 10 ? "00" : inSecond < 100 ? "0" : ""}${inSecond}Z`;
+}
+
+/** The lines of a header block that stay the same from message to message, encoded. */
+let fixed: { origin: string; host: string; topic: string; pin: boolean; bytes: Uint8Array } = {
+  origin: "",
+  host: "",
+  topic: "",
+  pin: false,
+  bytes: new Uint8Array(0),
+};
+
 /**
  * The NATS header block of a message (what `MsgHdrs.encode()` would make, without building
- * the object): the fsbus metadata, and the message id when given.
+ * the object): the fsbus metadata, and the message id when given. The lines that rarely
+ * change (origin, host, topic, pin state) are encoded once and kept while they stay the same;
+ * only the id, the time and the message id are encoded for each message.
  *
  * @param e The message.
  * @param msgId Its JetStream message id, if any.
  * @returns Headers the client sends as they are, and their size in bytes.
  */
 export function headerBlock(e: Envelope, msgId?: string): { headers: MsgHdrs; size: number } {
-  let s = `NATS/1.0\r\n${HEADER.origin}: ${clean(e.origin)}\r\n${HEADER.id}: ${clean(e.id)}\r\n` +
-    `${HEADER.topic}: ${
-      encodeURIComponent(e.topic)
-    }\r\n${HEADER.time}: ${e.time.toISOString()}\r\n` +
-    `${HEADER.host}: ${clean(e.host)}\r\n`;
-  if (e.pinState) s += `${HEADER.pin}: 1\r\n`;
-  if (msgId !== undefined) s += `Nats-Msg-Id: ${clean(msgId)}\r\n`;
-  const bytes = enc.encode(s + "\r\n");
+  const pin = e.pinState === true;
+  if (
+    fixed.origin !== e.origin || fixed.host !== e.host || fixed.topic !== e.topic ||
+    fixed.pin !== pin
+  ) {
+    let s = `NATS/1.0\r\n${HEADER.origin}: ${clean(e.origin)}\r\n` +
+      `${HEADER.topic}: ${encodeURIComponent(e.topic)}\r\n${HEADER.host}: ${clean(e.host)}\r\n`;
+    if (pin) s += `${HEADER.pin}: 1\r\n`;
+    fixed = { origin: e.origin, host: e.host, topic: e.topic, pin, bytes: enc.encode(s) };
+  }
+  let v = `${HEADER.id}: ${clean(e.id)}\r\n${HEADER.time}: ${isoTime(e.time)}\r\n`;
+  if (msgId !== undefined) v += `Nats-Msg-Id: ${clean(msgId)}\r\n`;
+  v += "\r\n";
+  const head = fixed.bytes;
+  // At most 3 bytes of UTF-8 per UTF-16 unit. Blocks are cut from a slab, never reused (the
+  // client may hold a block until it writes): a new typed array per message costs more.
+  const room = head.length + v.length * 3;
+  if (slabAt + room > slab.length) {
+    slab = new Uint8Array(Math.max(SLAB, room));
+    slabAt = 0;
+  }
+  const bytes = slab.subarray(slabAt);
+  bytes.set(head);
+  const n = head.length + enc.encodeInto(v, bytes.subarray(head.length)).written;
+  const out = slab.subarray(slabAt, slabAt + n);
+  slabAt += n;
   // The client only asks headers to encode themselves when it publishes.
-  return { headers: { encode: () => bytes } as unknown as MsgHdrs, size: bytes.length };
+  return { headers: { encode: () => out } as unknown as MsgHdrs, size: n };
 }
 
 const UNSENT = 0;

@@ -156,33 +156,43 @@ export async function remoteSource(
   const filter = filterOf(e.subject, ctx.wide);
   const { ConsumerEvents } = await loadNats();
   if (e.kind === "nats") {
-    // A callback subscription feeding one queue: the message is taken as the client parses
-    // it, without the client's own iterator in between.
+    // A callback subscription handing each message straight to the pump's pending `next()`
+    // when it waits (else into one queue): no iterator of the client's in between.
     const queue: Envelope[] = [];
     let head = 0;
     let ended = false;
-    let wake: (() => void) | undefined;
+    let waiter: ((r: IteratorResult<Envelope>) => void) | undefined;
+    let last: Envelope | undefined;
     let n = 0;
     const sub = nc.subscribe(filter, {
       callback: (_err, msg) => {
         if (!msg) return;
         const env = fromMsg(msg.data, msg.subject, fieldsOf(msg), e.subject, `nats-${n++}`);
         if (env.origin === ctx.origin) return;
-        queue.push(env);
-        wake?.();
+        // The one before has another behind it (the sink reads this when it writes it).
+        if (last) last.more = true;
+        last = env;
+        const w = waiter;
+        if (w) {
+          waiter = undefined;
+          w({ done: false, value: env });
+        } else {
+          queue.push(env);
+        }
       },
     });
     // The subscription ends with the connection (or an unsubscribe): so does the source.
     const end = () => {
       ended = true;
-      wake?.();
+      const w = waiter;
+      waiter = undefined;
+      w?.({ done: true, value: undefined });
     };
     sub.closed.then(end, end);
-    const next = async (): Promise<IteratorResult<Envelope>> => {
-      while (head >= queue.length) {
-        if (ended) return { done: true, value: undefined };
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
+    const next = (): Promise<IteratorResult<Envelope>> => {
+      if (head >= queue.length) {
+        if (ended) return Promise.resolve({ done: true, value: undefined });
+        return new Promise((r) => (waiter = r));
       }
       const value = queue[head]!;
       queue[head++] = undefined as unknown as Envelope;
@@ -193,7 +203,7 @@ export async function remoteSource(
         queue.splice(0, head);
         head = 0;
       }
-      return { done: false, value };
+      return Promise.resolve({ done: false, value });
     };
     return {
       [Symbol.asyncIterator]: () => ({ next }),

@@ -9,8 +9,11 @@
 
 import { fromFsError, FsbusError } from "../../types.ts";
 import { FileLock } from "../../sys/flock.ts";
+import { closeFd, O, openFd } from "../../sys/fs.ts";
+import { preadFd, pwriteAll } from "../../sys/fd_io.ts";
 
 const POS_WIDTH = 160;
+const posEnc = new TextEncoder();
 const SEEN_KEEP = 50_000;
 /** The last line of a seen list that was compacted into a new file. */
 const MOVED = "#moved";
@@ -22,7 +25,7 @@ const MOVED = "#moved";
  * message got in, rather than write it twice.
  */
 export class Position implements Disposable {
-  readonly #file: Deno.FsFile;
+  readonly #fd: number;
   readonly #buf = new Uint8Array(POS_WIDTH);
   /** The position when the bridge started, if any. */
   readonly initial: string | undefined;
@@ -31,8 +34,12 @@ export class Position implements Disposable {
 
   constructor(path: string) {
     try {
-      this.#file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
-      const n = this.#file.readSync(this.#buf) ?? 0;
+      this.#fd = openFd(path, O.RDWR | O.CREAT | O.NOFOLLOW, 0o600);
+    } catch (err) {
+      throw fromFsError(err, "Cannot open bridge state", path);
+    }
+    try {
+      const n = preadFd(this.#fd, this.#buf, 0);
       const [pos, key, since] = new TextDecoder().decode(this.#buf.subarray(0, n)).trim()
         .split("\t");
       this.initial = pos === "" || pos === undefined ? undefined : pos;
@@ -40,6 +47,7 @@ export class Position implements Disposable {
         ? undefined
         : { key, since: Number(since) };
     } catch (err) {
+      closeFd(this.#fd);
       throw fromFsError(err, "Cannot open bridge state", path);
     }
   }
@@ -54,10 +62,17 @@ export class Position implements Disposable {
    * Without `key`, the same as {@linkcode Position.saveSoon} followed by a flush.
    */
   save(value: string, key?: string): void {
+    const before = [this.#value, this.#key, this.#since] as const;
     this.#value = value;
     this.#key = key;
     this.#since = Date.now();
-    this.#write();
+    try {
+      this.#write();
+    } catch (err) {
+      // Refused (too long): what was recorded before stays.
+      [this.#value, this.#key, this.#since] = before;
+      throw err;
+    }
   }
 
   /**
@@ -83,23 +98,23 @@ export class Position implements Disposable {
     const line = this.#key === undefined
       ? this.#value
       : `${this.#value}\t${this.#key}\t${this.#since}`;
-    const text = line.padEnd(POS_WIDTH, " ");
-    if (text.length > POS_WIDTH) {
+    // The line in UTF-8, padded with spaces to the full width: one pwrite(2) in place.
+    const { read, written } = posEnc.encodeInto(line, this.#buf);
+    if (read < line.length) {
       throw new FsbusError(
         "invalid",
-        `Cannot save position "${line}": longer than ${POS_WIDTH} characters`,
+        `Cannot save position "${line}": longer than ${POS_WIDTH} bytes`,
       );
     }
-    this.#file.seekSync(0, Deno.SeekMode.Start);
-    this.#buf.set(new TextEncoder().encode(text));
-    this.#file.writeSync(this.#buf);
+    this.#buf.fill(0x20, written);
+    pwriteAll(this.#fd, this.#buf, 0);
   }
 
   [Symbol.dispose](): void {
     try {
       this.flush();
     } finally {
-      this.#file.close();
+      closeFd(this.#fd);
     }
   }
 }
@@ -287,26 +302,54 @@ export class Seen implements Disposable {
     }
   }
 
-  /** With the lock held: catch up, run `fn`, compact when large, release. */
-  #section<T>(fn: () => T): T {
+  /**
+   * With the lock held: catch up, run `fn`, compact when large, release — or, with `keep`,
+   * keep holding the lock for the next section (see {@linkcode Seen.guard}).
+   */
+  #section<T>(fn: () => T, keep = false): T {
+    let kept = false;
     try {
-      this.#catchUp();
+      // Held since the last section: no other bridge can have added anything.
+      if (!this.#kept) this.#catchUp();
       const r = fn();
       this.#compactIfLarge();
+      kept = keep;
       return r;
     } finally {
-      this.#lock!.unlock();
+      this.#kept = kept;
+      if (!kept) {
+        this.#lock!.unlock();
+        if (this.#keptTimer !== undefined) {
+          clearTimeout(this.#keptTimer);
+          this.#keptTimer = undefined;
+        }
+      } else {
+        // Let go at the latest when the event loop next turns, whatever follows.
+        this.#keptTimer ??= setTimeout(() => {
+          this.#keptTimer = undefined;
+          if (this.#kept) this.#release();
+        }, 0);
+      }
     }
   }
 
+  #kept = false;
+  #keptTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Gives up a lock kept after a section. */
+  #release(): void {
+    this.#kept = false;
+    this.#lock!.unlock();
+  }
+
   /** Runs `fn` holding the file's lock (in turn, waiting while another process holds it). */
-  #locked<T>(fn: () => T): T | Promise<T> {
+  #locked<T>(fn: () => T, keep = false): T | Promise<T> {
     const lock = this.#lock!;
-    if (this.#waiters === 0 && lock.tryLock()) return this.#section(fn);
+    if (this.#waiters === 0 && lock.tryLock()) return this.#section(fn, keep);
     this.#waiters++;
     const run = this.#tail.then(async () => {
       await lock.lock();
-      return this.#section(fn);
+      return this.#section(fn, keep);
     });
     this.#tail = run.then(() => {}, () => {}).finally(() => this.#waiters--);
     return run;
@@ -315,6 +358,14 @@ export class Seen implements Disposable {
   /** Whether `id` was recorded by this bridge (in memory; see {@linkcode Seen.known}). */
   has(id: string): boolean {
     return this.#set.has(id);
+  }
+
+  /**
+   * Where `id` came from as far as this bridge knows now (without reading what others added
+   * since it last did): undefined when not recorded, null when recorded without it.
+   */
+  recorded(id: string): WrittenFrom | null | undefined {
+    return this.#set.get(id);
   }
 
   /**
@@ -344,9 +395,15 @@ export class Seen implements Disposable {
   /**
    * Runs `write` (which writes a message into the bus and {@linkcode Seen.add}s its id)
    * holding the file's lock, so that no other bridge can read the message before its id.
+   *
+   * With `more` (another message waits right behind this one, as when one socket read
+   * brought several), the lock stays held for the next call: a burst takes the lock once
+   * (two `flock` calls and a read fewer per message). It is given up by the next call without
+   * `more`, or when the event loop next turns, whichever comes first. Every id is still
+   * recorded right after its message, under the lock.
    */
-  guard<T>(write: () => T): T | Promise<T> {
-    return this.#lock ? this.#locked(write) : write();
+  guard<T>(write: () => T, more = false): T | Promise<T> {
+    return this.#lock ? this.#locked(write, more) : write();
   }
 
   /**
@@ -380,6 +437,8 @@ export class Seen implements Disposable {
 
   [Symbol.dispose](): void {
     clearTimeout(this.#addTimer);
+    clearTimeout(this.#keptTimer);
+    this.#keptTimer = undefined;
     if (this.#pendingAdds.length > 0 && this.#file && this.#lock?.tryLock()) {
       try {
         this.#section(() => this.#appendAll(this.#pendingAdds.splice(0)));
