@@ -298,8 +298,21 @@ async function runPoint(p: Point, server: string): Promise<Result> {
   }
 }
 
-/** Publish rate alone: one process writing as fast as it can, no subscriber. */
-function publishRate(count: number, size: number): Result {
+/**
+ * Publish rate alone: this process writing as fast as it can into a new bus on tmpfs, no
+ * subscriber (the bench's publish-only point; also run by bench/floor/experiments).
+ *
+ * @param count How many messages.
+ * @param size Their size in bytes.
+ * @returns The point's result: `pub_rate` and `cpu_us_per_msg`.
+ *
+ * @example
+ * ```ts ignore
+ * const r = publishRate(20_000, 1024);
+ * console.log(r.pub_rate, r.cpu_us_per_msg);
+ * ```
+ */
+export function publishRate(count: number, size: number): Result {
   const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-" });
   try {
     const pub = new msgfs.Publisher(dir, { sweep: false });

@@ -323,18 +323,27 @@ Deno.test("MqGroup.write() holding the lock takes a stream truncated, rewritten 
   assert.deepEqual(checkGroup(g).problems, []);
 });
 
-Deno.test("MqGroup.open() never lengthens a stream truncated after a dead writer's intent", async () => {
-  using tmp = tempDir();
-  const g = `${tmp.path}/g`;
+/**
+ * Makes group `g` in `dir` with the messages "one" and "two" on stream `s`, then drops the
+ * second's record, as left by a writer killed after its bytes and before its commit: the
+ * record is gone, its intent is left.
+ */
+function groupWithDeadWriter(dir: string): string {
+  const g = `${dir}/g`;
   {
     using w = MqGroup.create(g, { replay: "all" });
     w.write("s", "one\n");
     w.write("s", "two\n");
   }
-  // As a writer killed after its bytes and before its commit: the second record is gone,
-  // its intent is left. Then a plain program empties the stream.
   const index = Deno.readFileSync(`${g}/.mq/index`);
   Deno.writeFileSync(`${g}/.mq/index`, index.subarray(0, HEADER + RECORD));
+  return g;
+}
+
+Deno.test("MqGroup.open() never lengthens a stream truncated after a dead writer's intent", async () => {
+  using tmp = tempDir();
+  const g = groupWithDeadWriter(tmp.path);
+  // Then a plain program empties the stream.
   Deno.truncateSync(`${g}/s`, 0);
   using w = MqGroup.open(g);
   assert.equal(Deno.statSync(`${g}/s`).size, 0, "no bytes added to the stream");
@@ -350,17 +359,10 @@ Deno.test("MqGroup.open() never lengthens a stream truncated after a dead writer
 
 Deno.test("MqGroup.open() commits a dead writer's whole message found after a plain append, the append first", async () => {
   using tmp = tempDir();
-  const g = `${tmp.path}/g`;
-  {
-    using w = MqGroup.create(g, { replay: "all" });
-    w.write("s", "one\n");
-    w.write("s", "two\n");
-  }
   // As a writer holding the lock, killed after its bytes landed behind a plain append made
-  // since its last write, before it found the append: the second record is gone, its
-  // intent (naming where the append starts) is left.
-  const index = Deno.readFileSync(`${g}/.mq/index`);
-  Deno.writeFileSync(`${g}/.mq/index`, index.subarray(0, HEADER + RECORD));
+  // since its last write, before it found the append (its intent names where the append
+  // starts).
+  const g = groupWithDeadWriter(tmp.path);
   Deno.writeTextFileSync(`${g}/s`, "one\nplain\ntwo\n"); // the same file, rewritten
   using w = MqGroup.open(g);
   const r = MqReader.open(w, ["s"], { replay: "all" });

@@ -12,29 +12,15 @@
  * @module
  */
 
-import * as msgfs from "../../../transports/msgfs/mod.ts";
-import { cpuTimeMs, median, stamp } from "../../_lib.ts";
+import { median } from "../../_lib.ts";
+import { publishRate as benchPublishRate } from "../../msgfs.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 
+/** The bench's own publish-only point (bench/msgfs.ts), 1 KiB. */
 function publishRate(count: number): { rate: number; cpuUs: number } {
-  const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-pubonly-" });
-  try {
-    const pub = new msgfs.Publisher(dir, { sweep: false });
-    const payload = new Uint8Array(1024);
-    const cpu0 = cpuTimeMs();
-    const t0 = performance.now();
-    for (let i = 0; i < count; i++) {
-      stamp(payload, i, 0n);
-      pub.publish(payload);
-    }
-    const rate = count / ((performance.now() - t0) / 1000);
-    const cpuUs = (cpuTimeMs() - cpu0) * 1000 / count;
-    void pub.close();
-    return { rate, cpuUs };
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  const r = benchPublishRate(count, 1024);
+  return { rate: r.pub_rate!, cpuUs: r.cpu_us_per_msg! };
 }
 
 /** What the orchestrator does between points: parse big reports, keep a summary. */

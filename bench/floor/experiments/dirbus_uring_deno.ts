@@ -17,86 +17,11 @@ import process from "node:process";
 import { MessageFiles, READ_BATCH, type ReadOutcome } from "../../../transports/msgfs/read.ts";
 import { openDir } from "../../../sys/dirfd.ts";
 import { closeFd } from "../../../sys/fs.ts";
+import { lib, ptr, Ring } from "./_ring.ts";
 
 const COUNT = Number(Deno.args[0] ?? 16000);
 const ROUNDS = Number(Deno.args[1] ?? 5);
 const BATCH = 1000;
-
-const lib = Deno.dlopen("libc.so.6", {
-  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
-  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
-}).symbols;
-const SYS_SETUP = 425n, SYS_ENTER = 426n;
-const ptr = (b: Uint8Array) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
-
-class Ring {
-  fd: number;
-  sqes: DataView;
-  sqTail: Uint32Array;
-  sqMask: number;
-  cqHead: Uint32Array;
-  cqTail: Uint32Array;
-  cqMask: number;
-  cqes: DataView;
-  tail = 0;
-  pending = 0;
-  constructor(entries: number) {
-    const p = new Uint8Array(120);
-    const pv = new DataView(p.buffer);
-    pv.setUint32(8, (1 << 12) | (1 << 13) | (1 << 3), true); // SINGLE_ISSUER|DEFER_TASKRUN|CQSIZE
-    pv.setUint32(4, entries * 2, true);
-    const fd = Number(lib.syscall(SYS_SETUP, BigInt(entries), ptr(p), 0n, 0n, 0n, 0n));
-    if (fd < 0) throw new Error("io_uring_setup failed");
-    this.fd = fd;
-    const sqOff = (i: number) => pv.getUint32(40 + 4 * i, true);
-    const cqOff = (i: number) => pv.getUint32(80 + 4 * i, true);
-    const sqEntries = pv.getUint32(0, true), cqEntries = pv.getUint32(4, true);
-    const size = Math.max(sqOff(6) + sqEntries * 4, cqOff(5) + cqEntries * 16);
-    const m = lib.mmap(null, BigInt(size), 3, 0x1 | 0x8000, fd, 0n)!; // MAP_SHARED|MAP_POPULATE
-    const buf = Deno.UnsafePointerView.getArrayBuffer(m, size);
-    this.sqTail = new Uint32Array(buf, sqOff(1), 1);
-    this.sqMask = new Uint32Array(buf, sqOff(2), 1)[0]!;
-    const array = new Uint32Array(buf, sqOff(6), sqEntries);
-    for (let i = 0; i < sqEntries; i++) array[i] = i;
-    this.cqHead = new Uint32Array(buf, cqOff(0), 1);
-    this.cqTail = new Uint32Array(buf, cqOff(1), 1);
-    this.cqMask = new Uint32Array(buf, cqOff(2), 1)[0]!;
-    this.cqes = new DataView(buf, cqOff(5), cqEntries * 16);
-    const s = lib.mmap(null, BigInt(sqEntries * 64), 3, 0x1 | 0x8000, fd, 0x10000000n)!;
-    this.sqes = new DataView(Deno.UnsafePointerView.getArrayBuffer(s, sqEntries * 64));
-    this.tail = this.sqTail[0]!;
-  }
-  /** A zeroed SQE's offset. */
-  sqe(): number {
-    const at = (this.tail & this.sqMask) * 64;
-    for (let i = 0; i < 64; i += 8) this.sqes.setBigUint64(at + i, 0n);
-    this.tail++;
-    this.pending++;
-    return at;
-  }
-  enter(wait: number): void {
-    this.sqTail[0] = this.tail;
-    while (this.pending > 0 || wait > 0) {
-      const n = Number(
-        lib.syscall(SYS_ENTER, BigInt(this.fd), BigInt(this.pending), BigInt(wait), 1n, 0n, 0n),
-      );
-      if (n < 0) throw new Error("io_uring_enter failed");
-      this.pending -= n;
-      wait = 0;
-    }
-  }
-  /** Calls f(user_data, res) for each completion. */
-  reap(f: (ud: number, res: number) => void): void {
-    let h = this.cqHead[0]!;
-    const t = this.cqTail[0]!;
-    for (; h !== t; h = (h + 1) >>> 0) {
-      const at = (h & this.cqMask) * 16;
-      f(Number(this.cqes.getBigUint64(at, true)), this.cqes.getInt32(at + 8, true));
-    }
-    this.cqHead[0] = h;
-  }
-}
 
 const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbt-uring6-" });
 const payload = new Uint8Array(1024).fill(7);

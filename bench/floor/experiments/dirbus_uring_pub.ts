@@ -18,68 +18,29 @@
 import { Publisher } from "../../../transports/msgfs/mod.ts";
 import { newId } from "../../../transports/msgfs/names.ts";
 import { cpuTimeMs, median } from "../../_lib.ts";
+import { lib, ptr, Ring } from "./_ring.ts";
 
 const COUNT = Number(Deno.args[0] ?? 30_000);
 const ROUNDS = Number(Deno.args[1] ?? 5);
 
-const lib = Deno.dlopen("libc.so.6", {
-  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
-  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-}).symbols;
-const ptr = (b: Uint8Array) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
-
-/** One message per enter: a three-entry linked chain, and one slot. */
-class PublishRing {
-  readonly fd: number;
-  readonly sqes: DataView;
-  readonly sqTail: Uint32Array;
-  readonly sqMask: number;
-  readonly cqHead: Uint32Array;
-  readonly cqTail: Uint32Array;
-  readonly cqMask: number;
-  readonly cqes: DataView;
+/** One message per enter: a three-entry linked chain, and one registered slot. */
+class PublishRing extends Ring {
   readonly name = new Uint8Array(64);
-  tail: number;
 
   constructor() {
-    const p = new Uint8Array(120);
-    const pv = new DataView(p.buffer);
-    pv.setUint32(8, (1 << 12) | (1 << 13), true); // SINGLE_ISSUER | DEFER_TASKRUN
-    const fd = Number(lib.syscall(425n, 8n, ptr(p), 0n, 0n, 0n, 0n));
-    if (fd < 0) throw new Error("io_uring_setup failed");
-    this.fd = fd;
-    const sq = (i: number) => pv.getUint32(40 + 4 * i, true);
-    const cq = (i: number) => pv.getUint32(80 + 4 * i, true);
-    const sqN = pv.getUint32(0, true), cqN = pv.getUint32(4, true);
-    const size = Math.max(sq(6) + sqN * 4, cq(5) + cqN * 16);
-    const m = lib.mmap(null, BigInt(size), 3, 0x1 | 0x8000, fd, 0n)!;
-    const buf = Deno.UnsafePointerView.getArrayBuffer(m, size);
-    this.sqTail = new Uint32Array(buf, sq(1), 1);
-    this.sqMask = new Uint32Array(buf, sq(2), 1)[0]!;
-    const array = new Uint32Array(buf, sq(6), sqN);
-    for (let i = 0; i < sqN; i++) array[i] = i;
-    this.cqHead = new Uint32Array(buf, cq(0), 1);
-    this.cqTail = new Uint32Array(buf, cq(1), 1);
-    this.cqMask = new Uint32Array(buf, cq(2), 1)[0]!;
-    this.cqes = new DataView(buf, cq(5), cqN * 16);
-    const s = lib.mmap(null, BigInt(sqN * 64), 3, 0x1 | 0x8000, fd, 0x10000000n)!;
-    this.sqes = new DataView(Deno.UnsafePointerView.getArrayBuffer(s, sqN * 64));
-    this.tail = this.sqTail[0]!;
+    super(8);
     // IORING_REGISTER_FILES with one empty slot (-1): the direct descriptor's home.
     const slots = new Int32Array([-1]);
-    const r = lib.syscall(427n, BigInt(fd), 2n, ptr(new Uint8Array(slots.buffer)), 1n, 0n, 0n);
+    const r = lib.syscall(427n, BigInt(this.fd), 2n, ptr(new Uint8Array(slots.buffer)), 1n, 0n, 0n);
     if (r < 0) throw new Error("IORING_REGISTER_FILES failed");
     void this.name.buffer;
   }
 
   #sqe(op: number, fd: number, flags: number): number {
-    const at = (this.tail & this.sqMask) * 64;
-    for (let i = 0; i < 64; i += 8) this.sqes.setBigUint64(at + i, 0n);
+    const at = this.sqe();
     this.sqes.setUint8(at, op);
     this.sqes.setUint8(at + 1, flags);
     this.sqes.setInt32(at + 4, fd, true);
-    this.tail = (this.tail + 1) >>> 0;
     return at;
   }
 
@@ -98,19 +59,12 @@ class PublishRing {
     this.sqes.setUint32(at + 24, data.length, true);
     at = this.#sqe(19, 0, 0); // CLOSE of slot 0
     this.sqes.setUint32(at + 44, 1, true);
-    this.sqTail[0] = this.tail;
-    for (;;) {
-      const n = Number(lib.syscall(426n, BigInt(this.fd), 3n, 1n, 1n, 0n, 0n));
-      if (n >= 0) break;
-    }
+    this.enter(1);
     // One completion: the close's, or the first failure's (the rest of the chain cancelled).
-    let h = this.cqHead[0]!;
     let res = 0;
-    for (const t = this.cqTail[0]!; h !== t; h = (h + 1) >>> 0) {
-      const r = this.cqes.getInt32((h & this.cqMask) * 16 + 8, true);
+    this.reap((_, r) => {
       if (r < 0 && res === 0) res = r;
-    }
-    this.cqHead[0] = h;
+    });
     return res;
   }
 }
