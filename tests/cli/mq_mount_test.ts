@@ -13,6 +13,7 @@ import {
   waitOpened,
 } from "../_helpers.ts";
 import { burstWithDirWriter } from "./_mq_mount.ts";
+import { MqGroup } from "../../transports/mq/mod.ts";
 
 const dec = new TextDecoder();
 
@@ -148,6 +149,25 @@ Deno.test({
       assert.equal(tail.filter((x) => x === "u").length, m);
       const again = await fsbus(["mq", "check", `${data}/g`]);
       assert.equal(again.code, 0, again.text + again.stderr);
+    });
+  },
+});
+
+Deno.test({
+  name: "fsbus mq mount: a reader replaying all gets its stream's messages at once, behind " +
+    "thousands of other streams' records",
+  ignore: !HAVE_FUSE,
+  async fn() {
+    await withMount(async ({ data, mp }) => {
+      {
+        using g = MqGroup.open(`${data}/g`);
+        for (let i = 0; i < 3000; i++) g.write("other", `o${i}\n`);
+        g.write("s", "mine\n");
+      }
+      await run(`echo replay all > '${mp}/g/ctl'`);
+      // Not a blocked read waiting for the next write: the message is there.
+      const head = await sh(`timeout 20 head -n 1 '${mp}/g/s'`);
+      assert.equal(head.text, "mine\n");
     });
   },
 });

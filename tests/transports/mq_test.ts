@@ -101,6 +101,27 @@ Deno.test("MqReader.open() starts where replay off, last and all say", async () 
   }
 });
 
+Deno.test("MqReader.poll() returns what is readable even behind thousands of other streams' records", async () => {
+  using tmp = tempDir();
+  const g = MqGroup.create(`${tmp.path}/g`);
+  try {
+    // More records than one read of the index takes, none of them for the reader's stream.
+    for (let i = 0; i < 3000; i++) g.write("other", `o${i}`);
+    g.write("s", "mine");
+    for (const from of [g, `${tmp.path}/g`]) {
+      const r = MqReader.open(from, ["s"], { replay: "all" });
+      try {
+        assert.deepEqual(r.poll().map(text), ["mine"]);
+        assert.deepEqual(r.poll(), []);
+      } finally {
+        await r.close();
+      }
+    }
+  } finally {
+    g.close();
+  }
+});
+
 Deno.test("MqReader keeps messages whole in message mode and joins them in coalesce mode", async () => {
   using tmp = tempDir();
   const g = MqGroup.create(`${tmp.path}/g`, { replay: "all" });

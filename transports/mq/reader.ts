@@ -332,7 +332,11 @@ export class MqReader implements Subscription<MqMessage> {
     if (this.#pending.size > 0) this.#bindPending();
     const next = g.next;
     const out: MqMessage[] = [];
-    if (this.#pos < next) {
+    // One chunk of records at a time, until one holds a message for this reader: a chunk may
+    // hold none (other streams' records, an old incarnation's), and "empty" must mean that
+    // nothing is readable now.
+    for (let before = -1; out.length === 0 && this.#pos < next && this.#pos !== before;) {
+      before = this.#pos;
       const index = this.#index;
       const cutoff = index.readCutoff();
       if (this.#pos < cutoff) this.#skipTo(cutoff);
