@@ -12,7 +12,7 @@ import {
 } from "../../transports/mq/_layout.ts";
 import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
-import { sh, tempDir } from "../_helpers.ts";
+import { sh, tempDir, waitFor } from "../_helpers.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
 
 const STREAMS = ["s0", "s1", "s2"];
@@ -696,3 +696,63 @@ Deno.test("MqReader.poll() refuses a message whose bytes changed in its stream f
   assert.match(report.problems[0]!.problem, /message 4 \(8 bytes at offset 5\) differ/);
   await assert.rejects(() => readNow(g), (e) => e instanceof FsbusError && why.test(e.message));
 });
+
+Deno.test("MqGroup.write() raced by a plain truncation between its check and its write commits the message where it landed, in a new incarnation", async () => {
+  using tmp = tempDir();
+  const g = `${tmp.path}/g`;
+  using w = MqGroup.create(g, { replay: "all" });
+  w.write("s", "first\n");
+  // A plain program truncating the stream again and again, up to 0.2 ms apart (a truncation
+  // only: every byte in the stream is this writer's). A write whose check came before a
+  // truncation and its bytes after lands below where its index says the stream ends.
+  const truncator = new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import os,sys,time,random\n" +
+      "open(sys.argv[3], 'w').close()\n" +
+      "while not os.path.exists(sys.argv[2]):\n" +
+      "  os.truncate(sys.argv[1], 0); time.sleep(random.random() / 5000)",
+      `${g}/s`,
+      `${tmp.path}/stop`,
+      `${tmp.path}/started`,
+    ],
+  }).spawn();
+  try {
+    await waitFor(() => exists(`${tmp.path}/started`), "the truncating program to start");
+    for (let i = 0; i < 3000; i++) w.write("s", `m${i}\n`);
+  } finally {
+    Deno.writeFileSync(`${tmp.path}/stop`, new Uint8Array());
+    await truncator.status;
+  }
+  w.write("s", "last\n");
+  // Nothing but this writer ever wrote bytes: no message may be taken as a plain program's
+  // (foreign), and each record's bytes are the message it was written with.
+  const index = Deno.readFileSync(`${g}/.mq/index`);
+  const v = new DataView(index.buffer);
+  let foreign = 0;
+  for (let seq = 0; seq < w.next; seq++) {
+    if (v.getUint8(HEADER + seq * RECORD + R.FLAGS) !== 0) foreign++;
+  }
+  assert.equal(foreign, 0, `${foreign} of ${w.next} messages taken as foreign`);
+  assert.deepEqual(checkGroup(g).problems, []);
+  const r = MqReader.open(w, ["s"], { replay: "all" });
+  try {
+    const got: string[] = [];
+    for (let batch = r.poll(); batch.length > 0; batch = r.poll()) {
+      for (const m of batch) got.push(new TextDecoder().decode(m.data));
+    }
+    assert.equal(got.at(-1), "last\n");
+    for (const m of got) assert.match(m, /^(first|m\d+|last)\n$/);
+  } finally {
+    await r.close();
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -781,7 +781,17 @@ export class MqGroup {
     if (length > 0) {
       writeAllFd(s.fd, data);
       const offset = fdPosition(s.fd) - length;
-      if (offset > s.end) {
+      if (offset < s.end) {
+        // The stream was truncated (by a plain program: `: > s`, `truncate`) between our
+        // check and our write: our bytes landed at its new end of file. As the check would
+        // have found: a new incarnation, whose first message is what the program wrote before
+        // ours (if anything), then ours, where it is.
+        s = this.#streams.renew(s);
+        if (offset > 0) index.commitForeign(s, 0, offset);
+        const again = index.nextRecord(s, length, r.dataCrc);
+        Object.assign(r, again);
+        index.writeIntent(r);
+      } else if (offset > s.end) {
         // A foreign append landed between our check and our write: it comes first.
         const gap = offset - s.end;
         r.seq++;
