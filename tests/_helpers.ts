@@ -127,6 +127,21 @@ export function spawnFsbus(args: string[], env: Record<string, string> = {}): De
 }
 
 /**
+ * Whether something (of any kind, a dangling symlink included) is at `path`.
+ *
+ * @param path The path.
+ * @returns True when `lstat` finds it.
+ */
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Waits until `cond()` returns true (it may be async), checking every few milliseconds;
  * throws after `timeoutMs`.
  *

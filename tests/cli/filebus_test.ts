@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   CLI,
   collect,
+  exists,
   fsbus,
   runnableByOthers,
   sh,
@@ -12,15 +13,6 @@ import {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);

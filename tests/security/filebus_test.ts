@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { collect, fsbus, sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
+import { collect, exists, fsbus, sh, spawnFsbus, stop, tempDir, waitFor } from "../_helpers.ts";
 
 /** Runs a shell command as nobody (uid/gid 65534, no supplementary groups). */
 async function asNobody(command: string): Promise<void> {
@@ -27,15 +27,6 @@ function privateFiles(): { path: string; secret: string; target: string } & Disp
   Deno.writeTextFileSync(`${dir.path}/secret`, "TOPSECRET\n", { mode: 0o600 });
   Deno.writeTextFileSync(`${dir.path}/target`, "ORIGINAL\n", { mode: 0o644 });
   return Object.assign(dir, { secret: `${dir.path}/secret`, target: `${dir.path}/target` });
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("filebus consumer: refuses a FILE that another user made a symlink", async () => {

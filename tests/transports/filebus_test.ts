@@ -1,20 +1,11 @@
 import assert from "node:assert/strict";
 import { type ByteReader, consumer, producer, readChunks } from "../../transports/filebus/mod.ts";
 import { FsbusError } from "../../types.ts";
-import { sh, tempDir, waitFor } from "../_helpers.ts";
+import { exists, sh, tempDir, waitFor } from "../_helpers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const text = (b: Uint8Array) => dec.decode(b);
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A byte source the test feeds by hand: reads resolve when data is pushed. */
 function feeder(): ByteReader & { push(s: string | Uint8Array): void; end(): void } {

@@ -12,7 +12,7 @@ import {
 } from "../../transports/mq/_layout.ts";
 import { crc32 } from "../../transports/mq/_crc32.ts";
 import { FsbusError } from "../../types.ts";
-import { sh, tempDir, waitFor } from "../_helpers.ts";
+import { exists, sh, tempDir, waitFor } from "../_helpers.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
 
 const STREAMS = ["s0", "s1", "s2"];
@@ -747,12 +747,3 @@ Deno.test("MqGroup.write() raced by a plain truncation between its check and its
     await r.close();
   }
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
