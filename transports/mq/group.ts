@@ -774,7 +774,7 @@ export class MqGroup {
   #appendMessage(s: StreamState, data: Uint8Array, withOrder: boolean): number {
     const index = this.#index;
     const length = data.length;
-    const r = index.nextRecord(s, length, index.dataCrc(data));
+    let r = index.nextRecord(s, length, index.dataCrc(data));
     // 1. intent
     index.writeIntent(r);
     // 2. the bytes, in one O_APPEND write
@@ -788,8 +788,7 @@ export class MqGroup {
         // ours (if anything), then ours, where it is.
         s = this.#streams.renew(s);
         if (offset > 0) index.commitForeign(s, 0, offset);
-        const again = index.nextRecord(s, length, r.dataCrc);
-        Object.assign(r, again);
+        r = index.nextRecord(s, length, r.dataCrc);
         index.writeIntent(r);
       } else if (offset > s.end) {
         // A foreign append landed between our check and our write: it comes first.
