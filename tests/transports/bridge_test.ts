@@ -8,7 +8,7 @@ import { FsbusError } from "../../types.ts";
 import { tempDir, waitFor } from "../_helpers.ts";
 import { FileLock } from "../../sys/flock.ts";
 import { startCluster, startNats } from "../_nats.ts";
-import { connectNats } from "../../transports/_nats.ts";
+import { connectNats, loadNats } from "../../transports/_nats.ts";
 
 const dec = new TextDecoder();
 
@@ -220,6 +220,44 @@ Deno.test("bridge() over core NATS: live messages, headers carry the metadata", 
   const first = [...Deno.readDirSync(`${b}/t/u`)].filter((e) => e.isFile)[0]!;
   assert.deepEqual(Deno.readFileSync(`${b}/t/u/${first.name}`), bytes);
   assert.equal(down.status.directions[0]!.delivered, 2);
+});
+
+Deno.test("bridge() from core NATS lets the bus's list go after a burst whose last message is skipped", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats`, jetstream: false });
+  const b = `${dir.path}/b`;
+  Deno.mkdirSync(b);
+  const state = `${dir.path}/s`;
+  const url = `nats://${server.address}/live`;
+  await using down = await bridge(url, `dir:${b}`, { stateDir: state });
+  const nc = await connectNats(server.address);
+  try {
+    const { headers } = await loadNats();
+    // Bursts (one flush, so that many messages come in one socket read): a message, then a pin
+    // session's state, which a directory bus does not take (skipped). The message before it
+    // keeps the list's lock for it (`more`); the skip must let it go.
+    const pin = headers();
+    pin.set("Fsbus-Pin-State", "1");
+    // The bridge's subscription is live once a message gets through.
+    const d = down.status.directions[0]!;
+    for (let i = 0; d.received === 0 && i < 2000; i++) {
+      if (i % 20 === 0) nc.publish("live._", new TextEncoder().encode("ping"), { headers: pin });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (let i = 0; i < 200; i++) {
+      nc.publish("live._", new TextEncoder().encode(`m${i}`));
+      nc.publish("live._", new TextEncoder().encode("state"), { headers: pin });
+    }
+    await nc.flush();
+  } finally {
+    await nc.close();
+  }
+  const d = down.status.directions[0]!;
+  await waitFor(() => d.delivered === 200 && d.received === 200 + d.skipped, "200 written");
+  const list = [...Deno.readDirSync(state)].find((e) => e.name.startsWith("bus-"))!;
+  using probe = FileLock.open(`${state}/${list.name}/written.lock`);
+  assert.ok(probe.tryLock(), "the list's lock is free once the burst is handled");
+  probe.unlock();
 });
 
 Deno.test("bridge() into JetStream keeps the publisher's order while the stream's leader changes", async () => {

@@ -63,6 +63,12 @@ export interface Sink {
    * restart, for the one message whose write the last run may have finished.
    */
   has?(e: Envelope, since: number): boolean | Promise<boolean>;
+  /**
+   * The message announced by the last one's `more` is not coming to `write` (it was skipped),
+   * or the pump stops: gives up what the sink kept for it (a local bus's lock, see
+   * `Seen.guard`).
+   */
+  idle?(): void;
   /** Flushes and releases the sink. */
   close(): Promise<void>;
   /** Whether it takes pin session states (whole mq groups, and NATS on their way); else

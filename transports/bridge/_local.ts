@@ -377,6 +377,7 @@ export function localSink(e: Local, ctx: Context): Sink {
     flush: () => Promise.resolve(),
     pending: () => 0,
     ...(has ? { has } : {}),
+    idle: () => ctx.written.release(),
     pinStates: e.kind === "mq" && e.stream === undefined,
     async close() {
       await close();

@@ -317,27 +317,20 @@ export class Seen implements Disposable {
       return r;
     } finally {
       this.#kept = kept;
-      if (!kept) {
-        this.#lock!.unlock();
-        if (this.#keptTimer !== undefined) {
-          clearTimeout(this.#keptTimer);
-          this.#keptTimer = undefined;
-        }
-      } else {
-        // Let go at the latest when the event loop next turns, whatever follows.
-        this.#keptTimer ??= setTimeout(() => {
-          this.#keptTimer = undefined;
-          if (this.#kept) this.#release();
-        }, 0);
-      }
+      // Kept: the next section (a message already waiting) or `release()` lets it go.
+      if (!kept) this.#lock!.unlock();
     }
   }
 
   #kept = false;
-  #keptTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** Gives up a lock kept after a section. */
-  #release(): void {
+  /**
+   * Gives up the lock if a {@linkcode Seen.guard} with `more` kept it: for a caller whose next
+   * message, announced by `more`, is not written after all (skipped), or that stops. A no-op
+   * otherwise.
+   */
+  release(): void {
+    if (!this.#kept) return;
     this.#kept = false;
     this.#lock!.unlock();
   }
@@ -399,8 +392,11 @@ export class Seen implements Disposable {
    * With `more` (another message waits right behind this one, as when one socket read
    * brought several), the lock stays held for the next call: a burst takes the lock once
    * (two `flock` calls and a read fewer per message). It is given up by the next call without
-   * `more`, or when the event loop next turns, whichever comes first. Every id is still
-   * recorded right after its message, under the lock.
+   * `more` (or by any other section of this list, a lookup), or by {@linkcode Seen.release},
+   * which the caller owes when the next message does not come to a call after all; the
+   * bridge's pump makes it whenever a message is not written (skipped) with nothing
+   * announced behind it, and when it stops. A `write` that throws lets the lock go at once.
+   * Every id is still recorded right after its message, under the lock.
    */
   guard<T>(write: () => T, more = false): T | Promise<T> {
     return this.#lock ? this.#locked(write, more) : write();
@@ -437,8 +433,6 @@ export class Seen implements Disposable {
 
   [Symbol.dispose](): void {
     clearTimeout(this.#addTimer);
-    clearTimeout(this.#keptTimer);
-    this.#keptTimer = undefined;
     if (this.#pendingAdds.length > 0 && this.#file && this.#lock?.tryLock()) {
       try {
         this.#section(() => this.#appendAll(this.#pendingAdds.splice(0)));

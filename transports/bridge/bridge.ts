@@ -577,48 +577,56 @@ async function pump(
 ): Promise<void> {
   let saved = pos?.initial ?? "";
   let pending = pos?.pending;
-  for await (const m of source) {
-    d.received++;
-    const finish = () => {
-      if (m.position !== undefined) pos?.saveSoon(saved = m.position);
-      if (m.seenId !== undefined) sent.add(m.seenId);
-      m.done?.();
-    };
-    if (m.skip || (m.pinState && !sink.pinStates)) {
-      d.skipped++;
-      finish();
-      continue;
-    }
-    const key = m.seenId ?? m.position;
-    if (pending && key === pending.key) {
-      // The last run stopped while writing this one: it may be in the bus already.
-      const since = pending.since;
-      pending = undefined;
-      if (await sink.has?.(m, since)) {
+  try {
+    for await (const m of source) {
+      d.received++;
+      const finish = () => {
+        if (m.position !== undefined) pos?.saveSoon(saved = m.position);
+        if (m.seenId !== undefined) sent.add(m.seenId);
+        m.done?.();
+      };
+      if (m.skip || (m.pinState && !sink.pinStates)) {
         d.skipped++;
+        // A lock kept for this message (announced by the last one's `more`): let go.
+        if (!m.more) sink.idle?.();
         finish();
         continue;
       }
-    }
-    // A local bus: write ahead which message is going in (see Position).
-    if (pos && sink.has && key !== undefined) pos.save(saved, key);
-    try {
-      // Awaited even when the write was done at once: the turn lets what the write queued
-      // run (the NATS client flushes in a microtask) before this loop asks the source for
-      // the next message, which may block this thread (a directory bus's blocking waits).
-      await sink.write(m, () => {
-        d.delivered++;
-        finish();
-      });
-    } catch (err) {
-      if (err instanceof FsbusError && err.code !== "closed" && err.code !== "io") {
-        d.dropped++;
-        onError(err);
-        finish();
-        continue;
+      const key = m.seenId ?? m.position;
+      if (pending && key === pending.key) {
+        // The last run stopped while writing this one: it may be in the bus already.
+        const since = pending.since;
+        pending = undefined;
+        if (await sink.has?.(m, since)) {
+          d.skipped++;
+          if (!m.more) sink.idle?.();
+          finish();
+          continue;
+        }
       }
-      throw err;
+      // A local bus: write ahead which message is going in (see Position).
+      if (pos && sink.has && key !== undefined) pos.save(saved, key);
+      try {
+        // Awaited even when the write was done at once: the turn lets what the write queued
+        // run (the NATS client flushes in a microtask) before this loop asks the source for
+        // the next message, which may block this thread (a directory bus's blocking waits).
+        await sink.write(m, () => {
+          d.delivered++;
+          finish();
+        });
+      } catch (err) {
+        if (err instanceof FsbusError && err.code !== "closed" && err.code !== "io") {
+          d.dropped++;
+          if (!m.more) sink.idle?.();
+          onError(err);
+          finish();
+          continue;
+        }
+        throw err;
+      }
     }
+  } finally {
+    sink.idle?.();
   }
   await sink.flush();
   d.done = !signal.aborted;
