@@ -260,6 +260,47 @@ Deno.test("bridge() from core NATS lets the bus's list go after a burst whose la
   probe.unlock();
 });
 
+Deno.test("bridge() from core NATS into an mq group lets the group's list go after a burst ending in a pin state", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats`, jetstream: false });
+  const group = `${dir.path}/g`;
+  mq.mkgroup(group, { replay: "all" }).close();
+  const state = `${dir.path}/s`;
+  await using down = await bridge(`nats://${server.address}/pin`, `mq:${group}`, {
+    stateDir: state,
+  });
+  const d = down.status.directions[0]!;
+  const nc = await connectNats(server.address);
+  try {
+    const { headers } = await loadNats();
+    // A pin session's state (written as the group's mirror, not through the list's lock)
+    // after each message, in bursts: the message before keeps the lock for it (`more`).
+    const pin = headers();
+    pin.set("Fsbus-Pin-State", "1");
+    const session = {
+      state: { id: "s1", command: ["sh"], state: "running", created: new Date().toISOString() },
+      streams: [],
+    };
+    const stateBytes = new TextEncoder().encode(JSON.stringify(session));
+    for (let i = 0; d.received === 0 && i < 2000; i++) {
+      if (i % 20 === 0) nc.publish("pin._", stateBytes, { headers: pin });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (let i = 0; i < 200; i++) {
+      nc.publish("pin._", new TextEncoder().encode(`m${i}`));
+      nc.publish("pin._", stateBytes, { headers: pin });
+    }
+    await nc.flush();
+  } finally {
+    await nc.close();
+  }
+  await waitFor(() => d.received >= 400 && d.delivered === d.received, "every message written");
+  const list = [...Deno.readDirSync(state)].find((e) => e.name.startsWith("bus-"))!;
+  using probe = FileLock.open(`${state}/${list.name}/written.lock`);
+  assert.ok(probe.tryLock(), "the list's lock is free once the burst is handled");
+  probe.unlock();
+});
+
 Deno.test("bridge() into JetStream keeps the publisher's order while the stream's leader changes", async () => {
   using dir = tempDir();
   await using cluster = await startCluster(`${dir.path}/nats`);

@@ -370,6 +370,9 @@ export function localSink(e: Local, ctx: Context): Sink {
   return {
     write(m, delivered) {
       const r = write(m);
+      // A lock kept for this message, which was written without it (a pin session's state):
+      // let go (a no-op when nothing is kept, or when the write took and gave up the lock).
+      if (!m.more) ctx.written.release();
       // Written at once (the common case): no promise made for it (the pump awaits anyway).
       if (!(r instanceof Promise)) return void delivered();
       return r.then(delivered);
