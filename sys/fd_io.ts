@@ -105,10 +105,11 @@ export function pwriteAll(fd: number, data: Uint8Array, offset: number): void {
   const c = libc();
   let off = 0;
   while (off < data.length) {
+    // The whole of it on the first try (most writes): no view made per call.
     const n = Number(
       c.pwrite(
         fd,
-        data.subarray(off) as Uint8Array<ArrayBuffer>,
+        (off === 0 ? data : data.subarray(off)) as Uint8Array<ArrayBuffer>,
         BigInt(data.length - off),
         BigInt(offset + off),
       ),
@@ -175,6 +176,31 @@ export function fdMtimeUs(fd: number): number {
   check(libc().statx(fd, EMPTY, AT_EMPTY_PATH, STATX_MTIME, statxBuf), "statx");
   const sec = statxView.getUint32(112, true) + statxView.getInt32(116, true) * 2 ** 32;
   return sec * 1e6 + Math.floor(statxView.getUint32(120, true) / 1000);
+}
+
+/**
+ * The size of an open regular file, by moving its position to the end (`lseek(SEEK_END)`):
+ * the same size `statx` gives, at a lower cost per call, for a descriptor whose position
+ * nothing else relies on (one written with `O_APPEND` and read with `pread`).
+ *
+ * @param fd The descriptor (a regular file: a pipe or socket fails with ESPIPE).
+ * @returns The size in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fdEnd } from "./fd_io.ts";
+ * import { closeFd, O, openFd } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * Deno.writeTextFileSync(`${dir}/log`, "hello");
+ * const fd = openFd(`${dir}/log`, O.RDWR | O.APPEND);
+ * assert.equal(fdEnd(fd), 5);
+ * closeFd(fd);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function fdEnd(fd: number): number {
+  return check(libc().lseek(fd, 0n, 2), "lseek");
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   writeAllFd,
 } from "../../sys/fs.ts";
 import { SysError } from "../../sys/errno.ts";
+import { fdEnd, fdPosition, fdSize } from "../../sys/fd_io.ts";
 import { cpath, cstring } from "../../sys/libc.ts";
 import { monotonicNs } from "../../sys/clock.ts";
 import { collect, sh, stop, tempDir, waitFor } from "../_helpers.ts";
@@ -333,5 +334,27 @@ Deno.test("closeFds() closes every descriptor given, consecutive runs and strays
   } finally {
     closeFd(before);
     closeFd(after);
+  }
+});
+
+Deno.test("fdEnd gives the size statx gives; an O_APPEND write after it still lands at the end and fdPosition says where it ended", () => {
+  using tmp = tempDir();
+  const path = `${tmp.path}/stream`;
+  const fd = openFd(path, O.RDWR | O.APPEND | O.CREAT);
+  const other = openFd(path, O.WRONLY | O.APPEND); // a plain program appending meanwhile
+  try {
+    assert.equal(fdEnd(fd), 0);
+    writeAllFd(fd, new TextEncoder().encode("one\n"));
+    assert.equal(fdEnd(fd), fdSize(fd));
+    writeAllFd(other, new TextEncoder().encode("foreign\n"));
+    assert.equal(fdEnd(fd), 12);
+    assert.equal(fdSize(fd), 12);
+    writeAllFd(other, new TextEncoder().encode("more\n")); // after the check, before the write
+    writeAllFd(fd, new TextEncoder().encode("two\n"));
+    assert.equal(fdPosition(fd), 21); // where this write ended, past the foreign bytes
+    assert.equal(Deno.readTextFileSync(path), "one\nforeign\nmore\ntwo\n");
+  } finally {
+    closeFd(other);
+    closeFd(fd);
   }
 });

@@ -372,6 +372,12 @@ Deno.test("MqGroup refuses bad input with clear errors and writes nothing", () =
     assert.throws(() => g.write(".mq", "x"), /reserved/);
     assert.deepEqual(Deno.readFileSync(`${g.path}/order`), orderBefore);
     assert.equal(Deno.statSync(`${g.path}/.mq/index`).size, indexBefore);
+    // The last name found good is not checked again; any other name still is.
+    g.write("0", "y");
+    g.write("0", "z");
+    assert.throws(() => g.write("a/b", "x"), /cannot contain "\/"/);
+    assert.throws(() => g.write("order", "x"), /Cannot write to "order"/);
+    assert.equal(g.stream("0")?.count, 3);
     assert.throws(
       () => MqGroup.open(`${tmp.path}/nope`),
       (e) => e instanceof FsbusError && e.code === "not_found",

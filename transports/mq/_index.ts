@@ -48,13 +48,16 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** `performance.timeOrigin`, read once (a getter with a brand check on every read). */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /**
  * The time now, in microseconds since the epoch.
  *
  * @returns The time.
  */
 export function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+  return Math.round((TIME_ORIGIN + performance.now()) * 1000);
 }
 
 /**

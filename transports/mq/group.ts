@@ -105,7 +105,7 @@ import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { closeFd, fstat, O, openFd, statPath, writeAllFd } from "../../sys/fs.ts";
 import { fchgrp, fchmod } from "../../sys/dirfd.ts";
 import { GroupDir, type Place } from "./_files.ts";
-import { fdPosition, fdSize, lockFd, unlockFd } from "../../sys/fd_io.ts";
+import { fdEnd, fdPosition, lockFd, unlockFd } from "../../sys/fd_io.ts";
 import { applyCommands, DEFAULT_SETTINGS, parseDepth, renderCtl, type Settings } from "./_ctl.ts";
 import { COMMITTED } from "./_layout.ts";
 import { checkStreamName } from "./_names.ts";
@@ -245,6 +245,8 @@ export class MqGroup {
   #resume = false;
   /** Streams caught up by the last sync (a write need not look at its stream again). */
   readonly #caught = new Set<StreamState>();
+  /** The last stream name {@linkcode MqGroup.write} found good (see checkStreamName). */
+  #goodName: string | undefined;
 
   private constructor(dir: GroupDir, writable: boolean) {
     this.path = dir.path;
@@ -621,7 +623,9 @@ export class MqGroup {
    * new one's first message. Its bytes are never split along the old messages' bounds.
    */
   #catchUp(s: StreamState): StreamState {
-    const size = fdSize(s.fd);
+    // The size, as statx gives it: the stream's descriptor is written with O_APPEND and read
+    // with pread, so its position is free to move (and an lseek costs less than a statx).
+    const size = fdEnd(s.fd);
     if (size === s.end) return s;
     if (size > s.end && !this.#index.lastMessageChanged(s)) {
       this.#index.commitForeign(s, s.end, size - s.end);
@@ -720,7 +724,11 @@ export class MqGroup {
    * ```
    */
   write(stream: string, data: Uint8Array | string, options: WriteOptions = {}): WriteResult {
-    checkStreamName(this.path, stream, true);
+    // A name checks the same every time: the last one found good is not checked again.
+    if (stream !== this.#goodName) {
+      checkStreamName(this.path, stream, true);
+      this.#goodName = stream;
+    }
     const bytes = toBytes(data);
     return this.#withLock(() => {
       // Holding the lock across writes (holdLock), one sync when it was taken is enough.
@@ -732,7 +740,7 @@ export class MqGroup {
       const s = this.#streams.forWrite(stream);
       // Foreign appends to the stream come first (the sync just looked at live streams).
       const t = !synced && this.#caught.has(s) ? s : this.#catchUp(s);
-      this.#caught.clear();
+      if (this.#caught.size > 0) this.#caught.clear();
       const seq = this.#appendMessage(t, bytes, options.order !== false);
       this.#index.trimLocked(this.#settings.current.depth);
       return { seq, stream };

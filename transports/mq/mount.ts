@@ -536,7 +536,8 @@ export class MqTree implements FileSystem {
   #boundLock(gs: GroupState): void {
     const h = this.#holding.get(gs);
     if (h === undefined) return;
-    if (++h.writes >= HOLD_WRITES || performance.now() - h.since >= HOLD_MS) {
+    // The time this write began (#holdLock took it): one clock read per write.
+    if (++h.writes >= HOLD_WRITES || gs.lastWrite - h.since >= HOLD_MS) {
       this.#takeOwnEvents(); // before the lock goes: they are known to be this burst's
       this.#holding.delete(gs);
       gs.g.releaseLock();
