@@ -38,6 +38,25 @@ Deno.test("newId() makes UUIDv7 names, strictly increasing, that carry their tim
   assert.equal(idTime("hello"), undefined);
 });
 
+Deno.test("idTime() takes exactly the UUIDv7 pattern: lowercase hex, version 7, variant 8-b", () => {
+  const id = "0190a1b2-c3d4-7e5f-8a6b-0123456789ab";
+  assert.equal(idTime(id), 0x0190a1b2c3d4 + 0xe5f / 4096);
+  for (
+    const bad of [
+      id.toUpperCase(),
+      id.replace("-7", "-6"), // version
+      id.replace("-8a6b", "-ca6b"), // variant
+      id.replace("c3d4-", "c3d4x"), // a dash
+      id.slice(0, 35) + "g",
+      id.slice(0, 35),
+      id + "0",
+    ]
+  ) {
+    assert.equal(idTime(bad), undefined, bad);
+  }
+  for (const v of ["8", "9", "a", "b"]) assert.ok(idTime(id.replace("-8a6b", `-${v}a6b`)));
+});
+
 Deno.test("newIdInto() writes the id's bytes, and ids carry the wall clock's time", () => {
   const name = new Uint8Array(37);
   for (let i = 0; i < 1000; i++) {

@@ -178,9 +178,26 @@ const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{
  * ```
  */
 export function idTime(name: string): number | undefined {
-  if (name.length !== 36 || !UUID7.test(name)) return undefined;
-  const ms = parseInt(name.slice(0, 8) + name.slice(9, 13), 16);
-  return ms + parseInt(name.slice(15, 18), 16) / 4096;
+  if (name.length !== 36) return undefined;
+  // The pattern's check and the number in one pass over the character codes (a subscriber
+  // does this per message: no regular expression, no substring, no parseInt).
+  let ms = 0;
+  let sub = 0;
+  for (let i = 0; i < 36; i++) {
+    const c = name.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45) return undefined; // "-"
+      continue;
+    }
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (d < 0) return undefined;
+    if (i < 13) ms = ms * 16 + d;
+    else if (i === 14) {
+      if (d !== 7) return undefined; // the version
+    } else if (i < 18) sub = sub * 16 + d;
+    else if (i === 19 && (d < 8 || d > 11)) return undefined; // the variant
+  }
+  return ms + sub / 4096;
 }
 
 /**
