@@ -55,6 +55,50 @@ export function openAt(dirfd: number, name: string, flags: number, mode = 0o600)
 }
 
 /**
+ * {@linkcode openAt} for a name already encoded, for hot paths that make many files: `cname`
+ * holds the name's bytes followed by NUL, written by the caller (no encoding per call).
+ * `O_NOFOLLOW` and `O_CLOEXEC` are always added. The caller vouches that the name is one path
+ * segment (not "", "." or "..", no "/"): this function does not look (the message ids a
+ * publisher writes are made of hex digits and dashes, or checked against the id pattern).
+ *
+ * @param dirfd The directory's descriptor.
+ * @param cname The name's bytes, then NUL.
+ * @param flags `O.*` flags.
+ * @param mode Permission bits for a file being created.
+ * @param name The name as text, for the error.
+ * @returns The descriptor.
+ * @throws {SysError} ELOOP for a symlink, ENOENT, EEXIST with `O.EXCL`, and so on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openAtBytes, openDir } from "./dirfd.ts";
+ * import { closeFd, O } from "./fs.ts";
+ * const path = Deno.makeTempDirSync({ dir: "/dev/shm" });
+ * const dir = openDir(path);
+ * const cname = new TextEncoder().encode("msg\0");
+ * const fd = openAtBytes(dir, cname, O.WRONLY | O.CREAT | O.EXCL, 0o600, "msg");
+ * closeFd(fd);
+ * assert.throws(() => openAtBytes(dir, cname, O.WRONLY | O.CREAT | O.EXCL, 0o600, "msg"), {
+ *   code: "EEXIST",
+ * });
+ * closeFd(dir);
+ * Deno.removeSync(path, { recursive: true });
+ * ```
+ */
+export function openAtBytes(
+  dirfd: number,
+  cname: Uint8Array<ArrayBuffer>,
+  flags: number,
+  mode: number,
+  name: string,
+): number {
+  const fd = libc().openat(dirfd, cname, flags | O.NOFOLLOW | O.CLOEXEC, mode);
+  if (fd < 0) throw new SysError("openat", errno(), name);
+  return fd;
+}
+
+/**
  * Opens a directory for walking: `O_RDONLY|O_DIRECTORY` (following symlinks in `path`, which
  * its caller names), or, with `dirfd`, one segment inside an open directory with
  * `O_NOFOLLOW` as well.

@@ -487,25 +487,34 @@ export function readJsonFile(path: string, limit: number): unknown {
  * ```
  */
 export function writeAllFd(fd: number, data: Uint8Array): void {
+  const len = data.length;
+  if (len === 0) return;
   const c = libc();
+  // The whole of it on the first try (most writes): no view made, and the length's BigInt
+  // made once per size (a BigInt per call costs more than the call's own JavaScript).
+  if (len !== sizeOfBig) {
+    sizeOfBig = len;
+    bigSize = BigInt(len);
+  }
+  const first = c.write(fd, data as Uint8Array<ArrayBuffer>, bigSize);
+  if (first === bigSize) return;
   let off = 0;
-  while (off < data.length) {
-    // The whole of it on the first try (most writes): no view made per call.
-    const n = Number(
-      c.write(
-        fd,
-        (off === 0 ? data : data.subarray(off)) as Uint8Array<ArrayBuffer>,
-        BigInt(data.length - off),
-      ),
-    );
+  let n = Number(first);
+  for (;;) {
     if (n < 0) {
       const e = errno();
-      if (e === Errno.EINTR) continue;
-      throw new SysError("write", e);
+      if (e !== Errno.EINTR) throw new SysError("write", e);
+    } else {
+      off += n;
     }
-    off += n;
+    if (off >= len) return;
+    n = Number(c.write(fd, data.subarray(off) as Uint8Array<ArrayBuffer>, BigInt(len - off)));
   }
 }
+
+/** The last length {@linkcode writeAllFd} wrote whole, and it as a BigInt. */
+let sizeOfBig = -1;
+let bigSize = 0n;
 
 /**
  * Removes a name (`unlink(2)`; a symlink is removed itself, never followed), without the

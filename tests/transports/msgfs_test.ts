@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as msgfs from "../../transports/msgfs/mod.ts";
-import { idTime, newId } from "../../transports/msgfs/names.ts";
+import { idTime, newId, newIdInto } from "../../transports/msgfs/names.ts";
 import { SEEN_SLACK_MS } from "../../transports/msgfs/subscribe.ts";
 import { CLI, fsbus, inotifyWatches, openWatchFds, tempDir, waitFor } from "../_helpers.ts";
 
@@ -36,6 +36,53 @@ Deno.test("newId() makes UUIDv7 names, strictly increasing, that carry their tim
   assert.equal(Math.floor(t), 1_700_000_000_123);
   assert.ok(Math.abs(t - 1_700_000_000_123.25) < 1 / 4096 + 1e-9);
   assert.equal(idTime("hello"), undefined);
+});
+
+Deno.test("idTime() takes exactly the UUIDv7 pattern: lowercase hex, version 7, variant 8-b", () => {
+  const id = "0190a1b2-c3d4-7e5f-8a6b-0123456789ab";
+  assert.equal(idTime(id), 0x0190a1b2c3d4 + 0xe5f / 4096);
+  for (
+    const bad of [
+      id.toUpperCase(),
+      id.replace("-7", "-6"), // version
+      id.replace("-8a6b", "-ca6b"), // variant
+      id.replace("c3d4-", "c3d4x"), // a dash
+      id.slice(0, 35) + "g",
+      id.slice(0, 35),
+      id + "0",
+    ]
+  ) {
+    assert.equal(idTime(bad), undefined, bad);
+  }
+  for (const v of ["8", "9", "a", "b"]) assert.ok(idTime(id.replace("-8a6b", `-${v}a6b`)));
+});
+
+Deno.test("newIdInto() writes the id's bytes, and ids carry the wall clock's time", () => {
+  const name = new Uint8Array(37);
+  for (let i = 0; i < 1000; i++) {
+    const id = newIdInto(name);
+    assert.equal(new TextDecoder().decode(name.subarray(0, 36)), id);
+    assert.equal(name[36], 0);
+  }
+  const before = Date.now();
+  const t = idTime(newId())!;
+  assert.ok(t >= before - 1 && t <= Date.now() + 1, `${t} near ${before}`);
+});
+
+Deno.test("Publisher.publish() names each file by the id it returns, made or given, in turn", async () => {
+  using bus = tempDir();
+  const pub = new msgfs.Publisher(bus.path, { sweep: false });
+  const ids: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const given = i % 3 === 1 ? newId() : undefined;
+    const p = pub.publish(String(i), given === undefined ? undefined : { id: given });
+    if (given !== undefined) assert.equal(p.id, given);
+    assert.equal(p.path, `${bus.path}/${p.id}`);
+    assert.equal(Deno.readTextFileSync(p.path), String(i));
+    ids.push(p.id);
+  }
+  assert.deepEqual([...Deno.readDirSync(bus.path)].map((e) => e.name).sort(), [...ids].sort());
+  await pub.close();
 });
 
 Deno.test("subscribe() with since all delivers published bytes exactly, with id, topic and time", async () => {

@@ -9,9 +9,9 @@
 import { fromFsError, FsbusError, toBytes } from "../../types.ts";
 import { ffiAvailable } from "../../sys/libc.ts";
 import { closeFd, O, writeAllFd } from "../../sys/fs.ts";
-import { openAt, openDir, renameAt, unlinkAt } from "../../sys/dirfd.ts";
+import { openAtBytes, openDir, renameAt, unlinkAt } from "../../sys/dirfd.ts";
 import { SysError } from "../../sys/errno.ts";
-import { checkTopic, idTime, newId } from "./names.ts";
+import { checkTopic, idTime, lastIdMs, newIdInto } from "./names.ts";
 import { readConfig } from "./config.ts";
 import { Sweeper, TEMP_DIR } from "./retention.ts";
 import { type BusMode, busMode, makeTopicByPath, openChild, openTopic } from "./_tree.ts";
@@ -101,6 +101,8 @@ export class Publisher {
   /** Descriptors of topic directories, least recently used first. */
   readonly #topicFds = new Map<string, number>();
   #tmpFd = -1;
+  /** The message's name as a C string: written by publish(), read by the open. */
+  readonly #cname = new Uint8Array(37);
 
   /**
    * Opens a bus for publishing.
@@ -167,21 +169,32 @@ export class Publisher {
    * @throws {FsbusError} When the file cannot be written (permission, space, ...), or `id`
    *   is not an id.
    */
-  publish(data: Uint8Array | string, options: { topic?: string; id?: string } = {}): Published {
-    const bytes = toBytes(data);
-    const topic = options.topic ? checkTopic(options.topic) : "";
-    if (options.id !== undefined && idTime(options.id) === undefined) {
-      throw new FsbusError("invalid", `Cannot publish "${options.id}": not a message id`);
+  publish(data: Uint8Array | string, options?: { topic?: string; id?: string }): Published {
+    const bytes = typeof data === "string" ? toBytes(data) : data;
+    const topic = options?.topic ? checkTopic(options.topic) : "";
+    let id: string;
+    let nowMs: number;
+    // The name's bytes go to the system call as written here (37 bytes: the id, then NUL).
+    const cname = this.#cname;
+    if (options === undefined || options.id === undefined) {
+      id = newIdInto(cname);
+      nowMs = lastIdMs();
+    } else {
+      id = options.id;
+      // The pattern admits hex digits and dashes only: one path segment, 36 ASCII bytes.
+      if (idTime(id) === undefined) {
+        throw new FsbusError("invalid", `Cannot publish "${id}": not a message id`);
+      }
+      for (let i = 0; i < 36; i++) cname[i] = id.charCodeAt(i);
+      nowMs = Date.now();
     }
-    const id = options.id ?? newId();
-    const dir = topic ? `${this.dir}/${topic}` : this.dir;
-    const path = `${dir}/${id}`;
+    const path = topic ? `${this.dir}/${topic}/${id}` : `${this.dir}/${id}`;
     try {
       this.#write(topic, path, id, bytes);
     } catch (err) {
       throw fromFsError(err, "Cannot publish", path);
     }
-    this.#sweeper?.maybeSweep();
+    if (this.#sweeper !== undefined) this.#sweeper.maybeSweep(nowMs);
     return { id, topic, path };
   }
 
@@ -254,7 +267,8 @@ export class Publisher {
    * announces it finds no file: a failed publish is never delivered.
    */
   #createAt(dirfd: number, name: string, bytes: Uint8Array): void {
-    const fd = openAt(dirfd, name, O.WRONLY | O.CREAT | O.EXCL, this.#mode);
+    // `name` is the id whose bytes publish() wrote in #cname.
+    const fd = openAtBytes(dirfd, this.#cname, O.WRONLY | O.CREAT | O.EXCL, this.#mode, name);
     try {
       writeAllFd(fd, bytes);
     } catch (err) {
