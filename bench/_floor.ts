@@ -353,9 +353,10 @@ export function medianFloor(runs: Result[], p: FloorPoint): Result {
   return mid;
 }
 
+/** a ÷ b to three decimals: enough that a goal is never judged on a figure rounded up. */
 function ratio(a: number | undefined, b: number | undefined): number | undefined {
   if (a === undefined || b === undefined || !(b > 0) || !Number.isFinite(a)) return undefined;
-  return Math.round((a / b) * 100) / 100;
+  return Math.round((a / b) * 1000) / 1000;
 }
 
 /**

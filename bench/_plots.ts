@@ -264,7 +264,7 @@ function fmtRate(x: number): string {
 export async function floorPlot(all: AllResults, date = ""): Promise<string | undefined> {
   const bars = floorBars(all).map((b) => ({
     ...b,
-    text: `${b.ratio.toFixed(2)}×  (${fmtRate(b.mine)} vs ${fmtRate(b.floor)} msgs/s)`,
+    text: `${b.ratio.toFixed(3)}×  (${fmtRate(b.mine)} vs ${fmtRate(b.floor)} msgs/s)`,
   }));
   if (bars.length === 0) return undefined;
   const max = Math.max(1.1, ...bars.map((b) => b.ratio)) * 1.05;

@@ -344,7 +344,7 @@ function floorGoals(msgfs: Result[]): string {
     const x = r?.vs_floor?.rate;
     rows.push([
       `${what} ≥ 0.85× floor`,
-      x === undefined ? "–" : `${x.toFixed(2)}× (${rate(figureRate(r))})`,
+      x === undefined ? "–" : `${x.toFixed(3)}× (${rate(figureRate(r))})`,
       verdict(x === undefined ? undefined : x >= 0.85),
     ]);
   }
@@ -352,7 +352,7 @@ function floorGoals(msgfs: Result[]): string {
     const x = r?.vs_floor?.cpu;
     rows.push([
       `CPU per message, ${what}, ≤ 1.3× floor`,
-      x === undefined ? "–" : `${x.toFixed(2)}× (${num(r?.cpu_us_per_msg, 1)} µs)`,
+      x === undefined ? "–" : `${x.toFixed(3)}× (${num(r?.cpu_us_per_msg, 1)} µs)`,
       verdict(x === undefined ? undefined : x <= 1.3),
     ]);
   }
@@ -361,7 +361,7 @@ function floorGoals(msgfs: Result[]): string {
     const x = r?.vs_floor?.p50;
     rows.push([
       `p50 at ${rt / 1000}k msgs/s ≤ 2× floor`,
-      x === undefined ? "–" : `${x.toFixed(2)}× (${withUnit(us(r?.p50_us))})`,
+      x === undefined ? "–" : `${x.toFixed(3)}× (${withUnit(us(r?.p50_us))})`,
       verdict(x === undefined ? undefined : x <= 2),
     ]);
   }
