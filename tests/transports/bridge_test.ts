@@ -222,6 +222,13 @@ Deno.test("bridge() over core NATS: live messages, headers carry the metadata", 
   assert.equal(down.status.directions[0]!.delivered, 2);
 });
 
+/** Asserts that the shared list's lock of the one local bus under `state` is not held. */
+function assertListFree(state: string): void {
+  const list = [...Deno.readDirSync(state)].find((e) => e.name.startsWith("bus-"))!;
+  using probe = FileLock.open(`${state}/${list.name}/written.lock`);
+  assert.ok(probe.tryLock(), "the list's lock is free once the burst is handled");
+  probe.unlock();
+}
 Deno.test("bridge() from core NATS lets the bus's list go after a burst whose last message is skipped", async () => {
   using dir = tempDir();
   await using server = await startNats({ dir: `${dir.path}/nats`, jetstream: false });
@@ -254,10 +261,7 @@ Deno.test("bridge() from core NATS lets the bus's list go after a burst whose la
   }
   const d = down.status.directions[0]!;
   await waitFor(() => d.delivered === 200 && d.received === 200 + d.skipped, "200 written");
-  const list = [...Deno.readDirSync(state)].find((e) => e.name.startsWith("bus-"))!;
-  using probe = FileLock.open(`${state}/${list.name}/written.lock`);
-  assert.ok(probe.tryLock(), "the list's lock is free once the burst is handled");
-  probe.unlock();
+  assertListFree(state);
 });
 
 Deno.test("bridge() from core NATS into an mq group lets the group's list go after a burst ending in a pin state", async () => {
@@ -295,10 +299,7 @@ Deno.test("bridge() from core NATS into an mq group lets the group's list go aft
     await nc.close();
   }
   await waitFor(() => d.received >= 400 && d.delivered === d.received, "every message written");
-  const list = [...Deno.readDirSync(state)].find((e) => e.name.startsWith("bus-"))!;
-  using probe = FileLock.open(`${state}/${list.name}/written.lock`);
-  assert.ok(probe.tryLock(), "the list's lock is free once the burst is handled");
-  probe.unlock();
+  assertListFree(state);
 });
 
 Deno.test("bridge() into JetStream keeps the publisher's order while the stream's leader changes", async () => {
