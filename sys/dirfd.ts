@@ -47,11 +47,7 @@ function segment(name: string): string {
  * ```
  */
 export function openAt(dirfd: number, name: string, flags: number, mode = 0o600): number {
-  return check(
-    libc().openat(dirfd, cpath(segment(name)), flags | O.NOFOLLOW | O.CLOEXEC, mode),
-    "openat",
-    name,
-  );
+  return openAtBytes(dirfd, cpath(segment(name)), flags, mode, name);
 }
 
 /**
