@@ -379,10 +379,10 @@ export class GroupIndex {
       s !== undefined && streams.ensureFd(s) && r.offset === s.end && r.local === s.count &&
       r.cum === this.#cum && r.order === this.#orderEnd
     ) {
-      const complete = this.#version === 1
-        ? fdSize(s.fd) >= r.offset + r.length
-        : fileCrc(s.fd, r.offset, r.length) === r.dataCrc;
       const size = fdSize(s.fd);
+      const complete = this.#version === 1
+        ? size >= r.offset + r.length
+        : fileCrc(s.fd, r.offset, r.length) === r.dataCrc;
       const landed = size - r.length;
       if (complete) {
         // The whole message reached the stream: the writer died after its data. Commit it.
