@@ -30,6 +30,16 @@ function makeGroup(path: string, count = 12): Record<string, string[]> {
   return expected;
 }
 
+/** One poll of stream "s" from its start (replay all), as text: a path, or an open group. */
+async function pollStream(group: MqGroup | string): Promise<string[]> {
+  const r = MqReader.open(group, ["s"], { replay: "all" });
+  try {
+    return r.poll().map((m) => new TextDecoder().decode(m.data));
+  } finally {
+    await r.close();
+  }
+}
+
 /** Everything readable now from every stream, by stream (the reader opens the group). */
 async function readNow(
   path: string,
@@ -265,14 +275,7 @@ Deno.test("MqGroup.sync() makes a stream truncated or rewritten in place a new i
   w.sync();
   // Readers of the old incarnation get EOF after what they could read.
   assert.deepEqual(await oldMessages, ["one\n", "two\n"]);
-  const read = async () => {
-    const r = MqReader.open(g, ["s"], { replay: "all" });
-    try {
-      return r.poll().map((m) => new TextDecoder().decode(m.data));
-    } finally {
-      await r.close();
-    }
-  };
+  const read = () => pollStream(g);
   assert.deepEqual(await read(), ["three\n"]);
   await sh(`echo a-much-longer-line > ${g}/s`); // longer: its last message's bytes changed
   w.sync();
@@ -288,14 +291,7 @@ Deno.test("MqGroup.write() holding the lock takes a stream truncated, rewritten 
   const g = `${tmp.path}/g`;
   using w = MqGroup.create(g, { replay: "all" });
   // Read through the writer's group: another open of it would wait for the lock held here.
-  const read = async () => {
-    const r = MqReader.open(w, ["s"], { replay: "all" });
-    try {
-      return r.poll().map((m) => new TextDecoder().decode(m.data));
-    } finally {
-      await r.close();
-    }
-  };
+  const read = () => pollStream(w);
   w.holdLock();
   try {
     w.write("s", "one\n");
