@@ -199,7 +199,10 @@ Deno.test("fsbus mq check: explains damage, --repair repairs it, the data reads 
   using tmp = tempDir();
   const g = `${tmp.path}/g`;
   assert.equal((await fsbus(["mq", "mkgroup", g, "--replay", "all"])).code, 0);
-  for (const m of ["one\n", "two\n", "three\n"]) await fsbus(["mq", "write", g, "s", m]);
+  for (const m of ["one\n", "two\n", "three\n"]) {
+    const w = await fsbus(["mq", "write", g, "s", m]);
+    assert.equal(w.code, 0, `mq write ${JSON.stringify(m)}: ${w.stderr}`);
+  }
   let r = await fsbus(["mq", "check", g]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.text, `${g}: 3 messages, 1 streams, format 2: sound\n`);
