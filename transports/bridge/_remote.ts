@@ -20,6 +20,7 @@ import {
   subjectToken,
 } from "../_nats.ts";
 import { type Context, type Envelope, HEADER, type Sink, type Source } from "./_envelope.ts";
+import { type Fields, HeaderReader, parseTime } from "./_headers.ts";
 import { headerBlock, jetstreamSink } from "./_jetstream_sink.ts";
 import type { Endpoint } from "./endpoint.ts";
 
@@ -37,19 +38,12 @@ function filterOf(base: string, wide: boolean): string {
   return wide ? `${base}.>` : base;
 }
 
-/** The fsbus headers of a message, by name; the first of each wins. */
-type Fields = Partial<Record<(typeof HEADER)[keyof typeof HEADER], string>>;
-
-const WANTED: ReadonlySet<string> = new Set(Object.values(HEADER));
-const dec = new TextDecoder();
-
 /**
- * The fsbus headers of a message, read straight from its raw header block (one decode, one
- * split) when the client keeps it, else through the client's `MsgHdrs`: the same values
- * (`Key: value`, the value trimmed, the first of a repeated key), without building the
- * client's header object for every message.
+ * The fsbus headers of a message, read straight from its raw header block when the client
+ * keeps it (see {@linkcode HeaderReader}), else through the client's `MsgHdrs`: the same
+ * values, without building the client's header object for every message.
  */
-function fieldsOf(msg: Msg | JsMsg): Fields | undefined {
+function fieldsOf(msg: Msg | JsMsg, reader: HeaderReader): Fields | undefined {
   const impl = ((msg as { msg?: unknown }).msg ?? msg) as {
     _msg?: { hdr?: unknown };
     _rdata?: unknown;
@@ -58,29 +52,24 @@ function fieldsOf(msg: Msg | JsMsg): Fields | undefined {
   const raw = impl._rdata;
   if (typeof hdr === "number" && raw instanceof Uint8Array) {
     if (hdr < 0) return undefined;
-    const out: Record<string, string> = {};
-    const lines = dec.decode(raw.subarray(0, hdr)).split("\r\n");
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const at = line.indexOf(":");
-      if (at < 0) continue;
-      const k = line.slice(0, at);
-      if (WANTED.has(k) && out[k] === undefined) out[k] = line.slice(at + 1).trim();
-    }
-    return out as Fields;
+    return reader.read(raw.subarray(0, hdr));
   }
   const h = msg.headers;
   if (!h) return undefined;
   const out: Record<string, string> = {};
-  for (const k of WANTED) {
+  for (const k of Object.values(HEADER)) {
     if (h.has(k)) out[k] = h.get(k);
   }
   return out as Fields;
 }
 
+/**
+ * The envelope of a message. `subject` is asked for only when the topic is not in the
+ * headers (the client decodes it on first use).
+ */
 function fromMsg(
   data: Uint8Array,
-  subject: string,
+  subject: () => string,
   h: Fields | undefined,
   base: string,
   fallbackId: string,
@@ -93,13 +82,15 @@ function fromMsg(
     } catch {
       topic = "";
     }
-  } else if (subject.startsWith(base + ".")) {
-    const rest = subject.slice(base.length + 1);
-    topic = rest === "_" ? "" : rest.split(".").join("/");
+  } else {
+    const s = subject();
+    if (s.startsWith(base + ".")) {
+      const rest = s.slice(base.length + 1);
+      topic = rest === "_" ? "" : rest.split(".").join("/");
+    }
   }
-  const t = Date.parse(h?.[HEADER.time] ?? "");
-  return {
-    ...(h?.[HEADER.pin] ? { pinState: true } : {}),
+  const t = parseTime(h?.[HEADER.time] ?? "");
+  const env: Envelope = {
     data,
     id: h?.[HEADER.id] || fallbackId,
     topic,
@@ -107,6 +98,8 @@ function fromMsg(
     origin: h?.[HEADER.origin] ?? "",
     host: h?.[HEADER.host] ?? "",
   };
+  if (h?.[HEADER.pin]) env.pinState = true;
+  return env;
 }
 
 /**
@@ -155,6 +148,7 @@ export async function remoteSource(
 ): Promise<Source> {
   const filter = filterOf(e.subject, ctx.wide);
   const { ConsumerEvents } = await loadNats();
+  const reader = new HeaderReader();
   if (e.kind === "nats") {
     // A callback subscription handing each message straight to the pump's pending `next()`
     // when it waits (else into one queue): no iterator of the client's in between.
@@ -167,7 +161,8 @@ export async function remoteSource(
     const sub = nc.subscribe(filter, {
       callback: (_err, msg) => {
         if (!msg) return;
-        const env = fromMsg(msg.data, msg.subject, fieldsOf(msg), e.subject, `nats-${n++}`);
+        const h = fieldsOf(msg, reader);
+        const env = fromMsg(msg.data, () => msg.subject, h, e.subject, `nats-${n++}`);
         if (env.origin === ctx.origin) return;
         // The one before has another behind it (the sink reads this when it writes it).
         if (last) last.more = true;
@@ -270,7 +265,8 @@ export async function remoteSource(
               continue;
             }
             last = seq;
-            const env = fromMsg(m.data, m.subject, fieldsOf(m), e.subject, `${e.stream}-${seq}`);
+            const h = fieldsOf(m, reader);
+            const env = fromMsg(m.data, () => m.subject, h, e.subject, `${e.stream}-${seq}`);
             env.position = String(seq);
             // Acks are cumulative: one every 64 messages, and the last one within 100 ms.
             env.done = () => {
