@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HeaderReader, parseTime } from "../../transports/bridge/_headers.ts";
+import { HeaderReader, parseTime, SubjectReader } from "../../transports/bridge/_headers.ts";
 import { HEADER } from "../../transports/bridge/_envelope.ts";
 
 const enc = new TextEncoder();
@@ -82,4 +82,19 @@ Deno.test("parseTime: Date.parse's value for every form, within a second seen an
   for (const t of [...texts, ...texts.toReversed(), ...texts]) {
     assert.deepEqual(parseTime(t), Date.parse(t), t);
   }
+});
+
+Deno.test("SubjectReader: the client's text of each subject, whatever came before", () => {
+  const enc = new TextEncoder();
+  const subjects = ["app.a", "app.a", "app.b", "app.bb", "app.é", "app.a", "", "app.a"];
+  const raw = [...subjects.map((s) => enc.encode(s)), new Uint8Array([0x61, 0xc3, 0x2e])];
+  const r = new SubjectReader();
+  for (const [i, bytes] of raw.entries()) {
+    assert.equal(r.read(bytes), new TextDecoder().decode(bytes), `subject ${i}`);
+  }
+  // The bytes it was given may be reused by their owner: it kept its own copy.
+  const reused = enc.encode("app.x");
+  assert.equal(r.read(reused), "app.x");
+  reused.set(enc.encode("app.y"));
+  assert.equal(r.read(reused), "app.y");
 });

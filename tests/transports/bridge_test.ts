@@ -377,3 +377,44 @@ Deno.test("bridge() takes over an earlier version's state: ids it had listed are
   assert.deepEqual(onQ.texts(), ["new"]);
   assert.ok(Deno.statSync(`${state}/mig/seen.migrated`).isFile);
 });
+
+Deno.test("bridge() from core NATS takes each message's topic from its subject when it has no fsbus headers, subjects alternating", async () => {
+  using dir = tempDir();
+  await using server = await startNats({ dir: `${dir.path}/nats`, jetstream: false });
+  const b = `${dir.path}/b`;
+  Deno.mkdirSync(b);
+  await using down = await bridge(`nats://${server.address}/live`, `dir:${b}`, {
+    stateDir: false,
+  });
+  const nc = await connectNats(server.address);
+  const d = down.status.directions[0]!;
+  const subjects = ["live.news", "live._", "live.a.b", "live.news", "live.news", "live._"];
+  try {
+    // The bridge's subscription is live once a message gets through.
+    for (let i = 0; d.received === 0 && i < 2000; i++) {
+      if (i % 20 === 0) nc.publish("live.warm", new TextEncoder().encode("warm"));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const [i, s] of subjects.entries()) nc.publish(s, new TextEncoder().encode(`m${i}`));
+    await nc.flush();
+  } finally {
+    await nc.close();
+  }
+  const existing = (path: string) => {
+    try {
+      return [...Deno.readDirSync(path)];
+    } catch {
+      return [];
+    }
+  };
+  const read = (topic: string) =>
+    [...(existing(topic ? `${b}/${topic}` : b))].filter((e) => e.isFile)
+      .map((e) => Deno.readTextFileSync(`${topic ? `${b}/${topic}` : b}/${e.name}`)).sort();
+  await waitFor(
+    () => read("news").length + read("").length + read("a/b").length === subjects.length,
+    "all written",
+  );
+  assert.deepEqual(read("news"), ["m0", "m3", "m4"]);
+  assert.deepEqual(read(""), ["m1", "m5"]);
+  assert.deepEqual(read("a/b"), ["m2"]);
+});

@@ -110,6 +110,41 @@ function lines(text: string, skip: number, out: Record<string, string>): void {
   }
 }
 
+/**
+ * The text of a message's subject bytes, decoded once for each run of messages with the same
+ * subject (a source reads one subject, or a few): the client would decode them for every
+ * message. One per source.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SubjectReader } from "./_headers.ts";
+ * const r = new SubjectReader();
+ * const enc = new TextEncoder();
+ * assert.equal(r.read(enc.encode("app.events")), "app.events");
+ * assert.equal(r.read(enc.encode("app.events")), "app.events");
+ * assert.equal(r.read(enc.encode("app.other")), "app.other");
+ * ```
+ */
+export class SubjectReader {
+  #bytes: Uint8Array = new Uint8Array(0);
+  #text = "";
+
+  /**
+   * The subject's text.
+   *
+   * @param bytes The subject's bytes, as the client keeps them.
+   * @returns Their UTF-8 text (as the client's `subject` gives).
+   */
+  read(bytes: Uint8Array): string {
+    if (bytes.length !== this.#bytes.length || !startsWith(bytes, this.#bytes)) {
+      this.#text = dec.decode(bytes);
+      this.#bytes = bytes.slice();
+    }
+    return this.#text;
+  }
+}
+
 /** The second last read by {@linkcode parseTime}: its text up to the dot, and its time (ms). */
 let second = { text: "", from: 0 };
 

@@ -20,7 +20,7 @@ import {
   subjectToken,
 } from "../_nats.ts";
 import { type Context, type Envelope, HEADER, type Sink, type Source } from "./_envelope.ts";
-import { type Fields, HeaderReader, parseTime } from "./_headers.ts";
+import { type Fields, HeaderReader, parseTime, SubjectReader } from "./_headers.ts";
 import { headerBlock, jetstreamSink } from "./_jetstream_sink.ts";
 import type { Endpoint } from "./endpoint.ts";
 
@@ -61,6 +61,13 @@ function fieldsOf(msg: Msg | JsMsg, reader: HeaderReader): Fields | undefined {
     if (h.has(k)) out[k] = h.get(k);
   }
   return out as Fields;
+}
+
+/** A message's subject, through `reader` when the client keeps its bytes. */
+function subjectOfMsg(msg: Msg | JsMsg, reader: SubjectReader): string {
+  const impl = ((msg as { msg?: unknown }).msg ?? msg) as { _msg?: { subject?: unknown } };
+  const raw = impl._msg?.subject;
+  return raw instanceof Uint8Array ? reader.read(raw) : msg.subject;
 }
 
 /**
@@ -149,6 +156,7 @@ export async function remoteSource(
   const filter = filterOf(e.subject, ctx.wide);
   const { ConsumerEvents } = await loadNats();
   const reader = new HeaderReader();
+  const subjects = new SubjectReader();
   if (e.kind === "nats") {
     // A callback subscription handing each message straight to the pump's pending `next()`
     // when it waits (else into one queue): no iterator of the client's in between.
@@ -162,7 +170,13 @@ export async function remoteSource(
       callback: (_err, msg) => {
         if (!msg) return;
         const h = fieldsOf(msg, reader);
-        const env = fromMsg(msg.data, () => msg.subject, h, e.subject, `nats-${n++}`);
+        const env = fromMsg(
+          msg.data,
+          () => subjectOfMsg(msg, subjects),
+          h,
+          e.subject,
+          `nats-${n++}`,
+        );
         if (env.origin === ctx.origin) return;
         // The one before has another behind it (the sink reads this when it writes it).
         if (last) last.more = true;
@@ -266,7 +280,13 @@ export async function remoteSource(
             }
             last = seq;
             const h = fieldsOf(m, reader);
-            const env = fromMsg(m.data, () => m.subject, h, e.subject, `${e.stream}-${seq}`);
+            const env = fromMsg(
+              m.data,
+              () => subjectOfMsg(m, subjects),
+              h,
+              e.subject,
+              `${e.stream}-${seq}`,
+            );
             env.position = String(seq);
             // Acks are cumulative: one every 64 messages, and the last one within 100 ms.
             env.done = () => {
