@@ -798,6 +798,20 @@ export class GroupIndex {
   }
 
   /**
+   * How many bytes of messages the group holds from record `seq` to its last (a hint, for
+   * deciding how to read them: 0 when the record cannot be read or is not sound).
+   *
+   * @param seq The first record.
+   * @returns The bytes of messages `[seq, next)`.
+   */
+  bytesFrom(seq: number): number {
+    if (seq >= this.#next) return 0;
+    if (this.readRecords(seq, this.#rec) !== 1) return 0;
+    if (recordProblem(this.#recView, 0, seq, this.#version) !== undefined) return 0;
+    return Math.max(0, this.#cum - u64(this.#recView, R.CUM));
+  }
+
+  /**
    * The local number of the first message of `id` at or after `seq`, or the stream's
    * count when there is none.
    *

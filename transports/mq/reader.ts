@@ -22,7 +22,7 @@ import { ffiAvailable } from "../../sys/libc.ts";
 import { fdSize, preadFull } from "../../sys/fd_io.ts";
 import type { DataMode, ReplayMode } from "./_ctl.ts";
 import { R, RECORD, recordProblem, u64 } from "./_layout.ts";
-import { crc32 } from "./_crc32.ts";
+import { crc32, loadNativeCrc32 } from "./_crc32.ts";
 import { MqGroup } from "./group.ts";
 import { checkStreamName } from "./_names.ts";
 import { damaged, type GroupIndex } from "./_index.ts";
@@ -118,6 +118,8 @@ interface Want {
 }
 
 const READAHEAD = 256 * 1024;
+/** Bytes to replay from which a reader loads the runtime's CRC-32 (see _crc32.ts). */
+const NATIVE_CRC_FROM = 8 * 1024 * 1024;
 
 const CHUNK = 1024;
 // Streams: CLOSE_WRITE, not MODIFY. fsbus writers keep their streams open and commit through
@@ -176,6 +178,8 @@ export class MqReader implements Subscription<MqMessage> {
   #ctlEvent = false;
   #forceSync = false;
   #iterating = false;
+  /** The runtime's CRC-32 being loaded, for iteration to wait for. */
+  #crcLoad: Promise<boolean> | undefined;
 
   private constructor(
     g: MqGroup,
@@ -223,6 +227,11 @@ export class MqReader implements Subscription<MqMessage> {
       const replay = options.replay ?? settings.replay;
       g.locked(() => this.#start(streams, replay, until));
       this.#verify = verify && this.#index.version === 2;
+      // Enough to check that loading the runtime's CRC-32 pays (see _crc32.ts): iterating
+      // waits for it; poll() checks in JavaScript until it is there.
+      if (this.#verify && !this.#order && this.#index.bytesFrom(this.#pos) >= NATIVE_CRC_FROM) {
+        this.#crcLoad = loadNativeCrc32();
+      }
       if (!owns) this.#parts.streams.localReaders++;
     } catch (err) {
       void this.#ino?.close();
@@ -549,6 +558,10 @@ export class MqReader implements Subscription<MqMessage> {
     this.#signal?.addEventListener("abort", onAbort, { once: true });
     try {
       if (this.#signal?.aborted) return;
+      if (this.#crcLoad !== undefined) {
+        await this.#crcLoad;
+        this.#crcLoad = undefined;
+      }
       for (;;) {
         if (this.#closed) return;
         const events = ino.read();
