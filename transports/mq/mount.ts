@@ -49,6 +49,7 @@ import {
   mount,
   mountTable,
 } from "../../sys/fuse/mod.ts";
+import { loadNativeCrc32 } from "./_crc32.ts";
 import { renderCtl } from "./_ctl.ts";
 import {
   EMPTY,
@@ -818,6 +819,9 @@ export async function mountGroups(
     );
   }
   const log = options.onLog ?? (() => {});
+  // A long-lived server checksums every message written through it: zlib's CRC-32 is
+  // worth its load time here (about 0.6 µs less per KiB).
+  await loadNativeCrc32();
   const tree = new MqTree(realDir, log, options.writeBehind === true);
   let server: FuseServer;
   try {
