@@ -20,6 +20,7 @@ import { errno, libc } from "../libc.ts";
 import { Errno } from "../errno.ts";
 import { closeFd, O, openFd } from "../fs.ts";
 import { yieldTurn } from "../poll.ts";
+import { monotonicMs } from "../clock.ts";
 import { SIZE } from "./_wire.ts";
 import type { FileSystem } from "./file_system.ts";
 import { BUF_SIZE, Requests } from "./_requests.ts";
@@ -116,7 +117,7 @@ export class FuseServer {
   readonly #spinMs: number;
   /** Blocking waits in a row that were short (see ServeOptions.spinUs). */
   #shortWaits = 0;
-  /** When the last request was seen (performance.now()), for the spin. */
+  /** When the last request was seen (monotonicMs()), for the spin. */
   #lastRequest = -Infinity;
   readonly #onError: (err: unknown, op: string) => void;
   readonly #requests: Requests;
@@ -246,7 +247,7 @@ export class FuseServer {
   #shutdown(unmount: boolean, now = false): void {
     if (!this.#stopping) {
       this.#stopping = true;
-      this.#graceUntil = performance.now() + GRACE_MS;
+      this.#graceUntil = monotonicMs() + GRACE_MS;
       try {
         this.#fs.shutdown?.();
       } catch (err) {
@@ -307,7 +308,7 @@ export class FuseServer {
     const c = libc();
     // Let the constructor's caller finish first (install signal handlers, watches).
     await Promise.resolve();
-    let lastYield = performance.now();
+    let lastYield = monotonicMs();
     let ready = true;
     try {
       while (!this.#closed) {
@@ -327,14 +328,12 @@ export class FuseServer {
             this.#onError(err, "idle");
           }
         }
-        if (this.#stopping && performance.now() > this.#graceUntil) break;
+        if (this.#stopping && monotonicMs() > this.#graceUntil) break;
         if (this.#pfdsDirty) this.#buildPfds();
         const pfds = this.#pfds;
         const count = BigInt(pfds.length / 8);
         let n: number;
-        let limit = this.#stopping
-          ? Math.max(1, Math.ceil(this.#graceUntil - performance.now()))
-          : -1;
+        let limit = this.#stopping ? Math.max(1, Math.ceil(this.#graceUntil - monotonicMs())) : -1;
         if (again >= 0 && (limit < 0 || again < limit)) limit = again;
         const spin = this.#spinMs > 0;
         const spun = spin && limit !== 0 && this.#shortWaits >= 2;
@@ -343,37 +342,37 @@ export class FuseServer {
         if (this.#blockMs > 0) {
           const timeout = limit >= 0 ? Math.min(limit, this.#blockMs) : this.#blockMs;
           if (n === 0) {
-            const from = spin ? performance.now() : 0;
+            const from = spin ? monotonicMs() : 0;
             n = c.poll(pfds, count, timeout);
-            now = performance.now();
+            now = monotonicMs();
             if (spin) this.#waited(n, now - from);
-          } else now = performance.now();
+          } else now = monotonicMs();
           // A turn of the event loop after a wait with nothing to do, and at least every
           // YIELD_EVERY_MS; not when an idle function only asked to run again.
           if ((n <= 0 && timeout !== again) || now - lastYield > YIELD_EVERY_MS) {
             await yieldTurn();
-            lastYield = performance.now();
+            lastYield = monotonicMs();
           }
         } else {
           if (!spun) n = c.poll(pfds, count, 0);
           if (n === 0) {
-            const from = spin ? performance.now() : 0;
+            const from = spin ? monotonicMs() : 0;
             n = await c.poll_async(pfds, count, limit);
             if (spin) {
-              now = lastYield = performance.now();
+              now = lastYield = monotonicMs();
               this.#waited(n, now - from);
             }
           } else if (spun) {
             // A spin that keeps catching requests still lets the event loop turn.
-            now = performance.now();
+            now = monotonicMs();
             if (now - lastYield > YIELD_EVERY_MS) {
               await yieldTurn();
-              lastYield = performance.now();
+              lastYield = monotonicMs();
             }
           }
         }
         ready = n < 0 || (n > 0 && this.#pfdsView.getInt16(6, true) !== 0);
-        if (ready && spin) this.#lastRequest = now > 0 ? now : performance.now();
+        if (ready && spin) this.#lastRequest = now > 0 ? now : monotonicMs();
         if (n > 0 && !this.#closed) this.#afterPoll(pfds);
       }
     } catch (err) {
@@ -394,7 +393,7 @@ export class FuseServer {
     const c = libc();
     const until = this.#lastRequest + this.#spinMs;
     let n = 0;
-    while (n === 0 && performance.now() < until) n = c.poll(pfds, count, 0);
+    while (n === 0 && monotonicMs() < until) n = c.poll(pfds, count, 0);
     return n;
   }
 

@@ -35,6 +35,7 @@
 import { FsbusError } from "../../types.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { statPath } from "../../sys/fs.ts";
+import { monotonicMs } from "../../sys/clock.ts";
 import {
   type FileSystem,
   type FuseAttr,
@@ -531,7 +532,7 @@ export class MqTree implements FileSystem {
    * full sync is needed either.
    */
   #holdLock(gs: GroupState): void {
-    const now = performance.now();
+    const now = monotonicMs();
     gs.writeGap = now - gs.lastWrite;
     gs.lastWrite = now;
     if (this.#holding.has(gs)) return;
@@ -573,7 +574,7 @@ export class MqTree implements FileSystem {
    * HOLD_MS for it; a slower writer costs no wake-up to release it.
    */
   #releaseLocks(): number | undefined {
-    const now = performance.now();
+    const now = monotonicMs();
     let due: number | undefined;
     for (const [gs, h] of this.#holding) {
       const left = h.since + HOLD_MS - now;
