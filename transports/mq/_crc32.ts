@@ -1,12 +1,17 @@
 /**
- * CRC-32 (the IEEE polynomial of zlib and Ethernet), slicing by sixteen bytes: the checksums
- * of an mq group's index records and of its messages' bytes. Readers check every message they
- * deliver, so this is on the replay path: it reads the bytes four at a time as 32-bit words
- * (little-endian, as every platform Deno runs on) and looks each byte up in one of sixteen
- * tables, about 0.6 µs per KiB here (the byte-at-a-time form takes about 3 µs). A long-lived
- * process can load zlib's (`node:zlib`, about 0.1 µs per KiB, but some 20 ms and 10 MB to
- * load, too much for every command) with {@linkcode loadNativeCrc32}: runs of 64 bytes and
- * more then go to it.
+ * CRC-32 (the IEEE polynomial of zlib and Ethernet): the checksums of an mq group's index
+ * records and of its messages' bytes. Readers check every message they deliver, so this is on
+ * the replay path.
+ *
+ * In JavaScript it is sliced by sixteen bytes: it reads the bytes four at a time as 32-bit
+ * words (little-endian, as every platform Deno runs on) and looks each byte up in one of
+ * sixteen tables, about 8,500 instructions per KiB (the byte-at-a-time form takes five times
+ * as long). Once {@linkcode loadNativeCrc32} has loaded the runtime's own CRC-32 (`node:zlib`'s,
+ * part of Deno), runs of 64 bytes and more go to it instead: about 500 instructions per KiB
+ * and a call. It is loaded on demand, not imported, because loading it costs a process that
+ * has not loaded Deno's Node compatibility yet about 200 million instructions (a process
+ * using the fsbus CLI, which has, about 5 million): readers load it when they have enough
+ * to replay for that to pay.
  *
  * @module
  */
@@ -28,16 +33,21 @@ for (let i = 0; i < 256; i++) {
   }
 }
 
-/** A native CRC-32 of the same kind (`fn(bytes, crcSoFar)`), once loaded. */
-let native: ((b: Uint8Array, crc: number) => number) | undefined;
-/** Shorter runs stay here: calling out costs more than they do. */
-const NATIVE_MIN = 64;
-
 /** Words read from memory are little-endian here (checked once; else bytes, one at a time). */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
- * Continues a CRC-32 over more bytes.
+ * The runtime's CRC-32 once {@linkcode loadNativeCrc32} has loaded it and found it gives the
+ * same values as {@linkcode crc32Js}, else undefined.
+ */
+let native: ((data: Uint8Array, value: number) => number) | undefined;
+let loading: Promise<boolean> | undefined;
+/** Shorter runs stay in JavaScript: below this, the call costs more than it saves. */
+const NATIVE_MIN = 64;
+
+/**
+ * Continues a CRC-32 over more bytes (through the runtime's CRC-32 for runs of 64 bytes and
+ * more once {@linkcode loadNativeCrc32} has loaded it: the same values).
  *
  * @param crc The CRC so far (0 to start).
  * @param b The bytes.
@@ -56,12 +66,86 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  */
 export function crc32(crc: number, b: Uint8Array, from = 0, to = b.length): number {
   if (native !== undefined && to - from >= NATIVE_MIN) {
-    return native(from === 0 && to === b.length ? b : b.subarray(from, to), crc) >>> 0;
+    return native(from === 0 && to === b.length ? b : b.subarray(from, to), crc);
   }
   return crc32Js(crc, b, from, to);
 }
 
-function crc32Js(crc: number, b: Uint8Array, from: number, to: number): number {
+/**
+ * Loads the runtime's CRC-32 (`node:zlib`'s) for {@linkcode crc32} to use from then on, after
+ * checking that it gives the same values as {@linkcode crc32Js} (in one go and continued, on
+ * every alignment). Loading it costs a process that has not loaded Deno's Node compatibility
+ * about 200 million instructions, so it is worth it only before checksumming many megabytes.
+ * Until the promise settles (and for good when the module cannot be loaded or disagrees),
+ * {@linkcode crc32} stays in JavaScript, with the same results.
+ *
+ * @returns Whether the runtime's CRC-32 is used from now on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { crc32, loadNativeCrc32 } from "./_crc32.ts";
+ * const bytes = new Uint8Array(4096).fill(7);
+ * const before = crc32(0, bytes);
+ * assert.equal(await loadNativeCrc32(), true);
+ * assert.equal(crc32(0, bytes), before);
+ * ```
+ */
+export function loadNativeCrc32(): Promise<boolean> {
+  loading ??= import("node:zlib").then(
+    (zlib) => {
+      const f = zlib.crc32 as (data: Uint8Array, value: number) => number;
+      if (typeof f !== "function") return false;
+      const probe = new Uint8Array(256 + 3);
+      for (let i = 0; i < probe.length; i++) probe[i] = (i * 167 + 13) & 255;
+      for (let from = 0; from < 4; from++) {
+        const whole = probe.subarray(from, from + 256);
+        const want = crc32Js(0, whole);
+        if (f(whole, 0) !== want) return false;
+        if (f(whole.subarray(100), f(whole.subarray(0, 100), 0)) !== want) return false;
+      }
+      native = f;
+      return true;
+    },
+    () => false,
+  );
+  return loading;
+}
+
+/**
+ * Whether {@linkcode crc32} uses the runtime's CRC-32 now.
+ *
+ * @returns True once {@linkcode loadNativeCrc32} has loaded and checked it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadNativeCrc32, usingNativeCrc32 } from "./_crc32.ts";
+ * await loadNativeCrc32();
+ * assert.equal(usingNativeCrc32(), true);
+ * ```
+ */
+export function usingNativeCrc32(): boolean {
+  return native !== undefined;
+}
+
+/**
+ * {@linkcode crc32} in JavaScript only, whether or not the runtime's is loaded.
+ *
+ * @param crc The CRC so far (0 to start).
+ * @param b The bytes.
+ * @param from The first byte.
+ * @param to The end (exclusive).
+ * @returns The CRC including `b[from, to)`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { crc32Js } from "./_crc32.ts";
+ * assert.equal(crc32Js(0, new TextEncoder().encode("123456789")), 0xcbf43926);
+ * ```
+ */
+export function crc32Js(crc: number, b: Uint8Array, from = 0, to = b.length): number {
   const T = TABLE;
   let c = ~crc;
   let i = from;
@@ -87,59 +171,4 @@ function crc32Js(crc: number, b: Uint8Array, from: number, to: number): number {
   }
   for (; i < to; i++) c = T[(c ^ b[i]!) & 255]! ^ (c >>> 8);
   return ~c >>> 0;
-}
-
-/**
- * Uses `fn` for {@linkcode crc32} from now on (runs of 64 bytes and more), if it gives the
- * same CRCs as this module (checked here, a continued CRC included).
- *
- * @param fn A CRC-32 of the IEEE polynomial: `fn(bytes, crcSoFar)`, as zlib's `crc32`.
- * @returns Whether it is used.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { useNativeCrc32 } from "./_crc32.ts";
- * assert.equal(useNativeCrc32(() => 0), false); // not a CRC-32: not used
- * ```
- */
-export function useNativeCrc32(fn: (b: Uint8Array, crc: number) => number): boolean {
-  const probe = new Uint8Array(301);
-  for (let i = 0; i < probe.length; i++) probe[i] = (i * 151 + 7) & 255;
-  try {
-    const whole = crc32Js(0, probe, 0, probe.length);
-    const head = crc32Js(0, probe, 0, 100);
-    if ((fn(probe, 0) >>> 0) !== whole || (fn(probe.subarray(100), head) >>> 0) !== whole) {
-      return false;
-    }
-  } catch {
-    return false;
-  }
-  native = fn;
-  return true;
-}
-
-/**
- * Loads zlib's CRC-32 (`node:zlib`) for {@linkcode crc32}: for long-lived processes that
- * checksum many messages (a mount's server), as loading it costs some 20 ms.
- *
- * @returns Whether it is used (false where there is none).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { crc32, loadNativeCrc32 } from "./_crc32.ts";
- * await loadNativeCrc32();
- * const kib = new Uint8Array(1024).fill(97);
- * assert.equal(crc32(0, kib), crc32(crc32(0, kib, 0, 10), kib, 10)); // either way, one CRC
- * ```
- */
-export async function loadNativeCrc32(): Promise<boolean> {
-  try {
-    const zlib = await import("node:zlib");
-    const fn = (zlib as { crc32?: (b: Uint8Array, crc: number) => number }).crc32;
-    return typeof fn === "function" && useNativeCrc32(fn);
-  } catch {
-    return false;
-  }
 }
