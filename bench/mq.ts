@@ -20,7 +20,8 @@
  * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only] [--spin-us N]`.
  * Prints a table; writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial
  * runs). `--ab floor,floor-spin [--reps 5] [--count 5000] [--no-alone] [--no-latency]`
- * alternates mounted transports (mq-fuse, mq-fuse-wb, floor, floor-spin, fifo) for a quick A/B and writes
+ * alternates mounted transports (mq-fuse, mq-fuse-wb, floor, floor-spin, fifo, and mq-fuse-spin: the
+ * mount with `--spin-us`) for a quick A/B and writes
  * nothing.
  *
  * @module
@@ -355,7 +356,7 @@ function orderCostPoint(count: number, size: number, reps: number): Result {
 }
 
 /** A mounted group (`fsbus mq mount` in its own process) for the FUSE points. */
-async function mountedGroup(writeBehind = false): Promise<
+async function mountedGroup(writeBehind = false, spinUs = 0): Promise<
   { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> }
 > {
   const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-mqfs-" });
@@ -373,6 +374,7 @@ async function mountedGroup(writeBehind = false): Promise<
       `${dir}/data`,
       `${dir}/mnt`,
       ...(writeBehind ? ["--write-behind"] : []),
+      ...(spinUs > 0 ? ["--spin-us", String(spinUs)] : []),
     ],
     stdin: "null",
     stdout: "null",
@@ -428,8 +430,10 @@ async function floorMount(spinUs = 0): Promise<
 /** The mounted points' transports: the mount, the mount with `--write-behind` (writes
  * acknowledged before they are committed: the opt-in mode), the C FUSE floor (plain, and
  * spinning as an extra point) and a FIFO. */
-type FileTransport = "mq-fuse" | "mq-fuse-wb" | "floor" | "floor-spin" | "fifo";
+type FileTransport = "mq-fuse" | "mq-fuse-wb" | "mq-fuse-spin" | "floor" | "floor-spin" | "fifo";
 const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "floor-spin", "fifo"];
+/** For `--ab` only: the mount with `--spin-us` (FLOOR_SPIN_US), against plain `mq-fuse`. */
+const AB_TRANSPORTS: FileTransport[] = [...FILE_TRANSPORTS, "mq-fuse-spin"];
 /**
  * Messages written before an unpaced point's clock (and its CPU times) start: a mount is a
  * long-lived server, and a fresh one's JIT takes some 25,000 requests to settle (timed in
@@ -438,7 +442,7 @@ const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "flo
  */
 const UNPACED_WARMUP = 30_000;
 /** The transports that also get a writer-alone point (a FIFO needs a reader). */
-const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor"];
+const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "mq-fuse-spin", "floor"];
 /** How long the spinning floor keeps reading after a request (µs). */
 let FLOOR_SPIN_US = 50;
 
@@ -449,8 +453,11 @@ async function fileLatencyPoint(
   size: number,
   withReader = true,
 ): Promise<Result | undefined> {
-  const fuse = transport === "mq-fuse" || transport === "mq-fuse-wb"
-    ? await mountedGroup(transport === "mq-fuse-wb")
+  const fuse = transport.startsWith("mq-fuse")
+    ? await mountedGroup(
+      transport === "mq-fuse-wb",
+      transport === "mq-fuse-spin" ? FLOOR_SPIN_US : 0,
+    )
     : transport === "floor" || transport === "floor-spin"
     ? await floorMount(transport === "floor-spin" ? FLOOR_SPIN_US : 0)
     : undefined;
@@ -729,7 +736,7 @@ async function fusePoints(
 async function abRun(list: string, args: string[]): Promise<void> {
   const transports = list.split(",") as FileTransport[];
   for (const t of transports) {
-    if (!FILE_TRANSPORTS.includes(t)) throw new Error(`--ab: unknown transport ${t}`);
+    if (!AB_TRANSPORTS.includes(t)) throw new Error(`--ab: unknown transport ${t}`);
   }
   const opt = (k: string, d: number) => {
     const i = args.indexOf(k);

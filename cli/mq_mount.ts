@@ -8,8 +8,11 @@
 import { backingPath, mountGroups, MQ_SUBTYPE } from "../transports/mq/mount.ts";
 import { mountAt, unmountPath } from "../sys/fuse/mod.ts";
 import { FsbusError, UsageError } from "../types.ts";
-import { type CommandSpec, stringOption, type Values } from "./_args.ts";
+import { type CommandSpec, intOption, stringOption, type Values } from "./_args.ts";
 import { warn } from "./_output.ts";
+
+/** The longest spin `--spin-us` takes (µs): longer is no longer a short wait. */
+const MAX_SPIN_US = 1000;
 
 /** `fsbus mq mount`. */
 export const MOUNT: CommandSpec = {
@@ -26,6 +29,13 @@ export const MOUNT: CommandSpec = {
       help: "Answer each write(2) to a stream once checked and commit it right after (faster " +
         "for one writer); a failed commit is logged and returned by that file's next " +
         "write(2), close(2) or fsync(2)",
+    },
+    "spin-us": {
+      type: "string",
+      value: "N",
+      help: "While writes come back to back, keep polling for up to N µs after a request " +
+        "before sleeping, so the server is awake for the next one (CPU only while busy; " +
+        "default 0: sleep at once)",
     },
     "pid-file": { type: "string", value: "FILE", help: "Write the server's process id to FILE" },
     "status-file": { type: "string", value: "FILE", help: "(internal) report for --daemon" },
@@ -93,7 +103,15 @@ export async function mountCommand(values: Values, [dir, mp]: string[]): Promise
   const pidFile = stringOption(values, "pid-file");
   const statusFile = stringOption(values, "status-file");
   const writeBehind = values["write-behind"] === true;
-  if (values.daemon) return await daemonize(dir!, mp!, pidFile, writeBehind);
+  const spinUs = intOption(values, "spin-us", 0);
+  if (spinUs !== undefined && spinUs > MAX_SPIN_US) {
+    throw new UsageError(`Cannot use "${spinUs}" for "--spin-us": at most ${MAX_SPIN_US}`);
+  }
+  const extra = [
+    ...(writeBehind ? ["--write-behind"] : []),
+    ...(spinUs !== undefined ? ["--spin-us", String(spinUs)] : []),
+  ];
+  if (values.daemon) return await daemonize(dir!, mp!, pidFile, extra);
   let m;
   try {
     m = await mountGroups(dir!, mp!, {
@@ -101,6 +119,7 @@ export async function mountCommand(values: Values, [dir, mp]: string[]): Promise
       blockMs: 250,
       handleSignals: true,
       writeBehind,
+      ...(spinUs !== undefined ? { spinUs } : {}),
     });
   } catch (err) {
     if (statusFile) Deno.writeTextFileSync(statusFile, (err as Error).message);
@@ -126,7 +145,7 @@ async function daemonize(
   dir: string,
   mp: string,
   pidFile: string | undefined,
-  writeBehind: boolean,
+  extra: string[],
 ): Promise<number> {
   const status = Deno.makeTempFileSync({ prefix: "fsbus-mount-" });
   try {
@@ -141,7 +160,7 @@ async function daemonize(
         "--status-file",
         status,
         ...(pidFile ? ["--pid-file", pidFile] : []),
-        ...(writeBehind ? ["--write-behind"] : []),
+        ...extra,
       ],
       stdin: "null",
       stdout: "null",

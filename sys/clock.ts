@@ -34,6 +34,29 @@ export function monotonicNs(): bigint {
 }
 
 /**
+ * The monotonic clock in milliseconds, as a number (nanoseconds kept as fractions) with no
+ * BigInt: for loops that read the clock on every request. One libc call (the vDSO: no
+ * system call), some 100 ns here against about 200 ns for `performance.now()`; the same clock
+ * as {@linkcode monotonicNs}, not `performance.now()`'s (do not mix the two).
+ *
+ * @returns Milliseconds since an arbitrary point (boot, on Linux).
+ *
+ * @example Measure an interval
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { monotonicMs } from "./clock.ts";
+ * const t0 = monotonicMs();
+ * const elapsedMs = monotonicMs() - t0;
+ * assert.ok(elapsedMs >= 0 && elapsedMs < 10_000);
+ * ```
+ */
+export function monotonicMs(): number {
+  libc().clock_gettime(CLOCK_MONOTONIC, tsBytes); // cannot fail for CLOCK_MONOTONIC
+  // The seconds' high half is 0 until 136 years of uptime; both halves count, unsigned.
+  return (ts32[1]! * 0x1_0000_0000 + ts32[0]!) * 1000 + ts32[2]! / 1e6;
+}
+
+/**
  * The wall clock (`CLOCK_REALTIME`, the clock of file times and `Date.now()`) in two exact
  * numbers, with no BigInt and no object made: whole milliseconds since the epoch in `out[0]`,
  * nanoseconds within that millisecond (0 to 999,999) in `out[1]`. One libc call (the vDSO:

@@ -160,3 +160,72 @@ Deno.test({
     }
   },
 });
+
+/** This process's CPU time so far (user and system), in clock ticks. */
+function cpuTicks(): number {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+}
+
+for (const blockMs of [0, 250]) {
+  Deno.test({
+    name: `spinUs (blockMs ${blockMs}): back-to-back writes are all served in order, the ` +
+      "event loop still turns, and the idle server uses no CPU",
+    ignore: !HAVE_FUSE,
+    async fn() {
+      using dir = tempDir();
+      const mp = `${dir.path}/fsbt-fuse-mnt`;
+      Deno.mkdirSync(mp);
+      const got: number[] = [];
+      const fs: FileSystem = {
+        lookup(parent, name) {
+          if (parent === 1 && name === "log") return { node: 2, attr: { mode: 0o100644 } };
+          throw new FuseError(2);
+        },
+        getattr: (node) => node === 1 ? { mode: 0o040755 } : { mode: 0o100644 },
+        open: () => ({ fh: 1, directIo: true }),
+        write(_node, _fh, _offset, data) {
+          got.push(new DataView(data.buffer, data.byteOffset).getUint32(0, true));
+          return data.length;
+        },
+      };
+      const server = await mount(mp, fs, {
+        fsname: "fsbt-fuse-spin",
+        subtype: "fsbt",
+        blockMs,
+        spinUs: 200,
+      });
+      try {
+        let turns = 0;
+        const timer = setInterval(() => turns++, 1);
+        // Fewer with blockMs: a writer that is a child of the serving process is slow to
+        // come back then (some 1 ms a write, spin or not; a writer from elsewhere is not).
+        const n = blockMs > 0 ? 1000 : 5000;
+        const py = run(
+          "python3",
+          "-c",
+          [
+            "import os, struct",
+            `fd = os.open(${JSON.stringify(`${mp}/log`)}, os.O_WRONLY)`,
+            `for i in range(${n}): os.write(fd, struct.pack('<I', i))`,
+            "os.close(fd)",
+          ].join("\n"),
+        );
+        const r = await py;
+        clearInterval(timer);
+        assert.equal(r.code, 0, r.err);
+        assert.deepEqual(got, Array.from({ length: n }, (_, i) => i));
+        assert.ok(turns > 0, "the event loop never turned during the writes");
+        // Idle: the server sleeps (a spin that never stopped would use the whole second).
+        const before = cpuTicks();
+        await new Promise((r) => setTimeout(r, 1000));
+        const used = cpuTicks() - before;
+        assert.ok(used < 20, `the idle server used ${used} ticks of CPU in a second`);
+      } finally {
+        await server.stop();
+      }
+      assert.equal(mountAt(mp), undefined);
+    },
+  });
+}

@@ -17,7 +17,7 @@ import {
 import { SysError } from "../../sys/errno.ts";
 import { fdEnd, fdPosition, fdSize } from "../../sys/fd_io.ts";
 import { cpath, cstring } from "../../sys/libc.ts";
-import { monotonicNs } from "../../sys/clock.ts";
+import { monotonicMs, monotonicNs } from "../../sys/clock.ts";
 import { collect, sh, stop, tempDir, waitFor } from "../_helpers.ts";
 
 // --- Inotify ----------------------------------------------------------------------------------
@@ -292,6 +292,19 @@ Deno.test("monotonicNs() is positive and never goes back", () => {
   const b = monotonicNs();
   assert.ok(b >= a);
   assert.ok(a > 0n);
+});
+
+Deno.test("monotonicMs() is monotonicNs() in milliseconds, and never goes back", () => {
+  const a = monotonicNs();
+  const m = monotonicMs();
+  const b = monotonicNs();
+  assert.ok(m >= Number(a) / 1e6 - 1e-6 && m <= Number(b) / 1e6 + 1e-6, `${a} ${m} ${b}`);
+  let last = m;
+  for (let i = 0; i < 1000; i++) {
+    const t = monotonicMs();
+    assert.ok(t >= last);
+    last = t;
+  }
 });
 
 Deno.test("unlinkPath() removes a symlink itself and says false when nothing is there", () => {

@@ -71,7 +71,7 @@ export interface GroupState {
   wds: number[];
   /** An event not known to be this server's own was seen since the lock was last taken. */
   dirty: boolean;
-  /** When the last write through the mount came (`performance.now()`), and the time between
+  /** When the last write through the mount came (`monotonicMs()`), and the time between
    * it and the one before, in milliseconds. */
   lastWrite: number;
   /** See `lastWrite`. */

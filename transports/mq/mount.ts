@@ -35,6 +35,7 @@
 import { FsbusError } from "../../types.ts";
 import { IN, Inotify } from "../../sys/inotify.ts";
 import { statPath } from "../../sys/fs.ts";
+import { monotonicMs } from "../../sys/clock.ts";
 import {
   type FileSystem,
   type FuseAttr,
@@ -49,6 +50,7 @@ import {
   mount,
   mountTable,
 } from "../../sys/fuse/mod.ts";
+import { loadNativeCrc32 } from "./_crc32.ts";
 import { renderCtl } from "./_ctl.ts";
 import {
   EMPTY,
@@ -87,6 +89,15 @@ export interface MqMountOptions {
   /** Block the serving thread in poll(2) up to this many ms between event-loop turns
    * (fastest; default 0: wait on a worker thread). */
   blockMs?: number;
+  /**
+   * Spin-then-block: while writes come fast, the server keeps polling without blocking for
+   * up to this many microseconds after a request before it blocks, so it is awake when the
+   * next one comes (see the FUSE server's `spinUs`). Costs CPU only while requests come
+   * back to back; an idle mount sleeps.
+   *
+   * @default {0}
+   */
+  spinUs?: number;
   /** Unmount on SIGINT and SIGTERM. */
   handleSignals?: boolean;
   /**
@@ -521,7 +532,7 @@ export class MqTree implements FileSystem {
    * full sync is needed either.
    */
   #holdLock(gs: GroupState): void {
-    const now = performance.now();
+    const now = monotonicMs();
     gs.writeGap = now - gs.lastWrite;
     gs.lastWrite = now;
     if (this.#holding.has(gs)) return;
@@ -563,7 +574,7 @@ export class MqTree implements FileSystem {
    * HOLD_MS for it; a slower writer costs no wake-up to release it.
    */
   #releaseLocks(): number | undefined {
-    const now = performance.now();
+    const now = monotonicMs();
     let due: number | undefined;
     for (const [gs, h] of this.#holding) {
       const left = h.since + HOLD_MS - now;
@@ -809,6 +820,9 @@ export async function mountGroups(
     );
   }
   const log = options.onLog ?? (() => {});
+  // A long-lived server checksums every message written through it: zlib's CRC-32 is
+  // worth its load time here (about 0.6 µs less per KiB).
+  await loadNativeCrc32();
   const tree = new MqTree(realDir, log, options.writeBehind === true);
   let server: FuseServer;
   try {
@@ -818,6 +832,7 @@ export async function mountGroups(
       onNotice: log,
       onError: (err, op) => log(`${op}: ${err instanceof Error ? err.message : String(err)}`),
       ...(options.blockMs !== undefined ? { blockMs: options.blockMs } : {}),
+      ...(options.spinUs !== undefined ? { spinUs: options.spinUs } : {}),
       ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
     });
   } catch (err) {
