@@ -411,7 +411,8 @@ export function fdPath(fd: number): string {
  * ```ts
  * import type { FileStatus } from "./dirfd.ts";
  * const s: FileStatus = {
- *   kind: "file", size: 5, ino: 42, nlink: 1, mtimeSec: 1700000000, mtimeNsec: 0, ctimeMs: 0,
+ *   kind: "file", size: 5, ino: 42, nlink: 1, mtimeSec: 1700000000, mtimeNsec: 0,
+ *   mtimeMs: 1700000000000, ctimeMs: 0,
  * };
  * ```
  */
@@ -428,6 +429,8 @@ export interface FileStatus {
   mtimeSec: number;
   /** Modification time: nanoseconds within the second. */
   mtimeNsec: number;
+  /** Modification time in milliseconds since the epoch (with a fraction). */
+  mtimeMs: number;
   /** Status change time in milliseconds since the epoch (with a fraction). */
   ctimeMs: number;
 }
@@ -449,13 +452,16 @@ function i64(offset: number): number {
 }
 
 function decodeStatus(): FileStatus {
+  const mtimeSec = i64(112);
+  const mtimeNsec = statxView.getUint32(120, true);
   return {
     kind: fileKind(statxView.getUint16(28, true)),
     size: u64(40),
     ino: u64(32),
     nlink: statxView.getUint32(16, true),
-    mtimeSec: i64(112),
-    mtimeNsec: statxView.getUint32(120, true),
+    mtimeSec,
+    mtimeNsec,
+    mtimeMs: mtimeSec * 1000 + mtimeNsec / 1e6,
     ctimeMs: i64(96) * 1000 + statxView.getUint32(104, true) / 1e6,
   };
 }
@@ -524,6 +530,19 @@ export function statusAt(dirfd: number, name: string): FileStatus | undefined {
   }
 }
 
+let lastLength = -1;
+let lastLengthBig = 0n;
+
+/** A read's length as the `usize` FFI takes it: the last one's BigInt is kept, since messages
+ * of one size follow each other (no `BigInt` made per read). */
+function readLength(n: number): bigint {
+  if (n !== lastLength) {
+    lastLengthBig = BigInt(n);
+    lastLength = n;
+  }
+  return lastLengthBig;
+}
+
 /**
  * Reads a file whose size its status gave, in one `read(2)` when it still holds exactly that
  * many bytes: it asks for one byte more, so that a file that grew since shows without a second
@@ -564,7 +583,7 @@ export function readSized(
   const c = libc();
   let len = 0;
   for (;;) {
-    const n = Number(c.read(fd, len === 0 ? buf : buf.subarray(len), BigInt(size + 1 - len)));
+    const n = Number(c.read(fd, len === 0 ? buf : buf.subarray(len), readLength(size + 1 - len)));
     if (n < 0) {
       const e = errno();
       if (e === Errno.EINTR) continue;

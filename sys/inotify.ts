@@ -75,6 +75,22 @@ export interface InotifyEvent {
 
 const decoder = new TextDecoder();
 
+/**
+ * A 36-character ASCII name (the length of a UUID, which fsbus's message names are) with each
+ * code an argument: no view and no `apply` per event (callgrind: 1,170 instructions per name
+ * against 2,680).
+ */
+function name36(b: Uint8Array, s: number): string {
+  // deno-fmt-ignore
+  return String.fromCharCode(
+    b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!,
+    b[s + 8]!, b[s + 9]!, b[s + 10]!, b[s + 11]!, b[s + 12]!, b[s + 13]!, b[s + 14]!,
+    b[s + 15]!, b[s + 16]!, b[s + 17]!, b[s + 18]!, b[s + 19]!, b[s + 20]!, b[s + 21]!,
+    b[s + 22]!, b[s + 23]!, b[s + 24]!, b[s + 25]!, b[s + 26]!, b[s + 27]!, b[s + 28]!,
+    b[s + 29]!, b[s + 30]!, b[s + 31]!, b[s + 32]!, b[s + 33]!, b[s + 34]!, b[s + 35]!,
+  );
+}
+
 function decodeName(buf: Uint8Array, start: number, len: number): string {
   let end = start;
   const stop = start + len;
@@ -84,6 +100,7 @@ function decodeName(buf: Uint8Array, start: number, len: number): string {
     end++;
   }
   if (end === start) return "";
+  if (ascii && end - start === 36) return name36(buf, start);
   if (ascii && end - start <= 128) {
     return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
   }

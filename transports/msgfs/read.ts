@@ -409,16 +409,10 @@ function openFailed(errno: number): ReadOutcome {
   return { ok: false, why: "skip", reason: new SysError("openat", errno).reason };
 }
 
+/** A status as a {@linkcode FileState}: the same object (a status has every field a state
+ * has), not a copy made per message read. */
 function fromStatus(st: FileStatus): FileState {
-  return {
-    kind: st.kind,
-    size: st.size,
-    mtimeMs: st.mtimeSec * 1000 + st.mtimeNsec / 1e6,
-    ctimeMs: st.ctimeMs,
-    ino: st.ino,
-    mtimeSec: st.mtimeSec,
-    mtimeNsec: st.mtimeNsec,
-  };
+  return st;
 }
 
 function fromFileInfo(info: Deno.FileInfo): FileState {
