@@ -24,6 +24,16 @@ import { FsbusError } from "./types.ts";
 import { isBrokenPipe, out, warn } from "./cli/_output.ts";
 import { unknownCommand } from "./cli/_args.ts";
 
+/**
+ * Imports a command's module. The specifier is made at run time on purpose: Deno walks the
+ * module graph of every literal `import("...")` at start-up, whether it runs or not, and the
+ * command modules reach every transport (about 100 modules, a quarter of a one-shot `pub`'s
+ * instructions). `compile.sh` names them with `--include` for the executable.
+ */
+function importCommand<T>(path: string): Promise<T> {
+  return import(new URL(path, import.meta.url).href);
+}
+
 /** A command's entry point: takes the arguments after its name, returns the exit code. */
 type Entry = (args: string[]) => Promise<number>;
 
@@ -35,60 +45,67 @@ interface CommandInfo {
 const COMMANDS: Record<string, CommandInfo> = {
   pub: {
     summary: "Publish a message to a directory bus (msgfs)",
-    load: async () => (await import("./cli/msgfs.ts")).pub,
+    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).pub,
   },
   sub: {
     summary: "Subscribe to a directory bus (msgfs) and print its messages",
-    load: async () => (await import("./cli/msgfs.ts")).sub,
+    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).sub,
   },
   init: {
     summary: "Create a directory bus with its access mode and retention",
-    load: async () => (await import("./cli/msgfs.ts")).init,
+    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).init,
   },
   gc: {
     summary: "Remove expired messages from a directory bus now",
-    load: async () => (await import("./cli/msgfs.ts")).gc,
+    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).gc,
   },
   filebus: {
     summary: "A regular file as a multicast named pipe (filebus-compatible)",
-    load: async () => (await import("./cli/filebus.ts")).filebus,
+    load: async () =>
+      (await importCommand<typeof import("./cli/filebus.ts")>("./cli/filebus.ts")).filebus,
   },
   mq: {
     summary: "Groups of buffered message streams with ctl, order and replay (mq(4))",
-    load: async () => (await import("./cli/mq.ts")).mq,
+    load: async () => (await importCommand<typeof import("./cli/mq.ts")>("./cli/mq.ts")).mq,
   },
   pin: {
     summary: "Detachable sessions over mq stream groups (pin(1))",
-    load: async () => (await import("./cli/pin.ts")).pin,
+    load: async () => (await importCommand<typeof import("./cli/pin.ts")>("./cli/pin.ts")).pin,
   },
   fanout: {
     summary: "One-to-many ring buffers (/dev/fanout semantics)",
-    load: async () => (await import("./cli/fanout.ts")).fanout,
+    load: async () =>
+      (await importCommand<typeof import("./cli/fanout.ts")>("./cli/fanout.ts")).fanout,
   },
   messagefs: {
     summary: "Nodes and groups: direct messages and .all broadcasts, locally or over NATS",
-    load: async () => (await import("./cli/messagefs.ts")).messagefs,
+    load: async () =>
+      (await importCommand<typeof import("./cli/messagefs.ts")>("./cli/messagefs.ts")).messagefs,
   },
   pubmsg: {
     summary: "Publish stdin lines to a topic (baf)",
-    load: async () => (await import("./cli/baf.ts")).pubmsg,
+    load: async () => (await importCommand<typeof import("./cli/baf.ts")>("./cli/baf.ts")).pubmsg,
   },
   submsg: {
     summary: "Print the lines of several topics (baf)",
-    load: async () => (await import("./cli/baf.ts")).submsg,
+    load: async () => (await importCommand<typeof import("./cli/baf.ts")>("./cli/baf.ts")).submsg,
   },
   bridge: {
     summary: "Carry messages between any two buses, across machines over NATS/JetStream",
-    load: async () => (await import("./cli/bridge.ts")).bridgeCommand,
+    load: async () =>
+      (await importCommand<typeof import("./cli/bridge.ts")>("./cli/bridge.ts")).bridgeCommand,
   },
   status: {
     summary: "Say what a path is (bus, group, file, topic), its settings, counts and size",
-    load: async () => (await import("./cli/status.ts")).status,
+    load: async () =>
+      (await importCommand<typeof import("./cli/status.ts")>("./cli/status.ts")).status,
   },
   completions: {
     summary: "Print a shell completion script (bash, zsh, fish)",
     load: async () => {
-      const { completions } = await import("./cli/completions.ts");
+      const { completions } = await importCommand<typeof import("./cli/completions.ts")>(
+        "./cli/completions.ts",
+      );
       const summaries = Object.fromEntries(
         Object.entries(COMMANDS).map(([n, c]) => [n, c.summary]),
       );

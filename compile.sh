@@ -23,6 +23,12 @@ unset RUST_BACKTRACE
 DENO=${DENO:-deno}
 ALL_TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin)
 PERMISSIONS=(--allow-all)
+# cli.ts imports each command's module by a specifier made at run time (so that start-up does
+# not walk every command's module graph): name them here so the executable embeds them.
+INCLUDES=()
+for f in cli/*.ts; do
+  case "$f" in cli/_*) ;; *) INCLUDES+=(--include "$f") ;; esac
+done
 
 version=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' deno.json | head -n1)
 [ -n "$version" ] || { echo "compile.sh: no version in deno.json" >&2; exit 1; }
@@ -55,7 +61,7 @@ if [ "$check" = 1 ]; then
   trap 'rm -rf "$out"' EXIT
   target=$(host_target)
   echo "checking fsbus $version for $target (DENORT_BIN=$(command -v "$DENO"))"
-  DENORT_BIN=$(command -v "$DENO") "$DENO" compile "${PERMISSIONS[@]}" --target "$target" \
+  DENORT_BIN=$(command -v "$DENO") "$DENO" compile "${PERMISSIONS[@]}" "${INCLUDES[@]}" --target "$target" \
     --output "$out/fsbus-$version-$target" cli.ts
   [ -s "$out/fsbus-$version-$target" ] || { echo "compile.sh: no output was written" >&2; exit 1; }
   echo "ok: the graph, flags and embedded files compile; the same entry point runs as:"
@@ -82,7 +88,8 @@ failed=0
 for target in "${targets[@]}"; do
   output="dist/fsbus-$version-$target"
   echo "building $output"
-  if ! log=$("$DENO" compile "${PERMISSIONS[@]}" --target "$target" --output "$output" cli.ts 2>&1); then
+  if ! log=$("$DENO" compile "${PERMISSIONS[@]}" "${INCLUDES[@]}" --target "$target" --output "$output" \
+    cli.ts 2>&1); then
     if printf '%s' "$log" | grep -qiE 'error sending request|dns error|failed to lookup|connect'; then
       echo "compile.sh: cannot download the Deno runtime for compiled programs (denort) for $target:" >&2
       echo "  this machine cannot reach Deno's release downloads. Build where it can, or set" >&2

@@ -4,7 +4,11 @@
  * @module
  */
 
-import * as msgfs from "../transports/msgfs/mod.ts";
+// Only what pub needs is imported here: sub and gc load the rest of the transport (the
+// subscriber, its watcher and readers) when they run, so a one-shot pub does not compile it.
+import type * as msgfs from "../transports/msgfs/mod.ts";
+import { Publisher } from "../transports/msgfs/publish.ts";
+import { init as initBus } from "../transports/msgfs/access.ts";
 import { FsbusError, UsageError } from "../types.ts";
 import {
   type CommandSpec,
@@ -171,7 +175,7 @@ export async function pub(args: string[]): Promise<number> {
   const source = { lines: values.lines === true, command: PUB.name };
   checkMessageSource(message, source);
   // Waits, when closed, for the sweep of expired messages that a publish may start.
-  await using publisher = new msgfs.Publisher(dir, { atomic: values.atomic === true });
+  await using publisher = new Publisher(dir, { atomic: values.atomic === true });
   const options = topic === undefined ? {} : { topic };
   for await (const batch of messagesToWrite(message, source)) {
     for (const m of batch) publisher.publish(m, options);
@@ -225,7 +229,8 @@ export async function sub(args: string[]): Promise<number> {
   if (topic !== undefined) options.topic = topic;
   if (since !== undefined) options.since = since;
   if (maxSize !== undefined) options.maxSize = parseSize(maxSize, "--max-size");
-  const subscription = msgfs.subscribe(dir, options);
+  const { subscribe } = await import("../transports/msgfs/mod.ts");
+  const subscription = subscribe(dir, options);
   if (subscription.backend === "watchfs") {
     warn(
       "FFI is not permitted (run with --allow-ffi or -A): watching with Deno.watchFs plus rescans",
@@ -293,7 +298,7 @@ export function init(args: string[]): Promise<number> {
   if (existing && !existing.isDirectory) {
     throw new FsbusError("not_a_directory", `Cannot create a bus at "${dir}": not a directory`);
   }
-  msgfs.init(dir, options);
+  initBus(dir, options);
   return Promise.resolve(0);
 }
 
@@ -328,7 +333,8 @@ export async function gc(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   const dir = positionals[0]!;
   const ttl = stringOption(values, "ttl");
-  const result = await msgfs.gc(
+  const bus = await import("../transports/msgfs/mod.ts");
+  const result = await bus.gc(
     dir,
     ttl === undefined ? {} : { ttlMs: parseDuration(ttl, "--ttl") },
   );

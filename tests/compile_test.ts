@@ -64,3 +64,16 @@ function existsSync(path: string): boolean {
     return false;
   }
 }
+
+Deno.test("every command module cli.ts imports at run time is one compile.sh --includes", () => {
+  // cli.ts builds these specifiers at run time, so deno compile embeds them only through
+  // compile.sh's --include of every cli/*.ts not starting with "_".
+  const cli = Deno.readTextFileSync(`${ROOT}/cli.ts`);
+  const paths = [...cli.matchAll(/importCommand<[^>]*>\("\.\/(cli\/[^"]+)"\)/g)].map((m) => m[1]!);
+  assert.ok(paths.length >= 10, `found ${paths.length}`);
+  for (const path of paths) {
+    assert.match(path, /^cli\/[^_/][^/]*\.ts$/, path);
+    assert.ok(Deno.statSync(`${ROOT}/${path}`).isFile, path);
+  }
+  assert.match(Deno.readTextFileSync(`${ROOT}/compile.sh`), /for f in cli\/\*\.ts; do/);
+});

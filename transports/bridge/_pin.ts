@@ -11,7 +11,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { sha256Hex } from "./_sha256.ts";
 import { closeFd, O, openFd, readJsonFile, writeAllFd } from "../../sys/fs.ts";
 import { FsbusError } from "../../types.ts";
 import type * as mq from "../mq/mod.ts";
@@ -68,7 +68,7 @@ export class PinWatch {
     const text = JSON.stringify({ state, streams });
     if (text === this.#last) return undefined;
     this.#last = text;
-    const id = `pin-${createHash("sha256").update(text).digest("hex").slice(0, 20)}`;
+    const id = `pin-${sha256Hex(text).slice(0, 20)}`;
     return { data: new TextEncoder().encode(text), id };
   }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { sha256Hex } from "./_sha256.ts";
 import { connectNats, type NatsConnection, type NatsState } from "../_nats.ts";
 import { FsbusError } from "../../types.ts";
 import { type Context, Echo, type Sink, type Source } from "./_envelope.ts";
@@ -256,7 +256,7 @@ function peerKey(e: Endpoint): string {
 }
 
 function short(text: string): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+  return sha256Hex(text).slice(0, 16);
 }
 
 function defaultStateDir(): string {
