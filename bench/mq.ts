@@ -12,17 +12,17 @@
  *   0: the issue's "one writer"; the mount and the C floor) and with a read(2) blocked in
  *   another process, and live latency from write(2) to a read(2) blocked in another process
  *   at 1k msgs/s; the same writer and reader through the C FUSE floor (bench/floor/fuse.c: the least any FUSE server does per message), the same floor
- *   spinning up to 50 µs before it blocks (`floor-spin`, an extra point: does keeping the
- *   server's CPU awake pay?) and over a FIFO (one kernel hop), alternated in the same run;
+ *   spinning up to 50 µs before it blocks (`floor-spin`: the mount spins so by default, its
+ *   `--spin-us`) and over a FIFO (one kernel hop), alternated in the same run;
  *   the mount with `--write-behind` (`mq-fuse-wb`: each write(2) answered before its commit,
  *   the opt-in mode) gets the same three points.
  *
  * Run: `deno run -A bench/mq.ts [--quick] [--fuse-only | --replay-only] [--spin-us N]`.
  * Prints a table; writes bench/results/mq.json (mq-fuse.json, mq-replay.json for the partial
  * runs). `--ab floor,floor-spin [--reps 5] [--count 5000] [--no-alone] [--no-latency]`
- * alternates mounted transports (mq-fuse, mq-fuse-wb, floor, floor-spin, fifo, and mq-fuse-spin: the
- * mount with `--spin-us`) for a quick A/B and writes
- * nothing.
+ * alternates mounted transports (mq-fuse, mq-fuse-wb, floor, floor-spin, fifo, and mq-fuse-nospin:
+ * the mount with `--spin-us 0`) for a quick A/B and writes nothing. The mounts spin as the
+ * spinning floor does (`--spin-us N`, default 50 µs, the mount's own default).
  *
  * @module
  */
@@ -356,7 +356,7 @@ function orderCostPoint(count: number, size: number, reps: number): Result {
 }
 
 /** A mounted group (`fsbus mq mount` in its own process) for the FUSE points. */
-async function mountedGroup(writeBehind = false, spinUs = 0): Promise<
+async function mountedGroup(writeBehind = false, spinUs?: number): Promise<
   { stream: string; server: Deno.ChildProcess; dispose(): Promise<void> }
 > {
   const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "fsbus-bench-mqfs-" });
@@ -374,7 +374,7 @@ async function mountedGroup(writeBehind = false, spinUs = 0): Promise<
       `${dir}/data`,
       `${dir}/mnt`,
       ...(writeBehind ? ["--write-behind"] : []),
-      ...(spinUs > 0 ? ["--spin-us", String(spinUs)] : []),
+      ...(spinUs !== undefined ? ["--spin-us", String(spinUs)] : []),
     ],
     stdin: "null",
     stdout: "null",
@@ -430,10 +430,16 @@ async function floorMount(spinUs = 0): Promise<
 /** The mounted points' transports: the mount, the mount with `--write-behind` (writes
  * acknowledged before they are committed: the opt-in mode), the C FUSE floor (plain, and
  * spinning as an extra point) and a FIFO. */
-type FileTransport = "mq-fuse" | "mq-fuse-wb" | "mq-fuse-spin" | "floor" | "floor-spin" | "fifo";
+type FileTransport =
+  | "mq-fuse"
+  | "mq-fuse-wb"
+  | "mq-fuse-nospin"
+  | "floor"
+  | "floor-spin"
+  | "fifo";
 const FILE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "floor", "floor-spin", "fifo"];
-/** For `--ab` only: the mount with `--spin-us` (FLOOR_SPIN_US), against plain `mq-fuse`. */
-const AB_TRANSPORTS: FileTransport[] = [...FILE_TRANSPORTS, "mq-fuse-spin"];
+/** For `--ab` only: the mount with `--spin-us 0` (no spin), against the default `mq-fuse`. */
+const AB_TRANSPORTS: FileTransport[] = [...FILE_TRANSPORTS, "mq-fuse-nospin"];
 /**
  * Messages written before an unpaced point's clock (and its CPU times) start: a mount is a
  * long-lived server, and a fresh one's JIT takes some 25,000 requests to settle (timed in
@@ -442,8 +448,9 @@ const AB_TRANSPORTS: FileTransport[] = [...FILE_TRANSPORTS, "mq-fuse-spin"];
  */
 const UNPACED_WARMUP = 30_000;
 /** The transports that also get a writer-alone point (a FIFO needs a reader). */
-const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "mq-fuse-spin", "floor"];
-/** How long the spinning floor keeps reading after a request (µs). */
+const ALONE_TRANSPORTS: FileTransport[] = ["mq-fuse", "mq-fuse-wb", "mq-fuse-nospin", "floor"];
+/** How long the spinning floor, and the mounts (but mq-fuse-nospin), keep reading after a
+ * request (µs). */
 let FLOOR_SPIN_US = 50;
 
 async function fileLatencyPoint(
@@ -456,7 +463,7 @@ async function fileLatencyPoint(
   const fuse = transport.startsWith("mq-fuse")
     ? await mountedGroup(
       transport === "mq-fuse-wb",
-      transport === "mq-fuse-spin" ? FLOOR_SPIN_US : 0,
+      transport === "mq-fuse-nospin" ? 0 : FLOOR_SPIN_US,
     )
     : transport === "floor" || transport === "floor-spin"
     ? await floorMount(transport === "floor-spin" ? FLOOR_SPIN_US : 0)

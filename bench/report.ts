@@ -294,7 +294,8 @@ export function fuseTable(results: Result[]): string {
       "",
       `Spin-then-block, measured on the C floor in the same run (\`floor-spin\`, an extra point, ` +
       `not the floor: its server keeps reading the empty device for up to ${spinUs ?? "?"} µs ` +
-      "after a request while requests come fast, before it sleeps): " +
+      "after a request while requests come fast, before it sleeps, as the mount's server does " +
+      "by default, `--spin-us`): " +
       (st && t[1]
         ? `unpaced ${rate(st.pub_rate)} written, ${
           ratio(st.pub_rate! / t[1].pub_rate!)

@@ -35,7 +35,7 @@ export const MOUNT: CommandSpec = {
       value: "N",
       help: "While writes come back to back, keep polling for up to N µs after a request " +
         "before sleeping, so the server is awake for the next one (CPU only while busy; " +
-        "default 0: sleep at once)",
+        "default 50; 0: sleep at once)",
     },
     "pid-file": { type: "string", value: "FILE", help: "Write the server's process id to FILE" },
     "status-file": { type: "string", value: "FILE", help: "(internal) report for --daemon" },

@@ -64,6 +64,9 @@ import { baseOf, E, errnoOf, join, MqNodes, type Node, parentOf } from "./_mount
 import { checkStreamName, MqGroup } from "./group.ts";
 import { MqReader } from "./reader.ts";
 
+/** How long the server spins for the next request by default (µs; see MountOptions.spinUs). */
+const SPIN_US = 50;
+
 /** The mount type's suffix: mounts show as `fuse.fsbus-mq`, their source the directory. */
 export const MQ_SUBTYPE = "fsbus-mq";
 
@@ -93,9 +96,11 @@ export interface MqMountOptions {
    * Spin-then-block: while writes come fast, the server keeps polling without blocking for
    * up to this many microseconds after a request before it blocks, so it is awake when the
    * next one comes (see the FUSE server's `spinUs`). Costs CPU only while requests come
-   * back to back; an idle mount sleeps.
+   * back to back; an idle mount sleeps. On a quiet 2-core machine 50 µs took one writer from
+   * about 17k to 30k msgs/s, at less CPU per message (the writer's next request is caught
+   * without a wake-up); 0 blocks at once.
    *
-   * @default {0}
+   * @default {50}
    */
   spinUs?: number;
   /** Unmount on SIGINT and SIGTERM. */
@@ -832,7 +837,7 @@ export async function mountGroups(
       onNotice: log,
       onError: (err, op) => log(`${op}: ${err instanceof Error ? err.message : String(err)}`),
       ...(options.blockMs !== undefined ? { blockMs: options.blockMs } : {}),
-      ...(options.spinUs !== undefined ? { spinUs: options.spinUs } : {}),
+      spinUs: options.spinUs ?? SPIN_US,
       ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
     });
   } catch (err) {
