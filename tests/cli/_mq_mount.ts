@@ -5,7 +5,35 @@
  */
 
 import assert from "node:assert/strict";
-import { CLI, sh } from "../_helpers.ts";
+import { mountAt } from "../../sys/fuse/mod.ts";
+import { CLI, collect, sh, spawnFsbus, stop, waitFor } from "../_helpers.ts";
+
+/** A running `fsbus mq mount` and what it has said on stderr. */
+export interface Mounted {
+  mp: string;
+  server: Deno.ChildProcess;
+  log: ReturnType<typeof collect>;
+}
+
+/**
+ * Starts `fsbus mq mount DATA MP ...options` and returns once the mount is there (the server
+ * stopped, and the error naming what it said, when it does not come).
+ */
+export async function startMount(data: string, mp: string, options: string[]): Promise<Mounted> {
+  const server = spawnFsbus(["mq", "mount", data, mp, ...options]);
+  const log = collect(server.stderr);
+  try {
+    await waitFor(
+      () => mountAt(mp)?.fstype === "fuse.fsbus-mq",
+      `the mount on ${mp} (server said: ${log.text()})`,
+      20_000,
+    );
+  } catch (err) {
+    await stop(server);
+    throw err;
+  }
+  return { mp, server, log };
+}
 
 /**
  * Two writers of one group at once: a shell writing `n` lines (`m1`, `m2`, ...) through one

@@ -1,17 +1,7 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
-import {
-  collect,
-  fsbus,
-  HAVE_FUSE,
-  sh,
-  spawnFsbus,
-  stop,
-  tempDir,
-  waitFor,
-  waitOpened,
-} from "../_helpers.ts";
-import { burstWithDirWriter } from "./_mq_mount.ts";
+import { collect, fsbus, HAVE_FUSE, sh, stop, tempDir, waitOpened } from "../_helpers.ts";
+import { burstWithDirWriter, startMount } from "./_mq_mount.ts";
 
 if (!HAVE_FUSE) console.error("fsbus mq mount --spin-us tests skipped: /dev/fuse is missing");
 
@@ -50,14 +40,8 @@ Deno.test({
     Deno.mkdirSync(mp);
     const made = await fsbus(["mq", "mkgroup", `${data}/g`]);
     assert.equal(made.code, 0, made.stderr);
-    const server = spawnFsbus(["mq", "mount", data, mp, "--spin-us", "200"]);
-    const log = collect(server.stderr);
+    const { server, log } = await startMount(data, mp, ["--spin-us", "200"]);
     try {
-      await waitFor(
-        () => mountAt(mp)?.fstype === "fuse.fsbus-mq",
-        `the mount on ${mp} (server said: ${log.text()})`,
-        20_000,
-      );
       const s = `${mp}/g/s`;
       const touched = await sh(`touch '${s}'`);
       assert.equal(touched.code, 0, touched.stderr);

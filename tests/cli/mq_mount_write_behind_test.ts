@@ -1,42 +1,14 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
-import {
-  collect,
-  fsbus,
-  HAVE_FUSE,
-  sh,
-  spawnFsbus,
-  stop,
-  tempDir,
-  waitFor,
-  waitOpened,
-} from "../_helpers.ts";
-import { burstWithDirWriter } from "./_mq_mount.ts";
+import { collect, fsbus, HAVE_FUSE, sh, stop, tempDir, waitFor, waitOpened } from "../_helpers.ts";
+import { burstWithDirWriter, type Mounted, startMount } from "./_mq_mount.ts";
 
 if (!HAVE_FUSE) console.error("fsbus mq mount --write-behind tests skipped: /dev/fuse is missing");
 const ROOT = Deno.uid() === 0;
 
-interface Mounted {
-  mp: string;
-  server: Deno.ChildProcess;
-  log: ReturnType<typeof collect>;
-}
-
 /** `fsbus mq mount DATA MP --write-behind` (or without it), once the mount is there. */
-async function mountWriteBehind(data: string, mp: string, behind = true): Promise<Mounted> {
-  const server = spawnFsbus(["mq", "mount", data, mp, ...(behind ? ["--write-behind"] : [])]);
-  const log = collect(server.stderr);
-  try {
-    await waitFor(
-      () => mountAt(mp)?.fstype === "fuse.fsbus-mq",
-      `the mount on ${mp} (server said: ${log.text()})`,
-      20_000,
-    );
-  } catch (err) {
-    await stop(server);
-    throw err;
-  }
-  return { mp, server, log };
+function mountWriteBehind(data: string, mp: string, behind = true): Promise<Mounted> {
+  return startMount(data, mp, behind ? ["--write-behind"] : []);
 }
 
 async function unmount(m: Mounted): Promise<void> {
