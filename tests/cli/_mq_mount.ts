@@ -58,3 +58,21 @@ export async function burstWithDirWriter(
   assert.equal(viaMount.code, 0, viaMount.stderr);
   assert.equal(viaDir.code, 0, viaDir.stderr);
 }
+
+/**
+ * Checks that lines read after {@linkcode burstWithDirWriter} hold each writer's `n` and `k`
+ * lines (`m1`..., `w1`...), each writer's in its own order.
+ */
+export function assertEachWriterInOrder(got: string[], n: number, k: number): void {
+  for (const [p, count] of [["m", n], ["w", k]] as const) {
+    assert.equal(
+      got.filter((x) => x.startsWith(p)).map((x) => `${x}\n`).join(""),
+      burstLines(p, count),
+    );
+  }
+}
+
+/** The text of `count` lines `${prefix}1`, `${prefix}2`, ... as the burst writers write them. */
+export function burstLines(prefix: string, count: number): string {
+  return Array.from({ length: count }, (_, i) => `${prefix}${i + 1}\n`).join("");
+}

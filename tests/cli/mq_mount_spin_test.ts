@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
 import { collect, fsbus, HAVE_FUSE, sh, stop, tempDir, waitOpened } from "../_helpers.ts";
-import { burstWithDirWriter, startMount } from "./_mq_mount.ts";
+import { assertEachWriterInOrder, burstWithDirWriter, startMount } from "./_mq_mount.ts";
 
 if (!HAVE_FUSE) console.error("fsbus mq mount --spin-us tests skipped: /dev/fuse is missing");
 
@@ -11,9 +11,6 @@ function cpuTicks(pid: number): number {
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
 }
-
-const lines = (k: string, count: number) =>
-  Array.from({ length: count }, (_, i) => `${k}${i + 1}\n`).join("");
 
 Deno.test("fsbus mq mount --help: --spin-us is documented; a bad value is a usage error", async () => {
   const r = await fsbus(["mq", "mount", "--help"]);
@@ -60,14 +57,7 @@ Deno.test({
         await stop(cat);
       }
       const got = out.text().split("\n").slice(0, -1);
-      assert.equal(
-        got.filter((x) => x.startsWith("m")).map((x) => `${x}\n`).join(""),
-        lines("m", n),
-      );
-      assert.equal(
-        got.filter((x) => x.startsWith("w")).map((x) => `${x}\n`).join(""),
-        lines("w", k),
-      );
+      assertEachWriterInOrder(got, n, k);
       assert.equal(Deno.readTextFileSync(`${data}/g/s`), out.text());
       // Idle: the server sleeps in poll(2) (a spin that never stopped would use the whole
       // second: 100 ticks).

@@ -12,7 +12,7 @@ import {
   waitFor,
   waitOpened,
 } from "../_helpers.ts";
-import { burstWithDirWriter } from "./_mq_mount.ts";
+import { burstLines, burstWithDirWriter } from "./_mq_mount.ts";
 import { MqGroup } from "../../transports/mq/mod.ts";
 
 const dec = new TextDecoder();
@@ -140,10 +140,8 @@ Deno.test({
       const n = 1500;
       const m = n / 10;
       await burstWithDirWriter(s, `${data}/g`, "u", n, m);
-      const lines = (k: string, count: number) =>
-        Array.from({ length: count }, (_, i) => `${k}${i + 1}\n`).join("");
-      assert.equal(Deno.readTextFileSync(`${data}/g/s`).slice(history.length), lines("m", n));
-      assert.equal(Deno.readTextFileSync(`${data}/g/u`), lines("w", m));
+      assert.equal(Deno.readTextFileSync(`${data}/g/s`).slice(history.length), burstLines("m", n));
+      assert.equal(Deno.readTextFileSync(`${data}/g/u`), burstLines("w", m));
       const tail = Deno.readTextFileSync(`${data}/g/order`).slice(order.length * 2).split("\0");
       assert.equal(tail.filter((x) => x === "s").length, n);
       assert.equal(tail.filter((x) => x === "u").length, m);

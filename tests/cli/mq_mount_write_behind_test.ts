@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { mountAt } from "../../sys/fuse/mod.ts";
 import { collect, fsbus, HAVE_FUSE, sh, stop, tempDir, waitFor, waitOpened } from "../_helpers.ts";
-import { burstWithDirWriter, type Mounted, startMount } from "./_mq_mount.ts";
+import {
+  assertEachWriterInOrder,
+  burstWithDirWriter,
+  type Mounted,
+  startMount,
+} from "./_mq_mount.ts";
 
 if (!HAVE_FUSE) console.error("fsbus mq mount --write-behind tests skipped: /dev/fuse is missing");
 const ROOT = Deno.uid() === 0;
@@ -55,9 +60,6 @@ async function onSmallTmpfs(
   }
 }
 
-const lines = (k: string, count: number) =>
-  Array.from({ length: count }, (_, i) => `${k}${i + 1}\n`).join("");
-
 Deno.test("fsbus mq mount --help: --write-behind is documented, with an example", async () => {
   const r = await fsbus(["mq", "mount", "--help"]);
   assert.equal(r.code, 0, r.stderr);
@@ -99,14 +101,7 @@ Deno.test({
         await out.done;
         // The reader saw each writer's messages in its own order, and everything committed.
         const got = out.text().split("\n").slice(3, -1);
-        assert.equal(
-          got.filter((x) => x.startsWith("m")).map((x) => `${x}\n`).join(""),
-          lines("m", n),
-        );
-        assert.equal(
-          got.filter((x) => x.startsWith("w")).map((x) => `${x}\n`).join(""),
-          lines("w", k),
-        );
+        assertEachWriterInOrder(got, n, k);
         // ... in the group's order: what the stream file holds, message by message.
         assert.equal(Deno.readTextFileSync(`${data}/g/s`), out.text());
         assert.equal(Deno.readTextFileSync(`${data}/g/order`), "s\0".repeat(3 + n + k + 1));
