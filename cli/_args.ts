@@ -333,7 +333,10 @@ function describeParseError(spec: CommandSpec, err: unknown): string {
     return unknownOption(spec, quoted);
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted) {
-    const long = quoted.replace(/^-+/, "").replace(/^(\w)$/, (s) => longOf(spec, s));
+    // parseArgs names the option as "-n, --count <value>" or "--raw": the long name wins.
+    const named = message.match(/'(-[^']*)'/)?.[1] ?? quoted;
+    const long = named.match(/--([\w-]+)/)?.[1] ??
+      longOf(spec, named.match(/^-(\w)/)?.[1] ?? quoted.replace(/^-+/, ""));
     const o = spec.options[long];
     if (o?.type === "string") return `Option "--${long}" of "${spec.name}" needs a value`;
     return `Option "--${long}" of "${spec.name}" takes no value`;

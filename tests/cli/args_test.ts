@@ -48,10 +48,11 @@ Deno.test("parse() gives grouped short switches and malformed options parseArgs'
   ok(["-rn5", "a"], { raw: true, count: "5" }, ["a"]);
   ok(["-jr", "a", "-r"], { json: true, raw: true }, ["a"]);
   ok(["a", "-tr"], { topic: ["r"] }, ["a"]);
-  fails(["--raw=1", "a"], 'Option "--r," of "fsbus x" takes no value');
-  fails(["a", "--help=1"], 'Option "--h," of "fsbus x" takes no value');
-  fails(["a", "-rt"], 'Option "--t," of "fsbus x" takes no value');
-  fails(["a", "--count"], 'Option "--n," of "fsbus x" takes no value');
+  fails(["--raw=1", "a"], 'Option "--raw" of "fsbus x" takes no value');
+  fails(["a", "--help=1"], 'Option "--help" of "fsbus x" takes no value');
+  fails(["a", "-rt"], 'Option "--topic" of "fsbus x" needs a value');
+  fails(["a", "--count"], 'Option "--count" of "fsbus x" needs a value');
+  fails(["a", "-n"], 'Option "--count" of "fsbus x" needs a value');
 });
 
 Deno.test("parse() reports repeats, unknown options and argument counts", () => {
