@@ -20,6 +20,7 @@ import { type Mapping, mapShared } from "./mman.ts";
 import { closeFd, O } from "./fs.ts";
 import { Errno, SysError } from "./errno.ts";
 import { errno, ffiAvailable, libc } from "./libc.ts";
+import { getI64, setU64 } from "./le64.ts";
 
 const SYS_IO_URING_SETUP = 425n; // the same on x86_64 and aarch64
 const SYS_IO_URING_ENTER = 426n;
@@ -57,21 +58,6 @@ function address(buf: Uint8Array): bigint {
   void buf.buffer;
   const p = Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>);
   return BigInt(Deno.UnsafePointer.value(p));
-}
-
-/**
- * Writes a 64-bit field from a number (an address, a tag from -2^32 to 2^53) as its two
- * 32-bit halves: no `BigInt` per field (callgrind: an open's two fields and its completion's
- * tag cost some 440 instructions more through `BigInt`s).
- */
-function setU64(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value >>> 0, true);
-  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000) >>> 0, true);
-}
-
-/** Reads a 64-bit signed field written by {@linkcode setU64} (or the kernel) as a number. */
-function getI64(view: DataView, at: number): number {
-  return view.getInt32(at + 4, true) * 0x1_0000_0000 + view.getUint32(at, true);
 }
 
 /**

@@ -9,18 +9,17 @@
 
 import { errno, libc } from "../libc.ts";
 import { Errno } from "../errno.ts";
+import { getU64, setU64 } from "../le64.ts";
 import {
   direntSize,
   direntType,
   FOPEN,
-  getU64,
   INIT,
   KERNEL_MAJOR,
   KERNEL_MINOR,
   MIN_KERNEL_MINOR,
   OP,
   readSetattrIn,
-  setU64,
   SIZE,
   type WireAttr,
   writeAttrOut,

@@ -7,6 +7,7 @@
  */
 
 import type { FuseSetAttr, FuseStatfs } from "./file_system.ts";
+import { getU64, setU64 } from "../le64.ts";
 
 /** The protocol major version this implementation speaks. */
 export const KERNEL_MAJOR = 7;
@@ -112,29 +113,6 @@ export const SIZE = {
   READ_IN: 40,
   WRITE_IN: 40,
 } as const;
-
-/**
- * Reads a u64 as a number (node ids, unique ids and offsets stay below 2^53).
- *
- * @param v The view.
- * @param at The offset.
- * @returns The value.
- */
-export function getU64(v: DataView, at: number): number {
-  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 4294967296;
-}
-
-/**
- * Writes a non-negative number as a u64.
- *
- * @param v The view.
- * @param at The offset.
- * @param n The value.
- */
-export function setU64(v: DataView, at: number, n: number): void {
-  v.setUint32(at, n >>> 0, true);
-  v.setUint32(at + 4, Math.floor(n / 4294967296) >>> 0, true);
-}
 
 /** The fixed header of every request. */
 export interface InHeader {

@@ -25,9 +25,9 @@ import {
   RECORD,
   type RecordFields,
   recordProblem,
-  setU64,
   u64,
 } from "./_layout.ts";
+import { setU64 } from "../../sys/le64.ts";
 import type { StreamState, StreamTable } from "./_streams.ts";
 import type { GroupDir } from "./_files.ts";
 import { type Mapping, mapShared } from "../../sys/mman.ts";

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { setU64 } from "../../sys/le64.ts";
 /** The header's size: one page, so hole punching never touches it. */
 export const HEADER = 4096;
 /** The size of one index record. */
@@ -75,18 +76,6 @@ export function u64(v: DataView, at: number): number {
   const hi = v.getUint32(at + 4, true);
   if (hi > 0x1fffff) return Infinity;
   return v.getUint32(at, true) + hi * 4294967296;
-}
-
-/**
- * Writes a number into a u64 field.
- *
- * @param v The view.
- * @param at The field's offset.
- * @param n The value.
- */
-export function setU64(v: DataView, at: number, n: number): void {
-  v.setUint32(at, n >>> 0, true);
-  v.setUint32(at + 4, Math.floor(n / 4294967296), true);
 }
 
 /** The fields of one record. */

@@ -53,9 +53,9 @@ import {
   RECORD,
   type RecordFields,
   recordProblem,
-  setU64,
   u64,
 } from "./_layout.ts";
+import { setU64 } from "../../sys/le64.ts";
 import { isStreamName } from "./_names.ts";
 import { parseStreamLine, renderStreamLine } from "./_streams.ts";
 
