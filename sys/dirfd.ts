@@ -7,7 +7,7 @@
  * @module
  */
 
-import { check, cpath, cstring, errno, libc } from "./libc.ts";
+import { check, cpath, cstring, errno, lengthCache, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 import { type FileKind, fileKind, O } from "./fs.ts";
 
@@ -530,18 +530,8 @@ export function statusAt(dirfd: number, name: string): FileStatus | undefined {
   }
 }
 
-let lastLength = -1;
-let lastLengthBig = 0n;
-
-/** A read's length as the `usize` FFI takes it: the last one's BigInt is kept, since messages
- * of one size follow each other (no `BigInt` made per read). */
-function readLength(n: number): bigint {
-  if (n !== lastLength) {
-    lastLengthBig = BigInt(n);
-    lastLength = n;
-  }
-  return lastLengthBig;
-}
+/** {@linkcode readSized}'s read lengths (messages of one size follow each other). */
+const readLength = lengthCache();
 
 /**
  * Reads a file whose size its status gave, in one `read(2)` when it still holds exactly that

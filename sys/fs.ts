@@ -5,7 +5,7 @@
  * @module
  */
 
-import { check, cpath, cstring, errno, libc } from "./libc.ts";
+import { check, cpath, cstring, errno, lengthCache, libc } from "./libc.ts";
 import { Errno, SysError } from "./errno.ts";
 
 const ARM = Deno.build.arch === "aarch64";
@@ -491,11 +491,8 @@ export function writeAllFd(fd: number, data: Uint8Array): void {
   if (len === 0) return;
   const c = libc();
   // The whole of it on the first try (most writes): no view made, and the length's BigInt
-  // made once per size (a BigInt per call costs more than the call's own JavaScript).
-  if (len !== sizeOfBig) {
-    sizeOfBig = len;
-    bigSize = BigInt(len);
-  }
+  // made once per size.
+  const bigSize = writeLength(len);
   const first = c.write(fd, data as Uint8Array<ArrayBuffer>, bigSize);
   if (first === bigSize) return;
   let off = 0;
@@ -512,9 +509,8 @@ export function writeAllFd(fd: number, data: Uint8Array): void {
   }
 }
 
-/** The last length {@linkcode writeAllFd} wrote whole, and it as a BigInt. */
-let sizeOfBig = -1;
-let bigSize = 0n;
+/** {@linkcode writeAllFd}'s lengths as BigInts. */
+const writeLength = lengthCache();
 
 /**
  * Removes a name (`unlink(2)`; a symlink is removed itself, never followed), without the

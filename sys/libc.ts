@@ -347,3 +347,32 @@ export function cstring(path: string): Uint8Array<ArrayBuffer> {
   const { written } = encoder.encodeInto(path, bytes);
   return bytes.subarray(0, written + 1);
 }
+
+/**
+ * A converter of lengths to the `usize` BigInt that FFI calls take, keeping the last one made:
+ * one per call site that passes lengths repeating from call to call (messages of one size), so
+ * that no `BigInt` is made per call (one costs more than such a call's own JavaScript).
+ *
+ * @returns A function giving `BigInt(n)`, made anew only when `n` differs from the last.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lengthCache } from "./libc.ts";
+ * const usize = lengthCache();
+ * assert.equal(usize(1024), 1024n);
+ * assert.equal(usize(1024), 1024n);
+ * assert.equal(usize(7), 7n);
+ * ```
+ */
+export function lengthCache(): (n: number) => bigint {
+  let last = -1;
+  let big = 0n;
+  return (n) => {
+    if (n !== last) {
+      big = BigInt(n);
+      last = n;
+    }
+    return big;
+  };
+}
