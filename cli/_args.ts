@@ -328,15 +328,14 @@ export function unknownCommand(
 function describeParseError(spec: CommandSpec, err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   const code = (err as { code?: string }).code;
-  const quoted = message.match(/'(-[^']*)'/)?.[1]?.split(" ")[0];
+  // parseArgs quotes the option as "--raw", "-n, --count <value>" or an unknown "--jsn".
+  const named = message.match(/'(-[^']*)'/)?.[1];
+  const quoted = named?.split(" ")[0];
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && quoted) {
     return unknownOption(spec, quoted);
   }
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted) {
-    // parseArgs names the option as "-n, --count <value>" or "--raw": the long name wins.
-    const named = message.match(/'(-[^']*)'/)?.[1] ?? quoted;
-    const long = named.match(/--([\w-]+)/)?.[1] ??
-      longOf(spec, named.match(/^-(\w)/)?.[1] ?? quoted.replace(/^-+/, ""));
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && named) {
+    const long = named.match(/--([\w-]+)/)?.[1] ?? longOf(spec, named.replace(/^-+/, ""));
     const o = spec.options[long];
     if (o?.type === "string") return `Option "--${long}" of "${spec.name}" needs a value`;
     return `Option "--${long}" of "${spec.name}" takes no value`;

@@ -9,7 +9,7 @@
  */
 
 import { closeFds, type FileKind, O } from "../../sys/fs.ts";
-import { type FileStatus, openAt, readSized, statusAt, statusFd } from "../../sys/dirfd.ts";
+import { openAt, readSized, statusAt, statusFd } from "../../sys/dirfd.ts";
 import { Errno, SysError } from "../../sys/errno.ts";
 import { Uring } from "../../sys/uring.ts";
 
@@ -156,7 +156,7 @@ export class MessageFiles {
     try {
       if (this.#ffi) {
         const st = statusAt(dirfd, name);
-        return st && fromStatus(st);
+        return st; // a status has every field a state has
       }
       return fromFileInfo(Deno.lstatSync(path));
     } catch {
@@ -217,12 +217,12 @@ export class MessageFiles {
     try {
       const st = statusFd(fd);
       if (st.kind !== "file") {
-        return { ok: false, why: "skip", reason: "not a regular file", state: fromStatus(st) };
+        return { ok: false, why: "skip", reason: "not a regular file", state: st };
       }
       // Removed before it could be read: a failed publish is removed before its close.
       if (st.nlink === 0) return { ok: false, why: "gone" };
       if (delivered !== undefined && sameFile(delivered, st)) return undefined;
-      const state = fromStatus(st);
+      const state: FileState = st;
       if (state.size > maxSize) return tooLarge(maxSize, state);
       // More or fewer bytes than its status said: still being written (its close comes later).
       const data = readSized(fd, state.size, this.#space(state.size));
@@ -407,12 +407,6 @@ function openFailed(errno: number): ReadOutcome {
   if (errno === Errno.ENOENT) return { ok: false, why: "gone" };
   if (errno === Errno.ELOOP) return { ok: false, why: "skip", reason: "a symbolic link" };
   return { ok: false, why: "skip", reason: new SysError("openat", errno).reason };
-}
-
-/** A status as a {@linkcode FileState}: the same object (a status has every field a state
- * has), not a copy made per message read. */
-function fromStatus(st: FileStatus): FileState {
-  return st;
 }
 
 function fromFileInfo(info: Deno.FileInfo): FileState {
