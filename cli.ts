@@ -34,6 +34,15 @@ function importCommand<T>(path: string): Promise<T> {
   return import(new URL(path, import.meta.url).href);
 }
 
+/** The directory bus's commands (pub, sub, init, gc). */
+const msgfsCommands = () => importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts");
+/** baf's commands (pubmsg, submsg). */
+const bafCommands = () => importCommand<typeof import("./cli/baf.ts")>("./cli/baf.ts");
+
+/** `fsbus completions`. */
+const completionsCommand = () =>
+  importCommand<typeof import("./cli/completions.ts")>("./cli/completions.ts");
+
 /** A command's entry point: takes the arguments after its name, returns the exit code. */
 type Entry = (args: string[]) => Promise<number>;
 
@@ -45,19 +54,19 @@ interface CommandInfo {
 const COMMANDS: Record<string, CommandInfo> = {
   pub: {
     summary: "Publish a message to a directory bus (msgfs)",
-    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).pub,
+    load: async () => (await msgfsCommands()).pub,
   },
   sub: {
     summary: "Subscribe to a directory bus (msgfs) and print its messages",
-    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).sub,
+    load: async () => (await msgfsCommands()).sub,
   },
   init: {
     summary: "Create a directory bus with its access mode and retention",
-    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).init,
+    load: async () => (await msgfsCommands()).init,
   },
   gc: {
     summary: "Remove expired messages from a directory bus now",
-    load: async () => (await importCommand<typeof import("./cli/msgfs.ts")>("./cli/msgfs.ts")).gc,
+    load: async () => (await msgfsCommands()).gc,
   },
   filebus: {
     summary: "A regular file as a multicast named pipe (filebus-compatible)",
@@ -84,11 +93,11 @@ const COMMANDS: Record<string, CommandInfo> = {
   },
   pubmsg: {
     summary: "Publish stdin lines to a topic (baf)",
-    load: async () => (await importCommand<typeof import("./cli/baf.ts")>("./cli/baf.ts")).pubmsg,
+    load: async () => (await bafCommands()).pubmsg,
   },
   submsg: {
     summary: "Print the lines of several topics (baf)",
-    load: async () => (await importCommand<typeof import("./cli/baf.ts")>("./cli/baf.ts")).submsg,
+    load: async () => (await bafCommands()).submsg,
   },
   bridge: {
     summary: "Carry messages between any two buses, across machines over NATS/JetStream",
@@ -103,9 +112,7 @@ const COMMANDS: Record<string, CommandInfo> = {
   completions: {
     summary: "Print a shell completion script (bash, zsh, fish)",
     load: async () => {
-      const { completions } = await importCommand<typeof import("./cli/completions.ts")>(
-        "./cli/completions.ts",
-      );
+      const { completions } = await completionsCommand();
       const summaries = Object.fromEntries(
         Object.entries(COMMANDS).map(([n, c]) => [n, c.summary]),
       );
