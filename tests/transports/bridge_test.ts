@@ -110,7 +110,15 @@ Deno.test("bridge() joins two directory buses both ways without loops, topics ke
     assert.equal(br.status.state, "local");
     assert.deepEqual(br.status.directions.map((d) => d.delivered), [1, 1]);
     assert.match(statusLine(br.status), /^local; dir:.* -> dir:.*: in 1 out 1 skipped 0/);
+    // Each sink keeps one empty file ready for its next message.
+    for (const bus of [a, b]) {
+      const spares = [...Deno.readDirSync(`${bus}/.fsbus-tmp`)];
+      assert.equal(spares.length, 1, `${bus}: one spare`);
+      assert.equal(Deno.statSync(`${bus}/.fsbus-tmp/${spares[0]!.name}`).size, 0);
+    }
   }
+  // Closed: the spares are gone.
+  for (const bus of [a, b]) assert.deepEqual([...Deno.readDirSync(`${bus}/.fsbus-tmp`)], []);
   // Restarted with the same state: nothing is carried again.
   await using again = await bridge(`dir:${a}`, `dir:${b}`, {
     both: true,

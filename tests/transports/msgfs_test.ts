@@ -470,6 +470,48 @@ Deno.test("events queued after an overflow for files a rescan delivered seconds 
   assert.deepEqual(got, sent);
 });
 
+/** The names in a bus's temp directory. */
+function tempNames(bus: string): string[] {
+  return [...Deno.readDirSync(`${bus}/.fsbus-tmp`)].map((e) => e.name);
+}
+
+Deno.test("Publisher with a spare: each message is the ready file renamed in; a spare swept meanwhile or a topic removed costs nothing; close() removes it", async () => {
+  using bus = tempDir();
+  const sub = msgfs.subscribe(bus.path, { recursive: true, since: "all" });
+  const pub = new msgfs.Publisher(bus.path, { atomic: true, spare: true, sweep: false });
+  const ids: string[] = [];
+  try {
+    ids.push(pub.publish("one").id);
+    // The next message's file is ready: empty, named as an id, not any message's.
+    let [spare] = tempNames(bus.path);
+    assert.equal(tempNames(bus.path).length, 1);
+    assert.notEqual(idTime(spare!), undefined);
+    assert.equal(Deno.statSync(`${bus.path}/.fsbus-tmp/${spare}`).size, 0);
+    ids.push(pub.publish("two").id);
+    assert.equal(Deno.readTextFileSync(`${bus.path}/${ids[1]}`), "two");
+    assert.equal(tempNames(bus.path).includes(spare!), false, "the spare was used");
+    // A sweep took the spare: the message is made anew, and a new spare follows.
+    [spare] = tempNames(bus.path);
+    Deno.removeSync(`${bus.path}/.fsbus-tmp/${spare}`);
+    ids.push(pub.publish("three").id);
+    assert.equal(tempNames(bus.path).length, 1);
+    ids.push(pub.publish("four", { topic: "t" }).id);
+    const got = await take(sub, 4);
+    assert.deepEqual(got.map((m) => m.id), ids);
+    assert.deepEqual(got.map((m) => dec.decode(m.data)), ["one", "two", "three", "four"]);
+    // A topic removed between two messages is made again.
+    Deno.removeSync(`${bus.path}/t`, { recursive: true });
+    const five = pub.publish("five", { topic: "t" }).id;
+    assert.equal(Deno.readTextFileSync(`${bus.path}/t/${five}`), "five");
+    const again = await take(msgfs.subscribe(bus.path, { recursive: true, since: "all" }), 4);
+    assert.deepEqual(again.map((m) => m.id), [...ids.slice(0, 3), five]);
+  } finally {
+    await sub.close();
+    await pub.close();
+  }
+  assert.deepEqual(tempNames(bus.path), []);
+});
+
 /** A small tmpfs mounted for one test, unmounted (and its mountpoint removed) when disposed. */
 async function tinyFs(size: string): Promise<{ path: string } & AsyncDisposable> {
   const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "fsbt-msgfs-full-" });
@@ -635,4 +677,37 @@ Deno.test("BusSubscription holds no message file open once the last message of a
   assert.equal(dec.decode((await next).value!.data), "kept");
   await new Promise((r) => setTimeout(r, 0));
   assert.deepEqual(openMessageFiles(bus.path), []);
+});
+
+Deno.test("Publisher with a spare on a full disk: a failed write leaves nothing in the bus, and publishing goes on once there is room", async () => {
+  await using fs = await tinyFs("1m");
+  const bus = fs.path;
+  const pub = new msgfs.Publisher(bus, { atomic: true, spare: true, sweep: false });
+  const ok: string[] = [];
+  let failures = 0;
+  try {
+    for (let i = 0; i < 8; i++) {
+      try {
+        ok.push(pub.publish(String(i).repeat(300 * 1024)).id);
+      } catch (err) {
+        failures++;
+        assert.match((err as Error).message, /^Cannot publish ".*": no space left on device$/);
+      }
+    }
+    assert.ok(failures > 0, "the disk filled");
+    const inBus = () =>
+      [...Deno.readDirSync(bus)].map((e) => e.name).filter((n) => !n.startsWith(".")).sort();
+    assert.deepEqual(inBus(), [...ok].sort());
+    // At most the spare is left in the temp directory, empty.
+    const left = tempNames(bus);
+    assert.ok(left.length <= 1, left.join(" "));
+    for (const n of left) assert.equal(Deno.statSync(`${bus}/.fsbus-tmp/${n}`).size, 0);
+    for (const id of ok) Deno.removeSync(`${bus}/${id}`);
+    const end = pub.publish("end").id;
+    assert.deepEqual(inBus(), [end]);
+    assert.equal(Deno.readTextFileSync(`${bus}/${end}`), "end");
+  } finally {
+    await pub.close();
+  }
+  assert.deepEqual(tempNames(bus), []);
 });

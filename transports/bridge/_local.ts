@@ -292,7 +292,8 @@ export function localSink(e: Local, ctx: Context): Sink {
   switch (e.kind) {
     case "dir": {
       checkDir(e.path, "directory bus");
-      const pub = new msgfs.Publisher(e.path, { atomic: true });
+      // A spare file kept ready: a message is a write, a close and a rename (see Publisher).
+      const pub = new msgfs.Publisher(e.path, { atomic: true, spare: true });
       // Under the shared list's lock: no bridge reads the message before its id is there.
       // The id is recorded after the message appears: a bridge killed in between writes the
       // message again when it is delivered again, unless `has` finds it (a restart), where
@@ -320,6 +321,7 @@ export function localSink(e: Local, ctx: Context): Sink {
         }
         return false;
       };
+      close = () => pub.close();
       break;
     }
     case "mq": {
