@@ -300,9 +300,14 @@ async function create(root: string, id: string, command: string[]): Promise<numb
       await new Promise((r) => setTimeout(r, 10));
     }
   } finally {
-    // The supervisor runs on; stop holding its stderr and status.
+    // The supervisor runs on; stop holding its stderr and status. One that has already
+    // exited (a command as short as `true`) has no process left to let go of.
     stderr.cancel().catch(() => {});
-    supervisor.unref();
+    try {
+      supervisor.unref();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.BadResource)) throw err;
+    }
   }
 }
 
