@@ -305,8 +305,8 @@ async function create(root: string, id: string, command: string[]): Promise<numb
     stderr.cancel().catch(() => {});
     try {
       supervisor.unref();
-    } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource)) throw err;
+    } catch {
+      // BadResource: it has exited and its resource is gone, nothing is held
     }
   }
 }

@@ -169,6 +169,13 @@ async function twoMachines(
           setB: (x) => (current = x),
           ns,
         });
+      } catch (err) {
+        // What each bridge said (its notices: connections, retries) goes with the failure.
+        const said = (p: BridgeProc) => p.err.text().slice(-3000) || "(nothing)";
+        if (err instanceof Error) {
+          err.message += `\nbridge A said: ${said(bridgeA)}\nbridge B said: ${said(current)}`;
+        }
+        throw err;
       } finally {
         await current[Symbol.asyncDispose]();
         await bridgeA[Symbol.asyncDispose]();
