@@ -3,6 +3,8 @@
  *
  * - live write-to-reader latency, 1 KiB, at 1k and 10k msgs/s: a writer process and a
  *   reader process (replay off), one clock (stamp/readStamp), first 1,000 not counted;
+ *   NATS core beside it (a nats-server on loopback, publisher and subscriber processes as
+ *   in bench/msgfs.ts), run for run alternated with it;
  * - replay-all rate: 100k × 1 KiB messages already in a group, read by a fresh process
  *   from the first to the last, with each message's CRC checked (as readers do) and, in the
  *   same run and interleaved, without (`verify: false`): what the check costs per message;
@@ -47,6 +49,7 @@ import {
   stamp,
   waitFor,
 } from "./_lib.ts";
+import { runPoint as natsPoint, startNats } from "./msgfs.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const WARMUP = 1000;
@@ -610,9 +613,9 @@ function medianBy(results: Result[], key: "p50_us" | "sub_rate" | "pub_rate"): R
   if (results.length === 1) return mid;
   return {
     ...mid,
-    notes: `${mid.notes}; median of ${results.length} runs, ${key} ${sorted[0]![key]}-${
-      sorted[sorted.length - 1]![key]
-    }`,
+    notes: `${mid.notes ? `${mid.notes}; ` : ""}median of ${results.length} runs, ${key} ${
+      sorted[0]![key]
+    }-${sorted[sorted.length - 1]![key]}`,
   };
 }
 
@@ -643,7 +646,7 @@ export async function run(
     if (!opts.fuseOnly) await directoryPoints(opts, reps, push);
     await fusePoints(opts, reps, push);
   }
-  addRatios(results, "mq");
+  addRatios(results, "mq", "nats");
   addRatios(results, "mq-fuse"); // ÷ the C FUSE floor
   addRatios(results, "mq-fuse-wb");
   return results;
@@ -654,20 +657,42 @@ async function directoryPoints(
   reps: number,
   push: (r: Result) => void,
 ): Promise<void> {
-  for (const [rate, count] of opts.quick ? [[1000, 3000]] : [[1000, 11_000], [10_000, 21_000]]) {
-    const runs: Result[] = [];
-    for (let i = 0; i < reps; i++) runs.push(await latencyPoint(rate!, count!, 1024));
-    push(medianBy(runs, "p50_us"));
-    // The floor: append to a stream file and write an index record, read by a C reader.
-    const f = await repeatFloor(reps, "mq", {
-      scenario: "latency",
-      size: 1024,
-      rate: rate!,
-      subscribers: 1,
-      count: count!,
-      warmup: WARMUP,
-    });
-    if (f) push(f);
+  // NATS core beside it, alternated run by run (the goal: live p50 ≤ NATS core's).
+  const nats = await startNats();
+  try {
+    for (
+      const [rate, count] of opts.quick ? [[1000, 3000]] : [[1000, 11_000], [10_000, 21_000]]
+    ) {
+      const runs: Result[] = [];
+      const natsRuns: Result[] = [];
+      for (let i = 0; i < reps; i++) {
+        runs.push(await latencyPoint(rate!, count!, 1024));
+        natsRuns.push(
+          await natsPoint({
+            transport: "nats",
+            size: 1024,
+            rate: rate!,
+            subscribers: 1,
+            count: count!,
+            fs: "tmpfs",
+          }, nats.server),
+        );
+      }
+      push(medianBy(runs, "p50_us"));
+      push(medianBy(natsRuns, "p50_us"));
+      // The floor: append to a stream file and write an index record, read by a C reader.
+      const f = await repeatFloor(reps, "mq", {
+        scenario: "latency",
+        size: 1024,
+        rate: rate!,
+        subscribers: 1,
+        count: count!,
+        warmup: WARMUP,
+      });
+      if (f) push(f);
+    }
+  } finally {
+    await nats.stop();
   }
   await replayPoints(opts, reps, push);
   push(orderCostPoint(opts.quick ? 5_000 : 20_000, 1024, opts.quick ? 3 : 5));

@@ -221,7 +221,8 @@ async function pubRole(args: Record<string, string>): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
 
-interface Point {
+/** One point of the directory-bus bench. */
+export interface Point {
   /** "burst": the subscriber is stopped (SIGSTOP) while the publisher writes, so that the
    * kernel's inotify queue overflows, then continued. */
   scenario?: "burst";
@@ -233,7 +234,14 @@ interface Point {
   fs: "tmpfs" | "ext4";
 }
 
-async function runPoint(p: Point, server: string): Promise<Result> {
+/**
+ * Runs one point: subscribers in their own processes, then the publisher; checks delivery.
+ *
+ * @param p The point (a NATS point needs `server`).
+ * @param server The nats-server's address.
+ * @returns The result.
+ */
+export async function runPoint(p: Point, server: string): Promise<Result> {
   const base = p.fs === "tmpfs" ? "/dev/shm" : "/tmp";
   const dir = Deno.makeTempDirSync({ dir: base, prefix: "fsbus-bench-" });
   const fifo = `${dir}/fifo`;
@@ -385,7 +393,12 @@ async function idleCpu(seconds: number): Promise<Result> {
   }
 }
 
-async function startNats(): Promise<{ server: string; stop: () => Promise<void> }> {
+/**
+ * Starts a nats-server on a free loopback port, for a bench's NATS points.
+ *
+ * @returns Its address and how to stop it.
+ */
+export async function startNats(): Promise<{ server: string; stop: () => Promise<void> }> {
   const port = 14222 + Math.floor(Math.random() * 1000);
   const child = new Deno.Command("nats-server", {
     args: ["-a", "127.0.0.1", "-p", String(port)],

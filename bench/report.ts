@@ -30,7 +30,7 @@ const BENCHES = ["msgfs", "filebus", "mq", "fanout"] as const;
 const PEERS: Record<string, string | undefined> = {
   msgfs: "nats",
   filebus: undefined,
-  mq: undefined,
+  mq: "nats",
   fanout: "zeromq",
 };
 
