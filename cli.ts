@@ -74,7 +74,7 @@ const COMMANDS: Record<string, CommandInfo> = {
       (await importCommand<typeof import("./cli/filebus.ts")>("./cli/filebus.ts")).filebus,
   },
   mq: {
-    summary: "Groups of buffered message streams with ctl, order and replay (mq(4))",
+    summary: "Buffered message stream groups: ctl, order, replay (mq(4))",
     load: async () => (await importCommand<typeof import("./cli/mq.ts")>("./cli/mq.ts")).mq,
   },
   pin: {
@@ -87,7 +87,7 @@ const COMMANDS: Record<string, CommandInfo> = {
       (await importCommand<typeof import("./cli/fanout.ts")>("./cli/fanout.ts")).fanout,
   },
   messagefs: {
-    summary: "Nodes and groups: direct messages and .all broadcasts, locally or over NATS",
+    summary: "Nodes and groups: messages and .all broadcasts, local or NATS",
     load: async () =>
       (await importCommand<typeof import("./cli/messagefs.ts")>("./cli/messagefs.ts")).messagefs,
   },
@@ -100,12 +100,12 @@ const COMMANDS: Record<string, CommandInfo> = {
     load: async () => (await bafCommands()).submsg,
   },
   bridge: {
-    summary: "Carry messages between any two buses, across machines over NATS/JetStream",
+    summary: "Carry messages between any two buses, across machines over NATS",
     load: async () =>
       (await importCommand<typeof import("./cli/bridge.ts")>("./cli/bridge.ts")).bridgeCommand,
   },
   status: {
-    summary: "Say what a path is (bus, group, file, topic), its settings, counts and size",
+    summary: "Say what a path is (bus, group, file, topic) and what it holds",
     load: async () =>
       (await importCommand<typeof import("./cli/status.ts")>("./cli/status.ts")).status,
   },
@@ -140,13 +140,14 @@ function topHelp(): string {
     "  -h, --help     Show this help",
     "  -V, --version  Show the version",
     "",
-    "Readers (sub, mq read, mq cat, fanout sub, submsg, messagefs join) print one message",
-    "per line; --raw writes exact bytes, --json one object per message; -n N stops after N",
-    "messages; --exec CMD runs a command per message. filebus consumer takes the same but",
-    "writes chunks exactly by default, as the original filebus. Writers (pub, mq write,",
-    "fanout pub, pubmsg, messagefs send) take a MESSAGE argument, standard input, or --lines.",
-    "Durations: 500ms, 30s, 5m, 1h30m, 2d; a bare number is seconds. Put -- before an",
-    "argument that starts with -.",
+    "Readers (sub, mq read, mq cat, fanout sub, submsg, messagefs join) print one",
+    "message per line; --raw writes exact bytes, --json one object per message;",
+    "-n N stops after N messages; --exec CMD runs a command per message. filebus",
+    "consumer takes the same but writes chunks exactly by default, as the original",
+    "filebus. Writers (pub, mq write, fanout pub, pubmsg, messagefs send) take a",
+    "MESSAGE argument, standard input, or --lines.",
+    "Durations: 500ms, 30s, 5m, 1h30m, 2d; a bare number is seconds. Put -- before",
+    "an argument that starts with -.",
     "",
     "Examples:",
     "  # Watch a directory bus and print each message as it arrives",

@@ -55,8 +55,9 @@ function consumerOptions(): CommandSpec["options"] {
 
 const SPEC: CommandSpec = {
   name: "fsbus filebus",
-  usage: "[--back-pressure] [--block-size N] [--lossless] [--no-file-monitoring]\n" +
-    "         [--filename FILE] [--sleep-interval N] [-v] {producer [--blocking-read], consumer}",
+  usage: "[--back-pressure] [--block-size N] [--lossless]\n" +
+    "         [--no-file-monitoring] [--filename FILE] [--sleep-interval N] [-v]\n" +
+    "         {producer [--blocking-read], consumer}",
   summary: "A regular file as a multicast named pipe, compatible with filebus 0.3.5 (Python and " +
     "bash) on disk and on the command line. The producer reads stdin and publishes it in " +
     "chunks to FILE (written to FILE.__new__ and renamed over FILE under an flock(2) on " +
@@ -118,15 +119,15 @@ const SPEC: CommandSpec = {
   },
   examples: [
     "# Multicast a stream: one producer, any number of consumers",
-    "strings /dev/urandom | fsbus filebus --filename /dev/shm/urandom.filebus producer",
-    "fsbus filebus --filename /dev/shm/urandom.filebus consumer",
+    "strings /dev/urandom | fsbus filebus --filename /dev/shm/random.fb producer",
+    "fsbus filebus --filename /dev/shm/random.fb consumer",
     "# A lossless queue of one chunk: each chunk to exactly one consumer, then EOF",
     "fsbus filebus --back-pressure --filename /dev/shm/jobs consumer > out.bin &",
     "fsbus filebus --back-pressure --filename /dev/shm/jobs producer < in.bin",
     "# Take one chunk from the queue and exit (the next one stays for others)",
     "fsbus filebus --lossless --filename /dev/shm/jobs consumer -n 1",
     "# Each chunk as one JSON object",
-    "fsbus filebus --filename /dev/shm/urandom.filebus consumer --json",
+    "fsbus filebus --filename /dev/shm/random.fb consumer --json",
     "# Make scripts written for the original run unchanged",
     "alias filebus='fsbus filebus'",
   ],
@@ -137,19 +138,21 @@ const HELP_TAIL = `
 Long options may be abbreviated to any unambiguous prefix, as the original's
 (--file, --back, --loss, --sleep, --no-file, --verb, --blocking).
 
-A consumer whose directory does not exist yet waits for it (saying so on stderr).
-A lossless consumer removes a chunk only after writing it out: if its output is
-closed (... consumer | head -c1), the chunk stays for the next consumer.
+A consumer whose directory does not exist yet waits for it (saying so on
+stderr). A lossless consumer removes a chunk only after writing it out: if its
+output is closed (... consumer | head -c1), the chunk stays for the next
+consumer.
 
-Exit status: 0 at end of input (producer), at the EOF marker (lossless consumer) or
-after --count chunks;
-1 on errors, including a missing --filename or action (as the original); 2 on
-other usage errors; 141 when the consumer's output is closed (as the original,
-killed by SIGPIPE). A lossy consumer runs until interrupted.
+Exit status: 0 at end of input (producer), at the EOF marker (lossless
+consumer) or after --count chunks; 1 on errors, including a missing --filename
+or action (as the original); 2 on other usage errors; 141 when the consumer's
+output is closed (as the original, killed by SIGPIPE). A lossy consumer runs
+until interrupted.
 
 To install "filebus" as this command, add to ~/.bashrc:
   alias filebus='fsbus filebus'
-or, for scripts that run "filebus" from PATH, create an executable ~/.local/bin/filebus:
+or, for scripts that run "filebus" from PATH, create an executable
+~/.local/bin/filebus:
   #!/bin/sh
   exec fsbus filebus "$@"
 `;

@@ -83,9 +83,9 @@ const JOIN: CommandSpec = {
     "# Wait for one message, print it as JSON and leave",
     "fsbus messagefs join --name waiter --json -n 1",
     "# Run a command for each message",
-    "fsbus messagefs join --name logger --exec 'logger -t \"$FSBUS_FROM\"' < /dev/null",
+    "fsbus messagefs join --name logger --exec 'logger -t \"$FSBUS_FROM\"' </dev/null",
     "# Across machines",
-    "fsbus messagefs join --name alice --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+    "fsbus messagefs join --name alice --nats nats://10.0.0.1:4222,nats://10.0.0.2",
   ],
   positionals: { min: 0, max: 0 },
 };
@@ -150,9 +150,10 @@ const MOUNT: CommandSpec = {
 
 const HELP = `Usage: fsbus messagefs join|send|ls|mount [ARGS...]
 
-Nodes and groups: every node of a network has a unique name; groups are paths (ops/db); a
-message to a group reaches every node in it and in the groups below it, once each. On one
-machine no server is needed; --nats puts the network on NATS.
+Nodes and groups: every node of a network has a unique name; groups are paths
+(ops/db); a message to a group reaches every node in it and in the groups
+below it, once each. On one machine no server is needed; --nats puts the
+network on NATS.
 
 Commands:
   join   Run a node: print what it receives, send what is typed

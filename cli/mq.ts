@@ -194,7 +194,7 @@ function topHelp(): string {
   return [
     "Usage: fsbus mq SUBCOMMAND [ARGS...]",
     "",
-    "mq(4) stream groups on an ordinary directory: ctl, order, replay, history on disk.",
+    "mq(4) stream groups in an ordinary directory: ctl, order, replay, history.",
     "",
     "Subcommands:",
     "  mkgroup DIR          Make a group",

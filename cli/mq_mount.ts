@@ -48,7 +48,8 @@ export const MOUNT: CommandSpec = {
     "echo replay all > /mnt/mq/chat/ctl",
     ": > /mnt/mq/chat/alice        # end of file for alice's readers",
     "fsbus mq umount /mnt/mq",
-    "fsbus mq mount /dev/shm/mq /mnt/mq --write-behind &  # writes acknowledged before commit",
+    "# Writes acknowledged before their commit (faster; see --write-behind)",
+    "fsbus mq mount /dev/shm/mq /mnt/mq --write-behind &",
   ],
   positionals: { min: 2, max: 2, names: "DIR MOUNTPOINT" },
 };

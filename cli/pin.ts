@@ -40,34 +40,35 @@ const HELP = `Usage: fsbus pin [-m DIR] -c ID CMD [ARGS...]
        fsbus pin [-m DIR] -r ID
        fsbus pin [-m DIR] -l
 
-Detachable terminal sessions over mq stream groups (Plan 9's pin). A session runs its
-command on a pseudo-terminal; its group (replay all) has streams 0 (input), 1 (the
-terminal's output), 2 and note.
+Detachable terminal sessions over mq stream groups (Plan 9's pin). A session
+runs its command on a pseudo-terminal; its group (replay all) has streams 0
+(input), 1 (the terminal's output), 2 and note.
 
 Options:
-  -c ID CMD...  Create session ID running CMD on a new terminal, detached. Fails, and
-                leaves no session, when CMD cannot start
-  -a ID         Attach: the session's output, history first, then live. From a terminal:
-                raw mode, every key goes to the session (Ctrl-C interrupts its foreground
-                job), the window size follows yours, the detach key leaves it running.
-                From pipes: each line read goes to 0, SIGINT interrupts, end of input
-                detaches. When the session ends, says how ("exited 3", "killed by
-                SIGHUP") and exits with that status (128+N for signal N)
+  -c ID CMD...  Create session ID running CMD on a new terminal, detached.
+                Fails, and leaves no session, when CMD cannot start
+  -a ID         Attach: the session's output, history first, then live. From a
+                terminal: raw mode, every key goes to the session (Ctrl-C
+                interrupts its foreground job), the window size follows yours,
+                the detach key leaves it running. From pipes: each line read
+                goes to 0, SIGINT interrupts, end of input detaches. When the
+                session ends, says how ("exited 3", "killed by SIGHUP") and
+                exits with that status (128+N for signal N)
   -e KEY        Detach key for -a: ^X (caret notation), one character, or none
-                (default: ^\ , Ctrl-backslash, as dtach)
-  -w ID [TEXT]  Type TEXT and a newline (or all of standard input; empty input sends
-                Ctrl-D) into the session
+                (default: ^\\, Ctrl-backslash, as dtach)
+  -w ID [TEXT]  Type TEXT and a newline (or all of standard input; empty input
+                sends Ctrl-D) into the session
   -k ID         End the session: SIGHUP, then SIGKILL after 3 s
   -r ID         Remove an ended session
   -l            List sessions: ID STATE PID STARTED ATTACHED COMMAND
   -m DIR        Where sessions live (default: $XDG_RUNTIME_DIR/fsbus-pin, else
-                \${TMPDIR:-/tmp}/fsbus-pin-$UID). It must be yours and writable by no one
-                else, or it is refused
+                \${TMPDIR:-/tmp}/fsbus-pin-$UID). It must be yours and
+                writable by no one else, or it is refused
   -h, --help    Show this help
 
 Examples:
   fsbus pin -c build bash
-  fsbus pin -a build                 # Ctrl-\ detaches
+  fsbus pin -a build                 # Ctrl-\\ detaches
   fsbus pin -w build 'make 2>&1 | tail -5'
   fsbus pin -l
   fsbus pin -k build && fsbus pin -r build

@@ -248,6 +248,39 @@ Deno.test("help for subcommands, unknown commands and flags suggest the closest"
   }
 });
 
+Deno.test("every command's help fits 80 columns, its prose wrapped in full lines", async () => {
+  const top = (await fsbus(["--help"])).text;
+  const commands = [
+    ...top.slice(top.indexOf("Commands:"), top.indexOf("Options:")).matchAll(/^ {2}(\S+)/gm),
+  ].map((m) => m[1]!);
+  assert.ok(commands.includes("bridge") && commands.length >= 14, commands.join(" "));
+  const subcommands: Record<string, string[]> = {
+    filebus: ["producer", "consumer"],
+    mq: ["mkgroup", "ctl", "write", "read", "cat", "mount", "umount", "check"],
+    fanout: ["create", "list", "rm", "pub", "sub"],
+    messagefs: ["join", "send", "ls", "mount"],
+  };
+  for (const command of ["", ...commands]) {
+    for (const sub of ["", ...(subcommands[command] ?? [])]) {
+      const args = [command, sub].filter(Boolean);
+      const r = await fsbus([...args, "--help"]);
+      const what = `fsbus ${args.join(" ")} --help`;
+      assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+      const lines = r.text.split("\n");
+      for (const line of lines) {
+        assert.ok(line.length <= 80, `${what}: ${line.length} columns: ${line}`);
+      }
+      // A line of prose ended early: the next line's first word would have fitted on it.
+      for (let i = 0; i + 1 < lines.length; i++) {
+        const [a, b] = [lines[i]!, lines[i + 1]!];
+        if (!/^[A-Za-z(]/.test(a) || !/^[a-z(]/.test(b)) continue;
+        const word = b.split(" ")[0]!;
+        assert.ok(a.length + 1 + word.length > 78, `${what}: cut before "${word}": ${a}`);
+      }
+    }
+  }
+});
+
 Deno.test("durations take 1h30m and bare seconds; negative values are bad values (defect 6)", async () => {
   using tmp = tempDir();
   const bus = `${tmp.path}/bus`;
