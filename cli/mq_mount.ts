@@ -181,7 +181,11 @@ async function daemonize(
       }
       await new Promise((r) => setTimeout(r, 10));
     }
-    child.unref();
+    try {
+      child.unref();
+    } catch {
+      // BadResource: the server has already exited (unmounted at once); nothing is held
+    }
     return 0;
   } finally {
     Deno.removeSync(status);
