@@ -10,6 +10,7 @@ import { mountAt, unmountPath } from "../sys/fuse/mod.ts";
 import { FsbusError, UsageError } from "../types.ts";
 import { type CommandSpec, intOption, stringOption, type Values } from "./_args.ts";
 import { warn } from "./_output.ts";
+import { letGo } from "./_detach.ts";
 
 /** The longest spin `--spin-us` takes (µs): longer is no longer a short wait. */
 const MAX_SPIN_US = 1000;
@@ -181,11 +182,7 @@ async function daemonize(
       }
       await new Promise((r) => setTimeout(r, 10));
     }
-    try {
-      child.unref();
-    } catch {
-      // BadResource: the server has already exited (unmounted at once); nothing is held
-    }
+    letGo(child);
     return 0;
   } finally {
     Deno.removeSync(status);

@@ -32,6 +32,7 @@ import {
   writeState,
 } from "./_pin_session.ts";
 import { supervise } from "./_pin_supervise.ts";
+import { letGo } from "./_detach.ts";
 
 const HELP = `Usage: fsbus pin [-m DIR] -c ID CMD [ARGS...]
        fsbus pin [-m DIR] [-e KEY] -a ID
@@ -301,14 +302,9 @@ async function create(root: string, id: string, command: string[]): Promise<numb
       await new Promise((r) => setTimeout(r, 10));
     }
   } finally {
-    // The supervisor runs on; stop holding its stderr and status. One that has already
-    // exited (a command as short as `true`) has no process left to let go of.
+    // The supervisor runs on; stop holding its stderr and status.
     stderr.cancel().catch(() => {});
-    try {
-      supervisor.unref();
-    } catch {
-      // BadResource: it has exited and its resource is gone, nothing is held
-    }
+    letGo(supervisor);
   }
 }
 
